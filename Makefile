@@ -1,0 +1,100 @@
+# Vantage -- entry points.  `make run` starts the demo stack, `make test`
+# runs every test; both install what is missing first.
+
+NGX_SRC      ?= /usr/share/nginx/src
+NGINX        ?= /usr/sbin/nginx
+PYTHON       := /usr/bin/python3
+B            := build
+
+# Debian's compiler and linker flags for the packaged nginx (nginx -V), so the
+# module is built exactly as Debian builds its own dynamic modules.
+DEB_CC_OPT   := -g -O2 -fstack-protector-strong -Wformat \
+                -Werror=format-security -fPIC -Wdate-time -D_FORTIFY_SOURCE=2
+DEB_LD_OPT   := -Wl,-z,relro -Wl,-z,now -fPIC
+SAN_FLAGS    := -fsanitize=address,undefined -fno-omit-frame-pointer \
+                -fno-sanitize-recover=undefined
+
+MODULE_SRCS  := config $(wildcard ngx_vantage_module/*.[ch] common/*.[ch])
+COMMON_SRCS  := $(wildcard common/*.c)
+CFLAGS_PLAIN := -std=gnu99 -g -O2 -W -Wall -Wno-unused-parameter -Werror \
+                -Wpointer-arith -fPIC -Icommon
+COMMON_LIBS  := -lcrypto -ljansson
+
+UNIT_SRCS    := $(wildcard tests/unit/test_*.c)
+UNIT_BINS    := $(UNIT_SRCS:tests/unit/%.c=$(B)/unit/%)
+
+.PHONY: all deps module asan worker unit integration integration-asan \
+        test test-fast run fuzz fuzz-replay bench valgrind clean
+
+all: deps module worker
+
+deps:
+	@lua-free-scripts/install-deps.sh
+
+module: $(B)/ngx_vantage_module.so
+asan: $(B)/asan/ngx_vantage_module.so
+
+# nginx's configure writes a Makefile into the directory it runs from, so it
+# runs in a private copy of Debian's configure tree, never in /usr/share.
+$(B)/nginx-src/configure:
+	@mkdir -p $(B)
+	rm -rf $(B)/nginx-src
+	cp -r $(NGX_SRC) $(B)/nginx-src
+
+# $(1): build dir, $(2): extra cc flags, $(3): extra ld flags
+define ngx_configure
+	cd $(B)/nginx-src && . ./conf_flags && ./configure \
+	    --with-cc-opt="$(DEB_CC_OPT) $(2)" --with-ld-opt="$(DEB_LD_OPT) $(3)" \
+	    "$${NGX_CONF_FLAGS[@]}" --add-dynamic-module=$(CURDIR) \
+	    --builddir=$(CURDIR)/$(1) > $(CURDIR)/$(1).configure.log 2>&1 \
+	    || { tail -20 $(CURDIR)/$(1).configure.log; exit 1; }
+endef
+
+$(B)/nginx/Makefile: $(B)/nginx-src/configure config Makefile
+	$(call ngx_configure,$(B)/nginx,,)
+
+$(B)/nginx-asan/Makefile: $(B)/nginx-src/configure config Makefile
+	$(call ngx_configure,$(B)/nginx-asan,$(SAN_FLAGS),$(SAN_FLAGS))
+
+$(B)/ngx_vantage_module.so: $(B)/nginx/Makefile $(MODULE_SRCS)
+	$(MAKE) -s -f $(CURDIR)/$(B)/nginx/Makefile -C $(B)/nginx-src modules
+	cp $(B)/nginx/ngx_vantage_module.so $@
+
+$(B)/asan/ngx_vantage_module.so: $(B)/nginx-asan/Makefile $(MODULE_SRCS)
+	$(MAKE) -s -f $(CURDIR)/$(B)/nginx-asan/Makefile -C $(B)/nginx-src modules
+	@mkdir -p $(B)/asan
+	cp $(B)/nginx-asan/ngx_vantage_module.so $@
+
+worker: $(B)/vantage-worker
+
+$(B)/vantage-worker: $(wildcard worker/src/*.c worker/src/*.h) $(COMMON_SRCS)
+	@mkdir -p $(B)
+	$(CC) $(CFLAGS_PLAIN) -o $@ $(wildcard worker/src/*.c) $(COMMON_SRCS) \
+	    $(COMMON_LIBS) -levent
+
+$(B)/unit/%: tests/unit/%.c $(COMMON_SRCS) $(wildcard common/*.h)
+	@mkdir -p $(B)/unit
+	$(CC) $(CFLAGS_PLAIN) $(SAN_FLAGS) -o $@ $< $(COMMON_SRCS) \
+	    $(COMMON_LIBS) -lcmocka
+
+unit: deps $(UNIT_BINS)
+	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
+
+integration: deps module worker
+	cd tests/integration && $(PYTHON) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+integration-asan: deps asan worker
+	cd tests/integration && VANTAGE_SANITIZE=1 \
+	    VANTAGE_MODULE=$(CURDIR)/$(B)/asan/ngx_vantage_module.so \
+	    $(PYTHON) -m pytest -q -p no:cacheprovider -m "not slow and not load" \
+	    $(PYTEST_ARGS)
+
+test-fast: deps module worker unit fuzz-replay integration
+
+test: test-fast integration-asan
+
+run: deps module worker
+	@lua-free-scripts/run-demo.sh
+
+clean:
+	rm -rf $(B)
