@@ -1,6 +1,7 @@
 # Vantage -- entry points.  `make run` starts the demo stack, `make test`
 # runs every test; both install what is missing first.
 
+SHELL        := /bin/bash
 NGX_SRC      ?= /usr/share/nginx/src
 NGINX        ?= /usr/sbin/nginx
 PYTHON       := /usr/bin/python3

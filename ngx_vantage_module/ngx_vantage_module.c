@@ -1,0 +1,494 @@
+/* ngx_vantage_module.c -- directives, configuration and the request context */
+
+#include "ngx_vantage_module.h"
+
+
+static ngx_int_t ngx_vantage_preconfiguration(ngx_conf_t *cf);
+static ngx_int_t ngx_vantage_postconfiguration(ngx_conf_t *cf);
+static void *ngx_vantage_create_main_conf(ngx_conf_t *cf);
+static char *ngx_vantage_init_main_conf(ngx_conf_t *cf, void *conf);
+static void *ngx_vantage_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_vantage_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child);
+static char *ngx_vantage_realm(ngx_conf_t *cf, void *post, void *data);
+static ngx_int_t ngx_vantage_init_module(ngx_cycle_t *cycle);
+static ngx_int_t ngx_vantage_init_process(ngx_cycle_t *cycle);
+static void ngx_vantage_ctx_cleanup(void *data);
+
+
+static ngx_conf_num_bounds_t  ngx_vantage_max_keys_tried_bounds = {
+    ngx_conf_check_num_bounds, 1, 64
+};
+
+static ngx_conf_post_t  ngx_vantage_realm_post = { ngx_vantage_realm };
+
+
+static ngx_command_t  ngx_vantage_commands[] = {
+
+    { ngx_string("vantage_jwt"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_vantage_loc_conf_t, jwt),
+      NULL },
+
+    { ngx_string("vantage_jwt_token"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_set_complex_value_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_vantage_loc_conf_t, token),
+      NULL },
+
+    { ngx_string("vantage_jwt_max_size"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_vantage_loc_conf_t, max_size),
+      NULL },
+
+    { ngx_string("vantage_jwt_keys"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_vantage_jwks_conf,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("vantage_jwt_keys_check_interval"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_vantage_main_conf_t, keys_check_interval),
+      NULL },
+
+    { ngx_string("vantage_jwt_max_keys_tried"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_vantage_loc_conf_t, max_keys_tried),
+      &ngx_vantage_max_keys_tried_bounds },
+
+    { ngx_string("vantage_jwt_algorithms"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_vantage_jwt_algorithms,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("vantage_jwt_require"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_2MORE,
+      ngx_vantage_jwt_require,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("vantage_jwt_require_exp"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_vantage_loc_conf_t, require_exp),
+      NULL },
+
+    { ngx_string("vantage_jwt_leeway"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_vantage_loc_conf_t, leeway),
+      NULL },
+
+    { ngx_string("vantage_jwt_realm"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_vantage_loc_conf_t, realm),
+      &ngx_vantage_realm_post },
+
+    { ngx_string("vantage_jwt_claim_header"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE2,
+      ngx_vantage_jwt_claim_header,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("vantage_jwt_claim_set"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE2,
+      ngx_vantage_jwt_claim_set,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("vantage_jwt_cache"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
+      ngx_vantage_jwt_cache_conf,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_vantage_module_ctx = {
+    ngx_vantage_preconfiguration,          /* preconfiguration */
+    ngx_vantage_postconfiguration,         /* postconfiguration */
+
+    ngx_vantage_create_main_conf,          /* create main configuration */
+    ngx_vantage_init_main_conf,            /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    ngx_vantage_create_loc_conf,           /* create location configuration */
+    ngx_vantage_merge_loc_conf             /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_vantage_module = {
+    NGX_MODULE_V1,
+    &ngx_vantage_module_ctx,               /* module context */
+    ngx_vantage_commands,                  /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    ngx_vantage_init_module,               /* init module */
+    ngx_vantage_init_process,              /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    NULL,                                  /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+static ngx_int_t
+ngx_vantage_preconfiguration(ngx_conf_t *cf)
+{
+    return ngx_vantage_jwt_add_variables(cf);
+}
+
+
+static ngx_int_t
+ngx_vantage_postconfiguration(ngx_conf_t *cf)
+{
+    ngx_http_handler_pt        *h;
+    ngx_http_core_main_conf_t  *cmcf;
+
+    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_ACCESS_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_vantage_jwt_handler;
+
+    return NGX_OK;
+}
+
+
+static void *
+ngx_vantage_create_main_conf(ngx_conf_t *cf)
+{
+    ngx_vantage_main_conf_t  *vmcf;
+
+    vmcf = ngx_pcalloc(cf->pool, sizeof(ngx_vantage_main_conf_t));
+    if (vmcf == NULL) {
+        return NULL;
+    }
+
+    if (ngx_array_init(&vmcf->keysets, cf->pool, 2,
+                       sizeof(ngx_vantage_jwks_t *))
+        != NGX_OK
+        || ngx_array_init(&vmcf->claims, cf->pool, 8,
+                          sizeof(ngx_vantage_claim_t))
+           != NGX_OK)
+    {
+        return NULL;
+    }
+
+    vmcf->keys_check_interval = NGX_CONF_UNSET_MSEC;
+
+    return vmcf;
+}
+
+
+static char *
+ngx_vantage_init_main_conf(ngx_conf_t *cf, void *conf)
+{
+    ngx_vantage_main_conf_t  *vmcf = conf;
+
+    ngx_conf_init_msec_value(vmcf->keys_check_interval, 1000);
+
+    if (vmcf->keys_check_interval == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"vantage_jwt_keys_check_interval\" must be "
+                           "at least 1ms");
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static void *
+ngx_vantage_create_loc_conf(ngx_conf_t *cf)
+{
+    ngx_vantage_loc_conf_t  *vlcf;
+
+    vlcf = ngx_pcalloc(cf->pool, sizeof(ngx_vantage_loc_conf_t));
+    if (vlcf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     vlcf->realm = { 0, NULL };
+     *     vlcf->policy = { 0 };
+     */
+
+    vlcf->jwt = NGX_CONF_UNSET;
+    vlcf->token = NGX_CONF_UNSET_PTR;
+    vlcf->max_size = NGX_CONF_UNSET_SIZE;
+    vlcf->keys = NGX_CONF_UNSET_PTR;
+    vlcf->algs = NGX_CONF_UNSET_UINT;
+    vlcf->requires = NGX_CONF_UNSET_PTR;
+    vlcf->require_exp = NGX_CONF_UNSET;
+    vlcf->leeway = NGX_CONF_UNSET;
+    vlcf->max_keys_tried = NGX_CONF_UNSET_UINT;
+    vlcf->claim_headers = NGX_CONF_UNSET_PTR;
+    vlcf->cache = NGX_CONF_UNSET_PTR;
+
+    return vlcf;
+}
+
+
+static char *
+ngx_vantage_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
+{
+    ngx_vantage_loc_conf_t  *prev = parent;
+    ngx_vantage_loc_conf_t  *conf = child;
+
+    ngx_conf_merge_value(conf->jwt, prev->jwt, 0);
+    ngx_conf_merge_ptr_value(conf->token, prev->token, NULL);
+    ngx_conf_merge_size_value(conf->max_size, prev->max_size, 8192);
+    ngx_conf_merge_ptr_value(conf->keys, prev->keys, NULL);
+    ngx_conf_merge_uint_value(conf->algs, prev->algs, VC_ALG_MASK_ALL);
+    ngx_conf_merge_ptr_value(conf->requires, prev->requires, NULL);
+    ngx_conf_merge_value(conf->require_exp, prev->require_exp, 1);
+    ngx_conf_merge_sec_value(conf->leeway, prev->leeway, 0);
+    ngx_conf_merge_uint_value(conf->max_keys_tried, prev->max_keys_tried, 3);
+    ngx_conf_merge_str_value(conf->realm, prev->realm, "vantage");
+    ngx_conf_merge_ptr_value(conf->claim_headers, prev->claim_headers, NULL);
+    ngx_conf_merge_ptr_value(conf->cache, prev->cache, NULL);
+
+    if (conf->max_size == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"vantage_jwt_max_size\" must not be zero");
+        return NGX_CONF_ERROR;
+    }
+
+    if (conf->jwt && conf->keys == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"vantage_jwt\" is on but no \"vantage_jwt_keys\" "
+                           "applies here");
+        return NGX_CONF_ERROR;
+    }
+
+    return ngx_vantage_jwt_merge_policy(cf, conf);
+}
+
+
+/* the realm goes into a quoted-string of WWW-Authenticate as it is */
+static char *
+ngx_vantage_realm(ngx_conf_t *cf, void *post, void *data)
+{
+    ngx_str_t  *realm = data;
+
+    u_char  *p;
+
+    for (p = realm->data; p < realm->data + realm->len; p++) {
+        if (*p < 0x20 || *p == 0x7f || *p == '"' || *p == '\\') {
+            return "must not contain quotes, backslashes or control "
+                   "characters";
+        }
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_vantage_init_module(ngx_cycle_t *cycle)
+{
+    return ngx_vantage_jwt_index_variables(cycle);
+}
+
+
+static ngx_int_t
+ngx_vantage_init_process(ngx_cycle_t *cycle)
+{
+    return ngx_vantage_jwks_init_process(cycle);
+}
+
+
+/*
+ * Registers a value every verified token yields; returns its index, the
+ * same in every process, or NGX_ERROR.
+ */
+ngx_int_t
+ngx_vantage_claim_add(ngx_conf_t *cf, ngx_vantage_main_conf_t *vmcf,
+    ngx_str_t *name, ngx_uint_t kind)
+{
+    ngx_uint_t            i;
+    ngx_vantage_claim_t  *claim;
+
+    claim = vmcf->claims.elts;
+
+    for (i = 0; i < vmcf->claims.nelts; i++) {
+        if (claim[i].kind == kind
+            && claim[i].name.len == name->len
+            && ngx_strncmp(claim[i].name.data, name->data, name->len) == 0)
+        {
+            return i;
+        }
+    }
+
+    claim = ngx_array_push(&vmcf->claims);
+    if (claim == NULL) {
+        return NGX_ERROR;
+    }
+
+    claim->kind = kind;
+    claim->name.len = name->len;
+    claim->name.data = ngx_pnalloc(cf->pool, name->len + 1);
+    if (claim->name.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(claim->name.data, name->data, name->len);
+    claim->name.data[name->len] = '\0';
+
+    return vmcf->claims.nelts - 1;
+}
+
+
+/*
+ * The context lives in a pool cleanup as well as in r->ctx, as in the realip
+ * module: internal redirects zero r->ctx, and the cleanup is how the context
+ * is found again.
+ */
+ngx_vantage_ctx_t *
+ngx_vantage_get_ctx(ngx_http_request_t *r)
+{
+    ngx_pool_cleanup_t  *cln;
+    ngx_vantage_ctx_t   *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_vantage_module);
+
+    if (ctx == NULL && (r->internal || r->filter_finalize)) {
+
+        for (cln = r->pool->cleanup; cln; cln = cln->next) {
+            if (cln->handler == ngx_vantage_ctx_cleanup) {
+                ctx = cln->data;
+                ngx_http_set_ctx(r, ctx, ngx_vantage_module);
+                break;
+            }
+        }
+    }
+
+    return ctx;
+}
+
+
+ngx_vantage_ctx_t *
+ngx_vantage_create_ctx(ngx_http_request_t *r)
+{
+    ngx_pool_cleanup_t  *cln;
+    ngx_vantage_ctx_t   *ctx;
+
+    cln = ngx_pool_cleanup_add(r->pool, sizeof(ngx_vantage_ctx_t));
+    if (cln == NULL) {
+        return NULL;
+    }
+
+    ctx = cln->data;
+    ngx_memzero(ctx, sizeof(ngx_vantage_ctx_t));
+
+    cln->handler = ngx_vantage_ctx_cleanup;
+
+    ngx_http_set_ctx(r, ctx, ngx_vantage_module);
+
+    return ctx;
+}
+
+
+static void
+ngx_vantage_ctx_cleanup(void *data)
+{
+    /* everything the context points to lives in the request pool */
+}
+
+
+/*
+ * Sends a complete JSON error response {"error": ..., "error_description":
+ * ...} from a phase handler and finalizes the request, as a content handler
+ * would.  The caller returns NGX_DONE.  Headers set before the call (such
+ * as WWW-Authenticate) are kept.
+ */
+ngx_int_t
+ngx_vantage_send_json(ngx_http_request_t *r, ngx_uint_t status,
+    const char *error, const char *description)
+{
+    size_t        len, elen, dlen;
+    u_char       *p;
+    ngx_int_t     rc;
+    ngx_buf_t    *b;
+    ngx_chain_t   out;
+
+    rc = ngx_http_discard_request_body(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    elen = ngx_strlen(error);
+    dlen = ngx_strlen(description);
+
+    len = sizeof("{\"error\":\"\",\"error_description\":\"\"}\n") - 1
+          + elen + ngx_escape_json(NULL, (u_char *) error, elen)
+          + dlen + ngx_escape_json(NULL, (u_char *) description, dlen);
+
+    b = ngx_create_temp_buf(r->pool, len);
+    if (b == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = ngx_cpymem(b->last, "{\"error\":\"", sizeof("{\"error\":\"") - 1);
+    p = (u_char *) ngx_escape_json(p, (u_char *) error, elen);
+    p = ngx_cpymem(p, "\",\"error_description\":\"",
+                   sizeof("\",\"error_description\":\"") - 1);
+    p = (u_char *) ngx_escape_json(p, (u_char *) description, dlen);
+    p = ngx_cpymem(p, "\"}\n", sizeof("\"}\n") - 1);
+    b->last = p;
+
+    b->last_buf = (r == r->main) ? 1 : 0;
+    b->last_in_chain = 1;
+
+    r->headers_out.status = status;
+    r->headers_out.content_length_n = b->last - b->pos;
+    ngx_str_set(&r->headers_out.content_type, "application/json");
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+    r->headers_out.content_type_lowcase = NULL;
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        ngx_http_finalize_request(r, rc);
+        return NGX_DONE;
+    }
+
+    out.buf = b;
+    out.next = NULL;
+
+    ngx_http_finalize_request(r, ngx_http_output_filter(r, &out));
+
+    return NGX_DONE;
+}

@@ -1,0 +1,134 @@
+/* ngx_vantage_module.h -- configuration, request context and shared calls */
+
+#ifndef _NGX_VANTAGE_MODULE_H_INCLUDED_
+#define _NGX_VANTAGE_MODULE_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "vc_jwt.h"
+
+
+#define NGX_VANTAGE_CLAIM         0     /* a claim, by name or dotted path */
+#define NGX_VANTAGE_CLAIM_HEADER  1     /* a member of the JOSE header */
+#define NGX_VANTAGE_CLAIM_ALL     2     /* the whole payload, as JSON */
+
+
+/*
+ * A value extracted from every verified token: what the variables, the
+ * claim headers and the verified-token cache work from.  Registered at
+ * configuration time, never at request time, so that every worker process
+ * agrees on the index of each.
+ */
+typedef struct {
+    ngx_str_t                   name;      /* NUL-terminated */
+    ngx_uint_t                  kind;
+} ngx_vantage_claim_t;
+
+
+/* a key file, shared by every location that names it */
+typedef struct {
+    ngx_str_t                   path;      /* full name, NUL-terminated */
+    vc_keyset_t                *keys;      /* in force in this process */
+    ngx_file_uniq_t             uniq;      /* the file as last loaded */
+    time_t                      mtime;
+    long                        mtime_nsec;
+    off_t                       size;
+    ngx_uint_t                  failed;    /* its last change did not load */
+    ngx_event_t                 timer;
+} ngx_vantage_jwks_t;
+
+
+typedef struct {
+    ngx_array_t                 keysets;   /* ngx_vantage_jwks_t * */
+    ngx_array_t                 claims;    /* ngx_vantage_claim_t */
+    ngx_msec_t                  keys_check_interval;
+} ngx_vantage_main_conf_t;
+
+
+typedef struct {
+    ngx_str_t                   name;
+    ngx_str_t                   lowcase;
+    ngx_uint_t                  hash;
+    ngx_uint_t                  claim;     /* index in main conf claims */
+} ngx_vantage_claim_header_t;
+
+
+typedef struct {
+    ngx_flag_t                  jwt;
+    ngx_http_complex_value_t   *token;
+    size_t                      max_size;
+    ngx_vantage_jwks_t         *keys;
+    ngx_uint_t                  algs;
+    ngx_array_t                *requires;      /* vc_require_t */
+    ngx_flag_t                  require_exp;
+    time_t                      leeway;
+    ngx_uint_t                  max_keys_tried;
+    ngx_str_t                   realm;
+    ngx_array_t                *claim_headers; /* ngx_vantage_claim_header_t */
+    ngx_shm_zone_t             *cache;
+
+    /* built by merge from the above */
+    vc_policy_t                 policy;
+    u_char                      policy_digest[32];
+} ngx_vantage_loc_conf_t;
+
+
+typedef struct {
+    ngx_str_t                  *values;    /* one per claim; data NULL if absent */
+    unsigned                    verified:1;
+} ngx_vantage_jwt_ctx_t;
+
+
+/*
+ * One context for the whole main request: it survives internal redirects
+ * (nginx clears module contexts on those), which is what lets a request be
+ * authenticated once.
+ */
+typedef struct {
+    ngx_vantage_jwt_ctx_t       jwt;
+} ngx_vantage_ctx_t;
+
+
+extern ngx_module_t  ngx_vantage_module;
+
+
+ngx_vantage_ctx_t *ngx_vantage_get_ctx(ngx_http_request_t *r);
+ngx_vantage_ctx_t *ngx_vantage_create_ctx(ngx_http_request_t *r);
+ngx_int_t ngx_vantage_send_json(ngx_http_request_t *r, ngx_uint_t status,
+    const char *error, const char *description);
+ngx_int_t ngx_vantage_claim_add(ngx_conf_t *cf, ngx_vantage_main_conf_t *vmcf,
+    ngx_str_t *name, ngx_uint_t kind);
+
+/* ngx_vantage_jwt.c */
+ngx_int_t ngx_vantage_jwt_handler(ngx_http_request_t *r);
+ngx_int_t ngx_vantage_jwt_add_variables(ngx_conf_t *cf);
+ngx_int_t ngx_vantage_jwt_index_variables(ngx_cycle_t *cycle);
+char *ngx_vantage_jwt_claim_set(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_vantage_jwt_claim_header(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_vantage_jwt_require(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_vantage_jwt_algorithms(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_vantage_jwt_merge_policy(ngx_conf_t *cf,
+    ngx_vantage_loc_conf_t *vlcf);
+
+/* ngx_vantage_jwks.c */
+char *ngx_vantage_jwks_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+ngx_int_t ngx_vantage_jwks_init_process(ngx_cycle_t *cycle);
+
+/* ngx_vantage_jwt_cache.c */
+char *ngx_vantage_jwt_cache_conf(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_vantage_jwt_cache_get(ngx_shm_zone_t *zone, u_char *key,
+    ngx_pool_t *pool, ngx_str_t *value);
+time_t ngx_vantage_jwt_cache_expires(ngx_shm_zone_t *zone);
+void ngx_vantage_jwt_cache_put(ngx_shm_zone_t *zone, u_char *key,
+    time_t expires, u_char *value, size_t len);
+
+
+#endif /* _NGX_VANTAGE_MODULE_H_INCLUDED_ */
