@@ -34,6 +34,7 @@ static ngx_int_t ngx_vantage_jwt_prefix_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_vantage_jwt_claims_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_vantage_jwt_claims_digest(ngx_vantage_main_conf_t *vmcf);
 
 
 static ngx_http_variable_t  ngx_vantage_jwt_vars[] = {
@@ -134,9 +135,11 @@ ngx_vantage_jwt_handler(ngx_http_request_t *r)
 
     if (vlcf->cache) {
         /*
-         * the cache key binds the token to the keys that verified it and to
-         * the policy it satisfied: a token passed in one location is not
-         * thereby passed in a stricter one, nor after a key rotation
+         * the cache key binds the token to the keys that verified it, to
+         * the policy it satisfied and to the list of values an entry holds:
+         * a token passed in one location is not thereby passed in a
+         * stricter one, nor after a key rotation, and a reload that changes
+         * the claims in use cannot read an entry's values in another order
          */
         EVP_MD_CTX  *md;
 
@@ -144,6 +147,7 @@ ngx_vantage_jwt_handler(ngx_http_request_t *r)
         if (md == NULL
             || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1
             || EVP_DigestUpdate(md, vlcf->policy_digest, 32) != 1
+            || EVP_DigestUpdate(md, vmcf->claims_digest, 32) != 1
             || EVP_DigestUpdate(md, vlcf->keys->keys->digest, 32) != 1
             || EVP_DigestUpdate(md, token.data, token.len) != 1
             || EVP_DigestFinal_ex(md, key, NULL) != 1)
@@ -160,11 +164,15 @@ ngx_vantage_jwt_handler(ngx_http_request_t *r)
             ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                            "vantage jwt: cache hit");
 
-            if (ngx_vantage_jwt_deserialize(r, &ctx->jwt, &blob) != NGX_OK) {
-                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            if (ngx_vantage_jwt_deserialize(r, &ctx->jwt, &blob) == NGX_OK) {
+                goto verified;
             }
 
-            goto verified;
+            ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+                          "vantage jwt: malformed cache entry ignored");
+
+            ngx_memzero(ctx->jwt.values,
+                        vmcf->claims.nelts * sizeof(ngx_str_t));
         }
     }
 
@@ -876,18 +884,57 @@ ngx_vantage_jwt_index_variables(ngx_cycle_t *cycle)
         v[i].data = n;
     }
 
-    return NGX_OK;
+    return ngx_vantage_jwt_claims_digest(vmcf);
 }
 
 
-/* vantage_jwt_claim_set $variable path.to.claim */
+static ngx_int_t
+ngx_vantage_jwt_claims_digest(ngx_vantage_main_conf_t *vmcf)
+{
+    int                   ok;
+    uint64_t              kind;
+    ngx_uint_t            i;
+    EVP_MD_CTX           *md;
+    ngx_vantage_claim_t  *claim;
+
+    md = EVP_MD_CTX_new();
+    if (md == NULL) {
+        return NGX_ERROR;
+    }
+
+    ok = EVP_DigestInit_ex(md, EVP_sha256(), NULL);
+
+    claim = vmcf->claims.elts;
+
+    for (i = 0; ok && i < vmcf->claims.nelts; i++) {
+        kind = claim[i].kind;
+        ok = EVP_DigestUpdate(md, &kind, sizeof(uint64_t))
+             && EVP_DigestUpdate(md, claim[i].name.data,
+                                 claim[i].name.len + 1);
+    }
+
+    ok = ok && EVP_DigestFinal_ex(md, vmcf->claims_digest, NULL);
+
+    EVP_MD_CTX_free(md);
+
+    return ok ? NGX_OK : NGX_ERROR;
+}
+
+
+/*
+ * vantage_jwt_claim_set $variable path.to.claim
+ * auth_jwt_claim_set $variable name [name ...]   (NGINX Plus: the names are
+ *                                                 the path, joined here)
+ */
 char *
 ngx_vantage_jwt_claim_set(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_vantage_main_conf_t *vmcf = conf;
 
+    u_char               *p;
     ngx_int_t             n;
-    ngx_str_t            *value, name;
+    ngx_str_t            *value, name, path;
+    ngx_uint_t            i;
     ngx_http_variable_t  *v;
 
     value = cf->args->elts;
@@ -901,11 +948,32 @@ ngx_vantage_jwt_claim_set(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     name.data = value[1].data + 1;
     name.len = value[1].len - 1;
 
-    if (value[2].len == 0) {
-        return "takes a claim name or path";
+    path.len = cf->args->nelts - 3;
+
+    for (i = 2; i < cf->args->nelts; i++) {
+        if (value[i].len == 0) {
+            return "takes a claim name or path";
+        }
+
+        path.len += value[i].len;
     }
 
-    n = ngx_vantage_claim_add(cf, vmcf, &value[2], NGX_VANTAGE_CLAIM);
+    path.data = ngx_pnalloc(cf->pool, path.len);
+    if (path.data == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    p = path.data;
+
+    for (i = 2; i < cf->args->nelts; i++) {
+        if (i > 2) {
+            *p++ = '.';
+        }
+
+        p = ngx_cpymem(p, value[i].data, value[i].len);
+    }
+
+    n = ngx_vantage_claim_add(cf, vmcf, &path, NGX_VANTAGE_CLAIM);
     if (n == NGX_ERROR) {
         return NGX_CONF_ERROR;
     }
@@ -925,6 +993,73 @@ ngx_vantage_jwt_claim_set(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     v->get_handler = ngx_vantage_jwt_variable;
     v->data = n;
+
+    return NGX_CONF_OK;
+}
+
+
+/* auth_jwt realm [token=$variable] | off   (NGINX Plus) */
+char *
+ngx_vantage_jwt_auth_jwt(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_vantage_loc_conf_t *vlcf = conf;
+
+    char                              *rv;
+    ngx_str_t                         *value;
+    ngx_http_compile_complex_value_t   ccv;
+
+    if (vlcf->jwt != NGX_CONF_UNSET) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "off") == 0) {
+        if (cf->args->nelts != 2) {
+            return "takes no token when off";
+        }
+
+        vlcf->jwt = 0;
+        return NGX_CONF_OK;
+    }
+
+    rv = ngx_vantage_check_realm(&value[1]);
+    if (rv != NGX_CONF_OK) {
+        return rv;
+    }
+
+    vlcf->jwt = 1;
+    vlcf->realm = value[1];
+
+    if (cf->args->nelts == 2) {
+        return NGX_CONF_OK;
+    }
+
+    if (ngx_strncmp(value[2].data, "token=", 6) != 0
+        || vlcf->token != NGX_CONF_UNSET_PTR)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid parameter \"%V\"", &value[2]);
+        return NGX_CONF_ERROR;
+    }
+
+    vlcf->token = ngx_palloc(cf->pool, sizeof(ngx_http_complex_value_t));
+    if (vlcf->token == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    value[2].data += 6;
+    value[2].len -= 6;
+
+    ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+
+    ccv.cf = cf;
+    ccv.value = &value[2];
+    ccv.complex_value = vlcf->token;
+
+    if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
 
     return NGX_CONF_OK;
 }

@@ -123,6 +123,36 @@ static ngx_command_t  ngx_vantage_commands[] = {
       0,
       NULL },
 
+    /* NGINX Plus-compatible spellings */
+
+    { ngx_string("auth_jwt"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
+      ngx_vantage_jwt_auth_jwt,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("auth_jwt_key_file"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_vantage_jwks_conf,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("auth_jwt_leeway"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_vantage_loc_conf_t, leeway),
+      NULL },
+
+    { ngx_string("auth_jwt_claim_set"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_2MORE,
+      ngx_vantage_jwt_claim_set,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
       ngx_null_command
 };
 
@@ -297,12 +327,17 @@ ngx_vantage_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 }
 
 
-/* the realm goes into a quoted-string of WWW-Authenticate as it is */
 static char *
 ngx_vantage_realm(ngx_conf_t *cf, void *post, void *data)
 {
-    ngx_str_t  *realm = data;
+    return ngx_vantage_check_realm(data);
+}
 
+
+/* the realm goes into a quoted-string of WWW-Authenticate as it is */
+char *
+ngx_vantage_check_realm(ngx_str_t *realm)
+{
     u_char  *p;
 
     for (p = realm->data; p < realm->data + realm->len; p++) {

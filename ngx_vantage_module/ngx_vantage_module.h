@@ -44,6 +44,8 @@ typedef struct {
 typedef struct {
     ngx_array_t                 keysets;   /* ngx_vantage_jwks_t * */
     ngx_array_t                 claims;    /* ngx_vantage_claim_t */
+    /* SHA-256 of the claims' kinds and names, in order: in the cache key */
+    u_char                      claims_digest[32];
     ngx_msec_t                  keys_check_interval;
 } ngx_vantage_main_conf_t;
 
@@ -99,6 +101,7 @@ ngx_vantage_ctx_t *ngx_vantage_get_ctx(ngx_http_request_t *r);
 ngx_vantage_ctx_t *ngx_vantage_create_ctx(ngx_http_request_t *r);
 ngx_int_t ngx_vantage_send_json(ngx_http_request_t *r, ngx_uint_t status,
     const char *error, const char *description);
+char *ngx_vantage_check_realm(ngx_str_t *realm);
 ngx_int_t ngx_vantage_claim_add(ngx_conf_t *cf, ngx_vantage_main_conf_t *vmcf,
     ngx_str_t *name, ngx_uint_t kind);
 
@@ -106,6 +109,8 @@ ngx_int_t ngx_vantage_claim_add(ngx_conf_t *cf, ngx_vantage_main_conf_t *vmcf,
 ngx_int_t ngx_vantage_jwt_handler(ngx_http_request_t *r);
 ngx_int_t ngx_vantage_jwt_add_variables(ngx_conf_t *cf);
 ngx_int_t ngx_vantage_jwt_index_variables(ngx_cycle_t *cycle);
+char *ngx_vantage_jwt_auth_jwt(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 char *ngx_vantage_jwt_claim_set(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_vantage_jwt_claim_header(ngx_conf_t *cf, ngx_command_t *cmd,
