@@ -19,7 +19,7 @@ MODULE_SRCS  := config $(wildcard ngx_vantage_module/*.[ch] common/*.[ch])
 COMMON_SRCS  := $(wildcard common/*.c)
 CFLAGS_PLAIN := -std=gnu99 -g -O2 -W -Wall -Wno-unused-parameter -Werror \
                 -Wpointer-arith -fPIC -Icommon
-COMMON_LIBS  := -lcrypto -ljansson
+COMMON_LIBS  := -lcrypto -ljansson -lm
 
 UNIT_SRCS    := $(wildcard tests/unit/test_*.c)
 UNIT_BINS    := $(UNIT_SRCS:tests/unit/%.c=$(B)/unit/%)

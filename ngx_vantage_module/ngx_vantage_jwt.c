@@ -616,17 +616,19 @@ ngx_vantage_jwt_set_headers(ngx_http_request_t *r,
 
 /*
  * Removes every header of that name from r->headers_in.headers without
- * moving any other element: a part is shortened from either end or split
- * in two (as lua-nginx-module does), since r->headers_in holds pointers to
- * elements.  A part that was shortened or split must not be appended to,
- * so the list then gets a fresh last part.
+ * moving any other element, since r->headers_in holds pointers to them: a
+ * part is shortened from either end or split in two, as lua-nginx-module
+ * does.  Two rules of ngx_list_t users are kept: only the first part may be
+ * empty (the usual iteration reads elts[0] of the next part unchecked), and
+ * ngx_list_push() never writes past a shortened or split last part: that
+ * part is marked full, so the next push starts a new part.
  */
 static ngx_int_t
 ngx_vantage_headers_in_remove(ngx_http_request_t *r, ngx_str_t *lowcase)
 {
     ngx_uint_t        i, last_touched;
     ngx_list_t       *l;
-    ngx_list_part_t  *part, *np;
+    ngx_list_part_t  *part, *prev, *np;
     ngx_table_elt_t  *h;
 
     l = &r->headers_in.headers;
@@ -683,22 +685,36 @@ ngx_vantage_headers_in_remove(ngx_http_request_t *r, ngx_str_t *lowcase)
         }
     }
 
-    if (last_touched) {
-        np = ngx_palloc(r->pool, sizeof(ngx_list_part_t));
-        if (np == NULL) {
-            return NGX_ERROR;
+    if (!last_touched) {
+        return NGX_OK;
+    }
+
+    prev = &l->part;
+
+    for (part = l->part.next; part; part = part->next) {
+
+        if (part->nelts) {
+            prev = part;
+            continue;
         }
 
-        np->elts = ngx_palloc(r->pool, l->nalloc * l->size);
-        if (np->elts == NULL) {
+        prev->next = part->next;
+
+        if (l->last == part) {
+            l->last = prev;
+        }
+    }
+
+    if (l->last->nelts) {
+        l->nalloc = l->last->nelts;
+
+    } else {
+        /* the list is empty: no element's address is left to keep */
+
+        l->last->elts = ngx_palloc(r->pool, l->nalloc * l->size);
+        if (l->last->elts == NULL) {
             return NGX_ERROR;
         }
-
-        np->nelts = 0;
-        np->next = NULL;
-
-        l->last->next = np;
-        l->last = np;
     }
 
     return NGX_OK;
