@@ -59,12 +59,12 @@ $(B)/nginx-asan/Makefile: $(B)/nginx-src/configure config Makefile
 
 $(B)/ngx_vantage_module.so: $(B)/nginx/Makefile $(MODULE_SRCS)
 	$(MAKE) -s -f $(CURDIR)/$(B)/nginx/Makefile -C $(B)/nginx-src modules
-	cp $(B)/nginx/ngx_vantage_module.so $@
+	cp $(B)/nginx/ngx_vantage_module.so $@.tmp && mv -f $@.tmp $@
 
 $(B)/asan/ngx_vantage_module.so: $(B)/nginx-asan/Makefile $(MODULE_SRCS)
 	$(MAKE) -s -f $(CURDIR)/$(B)/nginx-asan/Makefile -C $(B)/nginx-src modules
 	@mkdir -p $(B)/asan
-	cp $(B)/nginx-asan/ngx_vantage_module.so $@
+	cp $(B)/nginx-asan/ngx_vantage_module.so $@.tmp && mv -f $@.tmp $@
 
 worker: $(B)/vantage-worker
 
@@ -97,5 +97,42 @@ test: test-fast integration-asan
 run: deps module worker
 	@lua-free-scripts/run-demo.sh
 
+bench: deps module
+	@lua-free-scripts/bench.sh
+
 clean:
 	rm -rf $(B)
+
+# libFuzzer targets: `make fuzz` runs each for FUZZ_SECONDS on a scratch
+# corpus seeded from tests/fuzz/corpus/<target>/ (kept small, committed);
+# crashers land in build/fuzz/crashes/ and, once fixed, belong in
+# tests/fuzz/regress/<target>/.  `make fuzz-replay` runs both directories
+# through an ASan+UBSan build without libFuzzer.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := fuzz_jwt fuzz_keys
+FUZZ_DEPS    := $(COMMON_SRCS) $(wildcard common/*.h) tests/unit/fixtures.h
+
+$(B)/fuzz/%: tests/fuzz/%.c $(FUZZ_DEPS)
+	@mkdir -p $(B)/fuzz
+	clang -g -O1 -fsanitize=fuzzer,address,undefined \
+	    -fno-sanitize-recover=undefined -W -Wall -Wno-unused-parameter \
+	    -Werror -Icommon -o $@ $< $(COMMON_SRCS) $(COMMON_LIBS)
+
+$(B)/fuzz-replay/%: tests/fuzz/%.c tests/fuzz/replay_main.c $(FUZZ_DEPS)
+	@mkdir -p $(B)/fuzz-replay
+	$(CC) $(CFLAGS_PLAIN) $(SAN_FLAGS) -o $@ $< tests/fuzz/replay_main.c \
+	    $(COMMON_SRCS) $(COMMON_LIBS)
+
+fuzz: $(FUZZ_TARGETS:%=$(B)/fuzz/%)
+	@set -e; mkdir -p $(B)/fuzz/crashes; for t in $(FUZZ_TARGETS); do \
+	    mkdir -p $(B)/fuzz/corpus/$$t tests/fuzz/regress/$$t; \
+	    echo "== $$t, $(FUZZ_SECONDS)s"; \
+	    $(B)/fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	        -artifact_prefix=$(B)/fuzz/crashes/$$t- \
+	        $(B)/fuzz/corpus/$$t tests/fuzz/corpus/$$t tests/fuzz/regress/$$t; \
+	done
+
+fuzz-replay: $(FUZZ_TARGETS:%=$(B)/fuzz-replay/%)
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	    $(B)/fuzz-replay/$$t tests/fuzz/corpus/$$t tests/fuzz/regress/$$t; \
+	done

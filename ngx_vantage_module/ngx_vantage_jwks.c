@@ -63,8 +63,8 @@ ngx_vantage_jwks_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     if (ngx_vantage_jwks_load(jwks, cf->log, &fi, &jwks->keys, errstr)
         != NGX_OK)
     {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "\"%V\": %s",
-                           &value[1], errstr);
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "%V \"%V\": %s",
+                           &cmd->name, &value[1], errstr);
         return NGX_CONF_ERROR;
     }
 

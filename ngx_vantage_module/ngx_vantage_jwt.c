@@ -393,10 +393,15 @@ ngx_vantage_jwt_serialize(ngx_http_request_t *r, ngx_vantage_jwt_ctx_t *jctx,
     p = blob;
 
     for (i = 0; i < vmcf->claims.nelts; i++) {
-        n = jctx->values[i].data ? (uint32_t) jctx->values[i].len
-                                 : NGX_VANTAGE_JWT_ABSENT;
+        if (jctx->values[i].data == NULL) {
+            n = NGX_VANTAGE_JWT_ABSENT;
+            p = ngx_cpymem(p, &n, sizeof(uint32_t));
+            continue;
+        }
+
+        n = (uint32_t) jctx->values[i].len;
         p = ngx_cpymem(p, &n, sizeof(uint32_t));
-        p = ngx_cpymem(p, jctx->values[i].data, jctx->values[i].len);
+        p = ngx_cpymem(p, jctx->values[i].data, n);
     }
 
     return blob;
@@ -465,18 +470,33 @@ ngx_vantage_jwt_refuse(ngx_http_request_t *r, ngx_vantage_loc_conf_t *vlcf,
     u_char                    *p, *q;
     ngx_uint_t                 i;
     ngx_table_elt_t           *h;
+    ngx_log_handler_pt         handler;
     ngx_http_err_page_t       *err_page;
     ngx_http_core_loc_conf_t  *clcf;
 
+    /*
+     * nginx's log handler would append the request line, and with it a
+     * token passed in the query string; these lines name the client and
+     * the path without arguments instead
+     */
+
+    handler = r->connection->log->handler;
+    r->connection->log->handler = NULL;
+
     if (error == NULL) {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      "vantage jwt: no bearer token in the request");
+                      "vantage jwt: no bearer token in the request, "
+                      "client: %V, uri: \"%V\"",
+                      &r->connection->addr_text, &r->uri);
 
     } else {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      "vantage jwt: token refused (%s): \"%s\"",
-                      error, reason);
+                      "vantage jwt: token refused (%s): \"%s\", "
+                      "client: %V, uri: \"%V\"",
+                      error, reason, &r->connection->addr_text, &r->uri);
     }
+
+    r->connection->log->handler = handler;
 
     len = sizeof("Bearer realm=\"\"") - 1 + vlcf->realm.len;
 
@@ -1226,9 +1246,9 @@ ngx_vantage_jwt_algorithms(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
         if (alg == VC_ALG_NONE) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "unsupported algorithm \"%V\", use HS256, "
-                               "HS384, HS512, RS256, RS384, RS512, ES256, "
-                               "ES384 or ES512", &value[i]);
+                               "%V: unsupported algorithm \"%V\", use "
+                               "HS256, HS384, HS512, RS256, RS384, RS512, "
+                               "ES256, ES384 or ES512", &cmd->name, &value[i]);
             return NGX_CONF_ERROR;
         }
 

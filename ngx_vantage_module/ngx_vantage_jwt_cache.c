@@ -77,7 +77,8 @@ ngx_vantage_jwt_cache_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
             if (p == NULL) {
                 ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "invalid zone size \"%V\"", &value[i]);
+                                   "%V: invalid zone size \"%V\"", &cmd->name,
+                                   &value[i]);
                 return NGX_CONF_ERROR;
             }
 
@@ -90,13 +91,15 @@ ngx_vantage_jwt_cache_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
             if (size == NGX_ERROR) {
                 ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "invalid zone size \"%V\"", &value[i]);
+                                   "%V: invalid zone size \"%V\"", &cmd->name,
+                                   &value[i]);
                 return NGX_CONF_ERROR;
             }
 
             if (size < (ssize_t) (8 * ngx_pagesize)) {
                 ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "zone \"%V\" is too small", &value[i]);
+                                   "%V: zone \"%V\" is too small",
+                                   &cmd->name, &value[i]);
                 return NGX_CONF_ERROR;
             }
 
@@ -111,7 +114,8 @@ ngx_vantage_jwt_cache_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             ttl = ngx_parse_time(&s, 1);
             if (ttl == (time_t) NGX_ERROR || ttl == 0) {
                 ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "invalid ttl \"%V\"", &value[i]);
+                                   "%V: invalid ttl \"%V\"", &cmd->name,
+                                   &value[i]);
                 return NGX_CONF_ERROR;
             }
 
@@ -119,7 +123,8 @@ ngx_vantage_jwt_cache_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         }
 
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid parameter \"%V\"", &value[i]);
+                           "%V: invalid parameter \"%V\"", &cmd->name,
+                           &value[i]);
         return NGX_CONF_ERROR;
     }
 
@@ -140,8 +145,8 @@ ngx_vantage_jwt_cache_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
         if (cache->ttl != ttl) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "zone \"%V\" is already used with another ttl",
-                               &name);
+                               "%V: zone \"%V\" is already used with "
+                               "another ttl", &cmd->name, &name);
             return NGX_CONF_ERROR;
         }
 
