@@ -1,0 +1,585 @@
+#!/usr/bin/env bash
+# bench.sh -- what JWT validation in ngx_vantage_module costs a proxied
+# request, measured as /work/shared/bench/run-peers.sh measures its peers.
+#
+#   lua-free-scripts/bench.sh                     3 rounds x 10 s, about 4 min
+#   ROUNDS=1 DURATION=5 lua-free-scripts/bench.sh
+#   ONLY=a-plain lua-free-scripts/bench.sh        the baseline alone (no module)
+#
+# Configs, measured in interleaved rounds (a, v1, v2, v3, a, v1, ...):
+#   a-plain          proxy_pass to the backend with upstream keepalive
+#   v-rs256-nocache  + vantage_jwt, RS256 (RSA-2048 PEM public key), no cache
+#   v-rs256-cache    + vantage_jwt_cache zone=jwt:10m
+#   v-es256-nocache  + vantage_jwt, ES256 (P-256 PEM public key), no cache
+#
+# Layout (the same for every config): the gateway nginx (master + 1 worker)
+# is pinned to cpu $GW_CPU; wrk -t1 -c64 and the backend nginx (1 worker,
+# answers 200 {"ok":true}) to cpu $LOAD_CPU.  HTTP/1.1 keepalive on both
+# legs.  Every measured run follows an unmeasured warm-up run; round 1 is
+# preceded by a pre-warm.  wrk's plain text output (--latency) is parsed:
+# no wrk Lua script.  Gateway CPU is utime+stime of its master and workers
+# (/proc/<pid>/stat) over the measured window.  All of it on 127.0.0.1,
+# stopped by a trap on EXIT, INT and TERM.
+#
+# The shared nginx pieces (main, events, http with the keepalive upstream,
+# proxy, backend) are taken from $PEERS_DIR when it exists, so the figures
+# compare with /work/shared/bench/PEERS.md; otherwise bench.sh writes its own
+# copies of them, identical in content.
+#
+# Environment:
+#   ROUNDS=3 DURATION=10 WARMUP=2 PREWARM=5 CONNS=64 THREADS=1
+#   GW_CPU=0 LOAD_CPU=1 NGINX=/usr/sbin/nginx
+#   MODULE=build/ngx_vantage_module.so (copied into the run directory, so a
+#     rebuild during the run does not change the file under nginx)
+#   ONLY="a-plain v-rs256-cache"   a subset of the config ids
+#   WAIT_IDLE=0   seconds to wait, before measuring, for the machine to be
+#                 under 10% busy (other people's builds and tests)
+#   BENCH_DIR=build/bench  BACKEND_PORT=19080  GW_BASE_PORT=19081
+#   PEERS_DIR=/work/shared/bench/peers (set it empty for the built-in copies)
+#
+# Output: a markdown table on stdout and in $BENCH_DIR/results.md; per-run
+# figures in $BENCH_DIR/raw.tsv; wrk outputs and logs under $BENCH_DIR/run.
+set -Eeuo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-10}
+WARMUP=${WARMUP:-2}
+PREWARM=${PREWARM:-5}
+CONNS=${CONNS:-64}
+THREADS=${THREADS:-1}
+GW_CPU=${GW_CPU:-0}
+LOAD_CPU=${LOAD_CPU:-1}
+NGINX=${NGINX:-/usr/sbin/nginx}
+MODULE=${MODULE:-$ROOT/build/ngx_vantage_module.so}
+ONLY=${ONLY:-}
+WAIT_IDLE=${WAIT_IDLE:-0}
+OUT=${BENCH_DIR:-$ROOT/build/bench}
+BACKEND_PORT=${BACKEND_PORT:-19080}
+GW_BASE_PORT=${GW_BASE_PORT:-19081}
+PEERS_DIR=${PEERS_DIR-/work/shared/bench/peers}
+PY=/usr/bin/python3
+RUN=$OUT/run
+
+log() { printf '[bench %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+# id | token wrk sends | location body
+CONFIGS_ALL=(
+  "a-plain|none|"
+  "v-rs256-nocache|rs256|vantage_jwt on; vantage_jwt_keys @KEYS@/rs256-public.pem; vantage_jwt_algorithms RS256;"
+  "v-rs256-cache|rs256|vantage_jwt on; vantage_jwt_keys @KEYS@/rs256-public.pem; vantage_jwt_algorithms RS256; vantage_jwt_cache zone=jwt:10m;"
+  "v-es256-nocache|es256|vantage_jwt on; vantage_jwt_keys @KEYS@/es256-public.pem; vantage_jwt_algorithms ES256;"
+)
+
+CONFIGS=()
+for c in "${CONFIGS_ALL[@]}"; do
+  id=${c%%|*}
+  [[ -z $ONLY || " $ONLY " == *" $id "* ]] && CONFIGS+=("$c")
+done
+[[ ${#CONFIGS[@]} -gt 0 ]] || die "ONLY=\"$ONLY\" selects no config"
+NEED_MODULE=0
+for c in "${CONFIGS[@]}"; do [[ $c == v-* ]] && NEED_MODULE=1; done
+
+for v in ROUNDS DURATION WARMUP PREWARM CONNS THREADS GW_CPU LOAD_CPU BACKEND_PORT GW_BASE_PORT \
+         WAIT_IDLE; do
+  [[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a non-negative integer, not \"${!v}\""
+done
+(( ROUNDS > 0 && DURATION > 0 )) || die "ROUNDS and DURATION must be positive"
+
+# ---------------------------------------------------------------- prerequisites
+[[ -x $NGINX ]] || die "$NGINX not found (lua-free-scripts/install-deps.sh)"
+for cmd in wrk curl taskset; do
+  command -v "$cmd" >/dev/null || die "$cmd not found (lua-free-scripts/install-deps.sh)"
+done
+$PY -c 'import jwt, cryptography' 2>/dev/null \
+  || die "$PY lacks PyJWT/cryptography (apt-get install python3-jwt python3-cryptography)"
+if (( NEED_MODULE )); then
+  [[ -f $MODULE ]] || die "$MODULE not found: 'make module', or ONLY=a-plain for the baseline alone"
+fi
+ncpu=$(nproc)
+(( GW_CPU < ncpu && LOAD_CPU < ncpu )) || die "GW_CPU/LOAD_CPU must be below $ncpu"
+[[ $GW_CPU != "$LOAD_CPU" ]] || log "WARNING: GW_CPU equals LOAD_CPU: the gateway shares its core with the load"
+
+# ---------------------------------------------------------------- processes
+PIDDIR=$RUN/pids
+STARTED=()    # "pid:name"
+
+stop_pid() { # pid name
+  local pid=$1 i
+  kill -0 "$pid" 2>/dev/null || return 0
+  kill -TERM "$pid" 2>/dev/null || true
+  for ((i = 0; i < 50; i++)); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
+  log "$2 (pid $pid) did not stop on TERM; sending KILL"
+  kill -KILL "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+  local rc=$? i e
+  trap - EXIT INT TERM
+  for ((i = ${#STARTED[@]} - 1; i >= 0; i--)); do
+    e=${STARTED[$i]}
+    stop_pid "${e%%:*}" "${e#*:}"
+    rm -f "$PIDDIR/${e#*:}.pid"
+  done
+  (( ${#STARTED[@]} == 0 )) || log "stopped ${#STARTED[@]} process(es)"
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# Leftovers of a run that was killed hard: only pids from our pid files whose
+# command line still names our run directory.
+if [[ -d $PIDDIR ]]; then
+  for f in "$PIDDIR"/*.pid; do
+    [[ -e $f ]] || continue
+    pid=$(cat "$f" 2>/dev/null || true)
+    if [[ $pid =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null \
+       && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$RUN"; then
+      log "stopping leftover $(basename "$f" .pid) (pid $pid) from an earlier run"
+      stop_pid "$pid" "$(basename "$f" .pid)"
+    fi
+    rm -f "$f"
+  done
+fi
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+ports=("$BACKEND_PORT")
+for ((i = 0; i < ${#CONFIGS[@]}; i++)); do ports+=($((GW_BASE_PORT + i))); done
+for p in "${ports[@]}"; do
+  port_open "$p" && die "127.0.0.1:$p is already in use (set BACKEND_PORT / GW_BASE_PORT)"
+done
+
+wait_port() { # port pid name
+  local i
+  for ((i = 0; i < 100; i++)); do
+    port_open "$1" && return 0
+    kill -0 "$2" 2>/dev/null || die "$3 exited during startup (see $RUN/logs and its error.log)"
+    sleep 0.1
+  done
+  die "$3 did not open 127.0.0.1:$1 within 10s"
+}
+
+LAST_PID=
+start_bg() { # name cpu cmd...  (the command stays in the foreground; sets LAST_PID)
+  local name=$1 cpu=$2 f; shift 2
+  f=${name//\//_}
+  taskset -c "$cpu" "$@" >"$RUN/logs/$f.out" 2>&1 &
+  LAST_PID=$!
+  STARTED+=("$LAST_PID:$f")
+  echo "$LAST_PID" >"$PIDDIR/$f.pid"
+}
+
+# ---------------------------------------------------------------- files
+rm -rf "$RUN"
+mkdir -p "$RUN"/{pids,logs,keys,common,gw} "$OUT"
+COMMON=$RUN/common
+KEYS=$RUN/keys
+
+if (( NEED_MODULE )); then
+  cp "$MODULE" "$RUN/ngx_vantage_module.so"
+  MODULE_RUN=$RUN/ngx_vantage_module.so
+  MODULE_SHA=$(sha256sum "$MODULE_RUN" | cut -c1-12)
+fi
+
+# The shared pieces: the peers' files when present, else these copies of them.
+if [[ -n $PEERS_DIR && -f $PEERS_DIR/common/http.conf && -f $PEERS_DIR/backend.conf ]]; then
+  PIECES="$PEERS_DIR (common/*.conf, backend.conf)"
+  for f in main events http proxy; do
+    cp "$PEERS_DIR/common/$f.conf" "$COMMON/$f.conf.in"
+  done
+  cp "$PEERS_DIR/backend.conf" "$COMMON/backend.conf.in"
+else
+  PIECES="bench.sh's built-in copies"
+  cat >"$COMMON/main.conf.in" <<'EOF'
+worker_processes 1;
+daemon off;
+pid logs/nginx.pid;
+error_log logs/error.log warn;
+worker_rlimit_nofile 20000;
+EOF
+  cat >"$COMMON/events.conf.in" <<'EOF'
+worker_connections 4096;
+use epoll;
+EOF
+  cat >"$COMMON/http.conf.in" <<'EOF'
+access_log off;
+keepalive_requests 1000000;
+keepalive_timeout 75s;
+client_body_temp_path tmp/body;
+proxy_temp_path       tmp/proxy;
+fastcgi_temp_path     tmp/fastcgi;
+uwsgi_temp_path       tmp/uwsgi;
+scgi_temp_path        tmp/scgi;
+
+upstream vbench_backend {
+    server 127.0.0.1:@BACKEND_PORT@;
+    keepalive 64;
+    keepalive_requests 1000000;
+    keepalive_timeout 60s;
+}
+EOF
+  cat >"$COMMON/proxy.conf.in" <<'EOF'
+proxy_pass http://vbench_backend;
+proxy_http_version 1.1;
+proxy_set_header Connection "";
+EOF
+  cat >"$COMMON/backend.conf.in" <<'EOF'
+include @PEERS@/common/main.conf;
+events { include @PEERS@/common/events.conf; }
+http {
+    access_log off;
+    keepalive_requests 1000000;
+    keepalive_timeout 75s;
+    client_body_temp_path tmp/body;
+    proxy_temp_path       tmp/proxy;
+    fastcgi_temp_path     tmp/fastcgi;
+    uwsgi_temp_path       tmp/uwsgi;
+    scgi_temp_path        tmp/scgi;
+    server {
+        listen 127.0.0.1:@BACKEND_PORT@ backlog=4096;
+        location / {
+            default_type application/json;
+            return 200 '{"ok":true}';
+        }
+    }
+}
+EOF
+fi
+log "shared nginx pieces: $PIECES"
+
+# The peers' templates include "@PEERS@/common/<name>.conf": render them so
+# that this path resolves to our common directory.
+mkdir -p "$RUN/peers"
+ln -s "$COMMON" "$RUN/peers/common"
+render() { # src dst [gw_port]
+  sed -e "s#@PEERS@#$RUN/peers#g" -e "s#@KEYS@#$KEYS#g" \
+      -e "s#@BACKEND_PORT@#$BACKEND_PORT#g" -e "s#@GW_PORT@#${3:-0}#g" \
+      -e "s#@MODULE@#${MODULE_RUN:-}#g" "$1" >"$2"
+}
+for f in main events http proxy; do render "$COMMON/$f.conf.in" "$COMMON/$f.conf"; done
+
+gw_template() { # id location-body
+  if [[ $1 == v-* ]]; then echo "load_module @MODULE@;"; fi
+  cat <<EOF
+# $1 (rendered by lua-free-scripts/bench.sh)
+include @PEERS@/common/main.conf;
+events { include @PEERS@/common/events.conf; }
+http {
+    include @PEERS@/common/http.conf;
+    server {
+        listen 127.0.0.1:@GW_PORT@ backlog=4096;
+        location / {
+EOF
+  local d directives
+  IFS=';' read -r -a directives <<<"$2"
+  for d in "${directives[@]}"; do
+    d=${d#"${d%%[![:space:]]*}"}
+    [[ -n $d ]] && echo "            $d;"
+  done
+  cat <<'EOF'
+            include @PEERS@/common/proxy.conf;
+        }
+    }
+}
+EOF
+}
+
+# ---------------------------------------------------------------- keys and tokens
+# RSA-2048 and P-256 key pairs, the valid tokens wrk sends (exp 2100-01-01,
+# as the peers' tokens), and the refused ones the sanity checks send.
+$PY - "$KEYS" <<'PYEOF'
+import os, sys, time
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+out = sys.argv[1]
+FAR = 4102444800
+now = int(time.time())
+claims = {"iss": "vbench", "sub": "bench-client-1", "aud": "vbench-api",
+          "iat": now, "exp": FAR, "scope": "read"}
+
+def pem_pair(key):
+    priv = key.private_bytes(serialization.Encoding.PEM,
+                             serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+    pub = key.public_key().public_bytes(
+        serialization.Encoding.PEM,
+        serialization.PublicFormat.SubjectPublicKeyInfo)
+    return priv, pub
+
+def w(name, data):
+    with open(os.path.join(out, name), "wb" if isinstance(data, bytes) else "w") as f:
+        f.write(data)
+
+rs_priv, rs_pub = pem_pair(rsa.generate_private_key(65537, 2048))
+rs_other, _ = pem_pair(rsa.generate_private_key(65537, 2048))
+es_priv, es_pub = pem_pair(ec.generate_private_key(ec.SECP256R1()))
+es_other, _ = pem_pair(ec.generate_private_key(ec.SECP256R1()))
+w("rs256-public.pem", rs_pub)
+w("es256-public.pem", es_pub)
+
+tokens = {
+    "rs256": jwt.encode(claims, rs_priv, algorithm="RS256"),
+    "es256": jwt.encode(claims, es_priv, algorithm="ES256"),
+    "rs256-badsig": jwt.encode(claims, rs_other, algorithm="RS256"),
+    "es256-badsig": jwt.encode(claims, es_other, algorithm="ES256"),
+    "rs256-expired": jwt.encode(dict(claims, exp=now - 3600), rs_priv, algorithm="RS256"),
+    "es256-expired": jwt.encode(dict(claims, exp=now - 3600), es_priv, algorithm="ES256"),
+    "hs256": jwt.encode(claims, "vbenchHS256secretKey0123456789abcdefABCDEF", algorithm="HS256"),
+    "garbage": "abc.def.ghi",
+}
+for name, tok in tokens.items():
+    w(name + ".jwt", tok)
+
+jwt.decode(tokens["rs256"], rs_pub, algorithms=["RS256"], audience="vbench-api")
+jwt.decode(tokens["es256"], es_pub, algorithms=["ES256"], audience="vbench-api")
+PYEOF
+chmod 755 "$KEYS"; chmod 644 "$KEYS"/*
+
+token_for() { [[ $1 == none ]] && return 0; cat "$KEYS/$1.jwt"; }
+
+# ---------------------------------------------------------------- start
+start_nginx() { # name cpu template port   (sets LAST_PID)
+  local name=$1 cpu=$2 tmpl=$3 port=$4 pfx=$RUN/$1 f=${1//\//_}
+  mkdir -p "$pfx"/{conf,logs,tmp}
+  chmod -R a+rwX "$pfx/tmp"
+  render "$tmpl" "$pfx/conf/nginx.conf" "$port"
+  if ! "$NGINX" -t -q -p "$pfx/" -e "$pfx/logs/error.log" -c "$pfx/conf/nginx.conf" \
+       >"$RUN/logs/$f.test" 2>&1; then
+    cat "$RUN/logs/$f.test" >&2
+    die "nginx -t failed for $name ($pfx/conf/nginx.conf)"
+  fi
+  start_bg "$name" "$cpu" "$NGINX" -p "$pfx/" -e "$pfx/logs/error.log" -c "$pfx/conf/nginx.conf"
+  wait_port "$port" "$LAST_PID" "$name"
+}
+
+log "run dir: $RUN"
+log "backend nginx on 127.0.0.1:$BACKEND_PORT (cpu $LOAD_CPU)"
+start_nginx backend "$LOAD_CPU" "$COMMON/backend.conf.in" "$BACKEND_PORT"
+
+declare -A GW_PID GW_PORT GW_TOKEN
+IDS=()
+for ((i = 0; i < ${#CONFIGS[@]}; i++)); do
+  IFS='|' read -r id tok body <<<"${CONFIGS[$i]}"
+  gw_template "$id" "$body" >"$RUN/gw/$id.conf.in"
+  port=$((GW_BASE_PORT + i))
+  log "gateway $id on 127.0.0.1:$port (cpu $GW_CPU)"
+  start_nginx "gw/$id" "$GW_CPU" "$RUN/gw/$id.conf.in" "$port"
+  GW_PID[$id]=$LAST_PID; GW_PORT[$id]=$port; GW_TOKEN[$id]=$tok
+  IDS+=("$id")
+done
+
+# ---------------------------------------------------------------- sanity checks
+http_code() { # url [token]  -> status; body in $RUN/logs/curl.body
+  local auth=()
+  [[ -n ${2:-} ]] && auth=(-H "Authorization: Bearer $2")
+  curl -s --max-time 5 -o "$RUN/logs/curl.body" -w '%{http_code}' "${auth[@]}" "$1" || true
+}
+
+log "sanity checks"
+code=$(http_code "http://127.0.0.1:$BACKEND_PORT/")
+[[ $code == 200 ]] || die "backend answered $code"
+for id in "${IDS[@]}"; do
+  url=http://127.0.0.1:${GW_PORT[$id]}/
+  tok=$(token_for "${GW_TOKEN[$id]}")
+  # twice: the second request of a cache config is answered from the cache
+  for n in 1 2; do
+    code=$(http_code "$url" "$tok")
+    body=$(cat "$RUN/logs/curl.body")
+    [[ $code == 200 && $body == '{"ok":true}' ]] \
+      || die "$id: valid request #$n got $code '$body' (see $RUN/gw/$id/logs/error.log)"
+  done
+  if [[ $id == v-* ]]; then
+    a=${GW_TOKEN[$id]}
+    if [[ $a == rs256 ]]; then other=es256; else other=rs256; fi
+    for bad in "$a-badsig" none garbage "$a-expired" "$other" hs256; do
+      btok=""; [[ $bad == none ]] || btok=$(token_for "$bad")
+      code=$(http_code "$url" "$btok")
+      [[ $code == 401 ]] || die "$id: token '$bad' got $code, expected 401"
+    done
+    log "  $id ok: 200 for the valid token (twice), 401 for a wrong signature, no token, garbage, expired, $other, hs256"
+  else
+    log "  $id ok: 200"
+  fi
+done
+
+# ---------------------------------------------------------------- measuring
+CLK_TCK=$(getconf CLK_TCK)
+proc_ticks() { # master pid -> utime+stime of the master and its children
+  local p t=0 pids
+  mapfile -t pids < <(ps -o pid= --ppid "$1" | tr -d ' ')
+  for p in "$1" "${pids[@]}"; do
+    [[ -r /proc/$p/stat ]] || continue
+    # fields 14 and 15, counted after the ")" that ends the command name
+    t=$(( t + $(sed 's/.*) //' "/proc/$p/stat" | awk '{print $12 + $13}') ))
+  done
+  echo "$t"
+}
+cpu_jiffies() { # N -> "busy total" of cpuN
+  awk -v c="cpu$1" '$1 == c {t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t}' /proc/stat
+}
+
+# wrk's text output -> "rps p50_us p99_us requests non2xx sockerr"
+parse_wrk() {
+  awk '
+    function us(v,   n) {
+      n = v + 0
+      if (v ~ /us$/) return n
+      if (v ~ /ms$/) return n * 1000
+      if (v ~ /m$/)  return n * 60e6
+      if (v ~ /s$/)  return n * 1e6
+      return n
+    }
+    /^ +50%/                  { p50 = us($2) }
+    /^ +99%/                  { p99 = us($2) }
+    / requests in /           { req = $1 }
+    /^Requests\/sec:/         { rps = $2 }
+    /Non-2xx or 3xx/          { non2xx = $NF }
+    /^ +Socket errors:/       { gsub(/,/, ""); sock = $4 + $6 + $8 + $10 }
+    END {
+      if (rps == "" || p50 == "" || p99 == "" || req == "") exit 1
+      printf "%s %d %d %d %d %d\n", rps, p50, p99, req, non2xx + 0, sock + 0
+    }'
+}
+
+run_wrk() { # id seconds outfile
+  local tok hdr=()
+  tok=$(token_for "${GW_TOKEN[$1]}")
+  [[ -n $tok ]] && hdr=(-H "Authorization: Bearer $tok")
+  timeout --kill-after=5 $(($2 + 30)) taskset -c "$LOAD_CPU" \
+    wrk -t"$THREADS" -c"$CONNS" -d"$2s" --latency --timeout 5s "${hdr[@]}" \
+        "http://127.0.0.1:${GW_PORT[$1]}/" >"$3" 2>&1
+}
+
+# Someone else's compile or test on the same two cores shows up here, and in
+# the cpuN busy columns (cpu$GW_CPU busy well above gw CPU % is foreign load).
+machine_busy() { # -> % of all CPUs busy over one second
+  local b0 t0 b1 t1
+  read -r b0 t0 < <(awk '/^cpu /{t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t}' /proc/stat)
+  sleep 1
+  read -r b1 t1 < <(awk '/^cpu /{t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t}' /proc/stat)
+  echo $(( t1 > t0 ? 100 * (b1 - b0) / (t1 - t0) : 0 ))
+}
+idle_busy=$(machine_busy)
+if (( idle_busy >= 10 && WAIT_IDLE > 0 )); then
+  log "the machine is ${idle_busy}% busy; waiting up to ${WAIT_IDLE}s for it to quieten (WAIT_IDLE)"
+  deadline=$(( SECONDS + WAIT_IDLE ))
+  while (( idle_busy >= 10 && SECONDS < deadline )); do
+    sleep 4; idle_busy=$(machine_busy)
+  done
+fi
+(( idle_busy < 10 )) || log "WARNING: the machine is ${idle_busy}% busy before the load starts: figures will be noisy"
+
+RAW=$OUT/raw.tsv
+printf 'round\tid\trps\tp50_us\tp99_us\trequests\tnon2xx\tsock_err\tgw_cpu_us\tgw_cpu_pct\tcpu%s_busy_pct\tcpu%s_busy_pct\n' \
+  "$GW_CPU" "$LOAD_CPU" >"$RAW"
+
+log "measuring: ${#IDS[@]} configs x $ROUNDS rounds x (${WARMUP}s warm-up + ${DURATION}s), wrk -t$THREADS -c$CONNS;" \
+    "about $(( (PREWARM + ${#IDS[@]} * ROUNDS * (WARMUP + DURATION + 1)) / 60 + 1 )) min"
+(( PREWARM == 0 )) || run_wrk "${IDS[0]}" "$PREWARM" "$RUN/logs/wrk-prewarm.txt" || true
+for ((r = 1; r <= ROUNDS; r++)); do
+  for id in "${IDS[@]}"; do
+    (( WARMUP == 0 )) || run_wrk "$id" "$WARMUP" "$RUN/logs/wrk-$id-r$r-warmup.txt" || true
+    sleep 0.5
+    out=$RUN/logs/wrk-$id-r$r.txt
+    n0=$(date +%s%N); c0=$(proc_ticks "${GW_PID[$id]}")
+    read -r g0 gt0 < <(cpu_jiffies "$GW_CPU"); read -r l0 lt0 < <(cpu_jiffies "$LOAD_CPU")
+    run_wrk "$id" "$DURATION" "$out" || die "wrk failed for $id (see $out)"
+    n1=$(date +%s%N); c1=$(proc_ticks "${GW_PID[$id]}")
+    read -r g1 gt1 < <(cpu_jiffies "$GW_CPU"); read -r l1 lt1 < <(cpu_jiffies "$LOAD_CPU")
+    read -r rps p50 p99 req non2xx sock < <(parse_wrk <"$out") \
+      || die "cannot parse wrk's output for $id (see $out)"
+    (( req > 0 )) || die "$id: wrk completed no request (see $out)"
+    read -r cpu_us cpu_pct gb lb < <(awk -v d=$((c1 - c0)) -v hz="$CLK_TCK" \
+      -v ns=$((n1 - n0)) -v req="$req" -v gb=$((g1 - g0)) -v gt=$((gt1 - gt0)) \
+      -v lb=$((l1 - l0)) -v lt=$((lt1 - lt0)) 'BEGIN {
+        s = d / hz
+        printf "%.2f %.1f %.1f %.1f\n", s * 1e6 / req, 100 * s / (ns / 1e9),
+               (gt > 0 ? 100 * gb / gt : 0), (lt > 0 ? 100 * lb / lt : 0) }')
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$r" "$id" "$rps" "$p50" "$p99" \
+      "$req" "$non2xx" "$sock" "$cpu_us" "$cpu_pct" "$gb" "$lb" >>"$RAW"
+    log "  round $r $(printf '%-16s %9.0f req/s  p50 %5dus  p99 %5dus  gw %5.1f%% %6.1fus/req  cpu%s %5.1f%%  errors %d/%d' \
+      "$id" "$rps" "$p50" "$p99" "$cpu_pct" "$cpu_us" "$LOAD_CPU" "$lb" "$non2xx" "$sock")"
+  done
+done
+
+for id in "${IDS[@]}"; do
+  n=$(grep -cE '\[(error|crit|alert|emerg)\]' "$RUN/gw/$id/logs/error.log" || true)
+  [[ $n == 0 ]] || log "WARNING: $id: $n error lines in $RUN/gw/$id/logs/error.log"
+done
+
+# ---------------------------------------------------------------- summary
+{
+  echo "date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+  echo "host: $ncpu CPU(s), $(awk -F: '/model name/ {sub(/^ +/, "", $2); print $2; exit}' /proc/cpuinfo), kernel $(uname -r)"
+  echo "nginx: $("$NGINX" -v 2>&1 | sed 's/.*: //'); wrk $(wrk -v 2>&1 | awk 'NR == 1 {print $2}'); $(openssl version | awk '{print $1, $2}')"
+  if (( NEED_MODULE )); then
+    echo "module: $MODULE (sha256 $MODULE_SHA..., built $(date -u -r "$MODULE" '+%Y-%m-%d %H:%M UTC'))"
+  fi
+  echo "layout: gateway (master + 1 worker) on cpu $GW_CPU; wrk -t$THREADS and backend nginx (1 worker) on cpu $LOAD_CPU"
+  echo "load: wrk -t$THREADS -c$CONNS -d${DURATION}s --latency, ${WARMUP}s warm-up before each run, $ROUNDS interleaved round(s); shared pieces: $PIECES"
+} >"$OUT/meta.txt"
+
+$PY - "$RAW" "$OUT/meta.txt" "$OUT/results.md" <<'PYEOF'
+import csv, statistics, sys
+
+raw, meta, outp = sys.argv[1:4]
+rows = list(csv.DictReader(open(raw), delimiter="\t"))
+order = list(dict.fromkeys(r["id"] for r in rows))
+by = {i: [r for r in rows if r["id"] == i] for i in order}
+base = {r["round"]: r for r in rows if r["id"] == "a-plain"}
+med = statistics.median
+busy = [c for c in rows[0] if c.endswith("_busy_pct")]
+
+out = [open(meta).read().rstrip(), ""]
+out.append("| config | req/s (median) | min–max | vs a-plain | p50 ms | p99 ms | "
+           "gw CPU µs/req | added gw CPU µs/req vs a-plain | gw CPU % | "
+           + " | ".join(c.replace("_busy_pct", "") + " busy %" for c in busy)
+           + " | errors |")
+out.append("|" + "---|" * (10 + len(busy)))
+for cid in order:
+    rs = by[cid]
+    rps = [float(r["rps"]) for r in rs]
+    paired = [r for r in rs if r["round"] in base]
+    ratio = [float(r["rps"]) / float(base[r["round"]]["rps"]) for r in paired]
+    added = [float(r["gw_cpu_us"]) - float(base[r["round"]]["gw_cpu_us"])
+             for r in paired]
+    errs = sum(int(r["non2xx"]) + int(r["sock_err"]) for r in rs)
+    out.append(
+        f"| {cid} | {med(rps):,.0f} | {min(rps):,.0f}–{max(rps):,.0f} | "
+        + (f"{med(ratio):.3f}" if ratio else "n/a") + " | "
+        f"{med(int(r['p50_us']) for r in rs) / 1000:.2f} | "
+        f"{med(int(r['p99_us']) for r in rs) / 1000:.2f} | "
+        f"{med(float(r['gw_cpu_us']) for r in rs):.1f} | "
+        + ((f"{med(added):+.1f}" if cid != "a-plain" else "0")
+           if added else "n/a") + " | "
+        f"{med(float(r['gw_cpu_pct']) for r in rs):.0f} | "
+        + " | ".join(f"{med(float(r[c]) for r in rs):.0f}" for c in busy)
+        + f" | {errs} |")
+out.append("")
+out.append(
+    "Medians over the rounds. vs a-plain and added gw CPU are taken per "
+    "round against the a-plain run of the same round, then the median. "
+    "gw CPU µs/req = gateway utime+stime (master + worker) over the "
+    "measured window / requests completed. a-plain gets no token; the "
+    "vantage configs get the same valid token on every request (so the "
+    "cache config is all hits after the first). errors = non-2xx/3xx "
+    "responses + socket errors, all rounds. cpuN busy % is the whole core, "
+    "whoever used it.")
+gw_core = busy[0] if busy else None
+noisy = [f"{r['id']} r{r['round']} ({float(r[gw_core]) - float(r['gw_cpu_pct']):.0f}%)"
+         for r in rows
+         if gw_core and float(r[gw_core]) - float(r["gw_cpu_pct"]) > 10]
+if noisy:
+    out.append("")
+    out.append(f"**Noisy:** other processes used more than 10% of "
+               f"{gw_core.replace('_busy_pct', '')} (the gateway's core) "
+               "during: " + ", ".join(noisy) + ". Re-run on a quiet machine.")
+txt = "\n".join(out) + "\n"
+open(outp, "w").write(txt)
+print(txt)
+PYEOF
+log "results: $OUT/results.md; per run: $RAW; wrk outputs and logs: $RUN"

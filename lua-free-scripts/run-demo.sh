@@ -1,0 +1,317 @@
+#!/usr/bin/env bash
+# run-demo.sh -- the demo `make run` starts: Debian's nginx with the module
+# in front of a stand-in advisor app, on 127.0.0.1, until Ctrl-C.
+#
+#   make run                                  builds first, then runs this
+#   PORT=9080 BACKEND_PORT=9081 lua-free-scripts/run-demo.sh
+#
+# Everything lives under run/demo in the repository (VANTAGE_DEMO_DIR
+# overrides): an RS256 key pair made with openssl (the private key never
+# leaves that directory), the rendered nginx.conf, logs and pid file.  It
+# mints a demo token (exp 1 hour) with Debian's Python and PyJWT, checks
+# that the gateway accepts it and refuses a tampered one, prints the curl
+# commands, and waits.  Ctrl-C (or SIGTERM) stops nginx gracefully
+# (`nginx -s quit`) and the script exits 0.
+#
+# Environment: PORT (8080), BACKEND_PORT (8081), NGINX (/usr/sbin/nginx),
+# MODULE (build/ngx_vantage_module.so), VANTAGE_DEMO_DIR (run/demo).
+#
+# Services are started by start_<name> functions and recorded with
+# demo_started, so stop_all stops them in reverse order; Redis, the worker
+# and the vendor emulators join the same way when they exist.
+# shellcheck disable=SC2317  # stop_*, on_exit, on_signal run from traps
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+PREFIX=${VANTAGE_DEMO_DIR:-$ROOT/run/demo}
+PORT=${PORT:-8080}
+BACKEND_PORT=${BACKEND_PORT:-8081}
+NGINX=${NGINX:-/usr/sbin/nginx}
+MODULE=${MODULE:-$ROOT/build/ngx_vantage_module.so}
+CONF_TEMPLATE=$ROOT/conf/vantage-demo.conf.in
+PY=/usr/bin/python3
+
+# the claims the demo config requires (conf/vantage-demo.conf.in)
+DEMO_ISS=https://idp.vantage.demo/
+DEMO_AUD=advisor-api
+DEMO_SUB=advisor-1042
+
+STARTED=()          # "name:pid", in start order
+STOPPING=0
+
+
+log() { printf 'run-demo: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+
+check_prereqs() {
+    local p
+    [[ -x $NGINX ]] || die "$NGINX not found (lua-free-scripts/install-deps.sh)"
+    [[ -f $MODULE ]] || die "$MODULE not found: build it with 'make module'"
+    [[ -f $CONF_TEMPLATE ]] || die "$CONF_TEMPLATE not found"
+    command -v openssl >/dev/null || die "openssl not found"
+    command -v curl >/dev/null || die "curl not found"
+    $PY -c 'import jwt, cryptography' 2>/dev/null \
+        || die "$PY lacks PyJWT (apt-get install python3-jwt python3-cryptography)"
+    [[ $PREFIX != *[[:space:]\;\#\'\"]* ]] \
+        || die "demo directory \"$PREFIX\" has characters nginx.conf cannot take"
+    for p in "$PORT" "$BACKEND_PORT"; do
+        port_open "$p" && die "127.0.0.1:$p is already in use (set PORT / BACKEND_PORT)"
+    done
+    return 0
+}
+
+
+# Stops an nginx left running by an earlier run of this script that was
+# killed hard: only the pid in our pid file, and only if its command line
+# still names our demo directory.
+stop_leftovers() {
+    local pid
+    [[ -f $PREFIX/nginx.pid ]] || return 0
+    pid=$(cat "$PREFIX/nginx.pid" 2>/dev/null || true)
+    if [[ $pid =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null \
+        && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$PREFIX"
+    then
+        log "stopping nginx (pid $pid) left over from an earlier run"
+        kill -QUIT "$pid" 2>/dev/null || true
+        wait_gone "$pid" 10 || kill -KILL "$pid" 2>/dev/null || true
+    fi
+    rm -f "$PREFIX/nginx.pid"
+}
+
+
+# make_keys: an RSA-2048 key pair for RS256, made once and kept; the private
+# key is readable by its owner only and stays in the demo directory
+make_keys() {
+    local k=$PREFIX/keys
+    mkdir -p "$k"
+    chmod 700 "$k"
+    if [[ ! -s $k/demo-private.pem || ! -s $k/demo-public.pem ]]; then
+        log "generating an RSA-2048 key pair in $k"
+        (umask 077 && openssl genpkey -algorithm RSA \
+            -pkeyopt rsa_keygen_bits:2048 -out "$k/demo-private.pem" 2>/dev/null)
+        openssl pkey -in "$k/demo-private.pem" -pubout -out "$k/demo-public.pem"
+    fi
+    chmod 600 "$k/demo-private.pem"
+    chmod 644 "$k/demo-public.pem"
+    # nginx's worker processes (user nobody) re-read the public key when it
+    # changes, so they need to reach it
+    chmod 711 "$k"
+}
+
+
+render_conf() {
+    mkdir -p "$PREFIX/tmp"
+    # worker processes run as nobody when nginx starts as root
+    chmod 1777 "$PREFIX/tmp"
+    # nginx runs a copy of the module: a rebuild rewrites build/'s file in
+    # place, which must not happen under a running nginx (SIGBUS); the new
+    # file is renamed over the old one so a leftover keeps its own
+    cp "$MODULE" "$PREFIX/ngx_vantage_module.so.new"
+    mv -f "$PREFIX/ngx_vantage_module.so.new" "$PREFIX/ngx_vantage_module.so"
+    sed -e "s#@PREFIX@#$PREFIX#g" \
+        -e "s#@MODULE@#$PREFIX/ngx_vantage_module.so#g" \
+        -e "s#@PORT@#$PORT#g" -e "s#@BACKEND_PORT@#$BACKEND_PORT#g" \
+        "$CONF_TEMPLATE" >"$PREFIX/nginx.conf"
+}
+
+
+nginx_cmd() { "$NGINX" -p "$PREFIX/" -c "$PREFIX/nginx.conf" -e "$PREFIX/error.log" "$@"; }
+
+
+# demo_started name pid: records a service for stop_all
+demo_started() { STARTED+=("$1:$2"); }
+
+
+wait_gone() { # pid seconds
+    local i
+    for ((i = 0; i < $2 * 10; i++)); do
+        kill -0 "$1" 2>/dev/null || return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+
+start_nginx() {
+    local i pid
+    if ! nginx_cmd -t -q 2>"$PREFIX/nginx-t.log"; then
+        cat "$PREFIX/nginx-t.log" >&2
+        die "nginx -t failed for $PREFIX/nginx.conf"
+    fi
+    # its own session, so that Ctrl-C reaches this script only and nginx
+    # gets the graceful quit from stop_nginx rather than a fast SIGINT
+    setsid "$NGINX" -p "$PREFIX/" -c "$PREFIX/nginx.conf" \
+        -e "$PREFIX/error.log" >>"$PREFIX/nginx.out" 2>&1 &
+    pid=$!
+    demo_started nginx "$pid"
+    for ((i = 0; i < 100; i++)); do
+        if port_open "$PORT" && port_open "$BACKEND_PORT"; then
+            log "nginx (pid $pid) listening on 127.0.0.1:$PORT," \
+                "advisor app on 127.0.0.1:$BACKEND_PORT"
+            return 0
+        fi
+        kill -0 "$pid" 2>/dev/null || { tail -5 "$PREFIX/error.log" >&2;
+                                        die "nginx exited during startup"; }
+        sleep 0.1
+    done
+    die "nginx did not open its ports within 10s (see $PREFIX/error.log)"
+}
+
+
+stop_nginx() { # pid
+    kill -0 "$1" 2>/dev/null || return 0
+    nginx_cmd -s quit 2>/dev/null || kill -QUIT "$1" 2>/dev/null || true
+    if ! wait_gone "$1" 10; then
+        log "nginx (pid $1) still running 10s after quit; sending TERM"
+        kill -TERM "$1" 2>/dev/null || true
+        wait_gone "$1" 5 || kill -KILL "$1" 2>/dev/null || true
+    fi
+    wait "$1" 2>/dev/null || true
+}
+
+
+# Later issues: start_redis, start_worker, start_fakes (vendor emulators),
+# each followed by demo_started and stopped by a stop_<name> below.
+
+
+stop_all() {
+    local i name pid
+    for ((i = ${#STARTED[@]} - 1; i >= 0; i--)); do
+        name=${STARTED[$i]%%:*}
+        pid=${STARTED[$i]#*:}
+        if declare -F "stop_$name" >/dev/null; then
+            "stop_$name" "$pid"
+        else
+            kill -TERM "$pid" 2>/dev/null || true
+            wait_gone "$pid" 10 || kill -KILL "$pid" 2>/dev/null || true
+        fi
+        log "stopped $name (pid $pid)"
+    done
+    STARTED=()
+}
+
+
+on_exit() {
+    local rc=$?
+    trap - EXIT INT TERM HUP
+    stop_all
+    exit "$rc"
+}
+
+
+on_signal() {
+    (( STOPPING )) && return
+    STOPPING=1
+    log "stopping"
+    stop_all
+    exit 0
+}
+
+
+# mint_token kind: prints a token signed with the demo private key;
+# kind is "valid", or "tampered" (the payload's sub changed after signing)
+mint_token() {
+    $PY - "$PREFIX/keys/demo-private.pem" "$1" "$DEMO_ISS" "$DEMO_AUD" \
+        "$DEMO_SUB" <<'EOF'
+import base64, json, sys, time
+import jwt
+
+key_file, kind, iss, aud, sub = sys.argv[1:6]
+now = int(time.time())
+claims = {"iss": iss, "aud": aud, "sub": sub, "name": "Demo Advisor",
+          "iat": now, "exp": now + 3600}
+with open(key_file, "rb") as f:
+    token = jwt.encode(claims, f.read(), algorithm="RS256")
+if kind == "tampered":
+    header, _, sig = token.split(".")
+    claims["sub"] = "advisor-9999"
+    payload = base64.urlsafe_b64encode(
+        json.dumps(claims, separators=(",", ":")).encode()).rstrip(b"=")
+    token = ".".join([header, payload.decode(), sig])
+print(token)
+EOF
+}
+
+
+http_status() { # url [token]
+    local auth=()
+    [[ -n ${2:-} ]] && auth=(-H "Authorization: Bearer $2")
+    curl -s -o /dev/null -w '%{http_code}' --max-time 5 "${auth[@]}" "$1" || true
+}
+
+
+# self_check: the demo shows what it claims, or says so
+self_check() {
+    local url=$1 good=$2 bad=$3 s ok=1
+    s=$(http_status "$url" "$good");  [[ $s == 200 ]] || { log "check: valid token got $s, expected 200"; ok=0; }
+    s=$(http_status "$url" "$bad");   [[ $s == 401 ]] || { log "check: tampered token got $s, expected 401"; ok=0; }
+    s=$(http_status "$url");          [[ $s == 401 ]] || { log "check: no token got $s, expected 401"; ok=0; }
+    (( ok )) || die "the gateway does not behave as the demo expects (see $PREFIX/error.log)"
+    log "checked: valid token 200, tampered token 401, no token 401"
+}
+
+
+print_usage() {
+    local url=$1 good=$2 bad=$3
+    cat <<EOF
+
+Vantage demo on http://127.0.0.1:$PORT/ (nginx + ngx_vantage_module, RS256)
+
+Demo token (sub=$DEMO_SUB, iss=$DEMO_ISS, aud=$DEMO_AUD, expires in 1 hour):
+
+$good
+
+Accepted (200; the app sees the verified sub as X-Advisor-Id):
+
+  curl -i -H 'Authorization: Bearer $good' $url
+
+Refused (401, no token):
+
+  curl -i $url
+
+Refused (401, tampered: sub changed to advisor-9999 after signing):
+
+  curl -i -H 'Authorization: Bearer $bad' $url
+
+Files: $PREFIX (nginx.conf, error.log, access.log; keys/ holds the
+demo private key). Error log: tail -f $PREFIX/error.log
+
+Ctrl-C to stop.
+EOF
+}
+
+
+main() {
+    local url good bad
+    check_prereqs
+    mkdir -p "$PREFIX"
+    stop_leftovers
+
+    trap on_exit EXIT
+    trap on_signal INT TERM HUP
+
+    make_keys
+    render_conf
+    start_nginx
+
+    url=http://127.0.0.1:$PORT/api/accounts
+    good=$(mint_token valid)
+    bad=$(mint_token tampered)
+    self_check "$url" "$good" "$bad"
+    print_usage "$url" "$good" "$bad"
+
+    # wait returns early when a trapped signal arrives; nginx exiting on
+    # its own is an error
+    wait "${STARTED[0]#*:}" || true
+    (( STOPPING )) && exit 0
+    log "nginx exited unexpectedly (see $PREFIX/error.log)"
+    STARTED=()
+    exit 1
+}
+
+
+main "$@"
