@@ -97,6 +97,21 @@ test: test-fast integration-asan
 run: deps module worker
 	@lua-free-scripts/run-demo.sh
 
+# memcheck over the unit tests (built without ASan, which valgrind cannot
+# run under) and over the integration tests with nginx under valgrind
+valgrind: deps module worker
+	@mkdir -p $(B)/valgrind
+	@set -e; for t in $(UNIT_SRCS:tests/unit/%.c=%); do \
+	    $(CC) $(CFLAGS_PLAIN) -o $(B)/valgrind/$$t tests/unit/$$t.c \
+	        $(COMMON_SRCS) $(COMMON_LIBS) -lcmocka; \
+	    echo "== valgrind $$t"; \
+	    valgrind --quiet --leak-check=full --errors-for-leak-kinds=definite \
+	        --error-exitcode=1 $(B)/valgrind/$$t; \
+	done
+	cd tests/integration && VANTAGE_VALGRIND=1 VANTAGE_TEST_TIMEOUT=10 \
+	    $(PYTHON) -m pytest -q -p no:cacheprovider -m "not slow and not load" \
+	    -k "not h2" $(PYTEST_ARGS)
+
 bench: deps module
 	@lua-free-scripts/bench.sh
 
