@@ -31,6 +31,8 @@ static int vc_jwt_verify_key(vc_jwt_t *jwt, const vc_key_t *key);
 static int vc_jwt_verify_ecdsa(vc_jwt_t *jwt, const vc_key_t *key,
     const EVP_MD *md);
 static const EVP_MD *vc_jwt_md(vc_alg_e alg);
+static json_t *vc_jwt_json_segment(unsigned char *buf, const char *seg,
+    size_t len);
 static int vc_jwt_kid_eq(const vc_jwt_t *jwt, const vc_key_t *key);
 static int vc_jwt_match(json_t *v, const vc_require_t *req);
 static int vc_jwt_match_words(const char *s, size_t len, const char *value);
@@ -102,34 +104,11 @@ vc_jwt_parse(vc_jwt_t *jwt, const char *token, size_t len)
 
     jwt->sig_len = (size_t) n;
 
-    n = vc_base64url_decode(buf + scap, h, hlen);
-    if (n <= 0) {
-        vc_jwt_reason(jwt, "malformed token");
-        return VC_ERROR;
-    }
+    jwt->header = vc_jwt_json_segment(buf + scap, h, hlen);
+    jwt->claims = jwt->header ? vc_jwt_json_segment(buf + scap, pl, plen)
+                              : NULL;
 
-    /*
-     * Duplicate members are refused: two "alg" or two "sub" could be read
-     * differently by another parser on the way.  NUL in strings is refused
-     * too (no JSON_ALLOW_NUL), so that no claim is cut short by C strings.
-     */
-
-    jwt->header = json_loadb((char *) buf + scap, (size_t) n,
-                             JSON_REJECT_DUPLICATES, NULL);
-    if (!json_is_object(jwt->header)) {
-        vc_jwt_reason(jwt, "malformed token");
-        return VC_ERROR;
-    }
-
-    n = vc_base64url_decode(buf + scap, pl, plen);
-    if (n <= 0) {
-        vc_jwt_reason(jwt, "malformed token");
-        return VC_ERROR;
-    }
-
-    jwt->claims = json_loadb((char *) buf + scap, (size_t) n,
-                             JSON_REJECT_DUPLICATES, NULL);
-    if (!json_is_object(jwt->claims)) {
+    if (jwt->claims == NULL) {
         vc_jwt_reason(jwt, "malformed token");
         return VC_ERROR;
     }
@@ -660,6 +639,35 @@ vc_jwt_verify_ecdsa(vc_jwt_t *jwt, const vc_key_t *key, const EVP_MD *md)
     EVP_MD_CTX_free(ctx);
 
     return rc ? VC_OK : VC_ERROR;
+}
+
+
+/*
+ * Decodes one base64url segment into buf and parses it as a JSON object.
+ * Duplicate members are refused: two "alg" or two "sub" could be read
+ * differently by another parser on the way.  NUL in strings is refused too
+ * (no JSON_ALLOW_NUL), so that no claim is cut short by C strings.
+ * Returns a new reference, or NULL.
+ */
+static json_t *
+vc_jwt_json_segment(unsigned char *buf, const char *seg, size_t len)
+{
+    long     n;
+    json_t  *v;
+
+    n = vc_base64url_decode(buf, seg, len);
+    if (n <= 0) {
+        return NULL;
+    }
+
+    v = json_loadb((char *) buf, (size_t) n, JSON_REJECT_DUPLICATES, NULL);
+
+    if (v != NULL && !json_is_object(v)) {
+        json_decref(v);
+        return NULL;
+    }
+
+    return v;
 }
 
 
