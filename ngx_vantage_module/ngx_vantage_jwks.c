@@ -276,16 +276,10 @@ ngx_vantage_jwks_check(ngx_event_t *ev)
 
     if (ngx_vantage_jwks_load(jwks, ev->log, &fi, &keys, errstr) != NGX_OK) {
 
-        /* logged once for each change of the file, not every interval */
-
-        if (jwks->failed
-            && ngx_file_uniq(&fi) == jwks->uniq
-            && ngx_file_mtime(&fi) == jwks->mtime
-            && fi.st_mtim.tv_nsec == jwks->mtime_nsec
-            && ngx_file_size(&fi) == jwks->size)
-        {
-            return;
-        }
+        /*
+         * the file as it is now is remembered, so the check above logs a
+         * bad file once for each change of it, not every interval
+         */
 
         ngx_log_error(NGX_LOG_ERR, ev->log, 0,
                       "vantage jwt: key file \"%V\" not reloaded: %s; "

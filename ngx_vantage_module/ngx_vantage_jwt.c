@@ -141,9 +141,13 @@ ngx_vantage_jwt_handler(ngx_http_request_t *r)
          * stricter one, nor after a key rotation, and a reload that changes
          * the claims in use cannot read an entry's values in another order
          */
-        EVP_MD_CTX  *md;
+        /* one context per process, reset by each EVP_DigestInit_ex() */
+        static EVP_MD_CTX  *md;
 
-        md = EVP_MD_CTX_new();
+        if (md == NULL) {
+            md = EVP_MD_CTX_new();
+        }
+
         if (md == NULL
             || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1
             || EVP_DigestUpdate(md, vlcf->policy_digest, 32) != 1
@@ -152,11 +156,8 @@ ngx_vantage_jwt_handler(ngx_http_request_t *r)
             || EVP_DigestUpdate(md, token.data, token.len) != 1
             || EVP_DigestFinal_ex(md, key, NULL) != 1)
         {
-            EVP_MD_CTX_free(md);
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
-
-        EVP_MD_CTX_free(md);
 
         if (ngx_vantage_jwt_cache_get(vlcf->cache, key, r->pool, &blob)
             == NGX_OK)
