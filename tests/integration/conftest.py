@@ -10,11 +10,21 @@
   client                          Client for the module's `server` fixture
                                   over `transport`
   client_for(nginx)               a Client for any Nginx over `transport`
+  redis_server                    function: a started RedisServer (TCP and
+                                  unix socket, no auth), closed at teardown
+  module_redis                    the same, one per test module
+  redis_factory                   function: redis_factory(start=True, **kw)
+                                  -> a RedisServer(base_dir, **kw), all
+                                  closed at teardown
 
 After every test, each nginx the test used must have logged no [alert],
 no [emerg] and no sanitizer report, and no token the test sent may appear
 in its error.log.  @pytest.mark.log_allow("regex", ...) exempts matching
 lines for one test.
+
+No redis-server outlives the run: what a fixture did not close is stopped
+at session end (and at exit).  A Redis directory is kept, like the nginx
+prefixes, once a test has failed or with VANTAGE_KEEP_TMP.
 """
 
 import os
@@ -177,3 +187,61 @@ def keys(base_dir):
     """Test keys and their files (vantage_tokens.Keys)."""
     import vantage_tokens
     return vantage_tokens.Keys(os.path.join(base_dir, "keys"))
+
+
+
+# --------------------------------------------------------------------------
+# Redis
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session, exitstatus):
+    left = vh.stop_all_redis()
+    if left:
+        print("\nvantage: stopped %d redis-server(s) left running: %s"
+              % (len(left), ", ".join(r.address for r in left)))
+
+
+class _RedisFactory:
+    def __init__(self, base_dir):
+        self.base_dir = base_dir
+        self.instances = []
+
+    def __call__(self, start=True, **kw):
+        r = vh.RedisServer(self.base_dir, **kw)
+        self.instances.append(r)
+        if start:
+            r.start()
+        return r
+
+    def close(self):
+        for r in self.instances:
+            r.close(keep=_session_failed)
+
+
+@pytest.fixture
+def redis_server(base_dir):
+    """A started RedisServer, closed at teardown."""
+    r = vh.RedisServer(base_dir)
+    try:
+        yield r.start()
+    finally:
+        r.close(keep=_session_failed)
+
+
+@pytest.fixture(scope="module")
+def module_redis(base_dir):
+    """A started RedisServer shared by the tests of one module."""
+    r = vh.RedisServer(base_dir, name="module-redis")
+    try:
+        yield r.start()
+    finally:
+        r.close(keep=_session_failed)
+
+
+@pytest.fixture
+def redis_factory(base_dir):
+    """redis_factory(start=True, **kw): more RedisServers (kw as for
+    RedisServer), all closed at teardown."""
+    f = _RedisFactory(base_dir)
+    yield f
+    f.close()

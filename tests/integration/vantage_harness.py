@@ -7,6 +7,7 @@ error.log checks run after every test.  No pytest imports here: conftest.py
 wires these into fixtures.
 """
 
+import atexit
 import base64
 import datetime
 import http.server
@@ -14,6 +15,7 @@ import ipaddress
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import ssl
@@ -711,6 +713,408 @@ def b64url(data):
 
 def b64url_decode(s):
     return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
+
+
+# --------------------------------------------------------------------------
+# Redis: a real redis-server for the tests that need one
+
+REDIS_SERVER = os.environ.get("VANTAGE_REDIS_SERVER", "/usr/bin/redis-server")
+
+# every RedisServer started in this process and not yet closed: the session
+# hook in conftest.py and the atexit handler below stop what is left
+REDIS_LIVE = []
+
+# sun_path holds 108 bytes, the terminating NUL included
+_UNIX_PATH_MAX = 107
+
+# the nanosleep/clock_nanosleep syscall numbers, to see DEBUG SLEEP running
+_NANOSLEEP_SYSCALLS = {
+    "x86_64": ("35", "230"),
+    "aarch64": ("101", "115"),
+}
+
+
+def _redis_module():
+    import redis        # python3-redis; imported only by the Redis tests
+    return redis
+
+
+def _redis_quote(arg):
+    """arg as one redis.conf argument."""
+    return '"%s"' % str(arg).replace("\\", "\\\\").replace('"', '\\"')
+
+
+class _ReplyThread(threading.Thread):
+    """Reads the reply to a command already sent on conn, then closes conn.
+    After join(): .result (the reply) or .error (the exception)."""
+
+    def __init__(self, conn, what):
+        super().__init__(name="redis " + what, daemon=True)
+        self.conn = conn
+        self.result = None
+        self.error = None
+
+    def run(self):
+        try:
+            self.result = self.conn.read_response()
+        except Exception as e:          # handed to whoever joins
+            self.error = e
+        finally:
+            self.conn.disconnect()
+
+
+class RedisServer:
+    """One redis-server in its own directory, listening on 127.0.0.1:<port>
+    and (unix=True) on <unix_path>, mode 0700.  Nothing is saved: no RDB,
+    and an append-only file only with appendonly=True (fsync'd at every
+    write).  password without user: requirepass; with user: that ACL user
+    (all keys, channels and commands) and the default user disabled.
+    socket_perm: the unixsocketperm (nginx's workers run as nobody: a
+    socket they must reach needs "777").  DEBUG works from loopback."""
+
+    def __init__(self, base_dir, name="redis", password=None, user=None,
+                 unix=True, appendonly=False, socket_perm="700"):
+        os.makedirs(base_dir, exist_ok=True)
+        self.dir = make_dir(tempfile.mkdtemp(prefix=name + "-",
+                                             dir=base_dir))
+        self.name = name
+        self.password = password
+        self.user = user
+        self.appendonly = appendonly
+        self.socket_perm = socket_perm
+        self._port = free_port()
+        self._sock_dir = None           # the short fallback under /tmp
+        self._unix_path = None
+        if unix:
+            path = os.path.join(self.dir, "redis.sock")
+            if len(os.fsencode(path)) > _UNIX_PATH_MAX:
+                self._sock_dir = make_dir(tempfile.mkdtemp(prefix="vr-",
+                                                           dir="/tmp"))
+                path = os.path.join(self._sock_dir, "redis.sock")
+            self._unix_path = path
+        self.conf = os.path.join(self.dir, "redis.conf")
+        self.log_file = os.path.join(self.dir, "redis.log")
+        self.proc = None
+        self.pid = None                 # the last pid, kept after stop()
+        self.paused = False
+        self._clients = []
+        self._monitor = None
+        self.write_conf()
+
+    # -- configuration -----------------------------------------------------
+
+    def render(self):
+        lines = [
+            "# rendered by vantage_harness.py",
+            "bind 127.0.0.1",
+            "port %d" % self._port,
+            "protected-mode yes",
+            "daemonize no",
+            "dir %s" % _redis_quote(self.dir),
+            "logfile %s" % _redis_quote(self.log_file),
+            'save ""',
+            "appendonly %s" % ("yes" if self.appendonly else "no"),
+            "enable-debug-command local",
+        ]
+        if self.appendonly:
+            lines.append("appendfsync always")
+        if self._unix_path:
+            lines += ["unixsocket %s" % _redis_quote(self._unix_path),
+                      "unixsocketperm %s" % self.socket_perm]
+        if self.user is not None:
+            secret = (">" + self.password) if self.password is not None \
+                else "nopass"
+            lines += ["user %s on %s ~* &* +@all"
+                      % (_redis_quote(self.user), _redis_quote(secret)),
+                      "user default off"]
+        elif self.password is not None:
+            lines.append("requirepass %s" % _redis_quote(self.password))
+        return "\n".join(lines) + "\n"
+
+    def write_conf(self):
+        write_file(self.conf, self.render(), mode=0o600)
+
+    @property
+    def port(self):
+        return self._port
+
+    @property
+    def address(self):
+        return "127.0.0.1:%d" % self._port
+
+    @property
+    def unix_path(self):
+        return self._unix_path
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def start(self):
+        """Starts redis-server (on the same port and socket path every
+        time) and waits until it answers PING over TCP."""
+        assert self.proc is None, "already started"
+        cmd = [REDIS_SERVER, self.conf]
+        setpriv = shutil.which("setpriv")
+        if setpriv and threading.current_thread() is threading.main_thread():
+            # killed with the test run, however that ends
+            cmd = [setpriv, "--pdeathsig", "KILL", "--"] + cmd
+        out = open(self.log_file, "ab")
+        self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL,
+                                     start_new_session=True)
+        out.close()
+        self.pid = self.proc.pid
+        self.paused = False
+        if self not in REDIS_LIVE:
+            REDIS_LIVE.append(self)
+
+        def up():
+            if self.proc.poll() is not None:
+                rc = self.proc.returncode
+                self.proc = None
+                raise RuntimeError("redis-server exited with %s at start:\n%s"
+                                   % (rc, self.log_tail()))
+            return self._ping()
+
+        try:
+            wait_for(up, 10, what="redis-server to start")
+        except TimeoutError:
+            self.stop()
+            raise RuntimeError("redis-server did not start:\n%s"
+                               % self.log_tail())
+        return self
+
+    def _ping(self):
+        redis = _redis_module()
+        c = self.client(socket_timeout=timeout(0.5),
+                        socket_connect_timeout=timeout(0.5), _track=False)
+        try:
+            return c.ping()
+        except (redis.exceptions.RedisError, OSError):
+            return False
+        finally:
+            c.close()
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self):
+        """SIGTERM (the server is resumed if paused), SIGKILL when it has not
+        exited after a while; always returns with the process gone."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            _signal(self.pid, signal.SIGTERM)
+            _signal(self.pid, signal.SIGCONT)
+            try:
+                self.proc.wait(timeout(5))
+            except subprocess.TimeoutExpired:
+                _signal(self.pid, signal.SIGKILL)
+                self.proc.wait(timeout(5))
+        self._after_exit()
+
+    def kill(self):
+        """SIGKILL at once: a crash (the socket file stays behind)."""
+        if self.proc is None:
+            return
+        _signal(self.pid, signal.SIGKILL)
+        self.proc.wait(timeout(5))
+        self._after_exit()
+
+    def _after_exit(self):
+        self.proc = None
+        self.paused = False
+        self._close_clients()
+
+    def restart(self):
+        self.stop()
+        return self.start()
+
+    def pause(self):
+        """SIGSTOP: connections are accepted by the kernel, nothing answers."""
+        assert self.running(), "not running"
+        _signal(self.pid, signal.SIGSTOP)
+        wait_for(lambda: self._state() in ("T", "t"), 5,
+                 interval=0.005, what="redis-server to stop")
+        self.paused = True
+
+    def resume(self):
+        assert self.running(), "not running"
+        _signal(self.pid, signal.SIGCONT)
+        wait_for(lambda: self._state() not in ("T", "t"), 5,
+                 interval=0.005, what="redis-server to continue")
+        self.paused = False
+
+    def _state(self):
+        try:
+            with open("/proc/%d/stat" % self.pid) as f:
+                stat = f.read()
+        except OSError:
+            return None
+        return stat[stat.rindex(")") + 2:].split()[0]
+
+    def close(self, keep=False):
+        """Stops the server and forgets it; removes its directory unless
+        keep or VANTAGE_KEEP_TMP (the short socket directory always goes)."""
+        self.stop()
+        self._close_clients()
+        if self in REDIS_LIVE:
+            REDIS_LIVE.remove(self)
+        if self._sock_dir:
+            shutil.rmtree(self._sock_dir, ignore_errors=True)
+        if not keep and not os.environ.get("VANTAGE_KEEP_TMP"):
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def log_tail(self, size=4000):
+        return "--- %s tail:\n%s" % (self.log_file,
+                                     _read(self.log_file)[-size:])
+
+    # -- clients -----------------------------------------------------------
+
+    def client(self, _track=True, **kw):
+        """A redis.Redis over TCP, authenticated as configured, bytes in
+        and out, short timeouts; keyword arguments override."""
+        redis = _redis_module()
+        args = dict(host="127.0.0.1", port=self._port,
+                    username=self.user, password=self.password,
+                    decode_responses=False,
+                    socket_timeout=timeout(2),
+                    socket_connect_timeout=timeout(2))
+        args.update(kw)
+        c = redis.Redis(**args)
+        if _track:
+            self._clients.append(c)
+        return c
+
+    def unix_client(self, **kw):
+        """client() over the unix socket."""
+        assert self._unix_path, "no unix socket configured"
+        kw.setdefault("unix_socket_path", self._unix_path)
+        args = dict(username=self.user, password=self.password,
+                    decode_responses=False,
+                    socket_timeout=timeout(2),
+                    socket_connect_timeout=timeout(2))
+        args.update(kw)
+        c = _redis_module().Redis(**args)
+        self._clients.append(c)
+        return c
+
+    def _close_clients(self):
+        for c in self._clients:
+            try:
+                c.close()
+            except Exception:
+                pass
+        self._clients = []
+        self._monitor = None
+
+    def debug_sleep(self, seconds):
+        """Sends DEBUG SLEEP <seconds> on a connection of its own and
+        returns a started thread that waits for the reply (join() it; then
+        .result is b"OK" or .error the exception).  Returns once the
+        server is inside the sleep, when /proc lets that be seen."""
+        redis = _redis_module()
+        conn = redis.Connection(host="127.0.0.1", port=self._port,
+                                username=self.user, password=self.password,
+                                socket_timeout=seconds + timeout(10),
+                                socket_connect_timeout=timeout(2))
+        conn.connect()
+        conn.send_command("DEBUG", "SLEEP", repr(float(seconds)))
+        t = _ReplyThread(conn, "DEBUG SLEEP")
+        t.start()
+        deadline = time.monotonic() + timeout(2)
+        while t.is_alive() and time.monotonic() < deadline:
+            s = self._sleeping()
+            if s is None:
+                time.sleep(0.05)        # cannot tell: give it a moment
+                break
+            if s:
+                break
+            time.sleep(0.002)
+        return t
+
+    def _sleeping(self):
+        """Whether the server's main thread is in nanosleep (None: /proc
+        does not say)."""
+        try:
+            with open("/proc/%d/wchan" % self.pid) as f:
+                wchan = f.read().strip()
+            if wchan and wchan != "0":
+                return "nanosleep" in wchan
+        except OSError:
+            pass
+        nrs = _NANOSLEEP_SYSCALLS.get(os.uname().machine)
+        if nrs:
+            try:
+                with open("/proc/%d/syscall" % self.pid) as f:
+                    nr = f.read().split()
+                if nr and nr[0] != "running":
+                    return nr[0] in nrs
+            except OSError:
+                pass
+        return None
+
+    def _commandstats(self):
+        if self._monitor is None:
+            self._monitor = self.client()
+        calls = {}
+        for key, val in self._monitor.info("commandstats").items():
+            if key.startswith("cmdstat_") and isinstance(val, dict):
+                calls[key[len("cmdstat_"):]] = (
+                    int(val.get("calls", 0)) +
+                    int(val.get("rejected_calls", 0)))
+        return calls
+
+    def command_calls(self, fn):
+        """{command: count} of the commands Redis ran or rejected while fn()
+        ran ("client|setname" for a subcommand), without the INFO calls
+        made here.  Commands Redis does not know are not counted."""
+        before = self._commandstats()
+        fn()
+        after = self._commandstats()
+        # the first INFO is counted once it has run, the second is not yet
+        before["info"] = before.get("info", 0) + 1
+        diff = {}
+        for cmd, n in after.items():
+            d = n - before.get(cmd, 0)
+            if d:
+                diff[cmd] = d
+        return diff
+
+    def monitor_count(self, fn):
+        """How many commands Redis processed during fn() (0: nothing
+        reached it)."""
+        return sum(self.command_calls(fn).values())
+
+    def cpu_seconds(self):
+        """utime + stime of the server process, in seconds."""
+        assert self.running(), "not running"
+        with open("/proc/%d/stat" % self.pid) as f:
+            stat = f.read()
+        fields = stat[stat.rindex(")") + 2:].split()
+        # fields[0] is field 3 (state): utime and stime are fields 14, 15
+        ticks = int(fields[11]) + int(fields[12])
+        return ticks / os.sysconf("SC_CLK_TCK")
+
+    def __repr__(self):
+        return "<RedisServer %s pid=%s %s>" % (
+            self.address, self.pid, "running" if self.running() else "down")
+
+
+def stop_all_redis():
+    """Stops every RedisServer still registered (their directories are
+    left for the session's cleanup); returns them."""
+    left = list(REDIS_LIVE)
+    for r in left:
+        try:
+            r.close(keep=True)
+        except Exception as e:
+            print("vantage: stopping %r: %s" % (r, e), file=sys.stderr)
+            if r.pid and pid_alive(r.pid):
+                _signal(r.pid, signal.SIGKILL)
+    return left
+
+
+atexit.register(stop_all_redis)
 
 
 if __name__ == "__main__":
