@@ -13,6 +13,7 @@ static char *ngx_vantage_merge_loc_conf(ngx_conf_t *cf, void *parent,
 static char *ngx_vantage_realm(ngx_conf_t *cf, void *post, void *data);
 static ngx_int_t ngx_vantage_init_module(ngx_cycle_t *cycle);
 static ngx_int_t ngx_vantage_init_process(ngx_cycle_t *cycle);
+static void ngx_vantage_exit_process(ngx_cycle_t *cycle);
 static void ngx_vantage_ctx_cleanup(void *data);
 
 
@@ -21,6 +22,36 @@ static ngx_conf_num_bounds_t  ngx_vantage_max_keys_tried_bounds = {
 };
 
 static ngx_conf_post_t  ngx_vantage_realm_post = { ngx_vantage_realm };
+
+static ngx_conf_num_bounds_t  ngx_vantage_rl_status_bounds = {
+    ngx_conf_check_num_bounds, 400, 599
+};
+
+
+static ngx_conf_enum_t  ngx_vantage_rl_headers[] = {
+    { ngx_string("off"), NGX_VANTAGE_RL_HEADERS_OFF },
+    { ngx_string("ietf"), NGX_VANTAGE_RL_HEADERS_IETF },
+    { ngx_string("legacy"), NGX_VANTAGE_RL_HEADERS_LEGACY },
+    { ngx_string("both"), NGX_VANTAGE_RL_HEADERS_BOTH },
+    { ngx_null_string, 0 }
+};
+
+
+static ngx_conf_enum_t  ngx_vantage_rl_log_levels[] = {
+    { ngx_string("info"), NGX_LOG_INFO },
+    { ngx_string("notice"), NGX_LOG_NOTICE },
+    { ngx_string("warn"), NGX_LOG_WARN },
+    { ngx_string("error"), NGX_LOG_ERR },
+    { ngx_null_string, 0 }
+};
+
+
+static ngx_conf_enum_t  ngx_vantage_rl_on_error[] = {
+    { ngx_string("local"), NGX_VANTAGE_RL_ON_ERROR_LOCAL },
+    { ngx_string("open"), NGX_VANTAGE_RL_ON_ERROR_OPEN },
+    { ngx_string("closed"), NGX_VANTAGE_RL_ON_ERROR_CLOSED },
+    { ngx_null_string, 0 }
+};
 
 
 static ngx_command_t  ngx_vantage_commands[] = {
@@ -123,6 +154,62 @@ static ngx_command_t  ngx_vantage_commands[] = {
       0,
       NULL },
 
+    { ngx_string("vantage_redis"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_vantage_redis_conf,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("vantage_rate_limit"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_2MORE,
+      ngx_vantage_rl_conf,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("vantage_rate_limit_status"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_vantage_loc_conf_t, rl_status),
+      &ngx_vantage_rl_status_bounds },
+
+    { ngx_string("vantage_rate_limit_headers"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_vantage_loc_conf_t, rl_headers),
+      &ngx_vantage_rl_headers },
+
+    { ngx_string("vantage_rate_limit_dry_run"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_vantage_loc_conf_t, rl_dry_run),
+      NULL },
+
+    { ngx_string("vantage_rate_limit_log_level"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_vantage_loc_conf_t, rl_log_level),
+      &ngx_vantage_rl_log_levels },
+
+    { ngx_string("vantage_rate_limit_on_error"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_vantage_loc_conf_t, rl_on_error),
+      &ngx_vantage_rl_on_error },
+
+    { ngx_string("vantage_rate_limit_zone"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_vantage_rl_zone_conf,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
     /* NGINX Plus-compatible spellings */
 
     { ngx_string("auth_jwt"),
@@ -182,7 +269,7 @@ ngx_module_t  ngx_vantage_module = {
     ngx_vantage_init_process,              /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
-    NULL,                                  /* exit process */
+    ngx_vantage_exit_process,              /* exit process */
     NULL,                                  /* exit master */
     NGX_MODULE_V1_PADDING
 };
@@ -210,7 +297,7 @@ ngx_vantage_postconfiguration(ngx_conf_t *cf)
 
     *h = ngx_vantage_jwt_handler;
 
-    return NGX_OK;
+    return ngx_vantage_rl_init(cf);
 }
 
 
@@ -254,7 +341,7 @@ ngx_vantage_init_main_conf(ngx_conf_t *cf, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    return NGX_CONF_OK;
+    return ngx_vantage_rl_init_main_conf(cf, vmcf);
 }
 
 
@@ -286,6 +373,12 @@ ngx_vantage_create_loc_conf(ngx_conf_t *cf)
     vlcf->max_keys_tried = NGX_CONF_UNSET_UINT;
     vlcf->claim_headers = NGX_CONF_UNSET_PTR;
     vlcf->cache = NGX_CONF_UNSET_PTR;
+    vlcf->limits = NGX_CONF_UNSET_PTR;
+    vlcf->rl_status = NGX_CONF_UNSET_UINT;
+    vlcf->rl_headers = NGX_CONF_UNSET_UINT;
+    vlcf->rl_dry_run = NGX_CONF_UNSET;
+    vlcf->rl_log_level = NGX_CONF_UNSET_UINT;
+    vlcf->rl_on_error = NGX_CONF_UNSET_UINT;
 
     return vlcf;
 }
@@ -320,6 +413,10 @@ ngx_vantage_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"vantage_jwt\" is on but no \"vantage_jwt_keys\" "
                            "applies here");
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_vantage_rl_merge(cf, prev, conf) != NGX_CONF_OK) {
         return NGX_CONF_ERROR;
     }
 
@@ -361,7 +458,18 @@ ngx_vantage_init_module(ngx_cycle_t *cycle)
 static ngx_int_t
 ngx_vantage_init_process(ngx_cycle_t *cycle)
 {
-    return ngx_vantage_jwks_init_process(cycle);
+    if (ngx_vantage_jwks_init_process(cycle) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_vantage_redis_init_process(cycle);
+}
+
+
+static void
+ngx_vantage_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_vantage_redis_exit_process(cycle);
 }
 
 
@@ -460,6 +568,8 @@ static void
 ngx_vantage_ctx_cleanup(void *data)
 {
     /* everything the context points to lives in the request pool */
+
+    ngx_vantage_rl_ctx_cleanup(data);
 }
 
 

@@ -9,6 +9,8 @@
 #include <ngx_http.h>
 
 #include "vc_jwt.h"
+#include "vc_ratelimit.h"
+#include "ngx_vantage_redis.h"
 
 
 #define NGX_VANTAGE_CLAIM         0     /* a claim, by name or dotted path */
@@ -47,6 +49,9 @@ typedef struct {
     /* SHA-256 of the claims' kinds and names, in order: in the cache key */
     u_char                      claims_digest[32];
     ngx_msec_t                  keys_check_interval;
+    ngx_vantage_redis_conf_t   *redis;
+    ngx_shm_zone_t             *rl_zone;   /* the local fallback buckets */
+    ngx_uint_t                  rl_used;
 } ngx_vantage_main_conf_t;
 
 
@@ -72,6 +77,13 @@ typedef struct {
     ngx_array_t                *claim_headers; /* ngx_vantage_claim_header_t */
     ngx_shm_zone_t             *cache;
 
+    ngx_array_t                *limits;        /* ngx_vantage_rl_limit_t */
+    ngx_uint_t                  rl_status;
+    ngx_uint_t                  rl_headers;
+    ngx_flag_t                  rl_dry_run;
+    ngx_uint_t                  rl_log_level;
+    ngx_uint_t                  rl_on_error;
+
     /* built by merge from the above */
     vc_policy_t                 policy;
     u_char                      policy_digest[32];
@@ -84,13 +96,53 @@ typedef struct {
 } ngx_vantage_jwt_ctx_t;
 
 
+#define NGX_VANTAGE_RL_HEADERS_OFF     0
+#define NGX_VANTAGE_RL_HEADERS_IETF    1
+#define NGX_VANTAGE_RL_HEADERS_LEGACY  2
+#define NGX_VANTAGE_RL_HEADERS_BOTH    3
+
+#define NGX_VANTAGE_RL_ON_ERROR_LOCAL  0
+#define NGX_VANTAGE_RL_ON_ERROR_OPEN   1
+#define NGX_VANTAGE_RL_ON_ERROR_CLOSED 2
+
+
+typedef struct {
+    ngx_http_complex_value_t    key;
+    vc_rl_policy_t              policy;
+    uint64_t                    cost;
+    ngx_str_t                   name;
+    ngx_str_t                   suffix;    /* "}:<name>:<interval>:<burst>" */
+    ngx_str_t                   ttl;       /* PEXPIRE milliseconds */
+    ngx_uint_t                  window;    /* seconds to refill, for "w" */
+} ngx_vantage_rl_limit_t;
+
+
+typedef struct {
+    ngx_str_t                   key;       /* empty: this limit does not apply */
+    vc_rl_result_t              res;
+} ngx_vantage_rl_entry_t;
+
+
+typedef struct {
+    ngx_http_request_t         *request;
+    ngx_vantage_loc_conf_t     *conf;      /* of the location that decided */
+    ngx_vantage_rl_entry_t     *entries;   /* one per limit of conf */
+    ngx_vantage_redis_call_t   *call;
+    uint64_t                    now;
+    ngx_uint_t                  state;
+    ngx_uint_t                  outcome;
+    ngx_uint_t                  refused_by;  /* index of a refusing limit */
+} ngx_vantage_rl_ctx_t;
+
+
 /*
  * One context for the whole main request: it survives internal redirects
  * (nginx clears module contexts on those), which is what lets a request be
- * authenticated once.
+ * authenticated once and charged once.
  */
 typedef struct {
     ngx_vantage_jwt_ctx_t       jwt;
+    ngx_vantage_rl_ctx_t        rl;
 } ngx_vantage_ctx_t;
 
 
@@ -121,6 +173,17 @@ char *ngx_vantage_jwt_algorithms(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_vantage_jwt_merge_policy(ngx_conf_t *cf,
     ngx_vantage_loc_conf_t *vlcf);
+
+/* ngx_vantage_ratelimit.c */
+ngx_int_t ngx_vantage_rl_init(ngx_conf_t *cf);
+char *ngx_vantage_rl_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+char *ngx_vantage_rl_zone_conf(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_vantage_rl_init_main_conf(ngx_conf_t *cf,
+    ngx_vantage_main_conf_t *vmcf);
+char *ngx_vantage_rl_merge(ngx_conf_t *cf, ngx_vantage_loc_conf_t *prev,
+    ngx_vantage_loc_conf_t *conf);
+void ngx_vantage_rl_ctx_cleanup(ngx_vantage_ctx_t *ctx);
 
 /* ngx_vantage_jwks.c */
 char *ngx_vantage_jwks_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
