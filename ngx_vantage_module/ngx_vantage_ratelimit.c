@@ -1380,6 +1380,11 @@ ngx_vantage_rl_zone_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     vmcf->rl_zone->init = ngx_vantage_rl_init_zone;
+    vmcf->rl_zone->data = ngx_pcalloc(cf->pool,
+                                      sizeof(ngx_vantage_rl_zone_ctx_t));
+    if (vmcf->rl_zone->data == NULL) {
+        return NGX_CONF_ERROR;
+    }
 
     return NGX_CONF_OK;
 }
@@ -1403,6 +1408,11 @@ ngx_vantage_rl_init_main_conf(ngx_conf_t *cf, ngx_vantage_main_conf_t *vmcf)
     }
 
     vmcf->rl_zone->init = ngx_vantage_rl_init_zone;
+    vmcf->rl_zone->data = ngx_pcalloc(cf->pool,
+                                      sizeof(ngx_vantage_rl_zone_ctx_t));
+    if (vmcf->rl_zone->data == NULL) {
+        return NGX_CONF_ERROR;
+    }
 
     return NGX_CONF_OK;
 }
@@ -1416,12 +1426,8 @@ ngx_vantage_rl_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     size_t                      len;
     ngx_vantage_rl_zone_ctx_t  *zctx;
 
-    zctx = ngx_pcalloc(ngx_cycle->pool, sizeof(ngx_vantage_rl_zone_ctx_t));
-    if (zctx == NULL) {
-        return NGX_ERROR;
-    }
-
-    shm_zone->data = zctx;
+    /* allocated with the configuration: ngx_cycle is not the new cycle yet */
+    zctx = shm_zone->data;
 
     if (octx) {
         /* a reload: the buckets stay */
