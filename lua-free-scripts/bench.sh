@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# bench.sh -- what JWT validation in ngx_vantage_module costs a proxied
-# request, measured as /work/shared/bench/run-peers.sh measures its peers.
+# bench.sh -- what JWT validation and Redis rate limiting in
+# ngx_vantage_module cost a proxied request, measured as
+# /work/shared/bench/run-peers.sh measures its peers.
 #
 #   lua-free-scripts/bench.sh                     3 rounds x 10 s, about 4 min
 #   ROUNDS=1 DURATION=5 lua-free-scripts/bench.sh
@@ -11,6 +12,14 @@
 #   v-rs256-nocache  + vantage_jwt, RS256 (RSA-2048 PEM public key), no cache
 #   v-rs256-cache    + vantage_jwt_cache zone=jwt:10m
 #   v-es256-nocache  + vantage_jwt, ES256 (P-256 PEM public key), no cache
+#   v-rl1            one Redis limit (key: client address)
+#   v-rl3            three Redis limits on one location
+#   v-rs256-cache-rl1  RS256 with the cache + one limit keyed by the sub claim
+#   v-rl1-breaker    one limit, Redis unreachable: circuit breaker open, the
+#                    local shared-memory bucket decides
+# The limits are far above the load's rate, so nothing is refused (as in the
+# peers' Lua bucket).  redis-server (no persistence) runs on $LOAD_CPU with
+# the load; its CPU time per request is reported beside the gateway's.
 #
 # Layout (the same for every config): the gateway nginx (master + 1 worker)
 # is pinned to cpu $GW_CPU; wrk -t1 -c64 and the backend nginx (1 worker,
@@ -35,6 +44,7 @@
 #   WAIT_IDLE=0   seconds to wait, before measuring, for the machine to be
 #                 under 10% busy (other people's builds and tests)
 #   BENCH_DIR=build/bench  BACKEND_PORT=19080  GW_BASE_PORT=19081
+#   REDIS_PORT=19379  DEAD_PORT=19378 (nothing may listen there)
 #   PEERS_DIR=/work/shared/bench/peers (set it empty for the built-in copies)
 #
 # Output: a markdown table on stdout and in $BENCH_DIR/results.md; per-run
@@ -57,6 +67,8 @@ WAIT_IDLE=${WAIT_IDLE:-0}
 OUT=${BENCH_DIR:-$ROOT/build/bench}
 BACKEND_PORT=${BACKEND_PORT:-19080}
 GW_BASE_PORT=${GW_BASE_PORT:-19081}
+REDIS_PORT=${REDIS_PORT:-19379}
+DEAD_PORT=${DEAD_PORT:-19378}
 PEERS_DIR=${PEERS_DIR-/work/shared/bench/peers}
 PY=/usr/bin/python3
 RUN=$OUT/run
@@ -64,12 +76,17 @@ RUN=$OUT/run
 log() { printf '[bench %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
-# id | token wrk sends | location body
+# id | token wrk sends | location body | http body
+RL='rate=1000000r/s burst=1000000'
 CONFIGS_ALL=(
-  "a-plain|none|"
-  "v-rs256-nocache|rs256|vantage_jwt on; vantage_jwt_keys @KEYS@/rs256-public.pem; vantage_jwt_algorithms RS256;"
-  "v-rs256-cache|rs256|vantage_jwt on; vantage_jwt_keys @KEYS@/rs256-public.pem; vantage_jwt_algorithms RS256; vantage_jwt_cache zone=jwt:10m;"
-  "v-es256-nocache|es256|vantage_jwt on; vantage_jwt_keys @KEYS@/es256-public.pem; vantage_jwt_algorithms ES256;"
+  "a-plain|none||"
+  "v-rs256-nocache|rs256|vantage_jwt on; vantage_jwt_keys @KEYS@/rs256-public.pem; vantage_jwt_algorithms RS256;|"
+  "v-rs256-cache|rs256|vantage_jwt on; vantage_jwt_keys @KEYS@/rs256-public.pem; vantage_jwt_algorithms RS256; vantage_jwt_cache zone=jwt:10m;|"
+  "v-es256-nocache|es256|vantage_jwt on; vantage_jwt_keys @KEYS@/es256-public.pem; vantage_jwt_algorithms ES256;|"
+  "v-rl1|none|vantage_rate_limit \$binary_remote_addr $RL;|vantage_redis 127.0.0.1:@REDIS_PORT@;"
+  "v-rl3|none|vantage_rate_limit \$binary_remote_addr $RL name=a; vantage_rate_limit \$binary_remote_addr rate=900000r/s burst=900000 name=b; vantage_rate_limit \$server_port $RL name=c;|vantage_redis 127.0.0.1:@REDIS_PORT@;"
+  "v-rs256-cache-rl1|rs256|vantage_jwt on; vantage_jwt_keys @KEYS@/rs256-public.pem; vantage_jwt_algorithms RS256; vantage_jwt_cache zone=jwt:10m; vantage_rate_limit \$vantage_jwt_claim_sub $RL;|vantage_redis 127.0.0.1:@REDIS_PORT@;"
+  "v-rl1-breaker|none|vantage_rate_limit \$binary_remote_addr $RL;|vantage_redis 127.0.0.1:@DEAD_PORT@ breaker_cooldown=1h;"
 )
 
 CONFIGS=()
@@ -81,15 +98,18 @@ done
 NEED_MODULE=0
 for c in "${CONFIGS[@]}"; do [[ $c == v-* ]] && NEED_MODULE=1; done
 
+NEED_REDIS=0
+for c in "${CONFIGS[@]}"; do [[ $c == *@REDIS_PORT@* ]] && NEED_REDIS=1; done
+
 for v in ROUNDS DURATION WARMUP PREWARM CONNS THREADS GW_CPU LOAD_CPU BACKEND_PORT GW_BASE_PORT \
-         WAIT_IDLE; do
+         REDIS_PORT DEAD_PORT WAIT_IDLE; do
   [[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a non-negative integer, not \"${!v}\""
 done
 (( ROUNDS > 0 && DURATION > 0 )) || die "ROUNDS and DURATION must be positive"
 
 # ---------------------------------------------------------------- prerequisites
 [[ -x $NGINX ]] || die "$NGINX not found (lua-free-scripts/install-deps.sh)"
-for cmd in wrk curl taskset; do
+for cmd in wrk curl taskset redis-server redis-cli; do
   command -v "$cmd" >/dev/null || die "$cmd not found (lua-free-scripts/install-deps.sh)"
 done
 $PY -c 'import jwt, cryptography' 2>/dev/null \
@@ -145,7 +165,7 @@ if [[ -d $PIDDIR ]]; then
 fi
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-ports=("$BACKEND_PORT")
+ports=("$BACKEND_PORT" "$REDIS_PORT" "$DEAD_PORT")
 for ((i = 0; i < ${#CONFIGS[@]}; i++)); do ports+=($((GW_BASE_PORT + i))); done
 for p in "${ports[@]}"; do
   port_open "$p" && die "127.0.0.1:$p is already in use (set BACKEND_PORT / GW_BASE_PORT)"
@@ -256,11 +276,12 @@ ln -s "$COMMON" "$RUN/peers/common"
 render() { # src dst [gw_port]
   sed -e "s#@PEERS@#$RUN/peers#g" -e "s#@KEYS@#$KEYS#g" \
       -e "s#@BACKEND_PORT@#$BACKEND_PORT#g" -e "s#@GW_PORT@#${3:-0}#g" \
+      -e "s#@REDIS_PORT@#$REDIS_PORT#g" -e "s#@DEAD_PORT@#$DEAD_PORT#g" \
       -e "s#@MODULE@#${MODULE_RUN:-}#g" "$1" >"$2"
 }
 for f in main events http proxy; do render "$COMMON/$f.conf.in" "$COMMON/$f.conf"; done
 
-gw_template() { # id location-body
+gw_template() { # id location-body http-body
   if [[ $1 == v-* ]]; then echo "load_module @MODULE@;"; fi
   cat <<EOF
 # $1 (rendered by lua-free-scripts/bench.sh)
@@ -268,6 +289,9 @@ include @PEERS@/common/main.conf;
 events { include @PEERS@/common/events.conf; }
 http {
     include @PEERS@/common/http.conf;
+EOF
+  [[ -z ${3:-} ]] || echo "    $3"
+  cat <<EOF
     server {
         listen 127.0.0.1:@GW_PORT@ backlog=4096;
         location / {
@@ -360,11 +384,27 @@ log "run dir: $RUN"
 log "backend nginx on 127.0.0.1:$BACKEND_PORT (cpu $LOAD_CPU)"
 start_nginx backend "$LOAD_CPU" "$COMMON/backend.conf.in" "$BACKEND_PORT"
 
+REDIS_PID=
+RCLI=(redis-cli -h 127.0.0.1 -p "$REDIS_PORT")
+if (( NEED_REDIS )); then
+  log "redis-server on 127.0.0.1:$REDIS_PORT (cpu $LOAD_CPU, no persistence)"
+  mkdir -p "$RUN/redis"
+  start_bg redis "$LOAD_CPU" redis-server --bind 127.0.0.1 --port "$REDIS_PORT" \
+    --save '' --appendonly no --daemonize no --protected-mode yes --dir "$RUN/redis" \
+    --logfile "$RUN/logs/redis.log" --unixsocket '' --databases 1 --maxclients 1000
+  REDIS_PID=$LAST_PID
+  wait_port "$REDIS_PORT" "$REDIS_PID" redis
+fi
+redis_cmds() {
+  (( NEED_REDIS )) || { echo 0; return; }
+  "${RCLI[@]}" info stats 2>/dev/null | awk -F: '/^total_commands_processed/{print $2+0}'
+}
+
 declare -A GW_PID GW_PORT GW_TOKEN
 IDS=()
 for ((i = 0; i < ${#CONFIGS[@]}; i++)); do
-  IFS='|' read -r id tok body <<<"${CONFIGS[$i]}"
-  gw_template "$id" "$body" >"$RUN/gw/$id.conf.in"
+  IFS='|' read -r id tok body hbody <<<"${CONFIGS[$i]}"
+  gw_template "$id" "$body" "$hbody" >"$RUN/gw/$id.conf.in"
   port=$((GW_BASE_PORT + i))
   log "gateway $id on 127.0.0.1:$port (cpu $GW_CPU)"
   start_nginx "gw/$id" "$GW_CPU" "$RUN/gw/$id.conf.in" "$port"
@@ -386,13 +426,31 @@ for id in "${IDS[@]}"; do
   url=http://127.0.0.1:${GW_PORT[$id]}/
   tok=$(token_for "${GW_TOKEN[$id]}")
   # twice: the second request of a cache config is answered from the cache
+  r0=$(redis_cmds)
   for n in 1 2; do
     code=$(http_code "$url" "$tok")
     body=$(cat "$RUN/logs/curl.body")
     [[ $code == 200 && $body == '{"ok":true}' ]] \
       || die "$id: valid request #$n got $code '$body' (see $RUN/gw/$id/logs/error.log)"
   done
-  if [[ $id == v-* ]]; then
+  # the second INFO counts the first
+  r1=$(( $(redis_cmds) - NEED_REDIS ))
+  if [[ $id == v-*rl* ]]; then
+    auth=()
+    [[ -n $tok ]] && auth=(-H "Authorization: Bearer $tok")
+    curl -s --max-time 5 -o /dev/null -D "$RUN/logs/curl.headers" "${auth[@]}" "$url" || true
+    grep -qi '^RateLimit: ' "$RUN/logs/curl.headers" \
+      || die "$id: no RateLimit header in the response (see $RUN/logs/curl.headers)"
+    if [[ $id == *breaker ]]; then
+      [[ $r1 == "$r0" ]] || die "$id: Redis saw $((r1 - r0)) commands with its breaker open"
+    else
+      (( r1 - r0 >= 2 )) || die "$id: Redis saw no command for two requests"
+    fi
+    log "  $id: RateLimit header present, Redis saw $((r1 - r0)) commands"
+  else
+    [[ $r1 == "$r0" ]] || die "$id: Redis saw $((r1 - r0)) commands from a config without limits"
+  fi
+  if [[ $id == v-* && ${GW_TOKEN[$id]} != none ]]; then
     a=${GW_TOKEN[$id]}
     if [[ $a == rs256 ]]; then other=es256; else other=rs256; fi
     for bad in "$a-badsig" none garbage "$a-expired" "$other" hs256; do
@@ -408,6 +466,10 @@ done
 
 # ---------------------------------------------------------------- measuring
 CLK_TCK=$(getconf CLK_TCK)
+pid_ticks() { # pid (may be empty) -> utime+stime of that process alone
+  [[ -n $1 && -r /proc/$1/stat ]] || { echo 0; return; }
+  sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'
+}
 proc_ticks() { # master pid -> utime+stime of the master and its children
   local p t=0 pids
   mapfile -t pids < <(ps -o pid= --ppid "$1" | tr -d ' ')
@@ -474,7 +536,7 @@ fi
 (( idle_busy < 10 )) || log "WARNING: the machine is ${idle_busy}% busy before the load starts: figures will be noisy"
 
 RAW=$OUT/raw.tsv
-printf 'round\tid\trps\tp50_us\tp99_us\trequests\tnon2xx\tsock_err\tgw_cpu_us\tgw_cpu_pct\tcpu%s_busy_pct\tcpu%s_busy_pct\n' \
+printf 'round\tid\trps\tp50_us\tp99_us\trequests\tnon2xx\tsock_err\tgw_cpu_us\tgw_cpu_pct\tredis_cpu_us\tcpu%s_busy_pct\tcpu%s_busy_pct\n' \
   "$GW_CPU" "$LOAD_CPU" >"$RAW"
 
 log "measuring: ${#IDS[@]} configs x $ROUNDS rounds x (${WARMUP}s warm-up + ${DURATION}s), wrk -t$THREADS -c$CONNS;" \
@@ -485,28 +547,31 @@ for ((r = 1; r <= ROUNDS; r++)); do
     (( WARMUP == 0 )) || run_wrk "$id" "$WARMUP" "$RUN/logs/wrk-$id-r$r-warmup.txt" || true
     sleep 0.5
     out=$RUN/logs/wrk-$id-r$r.txt
-    n0=$(date +%s%N); c0=$(proc_ticks "${GW_PID[$id]}")
+    n0=$(date +%s%N); c0=$(proc_ticks "${GW_PID[$id]}"); rc0=$(pid_ticks "$REDIS_PID")
     read -r g0 gt0 < <(cpu_jiffies "$GW_CPU"); read -r l0 lt0 < <(cpu_jiffies "$LOAD_CPU")
     run_wrk "$id" "$DURATION" "$out" || die "wrk failed for $id (see $out)"
-    n1=$(date +%s%N); c1=$(proc_ticks "${GW_PID[$id]}")
+    n1=$(date +%s%N); c1=$(proc_ticks "${GW_PID[$id]}"); rc1=$(pid_ticks "$REDIS_PID")
     read -r g1 gt1 < <(cpu_jiffies "$GW_CPU"); read -r l1 lt1 < <(cpu_jiffies "$LOAD_CPU")
     read -r rps p50 p99 req non2xx sock < <(parse_wrk <"$out") \
       || die "cannot parse wrk's output for $id (see $out)"
     (( req > 0 )) || die "$id: wrk completed no request (see $out)"
+    redis_us=$(awk -v d=$((rc1 - rc0)) -v hz="$CLK_TCK" -v req="$req" \
+      'BEGIN { printf "%.2f\n", d / hz * 1e6 / req }')
     read -r cpu_us cpu_pct gb lb < <(awk -v d=$((c1 - c0)) -v hz="$CLK_TCK" \
       -v ns=$((n1 - n0)) -v req="$req" -v gb=$((g1 - g0)) -v gt=$((gt1 - gt0)) \
       -v lb=$((l1 - l0)) -v lt=$((lt1 - lt0)) 'BEGIN {
         s = d / hz
         printf "%.2f %.1f %.1f %.1f\n", s * 1e6 / req, 100 * s / (ns / 1e9),
                (gt > 0 ? 100 * gb / gt : 0), (lt > 0 ? 100 * lb / lt : 0) }')
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$r" "$id" "$rps" "$p50" "$p99" \
-      "$req" "$non2xx" "$sock" "$cpu_us" "$cpu_pct" "$gb" "$lb" >>"$RAW"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$r" "$id" "$rps" "$p50" "$p99" \
+      "$req" "$non2xx" "$sock" "$cpu_us" "$cpu_pct" "$redis_us" "$gb" "$lb" >>"$RAW"
     log "  round $r $(printf '%-16s %9.0f req/s  p50 %5dus  p99 %5dus  gw %5.1f%% %6.1fus/req  cpu%s %5.1f%%  errors %d/%d' \
       "$id" "$rps" "$p50" "$p99" "$cpu_pct" "$cpu_us" "$LOAD_CPU" "$lb" "$non2xx" "$sock")"
   done
 done
 
 for id in "${IDS[@]}"; do
+  [[ $id == *breaker ]] && continue    # its connection failures are the point
   n=$(grep -cE '\[(error|crit|alert|emerg)\]' "$RUN/gw/$id/logs/error.log" || true)
   [[ $n == 0 ]] || log "WARNING: $id: $n error lines in $RUN/gw/$id/logs/error.log"
 done
@@ -536,10 +601,11 @@ busy = [c for c in rows[0] if c.endswith("_busy_pct")]
 
 out = [open(meta).read().rstrip(), ""]
 out.append("| config | req/s (median) | min–max | vs a-plain | p50 ms | p99 ms | "
-           "gw CPU µs/req | added gw CPU µs/req vs a-plain | gw CPU % | "
+           "gw CPU µs/req | added gw CPU µs/req vs a-plain | "
+           "added p99 ms | redis CPU µs/req | gw CPU % | "
            + " | ".join(c.replace("_busy_pct", "") + " busy %" for c in busy)
            + " | errors |")
-out.append("|" + "---|" * (10 + len(busy)))
+out.append("|" + "---|" * (12 + len(busy)))
 for cid in order:
     rs = by[cid]
     rps = [float(r["rps"]) for r in rs]
@@ -548,6 +614,8 @@ for cid in order:
     added = [float(r["gw_cpu_us"]) - float(base[r["round"]]["gw_cpu_us"])
              for r in paired]
     errs = sum(int(r["non2xx"]) + int(r["sock_err"]) for r in rs)
+    p99add = [(int(r["p99_us"]) - int(base[r["round"]]["p99_us"])) / 1000
+              for r in paired]
     out.append(
         f"| {cid} | {med(rps):,.0f} | {min(rps):,.0f}–{max(rps):,.0f} | "
         + (f"{med(ratio):.3f}" if ratio else "n/a") + " | "
@@ -556,6 +624,9 @@ for cid in order:
         f"{med(float(r['gw_cpu_us']) for r in rs):.1f} | "
         + ((f"{med(added):+.1f}" if cid != "a-plain" else "0")
            if added else "n/a") + " | "
+        + ((f"{med(p99add):+.2f}" if cid != "a-plain" else "0")
+           if p99add else "n/a") + " | "
+        f"{med(float(r['redis_cpu_us']) for r in rs):.2f} | "
         f"{med(float(r['gw_cpu_pct']) for r in rs):.0f} | "
         + " | ".join(f"{med(float(r[c]) for r in rs):.0f}" for c in busy)
         + f" | {errs} |")
@@ -564,7 +635,8 @@ out.append(
     "Medians over the rounds. vs a-plain and added gw CPU are taken per "
     "round against the a-plain run of the same round, then the median. "
     "gw CPU µs/req = gateway utime+stime (master + worker) over the "
-    "measured window / requests completed. a-plain gets no token; the "
+    "measured window / requests completed; redis CPU µs/req the same for "
+    "redis-server. a-plain gets no token; the "
     "vantage configs get the same valid token on every request (so the "
     "cache config is all hits after the first). errors = non-2xx/3xx "
     "responses + socket errors, all rounds. cpuN busy % is the whole core, "
