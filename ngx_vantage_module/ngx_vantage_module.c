@@ -17,14 +17,22 @@ static void ngx_vantage_exit_process(ngx_cycle_t *cycle);
 static void ngx_vantage_ctx_cleanup(void *data);
 
 
+static char *ngx_vantage_check_bounds(ngx_conf_t *cf, void *post,
+    void *data);
+
+
+/*
+ * nginx's ngx_conf_check_num_bounds() does not name the directive; this
+ * returns its complaint to ngx_conf_handler(), which does
+ */
 static ngx_conf_num_bounds_t  ngx_vantage_max_keys_tried_bounds = {
-    ngx_conf_check_num_bounds, 1, 64
+    ngx_vantage_check_bounds, 1, 64
 };
 
 static ngx_conf_post_t  ngx_vantage_realm_post = { ngx_vantage_realm };
 
 static ngx_conf_num_bounds_t  ngx_vantage_rl_status_bounds = {
-    ngx_conf_check_num_bounds, 400, 599
+    ngx_vantage_check_bounds, 400, 599
 };
 
 
@@ -421,6 +429,30 @@ ngx_vantage_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     }
 
     return ngx_vantage_jwt_merge_policy(cf, conf);
+}
+
+
+static char *
+ngx_vantage_check_bounds(ngx_conf_t *cf, void *post, void *data)
+{
+    ngx_conf_num_bounds_t  *bounds = post;
+    ngx_int_t              *np = data;
+
+    u_char                 *p;
+
+    if (*np >= bounds->low && *np <= bounds->high) {
+        return NGX_CONF_OK;
+    }
+
+    p = ngx_pnalloc(cf->pool, 2 * NGX_INT_T_LEN + 32);
+    if (p == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    *ngx_sprintf(p, "must be between %i and %i", bounds->low, bounds->high)
+        = '\0';
+
+    return (char *) p;
 }
 
 

@@ -187,18 +187,54 @@ static ngx_int_t
 ngx_vantage_redis_queue(ngx_vantage_redis_t *st, ngx_vantage_redis_cmd_t *cmds,
     ngx_uint_t n, ngx_uint_t reply, ngx_vantage_redis_call_t *call)
 {
-    int          rc;
+    int          rc, j;
+    u_char      *p;
+    size_t       len;
     ngx_uint_t   i;
+
+    static u_char  *buf;
+    static size_t   size;
 
     for (i = 0; i < n; i++) {
 
+        /*
+         * the protocol is written here rather than by hiredis's formatter,
+         * which builds each command in a fresh sds string with sdscatfmt()
+         */
+
+        len = NGX_INT_T_LEN + 3;
+
+        for (j = 0; j < cmds[i].argc; j++) {
+            len += NGX_SIZE_T_LEN + 5 + cmds[i].argvlen[j];
+        }
+
+        if (len > size) {
+            ngx_free(buf);
+
+            size = ngx_max(len, 4096);
+            buf = ngx_alloc(size, st->log);
+
+            if (buf == NULL) {
+                size = 0;
+                return NGX_ERROR;
+            }
+        }
+
+        p = ngx_sprintf(buf, "*%d\r\n", cmds[i].argc);
+
+        for (j = 0; j < cmds[i].argc; j++) {
+            p = ngx_sprintf(p, "$%uz\r\n", cmds[i].argvlen[j]);
+            p = ngx_cpymem(p, cmds[i].argv[j], cmds[i].argvlen[j]);
+            *p++ = '\r';
+            *p++ = '\n';
+        }
+
         if (call && i == reply) {
-            rc = redisAsyncCommandArgv(st->ac, ngx_vantage_redis_reply, call,
-                                       cmds[i].argc, cmds[i].argv,
-                                       cmds[i].argvlen);
+            rc = redisAsyncFormattedCommand(st->ac, ngx_vantage_redis_reply,
+                                            call, (char *) buf, p - buf);
         } else {
-            rc = redisAsyncCommandArgv(st->ac, NULL, NULL, cmds[i].argc,
-                                       cmds[i].argv, cmds[i].argvlen);
+            rc = redisAsyncFormattedCommand(st->ac, NULL, NULL, (char *) buf,
+                                            p - buf);
         }
 
         if (rc != REDIS_OK) {
