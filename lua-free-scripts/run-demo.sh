@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # run-demo.sh -- the demo `make run` starts: Debian's nginx with the module
-# in front of a stand-in advisor app, on 127.0.0.1, until Ctrl-C.
+# in front of a stand-in advisor app, and the Redis its rate limits share,
+# on 127.0.0.1, until Ctrl-C.
 #
 #   make run                                  builds first, then runs this
 #   PORT=9080 BACKEND_PORT=9081 lua-free-scripts/run-demo.sh
@@ -13,7 +14,8 @@
 # commands, and waits.  Ctrl-C (or SIGTERM) stops nginx gracefully
 # (`nginx -s quit`) and the script exits 0.
 #
-# Environment: PORT (8080), BACKEND_PORT (8081), NGINX (/usr/sbin/nginx),
+# Environment: PORT (8080), BACKEND_PORT (8081), REDIS_PORT (8379),
+# NGINX (/usr/sbin/nginx),
 # MODULE (build/ngx_vantage_module.so), VANTAGE_DEMO_DIR (run/demo).
 #
 # Services are started by start_<name> functions and recorded with
@@ -26,6 +28,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PREFIX=${VANTAGE_DEMO_DIR:-$ROOT/run/demo}
 PORT=${PORT:-8080}
 BACKEND_PORT=${BACKEND_PORT:-8081}
+REDIS_PORT=${REDIS_PORT:-8379}
 NGINX=${NGINX:-/usr/sbin/nginx}
 MODULE=${MODULE:-$ROOT/build/ngx_vantage_module.so}
 CONF_TEMPLATE=$ROOT/conf/vantage-demo.conf.in
@@ -54,12 +57,13 @@ check_prereqs() {
     [[ -f $CONF_TEMPLATE ]] || die "$CONF_TEMPLATE not found"
     command -v openssl >/dev/null || die "openssl not found"
     command -v curl >/dev/null || die "curl not found"
+    command -v redis-server >/dev/null || die "redis-server not found (lua-free-scripts/install-deps.sh)"
     $PY -c 'import jwt, cryptography' 2>/dev/null \
         || die "$PY lacks PyJWT (apt-get install python3-jwt python3-cryptography)"
     [[ $PREFIX != *[[:space:]\;\#\'\"]* ]] \
         || die "demo directory \"$PREFIX\" has characters nginx.conf cannot take"
-    for p in "$PORT" "$BACKEND_PORT"; do
-        port_open "$p" && die "127.0.0.1:$p is already in use (set PORT / BACKEND_PORT)"
+    for p in "$PORT" "$BACKEND_PORT" "$REDIS_PORT"; do
+        port_open "$p" && die "127.0.0.1:$p is already in use (set PORT / BACKEND_PORT / REDIS_PORT)"
     done
     return 0
 }
@@ -70,6 +74,14 @@ check_prereqs() {
 # still names our demo directory.
 stop_leftovers() {
     local pid
+    pid=$(cat "$PREFIX/redis/redis.pid" 2>/dev/null || true)
+    if [[ $pid =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null \
+        && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q redis-server
+    then
+        log "stopping redis-server (pid $pid) left over from an earlier run"
+        kill -TERM "$pid" 2>/dev/null || true
+        wait_gone "$pid" 10 || kill -KILL "$pid" 2>/dev/null || true
+    fi
     [[ -f $PREFIX/nginx.pid ]] || return 0
     pid=$(cat "$PREFIX/nginx.pid" 2>/dev/null || true)
     if [[ $pid =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null \
@@ -115,6 +127,7 @@ render_conf() {
     sed -e "s#@PREFIX@#$PREFIX#g" \
         -e "s#@MODULE@#$PREFIX/ngx_vantage_module.so#g" \
         -e "s#@PORT@#$PORT#g" -e "s#@BACKEND_PORT@#$BACKEND_PORT#g" \
+        -e "s#@REDIS_PORT@#$REDIS_PORT#g" \
         "$CONF_TEMPLATE" >"$PREFIX/nginx.conf"
 }
 
@@ -174,8 +187,31 @@ stop_nginx() { # pid
 }
 
 
-# Later issues: start_redis, start_worker, start_fakes (vendor emulators),
-# each followed by demo_started and stopped by a stop_<name> below.
+# start_redis: the Redis the rate limits share, with its append-only file
+# in the demo directory, on 127.0.0.1 only
+start_redis() {
+    local i pid d=$PREFIX/redis
+    mkdir -p "$d"
+    redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --protected-mode yes \
+        --dir "$d" --appendonly yes --save '' --daemonize no \
+        --pidfile "$d/redis.pid" --logfile "$d/redis.log" >/dev/null 2>&1 &
+    pid=$!
+    demo_started redis "$pid"
+    for ((i = 0; i < 100; i++)); do
+        if port_open "$REDIS_PORT"; then
+            log "redis-server (pid $pid) listening on 127.0.0.1:$REDIS_PORT"
+            return 0
+        fi
+        kill -0 "$pid" 2>/dev/null || { tail -5 "$d/redis.log" >&2;
+                                        die "redis-server exited during startup"; }
+        sleep 0.1
+    done
+    die "redis-server did not open 127.0.0.1:$REDIS_PORT within 10s"
+}
+
+
+# Later issues: start_worker, start_fakes (vendor emulators), each followed
+# by demo_started and stopped by a stop_<name> below.
 
 
 stop_all() {
@@ -246,12 +282,15 @@ http_status() { # url [token]
 
 # self_check: the demo shows what it claims, or says so
 self_check() {
-    local url=$1 good=$2 bad=$3 s ok=1
+    local url=$1 good=$2 bad=$3 s ok=1 h
     s=$(http_status "$url" "$good");  [[ $s == 200 ]] || { log "check: valid token got $s, expected 200"; ok=0; }
     s=$(http_status "$url" "$bad");   [[ $s == 401 ]] || { log "check: tampered token got $s, expected 401"; ok=0; }
     s=$(http_status "$url");          [[ $s == 401 ]] || { log "check: no token got $s, expected 401"; ok=0; }
+    h=$(curl -s -D - -o /dev/null --max-time 5 -H "Authorization: Bearer $good" "$url" \
+        | tr -d '\r' | grep -i '^RateLimit:' || true)
+    [[ -n $h ]] || { log "check: no RateLimit header on an accepted request"; ok=0; }
     (( ok )) || die "the gateway does not behave as the demo expects (see $PREFIX/error.log)"
-    log "checked: valid token 200, tampered token 401, no token 401"
+    log "checked: valid token 200 with \"$h\", tampered token 401, no token 401"
 }
 
 
@@ -277,6 +316,12 @@ Refused (401, tampered: sub changed to advisor-9999 after signing):
 
   curl -i -H 'Authorization: Bearer $bad' $url
 
+Rate limited per advisor through Redis (5 r/s, burst 10): the eleventh
+request of a quick burst gets 429 with Retry-After; watch RateLimit fall:
+
+  for i in \$(seq 12); do curl -s -o /dev/null -w '%{http_code} ' \\
+      -H 'Authorization: Bearer $good' $url; done; echo
+
 Files: $PREFIX (nginx.conf, error.log, access.log; keys/ holds the
 demo private key). Error log: tail -f $PREFIX/error.log
 
@@ -296,6 +341,7 @@ main() {
 
     make_keys
     render_conf
+    start_redis
     start_nginx
 
     url=http://127.0.0.1:$PORT/api/accounts
@@ -306,7 +352,7 @@ main() {
 
     # wait returns early when a trapped signal arrives; nginx exiting on
     # its own is an error
-    wait "${STARTED[0]#*:}" || true
+    wait "${STARTED[1]#*:}" || true
     (( STOPPING )) && exit 0
     log "nginx exited unexpectedly (see $PREFIX/error.log)"
     STARTED=()

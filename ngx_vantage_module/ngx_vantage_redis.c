@@ -1034,6 +1034,16 @@ ngx_vantage_redis_exit_process(ngx_cycle_t *cycle)
         return;
     }
 
+    /* the process is going: no request is to be resumed from here */
+
+    for (q = ngx_queue_head(&st->pending);
+         q != ngx_queue_sentinel(&st->pending);
+         q = ngx_queue_next(q))
+    {
+        call = ngx_queue_data(q, ngx_vantage_redis_call_t, queue);
+        call->handler = NULL;
+    }
+
     ngx_vantage_redis_close(st);
 
     while (!ngx_queue_empty(&st->free)) {
