@@ -848,9 +848,21 @@ ngx_vantage_rl_apply(ngx_http_request_t *r, ngx_vantage_rl_ctx_t *rl)
     ngx_vantage_loc_conf_t    *vlcf;
     ngx_vantage_main_conf_t   *vmcf;
     ngx_http_core_loc_conf_t  *clcf;
-    u_char                     buf[NGX_INT64_LEN];
+    u_char                    *buf;
 
     vlcf = rl->conf;
+
+    if (rl->outcome != NGX_VANTAGE_RL_REFUSE
+        && rl->outcome != NGX_VANTAGE_RL_UNAVAILABLE)
+    {
+        return NGX_DECLINED;
+    }
+
+    /* Retry-After may be sent after this returns: by an error_page */
+    buf = ngx_pnalloc(r->pool, NGX_INT64_LEN);
+    if (buf == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
 
     switch (rl->outcome) {
 
