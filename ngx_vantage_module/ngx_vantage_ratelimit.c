@@ -872,9 +872,18 @@ ngx_vantage_rl_apply(ngx_http_request_t *r, ngx_vantage_rl_ctx_t *rl)
     case NGX_VANTAGE_RL_UNAVAILABLE:
         vmcf = ngx_http_get_module_main_conf(r, ngx_vantage_module);
 
+        /* no request line: its query string may hold a token or a key */
+
+        handler = r->connection->log->handler;
+        r->connection->log->handler = NULL;
+
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "vantage ratelimit: Redis unavailable and "
-                      "\"vantage_rate_limit_on_error\" is closed");
+                      "\"vantage_rate_limit_on_error\" is closed, "
+                      "client: %V, uri: \"%V\"",
+                      &r->connection->addr_text, &r->uri);
+
+        r->connection->log->handler = handler;
 
         retry = vmcf->redis ? vmcf->redis->breaker_cooldown : 1000;
         p = ngx_sprintf(buf, "%uL", (retry + 999) / 1000);

@@ -356,6 +356,15 @@ ngx_vantage_redis_arm(ngx_vantage_redis_t *st)
         st->timer.cancelable = 1;
     }
 
+    if (st->timer.timer_set) {
+        if (st->timer.timer.key == deadline) {
+            return;
+        }
+
+        /* ngx_add_timer() would leave a timer within 300 ms where it is */
+        ngx_del_timer(&st->timer);
+    }
+
     left = (ngx_msec_int_t) (deadline - ngx_current_msec);
 
     ngx_add_timer(&st->timer, left > 0 ? (ngx_msec_t) left : 1);
@@ -639,6 +648,7 @@ static void
 ngx_vantage_redis_read_handler(ngx_event_t *rev)
 {
     ssize_t               n;
+    ngx_uint_t            eof;
     ngx_connection_t     *c;
     ngx_vantage_redis_t  *st;
 
@@ -657,6 +667,8 @@ ngx_vantage_redis_read_handler(ngx_event_t *rev)
         return;
     }
 
+    eof = 0;
+
     while (rev->ready) {
 
         n = c->recv(c, buf, sizeof(buf));
@@ -666,13 +678,9 @@ ngx_vantage_redis_read_handler(ngx_event_t *rev)
         }
 
         if (n == 0 || n == NGX_ERROR) {
-            ngx_log_error(NGX_LOG_ERR, st->log, 0,
-                          "vantage redis: connection to %V %s",
-                          &st->conf->name,
-                          n == 0 ? "closed by Redis" : "failed");
-            ngx_vantage_redis_failure(st);
-            ngx_vantage_redis_close(st);
-            return;
+            /* the replies read before the end are answers all the same */
+            eof = (n == 0) ? 1 : 2;
+            break;
         }
 
         if (redisReaderFeed(st->ac->c.reader, (char *) buf, n) != REDIS_OK) {
@@ -689,6 +697,16 @@ ngx_vantage_redis_read_handler(ngx_event_t *rev)
     redisProcessCallbacks(st->ac);
 
     if (st->c == NULL || st->closing) {
+        return;
+    }
+
+    if (eof) {
+        ngx_log_error(NGX_LOG_ERR, st->log, 0,
+                      "vantage redis: connection to %V %s",
+                      &st->conf->name,
+                      eof == 1 ? "closed by Redis" : "failed");
+        ngx_vantage_redis_failure(st);
+        ngx_vantage_redis_close(st);
         return;
     }
 
