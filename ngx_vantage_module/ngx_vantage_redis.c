@@ -88,6 +88,8 @@ static ngx_int_t ngx_vantage_redis_queue(ngx_vantage_redis_t *st,
 static ngx_vantage_redis_call_t *ngx_vantage_redis_call_alloc(
     ngx_vantage_redis_t *st);
 static void ngx_vantage_redis_arm(ngx_vantage_redis_t *st);
+static ngx_int_t ngx_vantage_redis_deadline(ngx_vantage_redis_t *st,
+    ngx_msec_t *deadline);
 static void ngx_vantage_redis_timeout(ngx_event_t *ev);
 static void ngx_vantage_redis_probe(ngx_event_t *ev);
 static void ngx_vantage_redis_probe_done(void *data, redisReply *reply);
@@ -96,6 +98,35 @@ static void ngx_vantage_redis_failure(ngx_vantage_redis_t *st);
 static void ngx_vantage_redis_success(ngx_vantage_redis_t *st);
 static char *ngx_vantage_redis_read_secret(ngx_conf_t *cf, ngx_str_t *path,
     ngx_str_t *secret);
+static void *ngx_vantage_redis_create_string(const redisReadTask *task,
+    char *str, size_t len);
+static void *ngx_vantage_redis_create_array(const redisReadTask *task,
+    int elements);
+static void *ngx_vantage_redis_create_integer(const redisReadTask *task,
+    long long value);
+static void *ngx_vantage_redis_create_nil(const redisReadTask *task);
+static void ngx_vantage_redis_free_object(void *obj);
+
+
+/*
+ * hiredis's reader with replies kept on free lists: a limit's reply is
+ * seven objects, and hiredis's own functions malloc() and free() each of
+ * them.  The objects are the same redisReply as hiredis makes.
+ */
+static redisReplyObjectFunctions  ngx_vantage_redis_reply_fns = {
+    ngx_vantage_redis_create_string,
+    ngx_vantage_redis_create_array,
+    ngx_vantage_redis_create_integer,
+    ngx_vantage_redis_create_nil,
+    ngx_vantage_redis_free_object
+};
+
+#define NGX_VANTAGE_REDIS_FREE_MAX     1024    /* replies kept for reuse */
+#define NGX_VANTAGE_REDIS_SMALL_ARRAY  8       /* element vectors kept */
+
+static redisReply   *ngx_vantage_redis_free_replies;
+static redisReply  **ngx_vantage_redis_free_vectors;
+static ngx_uint_t    ngx_vantage_redis_nfree;
 
 
 static ngx_vantage_redis_t  *ngx_vantage_redis;
@@ -326,11 +357,10 @@ ngx_vantage_redis_reply(redisAsyncContext *ac, void *reply, void *privdata)
 static void
 ngx_vantage_redis_arm(ngx_vantage_redis_t *st)
 {
-    ngx_msec_t                 deadline;
-    ngx_msec_int_t             left;
-    ngx_vantage_redis_call_t  *call;
+    ngx_msec_t      deadline;
+    ngx_msec_int_t  left;
 
-    if (ngx_queue_empty(&st->pending) && st->connected) {
+    if (ngx_vantage_redis_deadline(st, &deadline) != NGX_OK) {
         if (st->timer.timer_set) {
             ngx_del_timer(&st->timer);
         }
@@ -338,26 +368,13 @@ ngx_vantage_redis_arm(ngx_vantage_redis_t *st)
         return;
     }
 
-    if (!ngx_queue_empty(&st->pending)) {
-        call = ngx_queue_data(ngx_queue_head(&st->pending),
-                              ngx_vantage_redis_call_t, queue);
-        deadline = call->deadline;
-
-        if (!st->connected
-            && (ngx_msec_int_t) (st->connect_deadline - deadline) < 0)
-        {
-            deadline = st->connect_deadline;
-        }
-
-        st->timer.cancelable = 0;
-
-    } else {
-        deadline = st->connect_deadline;
-        st->timer.cancelable = 1;
-    }
-
     if (st->timer.timer_set) {
-        if (st->timer.timer.key == deadline) {
+        /*
+         * a timer due no later stays where it is, and moves itself on when
+         * it fires early: replies move the oldest deadline later, and this
+         * saves moving the timer for each of them
+         */
+        if ((ngx_msec_int_t) (deadline - st->timer.timer.key) >= 0) {
             return;
         }
 
@@ -371,10 +388,62 @@ ngx_vantage_redis_arm(ngx_vantage_redis_t *st)
 }
 
 
+/*
+ * The earliest time something is due: the oldest call's reply, or the
+ * connection being made.  NGX_DECLINED when nothing is awaited.
+ */
+static ngx_int_t
+ngx_vantage_redis_deadline(ngx_vantage_redis_t *st, ngx_msec_t *deadline)
+{
+    ngx_vantage_redis_call_t  *call;
+
+    if (ngx_queue_empty(&st->pending)) {
+        st->timer.cancelable = 1;
+
+        if (st->connected || st->ac == NULL) {
+            return NGX_DECLINED;
+        }
+
+        *deadline = st->connect_deadline;
+        return NGX_OK;
+    }
+
+    /* a call waiting for a reply keeps a worker that is exiting alive */
+    st->timer.cancelable = 0;
+
+    call = ngx_queue_data(ngx_queue_head(&st->pending),
+                          ngx_vantage_redis_call_t, queue);
+    *deadline = call->deadline;
+
+    if (!st->connected
+        && (ngx_msec_int_t) (st->connect_deadline - *deadline) < 0)
+    {
+        *deadline = st->connect_deadline;
+    }
+
+    return NGX_OK;
+}
+
+
 static void
 ngx_vantage_redis_timeout(ngx_event_t *ev)
 {
     ngx_vantage_redis_t  *st = ev->data;
+
+    ngx_msec_t            deadline;
+    ngx_msec_int_t        left;
+
+    if (ngx_vantage_redis_deadline(st, &deadline) != NGX_OK) {
+        return;
+    }
+
+    left = (ngx_msec_int_t) (deadline - ngx_current_msec);
+
+    if (left > 0) {
+        /* set for a call that has had its reply since */
+        ngx_add_timer(&st->timer, (ngx_msec_t) left);
+        return;
+    }
 
     if (st->connected) {
         ngx_log_error(NGX_LOG_ERR, st->log, NGX_ETIMEDOUT,
@@ -448,6 +517,7 @@ ngx_vantage_redis_connect(ngx_vantage_redis_t *st)
     st->closing = 0;
 
     ac->ev.data = st;
+    ac->c.reader->fn = &ngx_vantage_redis_reply_fns;
     ac->ev.cleanup = ngx_vantage_redis_cleanup;
 
     if (ngx_add_conn) {
@@ -1072,6 +1142,167 @@ ngx_vantage_redis_exit_process(ngx_cycle_t *cycle)
     }
 
     ngx_vantage_redis = NULL;
+}
+
+
+static redisReply *
+ngx_vantage_redis_reply_alloc(const redisReadTask *task, int type)
+{
+    redisReply  *r, *parent;
+
+    r = ngx_vantage_redis_free_replies;
+
+    if (r != NULL) {
+        /* the free list is linked through the element pointer */
+        ngx_vantage_redis_free_replies = (redisReply *) r->element;
+        ngx_vantage_redis_nfree--;
+
+    } else {
+        r = malloc(sizeof(redisReply));
+        if (r == NULL) {
+            return NULL;
+        }
+    }
+
+    ngx_memzero(r, sizeof(redisReply));
+    r->type = type;
+
+    if (task->parent) {
+        parent = task->parent->obj;
+        parent->element[task->idx] = r;
+    }
+
+    return r;
+}
+
+
+static void *
+ngx_vantage_redis_create_string(const redisReadTask *task, char *str,
+    size_t len)
+{
+    char        *buf;
+    redisReply  *r;
+
+    buf = malloc(len + 1);
+    if (buf == NULL) {
+        return NULL;
+    }
+
+    r = ngx_vantage_redis_reply_alloc(task, task->type);
+    if (r == NULL) {
+        free(buf);
+        return NULL;
+    }
+
+    ngx_memcpy(buf, str, len);
+    buf[len] = '\0';
+
+    r->str = buf;
+    r->len = len;
+
+    return r;
+}
+
+
+static void *
+ngx_vantage_redis_create_array(const redisReadTask *task, int elements)
+{
+    redisReply   *r, **v;
+
+    v = NULL;
+
+    if (elements > 0) {
+        if (elements <= NGX_VANTAGE_REDIS_SMALL_ARRAY
+            && ngx_vantage_redis_free_vectors != NULL)
+        {
+            v = ngx_vantage_redis_free_vectors;
+            ngx_vantage_redis_free_vectors = (redisReply **) v[0];
+            ngx_memzero(v, NGX_VANTAGE_REDIS_SMALL_ARRAY * sizeof(void *));
+
+        } else {
+            v = calloc(ngx_max(elements, NGX_VANTAGE_REDIS_SMALL_ARRAY),
+                       sizeof(redisReply *));
+            if (v == NULL) {
+                return NULL;
+            }
+        }
+    }
+
+    r = ngx_vantage_redis_reply_alloc(task, REDIS_REPLY_ARRAY);
+    if (r == NULL) {
+        free(v);
+        return NULL;
+    }
+
+    r->element = v;
+    r->elements = elements;
+
+    return r;
+}
+
+
+static void *
+ngx_vantage_redis_create_integer(const redisReadTask *task, long long value)
+{
+    redisReply  *r;
+
+    r = ngx_vantage_redis_reply_alloc(task, REDIS_REPLY_INTEGER);
+    if (r == NULL) {
+        return NULL;
+    }
+
+    r->integer = value;
+
+    return r;
+}
+
+
+static void *
+ngx_vantage_redis_create_nil(const redisReadTask *task)
+{
+    return ngx_vantage_redis_reply_alloc(task, REDIS_REPLY_NIL);
+}
+
+
+static void
+ngx_vantage_redis_free_object(void *obj)
+{
+    size_t       i;
+    redisReply  *r = obj;
+
+    if (r == NULL) {
+        return;
+    }
+
+    if (r->type == REDIS_REPLY_ARRAY) {
+        for (i = 0; i < r->elements; i++) {
+            ngx_vantage_redis_free_object(r->element[i]);
+        }
+
+        if (r->element) {
+            if (r->elements <= NGX_VANTAGE_REDIS_SMALL_ARRAY
+                && ngx_vantage_redis_nfree < NGX_VANTAGE_REDIS_FREE_MAX)
+            {
+                r->element[0] = (redisReply *) ngx_vantage_redis_free_vectors;
+                ngx_vantage_redis_free_vectors = r->element;
+
+            } else {
+                free(r->element);
+            }
+        }
+
+    } else {
+        free(r->str);
+    }
+
+    if (ngx_vantage_redis_nfree >= NGX_VANTAGE_REDIS_FREE_MAX) {
+        free(r);
+        return;
+    }
+
+    r->element = (redisReply **) ngx_vantage_redis_free_replies;
+    ngx_vantage_redis_free_replies = r;
+    ngx_vantage_redis_nfree++;
 }
 
 
