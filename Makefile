@@ -109,7 +109,7 @@ valgrind: deps module worker
 	        --error-exitcode=1 $(B)/valgrind/$$t; \
 	done
 	cd tests/integration && VANTAGE_VALGRIND=1 VANTAGE_TEST_TIMEOUT=10 \
-	    $(PYTHON) -m pytest -q -p no:cacheprovider -m "not slow and not load" \
+	    $(PYTHON) -m pytest -q -p no:cacheprovider -m "not slow and not load and not timing" \
 	    -k "not h2" $(PYTEST_ARGS)
 
 bench: deps module

@@ -83,6 +83,8 @@ static ngx_int_t ngx_vantage_rl_apply(ngx_http_request_t *r,
 static ngx_int_t ngx_vantage_rl_header_filter(ngx_http_request_t *r);
 static ngx_int_t ngx_vantage_rl_add_header(ngx_http_request_t *r,
     const char *name, size_t nlen, u_char *value, size_t len);
+static char *ngx_vantage_rl_zone_add(ngx_conf_t *cf,
+    ngx_vantage_main_conf_t *vmcf, size_t size);
 static ngx_int_t ngx_vantage_rl_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
 
@@ -1393,7 +1395,7 @@ ngx_vantage_rl_zone_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_vantage_main_conf_t *vmcf = conf;
 
     ssize_t     size;
-    ngx_str_t  *value, name;
+    ngx_str_t  *value;
 
     if (vmcf->rl_zone) {
         return "is duplicate";
@@ -1411,6 +1413,27 @@ ngx_vantage_rl_zone_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
+    return ngx_vantage_rl_zone_add(cf, vmcf, size);
+}
+
+
+char *
+ngx_vantage_rl_init_main_conf(ngx_conf_t *cf, ngx_vantage_main_conf_t *vmcf)
+{
+    if (!vmcf->rl_used || vmcf->rl_zone) {
+        return NGX_CONF_OK;
+    }
+
+    return ngx_vantage_rl_zone_add(cf, vmcf, 1024 * 1024);
+}
+
+
+static char *
+ngx_vantage_rl_zone_add(ngx_conf_t *cf, ngx_vantage_main_conf_t *vmcf,
+    size_t size)
+{
+    ngx_str_t  name;
+
     ngx_str_set(&name, "vantage_rate_limit");
 
     vmcf->rl_zone = ngx_shared_memory_add(cf, &name, size,
@@ -1419,34 +1442,7 @@ ngx_vantage_rl_zone_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    vmcf->rl_zone->init = ngx_vantage_rl_init_zone;
-    vmcf->rl_zone->data = ngx_pcalloc(cf->pool,
-                                      sizeof(ngx_vantage_rl_zone_ctx_t));
-    if (vmcf->rl_zone->data == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    return NGX_CONF_OK;
-}
-
-
-char *
-ngx_vantage_rl_init_main_conf(ngx_conf_t *cf, ngx_vantage_main_conf_t *vmcf)
-{
-    ngx_str_t  name;
-
-    if (!vmcf->rl_used || vmcf->rl_zone) {
-        return NGX_CONF_OK;
-    }
-
-    ngx_str_set(&name, "vantage_rate_limit");
-
-    vmcf->rl_zone = ngx_shared_memory_add(cf, &name, 1024 * 1024,
-                                          &ngx_vantage_module);
-    if (vmcf->rl_zone == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
+    /* the context with the configuration: see ngx_vantage_rl_init_zone() */
     vmcf->rl_zone->init = ngx_vantage_rl_init_zone;
     vmcf->rl_zone->data = ngx_pcalloc(cf->pool,
                                       sizeof(ngx_vantage_rl_zone_ctx_t));

@@ -93,6 +93,9 @@ static ngx_int_t ngx_vantage_redis_deadline(ngx_vantage_redis_t *st,
 static void ngx_vantage_redis_timeout(ngx_event_t *ev);
 static void ngx_vantage_redis_probe(ngx_event_t *ev);
 static void ngx_vantage_redis_probe_done(void *data, redisReply *reply);
+static ngx_int_t ngx_vantage_redis_own(ngx_vantage_redis_t *st, int argc,
+    const char **argv, size_t *argvlen, ngx_vantage_redis_handler_pt handler,
+    void *data);
 static void ngx_vantage_redis_login_done(void *data, redisReply *reply);
 static void ngx_vantage_redis_failure(ngx_vantage_redis_t *st);
 static void ngx_vantage_redis_success(ngx_vantage_redis_t *st);
@@ -233,7 +236,7 @@ ngx_vantage_redis_queue(ngx_vantage_redis_t *st, ngx_vantage_redis_cmd_t *cmds,
          * which builds each command in a fresh sds string with sdscatfmt()
          */
 
-        len = NGX_INT_T_LEN + 3;
+        len = NGX_INT_T_LEN + 4;
 
         for (j = 0; j < cmds[i].argc; j++) {
             len += NGX_SIZE_T_LEN + 5 + cmds[i].argvlen[j];
@@ -259,6 +262,12 @@ ngx_vantage_redis_queue(ngx_vantage_redis_t *st, ngx_vantage_redis_cmd_t *cmds,
             *p++ = '\r';
             *p++ = '\n';
         }
+
+        /*
+         * hiredis looks one byte past the first argument for another, as
+         * its own formatter ends the command with a NUL
+         */
+        *p = '\0';
 
         if (call && i == reply) {
             rc = redisAsyncFormattedCommand(st->ac, ngx_vantage_redis_reply,
@@ -470,9 +479,7 @@ ngx_vantage_redis_connect(ngx_vantage_redis_t *st)
     u_char                     db[NGX_INT_T_LEN];
     ngx_connection_t          *c;
     redisAsyncContext         *ac;
-    ngx_vantage_redis_cmd_t    cmd;
     ngx_vantage_redis_conf_t  *conf;
-    ngx_vantage_redis_call_t  *call;
 
     conf = st->conf;
 
@@ -571,20 +578,10 @@ ngx_vantage_redis_connect(ngx_vantage_redis_t *st)
         argv[n] = (char *) conf->password.data;
         argvlen[n++] = conf->password.len;
 
-        cmd.argc = n;
-        cmd.argv = argv;
-        cmd.argvlen = argvlen;
-
-        call = ngx_vantage_redis_call_alloc(st);
-        if (call == NULL) {
-            goto close;
-        }
-
-        call->handler = ngx_vantage_redis_login_done;
-        call->data = (void *) "AUTH";
-
-        if (ngx_vantage_redis_queue(st, &cmd, 1, 0, call) != NGX_OK) {
-            ngx_queue_insert_head(&st->free, &call->queue);
+        if (ngx_vantage_redis_own(st, n, argv, argvlen,
+                                  ngx_vantage_redis_login_done, "AUTH")
+            != NGX_OK)
+        {
             goto close;
         }
     }
@@ -595,20 +592,10 @@ ngx_vantage_redis_connect(ngx_vantage_redis_t *st)
         argv[1] = (char *) db;
         argvlen[1] = ngx_sprintf(db, "%i", conf->db) - db;
 
-        cmd.argc = 2;
-        cmd.argv = argv;
-        cmd.argvlen = argvlen;
-
-        call = ngx_vantage_redis_call_alloc(st);
-        if (call == NULL) {
-            goto close;
-        }
-
-        call->handler = ngx_vantage_redis_login_done;
-        call->data = (void *) "SELECT";
-
-        if (ngx_vantage_redis_queue(st, &cmd, 1, 0, call) != NGX_OK) {
-            ngx_queue_insert_head(&st->free, &call->queue);
+        if (ngx_vantage_redis_own(st, 2, argv, argvlen,
+                                  ngx_vantage_redis_login_done, "SELECT")
+            != NGX_OK)
+        {
             goto close;
         }
     }
@@ -1003,11 +990,10 @@ ngx_vantage_redis_success(ngx_vantage_redis_t *st)
 static void
 ngx_vantage_redis_probe(ngx_event_t *ev)
 {
-    const char                *argv[1];
-    size_t                     argvlen[1];
-    ngx_vantage_redis_t       *st = ev->data;
-    ngx_vantage_redis_cmd_t    cmd;
-    ngx_vantage_redis_call_t  *call;
+    ngx_vantage_redis_t  *st = ev->data;
+
+    static const char    *argv[] = { "PING" };
+    static size_t         argvlen[] = { 4 };
 
     if (ngx_exiting || ngx_terminate || ngx_quit) {
         return;
@@ -1019,25 +1005,42 @@ ngx_vantage_redis_probe(ngx_event_t *ev)
         return;
     }
 
-    argv[0] = "PING";
-    argvlen[0] = 4;
-    cmd.argc = 1;
+    if (ngx_vantage_redis_own(st, 1, argv, argvlen,
+                              ngx_vantage_redis_probe_done, st)
+        != NGX_OK)
+    {
+        ngx_vantage_redis_failure(st);
+    }
+}
+
+
+/* a command of the adapter's own (AUTH, SELECT, the probe's PING) */
+
+static ngx_int_t
+ngx_vantage_redis_own(ngx_vantage_redis_t *st, int argc, const char **argv,
+    size_t *argvlen, ngx_vantage_redis_handler_pt handler, void *data)
+{
+    ngx_vantage_redis_cmd_t    cmd;
+    ngx_vantage_redis_call_t  *call;
+
+    cmd.argc = argc;
     cmd.argv = argv;
     cmd.argvlen = argvlen;
 
     call = ngx_vantage_redis_call_alloc(st);
     if (call == NULL) {
-        ngx_vantage_redis_failure(st);
-        return;
+        return NGX_ERROR;
     }
 
-    call->handler = ngx_vantage_redis_probe_done;
-    call->data = st;
+    call->handler = handler;
+    call->data = data;
 
     if (ngx_vantage_redis_queue(st, &cmd, 1, 0, call) != NGX_OK) {
         ngx_queue_insert_head(&st->free, &call->queue);
-        ngx_vantage_redis_failure(st);
+        return NGX_ERROR;
     }
+
+    return NGX_OK;
 }
 
 

@@ -171,7 +171,9 @@ def server(module_available, module_nginx_factory, module_redis, keys):
     n = module_nginx_factory(
         name="ratelimit",
         http=RESPONDER_SERVER + STATUS_SERVER
-        + "    vantage_redis %s;\n" % module_redis.address,
+        # slow builds (valgrind) answer late: the timeout scales as waits do
+        + "    vantage_redis %s timeout=%dms;\n"
+        % (module_redis.address, int(250 * vh.scale())),
         server="".join([
             loc("/basic/", ["$arg_k rate=10r/s burst=3"]),
             loc("/minute/", ["$arg_k rate=6r/m burst=2"]),
@@ -286,6 +288,7 @@ def test_exact_headers_6_per_minute(client):
 # --------------------------------------------------------------------------
 # 2. burst, then refill
 
+@pytest.mark.timing
 def test_burst_then_refill(client):
     def get(k):
         t0 = time.monotonic()
@@ -378,6 +381,7 @@ def test_cost(client):
 # --------------------------------------------------------------------------
 # 5. several limits, one refusing
 
+@pytest.mark.timing
 def test_several_limits_one_refuses(client, rdb):
     T = interval_of("1r/m")
 

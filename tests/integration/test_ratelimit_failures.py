@@ -38,6 +38,10 @@ import pytest
 
 import vantage_harness as vh
 
+# timeouts, breaker cool-downs and "answered within" bounds in real time:
+# valgrind's slowdown turns them into other failures
+pytestmark = pytest.mark.timing
+
 
 # what the failures below make the module log on purpose ([error]/[warn]:
 # not failures for the log guard anyway, which rejects [alert]/[emerg];
