@@ -10,6 +10,8 @@
 /* the words nginx uses, so both sides of Vantage read alike */
 #define VC_OK         0
 #define VC_ERROR     -1
+#define VC_AGAIN     -2
+#define VC_DONE      -4
 #define VC_DECLINED  -5
 
 
