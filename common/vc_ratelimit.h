@@ -90,7 +90,8 @@ void vc_rl_uncharge(const vc_rl_policy_t *p, uint64_t cost,
 
 /*
  * The same decision on a bucket held in memory (the per-instance fallback):
- * updates *tat as the Redis command would, fills in *res.  Returns res->admitted.
+ * updates *tat as the Redis command would, fills in *res.  Returns
+ * res->admitted.
  */
 unsigned vc_rl_decide(const vc_rl_policy_t *p, uint64_t cost, uint64_t now,
     uint64_t *tat, vc_rl_result_t *res);

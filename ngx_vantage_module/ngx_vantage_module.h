@@ -122,7 +122,7 @@ typedef struct {
 
 
 typedef struct {
-    ngx_str_t                   key;       /* empty: this limit does not apply */
+    ngx_str_t                   key;       /* empty: the limit does not apply */
     uint32_t                    hash;      /* of key, for the local buckets */
     vc_rl_result_t              res;
 } ngx_vantage_rl_entry_t;

@@ -1009,7 +1009,8 @@ ngx_vantage_rl_header_filter(ngx_http_request_t *r)
 
     for (i = 0; i < rl->conf->limits->nelts; i++) {
         if (rl->entries[i].key.len) {
-            len += limit[i].name.len + 2 * NGX_INT64_LEN + sizeof("\"\";q=;w=, ");
+            len += limit[i].name.len + 2 * NGX_INT64_LEN
+                   + sizeof("\"\";q=;w=, ");
         } else {
             all = 0;
         }
