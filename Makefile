@@ -70,8 +70,8 @@ worker: $(B)/vantage-worker
 
 $(B)/vantage-worker: $(wildcard worker/src/*.c worker/src/*.h) $(COMMON_SRCS)
 	@mkdir -p $(B)
-	$(CC) $(CFLAGS_PLAIN) -o $@ $(wildcard worker/src/*.c) $(COMMON_SRCS) \
-	    $(COMMON_LIBS) -levent
+	$(CC) $(CFLAGS_PLAIN) -Iworker/src -o $@ $(wildcard worker/src/*.c) $(COMMON_SRCS) \
+	    $(COMMON_LIBS) -levent -lhiredis
 
 $(B)/unit/%: tests/unit/%.c $(COMMON_SRCS) $(wildcard common/*.h)
 	@mkdir -p $(B)/unit

@@ -1,13 +1,12 @@
 /* main.c -- vantage-worker entry point: options, event loop, signals */
 
 /*
- * This is a skeleton.  It parses the command line, sets up the one libevent
- * loop the worker will run on, stops that loop cleanly on SIGINT and SIGTERM,
- * and does nothing else: there is no Unix socket server, no Redis queue and
- * no connector yet, and the configuration file given with -c is not read.
- * Later issues add those as their own files (server.c, queue.c, retry.c,
- * http_client.c, connectors/<vendor>.c), each registering its sockets and
- * timers on the base created here.
+ * The worker runs one libevent loop.  So far it serves the hand-off socket
+ * (server.c: PING, and DISPATCH, which makes jobs durable in Redis through
+ * queue.c) and stops cleanly on SIGINT and SIGTERM.  Running the jobs
+ * (retry.c, http_client.c, connectors/<vendor>.c) and the configuration
+ * file given with -c, which is not read yet, come next, each registering
+ * its sockets and timers on the base created here.
  */
 
 #include <errno.h>
@@ -22,8 +21,15 @@
 #include "vw_core.h"
 
 
+/* a frame holds a body of up to 16 MiB and its other fields */
+#define VW_MAX_FRAME_DEFAULT  (16 * 1024 * 1024 + 64 * 1024)
+
+
 typedef struct {
     const char                 *conf_file;   /* NULL when -c was not given */
+    const char                 *listen;      /* the socket's path */
+    const char                 *redis;
+    size_t                      max_frame;
     int                         help;
     int                         version;
 } vw_main_args_t;
@@ -38,6 +44,8 @@ int
 main(int argc, char **argv)
 {
     int                 rc;
+    vw_queue_t         *queue;
+    vw_server_t        *server;
     struct event       *sigint, *sigterm;
     struct event_base  *base;
     vw_main_args_t      args;
@@ -53,15 +61,20 @@ main(int argc, char **argv)
     }
 
     if (args.version) {
-        printf("%s %s (skeleton: no connectors yet), libevent %s\n",
+        printf("%s %s (hand-off and queue; no connectors yet), libevent %s\n",
                VW_NAME, VW_VERSION, event_get_version());
         return 0;
     }
 
     if (args.conf_file != NULL) {
-        fprintf(stderr, "%s: config file \"%s\" accepted but not read: "
-                "this skeleton has nothing to configure yet\n",
-                VW_NAME, args.conf_file);
+        fprintf(stderr, "%s: config file \"%s\" accepted but not read yet: "
+                "use --listen and --redis\n", VW_NAME, args.conf_file);
+    }
+
+    if (args.listen == NULL || args.redis == NULL) {
+        fprintf(stderr, "%s: --listen unix:<path> and --redis <address> "
+                "are required\nTry '%s --help'.\n", VW_NAME, VW_NAME);
+        return 2;
     }
 
     /*
@@ -83,6 +96,8 @@ main(int argc, char **argv)
 
     rc = 1;
     sigterm = NULL;
+    queue = NULL;
+    server = NULL;
 
     sigint = evsignal_new(base, SIGINT, vw_main_signal_handler, base);
     if (sigint == NULL || evsignal_add(sigint, NULL) != 0) {
@@ -96,7 +111,15 @@ main(int argc, char **argv)
         goto done;
     }
 
-    fprintf(stderr, "%s: started (skeleton: no connectors yet)\n", VW_NAME);
+    queue = vw_queue_create(base, args.redis);
+    if (queue == NULL) {
+        goto done;
+    }
+
+    server = vw_server_create(base, args.listen, args.max_frame, queue);
+    if (server == NULL) {
+        goto done;
+    }
 
     /* the signal events stay pending, so the loop runs until one fires */
     if (event_base_dispatch(base) == -1) {
@@ -104,10 +127,13 @@ main(int argc, char **argv)
         goto done;
     }
 
-    fprintf(stderr, "%s: stopped\n", VW_NAME);
+    vw_log("info", "stopped", NULL);
     rc = 0;
 
 done:
+
+    vw_server_free(server);
+    vw_queue_free(queue);
 
     if (sigterm != NULL) {
         event_free(sigterm);
@@ -127,17 +153,20 @@ static void
 vw_main_usage(FILE *f)
 {
     fprintf(f,
-        "Usage: %s [-c <config>]\n"
+        "Usage: %s --listen unix:<path> --redis <host:port|unix:path>\n"
         "\n"
-        "The Vantage sidecar worker.  This build is a skeleton: it runs an\n"
-        "empty event loop until SIGINT or SIGTERM and has no socket server,\n"
-        "queue or connector yet.\n"
+        "The Vantage sidecar worker.  It takes jobs from ngx_vantage_module\n"
+        "on a Unix socket (docs/PROTOCOL.md) and makes them durable in\n"
+        "Redis before it acknowledges them.  It does not run them yet.\n"
         "\n"
         "Options:\n"
+        "  -l, --listen unix:<path>  the socket to serve\n"
+        "  -r, --redis <address>     Redis: host:port or unix:<path>\n"
+        "  -m, --max-frame <bytes>   largest frame accepted (default %d)\n"
         "  -c, --config <file>  configuration file (accepted, not read yet)\n"
         "  -h, --help           show this help and exit\n"
         "  -v, --version        show the version and exit\n",
-        VW_NAME);
+        VW_NAME, VW_MAX_FRAME_DEFAULT);
 }
 
 
@@ -150,17 +179,53 @@ static int
 vw_main_parse_args(int argc, char **argv, vw_main_args_t *args)
 {
     int                         c;
+    char                       *end;
     static const struct option  longopts[] = {
         { "config",  required_argument, NULL, 'c' },
+        { "listen",  required_argument, NULL, 'l' },
+        { "redis",   required_argument, NULL, 'r' },
+        { "max-frame", required_argument, NULL, 'm' },
         { "help",    no_argument,       NULL, 'h' },
         { "version", no_argument,       NULL, 'v' },
         { NULL, 0, NULL, 0 }
     };
 
     memset(args, 0, sizeof(vw_main_args_t));
+    args->max_frame = VW_MAX_FRAME_DEFAULT;
 
-    while ((c = getopt_long(argc, argv, "c:hv", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "c:l:r:m:hv", longopts, NULL))
+           != -1)
+    {
         switch (c) {
+
+        case 'l':
+            if (strncmp(optarg, "unix:", 5) != 0 || optarg[5] == '\0') {
+                fprintf(stderr, "%s: --listen takes unix:<path>, not \"%s\"\n",
+                        VW_NAME, optarg);
+                return VW_ERROR;
+            }
+
+            args->listen = optarg + 5;
+            break;
+
+        case 'r':
+            args->redis = optarg;
+            break;
+
+        case 'm':
+            errno = 0;
+            args->max_frame = strtoul(optarg, &end, 10);
+
+            if (errno || *end != '\0' || args->max_frame < 64
+                || args->max_frame > 0x7fffffff)
+            {
+                fprintf(stderr, "%s: --max-frame takes a number of bytes "
+                        "from 64 to 2147483647, not \"%s\"\n",
+                        VW_NAME, optarg);
+                return VW_ERROR;
+            }
+
+            break;
 
         case 'c':
             args->conf_file = optarg;
@@ -195,8 +260,8 @@ vw_main_signal_handler(evutil_socket_t sig, short what, void *arg)
 {
     struct event_base  *base = arg;
 
-    fprintf(stderr, "%s: %s received, exiting\n",
-            VW_NAME, sig == SIGINT ? "SIGINT" : "SIGTERM");
+    vw_log("info", "exiting", "signal", sig == SIGINT ? "SIGINT" : "SIGTERM",
+           NULL);
 
     event_base_loopbreak(base);
 }

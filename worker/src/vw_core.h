@@ -20,4 +20,53 @@
 #define VW_ERRSTR_LEN  128
 
 
+#include <stddef.h>
+#include <stdint.h>
+
+struct event_base;
+
+
+typedef struct {
+    const unsigned char        *data;      /* NULL when absent */
+    size_t                      len;
+} vw_str_t;
+
+
+/* a job as the hand-off delivers it; the strings point into its frame */
+typedef struct {
+    char                        id[33];    /* 32 hex digits */
+    vw_str_t                    type;
+    vw_str_t                    tenant;
+    vw_str_t                    subject;
+    vw_str_t                    idempotency_key;
+    vw_str_t                    correlation_id;
+    vw_str_t                    method;
+    vw_str_t                    uri;
+    vw_str_t                    headers;   /* JSON [[name, value], ...] */
+    vw_str_t                    body;
+} vw_job_t;
+
+
+typedef struct vw_queue_s  vw_queue_t;
+typedef struct vw_server_s  vw_server_t;
+
+/* called once per push: VW_OK when the job is durable, else VW_ERROR */
+typedef void (*vw_queue_push_pt)(void *data, int rc);
+
+
+/* log.c: one JSON object per line on stderr; pairs of key, value, NULL */
+void vw_log(const char *level, const char *msg, ...);
+
+/* queue.c */
+vw_queue_t *vw_queue_create(struct event_base *base, const char *addr);
+void vw_queue_free(vw_queue_t *q);
+int vw_queue_push(vw_queue_t *q, const vw_job_t *job,
+    vw_queue_push_pt handler, void *data);
+
+/* server.c */
+vw_server_t *vw_server_create(struct event_base *base, const char *path,
+    size_t max_frame, vw_queue_t *queue);
+void vw_server_free(vw_server_t *srv);
+
+
 #endif /* VW_CORE_H */

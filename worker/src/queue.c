@@ -1,0 +1,378 @@
+/* queue.c -- the durable job queue: jobs made durable in Redis */
+
+/*
+ * A job is a hash, {vq}:job:<id>, and an entry in the stream {vq}:jobs that
+ * names it; both are written in one MULTI/EXEC, and the job counts as
+ * accepted only once EXEC's reply has come back.  Every key carries the
+ * hash tag {vq}, so that the transaction stays in one slot of a Redis
+ * Cluster.
+ *
+ * The connection is hiredis's async context on the worker's libevent loop
+ * (hiredis's own libevent adapter).  When it drops, pushes fail at once
+ * and a timer reconnects every second, so Redis coming back is picked up
+ * without a restart.
+ */
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include <event2/event.h>
+#include <hiredis/hiredis.h>
+#include <hiredis/async.h>
+#include <hiredis/adapters/libevent.h>
+
+#include "vw_core.h"
+
+
+#define VW_QUEUE_RECONNECT_MS  1000
+#define VW_QUEUE_MAX_ARGS      32
+
+
+struct vw_queue_s {
+    struct event_base      *base;
+    char                   *host;
+    int                     port;
+    char                   *unix_path;
+    redisAsyncContext      *ac;
+    struct event           *retry;
+    unsigned                connected:1;
+    unsigned                closing:1;
+};
+
+
+typedef struct {
+    vw_queue_t             *queue;
+    vw_queue_push_pt        handler;
+    void                   *data;
+} vw_queue_call_t;
+
+
+static int vw_queue_connect(vw_queue_t *q);
+static void vw_queue_connected(const redisAsyncContext *ac, int status);
+static void vw_queue_disconnected(const redisAsyncContext *ac, int status);
+static void vw_queue_retry(evutil_socket_t fd, short what, void *arg);
+static void vw_queue_schedule(vw_queue_t *q);
+static void vw_queue_exec_done(redisAsyncContext *ac, void *reply,
+    void *privdata);
+
+
+vw_queue_t *
+vw_queue_create(struct event_base *base, const char *addr)
+{
+    char        *colon;
+    vw_queue_t  *q;
+
+    q = calloc(1, sizeof(vw_queue_t));
+    if (q == NULL) {
+        return NULL;
+    }
+
+    q->base = base;
+
+    if (strncmp(addr, "unix:", 5) == 0) {
+        q->unix_path = strdup(addr + 5);
+        if (q->unix_path == NULL) {
+            goto failed;
+        }
+
+    } else {
+        q->host = strdup(addr);
+        if (q->host == NULL) {
+            goto failed;
+        }
+
+        colon = strrchr(q->host, ':');
+        q->port = 6379;
+
+        if (colon != NULL) {
+            *colon = '\0';
+            q->port = atoi(colon + 1);
+        }
+
+        if (q->port <= 0 || q->port > 65535 || q->host[0] == '\0') {
+            vw_log("error", "invalid Redis address", "redis", addr, NULL);
+            goto failed;
+        }
+    }
+
+    q->retry = evtimer_new(base, vw_queue_retry, q);
+    if (q->retry == NULL) {
+        goto failed;
+    }
+
+    if (vw_queue_connect(q) != VW_OK) {
+        vw_queue_schedule(q);
+    }
+
+    return q;
+
+failed:
+
+    vw_queue_free(q);
+    return NULL;
+}
+
+
+void
+vw_queue_free(vw_queue_t *q)
+{
+    if (q == NULL) {
+        return;
+    }
+
+    if (q->ac != NULL) {
+        /*
+         * pending pushes are answered "unavailable" by their callbacks;
+         * the disconnect callback is told that this is no loss
+         */
+        q->closing = 1;
+        redisAsyncFree(q->ac);
+        q->ac = NULL;
+    }
+
+    if (q->retry != NULL) {
+        event_free(q->retry);
+    }
+
+    free(q->host);
+    free(q->unix_path);
+    free(q);
+}
+
+
+static int
+vw_queue_connect(vw_queue_t *q)
+{
+    redisAsyncContext  *ac;
+
+    ac = q->unix_path ? redisAsyncConnectUnix(q->unix_path)
+                      : redisAsyncConnect(q->host, q->port);
+
+    if (ac == NULL) {
+        return VW_ERROR;
+    }
+
+    if (ac->err) {
+        vw_log("error", "cannot connect to Redis", "reason", ac->errstr,
+               NULL);
+        redisAsyncFree(ac);
+        return VW_ERROR;
+    }
+
+    ac->data = q;
+
+    if (redisLibeventAttach(ac, q->base) != REDIS_OK) {
+        redisAsyncFree(ac);
+        return VW_ERROR;
+    }
+
+    redisAsyncSetConnectCallback(ac, vw_queue_connected);
+    redisAsyncSetDisconnectCallback(ac, vw_queue_disconnected);
+
+    q->ac = ac;
+
+    return VW_OK;
+}
+
+
+static void
+vw_queue_connected(const redisAsyncContext *ac, int status)
+{
+    vw_queue_t  *q = ac->data;
+
+    if (status != REDIS_OK) {
+        vw_log("error", "cannot connect to Redis", "reason",
+               ac->errstr ? ac->errstr : "error", NULL);
+
+        /* hiredis frees the context after this */
+        q->ac = NULL;
+        q->connected = 0;
+        vw_queue_schedule(q);
+        return;
+    }
+
+    q->connected = 1;
+    vw_log("info", "connected to Redis", NULL);
+}
+
+
+static void
+vw_queue_disconnected(const redisAsyncContext *ac, int status)
+{
+    vw_queue_t  *q = ac->data;
+
+    q->ac = NULL;
+
+    if (q->closing) {
+        q->connected = 0;
+        return;
+    }
+
+    if (q->connected) {
+        vw_log("error", "connection to Redis lost", "reason",
+               ac->errstr ? ac->errstr : "closed", NULL);
+    }
+
+    q->connected = 0;
+    vw_queue_schedule(q);
+}
+
+
+static void
+vw_queue_schedule(vw_queue_t *q)
+{
+    struct timeval  tv;
+
+    tv.tv_sec = VW_QUEUE_RECONNECT_MS / 1000;
+    tv.tv_usec = (VW_QUEUE_RECONNECT_MS % 1000) * 1000;
+
+    if (!evtimer_pending(q->retry, NULL)) {
+        evtimer_add(q->retry, &tv);
+    }
+}
+
+
+static void
+vw_queue_retry(evutil_socket_t fd, short what, void *arg)
+{
+    vw_queue_t  *q = arg;
+
+    if (q->ac == NULL && vw_queue_connect(q) != VW_OK) {
+        vw_queue_schedule(q);
+    }
+}
+
+
+/*
+ * Writes the job in one transaction and calls handler(data, VW_OK) once
+ * Redis has acknowledged it, or handler(data, VW_ERROR) when it could not
+ * be made durable: not connected, an error reply, the connection lost.
+ * Returns VW_ERROR (and calls nothing) when it cannot even be sent.
+ */
+int
+vw_queue_push(vw_queue_t *q, const vw_job_t *job, vw_queue_push_pt handler,
+    void *data)
+{
+    int               argc;
+    char              key[64], created[32], attempts[] = "0";
+    const char       *argv[VW_QUEUE_MAX_ARGS];
+    size_t            argvlen[VW_QUEUE_MAX_ARGS];
+    struct timeval    tv;
+    vw_queue_call_t  *call;
+
+    if (q->ac == NULL || !q->connected) {
+        return VW_ERROR;
+    }
+
+    call = malloc(sizeof(vw_queue_call_t));
+    if (call == NULL) {
+        return VW_ERROR;
+    }
+
+    call->queue = q;
+    call->handler = handler;
+    call->data = data;
+
+    gettimeofday(&tv, NULL);
+    snprintf(created, sizeof(created), "%lld",
+             (long long) tv.tv_sec * 1000 + tv.tv_usec / 1000);
+    snprintf(key, sizeof(key), "{vq}:job:%s", job->id);
+
+#define vw_arg(s, l)  argv[argc] = (const char *) (s); argvlen[argc++] = (l)
+#define vw_str(s)     vw_arg(s, strlen(s))
+#define vw_opt(name, f)                                                      \
+    if (job->f.data != NULL) {                                               \
+        vw_str(name);                                                        \
+        vw_arg(job->f.data, job->f.len);                                     \
+    }
+
+    if (redisAsyncCommand(q->ac, NULL, NULL, "MULTI") != REDIS_OK) {
+        free(call);
+        return VW_ERROR;
+    }
+
+    argc = 0;
+    vw_str("HSET");
+    vw_str(key);
+    vw_str("type");
+    vw_arg(job->type.data, job->type.len);
+    vw_str("tenant");
+    vw_arg(job->tenant.data, job->tenant.len);
+    vw_str("state");
+    vw_str("queued");
+    vw_str("attempts");
+    vw_str(attempts);
+    vw_str("created_ms");
+    vw_str(created);
+    vw_opt("subject", subject);
+    vw_opt("idempotency_key", idempotency_key);
+    vw_opt("correlation_id", correlation_id);
+    vw_opt("method", method);
+    vw_opt("uri", uri);
+    vw_opt("headers", headers);
+    vw_opt("body", body);
+
+    /* queued behind MULTI: a failure here surfaces as EXEC's error */
+    (void) redisAsyncCommandArgv(q->ac, NULL, NULL, argc, argv, argvlen);
+
+    argc = 0;
+    vw_str("XADD");
+    vw_str("{vq}:jobs");
+    vw_str("*");
+    vw_str("job");
+    vw_str(job->id);
+    vw_str("type");
+    vw_arg(job->type.data, job->type.len);
+
+    (void) redisAsyncCommandArgv(q->ac, NULL, NULL, argc, argv, argvlen);
+
+#undef vw_opt
+#undef vw_str
+#undef vw_arg
+
+    if (redisAsyncCommand(q->ac, vw_queue_exec_done, call, "EXEC")
+        != REDIS_OK)
+    {
+        free(call);
+        return VW_ERROR;
+    }
+
+    return VW_OK;
+}
+
+
+static void
+vw_queue_exec_done(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    size_t            i;
+    redisReply       *r = reply;
+    vw_queue_call_t  *call = privdata;
+    int               rc;
+
+    rc = VW_OK;
+
+    if (r == NULL) {
+        rc = VW_ERROR;
+
+    } else if (r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
+        vw_log("error", "Redis refused a job",
+               "reason", r->type == REDIS_REPLY_ERROR ? r->str : "EXEC",
+               NULL);
+        rc = VW_ERROR;
+
+    } else {
+        for (i = 0; i < r->elements; i++) {
+            if (r->element[i]->type == REDIS_REPLY_ERROR) {
+                vw_log("error", "Redis refused a job", "reason",
+                       r->element[i]->str, NULL);
+                rc = VW_ERROR;
+            }
+        }
+    }
+
+    call->handler(call->data, rc);
+
+    free(call);
+}

@@ -1,0 +1,599 @@
+/* server.c -- the Unix socket the module hands work over (docs/PROTOCOL.md) */
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <jansson.h>
+
+#include "vc_frame.h"
+#include "vw_core.h"
+
+
+struct vw_server_s {
+    struct event_base          *base;
+    struct evconnlistener      *listener;
+    char                       *path;
+    size_t                      max_frame;
+    vw_queue_t                 *queue;
+    struct vw_conn_s           *conns;     /* open, for vw_server_free() */
+};
+
+
+typedef struct vw_conn_s {
+    vw_server_t                *server;
+    struct bufferevent         *bev;       /* NULL once the peer is gone */
+    unsigned                    pending;   /* pushes awaiting Redis */
+    struct vw_conn_s           *next;      /* in server->conns while open */
+    struct vw_conn_s          **prev;
+} vw_conn_t;
+
+
+typedef struct {
+    vw_conn_t                  *conn;
+    uint64_t                    id;
+    char                        job_id[33];
+} vw_push_t;
+
+
+static void vw_server_accept(struct evconnlistener *l, evutil_socket_t fd,
+    struct sockaddr *sa, int socklen, void *arg);
+static void vw_server_read(struct bufferevent *bev, void *arg);
+static void vw_server_event(struct bufferevent *bev, short what, void *arg);
+static void vw_server_written(struct bufferevent *bev, void *arg);
+static void vw_server_close(vw_conn_t *conn);
+static void vw_server_frame(vw_conn_t *conn, const vc_frame_header_t *h,
+    const unsigned char *fields);
+static void vw_server_dispatch(vw_conn_t *conn, uint64_t id,
+    const unsigned char *fields, size_t len);
+static void vw_server_pushed(void *data, int rc);
+static void vw_server_reply(vw_conn_t *conn, unsigned type, uint64_t id,
+    uint32_t status, const char *error, const char *job_id,
+    uint32_t retry_after);
+
+
+vw_server_t *
+vw_server_create(struct event_base *base, const char *path, size_t max_frame,
+    vw_queue_t *queue)
+{
+    struct stat          st;
+    vw_server_t         *srv;
+    struct sockaddr_un   sun;
+
+    if (strlen(path) >= sizeof(sun.sun_path)) {
+        vw_log("error", "socket path too long", "socket", path, NULL);
+        return NULL;
+    }
+
+    srv = calloc(1, sizeof(vw_server_t));
+    if (srv == NULL) {
+        return NULL;
+    }
+
+    srv->base = base;
+    srv->max_frame = max_frame;
+    srv->queue = queue;
+    srv->path = strdup(path);
+    if (srv->path == NULL) {
+        free(srv);
+        return NULL;
+    }
+
+    /* a socket file left by a worker that died; nothing else is removed */
+    if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode)) {
+        (void) unlink(path);
+    }
+
+    memset(&sun, 0, sizeof(sun));
+    sun.sun_family = AF_UNIX;
+    memcpy(sun.sun_path, path, strlen(path));
+
+    srv->listener = evconnlistener_new_bind(base, vw_server_accept, srv,
+                                            LEV_OPT_CLOSE_ON_FREE
+                                            | LEV_OPT_CLOSE_ON_EXEC, 128,
+                                            (struct sockaddr *) &sun,
+                                            sizeof(sun));
+    if (srv->listener == NULL) {
+        vw_log("error", "cannot listen", "socket", path,
+               "reason", strerror(errno), NULL);
+        free(srv->path);
+        free(srv);
+        return NULL;
+    }
+
+    /* nginx's workers run as another user than the worker may */
+    (void) chmod(path, 0666);
+
+    vw_log("info", "listening", "socket", path, NULL);
+
+    return srv;
+}
+
+
+void
+vw_server_free(vw_server_t *srv)
+{
+    if (srv == NULL) {
+        return;
+    }
+
+    evconnlistener_free(srv->listener);
+
+    /* called before the queue is freed, which answers pending pushes */
+    while (srv->conns != NULL) {
+        vw_server_close(srv->conns);
+    }
+
+    (void) unlink(srv->path);
+    free(srv->path);
+    free(srv);
+}
+
+
+static void
+vw_server_accept(struct evconnlistener *l, evutil_socket_t fd,
+    struct sockaddr *sa, int socklen, void *arg)
+{
+    vw_conn_t    *conn;
+    vw_server_t  *srv = arg;
+
+    conn = calloc(1, sizeof(vw_conn_t));
+    if (conn == NULL) {
+        evutil_closesocket(fd);
+        return;
+    }
+
+    conn->server = srv;
+    conn->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
+
+    if (conn->bev == NULL) {
+        evutil_closesocket(fd);
+        free(conn);
+        return;
+    }
+
+    bufferevent_setcb(conn->bev, vw_server_read, NULL, vw_server_event, conn);
+    bufferevent_enable(conn->bev, EV_READ | EV_WRITE);
+
+    conn->next = srv->conns;
+    conn->prev = &srv->conns;
+
+    if (srv->conns != NULL) {
+        srv->conns->prev = &conn->next;
+    }
+
+    srv->conns = conn;
+}
+
+
+static void
+vw_server_read(struct bufferevent *bev, void *arg)
+{
+    vw_conn_t          *conn = arg;
+
+    int                 rc;
+    size_t              len, n;
+    const char         *err;
+    unsigned char      *p;
+    struct evbuffer    *in;
+    vc_frame_header_t   h;
+
+    in = bufferevent_get_input(bev);
+
+    for ( ;; ) {
+        len = evbuffer_get_length(in);
+
+        if (len == 0) {
+            return;
+        }
+
+        n = len < VC_FRAME_HEADER_LEN ? len : VC_FRAME_HEADER_LEN;
+        p = evbuffer_pullup(in, n);
+
+        rc = vc_frame_header_get(p, n, (size_t) -1, &h, &err);
+
+        if (rc == VC_AGAIN) {
+            return;
+        }
+
+        if (rc != VC_OK) {
+            /* no frame boundary can be trusted after this */
+            vw_log("warn", "closing a connection", "reason", err, NULL);
+            vw_server_close(conn);
+            return;
+        }
+
+        if (h.length > conn->server->max_frame) {
+            /* answered, then closed once the answer is out */
+            vw_server_reply(conn, h.type, h.id, 413, "frame too large",
+                            NULL, 0);
+            evbuffer_drain(in, len);
+            bufferevent_disable(bev, EV_READ);
+            bufferevent_setcb(bev, NULL, vw_server_written, vw_server_event,
+                              conn);
+            return;
+        }
+
+        if (len < VC_FRAME_HEADER_LEN + (size_t) h.length) {
+            return;
+        }
+
+        p = evbuffer_pullup(in, VC_FRAME_HEADER_LEN + (size_t) h.length);
+        if (p == NULL) {
+            vw_server_close(conn);
+            return;
+        }
+
+        vw_server_frame(conn, &h, p + VC_FRAME_HEADER_LEN);
+
+        if (conn->bev == NULL) {
+            return;
+        }
+
+        evbuffer_drain(in, VC_FRAME_HEADER_LEN + (size_t) h.length);
+    }
+}
+
+
+/* the last reply is out: the connection was to close after it */
+static void
+vw_server_written(struct bufferevent *bev, void *arg)
+{
+    vw_server_close(arg);
+}
+
+
+static void
+vw_server_event(struct bufferevent *bev, short what, void *arg)
+{
+    vw_server_close(arg);
+}
+
+
+/*
+ * Closes the peer's connection; the connection's memory stays until the
+ * last push it started has its answer from Redis.
+ */
+static void
+vw_server_close(vw_conn_t *conn)
+{
+    if (conn->bev != NULL) {
+        bufferevent_free(conn->bev);
+        conn->bev = NULL;
+
+        *conn->prev = conn->next;
+
+        if (conn->next != NULL) {
+            conn->next->prev = conn->prev;
+        }
+    }
+
+    if (conn->pending == 0) {
+        free(conn);
+    }
+}
+
+
+static void
+vw_server_frame(vw_conn_t *conn, const vc_frame_header_t *h,
+    const unsigned char *fields)
+{
+    if (h->type & VC_FRAME_REPLY) {
+        vw_server_reply(conn, h->type & ~VC_FRAME_REPLY, h->id, 400,
+                        "a reply where a request was expected", NULL, 0);
+        return;
+    }
+
+    switch (h->type) {
+
+    case VC_FRAME_PING:
+        vw_server_reply(conn, h->type, h->id, 200, NULL, NULL, 0);
+        return;
+
+    case VC_FRAME_DISPATCH:
+        vw_server_dispatch(conn, h->id, fields, h->length);
+        return;
+
+    default:
+        vw_server_reply(conn, h->type, h->id, 501, "not implemented", NULL,
+                        0);
+        return;
+    }
+}
+
+
+static int
+vw_server_valid_type(const vw_str_t *s)
+{
+    size_t  i;
+
+    if (s->data == NULL || s->len == 0 || s->len > 128) {
+        return 0;
+    }
+
+    for (i = 0; i < s->len; i++) {
+        unsigned char  c = s->data[i];
+
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+              || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-'))
+        {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+static int
+vw_server_valid_tenant(const vw_str_t *s)
+{
+    size_t  i;
+
+    if (s->data == NULL || s->len == 0 || s->len > 128) {
+        return 0;
+    }
+
+    for (i = 0; i < s->len; i++) {
+        if (s->data[i] < 0x20 || s->data[i] >= 0x7f) {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+/*
+ * DISPATCH: checks the job, makes it durable, and answers 202 only once
+ * Redis has acknowledged it (vw_server_pushed()).
+ */
+static void
+vw_server_dispatch(vw_conn_t *conn, uint64_t id, const unsigned char *fields,
+    size_t len)
+{
+    int                   rc;
+    char                 *headers_json;
+    size_t                i;
+    vw_job_t              job;
+    vw_str_t             *single;
+    json_t               *headers, *pair;
+    vw_push_t            *push;
+    const char           *err;
+    unsigned char         rnd[16];
+    const unsigned char  *pos, *end, *nul;
+    vc_frame_field_t      f;
+
+    static const unsigned char  known[64] = {
+        [VC_TAG_JOB_TYPE] = 1, [VC_TAG_TENANT] = 1, [VC_TAG_SUBJECT] = 1,
+        [VC_TAG_IDEMPOTENCY_KEY] = 1, [VC_TAG_CORRELATION_ID] = 1,
+        [VC_TAG_HEADER] = 1, [VC_TAG_BODY] = 1, [VC_TAG_METHOD] = 1,
+        [VC_TAG_URI] = 1
+    };
+
+    if (vc_frame_fields_check(fields, len, known, &err) != VC_OK) {
+        vw_server_reply(conn, VC_FRAME_DISPATCH, id, 400, err, NULL, 0);
+        return;
+    }
+
+    memset(&job, 0, sizeof(vw_job_t));
+
+    headers = json_array();
+    if (headers == NULL) {
+        vw_server_reply(conn, VC_FRAME_DISPATCH, id, 503,
+                        "the worker is out of memory", NULL, 1);
+        return;
+    }
+
+    err = NULL;
+    pos = fields;
+    end = fields + len;
+
+    while (len && (rc = vc_frame_field_next(&pos, end, &f, &err)) == VC_OK) {
+
+        switch (f.tag) {
+        case VC_TAG_JOB_TYPE:        single = &job.type; break;
+        case VC_TAG_TENANT:          single = &job.tenant; break;
+        case VC_TAG_SUBJECT:         single = &job.subject; break;
+        case VC_TAG_IDEMPOTENCY_KEY: single = &job.idempotency_key; break;
+        case VC_TAG_CORRELATION_ID:  single = &job.correlation_id; break;
+        case VC_TAG_METHOD:          single = &job.method; break;
+        case VC_TAG_URI:             single = &job.uri; break;
+        case VC_TAG_BODY:            single = &job.body; break;
+
+        case VC_TAG_HEADER:
+            nul = memchr(f.value, '\0', f.len);
+            if (nul == NULL) {
+                err = "a header field without its NUL separator";
+                goto invalid;
+            }
+
+            pair = json_pack("[s%s%]", (const char *) f.value,
+                             (size_t) (nul - f.value), (const char *) nul + 1,
+                             (size_t) (f.len - (nul - f.value) - 1));
+            if (pair == NULL) {
+                err = "a header that is not valid UTF-8";
+                goto invalid;
+            }
+
+            json_array_append_new(headers, pair);
+            continue;
+
+        default:
+            /* an optional field this worker does not know */
+            continue;
+        }
+
+        if (single->data != NULL) {
+            err = "a field given twice";
+            goto invalid;
+        }
+
+        /* an empty value still counts as given */
+        single->data = f.len ? f.value : (const unsigned char *) "";
+        single->len = f.len;
+    }
+
+    if (!vw_server_valid_type(&job.type)) {
+        err = "the job type is missing or not [A-Za-z0-9._-]{1,128}";
+        goto invalid;
+    }
+
+    if (!vw_server_valid_tenant(&job.tenant)) {
+        err = "the tenant is missing or not 1 to 128 printable ASCII "
+              "characters";
+        goto invalid;
+    }
+
+    headers_json = NULL;
+
+    if (json_array_size(headers)) {
+        headers_json = json_dumps(headers, JSON_COMPACT);
+        if (headers_json == NULL) {
+            json_decref(headers);
+            vw_server_reply(conn, VC_FRAME_DISPATCH, id, 503,
+                            "the worker is out of memory", NULL, 1);
+            return;
+        }
+
+        job.headers.data = (unsigned char *) headers_json;
+        job.headers.len = strlen(headers_json);
+    }
+
+    json_decref(headers);
+
+    if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t) sizeof(rnd)) {
+        free(headers_json);
+        vw_server_reply(conn, VC_FRAME_DISPATCH, id, 503,
+                        "no randomness for a job id", NULL, 1);
+        return;
+    }
+
+    for (i = 0; i < sizeof(rnd); i++) {
+        snprintf(job.id + 2 * i, 3, "%02x", rnd[i]);
+    }
+
+    push = malloc(sizeof(vw_push_t));
+
+    if (push == NULL) {
+        free(headers_json);
+        vw_server_reply(conn, VC_FRAME_DISPATCH, id, 503,
+                        "the worker is out of memory", NULL, 1);
+        return;
+    }
+
+    push->conn = conn;
+    push->id = id;
+    memcpy(push->job_id, job.id, sizeof(job.id));
+
+    rc = vw_queue_push(conn->server->queue, &job, vw_server_pushed, push);
+
+    /* the commands are in hiredis's buffer: the frame may go */
+    free(headers_json);
+
+    if (rc != VW_OK) {
+        free(push);
+        vw_server_reply(conn, VC_FRAME_DISPATCH, id, 503,
+                        "the job queue is unavailable", NULL, 1);
+        return;
+    }
+
+    conn->pending++;
+
+    return;
+
+invalid:
+
+    json_decref(headers);
+    vw_server_reply(conn, VC_FRAME_DISPATCH, id, 400, err, NULL, 0);
+}
+
+
+static void
+vw_server_pushed(void *data, int rc)
+{
+    vw_push_t  *push = data;
+    vw_conn_t  *conn = push->conn;
+
+    conn->pending--;
+
+    if (conn->bev == NULL) {
+        /* the peer went away: the job stands, nobody hears of it */
+        if (conn->pending == 0) {
+            free(conn);
+        }
+
+        free(push);
+        return;
+    }
+
+    if (rc == VW_OK) {
+        vw_server_reply(conn, VC_FRAME_DISPATCH, push->id, 202, NULL,
+                        push->job_id, 0);
+    } else {
+        vw_server_reply(conn, VC_FRAME_DISPATCH, push->id, 503,
+                        "the job queue is unavailable", NULL, 1);
+    }
+
+    free(push);
+}
+
+
+static void
+vw_server_reply(vw_conn_t *conn, unsigned type, uint64_t id, uint32_t status,
+    const char *error, const char *job_id, uint32_t retry_after)
+{
+    char            state[96];
+    size_t          len, elen, slen;
+    unsigned char   buf[512], *p;
+
+    if (conn->bev == NULL) {
+        return;
+    }
+
+    elen = error ? strlen(error) : 0;
+    if (elen > 256) {
+        elen = 256;
+    }
+
+    slen = 0;
+
+    if (job_id != NULL) {
+        slen = (size_t) snprintf(state, sizeof(state),
+                                 "{\"job_id\":\"%s\",\"status\":\"queued\"}",
+                                 job_id);
+    }
+
+    len = VC_FRAME_FIELD_HEADER + 4
+          + (error ? VC_FRAME_FIELD_HEADER + elen : 0)
+          + (retry_after ? VC_FRAME_FIELD_HEADER + 4 : 0)
+          + (job_id ? 2 * VC_FRAME_FIELD_HEADER + 32 + slen : 0);
+
+    p = vc_frame_header_put(buf, type | VC_FRAME_REPLY, id, (uint32_t) len);
+    p = vc_frame_field_put_uint32(p, VC_TAG_STATUS, status);
+
+    if (error) {
+        p = vc_frame_field_put(p, VC_TAG_ERROR, error, (uint32_t) elen);
+    }
+
+    if (retry_after) {
+        p = vc_frame_field_put_uint32(p, VC_TAG_RETRY_AFTER, retry_after);
+    }
+
+    if (job_id) {
+        p = vc_frame_field_put(p, VC_TAG_JOB_ID, job_id, 32);
+        p = vc_frame_field_put(p, VC_TAG_JOB_STATE, state, (uint32_t) slen);
+    }
+
+    bufferevent_write(conn->bev, buf, (size_t) (p - buf));
+}
