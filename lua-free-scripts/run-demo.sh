@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # run-demo.sh -- the demo `make run` starts: Debian's nginx with the module
-# in front of a stand-in advisor app, and the Redis its rate limits share,
-# on 127.0.0.1, until Ctrl-C.
+# in front of a stand-in advisor app, the Redis its rate limits share, and
+# vantage-worker on its Unix socket, on 127.0.0.1, until Ctrl-C.
 #
 #   make run                                  builds first, then runs this
 #   PORT=9080 BACKEND_PORT=9081 lua-free-scripts/run-demo.sh
@@ -31,6 +31,7 @@ BACKEND_PORT=${BACKEND_PORT:-8081}
 REDIS_PORT=${REDIS_PORT:-8379}
 NGINX=${NGINX:-/usr/sbin/nginx}
 MODULE=${MODULE:-$ROOT/build/ngx_vantage_module.so}
+WORKER=${WORKER:-$ROOT/build/vantage-worker}
 CONF_TEMPLATE=$ROOT/conf/vantage-demo.conf.in
 PY=/usr/bin/python3
 
@@ -54,6 +55,7 @@ check_prereqs() {
     local p
     [[ -x $NGINX ]] || die "$NGINX not found (lua-free-scripts/install-deps.sh)"
     [[ -f $MODULE ]] || die "$MODULE not found: build it with 'make module'"
+    [[ -x $WORKER ]] || die "$WORKER not found: build it with 'make worker'"
     [[ -f $CONF_TEMPLATE ]] || die "$CONF_TEMPLATE not found"
     command -v openssl >/dev/null || die "openssl not found"
     command -v curl >/dev/null || die "curl not found"
@@ -210,8 +212,48 @@ start_redis() {
 }
 
 
-# Later issues: start_worker, start_fakes (vendor emulators), each followed
-# by demo_started and stopped by a stop_<name> below.
+# start_worker: vantage-worker on run/demo/worker.sock, keeping its jobs in
+# the demo's Redis; its JSON log lines go to run/demo/worker.log
+start_worker() {
+    local i pid sock=$PREFIX/worker.sock
+    "$WORKER" --listen "unix:$sock" --redis "127.0.0.1:$REDIS_PORT" \
+        >>"$PREFIX/worker.log" 2>&1 &
+    pid=$!
+    demo_started worker "$pid"
+    for ((i = 0; i < 100; i++)); do
+        if [[ -S $sock ]] && worker_ping "$sock"; then
+            log "vantage-worker (pid $pid) serving $sock"
+            return 0
+        fi
+        kill -0 "$pid" 2>/dev/null || { tail -5 "$PREFIX/worker.log" >&2;
+                                        die "vantage-worker exited during startup"; }
+        sleep 0.1
+    done
+    die "vantage-worker did not answer on $sock within 10s"
+}
+
+
+# worker_ping socket: a PING frame of the hand-off protocol (docs/PROTOCOL.md)
+worker_ping() {
+    $PY - "$1" <<'EOF' 2>/dev/null
+import socket, struct, sys
+s = socket.socket(socket.AF_UNIX)
+s.settimeout(2)
+s.connect(sys.argv[1])
+s.sendall(b"VW\x01\x01" + struct.pack(">QI", 1, 0))
+h = b""
+while len(h) < 16:
+    c = s.recv(16 - len(h))
+    if not c:
+        sys.exit(1)
+    h += c
+sys.exit(0 if h[:4] == b"VW\x01\x81" else 1)
+EOF
+}
+
+
+# Later issues: start_fakes (vendor emulators), followed by demo_started and
+# stopped by a stop_<name> below.
 
 
 stop_all() {
@@ -322,8 +364,11 @@ request of a quick burst gets 429 with Retry-After; watch RateLimit fall:
   for i in \$(seq 12); do curl -s -o /dev/null -w '%{http_code} ' \\
       -H 'Authorization: Bearer $good' $url; done; echo
 
-Files: $PREFIX (nginx.conf, error.log, access.log; keys/ holds the
-demo private key). Error log: tail -f $PREFIX/error.log
+The worker takes jobs on $PREFIX/worker.sock (docs/PROTOCOL.md); nginx
+hands them over once vantage_dispatch exists (next issue step).
+
+Files: $PREFIX (nginx.conf, error.log, access.log, worker.log; keys/
+holds the demo private key). Error log: tail -f $PREFIX/error.log
 
 Ctrl-C to stop.
 EOF
@@ -342,6 +387,7 @@ main() {
     make_keys
     render_conf
     start_redis
+    start_worker
     start_nginx
 
     url=http://127.0.0.1:$PORT/api/accounts
@@ -352,7 +398,7 @@ main() {
 
     # wait returns early when a trapped signal arrives; nginx exiting on
     # its own is an error
-    wait "${STARTED[1]#*:}" || true
+    wait "${STARTED[2]#*:}" || true
     (( STOPPING )) && exit 0
     log "nginx exited unexpectedly (see $PREFIX/error.log)"
     STARTED=()
