@@ -89,6 +89,12 @@ class Run:
                    and (sent_after is None or r[1] >= sent_after)
                    and (received_before is None or r[2] <= received_before))
 
+    def asked(self, inst=None, sent_after=None):
+        """requests sent, whatever their answer"""
+        return sum(1 for r in self.results
+                   if (inst is None or r[0] == inst)
+                   and (sent_after is None or r[1] >= sent_after))
+
     def statuses(self):
         out = {}
         for r in self.results:
@@ -263,9 +269,12 @@ def test_redis_stopped_under_load(module_available, nginx_factory,
                   t0 - first, t1 - first, before, after, total))
     print(summary)
     assert before <= bound(t0 - first), summary
-    for a in after:
+    for i, a in enumerate(after):
         assert a <= bound(last - t0), summary
-        assert a >= 0.8 * RATE * (last - t1), summary
+        # a client that kept asking (twice the rate at least: not so on a
+        # machine too busy to send) gets the rate from the local bucket
+        if run.asked(inst=i, sent_after=t1) >= 2 * RATE * (last - t1):
+            assert a >= 0.8 * RATE * (last - t1), summary
     assert total <= bound(last - first) + 2 * bound(last - t0), summary
     for n, o in zip(nginxes, offsets):
         text = n.log_since(o)
