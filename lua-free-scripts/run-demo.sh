@@ -195,7 +195,7 @@ start_redis() {
     local i pid d=$PREFIX/redis
     mkdir -p "$d"
     redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --protected-mode yes \
-        --dir "$d" --appendonly yes --save '' --daemonize no \
+        --dir "$d" --appendonly yes --appendfsync always --save '' --daemonize no \
         --pidfile "$d/redis.pid" --logfile "$d/redis.log" >/dev/null 2>&1 &
     pid=$!
     demo_started redis "$pid"

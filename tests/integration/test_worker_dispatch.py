@@ -649,3 +649,54 @@ def test_bad_command_line_exit_2(worker_bin, base_dir, redis_server, which):
     assert p.returncode == 2, (p.returncode, p.stdout, p.stderr)
     assert p.stderr.strip(), "no message on stderr"
     assert os.listdir(tmp) == []          # no socket left behind
+
+
+# --------------------------------------------------------------------------
+# 15. a Redis that may evict keys would lose accepted jobs silently
+
+def test_refuses_to_start_on_an_evicting_redis(worker_factory, rc):
+    rc.config_set("maxmemory-policy", "allkeys-lru")
+    w = worker_factory(start=False)
+    w.spawn()
+    assert w.wait(vh.timeout(5)) == 1
+    text = w.log_text()
+    assert "refusing to start: Redis may evict accepted jobs" in text, text
+    assert '"maxmemory_policy":"allkeys-lru"' in text, text
+    assert not os.path.exists(w.socket_path), w.socket_path
+    assert stream(rc) == []
+
+
+@pytest.mark.parametrize("policy", ["noeviction", "volatile-lru"])
+def test_starts_on_a_redis_that_keeps_jobs(worker_factory, rc, policy):
+    rc.config_set("maxmemory-policy", policy)
+    w = worker_factory()
+    accepted(w.client().dispatch(1, fields()), 1)
+    assert '"maxmemory_policy":"%s"' % policy in w.log_text()
+
+
+def test_takes_no_job_after_the_policy_turns_evicting(worker, rc):
+    c = worker.client()
+    accepted(c.dispatch(1, fields()), 1)
+    rc.config_set("maxmemory-policy", "allkeys-random")
+    # the worker checks on every connection: make it reconnect
+    rc.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+
+    def refusing():
+        return "Redis may evict accepted jobs" in worker.log_text()
+
+    vh.wait_for(refusing, vh.timeout(5), what="the policy logged")
+    n = len(stream(rc))
+    for fid in range(2, 7):
+        refused(worker.client().dispatch(fid, fields()), fid, 503,
+                "the job queue is unavailable")
+    assert len(stream(rc)) == n
+
+    rc.config_set("maxmemory-policy", "noeviction")
+    rc.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+
+    def accepting():
+        r = worker.client().dispatch(9, fields())
+        return r.status == 202
+
+    vh.wait_for(accepting, vh.timeout(5), interval=0.1,
+                what="jobs taken again")

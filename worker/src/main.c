@@ -111,6 +111,10 @@ main(int argc, char **argv)
         goto done;
     }
 
+    if (vw_queue_check(args.redis) == VW_DECLINED) {
+        goto done;
+    }
+
     queue = vw_queue_create(base, args.redis);
     if (queue == NULL) {
         goto done;

@@ -11,6 +11,12 @@
  * (hiredis's own libevent adapter).  When it drops, pushes fail at once
  * and a timer reconnects every second, so Redis coming back is picked up
  * without a restart.
+ *
+ * A Redis that may evict keys to make room would lose accepted jobs
+ * silently: after each connection the worker reads maxmemory_policy from
+ * INFO (CONFIG may be renamed away on managed services) and takes no job
+ * while it is one of the allkeys-* policies.  Job keys carry no TTL, so the
+ * volatile-* policies never pick them.
  */
 
 #include <stdio.h>
@@ -39,6 +45,7 @@ struct vw_queue_s {
     struct event           *retry;
     unsigned                connected:1;
     unsigned                closing:1;
+    unsigned                safe:1;    /* its eviction policy was checked */
 };
 
 
@@ -55,6 +62,8 @@ static void vw_queue_disconnected(const redisAsyncContext *ac, int status);
 static void vw_queue_retry(evutil_socket_t fd, short what, void *arg);
 static void vw_queue_schedule(vw_queue_t *q);
 static void vw_queue_exec_done(redisAsyncContext *ac, void *reply,
+    void *privdata);
+static void vw_queue_policy(redisAsyncContext *ac, void *reply,
     void *privdata);
 
 
@@ -194,7 +203,83 @@ vw_queue_connected(const redisAsyncContext *ac, int status)
     }
 
     q->connected = 1;
+    q->safe = 0;
     vw_log("info", "connected to Redis", NULL);
+
+    /* sent on a connected context: queued first, before any job */
+    (void) redisAsyncCommand(q->ac, vw_queue_policy, q, "INFO memory");
+}
+
+
+/*
+ * Returns VW_OK when the INFO text names a policy that never evicts keys
+ * without a TTL, VW_DECLINED for an allkeys-* policy, VW_ERROR when it
+ * names none; *policy points into info, ended by CR, LF or NUL.
+ */
+int
+vw_queue_policy_safe(const char *info, const char **policy, size_t *len)
+{
+    const char  *p, *e;
+
+    p = strstr(info, "maxmemory_policy:");
+    if (p == NULL) {
+        return VW_ERROR;
+    }
+
+    p += sizeof("maxmemory_policy:") - 1;
+    e = p + strcspn(p, "\r\n");
+
+    *policy = p;
+    *len = (size_t) (e - p);
+
+    if (*len >= 8 && strncmp(p, "allkeys-", 8) == 0) {
+        return VW_DECLINED;
+    }
+
+    return VW_OK;
+}
+
+
+static void
+vw_queue_policy(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    int          rc;
+    char         name[64];
+    size_t       len;
+    redisReply  *r = reply;
+    vw_queue_t  *q = privdata;
+    const char  *policy;
+
+    if (r == NULL || q->closing) {
+        return;
+    }
+
+    if (r->type != REDIS_REPLY_STRING) {
+        vw_log("error", "cannot read Redis's maxmemory-policy: taking no "
+               "job", "reason", r->type == REDIS_REPLY_ERROR ? r->str : "",
+               NULL);
+        return;
+    }
+
+    rc = vw_queue_policy_safe(r->str, &policy, &len);
+
+    if (rc == VW_ERROR) {
+        vw_log("error", "Redis's INFO names no maxmemory_policy: taking no "
+               "job", NULL);
+        return;
+    }
+
+    snprintf(name, sizeof(name), "%.*s", (int) len, policy);
+
+    if (rc == VW_DECLINED) {
+        vw_log("error", "Redis may evict accepted jobs: taking no job until "
+               "its maxmemory-policy is noeviction or volatile-*",
+               "maxmemory_policy", name, NULL);
+        return;
+    }
+
+    q->safe = 1;
+    vw_log("info", "Redis keeps every job", "maxmemory_policy", name, NULL);
 }
 
 
@@ -262,7 +347,7 @@ vw_queue_push(vw_queue_t *q, const vw_job_t *job, vw_queue_push_pt handler,
     struct timeval    tv;
     vw_queue_call_t  *call;
 
-    if (q->ac == NULL || !q->connected) {
+    if (q->ac == NULL || !q->connected || !q->safe) {
         return VW_ERROR;
     }
 
@@ -375,4 +460,74 @@ vw_queue_exec_done(redisAsyncContext *ac, void *reply, void *privdata)
     call->handler(call->data, rc);
 
     free(call);
+}
+
+
+/*
+ * At start, before the loop: a blocking look at Redis's eviction policy,
+ * so that a worker pointed at a Redis that may evict its jobs refuses to
+ * start.  Returns VW_OK, VW_DECLINED for such a Redis (logged), or
+ * VW_AGAIN when Redis cannot be asked now (the check then happens on
+ * connecting, and no job is taken before it passes).
+ */
+int
+vw_queue_check(const char *addr)
+{
+    int              rc, port;
+    char             host[256], name[64], *colon;
+    size_t           len;
+    redisReply      *r;
+    const char      *policy;
+    redisContext    *c;
+    struct timeval   tv = { 2, 0 };
+
+    if (strncmp(addr, "unix:", 5) == 0) {
+        c = redisConnectUnixWithTimeout(addr + 5, tv);
+
+    } else {
+        snprintf(host, sizeof(host), "%s", addr);
+        colon = strrchr(host, ':');
+        port = 6379;
+
+        if (colon != NULL) {
+            *colon = '\0';
+            port = atoi(colon + 1);
+        }
+
+        c = redisConnectWithTimeout(host, port, tv);
+    }
+
+    if (c == NULL || c->err) {
+        vw_log("warn", "Redis not reachable at start: jobs wait for it",
+               "reason", c ? c->errstr : "no memory", NULL);
+        redisFree(c);
+        return VW_AGAIN;
+    }
+
+    (void) redisSetTimeout(c, tv);
+
+    r = redisCommand(c, "INFO memory");
+
+    if (r == NULL || r->type != REDIS_REPLY_STRING) {
+        if (r != NULL) {
+            freeReplyObject(r);
+        }
+
+        redisFree(c);
+        return VW_AGAIN;
+    }
+
+    rc = vw_queue_policy_safe(r->str, &policy, &len);
+
+    if (rc == VW_DECLINED) {
+        snprintf(name, sizeof(name), "%.*s", (int) len, policy);
+        vw_log("error", "refusing to start: Redis may evict accepted jobs; "
+               "set its maxmemory-policy to noeviction (or volatile-*)",
+               "maxmemory_policy", name, NULL);
+    }
+
+    freeReplyObject(r);
+    redisFree(c);
+
+    return rc == VW_DECLINED ? VW_DECLINED : VW_OK;
 }

@@ -62,6 +62,8 @@ vw_queue_t *vw_queue_create(struct event_base *base, const char *addr);
 void vw_queue_free(vw_queue_t *q);
 int vw_queue_push(vw_queue_t *q, const vw_job_t *job,
     vw_queue_push_pt handler, void *data);
+int vw_queue_policy_safe(const char *info, const char **policy, size_t *len);
+int vw_queue_check(const char *addr);
 
 /* server.c */
 vw_server_t *vw_server_create(struct event_base *base, const char *path,
