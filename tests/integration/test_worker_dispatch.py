@@ -373,13 +373,10 @@ def test_dispatch_unknown_optional_tag_ignored(worker, rc):
 # --------------------------------------------------------------------------
 # 6. not implemented yet
 
-@pytest.mark.parametrize("ftype", [JOB_STATUS, FETCH],
-                         ids=["job-status", "fetch"])
+@pytest.mark.parametrize("ftype", [FETCH], ids=["fetch"])
 def test_not_implemented_501(worker, rc, ftype):
     c = worker.client()
-    req = [(T_TENANT, "acme"), (T_JOB_ID, "0" * 32)] \
-        if ftype == JOB_STATUS else []
-    r = c.request(ftype, 0x0102030405060708, req)
+    r = c.request(ftype, 0x0102030405060708, [])
     assert r.type == ftype | REPLY, r
     assert r.id == 0x0102030405060708, r
     assert r.status == 501, r
@@ -700,3 +697,66 @@ def test_takes_no_job_after_the_policy_turns_evicting(worker, rc):
 
     vh.wait_for(accepting, vh.timeout(5), interval=0.1,
                 what="jobs taken again")
+
+
+# --------------------------------------------------------------------------
+# 16. JOB_STATUS: a tenant's view of its jobs
+
+def test_job_status_of_a_queued_job(worker, rc):
+    c = worker.client()
+    t0 = now_ms()
+    job_id = accepted(c.dispatch(1, fields(job_type="http.post",
+                                           tenant="acme")), 1)
+    r = c.request(JOB_STATUS, 2, [(T_TENANT, "acme"), (T_JOB_ID, job_id)])
+    assert r.type == JOB_STATUS | REPLY and r.id == 2, r
+    assert r.status == 200, r
+    assert r.get(T_JOB_ID) == job_id, r
+    state = json.loads(r.get(T_JOB_STATE))
+    assert int(t0) <= state.pop("created_ms") <= now_ms(), r
+    assert state == {"job_id": job_id.decode(), "type": "http.post",
+                     "status": "queued", "attempts": 0,
+                     "next_attempt_ms": None, "last_error": None,
+                     "result": None}, r
+
+
+def test_job_status_reflects_the_hash(worker, rc):
+    c = worker.client()
+    job_id = accepted(c.dispatch(1, fields()), 1)
+    rc.hset(job_key(job_id), mapping={"state": "retrying", "attempts": "3",
+                                      "next_attempt_ms": "1800000000000",
+                                      "last_error": "HTTP 503 \"busy\""})
+    r = c.request(JOB_STATUS, 2, [(T_TENANT, "acme"), (T_JOB_ID, job_id)])
+    state = json.loads(r.get(T_JOB_STATE))
+    assert (state["status"], state["attempts"], state["next_attempt_ms"],
+            state["last_error"]) == ("retrying", 3, 1800000000000,
+                                     'HTTP 503 "busy"'), r
+
+
+@pytest.mark.parametrize("tenant,job", [
+    ("other", None),                 # another tenant's job
+    ("acme", "0" * 32),              # no such job
+    ("acme", "ABCDEF" + "0" * 26),   # not lowercase hex
+    ("acme", "0" * 31),              # too short
+])
+def test_job_status_404(worker, rc, tenant, job):
+    c = worker.client()
+    job_id = accepted(c.dispatch(1, fields()), 1)
+    r = c.request(JOB_STATUS, 2, [(T_TENANT, tenant),
+                                  (T_JOB_ID, job if job else job_id)])
+    refused(r, 2, 404, "no such job", ftype=JOB_STATUS)
+    assert r.get(T_JOB_STATE) is None, r
+
+
+def test_job_status_needs_a_tenant(worker, rc):
+    r = worker.client().request(JOB_STATUS, 3, [(T_JOB_ID, "0" * 32)])
+    refused(r, 3, 400, ftype=JOB_STATUS)
+
+
+def test_job_status_when_redis_is_down(worker, redis_server):
+    c = worker.client()
+    job_id = accepted(c.dispatch(1, fields()), 1)
+    redis_server.stop()
+    r = worker.client().request(JOB_STATUS, 2, [(T_TENANT, "acme"),
+                                                (T_JOB_ID, job_id)])
+    refused(r, 2, 503, "the job queue is unavailable", ftype=JOB_STATUS)
+    assert r.retry_after == 1, r

@@ -36,6 +36,13 @@
 #define VW_QUEUE_MAX_ARGS      32
 
 
+/* the hash fields JOB_STATUS reads, in the order of its reply */
+const char  *vw_job_status_fields[VW_JOB_STATUS_FIELDS] = {
+    "tenant", "type", "state", "attempts", "created_ms", "next_attempt_ms",
+    "last_error", "result"
+};
+
+
 struct vw_queue_s {
     struct event_base      *base;
     char                   *host;
@@ -530,4 +537,76 @@ vw_queue_check(const char *addr)
     redisFree(c);
 
     return rc == VW_DECLINED ? VW_DECLINED : VW_OK;
+}
+
+
+typedef struct {
+    vw_queue_status_pt      handler;
+    void                   *data;
+} vw_queue_status_call_t;
+
+
+static void
+vw_queue_status_done(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    redisReply              *r = reply;
+    vw_queue_status_call_t  *call = privdata;
+
+    if (r == NULL || r->type != REDIS_REPLY_ARRAY
+        || r->elements != VW_JOB_STATUS_FIELDS)
+    {
+        call->handler(call->data, VW_ERROR, NULL);
+
+    } else {
+        call->handler(call->data, VW_OK, r);
+    }
+
+    free(call);
+}
+
+
+/*
+ * Reads a job's public state: handler(data, VW_OK, reply) with the values
+ * of vw_job_status_fields (nil where absent, all nil when no such job), or
+ * handler(data, VW_ERROR, NULL).  Returns VW_ERROR when it cannot ask.
+ */
+int
+vw_queue_status(vw_queue_t *q, const char *job_id, vw_queue_status_pt handler,
+    void *data)
+{
+    int                      i;
+    char                     key[64];
+    const char              *argv[2 + VW_JOB_STATUS_FIELDS];
+    vw_queue_status_call_t  *call;
+
+    if (q->ac == NULL || !q->connected) {
+        return VW_ERROR;
+    }
+
+    call = malloc(sizeof(vw_queue_status_call_t));
+    if (call == NULL) {
+        return VW_ERROR;
+    }
+
+    call->handler = handler;
+    call->data = data;
+
+    snprintf(key, sizeof(key), "{vq}:job:%s", job_id);
+
+    argv[0] = "HMGET";
+    argv[1] = key;
+
+    for (i = 0; i < VW_JOB_STATUS_FIELDS; i++) {
+        argv[2 + i] = vw_job_status_fields[i];
+    }
+
+    if (redisAsyncCommandArgv(q->ac, vw_queue_status_done, call,
+                              2 + VW_JOB_STATUS_FIELDS, argv, NULL)
+        != REDIS_OK)
+    {
+        free(call);
+        return VW_ERROR;
+    }
+
+    return VW_OK;
 }

@@ -14,6 +14,7 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/listener.h>
+#include <hiredis/hiredis.h>
 #include <jansson.h>
 
 #include "vc_frame.h"
@@ -60,6 +61,11 @@ static void vw_server_pushed(void *data, int rc);
 static void vw_server_reply(vw_conn_t *conn, unsigned type, uint64_t id,
     uint32_t status, const char *error, const char *job_id,
     uint32_t retry_after);
+static void vw_server_reply_state(vw_conn_t *conn, unsigned type,
+    uint64_t id, uint32_t status, const char *job_id, const char *state);
+static void vw_server_job_status(vw_conn_t *conn, uint64_t id,
+    const unsigned char *fields, size_t len);
+static void vw_server_status_read(void *data, int rc, void *reply);
 
 
 vw_server_t *
@@ -302,6 +308,10 @@ vw_server_frame(vw_conn_t *conn, const vc_frame_header_t *h,
 
     case VC_FRAME_DISPATCH:
         vw_server_dispatch(conn, h->id, fields, h->length);
+        return;
+
+    case VC_FRAME_JOB_STATUS:
+        vw_server_job_status(conn, h->id, fields, h->length);
         return;
 
     default:
@@ -554,10 +564,17 @@ vw_server_reply(vw_conn_t *conn, unsigned type, uint64_t id, uint32_t status,
     const char *error, const char *job_id, uint32_t retry_after)
 {
     char            state[96];
-    size_t          len, elen, slen;
+    size_t          len, elen;
     unsigned char   buf[512], *p;
 
     if (conn->bev == NULL) {
+        return;
+    }
+
+    if (job_id != NULL) {
+        snprintf(state, sizeof(state),
+                 "{\"job_id\":\"%s\",\"status\":\"queued\"}", job_id);
+        vw_server_reply_state(conn, type, id, status, job_id, state);
         return;
     }
 
@@ -566,18 +583,9 @@ vw_server_reply(vw_conn_t *conn, unsigned type, uint64_t id, uint32_t status,
         elen = 256;
     }
 
-    slen = 0;
-
-    if (job_id != NULL) {
-        slen = (size_t) snprintf(state, sizeof(state),
-                                 "{\"job_id\":\"%s\",\"status\":\"queued\"}",
-                                 job_id);
-    }
-
     len = VC_FRAME_FIELD_HEADER + 4
           + (error ? VC_FRAME_FIELD_HEADER + elen : 0)
-          + (retry_after ? VC_FRAME_FIELD_HEADER + 4 : 0)
-          + (job_id ? 2 * VC_FRAME_FIELD_HEADER + 32 + slen : 0);
+          + (retry_after ? VC_FRAME_FIELD_HEADER + 4 : 0);
 
     p = vc_frame_header_put(buf, type | VC_FRAME_REPLY, id, (uint32_t) len);
     p = vc_frame_field_put_uint32(p, VC_TAG_STATUS, status);
@@ -590,10 +598,233 @@ vw_server_reply(vw_conn_t *conn, unsigned type, uint64_t id, uint32_t status,
         p = vc_frame_field_put_uint32(p, VC_TAG_RETRY_AFTER, retry_after);
     }
 
-    if (job_id) {
-        p = vc_frame_field_put(p, VC_TAG_JOB_ID, job_id, 32);
-        p = vc_frame_field_put(p, VC_TAG_JOB_STATE, state, (uint32_t) slen);
+    bufferevent_write(conn->bev, buf, (size_t) (p - buf));
+}
+
+
+/* a reply naming a job: its id and its state as JSON */
+
+static void
+vw_server_reply_state(vw_conn_t *conn, unsigned type, uint64_t id,
+    uint32_t status, const char *job_id, const char *state)
+{
+    size_t          len, slen;
+    unsigned char  *buf, *p;
+
+    if (conn->bev == NULL) {
+        return;
     }
 
+    slen = strlen(state);
+
+    len = VC_FRAME_FIELD_HEADER + 4 + VC_FRAME_FIELD_HEADER + 32
+          + VC_FRAME_FIELD_HEADER + slen;
+
+    buf = malloc(VC_FRAME_HEADER_LEN + len);
+    if (buf == NULL) {
+        vw_server_reply(conn, type, id, 503, "the worker is out of memory",
+                        NULL, 1);
+        return;
+    }
+
+    p = vc_frame_header_put(buf, type | VC_FRAME_REPLY, id, (uint32_t) len);
+    p = vc_frame_field_put_uint32(p, VC_TAG_STATUS, status);
+    p = vc_frame_field_put(p, VC_TAG_JOB_ID, job_id, 32);
+    p = vc_frame_field_put(p, VC_TAG_JOB_STATE, state, (uint32_t) slen);
+
     bufferevent_write(conn->bev, buf, (size_t) (p - buf));
+
+    free(buf);
+}
+
+
+typedef struct {
+    vw_conn_t                  *conn;
+    uint64_t                    id;
+    char                        job_id[33];
+    char                        tenant[129];
+    size_t                      tenant_len;
+} vw_status_t;
+
+
+/*
+ * JOB_STATUS: the state of one of the tenant's jobs.  Another tenant's job
+ * and a job that does not exist get the same 404, so that ids cannot be
+ * probed across tenants.
+ */
+static void
+vw_server_job_status(vw_conn_t *conn, uint64_t id, const unsigned char *fields,
+    size_t len)
+{
+    size_t                i;
+    vw_str_t              tenant, job_id;
+    vw_status_t          *st;
+    const char           *err;
+    vc_frame_field_t      f;
+    const unsigned char  *pos, *end;
+
+    static const unsigned char  known[64] = {
+        [VC_TAG_TENANT] = 1, [VC_TAG_JOB_ID] = 1
+    };
+
+    if (vc_frame_fields_check(fields, len, known, &err) != VC_OK) {
+        vw_server_reply(conn, VC_FRAME_JOB_STATUS, id, 400, err, NULL, 0);
+        return;
+    }
+
+    memset(&tenant, 0, sizeof(vw_str_t));
+    memset(&job_id, 0, sizeof(vw_str_t));
+
+    pos = fields;
+    end = fields + len;
+
+    while (len && vc_frame_field_next(&pos, end, &f, &err) == VC_OK) {
+        if (f.tag == VC_TAG_TENANT) {
+            tenant.data = f.value;
+            tenant.len = f.len;
+
+        } else if (f.tag == VC_TAG_JOB_ID) {
+            job_id.data = f.value;
+            job_id.len = f.len;
+        }
+    }
+
+    if (!vw_server_valid_tenant(&tenant)) {
+        vw_server_reply(conn, VC_FRAME_JOB_STATUS, id, 400,
+                        "the tenant is missing or not 1 to 128 printable "
+                        "ASCII characters", NULL, 0);
+        return;
+    }
+
+    if (job_id.len != 32) {
+        goto not_found;
+    }
+
+    for (i = 0; i < 32; i++) {
+        if (!((job_id.data[i] >= '0' && job_id.data[i] <= '9')
+              || (job_id.data[i] >= 'a' && job_id.data[i] <= 'f')))
+        {
+            goto not_found;
+        }
+    }
+
+    st = malloc(sizeof(vw_status_t));
+    if (st == NULL) {
+        vw_server_reply(conn, VC_FRAME_JOB_STATUS, id, 503,
+                        "the worker is out of memory", NULL, 1);
+        return;
+    }
+
+    st->conn = conn;
+    st->id = id;
+    memcpy(st->job_id, job_id.data, 32);
+    st->job_id[32] = '\0';
+    memcpy(st->tenant, tenant.data, tenant.len);
+    st->tenant_len = tenant.len;
+
+    if (vw_queue_status(conn->server->queue, st->job_id,
+                        vw_server_status_read, st)
+        != VW_OK)
+    {
+        free(st);
+        vw_server_reply(conn, VC_FRAME_JOB_STATUS, id, 503,
+                        "the job queue is unavailable", NULL, 1);
+        return;
+    }
+
+    conn->pending++;
+
+    return;
+
+not_found:
+
+    vw_server_reply(conn, VC_FRAME_JOB_STATUS, id, 404, "no such job", NULL,
+                    0);
+}
+
+
+static void
+vw_server_status_set(json_t *o, const char *name, redisReply *v, int number)
+{
+    if (v->type != REDIS_REPLY_STRING) {
+        json_object_set_new(o, name, json_null());
+
+    } else if (number) {
+        json_object_set_new(o, name,
+                            json_integer(strtoll(v->str, NULL, 10)));
+
+    } else {
+        json_object_set_new(o, name, json_stringn(v->str, v->len));
+    }
+}
+
+
+static void
+vw_server_status_read(void *data, int rc, void *reply)
+{
+    char         *text;
+    json_t       *o;
+    vw_conn_t    *conn;
+    redisReply   *r = reply, **e;
+    vw_status_t  *st = data;
+
+    conn = st->conn;
+    conn->pending--;
+
+    if (conn->bev == NULL) {
+        if (conn->pending == 0) {
+            free(conn);
+        }
+
+        free(st);
+        return;
+    }
+
+    if (rc != VW_OK) {
+        vw_server_reply(conn, VC_FRAME_JOB_STATUS, st->id, 503,
+                        "the job queue is unavailable", NULL, 1);
+        free(st);
+        return;
+    }
+
+    e = r->element;
+
+    /* in the order of vw_job_status_fields */
+    if (e[0]->type != REDIS_REPLY_STRING || e[0]->len != st->tenant_len
+        || memcmp(e[0]->str, st->tenant, st->tenant_len) != 0)
+    {
+        vw_server_reply(conn, VC_FRAME_JOB_STATUS, st->id, 404,
+                        "no such job", NULL, 0);
+        free(st);
+        return;
+    }
+
+    o = json_object();
+    text = NULL;
+
+    if (o != NULL) {
+        json_object_set_new(o, "job_id", json_string(st->job_id));
+        vw_server_status_set(o, "type", e[1], 0);
+        vw_server_status_set(o, "status", e[2], 0);
+        vw_server_status_set(o, "attempts", e[3], 1);
+        vw_server_status_set(o, "created_ms", e[4], 1);
+        vw_server_status_set(o, "next_attempt_ms", e[5], 1);
+        vw_server_status_set(o, "last_error", e[6], 0);
+        vw_server_status_set(o, "result", e[7], 0);
+
+        text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        json_decref(o);
+    }
+
+    if (text == NULL) {
+        vw_server_reply(conn, VC_FRAME_JOB_STATUS, st->id, 503,
+                        "the worker is out of memory", NULL, 1);
+
+    } else {
+        vw_server_reply_state(conn, VC_FRAME_JOB_STATUS, st->id, 200,
+                              st->job_id, text);
+        free(text);
+    }
+
+    free(st);
 }

@@ -53,6 +53,13 @@ typedef struct vw_server_s  vw_server_t;
 /* called once per push: VW_OK when the job is durable, else VW_ERROR */
 typedef void (*vw_queue_push_pt)(void *data, int rc);
 
+/* called once per status read; reply is a hiredis redisReply array */
+typedef void (*vw_queue_status_pt)(void *data, int rc, void *reply);
+
+#define VW_JOB_STATUS_FIELDS  8
+
+extern const char  *vw_job_status_fields[VW_JOB_STATUS_FIELDS];
+
 
 /* log.c: one JSON object per line on stderr; pairs of key, value, NULL */
 void vw_log(const char *level, const char *msg, ...);
@@ -64,6 +71,8 @@ int vw_queue_push(vw_queue_t *q, const vw_job_t *job,
     vw_queue_push_pt handler, void *data);
 int vw_queue_policy_safe(const char *info, const char **policy, size_t *len);
 int vw_queue_check(const char *addr);
+int vw_queue_status(vw_queue_t *q, const char *job_id,
+    vw_queue_status_pt handler, void *data);
 
 /* server.c */
 vw_server_t *vw_server_create(struct event_base *base, const char *path,
