@@ -394,7 +394,11 @@ def test_breaker_fails_fast_while_redis_paused(module_available,
         elapsed = time.monotonic() - opened
         assert elapsed < cooldown / 1000, \
             "too slow to observe the open breaker (%.2f s)" % elapsed
-        assert all(d < vh.timeout(0.05) for d in times), times
+        # none waits out the 100 ms timeout, and they are fast as a rule
+        # (a single slow one on a loaded machine is not the breaker's doing)
+        assert max(times) < vh.timeout(0.09), ["%.4f" % d for d in times]
+        assert sorted(times)[len(times) // 2] < vh.timeout(0.02), \
+            ["%.4f" % d for d in times]
         # the slow requests' commands wait unread: the measure sees sends
         assert before[1] > 0, before
         assert before == after, (before, after)
