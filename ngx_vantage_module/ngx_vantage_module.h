@@ -117,6 +117,7 @@ typedef struct {
     ngx_str_t                   suffix;    /* "}:<name>:<interval>:<burst>" */
     uint32_t                    suffix_hash;
     ngx_str_t                   ttl;       /* PEXPIRE milliseconds */
+    ngx_str_t                   ops[3];    /* BITFIELD increments 2 to 4 */
     ngx_uint_t                  window;    /* seconds to refill, for "w" */
 } ngx_vantage_rl_limit_t;
 
@@ -133,6 +134,7 @@ typedef struct {
     ngx_vantage_loc_conf_t     *conf;      /* of the location that decided */
     ngx_vantage_rl_entry_t     *entries;   /* one per limit of conf */
     ngx_vantage_redis_call_t   *call;
+    ngx_uint_t                  nactive;   /* entries whose key applies */
     uint64_t                    now;
     ngx_uint_t                  state;
     ngx_uint_t                  outcome;

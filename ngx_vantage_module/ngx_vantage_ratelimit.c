@@ -71,7 +71,8 @@ static ngx_int_t ngx_vantage_rl_ask(ngx_http_request_t *r,
 static void ngx_vantage_rl_reply(void *data, redisReply *reply);
 static ngx_int_t ngx_vantage_rl_read_reply(ngx_vantage_rl_ctx_t *rl,
     redisReply *reply);
-static void ngx_vantage_rl_settle(ngx_vantage_rl_ctx_t *rl);
+static void ngx_vantage_rl_settle(ngx_vantage_rl_ctx_t *rl,
+    ngx_uint_t in_redis);
 static void ngx_vantage_rl_fallback(ngx_vantage_rl_ctx_t *rl, ngx_log_t *log);
 static ngx_int_t ngx_vantage_rl_local(ngx_vantage_rl_ctx_t *rl,
     ngx_log_t *log);
@@ -273,6 +274,8 @@ ngx_vantage_rl_keys(ngx_http_request_t *r, ngx_vantage_loc_conf_t *vlcf,
         active++;
     }
 
+    rl->nactive = active;
+
     return active ? NGX_OK : NGX_DECLINED;
 }
 
@@ -284,9 +287,8 @@ ngx_vantage_rl_keys(ngx_http_request_t *r, ngx_vantage_loc_conf_t *vlcf,
 static ngx_int_t
 ngx_vantage_rl_ask(ngx_http_request_t *r, ngx_vantage_rl_ctx_t *rl)
 {
-    u_char                   *p;
-    size_t                   *lens;
-    int64_t                   op[VC_RL_BITFIELD_OPS];
+    u_char                   *now;
+    size_t                   *lens, now_len;
     ngx_uint_t                i, j, n, ncmds, reply;
     const char              **args;
     ngx_vantage_rl_limit_t   *limit;
@@ -303,12 +305,7 @@ ngx_vantage_rl_ask(ngx_http_request_t *r, ngx_vantage_rl_ctx_t *rl)
     }
 
     limit = rl->conf->limits->elts;
-
-    n = 0;
-
-    for (i = 0; i < rl->conf->limits->nelts; i++) {
-        n += rl->entries[i].key.len ? 1 : 0;
-    }
+    n = rl->nactive;
 
     ncmds = 2 * n + (n > 1 ? 2 : 0);
 
@@ -317,11 +314,17 @@ ngx_vantage_rl_ask(ngx_http_request_t *r, ngx_vantage_rl_ctx_t *rl)
                                * sizeof(char *));
     lens = ngx_palloc(r->pool, n * (NGX_VANTAGE_RL_ARGS + 3)
                                * sizeof(size_t));
-    p = ngx_pnalloc(r->pool, n * VC_RL_BITFIELD_OPS * NGX_INT64_LEN);
+    /*
+     * "-now" is the first increment and "now" the last; the others are the
+     * limit's own, written at configuration time
+     */
+    now = ngx_pnalloc(r->pool, NGX_INT64_LEN + 1);
 
-    if (cmds == NULL || args == NULL || lens == NULL || p == NULL) {
+    if (cmds == NULL || args == NULL || lens == NULL || now == NULL) {
         return NGX_ERROR;
     }
+
+    now_len = ngx_sprintf(now, "-%uL", rl->now) - now;
 
     cmd = cmds;
 
@@ -338,8 +341,6 @@ ngx_vantage_rl_ask(ngx_http_request_t *r, ngx_vantage_rl_ctx_t *rl)
         if (e->key.len == 0) {
             continue;
         }
-
-        vc_rl_bitfield_ops(&limit[i].policy, limit[i].cost, rl->now, op);
 
         cmd->argc = NGX_VANTAGE_RL_ARGS;
         cmd->argv = args;
@@ -364,8 +365,16 @@ ngx_vantage_rl_ask(ngx_http_request_t *r, ngx_vantage_rl_ctx_t *rl)
             ngx_vantage_rl_lit("INCRBY");
             ngx_vantage_rl_lit("u63");
             ngx_vantage_rl_lit("0");
-            ngx_vantage_rl_arg(p, ngx_sprintf(p, "%L", op[j]) - p);
-            p += NGX_INT64_LEN;
+            if (j == 0) {
+                ngx_vantage_rl_arg(now, now_len);
+
+            } else if (j == VC_RL_BITFIELD_OPS - 1) {
+                ngx_vantage_rl_arg(now + 1, now_len - 1);
+
+            } else {
+                ngx_vantage_rl_arg(limit[i].ops[j - 1].data,
+                                   limit[i].ops[j - 1].len);
+            }
         }
 
         cmd++;
@@ -438,12 +447,7 @@ ngx_vantage_rl_read_reply(ngx_vantage_rl_ctx_t *rl, redisReply *reply)
     ngx_vantage_rl_entry_t  *e;
 
     limit = rl->conf->limits->elts;
-
-    n = 0;
-
-    for (i = 0; i < rl->conf->limits->nelts; i++) {
-        n += rl->entries[i].key.len ? 1 : 0;
-    }
+    n = rl->nactive;
 
     if (n > 1 && (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 * n))
     {
@@ -481,7 +485,7 @@ ngx_vantage_rl_read_reply(ngx_vantage_rl_ctx_t *rl, redisReply *reply)
                      cond->type == REDIS_REPLY_NIL, &e->res);
     }
 
-    ngx_vantage_rl_settle(rl);
+    ngx_vantage_rl_settle(rl, 1);
 
     return NGX_OK;
 
@@ -497,10 +501,12 @@ unexpected:
 
 /*
  * The outcome from the limits' results: a refusal by any limit refuses the
- * request, and then the limits that admitted it get their units back.
+ * request, and then the limits that admitted it get their units back: in
+ * the results, and in Redis (in_redis) with an INCRBY nobody waits for;
+ * the local buckets were restored under their lock.
  */
 static void
-ngx_vantage_rl_settle(ngx_vantage_rl_ctx_t *rl)
+ngx_vantage_rl_settle(ngx_vantage_rl_ctx_t *rl, ngx_uint_t in_redis)
 {
     u_char                   *p;
     const char               *argv[10];
@@ -542,6 +548,10 @@ ngx_vantage_rl_settle(ngx_vantage_rl_ctx_t *rl)
         }
 
         vc_rl_uncharge(&limit[i].policy, limit[i].cost, &e->res);
+
+        if (!in_redis) {
+            continue;
+        }
 
         /* nobody waits for this: if it is lost, the token is too */
 
@@ -682,31 +692,7 @@ ngx_vantage_rl_local(ngx_vantage_rl_ctx_t *rl, ngx_log_t *log)
 
     ngx_shmtx_unlock(&zctx->shpool->mutex);
 
-    /* the Redis path's settle, without Redis: units were given back above */
-
-    rl->outcome = NGX_VANTAGE_RL_ADMIT;
-
-    for (i = 0; i < rl->conf->limits->nelts; i++) {
-        e = &rl->entries[i];
-
-        if (e->key.len == 0) {
-            continue;
-        }
-
-        if (refused && e->res.admitted) {
-            vc_rl_uncharge(&limit[i].policy, limit[i].cost, &e->res);
-
-        } else if (!e->res.admitted) {
-            if (rl->outcome == NGX_VANTAGE_RL_ADMIT
-                || e->res.retry_after
-                   > rl->entries[rl->refused_by].res.retry_after)
-            {
-                rl->refused_by = i;
-            }
-
-            rl->outcome = NGX_VANTAGE_RL_REFUSE;
-        }
-    }
+    ngx_vantage_rl_settle(rl, 0);
 
     return NGX_OK;
 }
@@ -1190,6 +1176,7 @@ ngx_vantage_rl_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_int_t                          n;
     ngx_str_t                         *value;
     ngx_uint_t                         i;
+    int64_t                            op[VC_RL_BITFIELD_OPS];
     uint64_t                           tau;
     ngx_vantage_rl_limit_t            *limit, *other;
     ngx_vantage_main_conf_t           *vmcf;
@@ -1348,6 +1335,20 @@ ngx_vantage_rl_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     tau = limit->policy.burst * limit->policy.interval;
 
     limit->window = vc_rl_seconds(tau);
+
+    /* the increments of the limit's BITFIELD that do not depend on now */
+
+    vc_rl_bitfield_ops(&limit->policy, limit->cost, 0, op);
+
+    for (i = 0; i < 3; i++) {
+        limit->ops[i].data = ngx_pnalloc(cf->pool, NGX_INT64_LEN);
+        if (limit->ops[i].data == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        limit->ops[i].len = ngx_sprintf(limit->ops[i].data, "%L", op[i + 1])
+                            - limit->ops[i].data;
+    }
 
     limit->ttl.data = ngx_pnalloc(cf->pool, NGX_INT64_LEN);
     if (limit->ttl.data == NULL) {
