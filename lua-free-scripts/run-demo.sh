@@ -151,8 +151,26 @@ wait_gone() { # pid seconds
 }
 
 
+# wait_up name pid log check...: waits up to 10 s for the command "check"
+# to succeed while the process lives; on failure shows its log and dies
+wait_up() {
+    local i name=$1 pid=$2 logf=$3
+    shift 3
+    for ((i = 0; i < 100; i++)); do
+        "$@" && return 0
+        kill -0 "$pid" 2>/dev/null || { tail -5 "$logf" >&2;
+                                        die "$name exited during startup"; }
+        sleep 0.1
+    done
+    die "$name did not come up within 10s (see $logf)"
+}
+
+
+nginx_up() { port_open "$PORT" && port_open "$BACKEND_PORT"; }
+
+
 start_nginx() {
-    local i pid
+    local pid
     if ! nginx_cmd -t -q 2>"$PREFIX/nginx-t.log"; then
         cat "$PREFIX/nginx-t.log" >&2
         die "nginx -t failed for $PREFIX/nginx.conf"
@@ -163,17 +181,9 @@ start_nginx() {
         -e "$PREFIX/error.log" >>"$PREFIX/nginx.out" 2>&1 &
     pid=$!
     demo_started nginx "$pid"
-    for ((i = 0; i < 100; i++)); do
-        if port_open "$PORT" && port_open "$BACKEND_PORT"; then
-            log "nginx (pid $pid) listening on 127.0.0.1:$PORT," \
-                "advisor app on 127.0.0.1:$BACKEND_PORT"
-            return 0
-        fi
-        kill -0 "$pid" 2>/dev/null || { tail -5 "$PREFIX/error.log" >&2;
-                                        die "nginx exited during startup"; }
-        sleep 0.1
-    done
-    die "nginx did not open its ports within 10s (see $PREFIX/error.log)"
+    wait_up nginx "$pid" "$PREFIX/error.log" nginx_up
+    log "nginx (pid $pid) listening on 127.0.0.1:$PORT," \
+        "advisor app on 127.0.0.1:$BACKEND_PORT"
 }
 
 
@@ -192,44 +202,28 @@ stop_nginx() { # pid
 # start_redis: the Redis the rate limits share, with its append-only file
 # in the demo directory, on 127.0.0.1 only
 start_redis() {
-    local i pid d=$PREFIX/redis
+    local pid d=$PREFIX/redis
     mkdir -p "$d"
     redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --protected-mode yes \
         --dir "$d" --appendonly yes --appendfsync always --save '' --daemonize no \
         --pidfile "$d/redis.pid" --logfile "$d/redis.log" >/dev/null 2>&1 &
     pid=$!
     demo_started redis "$pid"
-    for ((i = 0; i < 100; i++)); do
-        if port_open "$REDIS_PORT"; then
-            log "redis-server (pid $pid) listening on 127.0.0.1:$REDIS_PORT"
-            return 0
-        fi
-        kill -0 "$pid" 2>/dev/null || { tail -5 "$d/redis.log" >&2;
-                                        die "redis-server exited during startup"; }
-        sleep 0.1
-    done
-    die "redis-server did not open 127.0.0.1:$REDIS_PORT within 10s"
+    wait_up redis-server "$pid" "$d/redis.log" port_open "$REDIS_PORT"
+    log "redis-server (pid $pid) listening on 127.0.0.1:$REDIS_PORT"
 }
 
 
 # start_worker: vantage-worker on run/demo/worker.sock, keeping its jobs in
 # the demo's Redis; its JSON log lines go to run/demo/worker.log
 start_worker() {
-    local i pid sock=$PREFIX/worker.sock
+    local pid sock=$PREFIX/worker.sock
     "$WORKER" --listen "unix:$sock" --redis "127.0.0.1:$REDIS_PORT" \
         >>"$PREFIX/worker.log" 2>&1 &
     pid=$!
     demo_started worker "$pid"
-    for ((i = 0; i < 100; i++)); do
-        if [[ -S $sock ]] && worker_ping "$sock"; then
-            log "vantage-worker (pid $pid) serving $sock"
-            return 0
-        fi
-        kill -0 "$pid" 2>/dev/null || { tail -5 "$PREFIX/worker.log" >&2;
-                                        die "vantage-worker exited during startup"; }
-        sleep 0.1
-    done
-    die "vantage-worker did not answer on $sock within 10s"
+    wait_up vantage-worker "$pid" "$PREFIX/worker.log" worker_ping "$sock"
+    log "vantage-worker (pid $pid) serving $sock"
 }
 
 

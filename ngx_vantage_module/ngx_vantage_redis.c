@@ -1326,7 +1326,7 @@ ngx_vantage_redis_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_str_t                 *value, s, file;
     ngx_int_t                  n;
     ngx_uint_t                 i;
-    ngx_msec_t                 ms;
+    ngx_msec_t                *ms;
     ngx_vantage_redis_conf_t  *rc;
 
     if (vmcf->redis) {
@@ -1442,19 +1442,20 @@ ngx_vantage_redis_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             continue;
         }
 
-        s.len = 0;
-
         if (ngx_strncmp(value[i].data, "connect_timeout=", 16) == 0) {
             s.data = value[i].data + 16;
             s.len = value[i].len - 16;
+            ms = &rc->connect_timeout;
 
         } else if (ngx_strncmp(value[i].data, "timeout=", 8) == 0) {
             s.data = value[i].data + 8;
             s.len = value[i].len - 8;
+            ms = &rc->timeout;
 
         } else if (ngx_strncmp(value[i].data, "breaker_cooldown=", 17) == 0) {
             s.data = value[i].data + 17;
             s.len = value[i].len - 17;
+            ms = &rc->breaker_cooldown;
 
         } else {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -1463,17 +1464,9 @@ ngx_vantage_redis_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             return NGX_CONF_ERROR;
         }
 
-        ms = ngx_parse_time(&s, 0);
-        if (ms == (ngx_msec_t) NGX_ERROR || ms == 0) {
+        *ms = ngx_parse_time(&s, 0);
+        if (*ms == (ngx_msec_t) NGX_ERROR || *ms == 0) {
             goto invalid;
-        }
-
-        if (value[i].data[0] == 'c') {
-            rc->connect_timeout = ms;
-        } else if (value[i].data[0] == 't') {
-            rc->timeout = ms;
-        } else {
-            rc->breaker_cooldown = ms;
         }
     }
 

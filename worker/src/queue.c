@@ -63,6 +63,8 @@ typedef struct {
 } vw_queue_call_t;
 
 
+static int vw_queue_parse_addr(const char *addr, char **host, int *port,
+    char **unix_path);
 static int vw_queue_connect(vw_queue_t *q);
 static void vw_queue_connected(const redisAsyncContext *ac, int status);
 static void vw_queue_disconnected(const redisAsyncContext *ac, int status);
@@ -74,10 +76,51 @@ static void vw_queue_policy(redisAsyncContext *ac, void *reply,
     void *privdata);
 
 
+/*
+ * Splits "unix:<path>" or "<host>[:<port>]" into malloc()ed strings (one of
+ * them NULL).  Returns VW_OK, or VW_ERROR (logged) for a bad address.
+ */
+static int
+vw_queue_parse_addr(const char *addr, char **host, int *port,
+    char **unix_path)
+{
+    char  *colon;
+
+    *host = NULL;
+    *unix_path = NULL;
+    *port = 6379;
+
+    if (strncmp(addr, "unix:", 5) == 0) {
+        *unix_path = strdup(addr + 5);
+        return *unix_path ? VW_OK : VW_ERROR;
+    }
+
+    *host = strdup(addr);
+    if (*host == NULL) {
+        return VW_ERROR;
+    }
+
+    colon = strrchr(*host, ':');
+
+    if (colon != NULL) {
+        *colon = '\0';
+        *port = atoi(colon + 1);
+    }
+
+    if (*port <= 0 || *port > 65535 || (*host)[0] == '\0') {
+        vw_log("error", "invalid Redis address", "redis", addr, NULL);
+        free(*host);
+        *host = NULL;
+        return VW_ERROR;
+    }
+
+    return VW_OK;
+}
+
+
 vw_queue_t *
 vw_queue_create(struct event_base *base, const char *addr)
 {
-    char        *colon;
     vw_queue_t  *q;
 
     q = calloc(1, sizeof(vw_queue_t));
@@ -87,30 +130,10 @@ vw_queue_create(struct event_base *base, const char *addr)
 
     q->base = base;
 
-    if (strncmp(addr, "unix:", 5) == 0) {
-        q->unix_path = strdup(addr + 5);
-        if (q->unix_path == NULL) {
-            goto failed;
-        }
-
-    } else {
-        q->host = strdup(addr);
-        if (q->host == NULL) {
-            goto failed;
-        }
-
-        colon = strrchr(q->host, ':');
-        q->port = 6379;
-
-        if (colon != NULL) {
-            *colon = '\0';
-            q->port = atoi(colon + 1);
-        }
-
-        if (q->port <= 0 || q->port > 65535 || q->host[0] == '\0') {
-            vw_log("error", "invalid Redis address", "redis", addr, NULL);
-            goto failed;
-        }
+    if (vw_queue_parse_addr(addr, &q->host, &q->port, &q->unix_path)
+        != VW_OK)
+    {
+        goto failed;
     }
 
     q->retry = evtimer_new(base, vw_queue_retry, q);
@@ -473,7 +496,8 @@ vw_queue_exec_done(redisAsyncContext *ac, void *reply, void *privdata)
 /*
  * At start, before the loop: a blocking look at Redis's eviction policy,
  * so that a worker pointed at a Redis that may evict its jobs refuses to
- * start.  Returns VW_OK, VW_DECLINED for such a Redis (logged), or
+ * start.  Returns VW_OK, VW_DECLINED for such a Redis or a bad address
+ * (logged), or
  * VW_AGAIN when Redis cannot be asked now (the check then happens on
  * connecting, and no job is taken before it passes).
  */
@@ -481,28 +505,22 @@ int
 vw_queue_check(const char *addr)
 {
     int              rc, port;
-    char             host[256], name[64], *colon;
+    char            *host, *unix_path, name[64];
     size_t           len;
     redisReply      *r;
     const char      *policy;
     redisContext    *c;
     struct timeval   tv = { 2, 0 };
 
-    if (strncmp(addr, "unix:", 5) == 0) {
-        c = redisConnectUnixWithTimeout(addr + 5, tv);
-
-    } else {
-        snprintf(host, sizeof(host), "%s", addr);
-        colon = strrchr(host, ':');
-        port = 6379;
-
-        if (colon != NULL) {
-            *colon = '\0';
-            port = atoi(colon + 1);
-        }
-
-        c = redisConnectWithTimeout(host, port, tv);
+    if (vw_queue_parse_addr(addr, &host, &port, &unix_path) != VW_OK) {
+        return VW_DECLINED;
     }
+
+    c = unix_path ? redisConnectUnixWithTimeout(unix_path, tv)
+                  : redisConnectWithTimeout(host, port, tv);
+
+    free(host);
+    free(unix_path);
 
     if (c == NULL || c->err) {
         vw_log("warn", "Redis not reachable at start: jobs wait for it",
