@@ -1,0 +1,102 @@
+/* vw_conf.h -- the worker's configuration file (docs/WORKER.md) */
+
+#ifndef VW_CONF_H
+#define VW_CONF_H
+
+
+#include <stddef.h>
+#include <stdint.h>
+
+
+#define VW_CONF_ERR_LEN  512
+
+
+typedef struct vw_conf_header_s  vw_conf_header_t;
+
+/* "header = Name: value" or "secret_header = Name /path" (value read) */
+struct vw_conf_header_s {
+    char                       *name;
+    char                       *value;
+    unsigned                    secret:1;  /* never logged or printed */
+    vw_conf_header_t           *next;
+};
+
+
+typedef struct vw_conf_target_s  vw_conf_target_t;
+
+struct vw_conf_target_s {
+    char                       *name;
+    unsigned                    max_concurrency;     /* default 8 */
+    unsigned                    breaker_failures;    /* default 5 */
+    unsigned                    breaker_error_rate;  /* percent, default 50 */
+    uint64_t                    breaker_window_ms;   /* default 30 s */
+    unsigned                    breaker_min_calls;   /* default 20 */
+    uint64_t                    breaker_cooldown_ms; /* default 30 s */
+    vw_conf_target_t           *next;
+};
+
+
+typedef enum {
+    VW_ON_DEAD_PROCEED = 0,
+    VW_ON_DEAD_BLOCK
+} vw_on_dead_e;
+
+
+typedef struct vw_conf_job_s  vw_conf_job_t;
+
+struct vw_conf_job_s {
+    char                       *type;       /* the section's name */
+    char                       *connector;  /* "http" so far */
+    vw_conf_target_t           *target;     /* never NULL after loading:
+                                               a job without "target" gets
+                                               a target of its own, named
+                                               after the job type */
+    char                       *url;
+    char                       *method;     /* default POST */
+    vw_conf_header_t           *headers;
+    uint64_t                    timeout_ms;       /* default 10 s */
+    unsigned                    max_attempts;     /* default 8 */
+    uint64_t                    max_age_ms;       /* default 24 h */
+    uint64_t                    backoff_base_ms;  /* default 1 s */
+    uint64_t                    backoff_cap_ms;   /* default 5 min */
+    unsigned                    ordering:1;       /* default off */
+    vw_on_dead_e                on_dead;          /* default proceed */
+    vw_conf_job_t              *next;
+};
+
+
+typedef struct {
+    char                       *file;       /* the path it was read from */
+    char                       *listen;     /* the socket path, no "unix:" */
+    char                       *redis;      /* host:port or unix:<path> */
+    char                       *redis_password;  /* read from the file */
+    char                       *consumer;   /* default <hostname>:<pid> */
+    unsigned                    concurrency;          /* default 64 */
+    uint64_t                    visibility_timeout_ms; /* default 60 s */
+    uint64_t                    inflight_cap;         /* default 100000 */
+    uint64_t                    idempotency_window_ms; /* default 24 h */
+    uint64_t                    done_retention_ms;    /* default 24 h */
+    uint64_t                    dead_retention_ms;    /* default 14 d */
+    uint64_t                    ordering_recheck_ms;  /* default 1 s */
+    uint64_t                    shutdown_timeout_ms;  /* default 20 s */
+    size_t                      max_frame;   /* default 16 MiB + 64 KiB */
+    vw_conf_target_t           *targets;
+    vw_conf_job_t              *jobs;
+} vw_conf_t;
+
+
+/*
+ * Reads and validates a file.  Returns the configuration, or NULL with
+ * err holding one line that names the file, the line and the key, e.g.
+ * "worker.conf:12: backoff_base: \"ten\" is not a duration".
+ */
+vw_conf_t *vw_conf_load(const char *file, char *err, size_t errlen);
+
+void vw_conf_free(vw_conf_t *conf);
+
+/* the job type's configuration, or NULL when it has none */
+const vw_conf_job_t *vw_conf_job(const vw_conf_t *conf, const char *type,
+    size_t len);
+
+
+#endif /* VW_CONF_H */
