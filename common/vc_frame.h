@@ -61,7 +61,9 @@ typedef enum {
     VC_TAG_JOB_STATE = 24,       /* reply: the job's state and history, JSON */
     VC_TAG_METHOD = 25,
     VC_TAG_URI = 26,
-    VC_TAG_ORDERING_KEY = 27     /* jobs with one key run one at a time */
+    VC_TAG_ORDERING_KEY = 27,    /* jobs with one key run one at a time */
+    VC_TAG_REPLAYED = 28         /* reply: an idempotent repeat; empty,
+                                    sent with VC_FRAME_TAG_OPTIONAL */
 } vc_frame_tag_e;
 
 

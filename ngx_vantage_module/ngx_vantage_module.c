@@ -220,6 +220,62 @@ static ngx_command_t  ngx_vantage_commands[] = {
 
     /* NGINX Plus-compatible spellings */
 
+    { ngx_string("vantage_worker"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_vantage_worker_conf,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("vantage_dispatch"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_vantage_dispatch_conf,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("vantage_dispatch_max_body"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_vantage_loc_conf_t, dispatch_max_body),
+      NULL },
+
+    { ngx_string("vantage_dispatch_headers"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_vantage_dispatch_headers_conf,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("vantage_dispatch_ordering_key"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_set_complex_value_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_vantage_loc_conf_t, ordering_key),
+      NULL },
+
+    { ngx_string("vantage_tenant"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_set_complex_value_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_vantage_loc_conf_t, tenant),
+      NULL },
+
+    { ngx_string("vantage_subject"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_set_complex_value_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_vantage_loc_conf_t, subject),
+      NULL },
+
+    { ngx_string("vantage_jobs"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS|NGX_CONF_TAKE1,
+      ngx_vantage_jobs_conf,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("auth_jwt"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
       ngx_vantage_jwt_auth_jwt,
@@ -330,6 +386,8 @@ ngx_vantage_create_main_conf(ngx_conf_t *cf)
     }
 
     vmcf->keys_check_interval = NGX_CONF_UNSET_MSEC;
+    vmcf->sub_claim = NGX_CONF_UNSET;
+    vmcf->request_id_index = NGX_CONF_UNSET;
 
     return vmcf;
 }
@@ -387,6 +445,11 @@ ngx_vantage_create_loc_conf(ngx_conf_t *cf)
     vlcf->rl_dry_run = NGX_CONF_UNSET;
     vlcf->rl_log_level = NGX_CONF_UNSET_UINT;
     vlcf->rl_on_error = NGX_CONF_UNSET_UINT;
+    vlcf->dispatch_max_body = NGX_CONF_UNSET_SIZE;
+    vlcf->dispatch_headers = NGX_CONF_UNSET_PTR;
+    vlcf->tenant = NGX_CONF_UNSET_PTR;
+    vlcf->subject = NGX_CONF_UNSET_PTR;
+    vlcf->ordering_key = NGX_CONF_UNSET_PTR;
 
     return vlcf;
 }
@@ -424,7 +487,9 @@ ngx_vantage_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         return NGX_CONF_ERROR;
     }
 
-    if (ngx_vantage_rl_merge(cf, prev, conf) != NGX_CONF_OK) {
+    if (ngx_vantage_rl_merge(cf, prev, conf) != NGX_CONF_OK
+        || ngx_vantage_dispatch_merge(cf, prev, conf) != NGX_CONF_OK)
+    {
         return NGX_CONF_ERROR;
     }
 
@@ -490,7 +555,17 @@ ngx_vantage_init_module(ngx_cycle_t *cycle)
 static ngx_int_t
 ngx_vantage_init_process(ngx_cycle_t *cycle)
 {
+    ngx_vantage_main_conf_t  *vmcf;
+
     if (ngx_vantage_jwks_init_process(cycle) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    vmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_vantage_module);
+
+    if (vmcf != NULL && vmcf->worker != NULL
+        && ngx_vantage_worker_init_process(cycle, vmcf->worker) != NGX_OK)
+    {
         return NGX_ERROR;
     }
 
@@ -501,6 +576,7 @@ ngx_vantage_init_process(ngx_cycle_t *cycle)
 static void
 ngx_vantage_exit_process(ngx_cycle_t *cycle)
 {
+    ngx_vantage_worker_exit_process(cycle);
     ngx_vantage_redis_exit_process(cycle);
 }
 
@@ -637,9 +713,8 @@ ngx_int_t
 ngx_vantage_send_json(ngx_http_request_t *r, ngx_uint_t status,
     const char *error, const char *description)
 {
-    size_t        len, elen, dlen;
-    u_char       *p;
     ngx_int_t     rc;
+    ngx_str_t     body;
     ngx_buf_t    *b;
     ngx_chain_t   out;
 
@@ -648,25 +723,17 @@ ngx_vantage_send_json(ngx_http_request_t *r, ngx_uint_t status,
         return rc;
     }
 
-    elen = ngx_strlen(error);
-    dlen = ngx_strlen(description);
-
-    len = sizeof("{\"error\":\"\",\"error_description\":\"\"}\n") - 1
-          + elen + ngx_escape_json(NULL, (u_char *) error, elen)
-          + dlen + ngx_escape_json(NULL, (u_char *) description, dlen);
-
-    b = ngx_create_temp_buf(r->pool, len);
-    if (b == NULL) {
+    b = ngx_calloc_buf(r->pool);
+    if (b == NULL || ngx_vantage_json_error(r->pool, error, description,
+                                            &body)
+                     != NGX_OK)
+    {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    p = ngx_cpymem(b->last, "{\"error\":\"", sizeof("{\"error\":\"") - 1);
-    p = (u_char *) ngx_escape_json(p, (u_char *) error, elen);
-    p = ngx_cpymem(p, "\",\"error_description\":\"",
-                   sizeof("\",\"error_description\":\"") - 1);
-    p = (u_char *) ngx_escape_json(p, (u_char *) description, dlen);
-    p = ngx_cpymem(p, "\"}\n", sizeof("\"}\n") - 1);
-    b->last = p;
+    b->pos = body.data;
+    b->last = body.data + body.len;
+    b->memory = 1;
 
     b->last_buf = (r == r->main) ? 1 : 0;
     b->last_in_chain = 1;
@@ -690,4 +757,61 @@ ngx_vantage_send_json(ngx_http_request_t *r, ngx_uint_t status,
     ngx_http_finalize_request(r, ngx_http_output_filter(r, &out));
 
     return NGX_DONE;
+}
+
+
+/* {"error":"<error>","error_description":"<description>"} and a newline */
+ngx_int_t
+ngx_vantage_json_error(ngx_pool_t *pool, const char *error,
+    const char *description, ngx_str_t *body)
+{
+    size_t   len, elen, dlen;
+    u_char  *p;
+
+    elen = ngx_strlen(error);
+    dlen = ngx_strlen(description);
+
+    len = sizeof("{\"error\":\"\",\"error_description\":\"\"}\n") - 1
+          + elen + ngx_escape_json(NULL, (u_char *) error, elen)
+          + dlen + ngx_escape_json(NULL, (u_char *) description, dlen);
+
+    body->data = ngx_pnalloc(pool, len);
+    if (body->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_cpymem(body->data, "{\"error\":\"", sizeof("{\"error\":\"") - 1);
+    p = (u_char *) ngx_escape_json(p, (u_char *) error, elen);
+    p = ngx_cpymem(p, "\",\"error_description\":\"",
+                   sizeof("\",\"error_description\":\"") - 1);
+    p = (u_char *) ngx_escape_json(p, (u_char *) description, dlen);
+    p = ngx_cpymem(p, "\"}\n", sizeof("\"}\n") - 1);
+    body->len = p - body->data;
+
+    return NGX_OK;
+}
+
+
+/* an output header; the strings must live as long as the request */
+ngx_int_t
+ngx_vantage_add_header(ngx_http_request_t *r, const char *name,
+    size_t nlen, u_char *value, size_t len)
+{
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+#if (nginx_version >= 1023000)
+    h->next = NULL;
+#endif
+    h->key.data = (u_char *) name;
+    h->key.len = nlen;
+    h->value.data = value;
+    h->value.len = len;
+
+    return NGX_OK;
 }

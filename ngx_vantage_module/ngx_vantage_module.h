@@ -13,6 +13,7 @@
 #include "vc_jwt.h"
 #include "vc_ratelimit.h"
 #include "ngx_vantage_redis.h"
+#include "ngx_vantage_worker.h"
 
 
 #define NGX_VANTAGE_CLAIM         0     /* a claim, by name or dotted path */
@@ -54,6 +55,9 @@ typedef struct {
     ngx_vantage_redis_conf_t   *redis;
     ngx_shm_zone_t             *rl_zone;   /* the local fallback buckets */
     ngx_uint_t                  rl_used;
+    ngx_vantage_worker_conf_t  *worker;
+    ngx_int_t                   sub_claim;  /* index of "sub", or unset */
+    ngx_int_t                   request_id_index;
 } ngx_vantage_main_conf_t;
 
 
@@ -87,6 +91,17 @@ typedef struct {
     ngx_uint_t                  rl_on_error;
     ngx_str_t                   rl_policy;     /* RateLimit-Policy, all keys */
 
+    ngx_str_t                   dispatch_type; /* data NULL: no dispatch */
+    ngx_uint_t                  dispatch_status;
+    ngx_str_t                   dispatch_location;  /* "/jobs/" */
+    size_t                      dispatch_max_body;
+    ngx_array_t                *dispatch_headers;   /* ngx_str_t names */
+    ngx_http_complex_value_t   *tenant;
+    ngx_http_complex_value_t   *subject;
+    ngx_http_complex_value_t   *ordering_key;
+    ngx_flag_t                  jobs;
+    ngx_http_complex_value_t   *job_id;
+
     /* built by merge from the above */
     vc_policy_t                 policy;
     u_char                      policy_digest[32];
@@ -94,7 +109,8 @@ typedef struct {
 
 
 typedef struct {
-    ngx_str_t                  *values;    /* one per claim; data NULL if absent */
+    ngx_str_t                  *values;    /* one per claim; data NULL if
+                                              absent */
     unsigned                    verified:1;
 } ngx_vantage_jwt_ctx_t;
 
@@ -150,6 +166,7 @@ typedef struct {
 typedef struct {
     ngx_vantage_jwt_ctx_t       jwt;
     ngx_vantage_rl_ctx_t        rl;
+    void                       *dispatch;  /* ngx_vantage_dispatch_ctx_t */
 } ngx_vantage_ctx_t;
 
 
@@ -161,6 +178,10 @@ ngx_vantage_ctx_t *ngx_vantage_get_ctx(ngx_http_request_t *r);
 ngx_vantage_ctx_t *ngx_vantage_create_ctx(ngx_http_request_t *r);
 ngx_int_t ngx_vantage_send_json(ngx_http_request_t *r, ngx_uint_t status,
     const char *error, const char *description);
+ngx_int_t ngx_vantage_json_error(ngx_pool_t *pool, const char *error,
+    const char *description, ngx_str_t *body);
+ngx_int_t ngx_vantage_add_header(ngx_http_request_t *r, const char *name,
+    size_t nlen, u_char *value, size_t len);
 char *ngx_vantage_check_realm(ngx_str_t *realm);
 ngx_int_t ngx_vantage_claim_add(ngx_conf_t *cf, ngx_vantage_main_conf_t *vmcf,
     ngx_str_t *name, ngx_uint_t kind);
@@ -192,6 +213,15 @@ char *ngx_vantage_rl_init_main_conf(ngx_conf_t *cf,
 char *ngx_vantage_rl_merge(ngx_conf_t *cf, ngx_vantage_loc_conf_t *prev,
     ngx_vantage_loc_conf_t *conf);
 void ngx_vantage_rl_ctx_cleanup(ngx_vantage_ctx_t *ctx);
+
+/* ngx_vantage_dispatch.c */
+char *ngx_vantage_dispatch_conf(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_vantage_dispatch_headers_conf(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_vantage_jobs_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+char *ngx_vantage_dispatch_merge(ngx_conf_t *cf, ngx_vantage_loc_conf_t *prev,
+    ngx_vantage_loc_conf_t *conf);
 
 /* ngx_vantage_jwks.c */
 char *ngx_vantage_jwks_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);

@@ -82,8 +82,6 @@ static ngx_vantage_rl_node_t *ngx_vantage_rl_lookup(
 static ngx_int_t ngx_vantage_rl_apply(ngx_http_request_t *r,
     ngx_vantage_rl_ctx_t *rl);
 static ngx_int_t ngx_vantage_rl_header_filter(ngx_http_request_t *r);
-static ngx_int_t ngx_vantage_rl_add_header(ngx_http_request_t *r,
-    const char *name, size_t nlen, u_char *value, size_t len);
 static char *ngx_vantage_rl_zone_add(ngx_conf_t *cf,
     ngx_vantage_main_conf_t *vmcf, size_t size);
 static ngx_int_t ngx_vantage_rl_init_zone(ngx_shm_zone_t *shm_zone,
@@ -879,7 +877,7 @@ ngx_vantage_rl_apply(ngx_http_request_t *r, ngx_vantage_rl_ctx_t *rl)
         retry = vmcf->redis ? vmcf->redis->breaker_cooldown : 1000;
         p = ngx_sprintf(buf, "%uL", (retry + 999) / 1000);
 
-        if (ngx_vantage_rl_add_header(r, "Retry-After", 11, buf, p - buf)
+        if (ngx_vantage_add_header(r, "Retry-After", 11, buf, p - buf)
             != NGX_OK)
         {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -919,7 +917,7 @@ ngx_vantage_rl_apply(ngx_http_request_t *r, ngx_vantage_rl_ctx_t *rl)
 
     p = ngx_sprintf(buf, "%uL", retry ? retry : 1);
 
-    if (ngx_vantage_rl_add_header(r, "Retry-After", 11, buf, p - buf)
+    if (ngx_vantage_add_header(r, "Retry-After", 11, buf, p - buf)
         != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -1040,11 +1038,11 @@ ngx_vantage_rl_header_filter(ngx_http_request_t *r)
 
     if (mode & NGX_VANTAGE_RL_HEADERS_IETF) {
         if (all) {
-            rc = ngx_vantage_rl_add_header(r, "RateLimit-Policy", 16,
+            rc = ngx_vantage_add_header(r, "RateLimit-Policy", 16,
                                            rl->conf->rl_policy.data,
                                            rl->conf->rl_policy.len);
         } else {
-            rc = ngx_vantage_rl_add_header(r, "RateLimit-Policy", 16, policy,
+            rc = ngx_vantage_add_header(r, "RateLimit-Policy", 16, policy,
                                            p - policy);
         }
 
@@ -1076,7 +1074,7 @@ ngx_vantage_rl_header_filter(ngx_http_request_t *r)
     }
 
     if (mode & NGX_VANTAGE_RL_HEADERS_IETF) {
-        if (ngx_vantage_rl_add_header(r, "RateLimit", 9, state, p - state)
+        if (ngx_vantage_add_header(r, "RateLimit", 9, state, p - state)
             != NGX_OK)
         {
             return NGX_ERROR;
@@ -1094,7 +1092,7 @@ ngx_vantage_rl_header_filter(ngx_http_request_t *r)
         policy = p;
         p = ngx_sprintf(p, "%uL", limit[least].policy.burst);
 
-        if (ngx_vantage_rl_add_header(r, "X-RateLimit-Limit", 17, policy,
+        if (ngx_vantage_add_header(r, "X-RateLimit-Limit", 17, policy,
                                       p - policy)
             != NGX_OK)
         {
@@ -1104,7 +1102,7 @@ ngx_vantage_rl_header_filter(ngx_http_request_t *r)
         policy = p;
         p = ngx_sprintf(p, "%uL", e->res.remaining);
 
-        if (ngx_vantage_rl_add_header(r, "X-RateLimit-Remaining", 21, policy,
+        if (ngx_vantage_add_header(r, "X-RateLimit-Remaining", 21, policy,
                                       p - policy)
             != NGX_OK)
         {
@@ -1114,7 +1112,7 @@ ngx_vantage_rl_header_filter(ngx_http_request_t *r)
         policy = p;
         p = ngx_sprintf(p, "%uL", vc_rl_seconds(e->res.reset));
 
-        if (ngx_vantage_rl_add_header(r, "X-RateLimit-Reset", 17, policy,
+        if (ngx_vantage_add_header(r, "X-RateLimit-Reset", 17, policy,
                                       p - policy)
             != NGX_OK)
         {
@@ -1126,28 +1124,6 @@ ngx_vantage_rl_header_filter(ngx_http_request_t *r)
 }
 
 
-static ngx_int_t
-ngx_vantage_rl_add_header(ngx_http_request_t *r, const char *name,
-    size_t nlen, u_char *value, size_t len)
-{
-    ngx_table_elt_t  *h;
-
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
-        return NGX_ERROR;
-    }
-
-    h->hash = 1;
-#if (nginx_version >= 1023000)
-    h->next = NULL;
-#endif
-    h->key.data = (u_char *) name;
-    h->key.len = nlen;
-    h->value.data = value;
-    h->value.len = len;
-
-    return NGX_OK;
-}
 
 
 /* a request freed while Redis has its question: the reply goes nowhere */

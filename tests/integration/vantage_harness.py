@@ -689,6 +689,18 @@ class Client:
             "expected %s, got %s" % (want, r.http_version)
         return Response(r)
 
+    def request(self, method, path, content=None, headers=None):
+        """Any method with a body (bytes, or an iterator of bytes for a
+        chunked HTTP/1.1 body); headers may repeat as a list of pairs."""
+        if self._client is None:
+            self._client = self._new_client()
+        r = self._client.request(method, path, content=content,
+                                 headers=headers)
+        want = "HTTP/2" if self.transport == "h2" else "HTTP/1.1"
+        assert r.http_version == want, \
+            "expected %s, got %s" % (want, r.http_version)
+        return Response(r)
+
     def close(self):
         if self._client is not None:
             self._client.close()
