@@ -29,7 +29,8 @@ UNIT_BINS    := $(UNIT_SRCS:tests/unit/%.c=$(B)/unit/%)
 UNIT_EXTRA_test_vw_conf := worker/src/conf.c worker/src/log.c
 
 .PHONY: all deps module asan worker unit integration integration-asan \
-        test test-fast run fuzz fuzz-replay bench valgrind clean
+        test test-fast run fuzz fuzz-replay bench valgrind clean \
+        install uninstall
 
 all: deps module worker
 
@@ -117,6 +118,43 @@ valgrind: deps module worker
 	cd tests/integration && VANTAGE_VALGRIND=1 VANTAGE_TEST_TIMEOUT=10 \
 	    $(PYTHON) -m pytest -q -p no:cacheprovider -m "not slow and not load and not timing" \
 	    -k "not h2" $(PYTEST_ARGS)
+
+# `make install` (DESTDIR for staging): the module into Debian's module
+# directory, the binaries into $(PREFIX)/bin, the example configuration
+# into /etc/vantage unless one is there already (an edited file is never
+# overwritten), and the systemd unit, its paths rewritten for $(PREFIX).
+# vantagectl is installed once it is built.
+PREFIX          ?= /usr/local
+NGX_MODULES_DIR ?= /usr/lib/nginx/modules
+BINDIR          := $(PREFIX)/bin
+UNITDIR         := $(PREFIX)/lib/systemd/system
+CONFDIR         := /etc/vantage
+
+install: module worker
+	install -D -m 0644 $(B)/ngx_vantage_module.so \
+	    $(DESTDIR)$(NGX_MODULES_DIR)/ngx_vantage_module.so
+	install -D -m 0755 $(B)/vantage-worker $(DESTDIR)$(BINDIR)/vantage-worker
+	if test -f $(B)/vantagectl; then \
+	    install -D -m 0755 $(B)/vantagectl $(DESTDIR)$(BINDIR)/vantagectl; \
+	fi
+	if test -e $(DESTDIR)$(CONFDIR)/worker.conf; then \
+	    echo "$(DESTDIR)$(CONFDIR)/worker.conf exists: left as it is"; \
+	else \
+	    install -D -m 0644 conf/vantage-worker.conf \
+	        $(DESTDIR)$(CONFDIR)/worker.conf; \
+	fi
+	@mkdir -p $(B)
+	sed 's|/usr/local/bin/|$(BINDIR)/|g' conf/vantage-worker.service \
+	    > $(B)/vantage-worker.service
+	install -D -m 0644 $(B)/vantage-worker.service \
+	    $(DESTDIR)$(UNITDIR)/vantage-worker.service
+
+# the configuration stays: it may have been edited
+uninstall:
+	rm -f $(DESTDIR)$(NGX_MODULES_DIR)/ngx_vantage_module.so \
+	    $(DESTDIR)$(BINDIR)/vantage-worker $(DESTDIR)$(BINDIR)/vantagectl \
+	    $(DESTDIR)$(UNITDIR)/vantage-worker.service
+	@echo "$(DESTDIR)$(CONFDIR)/worker.conf kept"
 
 bench: deps module
 	@lua-free-scripts/bench.sh

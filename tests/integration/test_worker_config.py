@@ -1,11 +1,12 @@
 """test_worker_config.py -- vantage-worker's configuration file, for real.
 
 The built binary against the file of docs/WORKER.md: --check (exact
-message and exit code, touching neither Redis nor the socket), starting
-with -c and the command line winning over the file, SIGHUP reloading a
-good file and refusing a bad one while the socket keeps answering, the
-Redis password read from a file and sent on both of the worker's
-connections, and secrets never printed or logged.  The exhaustive table of messages
+message and exit code, touching neither Redis nor the socket), the example
+conf/vantage-worker.conf, starting with -c and the command line winning
+over the file, SIGHUP reloading a good file and refusing a bad one while
+the socket keeps answering, the Redis password read from a file and sent
+on both of the worker's connections, secrets never printed or logged, and
+`make install` into a staging DESTDIR.  The exhaustive table of messages
 is in tests/unit/test_vw_conf.c; here a few of them cross the process
 boundary exactly.
 """
@@ -15,6 +16,7 @@ import re
 import select
 import signal
 import socket
+import stat
 import subprocess
 import tempfile
 
@@ -25,6 +27,8 @@ import worker_harness as wh
 from worker_harness import DISPATCH, PING, REPLY, T_JOB_ID
 
 
+EXAMPLE = os.path.join(vh.REPO, "conf", "vantage-worker.conf")
+UNIT = os.path.join(vh.REPO, "conf", "vantage-worker.service")
 LOG_FORBIDDEN = re.compile(r"AddressSanitizer|LeakSanitizer|runtime error:")
 SECRET = "Bearer tok-9f8e7d6c5b4a"
 PASSWORD = "pw-3c2b1a0f9e8d"
@@ -214,6 +218,20 @@ def test_check_touches_neither_redis_nor_the_socket(worker_bin, tmp):
         listener.close()
 
 
+def test_example_conf_passes_check(worker_bin):
+    """conf/vantage-worker.conf as installed: /run/vantage need not exist,
+    and it names no secret file that would."""
+    p = check(worker_bin, EXAMPLE)
+    assert (p.returncode, p.stderr) == \
+        (0, "vantage-worker: %s: configuration is valid\n" % EXAMPLE)
+    with open(EXAMPLE) as f:
+        text = f.read()
+    assert re.search(r"^listen\s*=\s*unix:/run/vantage/", text, re.M)
+    assert re.search(r"^redis\s*=\s*127\.0\.0\.1:6379\s", text, re.M)
+    assert len(re.findall(r"^\[target [^]]+\]", text, re.M)) == 1
+    assert re.findall(r"^\[job [^]]+\]", text, re.M) == ["[job http.example]"]
+
+
 def test_check_never_prints_a_secret(worker_bin, tmp):
     """A secret file with a line break inside, and a secret pasted where
     the path belongs: the messages name the file or the rule only."""
@@ -382,3 +400,99 @@ def test_wrong_redis_password_refuses_to_start(worker_factory, redis_factory,
                "refusing to start: Redis refused the password"]
     assert len(refused) == 1, w.log_tail()
     assert not os.path.exists(w.socket_path)
+
+
+# --------------------------------------------------------------------------
+# make install
+
+def make(*args):
+    p = subprocess.run(["make", "-C", vh.REPO] + list(args),
+                       capture_output=True, text=True,
+                       stdin=subprocess.DEVNULL, timeout=vh.timeout(900))
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    return p
+
+
+def mode(path):
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("prefix", ["/usr/local", "/usr"])
+def test_make_install_and_uninstall(tmp, prefix):
+    dest = os.path.join(tmp, "dest")
+    args = ["DESTDIR=" + dest]
+    if prefix != "/usr/local":
+        args.append("PREFIX=" + prefix)
+    make("install", *args)
+
+    module = dest + "/usr/lib/nginx/modules/ngx_vantage_module.so"
+    worker = dest + prefix + "/bin/vantage-worker"
+    conf = dest + "/etc/vantage/worker.conf"
+    unit = dest + prefix + "/lib/systemd/system/vantage-worker.service"
+    for path, m in [(module, 0o644), (worker, 0o755), (conf, 0o644),
+                    (unit, 0o644)]:
+        assert os.path.isfile(path), path
+        assert mode(path) == m, (path, oct(mode(path)))
+    ctl = dest + prefix + "/bin/vantagectl"
+    assert os.path.exists(ctl) == \
+        os.path.exists(os.path.join(vh.REPO, "build", "vantagectl"))
+
+    with open(conf) as f, open(EXAMPLE) as g:
+        assert f.read() == g.read()
+    with open(unit) as f:
+        text = f.read()
+    assert re.findall(r"^Exec\w+=.*$", text, re.M) == [
+        "ExecStartPre=%s/bin/vantage-worker --check /etc/vantage/worker.conf"
+        % prefix,
+        "ExecStart=%s/bin/vantage-worker -c /etc/vantage/worker.conf"
+        % prefix,
+        "ExecReload=/bin/kill -HUP $MAINPID"]
+
+    # the installed binary checks the installed file
+    p = subprocess.run([worker, "--check", conf], capture_output=True,
+                       text=True, timeout=vh.timeout(10))
+    assert p.returncode == 0, p.stderr
+
+    # an edited configuration survives a second install and an uninstall
+    with open(conf, "a") as f:
+        f.write("# edited\n")
+    make("install", *args)
+    with open(conf) as f:
+        assert f.read().endswith("# edited\n")
+
+    make("uninstall", *args)
+    for path in (module, worker, unit, ctl):
+        assert not os.path.exists(path), path
+    assert os.path.exists(conf)
+
+
+def test_unit_file(tmp):
+    """The unit as shipped, before install rewrites its paths."""
+    keys = {}
+    with open(UNIT) as f:
+        for line in f:
+            line = line.strip()
+            if line and not line.startswith(("#", "[")):
+                k, v = line.split("=", 1)
+                keys.setdefault(k, []).append(v)
+    one = {k: v[0] for k, v in keys.items() if len(v) == 1}
+    assert one["Type"] == "simple"
+    assert one["ExecStartPre"] == \
+        "/usr/local/bin/vantage-worker --check /etc/vantage/worker.conf"
+    assert one["ExecStart"] == \
+        "/usr/local/bin/vantage-worker -c /etc/vantage/worker.conf"
+    assert one["ExecReload"] == "/bin/kill -HUP $MAINPID"
+    assert one["KillSignal"] == "SIGTERM"
+    assert one["User"] == "vantage"
+    assert one["RuntimeDirectory"] == "vantage"
+    for k in ("NoNewPrivileges", "ProtectHome", "PrivateTmp"):
+        assert one[k] == "yes", k
+    assert one["ProtectSystem"] == "strict"
+    # above the default shutdown_timeout of the example
+    with open(EXAMPLE) as f:
+        m = re.search(r"^shutdown_timeout\s*=\s*(\d+)s", f.read(), re.M)
+    assert int(one["TimeoutStopSec"]) > int(m.group(1))
+    # the example's socket is in the runtime directory
+    with open(EXAMPLE) as f:
+        assert re.search(r"^listen\s*=\s*unix:/run/vantage/", f.read(), re.M)
