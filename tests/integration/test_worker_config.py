@@ -232,6 +232,20 @@ def test_example_conf_passes_check(worker_bin):
     assert re.findall(r"^\[job [^]]+\]", text, re.M) == ["[job http.example]"]
 
 
+def test_worker_md_example_passes_check(worker_bin, tmp):
+    """The file shown in docs/WORKER.md, its secret files made in tmp."""
+    with open(os.path.join(vh.REPO, "docs", "WORKER.md")) as f:
+        blocks = re.findall(r"^```ini\n(.*?)^```", f.read(), re.M | re.S)
+    assert len(blocks) == 1
+    secret = write(os.path.join(tmp, "secret"), "x\n", mode=0o600)
+    text, n = re.subn(r"/etc/vantage/secrets/\w+", secret, blocks[0])
+    assert n == 2
+    path = write(os.path.join(tmp, "worker.conf"), text)
+    p = check(worker_bin, path)
+    assert (p.returncode, p.stderr) == \
+        (0, "vantage-worker: %s: configuration is valid\n" % path)
+
+
 def test_check_never_prints_a_secret(worker_bin, tmp):
     """A secret file with a line break inside, and a secret pasted where
     the path belongs: the messages name the file or the rule only."""
