@@ -562,7 +562,8 @@ static const error_case_t  errors[] = {
     /* numbers and sizes */
     { W "concurrency = lots\n",
       "worker.conf:4: concurrency: \"lots\" is not a number" },
-    { W "concurrency = 0\n", "worker.conf:4: concurrency: \"0\" is less than 1" },
+    { W "concurrency = 0\n",
+      "worker.conf:4: concurrency: \"0\" is less than 1" },
     { W "concurrency = 65536\n",
       "worker.conf:4: concurrency: \"65536\" is more than 65535" },
     { W "inflight_cap = 1k\n",
@@ -574,8 +575,10 @@ static const error_case_t  errors[] = {
     { W "[target t]\nmax_concurrency = -1\n",
       "worker.conf:5: max_concurrency: \"-1\" is not a number" },
     { W "max_frame = 1g\n", "worker.conf:4: max_frame: \"1g\" is not a size" },
-    { W "max_frame = 16M\n", "worker.conf:4: max_frame: \"16M\" is not a size" },
-    { W "max_frame = 63\n", "worker.conf:4: max_frame: \"63\" is less than 64" },
+    { W "max_frame = 16M\n",
+      "worker.conf:4: max_frame: \"16M\" is not a size" },
+    { W "max_frame = 63\n",
+      "worker.conf:4: max_frame: \"63\" is less than 64" },
     { W "max_frame = 2048m\n",
       "worker.conf:4: max_frame: \"2048m\" is more than 2147483647" },
 
@@ -626,7 +629,8 @@ static const error_case_t  errors[] = {
       "worker.conf:5: url: \"HTTPS://a\" is not an http:// or https:// URL" },
 
     /* targets */
-    { W J "target = nope\n", "worker.conf:7: target: no section [target nope]" },
+    { W J "target = nope\n",
+      "worker.conf:7: target: no section [target nope]" },
     { W J "target = a/b\n",
       "worker.conf:7: target: \"a/b\" is not a valid target name: use 1 to "
       "128 of A-Z a-z 0-9 . _ -" },
