@@ -24,8 +24,13 @@ COMMON_LIBS  := -lcrypto -ljansson -lm
 UNIT_SRCS    := $(wildcard tests/unit/test_*.c)
 UNIT_BINS    := $(UNIT_SRCS:tests/unit/%.c=$(B)/unit/%)
 
+# a unit test of a worker file links that file and what it calls, beside
+# common/; UNIT_EXTRA_<test> names them
+UNIT_EXTRA_test_vw_conf := worker/src/conf.c worker/src/log.c
+
 .PHONY: all deps module asan worker unit integration integration-asan \
-        test test-fast run fuzz fuzz-replay bench valgrind clean
+        test test-fast run fuzz fuzz-replay bench valgrind clean \
+        install uninstall
 
 all: deps module worker
 
@@ -75,8 +80,10 @@ $(B)/vantage-worker: $(wildcard worker/src/*.c worker/src/*.h) $(COMMON_SRCS)
 
 $(B)/unit/%: tests/unit/%.c $(COMMON_SRCS) $(wildcard common/*.h)
 	@mkdir -p $(B)/unit
-	$(CC) $(CFLAGS_PLAIN) $(SAN_FLAGS) -o $@ $< $(COMMON_SRCS) \
-	    $(COMMON_LIBS) -lcmocka
+	$(CC) $(CFLAGS_PLAIN) $(SAN_FLAGS) -Iworker/src -o $@ $< \
+	    $(UNIT_EXTRA_$*) $(COMMON_SRCS) $(COMMON_LIBS) -lcmocka
+
+$(B)/unit/test_vw_conf: $(UNIT_EXTRA_test_vw_conf) $(wildcard worker/src/*.h)
 
 unit: deps $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
@@ -101,16 +108,53 @@ run: deps module worker
 # run under) and over the integration tests with nginx under valgrind
 valgrind: deps module worker
 	@mkdir -p $(B)/valgrind
-	@set -e; for t in $(UNIT_SRCS:tests/unit/%.c=%); do \
-	    $(CC) $(CFLAGS_PLAIN) -o $(B)/valgrind/$$t tests/unit/$$t.c \
-	        $(COMMON_SRCS) $(COMMON_LIBS) -lcmocka; \
-	    echo "== valgrind $$t"; \
+	@set -e; $(foreach t,$(UNIT_SRCS:tests/unit/%.c=%), \
+	    $(CC) $(CFLAGS_PLAIN) -Iworker/src -o $(B)/valgrind/$(t) \
+	        tests/unit/$(t).c $(UNIT_EXTRA_$(t)) $(COMMON_SRCS) \
+	        $(COMMON_LIBS) -lcmocka; \
+	    echo "== valgrind $(t)"; \
 	    valgrind --quiet --leak-check=full --errors-for-leak-kinds=definite \
-	        --error-exitcode=1 $(B)/valgrind/$$t; \
-	done
+	        --error-exitcode=1 $(B)/valgrind/$(t);)
 	cd tests/integration && VANTAGE_VALGRIND=1 VANTAGE_TEST_TIMEOUT=10 \
 	    $(PYTHON) -m pytest -q -p no:cacheprovider -m "not slow and not load and not timing" \
 	    -k "not h2" $(PYTEST_ARGS)
+
+# `make install` (DESTDIR for staging): the module into Debian's module
+# directory, the binaries into $(PREFIX)/bin, the example configuration
+# into /etc/vantage unless one is there already (an edited file is never
+# overwritten), and the systemd unit, its paths rewritten for $(PREFIX).
+# vantagectl is installed once it is built.
+PREFIX          ?= /usr/local
+NGX_MODULES_DIR ?= /usr/lib/nginx/modules
+BINDIR          := $(PREFIX)/bin
+UNITDIR         := $(PREFIX)/lib/systemd/system
+CONFDIR         := /etc/vantage
+
+install: module worker
+	install -D -m 0644 $(B)/ngx_vantage_module.so \
+	    $(DESTDIR)$(NGX_MODULES_DIR)/ngx_vantage_module.so
+	install -D -m 0755 $(B)/vantage-worker $(DESTDIR)$(BINDIR)/vantage-worker
+	if test -f $(B)/vantagectl; then \
+	    install -D -m 0755 $(B)/vantagectl $(DESTDIR)$(BINDIR)/vantagectl; \
+	fi
+	if test -e $(DESTDIR)$(CONFDIR)/worker.conf; then \
+	    echo "$(DESTDIR)$(CONFDIR)/worker.conf exists: left as it is"; \
+	else \
+	    install -D -m 0644 conf/vantage-worker.conf \
+	        $(DESTDIR)$(CONFDIR)/worker.conf; \
+	fi
+	@mkdir -p $(B)
+	sed 's|/usr/local/bin/|$(BINDIR)/|g' conf/vantage-worker.service \
+	    > $(B)/vantage-worker.service
+	install -D -m 0644 $(B)/vantage-worker.service \
+	    $(DESTDIR)$(UNITDIR)/vantage-worker.service
+
+# the configuration stays: it may have been edited
+uninstall:
+	rm -f $(DESTDIR)$(NGX_MODULES_DIR)/ngx_vantage_module.so \
+	    $(DESTDIR)$(BINDIR)/vantage-worker $(DESTDIR)$(BINDIR)/vantagectl \
+	    $(DESTDIR)$(UNITDIR)/vantage-worker.service
+	@echo "$(DESTDIR)$(CONFDIR)/worker.conf kept"
 
 bench: deps module
 	@lua-free-scripts/bench.sh

@@ -9,6 +9,7 @@ wires these into fixtures.
 """
 
 import atexit
+import json
 import os
 import shutil
 import signal
@@ -288,9 +289,14 @@ def worker_available():
 
 class Worker:
     """build/vantage-worker in its own directory, listening on <dir>/w.sock,
-    its stdout and stderr in <dir>/worker.log."""
+    its stdout and stderr in <dir>/worker.log.
 
-    def __init__(self, base_dir, redis, args=(), name="worker"):
+    Without config it runs with --listen and --redis.  With config (the
+    text of a configuration file) it runs with -c <dir>/worker.conf alone;
+    "{listen}" and "{redis}" in the text become unix:<socket_path> and the
+    Redis address (write_config() rewrites the file, e.g. before SIGHUP)."""
+
+    def __init__(self, base_dir, redis, args=(), name="worker", config=None):
         os.makedirs(base_dir, exist_ok=True)
         self.dir = vh.make_dir(tempfile.mkdtemp(prefix=name + "-",
                                                 dir=base_dir))
@@ -304,14 +310,42 @@ class Worker:
             path = os.path.join(self._sock_dir, "w.sock")
         self.socket_path = path
         self.log_file = os.path.join(self.dir, "worker.log")
+        self.config_file = None
+        if config is not None:
+            self.config_file = os.path.join(self.dir, "worker.conf")
+            self.write_config(config)
         self.proc = None
         self.pid = None
         self.returncode = None
         self._clients = []
 
     def command(self):
+        if self.config_file is not None:
+            return [WORKER, "-c", self.config_file] + self.args
         return [WORKER, "--listen", "unix:" + self.socket_path,
                 "--redis", self.redis] + self.args
+
+    def write_config(self, text):
+        """Writes the configuration file (atomically: a reload never reads
+        half of it); see the class for the placeholders."""
+        assert self.config_file is not None, "started without config"
+        text = text.replace("{listen}", "unix:" + self.socket_path)
+        text = text.replace("{redis}", self.redis)
+        vh.write_file(self.config_file, text, mode=0o644, atomic=True)
+        return self.config_file
+
+    def log_lines(self):
+        """The JSON objects logged so far (lines that are not JSON, e.g. a
+        sanitizer's report, are skipped)."""
+        out = []
+        for line in self.log_text().splitlines():
+            try:
+                obj = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(obj, dict):
+                out.append(obj)
+        return out
 
     def spawn(self):
         """Starts the process without waiting for it to listen."""

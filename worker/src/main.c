@@ -3,10 +3,13 @@
 /*
  * The worker runs one libevent loop.  So far it serves the hand-off socket
  * (server.c: PING, and DISPATCH, which makes jobs durable in Redis through
- * queue.c) and stops cleanly on SIGINT and SIGTERM.  Running the jobs
- * (retry.c, http_client.c, connectors/<vendor>.c) and the configuration
- * file given with -c, which is not read yet, come next, each registering
- * its sockets and timers on the base created here.
+ * queue.c), reads its configuration file (conf.c) at start and again on
+ * SIGHUP, and stops cleanly on SIGINT and SIGTERM.  Running the jobs
+ * (retry.c, http_client.c, connectors/<vendor>.c) comes next, each
+ * registering its sockets and timers on the base created here.
+ *
+ * The configuration in force lives here alone (vw_conf_current()), so that
+ * a reload is one pointer swap between two callbacks.
  */
 
 #include <errno.h>
@@ -19,14 +22,17 @@
 #include <event2/event.h>
 
 #include "vw_core.h"
+#include "vw_conf.h"
 
 
-/* a frame holds a body of up to 16 MiB and its other fields */
-#define VW_MAX_FRAME_DEFAULT  (16 * 1024 * 1024 + 64 * 1024)
+/* the long option without a short one */
+#define VW_MAIN_OPT_CHECK  256
 
 
+/* what the command line set: NULL or 0 where it did not */
 typedef struct {
-    const char                 *conf_file;   /* NULL when -c was not given */
+    const char                 *conf_file;   /* -c */
+    const char                 *check_file;  /* --check */
     const char                 *listen;      /* the socket's path */
     const char                 *redis;
     size_t                      max_frame;
@@ -37,18 +43,35 @@ typedef struct {
 
 static void vw_main_usage(FILE *f);
 static int vw_main_parse_args(int argc, char **argv, vw_main_args_t *args);
+static int vw_main_check(const char *file);
+static int vw_main_override(vw_conf_t *conf, const vw_main_args_t *args);
+static void vw_main_count(const vw_conf_t *conf, char *jobs, char *targets);
 static void vw_main_signal_handler(evutil_socket_t sig, short what, void *arg);
+static void vw_main_reload(evutil_socket_t sig, short what, void *arg);
+
+
+/* see vw_conf_current() in vw_conf.h */
+static vw_conf_t  *vw_main_conf;
+
+
+const vw_conf_t *
+vw_conf_current(void)
+{
+    return vw_main_conf;
+}
 
 
 int
 main(int argc, char **argv)
 {
-    int                 rc;
-    vw_queue_t         *queue;
-    vw_server_t        *server;
-    struct event       *sigint, *sigterm;
-    struct event_base  *base;
-    vw_main_args_t      args;
+    int                    rc;
+    char                   err[VW_CONF_ERR_LEN], jobs[16], targets[16];
+    vw_conf_t             *conf;
+    vw_queue_t            *queue;
+    vw_server_t           *server;
+    struct event          *sigint, *sigterm, *sighup;
+    struct event_base     *base;
+    static vw_main_args_t  args;   /* the reload reads it again */
 
     if (vw_main_parse_args(argc, argv, &args) != VW_OK) {
         fprintf(stderr, "Try '%s --help'.\n", VW_NAME);
@@ -66,15 +89,42 @@ main(int argc, char **argv)
         return 0;
     }
 
-    if (args.conf_file != NULL) {
-        fprintf(stderr, "%s: config file \"%s\" accepted but not read yet: "
-                "use --listen and --redis\n", VW_NAME, args.conf_file);
+    if (args.check_file != NULL) {
+        return vw_main_check(args.check_file);
     }
 
-    if (args.listen == NULL || args.redis == NULL) {
+    if (args.conf_file == NULL
+        && (args.listen == NULL || args.redis == NULL))
+    {
         fprintf(stderr, "%s: --listen unix:<path> and --redis <address> "
-                "are required\nTry '%s --help'.\n", VW_NAME, VW_NAME);
+                "are required without -c\nTry '%s --help'.\n",
+                VW_NAME, VW_NAME);
         return 2;
+    }
+
+    if (args.conf_file != NULL) {
+        conf = vw_conf_load(args.conf_file, err, sizeof(err));
+        if (conf == NULL) {
+            fprintf(stderr, "%s: %s\n", VW_NAME, err);
+            return 1;
+        }
+
+    } else {
+        conf = vw_conf_new();
+    }
+
+    if (conf == NULL || vw_main_override(conf, &args) != VW_OK) {
+        fprintf(stderr, "%s: out of memory\n", VW_NAME);
+        vw_conf_free(conf);
+        return 1;
+    }
+
+    vw_main_conf = conf;
+
+    if (args.conf_file != NULL) {
+        vw_main_count(conf, jobs, targets);
+        vw_log("info", "configuration loaded", "file", conf->file,
+               "jobs", jobs, "targets", targets, NULL);
     }
 
     /*
@@ -85,17 +135,20 @@ main(int argc, char **argv)
     if (signal(SIGPIPE, SIG_IGN) == SIG_ERR) {
         fprintf(stderr, "%s: signal(SIGPIPE) failed: %s\n",
                 VW_NAME, strerror(errno));
+        vw_conf_free(conf);
         return 1;
     }
 
     base = event_base_new();
     if (base == NULL) {
         fprintf(stderr, "%s: event_base_new() failed\n", VW_NAME);
+        vw_conf_free(conf);
         return 1;
     }
 
     rc = 1;
     sigterm = NULL;
+    sighup = NULL;
     queue = NULL;
     server = NULL;
 
@@ -111,16 +164,23 @@ main(int argc, char **argv)
         goto done;
     }
 
-    if (vw_queue_check(args.redis) == VW_DECLINED) {
+    /* without -c there is nothing to reload, but HUP must not kill */
+    sighup = evsignal_new(base, SIGHUP, vw_main_reload, &args);
+    if (sighup == NULL || evsignal_add(sighup, NULL) != 0) {
+        fprintf(stderr, "%s: cannot handle SIGHUP\n", VW_NAME);
         goto done;
     }
 
-    queue = vw_queue_create(base, args.redis);
+    if (vw_queue_check(conf->redis, conf->redis_password) == VW_DECLINED) {
+        goto done;
+    }
+
+    queue = vw_queue_create(base, conf->redis, conf->redis_password);
     if (queue == NULL) {
         goto done;
     }
 
-    server = vw_server_create(base, args.listen, args.max_frame, queue);
+    server = vw_server_create(base, conf->listen, conf->max_frame, queue);
     if (server == NULL) {
         goto done;
     }
@@ -139,6 +199,10 @@ done:
     vw_server_free(server);
     vw_queue_free(queue);
 
+    if (sighup != NULL) {
+        event_free(sighup);
+    }
+
     if (sigterm != NULL) {
         event_free(sigterm);
     }
@@ -149,6 +213,9 @@ done:
 
     event_base_free(base);
 
+    vw_conf_free(vw_main_conf);
+    vw_main_conf = NULL;
+
     return rc;
 }
 
@@ -157,20 +224,26 @@ static void
 vw_main_usage(FILE *f)
 {
     fprintf(f,
-        "Usage: %s --listen unix:<path> --redis <host:port|unix:path>\n"
+        "Usage: %s -c <file> [options]\n"
+        "       %s --listen unix:<path> --redis <host:port|unix:path>\n"
+        "       %s --check <file>\n"
         "\n"
         "The Vantage sidecar worker.  It takes jobs from ngx_vantage_module\n"
         "on a Unix socket (docs/PROTOCOL.md) and makes them durable in\n"
         "Redis before it acknowledges them.  It does not run them yet.\n"
+        "SIGHUP re-reads the configuration file (docs/WORKER.md).\n"
         "\n"
         "Options:\n"
-        "  -l, --listen unix:<path>  the socket to serve\n"
+        "  -c, --config <file>       the configuration file\n"
+        "      --check <file>        validate the file and exit (0: valid)\n"
+        "  -l, --listen unix:<path>  the socket to serve (overrides listen)\n"
         "  -r, --redis <address>     Redis: host:port or unix:<path>\n"
-        "  -m, --max-frame <bytes>   largest frame accepted (default %d)\n"
-        "  -c, --config <file>  configuration file (accepted, not read yet)\n"
-        "  -h, --help           show this help and exit\n"
-        "  -v, --version        show the version and exit\n",
-        VW_NAME, VW_MAX_FRAME_DEFAULT);
+        "                            (overrides redis)\n"
+        "  -m, --max-frame <bytes>   largest frame accepted (default %d;\n"
+        "                            overrides max_frame)\n"
+        "  -h, --help                show this help and exit\n"
+        "  -v, --version             show the version and exit\n",
+        VW_NAME, VW_NAME, VW_NAME, VW_CONF_MAX_FRAME_DEFAULT);
 }
 
 
@@ -186,6 +259,7 @@ vw_main_parse_args(int argc, char **argv, vw_main_args_t *args)
     char                       *end;
     static const struct option  longopts[] = {
         { "config",  required_argument, NULL, 'c' },
+        { "check",   required_argument, NULL, VW_MAIN_OPT_CHECK },
         { "listen",  required_argument, NULL, 'l' },
         { "redis",   required_argument, NULL, 'r' },
         { "max-frame", required_argument, NULL, 'm' },
@@ -195,7 +269,6 @@ vw_main_parse_args(int argc, char **argv, vw_main_args_t *args)
     };
 
     memset(args, 0, sizeof(vw_main_args_t));
-    args->max_frame = VW_MAX_FRAME_DEFAULT;
 
     while ((c = getopt_long(argc, argv, "c:l:r:m:hv", longopts, NULL))
            != -1)
@@ -235,6 +308,10 @@ vw_main_parse_args(int argc, char **argv, vw_main_args_t *args)
             args->conf_file = optarg;
             break;
 
+        case VW_MAIN_OPT_CHECK:
+            args->check_file = optarg;
+            break;
+
         case 'h':
             args->help = 1;
             break;
@@ -268,4 +345,181 @@ vw_main_signal_handler(evutil_socket_t sig, short what, void *arg)
            NULL);
 
     event_base_loopbreak(base);
+}
+
+
+/*
+ * --check: loads the file as a start would, without Redis or the socket,
+ * and says on stderr whether it is valid.  Returns the exit code.
+ */
+static int
+vw_main_check(const char *file)
+{
+    char        err[VW_CONF_ERR_LEN];
+    vw_conf_t  *conf;
+
+    conf = vw_conf_load(file, err, sizeof(err));
+
+    if (conf == NULL) {
+        fprintf(stderr, "%s: %s\n", VW_NAME, err);
+        return 1;
+    }
+
+    vw_conf_free(conf);
+
+    fprintf(stderr, "%s: %s: configuration is valid\n", VW_NAME, file);
+
+    return 0;
+}
+
+
+/*
+ * --listen, --redis and --max-frame win over the file, at start and at
+ * every reload.  Returns VW_OK, or VW_ERROR when out of memory.
+ */
+static int
+vw_main_override(vw_conf_t *conf, const vw_main_args_t *args)
+{
+    char  *s;
+
+    if (args->listen != NULL) {
+        s = strdup(args->listen);
+        if (s == NULL) {
+            return VW_ERROR;
+        }
+
+        free(conf->listen);
+        conf->listen = s;
+    }
+
+    if (args->redis != NULL) {
+        s = strdup(args->redis);
+        if (s == NULL) {
+            return VW_ERROR;
+        }
+
+        free(conf->redis);
+        conf->redis = s;
+    }
+
+    if (args->max_frame != 0) {
+        conf->max_frame = args->max_frame;
+    }
+
+    return VW_OK;
+}
+
+
+/* the numbers of jobs and targets, for the log; 16 bytes each */
+static void
+vw_main_count(const vw_conf_t *conf, char *jobs, char *targets)
+{
+    unsigned                 n;
+    const vw_conf_job_t     *job;
+    const vw_conf_target_t  *t;
+
+    n = 0;
+    for (job = conf->jobs; job != NULL; job = job->next) {
+        n++;
+    }
+
+    snprintf(jobs, 16, "%u", n);
+
+    n = 0;
+    for (t = conf->targets; t != NULL; t = t->next) {
+        n++;
+    }
+
+    snprintf(targets, 16, "%u", n);
+}
+
+
+static int
+vw_main_differ(const char *a, const char *b)
+{
+    if (a == NULL || b == NULL) {
+        return a != b;
+    }
+
+    return strcmp(a, b) != 0;
+}
+
+
+/*
+ * SIGHUP: reads the file again and, when it is valid, puts it in force.
+ * Targets and job types change at once.  The socket, the Redis connection
+ * and the consumer name were set up from the old values, so those stay in
+ * force until a restart, and the log says which of them changed.  A bad
+ * file is logged and changes nothing.
+ */
+static void
+vw_main_reload(evutil_socket_t sig, short what, void *arg)
+{
+    char                     err[VW_CONF_ERR_LEN], restart[96], jobs[16],
+                             targets[16], *tmp;
+    size_t                   tmp_frame;
+    vw_conf_t               *conf, *old;
+    const vw_main_args_t    *args = arg;
+
+    if (args->conf_file == NULL) {
+        vw_log("warn", "SIGHUP ignored: no configuration file (-c) to "
+               "reload", NULL);
+        return;
+    }
+
+    conf = vw_conf_load(args->conf_file, err, sizeof(err));
+
+    if (conf == NULL) {
+        vw_log("error", "configuration not reloaded: the old one stays in "
+               "force", "reason", err, NULL);
+        return;
+    }
+
+    if (vw_main_override(conf, args) != VW_OK) {
+        vw_log("error", "configuration not reloaded: the old one stays in "
+               "force", "reason", "out of memory", NULL);
+        vw_conf_free(conf);
+        return;
+    }
+
+    old = vw_main_conf;
+    restart[0] = '\0';
+
+#define vw_restart(name)                                                     \
+    snprintf(restart + strlen(restart), sizeof(restart) - strlen(restart),   \
+             "%s%s", restart[0] ? " " : "", name)
+
+    /* values swapped, so the new conf holds what the worker still uses */
+#define vw_keep(field, name)                                                 \
+    if (vw_main_differ(conf->field, old->field)) {                          \
+        vw_restart(name);                                                    \
+    }                                                                        \
+    tmp = conf->field;                                                       \
+    conf->field = old->field;                                                \
+    old->field = tmp
+
+    vw_keep(listen, "listen");
+    vw_keep(redis, "redis");
+    vw_keep(redis_password, "redis_password_file");
+    vw_keep(consumer, "consumer");
+
+    if (conf->max_frame != old->max_frame) {
+        vw_restart("max_frame");
+    }
+
+    tmp_frame = conf->max_frame;
+    conf->max_frame = old->max_frame;
+    old->max_frame = tmp_frame;
+
+#undef vw_keep
+#undef vw_restart
+
+    vw_main_conf = conf;
+    vw_conf_free(old);
+
+    vw_main_count(conf, jobs, targets);
+
+    vw_log("info", "configuration reloaded", "file", conf->file,
+           "jobs", jobs, "targets", targets,
+           restart[0] ? "restart_needed" : NULL, restart, NULL);
 }

@@ -10,7 +10,8 @@
  * The connection is hiredis's async context on the worker's libevent loop
  * (hiredis's own libevent adapter).  When it drops, pushes fail at once
  * and a timer reconnects every second, so Redis coming back is picked up
- * without a restart.
+ * without a restart.  With a password (redis_password_file), AUTH is the
+ * first command on every connection, ahead of anything else.
  *
  * A Redis that may evict keys to make room would lose accepted jobs
  * silently: after each connection the worker reads maxmemory_policy from
@@ -48,6 +49,7 @@ struct vw_queue_s {
     char                   *host;
     int                     port;
     char                   *unix_path;
+    char                   *password;  /* a copy: the conf may be reloaded */
     redisAsyncContext      *ac;
     struct event           *retry;
     unsigned                connected:1;
@@ -73,6 +75,8 @@ static void vw_queue_schedule(vw_queue_t *q);
 static void vw_queue_exec_done(redisAsyncContext *ac, void *reply,
     void *privdata);
 static void vw_queue_policy(redisAsyncContext *ac, void *reply,
+    void *privdata);
+static void vw_queue_auth(redisAsyncContext *ac, void *reply,
     void *privdata);
 
 
@@ -118,8 +122,10 @@ vw_queue_parse_addr(const char *addr, char **host, int *port,
 }
 
 
+/* password: NULL when Redis needs none; copied */
 vw_queue_t *
-vw_queue_create(struct event_base *base, const char *addr)
+vw_queue_create(struct event_base *base, const char *addr,
+    const char *password)
 {
     vw_queue_t  *q;
 
@@ -129,6 +135,13 @@ vw_queue_create(struct event_base *base, const char *addr)
     }
 
     q->base = base;
+
+    if (password != NULL) {
+        q->password = strdup(password);
+        if (q->password == NULL) {
+            goto failed;
+        }
+    }
 
     if (vw_queue_parse_addr(addr, &q->host, &q->port, &q->unix_path)
         != VW_OK)
@@ -173,6 +186,11 @@ vw_queue_free(vw_queue_t *q)
 
     if (q->retry != NULL) {
         event_free(q->retry);
+    }
+
+    if (q->password != NULL) {
+        explicit_bzero(q->password, strlen(q->password));
+        free(q->password);
     }
 
     free(q->host);
@@ -237,7 +255,34 @@ vw_queue_connected(const redisAsyncContext *ac, int status)
     vw_log("info", "connected to Redis", NULL);
 
     /* sent on a connected context: queued first, before any job */
+    if (q->password != NULL) {
+        (void) redisAsyncCommand(q->ac, vw_queue_auth, q, "AUTH %s",
+                                 q->password);
+    }
+
     (void) redisAsyncCommand(q->ac, vw_queue_policy, q, "INFO memory");
+}
+
+
+/*
+ * A refused AUTH needs no action of its own: INFO, sent behind it, fails
+ * as well, so the policy is never found safe and no job is taken.
+ */
+static void
+vw_queue_auth(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    redisReply  *r = reply;
+    vw_queue_t  *q = privdata;
+
+    if (r == NULL || q->closing) {
+        return;
+    }
+
+    if (r->type == REDIS_REPLY_ERROR) {
+        /* Redis's message names no password */
+        vw_log("error", "Redis refused the password: taking no job",
+               "reason", r->str, NULL);
+    }
 }
 
 
@@ -496,13 +541,13 @@ vw_queue_exec_done(redisAsyncContext *ac, void *reply, void *privdata)
 /*
  * At start, before the loop: a blocking look at Redis's eviction policy,
  * so that a worker pointed at a Redis that may evict its jobs refuses to
- * start.  Returns VW_OK, VW_DECLINED for such a Redis or a bad address
- * (logged), or
+ * start.  Returns VW_OK, VW_DECLINED for such a Redis, a bad address or
+ * a refused password (logged), or
  * VW_AGAIN when Redis cannot be asked now (the check then happens on
  * connecting, and no job is taken before it passes).
  */
 int
-vw_queue_check(const char *addr)
+vw_queue_check(const char *addr, const char *password)
 {
     int              rc, port;
     char            *host, *unix_path, name[64];
@@ -530,6 +575,30 @@ vw_queue_check(const char *addr)
     }
 
     (void) redisSetTimeout(c, tv);
+
+    if (password != NULL) {
+        r = redisCommand(c, "AUTH %s", password);
+
+        if (r == NULL) {
+            redisFree(c);
+            return VW_AGAIN;
+        }
+
+        rc = r->type == REDIS_REPLY_ERROR ? VW_DECLINED : VW_OK;
+
+        if (rc == VW_DECLINED) {
+            /* Redis's message names no password */
+            vw_log("error", "refusing to start: Redis refused the password",
+                   "reason", r->str, NULL);
+        }
+
+        freeReplyObject(r);
+
+        if (rc == VW_DECLINED) {
+            redisFree(c);
+            return VW_DECLINED;
+        }
+    }
 
     r = redisCommand(c, "INFO memory");
 

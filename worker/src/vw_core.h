@@ -65,12 +65,13 @@ extern const char  *vw_job_status_fields[VW_JOB_STATUS_FIELDS];
 void vw_log(const char *level, const char *msg, ...);
 
 /* queue.c */
-vw_queue_t *vw_queue_create(struct event_base *base, const char *addr);
+vw_queue_t *vw_queue_create(struct event_base *base, const char *addr,
+    const char *password);
 void vw_queue_free(vw_queue_t *q);
 int vw_queue_push(vw_queue_t *q, const vw_job_t *job,
     vw_queue_push_pt handler, void *data);
 int vw_queue_policy_safe(const char *info, const char **policy, size_t *len);
-int vw_queue_check(const char *addr);
+int vw_queue_check(const char *addr, const char *password);
 int vw_queue_status(vw_queue_t *q, const char *job_id,
     vw_queue_status_pt handler, void *data);
 

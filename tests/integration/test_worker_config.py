@@ -1,0 +1,512 @@
+"""test_worker_config.py -- vantage-worker's configuration file, for real.
+
+The built binary against the file of docs/WORKER.md: --check (exact
+message and exit code, touching neither Redis nor the socket), the example
+conf/vantage-worker.conf, starting with -c and the command line winning
+over the file, SIGHUP reloading a good file and refusing a bad one while
+the socket keeps answering, the Redis password read from a file and sent
+on both of the worker's connections, secrets never printed or logged, and
+`make install` into a staging DESTDIR.  The exhaustive table of messages
+is in tests/unit/test_vw_conf.c; here a few of them cross the process
+boundary exactly.
+"""
+
+import os
+import re
+import select
+import signal
+import socket
+import stat
+import subprocess
+import tempfile
+
+import pytest
+
+import vantage_harness as vh
+import worker_harness as wh
+from worker_harness import DISPATCH, PING, REPLY, T_JOB_ID
+
+
+EXAMPLE = os.path.join(vh.REPO, "conf", "vantage-worker.conf")
+UNIT = os.path.join(vh.REPO, "conf", "vantage-worker.service")
+LOG_FORBIDDEN = re.compile(r"AddressSanitizer|LeakSanitizer|runtime error:")
+SECRET = "Bearer tok-9f8e7d6c5b4a"
+PASSWORD = "pw-3c2b1a0f9e8d"
+
+
+def conf_text(jobs="", worker="", job_extra=""):
+    """A valid file: [worker] on lines 1-3 (+ worker), then one job."""
+    return ("[worker]\n"
+            "listen = {listen}\n"
+            "redis = {redis}\n"
+            + worker +
+            "[job http.example]\n"
+            "connector = http\n"
+            "url = https://hooks.example.com/in\n"
+            + job_extra + jobs)
+
+
+# --------------------------------------------------------------------------
+# fixtures
+
+@pytest.fixture(scope="module", autouse=True)
+def _no_worker_left():
+    yield
+    left = wh.stop_all_workers()
+    assert not left, "workers left running: %r" % left
+
+
+@pytest.fixture
+def worker_bin():
+    if not wh.worker_available():
+        pytest.skip("worker not built: %s (run make worker)"
+                    % wh.worker_path())
+    return wh.worker_path()
+
+
+@pytest.fixture
+def tmp(base_dir):
+    return vh.make_dir(tempfile.mkdtemp(prefix="worker-conf-", dir=base_dir))
+
+
+@pytest.fixture
+def worker_factory(base_dir, redis_server, worker_bin):
+    """worker_factory(config=None, args=(), redis=None, start=True)."""
+    made = []
+
+    def make(config=None, args=(), redis=None, start=True):
+        w = wh.Worker(base_dir, redis or redis_server.address, args,
+                      config=config)
+        made.append(w)
+        if start:
+            w.start()
+        return w
+
+    yield make
+    problems = []
+    for w in made:
+        w.close(keep=True)
+        text = w.log_text()
+        print(w.log_tail())
+        problems += ["%s: %s" % (w.log_file, l) for l in text.splitlines()
+                     if LOG_FORBIDDEN.search(l)]
+        # nothing a test used as a secret may reach the log
+        for secret in (SECRET, PASSWORD, "wrong-" + PASSWORD):
+            if secret in text:
+                problems.append("%s: a secret was logged" % w.log_file)
+    assert not problems, "worker log:\n" + "\n".join(problems)
+
+
+def check(worker_bin, path, cwd=None):
+    try:
+        return subprocess.run([worker_bin, "--check", path], cwd=cwd,
+                              capture_output=True, text=True,
+                              stdin=subprocess.DEVNULL,
+                              timeout=vh.timeout(10))
+    except subprocess.TimeoutExpired:
+        pytest.fail("vantage-worker --check %s did not exit" % path)
+
+
+def write(path, text, mode=0o644):
+    return vh.write_file(path, text, mode=mode)
+
+
+def wait_log(w, pred, seconds=5, what="log line"):
+    def found():
+        if not w.running():
+            raise RuntimeError("worker exited:\n" + w.log_tail())
+        return next((o for o in w.log_lines() if pred(o)), None)
+    try:
+        return vh.wait_for(found, seconds, what=what)
+    except TimeoutError:
+        raise AssertionError("no %s in the log:\n%s" % (what, w.log_tail()))
+
+
+def msgs(w, msg):
+    return [o for o in w.log_lines() if o.get("msg") == msg]
+
+
+def ping_ok(w, fid=7):
+    with wh.FrameClient(w.socket_path) as c:
+        r = c.ping(fid)
+    assert r.type == PING | REPLY and r.id == fid and r.status == 200, r
+
+
+def dispatch_ok(w, job_type="http.example", fid=11):
+    # the queue takes jobs once its connection has checked Redis
+    wait_log(w, lambda o: o.get("msg") == "Redis keeps every job",
+             what="the queue's connection")
+    with wh.FrameClient(w.socket_path) as c:
+        r = c.dispatch(fid, wh.dispatch_fields(job_type), seconds=5)
+    assert r.type == DISPATCH | REPLY and r.id == fid, r
+    assert r.status == 202, r
+    return r.get(T_JOB_ID)
+
+
+# --------------------------------------------------------------------------
+# --check
+
+def test_check_valid(worker_bin, tmp):
+    path = write(os.path.join(tmp, "worker.conf"),
+                 conf_text().replace("{listen}", "unix:/run/vantage/w.sock")
+                 .replace("{redis}", "127.0.0.1:6379"))
+    p = check(worker_bin, path)
+    assert (p.returncode, p.stdout, p.stderr) == \
+        (0, "", "vantage-worker: %s: configuration is valid\n" % path)
+
+
+BAD = [
+    ("not-a-duration", conf_text(job_extra="backoff_base = ten\n"),
+     'worker.conf:7: backoff_base: "ten" is not a duration'),
+    ("unknown-key", conf_text(worker="threads = 4\n"),
+     "worker.conf:4: threads: unknown key in [worker]"),
+    ("duplicate-key", conf_text(job_extra="url = http://b\n"),
+     "worker.conf:7: url: duplicate key, first at line 6"),
+    ("missing-listen", "[worker]\nredis = 127.0.0.1:6379\n",
+     "worker.conf:1: listen: missing in [worker]"),
+    ("undefined-target", conf_text(job_extra="target = crm\n"),
+     "worker.conf:7: target: no section [target crm]"),
+    ("bad-url", "[worker]\nlisten = {listen}\nredis = {redis}\n"
+     "[job a]\nconnector = http\nurl = hooks.example.com\n",
+     'worker.conf:6: url: "hooks.example.com" is not an http:// or '
+     "https:// URL"),
+    ("visibility", conf_text(worker="visibility_timeout = 14s\n"),
+     "worker.conf:4: visibility_timeout: 14s must be more than the longest "
+     "job timeout (10s, in [job http.example]) + 5s, or another worker "
+     "takes over an attempt still running and runs the job twice"),
+]
+
+
+@pytest.mark.parametrize("text,err", [(t, e) for _, t, e in BAD],
+                         ids=[n for n, _, _ in BAD])
+def test_check_invalid(worker_bin, tmp, text, err):
+    write(os.path.join(tmp, "worker.conf"),
+          text.replace("{listen}", "unix:/run/vantage/w.sock")
+          .replace("{redis}", "127.0.0.1:6379"))
+    # the path as given: relative here
+    p = check(worker_bin, "worker.conf", cwd=tmp)
+    assert (p.returncode, p.stdout, p.stderr) == \
+        (1, "", "vantage-worker: %s\n" % err)
+
+
+def test_check_missing_file(worker_bin, tmp):
+    p = check(worker_bin, "nope.conf", cwd=tmp)
+    assert (p.returncode, p.stdout, p.stderr) == \
+        (1, "", "vantage-worker: nope.conf: cannot open: No such file or "
+         "directory\n")
+
+
+def test_check_touches_neither_redis_nor_the_socket(worker_bin, tmp):
+    """A Redis that would notice a connection, and a socket directory that
+    does not exist: --check uses neither."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    try:
+        port = listener.getsockname()[1]
+        sock_dir = os.path.join(tmp, "no-such-dir")
+        path = write(os.path.join(tmp, "worker.conf"),
+                     conf_text().replace("{listen}",
+                                         "unix:%s/w.sock" % sock_dir)
+                     .replace("{redis}", "127.0.0.1:%d" % port))
+        p = check(worker_bin, path)
+        assert p.returncode == 0, p.stderr
+        readable, _, _ = select.select([listener], [], [], 0.2)
+        assert not readable, "--check connected to Redis"
+        assert not os.path.exists(sock_dir)
+    finally:
+        listener.close()
+
+
+def test_example_conf_passes_check(worker_bin):
+    """conf/vantage-worker.conf as installed: /run/vantage need not exist,
+    and it names no secret file that would."""
+    p = check(worker_bin, EXAMPLE)
+    assert (p.returncode, p.stderr) == \
+        (0, "vantage-worker: %s: configuration is valid\n" % EXAMPLE)
+    with open(EXAMPLE) as f:
+        text = f.read()
+    assert re.search(r"^listen\s*=\s*unix:/run/vantage/", text, re.M)
+    assert re.search(r"^redis\s*=\s*127\.0\.0\.1:6379\s", text, re.M)
+    assert len(re.findall(r"^\[target [^]]+\]", text, re.M)) == 1
+    assert re.findall(r"^\[job [^]]+\]", text, re.M) == ["[job http.example]"]
+
+
+def test_worker_md_example_passes_check(worker_bin, tmp):
+    """The file shown in docs/WORKER.md, its secret files made in tmp."""
+    with open(os.path.join(vh.REPO, "docs", "WORKER.md")) as f:
+        blocks = re.findall(r"^```ini\n(.*?)^```", f.read(), re.M | re.S)
+    assert len(blocks) == 1
+    secret = write(os.path.join(tmp, "secret"), "x\n", mode=0o600)
+    text, n = re.subn(r"/etc/vantage/secrets/\w+", secret, blocks[0])
+    assert n == 2
+    path = write(os.path.join(tmp, "worker.conf"), text)
+    p = check(worker_bin, path)
+    assert (p.returncode, p.stderr) == \
+        (0, "vantage-worker: %s: configuration is valid\n" % path)
+
+
+def test_check_never_prints_a_secret(worker_bin, tmp):
+    """A secret file with a line break inside, and a secret pasted where
+    the path belongs: the messages name the file or the rule only."""
+    secret = os.path.join(tmp, "token")
+    write(secret, SECRET + "\n" + SECRET + "\n", mode=0o600)
+    for extra, err in [
+            ("secret_header = Authorization %s\n" % secret,
+             'worker.conf:7: secret_header: "%s" holds CR, LF or another '
+             "control character before its end" % secret),
+            ("secret_header = Authorization %s\n" % SECRET,
+             'worker.conf:7: secret_header: expected "Name /path/to/file" '
+             "(the value is read from the file)")]:
+        write(os.path.join(tmp, "worker.conf"),
+              conf_text(job_extra=extra)
+              .replace("{listen}", "unix:/w").replace("{redis}", "r:1"))
+        p = check(worker_bin, "worker.conf", cwd=tmp)
+        assert (p.returncode, p.stdout, p.stderr) == \
+            (1, "", "vantage-worker: %s\n" % err)
+
+
+# --------------------------------------------------------------------------
+# starting with -c
+
+def test_start_with_config(worker_factory):
+    w = worker_factory(config=conf_text(
+        "[target crm]\n[job crm.note]\nconnector = http\n"
+        "url = https://crm.example.com/notes\ntarget = crm\n"))
+    ping_ok(w)
+    dispatch_ok(w)
+    loaded = msgs(w, "configuration loaded")
+    assert len(loaded) == 1, w.log_tail()
+    assert loaded[0]["file"] == w.config_file
+    assert (loaded[0]["jobs"], loaded[0]["targets"]) == ("2", "2")
+
+
+def test_start_with_a_bad_config_exits_1(worker_factory):
+    w = worker_factory(config=conf_text(job_extra="on_dead = stop\n"),
+                       start=False)
+    w.spawn()
+    assert w.wait(5) == 1, w.log_tail()
+    assert w.log_text() == ('vantage-worker: %s:7: on_dead: "stop" is not '
+                            "proceed or block\n" % w.config_file)
+    assert not os.path.exists(w.socket_path)
+
+
+def test_command_line_wins_over_the_file(worker_factory, tmp):
+    """The file names a socket elsewhere and a Redis nobody runs; --listen
+    and --redis given as well are the ones used."""
+    w = worker_factory(config=conf_text()
+                       .replace("{listen}", "unix:%s/file.sock" % tmp)
+                       .replace("{redis}", "127.0.0.1:%d" % vh.free_port()),
+                       start=False)
+    w.args = ["--listen", "unix:" + w.socket_path, "--redis", w.redis]
+    w.start()
+    dispatch_ok(w)
+    assert not os.path.exists(os.path.join(tmp, "file.sock"))
+
+
+# --------------------------------------------------------------------------
+# SIGHUP
+
+def reloaded(w, n=1):
+    return wait_log(w, lambda o: o.get("msg") == "configuration reloaded"
+                    and len(msgs(w, "configuration reloaded")) >= n,
+                    what="reload #%d" % n)
+
+
+def test_sighup_reloads_a_good_file(worker_factory):
+    w = worker_factory(config=conf_text())
+    ping_ok(w)
+    w.write_config(conf_text(
+        "[target crm]\nmax_concurrency = 2\n"
+        "[job crm.note]\nconnector = http\n"
+        "url = https://crm.example.com/notes\ntarget = crm\n"
+        "[job crm.task]\nconnector = http\nurl = https://crm.example.com/t\n",
+        worker="concurrency = 8\n"))
+    w.send_signal(signal.SIGHUP)
+    r = reloaded(w)
+    assert r == {"ts": r["ts"], "level": "info",
+                 "msg": "configuration reloaded", "file": w.config_file,
+                 "jobs": "3", "targets": "3"}, r
+    ping_ok(w)
+    dispatch_ok(w)
+    assert w.running()
+
+
+def test_sighup_keeps_the_old_file_when_the_new_one_is_bad(worker_factory):
+    w = worker_factory(config=conf_text())
+    w.write_config(conf_text(job_extra="backoff_base = ten\n"))
+    w.send_signal(signal.SIGHUP)
+    e = wait_log(w, lambda o: o.get("level") == "error",
+                 what="the reload's error")
+    assert e["msg"] == "configuration not reloaded: the old one stays in " \
+        "force", e
+    assert e["reason"] == '%s:7: backoff_base: "ten" is not a duration' \
+        % w.config_file, e
+    assert msgs(w, "configuration reloaded") == []
+    ping_ok(w)
+    dispatch_ok(w)
+
+    # the same file, mended, goes in
+    w.write_config(conf_text(job_extra="backoff_base = 10s\n"))
+    w.send_signal(signal.SIGHUP)
+    assert reloaded(w)["jobs"] == "1"
+    ping_ok(w)
+
+
+def test_sighup_says_what_needs_a_restart(worker_factory, base_dir):
+    w = worker_factory(config=conf_text())
+    other = os.path.join(base_dir, "elsewhere.sock")
+    w.write_config(conf_text(worker="consumer = renamed\nmax_frame = 1m\n")
+                   .replace("{listen}", "unix:" + other))
+    w.send_signal(signal.SIGHUP)
+    r = reloaded(w)
+    assert r["restart_needed"] == "listen consumer max_frame", r
+    # still the socket it started with
+    ping_ok(w)
+    assert not os.path.exists(other)
+
+    # reloading the same file again says so again: the values in force
+    # are still the old ones
+    w.send_signal(signal.SIGHUP)
+    assert reloaded(w, 2)["restart_needed"] == "listen consumer max_frame"
+
+
+def test_sighup_without_a_file_is_harmless(worker_factory):
+    w = worker_factory()
+    w.send_signal(signal.SIGHUP)
+    wait_log(w, lambda o: o.get("msg") == "SIGHUP ignored: no configuration "
+             "file (-c) to reload", what="the SIGHUP warning")
+    ping_ok(w)
+
+
+# --------------------------------------------------------------------------
+# secrets
+
+def test_redis_password_from_a_file(worker_factory, redis_factory, tmp):
+    """Redis with requirepass: the worker's start-up check and its event
+    loop's connection both authenticate (a 202 needs the second)."""
+    r = redis_factory(password=PASSWORD)
+    pw = write(os.path.join(tmp, "redis.pw"), PASSWORD + "\n", mode=0o600)
+    token = write(os.path.join(tmp, "token"), SECRET + "\n", mode=0o600)
+    extra = "secret_header = Authorization %s\n" % token
+    w = worker_factory(config=conf_text(
+        worker="redis_password_file = %s\n" % pw, job_extra=extra),
+        redis=r.address)
+    dispatch_ok(w)
+
+    # a reload reads both files again; neither reaches the log
+    w.send_signal(signal.SIGHUP)
+    assert "restart_needed" not in reloaded(w)
+    dispatch_ok(w, fid=12)
+
+
+def test_wrong_redis_password_refuses_to_start(worker_factory, redis_factory,
+                                               tmp):
+    r = redis_factory(password=PASSWORD)
+    pw = write(os.path.join(tmp, "redis.pw"), "wrong-" + PASSWORD,
+               mode=0o600)
+    w = worker_factory(config=conf_text(
+        worker="redis_password_file = %s\n" % pw), redis=r.address,
+        start=False)
+    w.spawn()
+    assert w.wait(5) == 1, w.log_tail()
+    refused = [o for o in w.log_lines() if o.get("msg") ==
+               "refusing to start: Redis refused the password"]
+    assert len(refused) == 1, w.log_tail()
+    assert not os.path.exists(w.socket_path)
+
+
+# --------------------------------------------------------------------------
+# make install
+
+def make(*args):
+    p = subprocess.run(["make", "-C", vh.REPO] + list(args),
+                       capture_output=True, text=True,
+                       stdin=subprocess.DEVNULL, timeout=vh.timeout(900))
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    return p
+
+
+def mode(path):
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("prefix", ["/usr/local", "/usr"])
+def test_make_install_and_uninstall(tmp, prefix):
+    dest = os.path.join(tmp, "dest")
+    args = ["DESTDIR=" + dest]
+    if prefix != "/usr/local":
+        args.append("PREFIX=" + prefix)
+    make("install", *args)
+
+    module = dest + "/usr/lib/nginx/modules/ngx_vantage_module.so"
+    worker = dest + prefix + "/bin/vantage-worker"
+    conf = dest + "/etc/vantage/worker.conf"
+    unit = dest + prefix + "/lib/systemd/system/vantage-worker.service"
+    for path, m in [(module, 0o644), (worker, 0o755), (conf, 0o644),
+                    (unit, 0o644)]:
+        assert os.path.isfile(path), path
+        assert mode(path) == m, (path, oct(mode(path)))
+    ctl = dest + prefix + "/bin/vantagectl"
+    assert os.path.exists(ctl) == \
+        os.path.exists(os.path.join(vh.REPO, "build", "vantagectl"))
+
+    with open(conf) as f, open(EXAMPLE) as g:
+        assert f.read() == g.read()
+    with open(unit) as f:
+        text = f.read()
+    assert re.findall(r"^Exec\w+=.*$", text, re.M) == [
+        "ExecStartPre=%s/bin/vantage-worker --check /etc/vantage/worker.conf"
+        % prefix,
+        "ExecStart=%s/bin/vantage-worker -c /etc/vantage/worker.conf"
+        % prefix,
+        "ExecReload=/bin/kill -HUP $MAINPID"]
+
+    # the installed binary checks the installed file
+    p = subprocess.run([worker, "--check", conf], capture_output=True,
+                       text=True, timeout=vh.timeout(10))
+    assert p.returncode == 0, p.stderr
+
+    # an edited configuration survives a second install and an uninstall
+    with open(conf, "a") as f:
+        f.write("# edited\n")
+    make("install", *args)
+    with open(conf) as f:
+        assert f.read().endswith("# edited\n")
+
+    make("uninstall", *args)
+    for path in (module, worker, unit, ctl):
+        assert not os.path.exists(path), path
+    assert os.path.exists(conf)
+
+
+def test_unit_file(tmp):
+    """The unit as shipped, before install rewrites its paths."""
+    keys = {}
+    with open(UNIT) as f:
+        for line in f:
+            line = line.strip()
+            if line and not line.startswith(("#", "[")):
+                k, v = line.split("=", 1)
+                keys.setdefault(k, []).append(v)
+    one = {k: v[0] for k, v in keys.items() if len(v) == 1}
+    assert one["Type"] == "simple"
+    assert one["ExecStartPre"] == \
+        "/usr/local/bin/vantage-worker --check /etc/vantage/worker.conf"
+    assert one["ExecStart"] == \
+        "/usr/local/bin/vantage-worker -c /etc/vantage/worker.conf"
+    assert one["ExecReload"] == "/bin/kill -HUP $MAINPID"
+    assert one["KillSignal"] == "SIGTERM"
+    assert one["User"] == "vantage"
+    assert one["RuntimeDirectory"] == "vantage"
+    for k in ("NoNewPrivileges", "ProtectHome", "PrivateTmp"):
+        assert one[k] == "yes", k
+    assert one["ProtectSystem"] == "strict"
+    # above the default shutdown_timeout of the example
+    with open(EXAMPLE) as f:
+        m = re.search(r"^shutdown_timeout\s*=\s*(\d+)s", f.read(), re.M)
+    assert int(one["TimeoutStopSec"]) > int(m.group(1))
+    # the example's socket is in the runtime directory
+    with open(EXAMPLE) as f:
+        assert re.search(r"^listen\s*=\s*unix:/run/vantage/", f.read(), re.M)
