@@ -15,10 +15,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include <curl/curl.h>
 #include <event2/event.h>
 
+#include "vw_conf.h"
 #include "vw_core.h"
+#include "vw_engine.h"
 
 
 /* a frame holds a body of up to 16 MiB and its other fields */
@@ -38,6 +42,19 @@ typedef struct {
 static void vw_main_usage(FILE *f);
 static int vw_main_parse_args(int argc, char **argv, vw_main_args_t *args);
 static void vw_main_signal_handler(evutil_socket_t sig, short what, void *arg);
+static void vw_main_drained(void *arg);
+
+
+/* the configuration in force; the engine asks for it, never keeps it */
+static vw_conf_t    *vw_main_conf;
+static vw_engine_t  *vw_main_engine;
+
+
+const vw_conf_t *
+vw_conf_current(void)
+{
+    return vw_main_conf;
+}
 
 
 int
@@ -49,6 +66,7 @@ main(int argc, char **argv)
     struct event       *sigint, *sigterm;
     struct event_base  *base;
     vw_main_args_t      args;
+    char                err[VW_CONF_ERR_LEN], consumer[300], host[256];
 
     if (vw_main_parse_args(argc, argv, &args) != VW_OK) {
         fprintf(stderr, "Try '%s --help'.\n", VW_NAME);
@@ -67,8 +85,11 @@ main(int argc, char **argv)
     }
 
     if (args.conf_file != NULL) {
-        fprintf(stderr, "%s: config file \"%s\" accepted but not read yet: "
-                "use --listen and --redis\n", VW_NAME, args.conf_file);
+        vw_main_conf = vw_conf_load(args.conf_file, err, sizeof(err));
+        if (vw_main_conf == NULL) {
+            fprintf(stderr, "%s: %s\n", VW_NAME, err);
+            return 1;
+        }
     }
 
     if (args.listen == NULL || args.redis == NULL) {
@@ -125,6 +146,33 @@ main(int argc, char **argv)
         goto done;
     }
 
+    vw_server_set_conf(server, vw_conf_current);
+
+    /* jobs run only where a file says how: without one, DISPATCH alone */
+    if (vw_main_conf != NULL) {
+        curl_global_init(CURL_GLOBAL_DEFAULT);
+
+        if (vw_main_conf->consumer != NULL) {
+            snprintf(consumer, sizeof(consumer), "%s",
+                     vw_main_conf->consumer);
+        } else {
+            if (gethostname(host, sizeof(host)) != 0) {
+                snprintf(host, sizeof(host), "localhost");
+            }
+
+            host[sizeof(host) - 1] = '\0';
+            snprintf(consumer, sizeof(consumer), "%s:%ld", host,
+                     (long) getpid());
+        }
+
+        vw_main_engine = vw_engine_create(base, args.redis,
+                                          vw_main_conf->redis_password,
+                                          consumer, vw_conf_current);
+        if (vw_main_engine == NULL) {
+            goto done;
+        }
+    }
+
     /* the signal events stay pending, so the loop runs until one fires */
     if (event_base_dispatch(base) == -1) {
         fprintf(stderr, "%s: event loop failed\n", VW_NAME);
@@ -136,6 +184,7 @@ main(int argc, char **argv)
 
 done:
 
+    vw_engine_free(vw_main_engine);
     vw_server_free(server);
     vw_queue_free(queue);
 
@@ -148,6 +197,11 @@ done:
     }
 
     event_base_free(base);
+
+    if (vw_main_conf != NULL) {
+        vw_conf_free(vw_main_conf);
+        curl_global_cleanup();
+    }
 
     return rc;
 }
@@ -258,7 +312,11 @@ vw_main_parse_args(int argc, char **argv, vw_main_args_t *args)
 }
 
 
-/* SIGINT or SIGTERM: leave the loop; main() frees everything and returns */
+/*
+ * SIGINT or SIGTERM: the engine, when there is one, stops taking work and
+ * finishes or puts back what it holds within shutdown_timeout; then the
+ * loop ends and main() frees everything.
+ */
 static void
 vw_main_signal_handler(evutil_socket_t sig, short what, void *arg)
 {
@@ -267,5 +325,17 @@ vw_main_signal_handler(evutil_socket_t sig, short what, void *arg)
     vw_log("info", "exiting", "signal", sig == SIGINT ? "SIGINT" : "SIGTERM",
            NULL);
 
+    if (vw_main_engine != NULL) {
+        vw_engine_drain(vw_main_engine, vw_main_drained, base);
+        return;
+    }
+
     event_base_loopbreak(base);
+}
+
+
+static void
+vw_main_drained(void *arg)
+{
+    event_base_loopbreak(arg);
 }
