@@ -275,7 +275,9 @@ def test_kill9_mid_batch_redelivers(workers, target, rc):
 
 
 def test_redis_restart_with_aof_loses_nothing(workers, target, redis, rc):
-    w, = workers(conf(target, {"r": "url = URL/r\nbackoff_base = 100ms"}))
+    w, = workers(conf(target, {"r": "url = URL/r\nbackoff_base = 100ms"},
+                      targets="[target r]\nbreaker_failures = 1000\n"
+                              "breaker_error_rate = 0\n"))
     target.default("/r", (503, {}, b""))
     ids = [accepted(dispatch(w, "r", fid=i)) for i in range(5)]
     vh.wait_for(lambda: len(target.got("/r")) >= 5, 5)
