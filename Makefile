@@ -24,6 +24,10 @@ COMMON_LIBS  := -lcrypto -ljansson -lm
 UNIT_SRCS    := $(wildcard tests/unit/test_*.c)
 UNIT_BINS    := $(UNIT_SRCS:tests/unit/%.c=$(B)/unit/%)
 
+# a unit test of a worker file links that file and what it calls, beside
+# common/; UNIT_EXTRA_<test> names them
+UNIT_EXTRA_test_vw_conf := worker/src/conf.c worker/src/log.c
+
 .PHONY: all deps module asan worker unit integration integration-asan \
         test test-fast run fuzz fuzz-replay bench valgrind clean
 
@@ -82,8 +86,10 @@ $(B)/unit/test_target: tests/unit/test_target.c worker/src/target.c \
 
 $(B)/unit/%: tests/unit/%.c $(COMMON_SRCS) $(wildcard common/*.h)
 	@mkdir -p $(B)/unit
-	$(CC) $(CFLAGS_PLAIN) $(SAN_FLAGS) -o $@ $< $(COMMON_SRCS) \
-	    $(COMMON_LIBS) -lcmocka
+	$(CC) $(CFLAGS_PLAIN) $(SAN_FLAGS) -Iworker/src -o $@ $< \
+	    $(UNIT_EXTRA_$*) $(COMMON_SRCS) $(COMMON_LIBS) -lcmocka
+
+$(B)/unit/test_vw_conf: $(UNIT_EXTRA_test_vw_conf) $(wildcard worker/src/*.h)
 
 unit: deps $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
@@ -108,13 +114,13 @@ run: deps module worker
 # run under) and over the integration tests with nginx under valgrind
 valgrind: deps module worker
 	@mkdir -p $(B)/valgrind
-	@set -e; for t in $(UNIT_SRCS:tests/unit/%.c=%); do \
-	    $(CC) $(CFLAGS_PLAIN) -o $(B)/valgrind/$$t tests/unit/$$t.c \
-	        $(COMMON_SRCS) $(COMMON_LIBS) -lcmocka; \
-	    echo "== valgrind $$t"; \
+	@set -e; $(foreach t,$(UNIT_SRCS:tests/unit/%.c=%), \
+	    $(CC) $(CFLAGS_PLAIN) -Iworker/src -o $(B)/valgrind/$(t) \
+	        tests/unit/$(t).c $(UNIT_EXTRA_$(t)) $(COMMON_SRCS) \
+	        $(COMMON_LIBS) -lcmocka; \
+	    echo "== valgrind $(t)"; \
 	    valgrind --quiet --leak-check=full --errors-for-leak-kinds=definite \
-	        --error-exitcode=1 $(B)/valgrind/$$t; \
-	done
+	        --error-exitcode=1 $(B)/valgrind/$(t);)
 	cd tests/integration && VANTAGE_VALGRIND=1 VANTAGE_TEST_TIMEOUT=10 \
 	    $(PYTHON) -m pytest -q -p no:cacheprovider -m "not slow and not load and not timing" \
 	    -k "not h2" $(PYTEST_ARGS)

@@ -10,6 +10,9 @@
 
 #define VW_CONF_ERR_LEN  512
 
+/* a frame holds a body of up to 16 MiB and its other fields */
+#define VW_CONF_MAX_FRAME_DEFAULT  (16 * 1024 * 1024 + 64 * 1024)
+
 
 typedef struct vw_conf_header_s  vw_conf_header_t;
 
@@ -88,15 +91,40 @@ typedef struct {
 /*
  * Reads and validates a file.  Returns the configuration, or NULL with
  * err holding one line that names the file, the line and the key, e.g.
- * "worker.conf:12: backoff_base: \"ten\" is not a duration".
+ * "worker.conf:12: backoff_base: \"ten\" is not a duration".  The line
+ * never holds a secret.  Reads the secret files it names; touches neither
+ * Redis nor the socket, so that --check can run anywhere.
  */
 vw_conf_t *vw_conf_load(const char *file, char *err, size_t errlen);
 
+/*
+ * A configuration with the defaults, no file, no listen, no redis, no
+ * target and no job: what main.c fills from the command line when no -c
+ * is given.  NULL when out of memory.
+ */
+vw_conf_t *vw_conf_new(void);
+
+/* frees everything, and clears the secrets' memory first; NULL is fine */
 void vw_conf_free(vw_conf_t *conf);
 
 /* the job type's configuration, or NULL when it has none */
 const vw_conf_job_t *vw_conf_job(const vw_conf_t *conf, const char *type,
     size_t len);
+
+/* the target of that name (implicit ones included), or NULL */
+const vw_conf_target_t *vw_conf_target(const vw_conf_t *conf,
+    const char *name);
+
+/*
+ * main.c: the configuration in force.  SIGHUP swaps in a new one and frees
+ * the old one at once, from the event loop.  So a module reads it afresh
+ * in each callback and never keeps a pointer into it (a job's, a target's,
+ * a header's) across callbacks: an attempt copies what it needs (URL,
+ * headers, timeouts) when it starts.  listen, redis, redis_password,
+ * consumer and max_frame keep the values the worker started with until it
+ * restarts.  Never NULL once the loop runs.
+ */
+const vw_conf_t *vw_conf_current(void);
 
 
 #endif /* VW_CONF_H */

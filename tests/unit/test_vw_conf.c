@@ -1,0 +1,843 @@
+/* test_vw_conf.c -- the worker's configuration file: values and errors */
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "vw_core.h"
+#include "vw_conf.h"
+
+
+/*
+ * Every test writes its files into a fresh directory and runs there, so
+ * that messages name "worker.conf" as it was given and the expected lines
+ * are written out in full.  Expected values come from docs/WORKER.md and
+ * the comments of vw_conf.h, never from conf.c.
+ */
+
+#define SEC   1000ULL
+#define MIN   (60 * SEC)
+#define HOUR  (60 * MIN)
+#define DAY   (24 * HOUR)
+
+/* lines 1-3 */
+#define W  "[worker]\n" \
+           "listen = unix:/run/vantage/worker.sock\n" \
+           "redis = 127.0.0.1:6379\n"
+
+/* three lines: a minimal job */
+#define J  "[job a]\n" \
+           "connector = http\n" \
+           "url = https://hooks.example.com/in\n"
+
+
+static char  dir[64];
+static char  cwd[4096];
+
+
+static int
+setup(void **state)
+{
+    assert_non_null(getcwd(cwd, sizeof(cwd)));
+    strcpy(dir, "/tmp/test_vw_conf.XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    assert_int_equal(chdir(dir), 0);
+    return 0;
+}
+
+
+static int
+teardown(void **state)
+{
+    char  cmd[128];
+
+    assert_int_equal(chdir(cwd), 0);
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+    return 0;
+}
+
+
+static void
+write_file(const char *name, const char *data, size_t len)
+{
+    FILE  *f;
+
+    f = fopen(name, "w");
+    assert_non_null(f);
+    assert_int_equal(fwrite(data, 1, len, f), len);
+    assert_int_equal(fclose(f), 0);
+}
+
+
+static vw_conf_t *
+load_ok(const char *text)
+{
+    char        err[VW_CONF_ERR_LEN];
+    vw_conf_t  *conf;
+
+    write_file("worker.conf", text, strlen(text));
+    conf = vw_conf_load("worker.conf", err, sizeof(err));
+
+    if (conf == NULL) {
+        fail_msg("unexpected error: %s", err);
+    }
+
+    assert_string_equal(err, "");
+
+    return conf;
+}
+
+
+static void
+load_err_n(const char *text, size_t len, const char *expected)
+{
+    char        err[VW_CONF_ERR_LEN];
+    vw_conf_t  *conf;
+
+    write_file("worker.conf", text, len);
+    memset(err, 'x', sizeof(err));
+    conf = vw_conf_load("worker.conf", err, sizeof(err));
+
+    if (conf != NULL) {
+        vw_conf_free(conf);
+        fail_msg("loaded, but expected: %s", expected);
+    }
+
+    assert_string_equal(err, expected);
+    assert_null(strchr(err, '\n'));
+}
+
+
+static void
+load_err(const char *text, const char *expected)
+{
+    load_err_n(text, strlen(text), expected);
+}
+
+
+static void
+test_defaults(void **state)
+{
+    char                     host[256], consumer[300];
+    vw_conf_t               *conf;
+    const vw_conf_job_t     *job;
+    const vw_conf_target_t  *t;
+
+    conf = load_ok(W J);
+
+    assert_string_equal(conf->file, "worker.conf");
+    assert_string_equal(conf->listen, "/run/vantage/worker.sock");
+    assert_string_equal(conf->redis, "127.0.0.1:6379");
+    assert_null(conf->redis_password);
+
+    assert_int_equal(gethostname(host, sizeof(host)), 0);
+    snprintf(consumer, sizeof(consumer), "%s:%ld", host, (long) getpid());
+    assert_string_equal(conf->consumer, consumer);
+
+    assert_int_equal(conf->concurrency, 64);
+    assert_int_equal(conf->visibility_timeout_ms, 60 * SEC);
+    assert_int_equal(conf->inflight_cap, 100000);
+    assert_int_equal(conf->idempotency_window_ms, 24 * HOUR);
+    assert_int_equal(conf->done_retention_ms, 24 * HOUR);
+    assert_int_equal(conf->dead_retention_ms, 14 * DAY);
+    assert_int_equal(conf->ordering_recheck_ms, 1 * SEC);
+    assert_int_equal(conf->shutdown_timeout_ms, 20 * SEC);
+    assert_int_equal(conf->max_frame, 16 * 1024 * 1024 + 64 * 1024);
+
+    job = vw_conf_job(conf, "a", 1);
+    assert_non_null(job);
+    assert_ptr_equal(job, conf->jobs);
+    assert_null(job->next);
+    assert_string_equal(job->type, "a");
+    assert_string_equal(job->connector, "http");
+    assert_string_equal(job->url, "https://hooks.example.com/in");
+    assert_string_equal(job->method, "POST");
+    assert_null(job->headers);
+    assert_int_equal(job->timeout_ms, 10 * SEC);
+    assert_int_equal(job->max_attempts, 8);
+    assert_int_equal(job->max_age_ms, 24 * HOUR);
+    assert_int_equal(job->backoff_base_ms, 1 * SEC);
+    assert_int_equal(job->backoff_cap_ms, 5 * MIN);
+    assert_int_equal(job->ordering, 0);
+    assert_int_equal(job->on_dead, VW_ON_DEAD_PROCEED);
+
+    /* the implicit target: the job's own, named after it, defaults */
+    t = job->target;
+    assert_non_null(t);
+    assert_ptr_equal(t, conf->targets);
+    assert_null(t->next);
+    assert_ptr_equal(vw_conf_target(conf, "a"), t);
+    assert_string_equal(t->name, "a");
+    assert_int_equal(t->max_concurrency, 8);
+    assert_int_equal(t->breaker_failures, 5);
+    assert_int_equal(t->breaker_error_rate, 50);
+    assert_int_equal(t->breaker_window_ms, 30 * SEC);
+    assert_int_equal(t->breaker_min_calls, 20);
+    assert_int_equal(t->breaker_cooldown_ms, 30 * SEC);
+
+    vw_conf_free(conf);
+}
+
+
+static void
+test_new_has_the_defaults(void **state)
+{
+    vw_conf_t  *conf;
+
+    conf = vw_conf_new();
+    assert_non_null(conf);
+    assert_null(conf->file);
+    assert_null(conf->listen);
+    assert_null(conf->redis);
+    assert_non_null(conf->consumer);
+    assert_int_equal(conf->concurrency, 64);
+    assert_int_equal(conf->max_frame, VW_CONF_MAX_FRAME_DEFAULT);
+    assert_null(conf->jobs);
+    assert_null(conf->targets);
+    assert_null(vw_conf_job(conf, "a", 1));
+    vw_conf_free(conf);
+
+    vw_conf_free(NULL);
+    assert_null(vw_conf_job(NULL, "a", 1));
+}
+
+
+static void
+test_every_key(void **state)
+{
+    char                     text[4096];
+    vw_conf_t               *conf;
+    vw_conf_header_t        *h;
+    const vw_conf_job_t     *job;
+    const vw_conf_target_t  *t;
+
+    write_file("redis.pw", "s3cret pass\n", 12);
+    write_file("token", "Bearer abc.def\r\n", 16);
+
+    snprintf(text, sizeof(text),
+        "# a comment\n"
+        "   # an indented comment\n"
+        "\n"
+        "[worker]\n"
+        "listen=unix:/tmp/w.sock\n"
+        "\tredis   =   unix:/run/redis/redis.sock   # trailing comment\n"
+        "redis_password_file = %s/redis.pw\n"
+        "consumer = worker-1\n"
+        "concurrency = 128\n"
+        "visibility_timeout = 2m\n"
+        "inflight_cap = 5000\n"
+        "idempotency_window = 2h\n"
+        "done_retention = 3d\n"
+        "dead_retention = 30d\n"
+        "ordering_recheck = 250ms\n"
+        "shutdown_timeout = 0\n"
+        "max_frame = 1m\n"
+        "\n"
+        "[target crm]\n"
+        "max_concurrency = 2\n"
+        "breaker_failures = 3\n"
+        "breaker_error_rate = 100\n"
+        "breaker_window = 1m\n"
+        "breaker_min_calls = 1\n"
+        "breaker_cooldown = 90\n"
+        "\n"
+        "[job crm.contact.upsert]\n"
+        "connector = http\n"
+        "target = crm\n"
+        "url = http://crm.example.com:8443/api/v1/contacts?upsert=1#frag\n"
+        "method = PUT\n"
+        "header = X-Source: vantage\n"
+        "header = X-Tag:a#b\n"
+        "secret_header = Authorization   %s/token\n"
+        "header = X-Empty:\n"
+        "timeout = 30s\n"
+        "max_attempts = 1\n"
+        "max_age = 1d\n"
+        "backoff_base = 500ms\n"
+        "backoff_cap = 500ms\n"
+        "ordering = on\n"
+        "on_dead = block\n"
+        "[job crm.note]\n"
+        "url = https://crm.example.com/notes\n"
+        "connector = http\n"
+        "target = crm\n"
+        "ordering = off\n", dir, dir);
+
+    conf = load_ok(text);
+
+    assert_string_equal(conf->listen, "/tmp/w.sock");
+    assert_string_equal(conf->redis, "unix:/run/redis/redis.sock");
+    assert_string_equal(conf->redis_password, "s3cret pass");
+    assert_string_equal(conf->consumer, "worker-1");
+    assert_int_equal(conf->concurrency, 128);
+    assert_int_equal(conf->visibility_timeout_ms, 2 * MIN);
+    assert_int_equal(conf->inflight_cap, 5000);
+    assert_int_equal(conf->idempotency_window_ms, 2 * HOUR);
+    assert_int_equal(conf->done_retention_ms, 3 * DAY);
+    assert_int_equal(conf->dead_retention_ms, 30 * DAY);
+    assert_int_equal(conf->ordering_recheck_ms, 250);
+    assert_int_equal(conf->shutdown_timeout_ms, 0);
+    assert_int_equal(conf->max_frame, 1024 * 1024);
+
+    t = vw_conf_target(conf, "crm");
+    assert_non_null(t);
+    assert_ptr_equal(t, conf->targets);
+    assert_null(t->next);            /* no implicit target: both name crm */
+    assert_int_equal(t->max_concurrency, 2);
+    assert_int_equal(t->breaker_failures, 3);
+    assert_int_equal(t->breaker_error_rate, 100);
+    assert_int_equal(t->breaker_window_ms, 1 * MIN);
+    assert_int_equal(t->breaker_min_calls, 1);
+    assert_int_equal(t->breaker_cooldown_ms, 90 * SEC);
+
+    job = vw_conf_job(conf, "crm.contact.upsert.extra", 18);
+    assert_non_null(job);
+    assert_ptr_equal(job, conf->jobs);
+    assert_null(vw_conf_job(conf, "crm.contact", 11));
+    assert_null(vw_conf_job(conf, "crm.contact.upsertx", 19));
+    assert_string_equal(job->type, "crm.contact.upsert");
+    assert_ptr_equal(job->target, t);
+    assert_string_equal(job->url,
+        "http://crm.example.com:8443/api/v1/contacts?upsert=1#frag");
+    assert_string_equal(job->method, "PUT");
+    assert_int_equal(job->timeout_ms, 30 * SEC);
+    assert_int_equal(job->max_attempts, 1);
+    assert_int_equal(job->max_age_ms, 1 * DAY);
+    assert_int_equal(job->backoff_base_ms, 500);
+    assert_int_equal(job->backoff_cap_ms, 500);
+    assert_int_equal(job->ordering, 1);
+    assert_int_equal(job->on_dead, VW_ON_DEAD_BLOCK);
+
+    /* in the file's order; the secret read, its CRLF cut */
+    h = job->headers;
+    assert_non_null(h);
+    assert_string_equal(h->name, "X-Source");
+    assert_string_equal(h->value, "vantage");
+    assert_int_equal(h->secret, 0);
+    h = h->next;
+    assert_string_equal(h->name, "X-Tag");
+    assert_string_equal(h->value, "a#b");
+    h = h->next;
+    assert_string_equal(h->name, "Authorization");
+    assert_string_equal(h->value, "Bearer abc.def");
+    assert_int_equal(h->secret, 1);
+    h = h->next;
+    assert_string_equal(h->name, "X-Empty");
+    assert_string_equal(h->value, "");
+    assert_null(h->next);
+
+    job = job->next;
+    assert_non_null(job);
+    assert_ptr_equal(vw_conf_job(conf, "crm.note", 8), job);
+    assert_ptr_equal(job->target, t);
+    assert_int_equal(job->ordering, 0);
+    assert_null(job->next);
+
+    vw_conf_free(conf);
+}
+
+
+static void
+test_units(void **state)
+{
+    static const struct {
+        const char  *text;
+        uint64_t     ms;
+    } durations[] = {
+        { "1", 1 * SEC }, { "45", 45 * SEC }, { "1ms", 1 }, { "1500ms", 1500 },
+        { "2s", 2 * SEC }, { "3m", 3 * MIN }, { "4h", 4 * HOUR },
+        { "5d", 5 * DAY }, { "3650d", 3650 * DAY }, { "007s", 7 * SEC }
+    };
+
+    static const struct {
+        const char  *text;
+        size_t       bytes;
+    } sizes[] = {
+        { "64", 64 }, { "1000", 1000 }, { "2k", 2048 },
+        { "16448k", 16 * 1024 * 1024 + 64 * 1024 }, { "3m", 3 << 20 },
+        { "2047m", 2047UL << 20 }, { "2147483647", 0x7fffffff }
+    };
+
+    char        text[512];
+    size_t      i;
+    vw_conf_t  *conf;
+
+    for (i = 0; i < sizeof(durations) / sizeof(durations[0]); i++) {
+        snprintf(text, sizeof(text), W "dead_retention = %s\n",
+                 durations[i].text);
+        conf = load_ok(text);
+        assert_int_equal(conf->dead_retention_ms, durations[i].ms);
+        vw_conf_free(conf);
+    }
+
+    for (i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+        snprintf(text, sizeof(text), W "max_frame = %s\n", sizes[i].text);
+        conf = load_ok(text);
+        assert_int_equal(conf->max_frame, sizes[i].bytes);
+        vw_conf_free(conf);
+    }
+}
+
+
+static void
+test_targets(void **state)
+{
+    vw_conf_t            *conf;
+    const vw_conf_job_t  *a, *b, *c;
+
+    /* a target may follow its job; jobs without one get their own */
+    conf = load_ok(W
+                   "[job a]\nconnector = http\nurl = http://a\n"
+                   "target = shared\n"
+                   "[job b]\nconnector = http\nurl = http://b\n"
+                   "[target shared]\nmax_concurrency = 1\n"
+                   "[job c]\nconnector = http\nurl = http://c\n"
+                   "target = shared\n");
+
+    a = vw_conf_job(conf, "a", 1);
+    b = vw_conf_job(conf, "b", 1);
+    c = vw_conf_job(conf, "c", 1);
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_non_null(c);
+
+    assert_string_equal(a->target->name, "shared");
+    assert_int_equal(a->target->max_concurrency, 1);
+    assert_ptr_equal(a->target, c->target);
+    assert_ptr_equal(vw_conf_target(conf, "shared"), a->target);
+
+    assert_string_equal(b->target->name, "b");
+    assert_int_equal(b->target->max_concurrency, 8);
+    assert_ptr_equal(vw_conf_target(conf, "b"), b->target);
+    assert_null(vw_conf_target(conf, "a"));
+
+    vw_conf_free(conf);
+}
+
+
+/* a file saved with CRLF line ends reads as the same file with LF */
+static void
+test_crlf(void **state)
+{
+    vw_conf_t  *conf;
+
+    conf = load_ok("[worker]\r\nlisten = unix:/w\r\nredis = r:1\r\n"
+                   "[job a]\r\nconnector = http\r\nurl = http://a\r\n"
+                   "header = X-A: b\r\n");
+    assert_string_equal(conf->listen, "/w");
+    assert_string_equal(conf->redis, "r:1");
+    assert_string_equal(conf->jobs->url, "http://a");
+    assert_string_equal(conf->jobs->headers->value, "b");
+    vw_conf_free(conf);
+}
+
+
+/* values too long to quote whole are cut, so a message stays short */
+static void
+test_error_long_values(void **state)
+{
+    char  text[512], expected[512], a[200];
+
+    memset(a, 'a', sizeof(a));
+
+    snprintf(text, sizeof(text), W "[job %.129s]\n", a);
+    snprintf(expected, sizeof(expected), "worker.conf:4: [job %.129s]: "
+             "\"%.64s...\" is not a valid job type: use 1 to 128 of A-Z a-z "
+             "0-9 . _ -", a, a);
+    load_err(text, expected);
+
+    /* 128 is fine */
+    snprintf(text, sizeof(text), W "[job %.128s]\nconnector = http\n"
+             "url = http://a\n", a);
+    vw_conf_free(load_ok(text));
+
+    snprintf(text, sizeof(text), "[worker]\nlisten = unix:/run/%.103s\n", a);
+    snprintf(expected, sizeof(expected), "worker.conf:2: listen: "
+             "\"unix:/run/%.54s...\": the path is longer than 107 bytes", a);
+    load_err(text, expected);
+
+    /* 107 bytes is fine */
+    snprintf(text, sizeof(text), "[worker]\nlisten = unix:/run/%.102s\n"
+             "redis = r:1\n", a);
+    vw_conf_free(load_ok(text));
+}
+
+
+/* the table of errors: every message as it must read */
+
+typedef struct {
+    const char  *text;
+    const char  *err;
+} error_case_t;
+
+
+static const error_case_t  errors[] = {
+
+    /* sections */
+    { W "[jobs a]\n", "worker.conf:4: [jobs a]: unknown section" },
+    { W "[]\n", "worker.conf:4: []: unknown section" },
+    { W J "[job a]\n",
+      "worker.conf:7: [job a]: duplicate section, first at line 4" },
+    { W "[ worker ]\n",
+      "worker.conf:4: [ worker ]: duplicate section, first at line 1" },
+    { W "[target t]\n[target t]\n",
+      "worker.conf:5: [target t]: duplicate section, first at line 4" },
+    { "[worker x]\n", "worker.conf:1: [worker x]: [worker] takes no name" },
+    { W "[target]\n",
+      "worker.conf:4: [target]: needs a name: [target <name>]" },
+    { W "[job]\n", "worker.conf:4: [job]: needs a name: [job <type>]" },
+    { W "[target a/b]\n",
+      "worker.conf:4: [target a/b]: \"a/b\" is not a valid target name: "
+      "use 1 to 128 of A-Z a-z 0-9 . _ -" },
+    { W "[job a b]\n",
+      "worker.conf:4: [job a b]: \"a b\" is not a valid job type: "
+      "use 1 to 128 of A-Z a-z 0-9 . _ -" },
+    { "[worker\n", "worker.conf:1: [worker: expected \"[section]\"" },
+    { "[job a]\nconnector = http\nurl = http://a\n",
+      "worker.conf:1: [worker]: missing section" },
+    { "", "worker.conf:1: [worker]: missing section" },
+
+    /* lines and keys */
+    { "listen = unix:/w\n",
+      "worker.conf:1: listen: outside of any section (the file starts with "
+      "[worker])" },
+    { W "concurrency 5\n",
+      "worker.conf:4: concurrency: expected \"key = value\"" },
+    { W "= 5\n", "worker.conf:4: (no key): expected \"key = value\"" },
+    { W "listn = unix:/w\n", "worker.conf:4: listn: unknown key in [worker]" },
+    { W "url = http://a\n", "worker.conf:4: url: unknown key in [worker]" },
+    { W J "max_concurrency = 1\n",
+      "worker.conf:7: max_concurrency: unknown key in [job a]" },
+    { W "[target t]\ntimeout = 1s\n",
+      "worker.conf:5: timeout: unknown key in [target t]" },
+    { W "listen = unix:/other\n",
+      "worker.conf:4: listen: duplicate key, first at line 2" },
+    { W J "url = http://b\n",
+      "worker.conf:7: url: duplicate key, first at line 6" },
+    { W "[target t]\nmax_concurrency = 1\nmax_concurrency = 2\n",
+      "worker.conf:6: max_concurrency: duplicate key, first at line 5" },
+    { W "concurrency =\n", "worker.conf:4: concurrency: missing value" },
+    { W "concurrency = # none\n",
+      "worker.conf:4: concurrency: missing value" },
+
+    /* required keys */
+    { "[worker]\nredis = r:1\n",
+      "worker.conf:1: listen: missing in [worker]" },
+    { "[worker]\nlisten = unix:/w\n",
+      "worker.conf:1: redis: missing in [worker]" },
+    { W "[job a]\nurl = http://a\n",
+      "worker.conf:4: connector: missing in [job a]" },
+    { W "[job a]\nconnector = http\n",
+      "worker.conf:4: url: missing in [job a]" },
+
+    /* durations */
+    { W J "backoff_base = ten\n",
+      "worker.conf:7: backoff_base: \"ten\" is not a duration" },
+    { W J "timeout = 10 s\n",
+      "worker.conf:7: timeout: \"10 s\" is not a duration" },
+    { W J "timeout = 1.5s\n",
+      "worker.conf:7: timeout: \"1.5s\" is not a duration" },
+    { W J "timeout = -1s\n",
+      "worker.conf:7: timeout: \"-1s\" is not a duration" },
+    { W J "timeout = 10S\n",
+      "worker.conf:7: timeout: \"10S\" is not a duration" },
+    { W J "timeout = s\n", "worker.conf:7: timeout: \"s\" is not a duration" },
+    { W J "timeout = 0\n", "worker.conf:7: timeout: \"0\" is less than 1ms" },
+    { W "dead_retention = 3651d\n",
+      "worker.conf:4: dead_retention: \"3651d\" is more than 3650d" },
+    { W "dead_retention = 99999999999999999999999d\n",
+      "worker.conf:4: dead_retention: \"99999999999999999999999d\" is more "
+      "than 3650d" },
+    { W "[target t]\nbreaker_window = 0ms\n",
+      "worker.conf:5: breaker_window: \"0ms\" is less than 1ms" },
+
+    /* numbers and sizes */
+    { W "concurrency = lots\n",
+      "worker.conf:4: concurrency: \"lots\" is not a number" },
+    { W "concurrency = 0\n", "worker.conf:4: concurrency: \"0\" is less than 1" },
+    { W "concurrency = 65536\n",
+      "worker.conf:4: concurrency: \"65536\" is more than 65535" },
+    { W "inflight_cap = 1k\n",
+      "worker.conf:4: inflight_cap: \"1k\" is not a number" },
+    { W J "max_attempts = 0\n",
+      "worker.conf:7: max_attempts: \"0\" is less than 1" },
+    { W "[target t]\nbreaker_error_rate = 101\n",
+      "worker.conf:5: breaker_error_rate: \"101\" is more than 100" },
+    { W "[target t]\nmax_concurrency = -1\n",
+      "worker.conf:5: max_concurrency: \"-1\" is not a number" },
+    { W "max_frame = 1g\n", "worker.conf:4: max_frame: \"1g\" is not a size" },
+    { W "max_frame = 16M\n", "worker.conf:4: max_frame: \"16M\" is not a size" },
+    { W "max_frame = 63\n", "worker.conf:4: max_frame: \"63\" is less than 64" },
+    { W "max_frame = 2048m\n",
+      "worker.conf:4: max_frame: \"2048m\" is more than 2147483647" },
+
+    /* words */
+    { W J "ordering = yes\n",
+      "worker.conf:7: ordering: \"yes\" is not on or off" },
+    { W J "on_dead = stop\n",
+      "worker.conf:7: on_dead: \"stop\" is not proceed or block" },
+    { W J "method = post\n",
+      "worker.conf:7: method: \"post\" is not a method in capitals, "
+      "e.g. POST" },
+    { W "[job a]\nconnector = soap\n",
+      "worker.conf:5: connector: \"soap\" is not a known connector (only "
+      "\"http\" so far)" },
+    { W "consumer = a b\n",
+      "worker.conf:4: consumer: \"a b\" is not 1 to 255 printable "
+      "characters without blanks" },
+
+    /* addresses */
+    { "[worker]\nlisten = /run/w.sock\n",
+      "worker.conf:2: listen: \"/run/w.sock\" is not unix:<path>" },
+    { "[worker]\nlisten = unix:\n",
+      "worker.conf:2: listen: \"unix:\" is not unix:<path>" },
+    { "[worker]\nredis = localhost:0\n",
+      "worker.conf:2: redis: \"localhost:0\" is not host:port or "
+      "unix:<path>" },
+    { "[worker]\nredis = localhost:65536\n",
+      "worker.conf:2: redis: \"localhost:65536\" is not host:port or "
+      "unix:<path>" },
+    { "[worker]\nredis = :6379\n",
+      "worker.conf:2: redis: \":6379\" is not host:port or unix:<path>" },
+    { "[worker]\nredis = unix:\n",
+      "worker.conf:2: redis: \"unix:\" is not host:port or unix:<path>" },
+    { "[worker]\nredis = redis://localhost\n",
+      "worker.conf:2: redis: \"redis://localhost\" is not host:port or "
+      "unix:<path>" },
+    { W "[job a]\nurl = ftp://x.example/\n",
+      "worker.conf:5: url: \"ftp://x.example/\" is not an http:// or "
+      "https:// URL" },
+    { W "[job a]\nurl = https://\n",
+      "worker.conf:5: url: \"https://\" is not an http:// or https:// URL" },
+    { W "[job a]\nurl = http:///path\n",
+      "worker.conf:5: url: \"http:///path\" is not an http:// or https:// "
+      "URL" },
+    { W "[job a]\nurl = http://a b\n",
+      "worker.conf:5: url: \"http://a b\" is not an http:// or https:// URL" },
+    { W "[job a]\nurl = HTTPS://a\n",
+      "worker.conf:5: url: \"HTTPS://a\" is not an http:// or https:// URL" },
+
+    /* targets */
+    { W J "target = nope\n", "worker.conf:7: target: no section [target nope]" },
+    { W J "target = a/b\n",
+      "worker.conf:7: target: \"a/b\" is not a valid target name: use 1 to "
+      "128 of A-Z a-z 0-9 . _ -" },
+    { W "[target a]\n" J,
+      "worker.conf:5: target: missing in [job a], and [target a] at line 4 "
+      "has its name: add \"target = a\" to use it, or rename it" },
+
+    /* headers */
+    { W J "header = X-Source vantage\n",
+      "worker.conf:7: header: expected \"Name: value\"" },
+    { W J "header = X Source: vantage\n",
+      "worker.conf:7: header: \"X Source\" is not a valid header name" },
+    { W J "header = : vantage\n",
+      "worker.conf:7: header: \"\" is not a valid header name" },
+    { W J "header = X(1): v\n",
+      "worker.conf:7: header: \"X(1)\" is not a valid header name" },
+    { W J "header = X-A: a\rb\n",
+      "worker.conf:7: header: the value of X-A holds CR, LF or another "
+      "control character" },
+    { W J "header = X-A: a\x01" "b\n",
+      "worker.conf:7: header: the value of X-A holds CR, LF or another "
+      "control character" },
+    { W J "secret_header = Authorization\n",
+      "worker.conf:7: secret_header: expected \"Name /path/to/file\" (the "
+      "value is read from the file)" },
+    { W J "secret_header = Authorization Bearer abc\n",
+      "worker.conf:7: secret_header: expected \"Name /path/to/file\" (the "
+      "value is read from the file)" },
+    { W J "secret_header = Author:ization /etc/passwd\n",
+      "worker.conf:7: secret_header: \"Author:ization\" is not a valid "
+      "header name" },
+    { W J "secret_header = Authorization /nonexistent/token\n",
+      "worker.conf:7: secret_header: cannot read \"/nonexistent/token\": "
+      "No such file or directory" },
+    { W J "secret_header = Authorization /tmp\n",
+      "worker.conf:7: secret_header: cannot read \"/tmp\": Is a directory" },
+    { W "redis_password_file = redis.pw\n",
+      "worker.conf:4: redis_password_file: expected the absolute path of a "
+      "file holding the password" },
+    { W "redis_password_file = /nonexistent/pw\n",
+      "worker.conf:4: redis_password_file: cannot read \"/nonexistent/pw\": "
+      "No such file or directory" },
+
+    /* rules between values */
+    { W J "backoff_base = 10m\n",
+      "worker.conf:7: backoff_base: 10m is more than backoff_cap (5m)" },
+    { W J "backoff_cap = 500ms\n",
+      "worker.conf:7: backoff_cap: 500ms is less than backoff_base (1s)" },
+    { W J "backoff_cap = 1s\nbackoff_base = 1001ms\n",
+      "worker.conf:8: backoff_base: 1001ms is more than backoff_cap (1s)" },
+    { W "done_retention = 1h\n",
+      "worker.conf:4: done_retention: 1h is less than idempotency_window "
+      "(1d): a retried request would find its claim but not the job" },
+    { W "idempotency_window = 36h\n",
+      "worker.conf:4: idempotency_window: 36h is more than done_retention "
+      "(1d): a retried request would find its claim but not the job" },
+    { W "visibility_timeout = 15s\n" J,
+      "worker.conf:4: visibility_timeout: 15s must be more than the longest "
+      "job timeout (10s, in [job a]) + 5s, or another worker takes over an "
+      "attempt still running and runs the job twice" },
+    { W J "timeout = 55s\n",
+      "worker.conf:7: timeout: 55s must be less than visibility_timeout "
+      "(1m) - 5s, or another worker takes over an attempt still running "
+      "and runs the job twice" },
+    { W J "[job b]\nconnector = http\nurl = http://b\ntimeout = 2m\n"
+      "[worker2]\n",
+      "worker.conf:11: [worker2]: unknown section" },
+    { W J "[job b]\nconnector = http\nurl = http://b\ntimeout = 2m\n",
+      "worker.conf:10: timeout: 2m must be less than visibility_timeout "
+      "(1m) - 5s, or another worker takes over an attempt still running "
+      "and runs the job twice" },
+};
+
+
+static void
+test_errors(void **state)
+{
+    size_t  i;
+
+    for (i = 0; i < sizeof(errors) / sizeof(errors[0]); i++) {
+        print_message("case %zu: %s\n", i, errors[i].err);
+        load_err(errors[i].text, errors[i].err);
+    }
+}
+
+
+static void
+test_error_odd_bytes(void **state)
+{
+    static const char  nul[] = W "concurrency = 1\0oops\n";
+
+    /* a NUL in a line, a control byte in a key: still one line */
+    load_err_n(nul, sizeof(nul) - 1, "worker.conf:4: (line): holds a NUL byte");
+    load_err(W "con\x01" "currency = 1\n",
+             "worker.conf:4: con?currency: unknown key in [worker]");
+    load_err(W "[job \x1b[31m]\n",
+             "worker.conf:4: [job ?[31m]: \"\\x1b[31m\" is not a valid job "
+             "type: use 1 to 128 of A-Z a-z 0-9 . _ -");
+}
+
+
+static void
+test_error_no_file(void **state)
+{
+    char        err[VW_CONF_ERR_LEN];
+    vw_conf_t  *conf;
+
+    conf = vw_conf_load("missing.conf", err, sizeof(err));
+    assert_null(conf);
+    assert_string_equal(err, "missing.conf: cannot open: No such file or "
+                        "directory");
+}
+
+
+/* a file's secret never shows in a message, whatever is wrong with it */
+static void
+test_secret_files(void **state)
+{
+    char        text[1024], *big;
+    size_t      n;
+    vw_conf_t  *conf;
+
+    write_file("empty", "", 0);
+    write_file("newline", "\n", 1);
+    write_file("inner", "Bearer SECRET-one\nSECRET-two\n", 29);
+    write_file("cr", "SECRET-one\rx", 12);
+    write_file("crlf", "SECRET-crlf\r\n", 13);
+    write_file("twolf", "SECRET-two\n\n", 12);
+
+    n = 64 * 1024 + 1;
+    big = malloc(n);
+    assert_non_null(big);
+    memset(big, 'S', n);
+    write_file("big", big, n);
+    write_file("max", big, n - 1);
+    free(big);
+
+#define SH(file)                                                             \
+    snprintf(text, sizeof(text),                                              \
+             W J "secret_header = Authorization %s/%s\n", dir, file)
+
+#define SH_ERR(file, what)                                                   \
+    do {                                                                      \
+        char  expected[512];                                                  \
+        SH(file);                                                             \
+        snprintf(expected, sizeof(expected),                                  \
+                 "worker.conf:7: secret_header: \"%s/%s\" %s", dir, file,     \
+                 what);                                                       \
+        load_err(text, expected);                                             \
+    } while (0)
+
+    SH_ERR("empty", "is empty");
+    SH_ERR("newline", "is empty");
+    SH_ERR("inner", "holds CR, LF or another control character before its "
+           "end");
+    SH_ERR("cr", "holds CR, LF or another control character before its end");
+    SH_ERR("twolf", "holds CR, LF or another control character before its "
+           "end");
+    SH_ERR("big", "is larger than 64k");
+
+    SH("crlf");
+    conf = load_ok(text);
+    assert_string_equal(conf->jobs->headers->value, "SECRET-crlf");
+    assert_int_equal(conf->jobs->headers->secret, 1);
+    vw_conf_free(conf);
+
+    SH("max");
+    conf = load_ok(text);
+    assert_int_equal(strlen(conf->jobs->headers->value), 64 * 1024);
+    vw_conf_free(conf);
+
+    /* the same reader for the Redis password */
+    snprintf(text, sizeof(text), W "redis_password_file = %s/inner\n", dir);
+    {
+        char  expected[512];
+
+        snprintf(expected, sizeof(expected),
+                 "worker.conf:4: redis_password_file: \"%s/inner\" holds CR, "
+                 "LF or another control character before its end", dir);
+        load_err(text, expected);
+    }
+
+    snprintf(text, sizeof(text), W "redis_password_file = %s/crlf\n", dir);
+    conf = load_ok(text);
+    assert_string_equal(conf->redis_password, "SECRET-crlf");
+    vw_conf_free(conf);
+
+#undef SH_ERR
+#undef SH
+}
+
+
+int
+main(void)
+{
+    const struct CMUnitTest  tests[] = {
+        cmocka_unit_test_setup_teardown(test_defaults, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_new_has_the_defaults, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_every_key, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_units, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_targets, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_crlf, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_error_long_values, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_error_odd_bytes, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_error_no_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_secret_files, setup, teardown),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

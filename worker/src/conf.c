@@ -1,0 +1,1817 @@
+/* conf.c -- reads and validates the worker's configuration file */
+
+/*
+ * The file is INI (docs/WORKER.md, "The configuration file"): [worker],
+ * [target <name>] and [job <type>] sections of "key = value" lines.  The
+ * reader is strict: a key it does not know, a key given twice, a value it
+ * cannot parse or a rule between values that does not hold stops the load
+ * with one line naming the file, the line and the key, so that a typo never
+ * turns silently into a default.  The first error wins; nothing is logged
+ * here, the caller decides where the line goes.
+ *
+ * Secrets (secret_header values, the Redis password) are read from files
+ * named in the configuration.  No error message quotes a secret or a value
+ * that may be one: header values are never quoted, and a path that is not
+ * absolute is refused without quoting it, in case a value was pasted where
+ * its file's path belongs.  Their memory is cleared before it is freed.
+ */
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "vw_core.h"
+#include "vw_conf.h"
+
+
+#define VW_CONF_MAX_KEYS      16
+#define VW_CONF_NAME_MAX      128       /* as server.c takes job types */
+#define VW_CONF_SECRET_MAX    (64 * 1024)
+#define VW_CONF_QUOTE_MAX     64
+
+#define VW_CONF_SECOND        1000ULL
+#define VW_CONF_MINUTE        (60 * VW_CONF_SECOND)
+#define VW_CONF_HOUR          (60 * VW_CONF_MINUTE)
+#define VW_CONF_DAY           (24 * VW_CONF_HOUR)
+
+/* long enough for any retention; small enough that now + it never wraps */
+#define VW_CONF_DURATION_MAX  (3650 * VW_CONF_DAY)
+
+/*
+ * An attempt's stream entry must not look idle to other workers while it
+ * runs: its HTTP call may take the whole job timeout, and recording the
+ * outcome (a Redis transaction, on a loaded Redis) comes after that.
+ */
+#define VW_CONF_VISIBILITY_SLACK  (5 * VW_CONF_SECOND)
+
+
+typedef enum {
+    VW_CONF_WORKER = 0,
+    VW_CONF_TARGET,
+    VW_CONF_JOB
+} vw_conf_kind_e;
+
+
+typedef struct vw_conf_sect_s  vw_conf_sect_t;
+
+/* what the reader remembers of a section until the file is read */
+struct vw_conf_sect_s {
+    vw_conf_kind_e              kind;
+    unsigned                    line;
+    char                       *name;       /* NULL for [worker] */
+    void                       *obj;        /* vw_conf_t, _target_t, _job_t */
+    unsigned                    lines[VW_CONF_MAX_KEYS];  /* 0: not set */
+    char                       *target;     /* a job's "target" value */
+    vw_conf_sect_t             *next;
+};
+
+
+typedef struct {
+    const char                 *file;
+    unsigned                    line;
+    char                       *err;
+    size_t                      errlen;
+    vw_conf_t                  *conf;
+    vw_conf_sect_t             *sects;
+    vw_conf_sect_t            **sects_tail;
+    vw_conf_sect_t             *sect;       /* the one being read */
+    vw_conf_target_t          **targets_tail;
+    vw_conf_job_t             **jobs_tail;
+} vw_conf_ctx_t;
+
+
+typedef struct vw_conf_key_s  vw_conf_key_t;
+
+typedef int (*vw_conf_set_pt)(vw_conf_ctx_t *ctx, const vw_conf_key_t *key,
+    const char *value, void *obj);
+
+struct vw_conf_key_s {
+    const char                 *name;
+    vw_conf_set_pt              set;
+    size_t                      offset;     /* of the field in obj */
+    uint64_t                    min;
+    uint64_t                    max;
+    unsigned                    repeat:1;   /* may be given more than once */
+};
+
+
+static int vw_conf_set_duration(vw_conf_ctx_t *ctx, const vw_conf_key_t *key,
+    const char *value, void *obj);
+static int vw_conf_set_unsigned(vw_conf_ctx_t *ctx, const vw_conf_key_t *key,
+    const char *value, void *obj);
+static int vw_conf_set_uint64(vw_conf_ctx_t *ctx, const vw_conf_key_t *key,
+    const char *value, void *obj);
+static int vw_conf_set_size(vw_conf_ctx_t *ctx, const vw_conf_key_t *key,
+    const char *value, void *obj);
+static int vw_conf_set_listen(vw_conf_ctx_t *ctx, const vw_conf_key_t *key,
+    const char *value, void *obj);
+static int vw_conf_set_redis(vw_conf_ctx_t *ctx, const vw_conf_key_t *key,
+    const char *value, void *obj);
+static int vw_conf_set_password(vw_conf_ctx_t *ctx, const vw_conf_key_t *key,
+    const char *value, void *obj);
+static int vw_conf_set_consumer(vw_conf_ctx_t *ctx, const vw_conf_key_t *key,
+    const char *value, void *obj);
+static int vw_conf_set_connector(vw_conf_ctx_t *ctx, const vw_conf_key_t *key,
+    const char *value, void *obj);
+static int vw_conf_set_target(vw_conf_ctx_t *ctx, const vw_conf_key_t *key,
+    const char *value, void *obj);
+static int vw_conf_set_url(vw_conf_ctx_t *ctx, const vw_conf_key_t *key,
+    const char *value, void *obj);
+static int vw_conf_set_method(vw_conf_ctx_t *ctx, const vw_conf_key_t *key,
+    const char *value, void *obj);
+static int vw_conf_set_header(vw_conf_ctx_t *ctx, const vw_conf_key_t *key,
+    const char *value, void *obj);
+static int vw_conf_set_secret_header(vw_conf_ctx_t *ctx,
+    const vw_conf_key_t *key, const char *value, void *obj);
+static int vw_conf_set_ordering(vw_conf_ctx_t *ctx, const vw_conf_key_t *key,
+    const char *value, void *obj);
+static int vw_conf_set_on_dead(vw_conf_ctx_t *ctx, const vw_conf_key_t *key,
+    const char *value, void *obj);
+
+
+#define vw_off(type, field)  offsetof(type, field)
+
+static const vw_conf_key_t  vw_conf_worker_keys[] = {
+    { "listen", vw_conf_set_listen, 0, 0, 0, 0 },
+    { "redis", vw_conf_set_redis, 0, 0, 0, 0 },
+    { "redis_password_file", vw_conf_set_password, 0, 0, 0, 0 },
+    { "consumer", vw_conf_set_consumer, 0, 0, 0, 0 },
+    { "concurrency", vw_conf_set_unsigned,
+      vw_off(vw_conf_t, concurrency), 1, 65535, 0 },
+    { "visibility_timeout", vw_conf_set_duration,
+      vw_off(vw_conf_t, visibility_timeout_ms), 1, VW_CONF_DURATION_MAX, 0 },
+    { "inflight_cap", vw_conf_set_uint64,
+      vw_off(vw_conf_t, inflight_cap), 1, UINT32_MAX, 0 },
+    { "idempotency_window", vw_conf_set_duration,
+      vw_off(vw_conf_t, idempotency_window_ms), 1, VW_CONF_DURATION_MAX, 0 },
+    { "done_retention", vw_conf_set_duration,
+      vw_off(vw_conf_t, done_retention_ms), 1, VW_CONF_DURATION_MAX, 0 },
+    { "dead_retention", vw_conf_set_duration,
+      vw_off(vw_conf_t, dead_retention_ms), 1, VW_CONF_DURATION_MAX, 0 },
+    { "ordering_recheck", vw_conf_set_duration,
+      vw_off(vw_conf_t, ordering_recheck_ms), 1, VW_CONF_DURATION_MAX, 0 },
+    /* 0: stop at once, abandoning running attempts to redelivery */
+    { "shutdown_timeout", vw_conf_set_duration,
+      vw_off(vw_conf_t, shutdown_timeout_ms), 0, VW_CONF_DURATION_MAX, 0 },
+    /* as --max-frame */
+    { "max_frame", vw_conf_set_size,
+      vw_off(vw_conf_t, max_frame), 64, 0x7fffffff, 0 },
+    { NULL, NULL, 0, 0, 0, 0 }
+};
+
+
+static const vw_conf_key_t  vw_conf_target_keys[] = {
+    { "max_concurrency", vw_conf_set_unsigned,
+      vw_off(vw_conf_target_t, max_concurrency), 1, 65535, 0 },
+    { "breaker_failures", vw_conf_set_unsigned,
+      vw_off(vw_conf_target_t, breaker_failures), 1, UINT32_MAX, 0 },
+    { "breaker_error_rate", vw_conf_set_unsigned,
+      vw_off(vw_conf_target_t, breaker_error_rate), 1, 100, 0 },
+    { "breaker_window", vw_conf_set_duration,
+      vw_off(vw_conf_target_t, breaker_window_ms), 1,
+      VW_CONF_DURATION_MAX, 0 },
+    { "breaker_min_calls", vw_conf_set_unsigned,
+      vw_off(vw_conf_target_t, breaker_min_calls), 1, UINT32_MAX, 0 },
+    { "breaker_cooldown", vw_conf_set_duration,
+      vw_off(vw_conf_target_t, breaker_cooldown_ms), 1,
+      VW_CONF_DURATION_MAX, 0 },
+    { NULL, NULL, 0, 0, 0, 0 }
+};
+
+
+/* the indexes of the job keys that the checks after reading look at */
+enum {
+    VW_CONF_JOB_CONNECTOR = 0,
+    VW_CONF_JOB_TARGET,
+    VW_CONF_JOB_URL,
+    VW_CONF_JOB_TIMEOUT = 6,
+    VW_CONF_JOB_BACKOFF_BASE = 9,
+    VW_CONF_JOB_BACKOFF_CAP
+};
+
+static const vw_conf_key_t  vw_conf_job_keys[] = {
+    { "connector", vw_conf_set_connector, 0, 0, 0, 0 },
+    { "target", vw_conf_set_target, 0, 0, 0, 0 },
+    { "url", vw_conf_set_url, 0, 0, 0, 0 },
+    { "method", vw_conf_set_method, 0, 0, 0, 0 },
+    { "header", vw_conf_set_header, 0, 0, 0, 1 },
+    { "secret_header", vw_conf_set_secret_header, 0, 0, 0, 1 },
+    { "timeout", vw_conf_set_duration,
+      vw_off(vw_conf_job_t, timeout_ms), 1, VW_CONF_DURATION_MAX, 0 },
+    { "max_attempts", vw_conf_set_unsigned,
+      vw_off(vw_conf_job_t, max_attempts), 1, UINT32_MAX, 0 },
+    { "max_age", vw_conf_set_duration,
+      vw_off(vw_conf_job_t, max_age_ms), 1, VW_CONF_DURATION_MAX, 0 },
+    { "backoff_base", vw_conf_set_duration,
+      vw_off(vw_conf_job_t, backoff_base_ms), 1, VW_CONF_DURATION_MAX, 0 },
+    { "backoff_cap", vw_conf_set_duration,
+      vw_off(vw_conf_job_t, backoff_cap_ms), 1, VW_CONF_DURATION_MAX, 0 },
+    { "ordering", vw_conf_set_ordering, 0, 0, 0, 0 },
+    { "on_dead", vw_conf_set_on_dead, 0, 0, 0, 0 },
+    { NULL, NULL, 0, 0, 0, 0 }
+};
+
+/* the worker's own keys that the checks after reading look at */
+enum {
+    VW_CONF_WORKER_LISTEN = 0,
+    VW_CONF_WORKER_REDIS,
+    VW_CONF_WORKER_VISIBILITY = 5,
+    VW_CONF_WORKER_IDEMPOTENCY = 7,
+    VW_CONF_WORKER_DONE_RETENTION
+};
+
+#undef vw_off
+
+
+static const vw_conf_key_t  *vw_conf_keys[] = {
+    vw_conf_worker_keys, vw_conf_target_keys, vw_conf_job_keys
+};
+
+static const char  *vw_conf_kinds[] = { "worker", "target", "job" };
+
+
+static int vw_conf_read(vw_conf_ctx_t *ctx, FILE *f);
+static int vw_conf_line(vw_conf_ctx_t *ctx, char *line);
+static int vw_conf_section(vw_conf_ctx_t *ctx, char *p);
+static int vw_conf_finish(vw_conf_ctx_t *ctx);
+static int vw_conf_finish_job(vw_conf_ctx_t *ctx, vw_conf_sect_t *s);
+static int vw_conf_error(vw_conf_ctx_t *ctx, unsigned line, const char *key,
+    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static const char *vw_conf_quote(char *buf, size_t size, const char *s);
+static const char *vw_conf_fmt_ms(char *buf, size_t size, uint64_t ms);
+static const char *vw_conf_label(vw_conf_sect_t *s, char *buf, size_t size);
+static int vw_conf_valid_name(const char *s);
+static int vw_conf_read_secret(vw_conf_ctx_t *ctx, const char *key,
+    const char *path, char **value);
+static vw_conf_target_t *vw_conf_target_new(vw_conf_ctx_t *ctx,
+    const char *name);
+static void vw_conf_secret_free(char *s);
+static char *vw_conf_default_consumer(void);
+static char *vw_conf_trim(char *s);
+
+
+vw_conf_t *
+vw_conf_new(void)
+{
+    vw_conf_t  *conf;
+
+    conf = calloc(1, sizeof(vw_conf_t));
+    if (conf == NULL) {
+        return NULL;
+    }
+
+    conf->concurrency = 64;
+    conf->visibility_timeout_ms = 60 * VW_CONF_SECOND;
+    conf->inflight_cap = 100000;
+    conf->idempotency_window_ms = 24 * VW_CONF_HOUR;
+    conf->done_retention_ms = 24 * VW_CONF_HOUR;
+    conf->dead_retention_ms = 14 * VW_CONF_DAY;
+    conf->ordering_recheck_ms = VW_CONF_SECOND;
+    conf->shutdown_timeout_ms = 20 * VW_CONF_SECOND;
+    conf->max_frame = VW_CONF_MAX_FRAME_DEFAULT;
+
+    conf->consumer = vw_conf_default_consumer();
+    if (conf->consumer == NULL) {
+        free(conf);
+        return NULL;
+    }
+
+    return conf;
+}
+
+
+/* <hostname>:<pid>: unique among the workers sharing a Redis */
+static char *
+vw_conf_default_consumer(void)
+{
+    char   host[256], *consumer;
+
+    if (gethostname(host, sizeof(host)) != 0) {
+        strcpy(host, "localhost");
+    }
+
+    host[sizeof(host) - 1] = '\0';
+
+    consumer = malloc(strlen(host) + 24);
+    if (consumer != NULL) {
+        sprintf(consumer, "%s:%ld", host, (long) getpid());
+    }
+
+    return consumer;
+}
+
+
+vw_conf_t *
+vw_conf_load(const char *file, char *err, size_t errlen)
+{
+    int              rc;
+    FILE            *f;
+    vw_conf_sect_t  *s, *next;
+    vw_conf_ctx_t    ctx;
+
+    memset(&ctx, 0, sizeof(vw_conf_ctx_t));
+    ctx.file = file;
+    ctx.err = err;
+    ctx.errlen = errlen;
+    ctx.sects_tail = &ctx.sects;
+
+    if (errlen > 0) {
+        err[0] = '\0';
+    }
+
+    ctx.conf = vw_conf_new();
+    if (ctx.conf == NULL) {
+        snprintf(err, errlen, "%s: out of memory", file);
+        return NULL;
+    }
+
+    ctx.targets_tail = &ctx.conf->targets;
+    ctx.jobs_tail = &ctx.conf->jobs;
+
+    ctx.conf->file = strdup(file);
+
+    f = fopen(file, "r");
+
+    if (ctx.conf->file == NULL || f == NULL) {
+        snprintf(err, errlen, "%s: cannot open: %s", file,
+                 f == NULL ? strerror(errno) : "out of memory");
+        if (f != NULL) {
+            fclose(f);
+        }
+
+        vw_conf_free(ctx.conf);
+        return NULL;
+    }
+
+    rc = vw_conf_read(&ctx, f);
+
+    fclose(f);
+
+    if (rc == VW_OK) {
+        rc = vw_conf_finish(&ctx);
+    }
+
+    for (s = ctx.sects; s != NULL; s = next) {
+        next = s->next;
+        free(s->name);
+        free(s->target);
+        free(s);
+    }
+
+    if (rc != VW_OK) {
+        vw_conf_free(ctx.conf);
+        return NULL;
+    }
+
+    return ctx.conf;
+}
+
+
+void
+vw_conf_free(vw_conf_t *conf)
+{
+    vw_conf_job_t     *job, *next_job;
+    vw_conf_header_t  *h, *next_h;
+    vw_conf_target_t  *t, *next_t;
+
+    if (conf == NULL) {
+        return;
+    }
+
+    for (job = conf->jobs; job != NULL; job = next_job) {
+        next_job = job->next;
+
+        for (h = job->headers; h != NULL; h = next_h) {
+            next_h = h->next;
+            free(h->name);
+
+            if (h->secret) {
+                vw_conf_secret_free(h->value);
+            } else {
+                free(h->value);
+            }
+
+            free(h);
+        }
+
+        free(job->type);
+        free(job->connector);
+        free(job->url);
+        free(job->method);
+        free(job);
+    }
+
+    for (t = conf->targets; t != NULL; t = next_t) {
+        next_t = t->next;
+        free(t->name);
+        free(t);
+    }
+
+    free(conf->file);
+    free(conf->listen);
+    free(conf->redis);
+    vw_conf_secret_free(conf->redis_password);
+    free(conf->consumer);
+    free(conf);
+}
+
+
+const vw_conf_job_t *
+vw_conf_job(const vw_conf_t *conf, const char *type, size_t len)
+{
+    const vw_conf_job_t  *job;
+
+    if (conf == NULL) {
+        return NULL;
+    }
+
+    for (job = conf->jobs; job != NULL; job = job->next) {
+        if (strlen(job->type) == len && memcmp(job->type, type, len) == 0) {
+            return job;
+        }
+    }
+
+    return NULL;
+}
+
+
+const vw_conf_target_t *
+vw_conf_target(const vw_conf_t *conf, const char *name)
+{
+    const vw_conf_target_t  *t;
+
+    if (conf == NULL) {
+        return NULL;
+    }
+
+    for (t = conf->targets; t != NULL; t = t->next) {
+        if (strcmp(t->name, name) == 0) {
+            return t;
+        }
+    }
+
+    return NULL;
+}
+
+
+static int
+vw_conf_read(vw_conf_ctx_t *ctx, FILE *f)
+{
+    int       rc;
+    char     *line;
+    size_t    size;
+    ssize_t   n;
+
+    line = NULL;
+    size = 0;
+    rc = VW_OK;
+
+    while ((n = getline(&line, &size, f)) != -1) {
+        ctx->line++;
+
+        if (strlen(line) != (size_t) n) {
+            rc = vw_conf_error(ctx, ctx->line, "(line)",
+                               "holds a NUL byte");
+            break;
+        }
+
+        /* a file saved with CRLF line ends reads as one with LF */
+        if (n > 0 && line[n - 1] == '\n') {
+            line[--n] = '\0';
+        }
+
+        if (n > 0 && line[n - 1] == '\r') {
+            line[--n] = '\0';
+        }
+
+        rc = vw_conf_line(ctx, line);
+        if (rc != VW_OK) {
+            break;
+        }
+    }
+
+    if (rc == VW_OK && ferror(f)) {
+        rc = vw_conf_error(ctx, ctx->line + 1, "(line)", "cannot read: %s",
+                           strerror(errno));
+    }
+
+    free(line);
+
+    return rc;
+}
+
+
+static int
+vw_conf_line(vw_conf_ctx_t *ctx, char *line)
+{
+    char                 *p, *eq, *key, *value, label[VW_CONF_NAME_MAX + 16];
+    const vw_conf_key_t  *k;
+    vw_conf_sect_t       *s;
+    unsigned              i;
+
+    /*
+     * "#" opens a comment at the start of a line or after a blank, so that
+     * a value may hold one ("X-Tag: a#b", a URL's fragment)
+     */
+    for (p = line; *p; p++) {
+        if (*p == '#' && (p == line || p[-1] == ' ' || p[-1] == '\t')) {
+            *p = '\0';
+            break;
+        }
+    }
+
+    p = vw_conf_trim(line);
+
+    if (*p == '\0') {
+        return VW_OK;
+    }
+
+    if (*p == '[') {
+        return vw_conf_section(ctx, p);
+    }
+
+    eq = strchr(p, '=');
+
+    if (eq == NULL) {
+        p[strcspn(p, " \t")] = '\0';
+        return vw_conf_error(ctx, ctx->line, p, "expected \"key = value\"");
+    }
+
+    *eq = '\0';
+    key = vw_conf_trim(p);
+    value = vw_conf_trim(eq + 1);
+
+    if (*key == '\0') {
+        return vw_conf_error(ctx, ctx->line, "(no key)",
+                             "expected \"key = value\"");
+    }
+
+    s = ctx->sect;
+
+    if (s == NULL) {
+        return vw_conf_error(ctx, ctx->line, key, "outside of any section "
+                             "(the file starts with [worker])");
+    }
+
+    for (i = 0, k = vw_conf_keys[s->kind]; k->name != NULL; i++, k++) {
+        if (strcmp(k->name, key) == 0) {
+            break;
+        }
+    }
+
+    if (k->name == NULL) {
+        return vw_conf_error(ctx, ctx->line, key, "unknown key in %s",
+                             vw_conf_label(s, label, sizeof(label)));
+    }
+
+    if (s->lines[i] != 0 && !k->repeat) {
+        return vw_conf_error(ctx, ctx->line, key,
+                             "duplicate key, first at line %u", s->lines[i]);
+    }
+
+    s->lines[i] = ctx->line;
+
+    if (*value == '\0') {
+        return vw_conf_error(ctx, ctx->line, key, "missing value");
+    }
+
+    return k->set(ctx, k, value, s->obj);
+}
+
+
+/* "[worker]", "[target <name>]" or "[job <type>]" */
+static int
+vw_conf_section(vw_conf_ctx_t *ctx, char *p)
+{
+    char              *word, *name, q[VW_CONF_QUOTE_MAX * 4 + 8],
+                       head[VW_CONF_NAME_MAX + 32];
+    size_t             len, i;
+    unsigned           kind;
+    vw_conf_job_t     *job;
+    vw_conf_sect_t    *s;
+    vw_conf_target_t  *t;
+
+    /* the "key" of a message is the section's line as written, printable */
+    len = strlen(p);
+
+    for (i = 0; i < len && i < sizeof(head) - 4; i++) {
+        head[i] = (p[i] < 0x20 || p[i] == 0x7f) ? '?' : p[i];
+    }
+
+    strcpy(head + i, i < len ? "..." : "");
+
+    if (p[len - 1] != ']') {
+        return vw_conf_error(ctx, ctx->line, head, "expected \"[section]\"");
+    }
+
+    p[len - 1] = '\0';
+    word = vw_conf_trim(p + 1);
+    name = word + strcspn(word, " \t");
+
+    if (*name != '\0') {
+        *name++ = '\0';
+        name = vw_conf_trim(name);
+    }
+
+    p = head;
+
+    for (kind = 0; kind < 3; kind++) {
+        if (strcmp(word, vw_conf_kinds[kind]) == 0) {
+            break;
+        }
+    }
+
+    if (kind == 3) {
+        return vw_conf_error(ctx, ctx->line, p, "unknown section");
+    }
+
+    if (kind == VW_CONF_WORKER && *name != '\0') {
+        return vw_conf_error(ctx, ctx->line, p, "[worker] takes no name");
+    }
+
+    if (kind != VW_CONF_WORKER) {
+        if (*name == '\0') {
+            return vw_conf_error(ctx, ctx->line, p, "needs a name: [%s <%s>]",
+                                 word, kind == VW_CONF_JOB ? "type" : "name");
+        }
+
+        if (!vw_conf_valid_name(name)) {
+            return vw_conf_error(ctx, ctx->line, p, "%s is not a valid %s: "
+                                 "use 1 to %d of A-Z a-z 0-9 . _ -",
+                                 vw_conf_quote(q, sizeof(q), name),
+                                 kind == VW_CONF_JOB ? "job type"
+                                                     : "target name",
+                                 VW_CONF_NAME_MAX);
+        }
+    }
+
+    for (s = ctx->sects; s != NULL; s = s->next) {
+        if (s->kind == kind
+            && (kind == VW_CONF_WORKER || strcmp(s->name, name) == 0))
+        {
+            return vw_conf_error(ctx, ctx->line, p,
+                                 "duplicate section, first at line %u",
+                                 s->line);
+        }
+    }
+
+    s = calloc(1, sizeof(vw_conf_sect_t));
+    if (s == NULL) {
+        return vw_conf_error(ctx, ctx->line, p, "out of memory");
+    }
+
+    *ctx->sects_tail = s;
+    ctx->sects_tail = &s->next;
+    ctx->sect = s;
+
+    s->kind = kind;
+    s->line = ctx->line;
+
+    if (kind == VW_CONF_WORKER) {
+        s->obj = ctx->conf;
+        return VW_OK;
+    }
+
+    s->name = strdup(name);
+    if (s->name == NULL) {
+        return vw_conf_error(ctx, ctx->line, p, "out of memory");
+    }
+
+    if (kind == VW_CONF_TARGET) {
+        t = vw_conf_target_new(ctx, name);
+        if (t == NULL) {
+            return vw_conf_error(ctx, ctx->line, p, "out of memory");
+        }
+
+        s->obj = t;
+        return VW_OK;
+    }
+
+    job = calloc(1, sizeof(vw_conf_job_t));
+    if (job == NULL) {
+        return vw_conf_error(ctx, ctx->line, p, "out of memory");
+    }
+
+    *ctx->jobs_tail = job;
+    ctx->jobs_tail = &job->next;
+    s->obj = job;
+
+    job->type = strdup(name);
+    job->method = strdup("POST");
+    if (job->type == NULL || job->method == NULL) {
+        return vw_conf_error(ctx, ctx->line, p, "out of memory");
+    }
+
+    job->timeout_ms = 10 * VW_CONF_SECOND;
+    job->max_attempts = 8;
+    job->max_age_ms = 24 * VW_CONF_HOUR;
+    job->backoff_base_ms = VW_CONF_SECOND;
+    job->backoff_cap_ms = 5 * VW_CONF_MINUTE;
+    job->ordering = 0;
+    job->on_dead = VW_ON_DEAD_PROCEED;
+
+    return VW_OK;
+}
+
+
+/* a target with the defaults, appended to conf->targets */
+static vw_conf_target_t *
+vw_conf_target_new(vw_conf_ctx_t *ctx, const char *name)
+{
+    vw_conf_target_t  *t;
+
+    t = calloc(1, sizeof(vw_conf_target_t));
+    if (t == NULL) {
+        return NULL;
+    }
+
+    *ctx->targets_tail = t;
+    ctx->targets_tail = &t->next;
+
+    t->name = strdup(name);
+    if (t->name == NULL) {
+        return NULL;
+    }
+
+    t->max_concurrency = 8;
+    t->breaker_failures = 5;
+    t->breaker_error_rate = 50;
+    t->breaker_window_ms = 30 * VW_CONF_SECOND;
+    t->breaker_min_calls = 20;
+    t->breaker_cooldown_ms = 30 * VW_CONF_SECOND;
+
+    return t;
+}
+
+
+/* the rules between values, and what a whole file must have */
+static int
+vw_conf_finish(vw_conf_ctx_t *ctx)
+{
+    char             a[32], b[32], label[VW_CONF_NAME_MAX + 16];
+    uint64_t         longest;
+    vw_conf_t       *conf = ctx->conf;
+    vw_conf_sect_t  *s, *worker, *slowest;
+
+    worker = NULL;
+
+    for (s = ctx->sects; s != NULL; s = s->next) {
+        if (s->kind == VW_CONF_WORKER) {
+            worker = s;
+        }
+    }
+
+    if (worker == NULL) {
+        return vw_conf_error(ctx, 1, "[worker]", "missing section");
+    }
+
+    if (conf->listen == NULL) {
+        return vw_conf_error(ctx, worker->line, "listen",
+                             "missing in [worker]");
+    }
+
+    if (conf->redis == NULL) {
+        return vw_conf_error(ctx, worker->line, "redis",
+                             "missing in [worker]");
+    }
+
+    longest = 0;
+    slowest = NULL;
+
+    for (s = ctx->sects; s != NULL; s = s->next) {
+        if (s->kind != VW_CONF_JOB) {
+            continue;
+        }
+
+        if (vw_conf_finish_job(ctx, s) != VW_OK) {
+            return VW_ERROR;
+        }
+
+        if (slowest == NULL
+            || ((vw_conf_job_t *) s->obj)->timeout_ms > longest)
+        {
+            longest = ((vw_conf_job_t *) s->obj)->timeout_ms;
+            slowest = s;
+        }
+    }
+
+    if (conf->done_retention_ms < conf->idempotency_window_ms) {
+        vw_conf_fmt_ms(a, sizeof(a), conf->done_retention_ms);
+        vw_conf_fmt_ms(b, sizeof(b), conf->idempotency_window_ms);
+
+        if (worker->lines[VW_CONF_WORKER_DONE_RETENTION]
+            || !worker->lines[VW_CONF_WORKER_IDEMPOTENCY])
+        {
+            return vw_conf_error(ctx,
+                                 worker->lines[VW_CONF_WORKER_DONE_RETENTION],
+                                 "done_retention", "%s is less than "
+                                 "idempotency_window (%s): a retried request "
+                                 "would find its claim but not the job", a, b);
+        }
+
+        return vw_conf_error(ctx, worker->lines[VW_CONF_WORKER_IDEMPOTENCY],
+                             "idempotency_window", "%s is more than "
+                             "done_retention (%s): a retried request would "
+                             "find its claim but not the job", b, a);
+    }
+
+    if (slowest != NULL
+        && conf->visibility_timeout_ms <= longest + VW_CONF_VISIBILITY_SLACK)
+    {
+        vw_conf_fmt_ms(a, sizeof(a), conf->visibility_timeout_ms);
+        vw_conf_fmt_ms(b, sizeof(b), longest);
+
+        if (worker->lines[VW_CONF_WORKER_VISIBILITY]
+            || !slowest->lines[VW_CONF_JOB_TIMEOUT])
+        {
+            return vw_conf_error(ctx,
+                                 worker->lines[VW_CONF_WORKER_VISIBILITY]
+                                 ? worker->lines[VW_CONF_WORKER_VISIBILITY]
+                                 : worker->line,
+                                 "visibility_timeout", "%s must be more than "
+                                 "the longest job timeout (%s, in %s) + 5s, "
+                                 "or another worker takes over an attempt "
+                                 "still running and runs the job twice", a, b,
+                                 vw_conf_label(slowest, label,
+                                               sizeof(label)));
+        }
+
+        return vw_conf_error(ctx, slowest->lines[VW_CONF_JOB_TIMEOUT],
+                             "timeout", "%s must be less than "
+                             "visibility_timeout (%s) - 5s, or another "
+                             "worker takes over an attempt still running and "
+                             "runs the job twice", b, a);
+    }
+
+    return VW_OK;
+}
+
+
+static int
+vw_conf_finish_job(vw_conf_ctx_t *ctx, vw_conf_sect_t *s)
+{
+    char               a[32], b[32], label[VW_CONF_NAME_MAX + 16];
+    vw_conf_job_t     *job = s->obj;
+    vw_conf_sect_t    *ts;
+    vw_conf_target_t  *t;
+
+    vw_conf_label(s, label, sizeof(label));
+
+    if (job->connector == NULL) {
+        return vw_conf_error(ctx, s->line, "connector", "missing in %s",
+                             label);
+    }
+
+    if (job->url == NULL) {
+        return vw_conf_error(ctx, s->line, "url", "missing in %s", label);
+    }
+
+    if (job->backoff_base_ms > job->backoff_cap_ms) {
+        vw_conf_fmt_ms(a, sizeof(a), job->backoff_base_ms);
+        vw_conf_fmt_ms(b, sizeof(b), job->backoff_cap_ms);
+
+        if (s->lines[VW_CONF_JOB_BACKOFF_BASE]) {
+            return vw_conf_error(ctx, s->lines[VW_CONF_JOB_BACKOFF_BASE],
+                                 "backoff_base", "%s is more than "
+                                 "backoff_cap (%s)", a, b);
+        }
+
+        return vw_conf_error(ctx, s->lines[VW_CONF_JOB_BACKOFF_CAP],
+                             "backoff_cap", "%s is less than backoff_base "
+                             "(%s)", b, a);
+    }
+
+    /* a target's own name decides, so targets may follow their jobs */
+    for (ts = ctx->sects; ts != NULL; ts = ts->next) {
+        if (ts->kind == VW_CONF_TARGET
+            && strcmp(ts->name, s->target ? s->target : job->type) == 0)
+        {
+            break;
+        }
+    }
+
+    if (s->target != NULL) {
+        if (ts == NULL) {
+            return vw_conf_error(ctx, s->lines[VW_CONF_JOB_TARGET], "target",
+                                 "no section [target %s]", s->target);
+        }
+
+        job->target = ts->obj;
+        return VW_OK;
+    }
+
+    /*
+     * The implicit target must be the job's alone; one declared with the
+     * same name would be a second target of that name, so the file says
+     * which it means.
+     */
+    if (ts != NULL) {
+        return vw_conf_error(ctx, s->line, "target", "missing in %s, and "
+                             "[target %s] at line %u has its name: add "
+                             "\"target = %s\" to use it, or rename it",
+                             label, job->type, ts->line, job->type);
+    }
+
+    t = vw_conf_target_new(ctx, job->type);
+    if (t == NULL) {
+        return vw_conf_error(ctx, s->line, "target", "out of memory");
+    }
+
+    job->target = t;
+
+    return VW_OK;
+}
+
+
+/*
+ * Writes "<file>:<line>: <key>: <message>" into ctx->err and returns
+ * VW_ERROR, so that setters end with "return vw_conf_error(...)".
+ */
+static int
+vw_conf_error(vw_conf_ctx_t *ctx, unsigned line, const char *key,
+    const char *fmt, ...)
+{
+    int      n;
+    char    *p;
+    va_list  ap;
+
+    if (ctx->errlen == 0) {
+        return VW_ERROR;
+    }
+
+    n = snprintf(ctx->err, ctx->errlen, "%s:%u: %s: ", ctx->file, line, key);
+
+    if (n >= 0 && (size_t) n < ctx->errlen) {
+        va_start(ap, fmt);
+        vsnprintf(ctx->err + n, ctx->errlen - n, fmt, ap);
+        va_end(ap);
+    }
+
+    /* one line, whatever a key or a path from the file holds */
+    for (p = ctx->err; *p; p++) {
+        if ((unsigned char) *p < 0x20 || *p == 0x7f) {
+            *p = '?';
+        }
+    }
+
+    return VW_ERROR;
+}
+
+
+/*
+ * s in double quotes, bytes outside printable ASCII and '"' and '\' escaped
+ * and cut at VW_CONF_QUOTE_MAX characters, so that a message stays one
+ * readable line whatever the file holds; size >= VW_CONF_QUOTE_MAX * 4 + 8
+ */
+static const char *
+vw_conf_quote(char *buf, size_t size, const char *s)
+{
+    char           *p;
+    size_t          n;
+    unsigned char   c;
+
+    p = buf;
+    *p++ = '"';
+
+    for (n = 0; *s && n < VW_CONF_QUOTE_MAX; s++, n++) {
+        c = (unsigned char) *s;
+
+        if (c == '"' || c == '\\') {
+            *p++ = '\\';
+            *p++ = c;
+
+        } else if (c < 0x20 || c >= 0x7f) {
+            p += sprintf(p, "\\x%02x", c);
+
+        } else {
+            *p++ = c;
+        }
+    }
+
+    if (*s) {
+        p += sprintf(p, "...");
+    }
+
+    *p++ = '"';
+    *p = '\0';
+
+    (void) size;
+
+    return buf;
+}
+
+
+/* ms in the largest unit that divides it exactly: "90s", "5m", "1500ms" */
+static const char *
+vw_conf_fmt_ms(char *buf, size_t size, uint64_t ms)
+{
+    static const struct {
+        uint64_t     ms;
+        const char  *unit;
+    } units[] = {
+        { VW_CONF_DAY, "d" }, { VW_CONF_HOUR, "h" }, { VW_CONF_MINUTE, "m" },
+        { VW_CONF_SECOND, "s" }, { 1, "ms" }
+    };
+
+    unsigned  i;
+
+    for (i = 0; ms != 0 && ms % units[i].ms != 0; i++) {
+        /* void */
+    }
+
+    if (ms == 0) {
+        i = 3;
+    }
+
+    snprintf(buf, size, "%llu%s", (unsigned long long) (ms / units[i].ms),
+             units[i].unit);
+
+    return buf;
+}
+
+
+static const char *
+vw_conf_label(vw_conf_sect_t *s, char *buf, size_t size)
+{
+    if (s->kind == VW_CONF_WORKER) {
+        snprintf(buf, size, "[worker]");
+
+    } else {
+        snprintf(buf, size, "[%s %s]", vw_conf_kinds[s->kind], s->name);
+    }
+
+    return buf;
+}
+
+
+/* [A-Za-z0-9._-]{1,128}, as server.c takes job types */
+static int
+vw_conf_valid_name(const char *s)
+{
+    size_t  n;
+
+    n = strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                  "0123456789._-");
+
+    return n > 0 && n <= VW_CONF_NAME_MAX && s[n] == '\0';
+}
+
+
+/* a header name is an RFC 9110 token */
+static int
+vw_conf_valid_token(const char *s, size_t len)
+{
+    size_t  i;
+
+    if (len == 0) {
+        return 0;
+    }
+
+    for (i = 0; i < len; i++) {
+        if (!isalnum((unsigned char) s[i])
+            && strchr("!#$%&'*+-.^_`|~", s[i]) == NULL)
+        {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+/* a header value: no CR, LF or other control character but HTAB */
+static int
+vw_conf_valid_value(const char *s, size_t len)
+{
+    size_t  i;
+
+    for (i = 0; i < len; i++) {
+        if (((unsigned char) s[i] < 0x20 && s[i] != '\t') || s[i] == 0x7f) {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+/*
+ * Parses digits followed by one of the units; a bare number is in units of
+ * mult[0] when bare is set.  Returns VW_OK, VW_ERROR when it is not such a
+ * number, VW_DECLINED when it overflows.
+ */
+static int
+vw_conf_parse_units(const char *value, const char **units,
+    const uint64_t *mult, uint64_t bare, uint64_t *out)
+{
+    uint64_t     n, m;
+    unsigned     i;
+    const char  *p;
+
+    n = 0;
+
+    for (p = value; *p >= '0' && *p <= '9'; p++) {
+        if (n > (UINT64_MAX - 9) / 10) {
+            return VW_DECLINED;
+        }
+
+        n = n * 10 + (*p - '0');
+    }
+
+    if (p == value) {
+        return VW_ERROR;
+    }
+
+    if (*p == '\0') {
+        m = bare;
+
+    } else {
+        for (i = 0; units[i] != NULL; i++) {
+            if (strcmp(p, units[i]) == 0) {
+                break;
+            }
+        }
+
+        if (units[i] == NULL) {
+            return VW_ERROR;
+        }
+
+        m = mult[i];
+    }
+
+    if (m != 0 && n > UINT64_MAX / m) {
+        return VW_DECLINED;
+    }
+
+    *out = n * m;
+
+    return VW_OK;
+}
+
+
+/* checks n against key->min and key->max, in the words of the unit */
+static int
+vw_conf_range(vw_conf_ctx_t *ctx, const vw_conf_key_t *key,
+    const char *value, uint64_t n, int rc, int duration)
+{
+    char  q[VW_CONF_QUOTE_MAX * 4 + 8], a[32];
+
+    vw_conf_quote(q, sizeof(q), value);
+
+    if (rc == VW_DECLINED || n > key->max) {
+        if (duration) {
+            vw_conf_fmt_ms(a, sizeof(a), key->max);
+        } else {
+            snprintf(a, sizeof(a), "%llu", (unsigned long long) key->max);
+        }
+
+        return vw_conf_error(ctx, ctx->line, key->name,
+                             "%s is more than %s", q, a);
+    }
+
+    if (n < key->min) {
+        if (duration) {
+            vw_conf_fmt_ms(a, sizeof(a), key->min);
+        } else {
+            snprintf(a, sizeof(a), "%llu", (unsigned long long) key->min);
+        }
+
+        return vw_conf_error(ctx, ctx->line, key->name,
+                             "%s is less than %s", q, a);
+    }
+
+    return VW_OK;
+}
+
+
+static int
+vw_conf_set_duration(vw_conf_ctx_t *ctx, const vw_conf_key_t *key,
+    const char *value, void *obj)
+{
+    int                    rc;
+    char                   q[VW_CONF_QUOTE_MAX * 4 + 8];
+    uint64_t               n;
+    static const char     *units[] = { "ms", "s", "m", "h", "d", NULL };
+    static const uint64_t  mult[] = { 1, VW_CONF_SECOND, VW_CONF_MINUTE,
+                                      VW_CONF_HOUR, VW_CONF_DAY };
+
+    n = 0;
+    rc = vw_conf_parse_units(value, units, mult, VW_CONF_SECOND, &n);
+
+    if (rc == VW_ERROR) {
+        return vw_conf_error(ctx, ctx->line, key->name,
+                             "%s is not a duration",
+                             vw_conf_quote(q, sizeof(q), value));
+    }
+
+    if (vw_conf_range(ctx, key, value, n, rc, 1) != VW_OK) {
+        return VW_ERROR;
+    }
+
+    *(uint64_t *) ((char *) obj + key->offset) = n;
+
+    return VW_OK;
+}
+
+
+static int
+vw_conf_set_number(vw_conf_ctx_t *ctx, const vw_conf_key_t *key,
+    const char *value, uint64_t *n)
+{
+    int                 rc;
+    char                q[VW_CONF_QUOTE_MAX * 4 + 8];
+    static const char  *units[] = { NULL };
+
+    *n = 0;
+    rc = vw_conf_parse_units(value, units, NULL, 1, n);
+
+    if (rc == VW_ERROR) {
+        return vw_conf_error(ctx, ctx->line, key->name, "%s is not a number",
+                             vw_conf_quote(q, sizeof(q), value));
+    }
+
+    return vw_conf_range(ctx, key, value, *n, rc, 0);
+}
+
+
+static int
+vw_conf_set_unsigned(vw_conf_ctx_t *ctx, const vw_conf_key_t *key,
+    const char *value, void *obj)
+{
+    uint64_t  n;
+
+    if (vw_conf_set_number(ctx, key, value, &n) != VW_OK) {
+        return VW_ERROR;
+    }
+
+    /* key->max fits an unsigned */
+    *(unsigned *) ((char *) obj + key->offset) = (unsigned) n;
+
+    return VW_OK;
+}
+
+
+static int
+vw_conf_set_uint64(vw_conf_ctx_t *ctx, const vw_conf_key_t *key,
+    const char *value, void *obj)
+{
+    uint64_t  n;
+
+    if (vw_conf_set_number(ctx, key, value, &n) != VW_OK) {
+        return VW_ERROR;
+    }
+
+    *(uint64_t *) ((char *) obj + key->offset) = n;
+
+    return VW_OK;
+}
+
+
+static int
+vw_conf_set_size(vw_conf_ctx_t *ctx, const vw_conf_key_t *key,
+    const char *value, void *obj)
+{
+    int                    rc;
+    char                   q[VW_CONF_QUOTE_MAX * 4 + 8];
+    uint64_t               n;
+    static const char     *units[] = { "k", "m", NULL };
+    static const uint64_t  mult[] = { 1024, 1024 * 1024 };
+
+    n = 0;
+    rc = vw_conf_parse_units(value, units, mult, 1, &n);
+
+    if (rc == VW_ERROR) {
+        return vw_conf_error(ctx, ctx->line, key->name,
+                             "%s is not a size",
+                             vw_conf_quote(q, sizeof(q), value));
+    }
+
+    if (vw_conf_range(ctx, key, value, n, rc, 0) != VW_OK) {
+        return VW_ERROR;
+    }
+
+    *(size_t *) ((char *) obj + key->offset) = (size_t) n;
+
+    return VW_OK;
+}
+
+
+static int
+vw_conf_set_string(vw_conf_ctx_t *ctx, const vw_conf_key_t *key,
+    const char *value, char **field)
+{
+    *field = strdup(value);
+
+    if (*field == NULL) {
+        return vw_conf_error(ctx, ctx->line, key->name, "out of memory");
+    }
+
+    return VW_OK;
+}
+
+
+/* unix:<path>, short enough for sockaddr_un; the path is kept */
+static int
+vw_conf_set_listen(vw_conf_ctx_t *ctx, const vw_conf_key_t *key,
+    const char *value, void *obj)
+{
+    char                q[VW_CONF_QUOTE_MAX * 4 + 8];
+    vw_conf_t          *conf = obj;
+    struct sockaddr_un  sun;
+
+    vw_conf_quote(q, sizeof(q), value);
+
+    if (strncmp(value, "unix:", 5) != 0 || value[5] == '\0') {
+        return vw_conf_error(ctx, ctx->line, key->name,
+                             "%s is not unix:<path>", q);
+    }
+
+    if (strlen(value + 5) >= sizeof(sun.sun_path)) {
+        return vw_conf_error(ctx, ctx->line, key->name,
+                             "%s: the path is longer than %d bytes", q,
+                             (int) sizeof(sun.sun_path) - 1);
+    }
+
+    return vw_conf_set_string(ctx, key, value + 5, &conf->listen);
+}
+
+
+/* host:port, host (port 6379) or unix:<path>, as queue.c reads it */
+static int
+vw_conf_set_redis(vw_conf_ctx_t *ctx, const vw_conf_key_t *key,
+    const char *value, void *obj)
+{
+    char         q[VW_CONF_QUOTE_MAX * 4 + 8];
+    const char  *colon, *p;
+    uint64_t     port;
+    vw_conf_t   *conf = obj;
+
+    if (strncmp(value, "unix:", 5) == 0) {
+        if (value[5] != '\0') {
+            return vw_conf_set_string(ctx, key, value, &conf->redis);
+        }
+
+        goto invalid;
+    }
+
+    colon = strrchr(value, ':');
+
+    if (colon == value || strpbrk(value, " \t/") != NULL) {
+        goto invalid;
+    }
+
+    if (colon != NULL) {
+        port = 0;
+
+        for (p = colon + 1; *p >= '0' && *p <= '9' && port <= 65535; p++) {
+            port = port * 10 + (*p - '0');
+        }
+
+        if (p == colon + 1 || *p != '\0' || port == 0 || port > 65535) {
+            goto invalid;
+        }
+    }
+
+    return vw_conf_set_string(ctx, key, value, &conf->redis);
+
+invalid:
+
+    return vw_conf_error(ctx, ctx->line, key->name,
+                         "%s is not host:port or unix:<path>",
+                         vw_conf_quote(q, sizeof(q), value));
+}
+
+
+static int
+vw_conf_set_password(vw_conf_ctx_t *ctx, const vw_conf_key_t *key,
+    const char *value, void *obj)
+{
+    vw_conf_t  *conf = obj;
+
+    if (value[0] != '/') {
+        /* not quoted: it may be the password itself */
+        return vw_conf_error(ctx, ctx->line, key->name,
+                             "expected the absolute path of a file holding "
+                             "the password");
+    }
+
+    return vw_conf_read_secret(ctx, key->name, value, &conf->redis_password);
+}
+
+
+static int
+vw_conf_set_consumer(vw_conf_ctx_t *ctx, const vw_conf_key_t *key,
+    const char *value, void *obj)
+{
+    char         q[VW_CONF_QUOTE_MAX * 4 + 8];
+    const char  *p;
+    vw_conf_t   *conf = obj;
+
+    for (p = value; *p; p++) {
+        if (*p <= 0x20 || *p >= 0x7f) {
+            break;
+        }
+    }
+
+    if (*p != '\0' || p - value > 255) {
+        return vw_conf_error(ctx, ctx->line, key->name,
+                             "%s is not 1 to 255 printable characters "
+                             "without blanks",
+                             vw_conf_quote(q, sizeof(q), value));
+    }
+
+    free(conf->consumer);
+    conf->consumer = NULL;
+
+    return vw_conf_set_string(ctx, key, value, &conf->consumer);
+}
+
+
+static int
+vw_conf_set_connector(vw_conf_ctx_t *ctx, const vw_conf_key_t *key,
+    const char *value, void *obj)
+{
+    char            q[VW_CONF_QUOTE_MAX * 4 + 8];
+    vw_conf_job_t  *job = obj;
+
+    if (strcmp(value, "http") != 0) {
+        return vw_conf_error(ctx, ctx->line, key->name,
+                             "%s is not a known connector (only \"http\" "
+                             "so far)", vw_conf_quote(q, sizeof(q), value));
+    }
+
+    return vw_conf_set_string(ctx, key, value, &job->connector);
+}
+
+
+/* resolved once the whole file is read: the target may come later */
+static int
+vw_conf_set_target(vw_conf_ctx_t *ctx, const vw_conf_key_t *key,
+    const char *value, void *obj)
+{
+    char  q[VW_CONF_QUOTE_MAX * 4 + 8];
+
+    if (!vw_conf_valid_name(value)) {
+        return vw_conf_error(ctx, ctx->line, key->name, "%s is not a valid "
+                             "target name: use 1 to %d of A-Z a-z 0-9 . _ -",
+                             vw_conf_quote(q, sizeof(q), value),
+                             VW_CONF_NAME_MAX);
+    }
+
+    return vw_conf_set_string(ctx, key, value, &ctx->sect->target);
+}
+
+
+static int
+vw_conf_set_url(vw_conf_ctx_t *ctx, const vw_conf_key_t *key,
+    const char *value, void *obj)
+{
+    char            q[VW_CONF_QUOTE_MAX * 4 + 8];
+    size_t          n;
+    const char     *p;
+    vw_conf_job_t  *job = obj;
+
+    if (strncmp(value, "http://", 7) == 0) {
+        n = 7;
+
+    } else if (strncmp(value, "https://", 8) == 0) {
+        n = 8;
+
+    } else {
+        goto invalid;
+    }
+
+    /* a host, and nothing a request line could not carry */
+    if (strchr("/?#:", value[n]) != NULL) {
+        goto invalid;
+    }
+
+    for (p = value; *p; p++) {
+        if ((unsigned char) *p <= 0x20 || *p == 0x7f) {
+            goto invalid;
+        }
+    }
+
+    return vw_conf_set_string(ctx, key, value, &job->url);
+
+invalid:
+
+    return vw_conf_error(ctx, ctx->line, key->name,
+                         "%s is not an http:// or https:// URL",
+                         vw_conf_quote(q, sizeof(q), value));
+}
+
+
+static int
+vw_conf_set_method(vw_conf_ctx_t *ctx, const vw_conf_key_t *key,
+    const char *value, void *obj)
+{
+    char            q[VW_CONF_QUOTE_MAX * 4 + 8];
+    size_t          n;
+    vw_conf_job_t  *job = obj;
+
+    n = strspn(value, "ABCDEFGHIJKLMNOPQRSTUVWXYZ");
+
+    if (value[n] != '\0' || n > 16) {
+        return vw_conf_error(ctx, ctx->line, key->name,
+                             "%s is not a method in capitals, e.g. POST",
+                             vw_conf_quote(q, sizeof(q), value));
+    }
+
+    free(job->method);
+    job->method = NULL;
+
+    return vw_conf_set_string(ctx, key, value, &job->method);
+}
+
+
+/* appends a header to the job's list; takes value (freed on failure) */
+static int
+vw_conf_add_header(vw_conf_ctx_t *ctx, const vw_conf_key_t *key,
+    vw_conf_job_t *job, const char *name, size_t len, char *value,
+    unsigned secret)
+{
+    vw_conf_header_t  *h, **tail;
+
+    h = calloc(1, sizeof(vw_conf_header_t));
+    if (h != NULL) {
+        h->name = strndup(name, len);
+    }
+
+    if (h == NULL || h->name == NULL) {
+        free(h);
+
+        if (secret) {
+            vw_conf_secret_free(value);
+        } else {
+            free(value);
+        }
+
+        return vw_conf_error(ctx, ctx->line, key->name, "out of memory");
+    }
+
+    h->value = value;
+    h->secret = secret;
+
+    for (tail = &job->headers; *tail != NULL; tail = &(*tail)->next) {
+        /* void */
+    }
+
+    *tail = h;
+
+    return VW_OK;
+}
+
+
+/* "Name: value"; the value is never quoted in a message */
+static int
+vw_conf_set_header(vw_conf_ctx_t *ctx, const vw_conf_key_t *key,
+    const char *value, void *obj)
+{
+    char            q[VW_CONF_QUOTE_MAX * 4 + 8], *v;
+    size_t          len;
+    const char     *colon;
+    vw_conf_job_t  *job = obj;
+
+    colon = strchr(value, ':');
+
+    if (colon == NULL) {
+        return vw_conf_error(ctx, ctx->line, key->name,
+                             "expected \"Name: value\"");
+    }
+
+    len = colon - value;
+
+    if (!vw_conf_valid_token(value, len)) {
+        v = strndup(value, len);
+        if (v == NULL) {
+            return vw_conf_error(ctx, ctx->line, key->name, "out of memory");
+        }
+
+        vw_conf_quote(q, sizeof(q), v);
+        free(v);
+
+        return vw_conf_error(ctx, ctx->line, key->name,
+                             "%s is not a valid header name", q);
+    }
+
+    for (colon++; *colon == ' ' || *colon == '\t'; colon++) {
+        /* void */
+    }
+
+    if (!vw_conf_valid_value(colon, strlen(colon))) {
+        return vw_conf_error(ctx, ctx->line, key->name,
+                             "the value of %.*s holds CR, LF or another "
+                             "control character", (int) len, value);
+    }
+
+    v = strdup(colon);
+    if (v == NULL) {
+        return vw_conf_error(ctx, ctx->line, key->name, "out of memory");
+    }
+
+    return vw_conf_add_header(ctx, key, job, value, len, v, 0);
+}
+
+
+/* "Name /path": the value is the file's content, its last newline cut */
+static int
+vw_conf_set_secret_header(vw_conf_ctx_t *ctx, const vw_conf_key_t *key,
+    const char *value, void *obj)
+{
+    char            q[VW_CONF_QUOTE_MAX * 4 + 8], *v, *name;
+    size_t          len;
+    const char     *path;
+    vw_conf_job_t  *job = obj;
+
+    len = strcspn(value, " \t");
+    path = value + len;
+    path += strspn(path, " \t");
+
+    if (*path != '/') {
+        /* not quoted: a value pasted in place of a path is a secret */
+        return vw_conf_error(ctx, ctx->line, key->name,
+                             "expected \"Name /path/to/file\" (the value is "
+                             "read from the file)");
+    }
+
+    if (!vw_conf_valid_token(value, len)) {
+        name = strndup(value, len);
+        if (name == NULL) {
+            return vw_conf_error(ctx, ctx->line, key->name, "out of memory");
+        }
+
+        vw_conf_quote(q, sizeof(q), name);
+        free(name);
+
+        return vw_conf_error(ctx, ctx->line, key->name,
+                             "%s is not a valid header name", q);
+    }
+
+    if (vw_conf_read_secret(ctx, key->name, path, &v) != VW_OK) {
+        return VW_ERROR;
+    }
+
+    return vw_conf_add_header(ctx, key, job, value, len, v, 1);
+}
+
+
+/*
+ * Reads a secret from path into *value: at most VW_CONF_SECRET_MAX bytes,
+ * one trailing LF (or CRLF) cut, not empty, with no other control byte.
+ * Messages quote the path, never the content, and the read buffer is
+ * cleared before it is freed.
+ */
+static int
+vw_conf_read_secret(vw_conf_ctx_t *ctx, const char *key, const char *path,
+    char **value)
+{
+    int     rc, valid;
+    char    q[VW_CONF_QUOTE_MAX * 4 + 8], *buf;
+    FILE   *f;
+    size_t  n;
+
+    vw_conf_quote(q, sizeof(q), path);
+
+    f = fopen(path, "r");
+    if (f == NULL) {
+        return vw_conf_error(ctx, ctx->line, key, "cannot read %s: %s", q,
+                             strerror(errno));
+    }
+
+    /* one byte more than the largest secret, to tell it is too large */
+    buf = malloc(VW_CONF_SECRET_MAX + 1);
+    if (buf == NULL) {
+        fclose(f);
+        return vw_conf_error(ctx, ctx->line, key, "out of memory");
+    }
+
+    /* no stdio buffer: it would keep a copy of the secret */
+    setvbuf(f, NULL, _IONBF, 0);
+
+    n = fread(buf, 1, VW_CONF_SECRET_MAX + 1, f);
+    rc = ferror(f) ? errno : 0;
+
+    fclose(f);
+
+    if (n > 0 && n <= VW_CONF_SECRET_MAX && buf[n - 1] == '\n') {
+        n--;
+    }
+
+    if (n > 0 && n <= VW_CONF_SECRET_MAX && buf[n - 1] == '\r') {
+        n--;
+    }
+
+    valid = rc == 0 && n > 0 && n <= VW_CONF_SECRET_MAX
+            && vw_conf_valid_value(buf, n);
+
+    *value = valid ? strndup(buf, n) : NULL;
+
+    explicit_bzero(buf, VW_CONF_SECRET_MAX + 1);
+    free(buf);
+
+    if (valid) {
+        if (*value == NULL) {
+            return vw_conf_error(ctx, ctx->line, key, "out of memory");
+        }
+
+        return VW_OK;
+    }
+
+    if (rc != 0) {
+        return vw_conf_error(ctx, ctx->line, key, "cannot read %s: %s", q,
+                             strerror(rc));
+    }
+
+    if (n > VW_CONF_SECRET_MAX) {
+        return vw_conf_error(ctx, ctx->line, key, "%s is larger than %dk",
+                             q, VW_CONF_SECRET_MAX / 1024);
+    }
+
+    if (n == 0) {
+        return vw_conf_error(ctx, ctx->line, key, "%s is empty", q);
+    }
+
+    return vw_conf_error(ctx, ctx->line, key, "%s holds CR, LF or another "
+                         "control character before its end", q);
+}
+
+
+static int
+vw_conf_set_ordering(vw_conf_ctx_t *ctx, const vw_conf_key_t *key,
+    const char *value, void *obj)
+{
+    char            q[VW_CONF_QUOTE_MAX * 4 + 8];
+    vw_conf_job_t  *job = obj;
+
+    if (strcmp(value, "on") == 0) {
+        job->ordering = 1;
+
+    } else if (strcmp(value, "off") == 0) {
+        job->ordering = 0;
+
+    } else {
+        return vw_conf_error(ctx, ctx->line, key->name, "%s is not on or off",
+                             vw_conf_quote(q, sizeof(q), value));
+    }
+
+    return VW_OK;
+}
+
+
+static int
+vw_conf_set_on_dead(vw_conf_ctx_t *ctx, const vw_conf_key_t *key,
+    const char *value, void *obj)
+{
+    char            q[VW_CONF_QUOTE_MAX * 4 + 8];
+    vw_conf_job_t  *job = obj;
+
+    if (strcmp(value, "proceed") == 0) {
+        job->on_dead = VW_ON_DEAD_PROCEED;
+
+    } else if (strcmp(value, "block") == 0) {
+        job->on_dead = VW_ON_DEAD_BLOCK;
+
+    } else {
+        return vw_conf_error(ctx, ctx->line, key->name,
+                             "%s is not proceed or block",
+                             vw_conf_quote(q, sizeof(q), value));
+    }
+
+    return VW_OK;
+}
+
+
+/* clears a secret before freeing it, so no later allocation reads it */
+static void
+vw_conf_secret_free(char *s)
+{
+    if (s != NULL) {
+        explicit_bzero(s, strlen(s));
+        free(s);
+    }
+}
+
+
+static char *
+vw_conf_trim(char *s)
+{
+    char  *e;
+
+    while (*s == ' ' || *s == '\t') {
+        s++;
+    }
+
+    e = s + strlen(s);
+
+    while (e > s && (e[-1] == ' ' || e[-1] == '\t')) {
+        *--e = '\0';
+    }
+
+    return s;
+}
