@@ -62,7 +62,9 @@ def workers(base_dir, redis):
             w = wh.Worker(base_dir, redis.address)
             path = os.path.join(w.dir, "worker.conf")
             with open(path, "w") as f:
-                f.write(conf)
+                f.write(conf.replace("[worker]\n", "[worker]\nlisten = unix:%s"
+                                     "\nredis = %s\n" % (w.socket_path,
+                                                          redis.address), 1))
             w.args = ["-c", path]
             made.append(w)
             out.append(w.start())
@@ -78,13 +80,15 @@ def workers(base_dir, redis):
     assert not problems, problems
 
 
-def conf(target, jobs, worker="", targets=""):
-    """jobs: {type: "key = value\n..."}; url paths relative to target."""
-    text = "[worker]\nvisibility_timeout = 2s\nshutdown_timeout = 1s\n" \
-           "ordering_recheck = 200ms\n" + worker + "\n" + targets + "\n"
+def conf(target, jobs, worker="", targets="", timeout="1s", vt="6500ms"):
+    """jobs: {type: "key = value\n..."}; url paths relative to target.
+    conf.c wants visibility_timeout above every job timeout + 5 s."""
+    text = "[worker]\nvisibility_timeout = %s\nshutdown_timeout = 1s\n" \
+           "ordering_recheck = 200ms\n" % vt + worker + "\n" + targets + "\n"
     for name, body in jobs.items():
         body = body.replace("URL", target.url(""))
-        text += "[job %s]\nconnector = http\n%s\n" % (name, body)
+        text += "[job %s]\nconnector = http\ntimeout = %s\n%s\n" \
+            % (name, timeout, body)
     return text
 
 
@@ -264,7 +268,7 @@ def test_kill9_mid_batch_redelivers(workers, target, rc):
     ws[0].send_signal(signal.SIGKILL)
     ws[0].wait(5)
     for jid in ids:
-        wait_state(rc, jid, "succeeded", 20)
+        wait_state(rc, jid, "succeeded", 30)
     keys = [r["headers"]["idempotency-key"] for r in target.got("/slow")]
     assert set(keys) == set(ids)
     dups = len(keys) - len(set(keys))
@@ -275,9 +279,9 @@ def test_kill9_mid_batch_redelivers(workers, target, rc):
 
 
 def test_redis_restart_with_aof_loses_nothing(workers, target, redis, rc):
-    w, = workers(conf(target, {"r": "url = URL/r\nbackoff_base = 100ms"},
+    w, = workers(conf(target, {"r": "url = URL/r\ntarget = r\nbackoff_base = 100ms"},
                       targets="[target r]\nbreaker_failures = 1000\n"
-                              "breaker_error_rate = 0\n"))
+                              "breaker_min_calls = 1000\n"))
     target.default("/r", (503, {}, b""))
     ids = [accepted(dispatch(w, "r", fid=i)) for i in range(5)]
     vh.wait_for(lambda: len(target.got("/r")) >= 5, 5)
@@ -292,19 +296,18 @@ def test_redis_restart_with_aof_loses_nothing(workers, target, redis, rc):
 
 
 def test_backoff_longer_than_visibility_no_duplicate(workers, target, rc):
-    ws = workers(conf(target, {"b": "url = URL/b\nbackoff_base = 3s\n"
-                               "backoff_cap = 3s"},
-                      worker="visibility_timeout = 1s\n"), n=2)
+    ws = workers(conf(target, {"b": "url = URL/b\nbackoff_base = 8s\n"
+                               "backoff_cap = 8s"}), n=2)
     target.script("/b", [(503, {}, b"")])
     jid = accepted(dispatch(ws[0], "b"))
-    wait_state(rc, jid, "succeeded", 10)
+    wait_state(rc, jid, "succeeded", 15)
     time.sleep(1.5)
     assert len(target.got("/b")) == 2
     assert len(att(rc, jid)) == 2
 
 
 def test_ordering_across_three_workers(workers, target, rc):
-    ws = workers(conf(target, {"o": "url = URL/o\nordering = on\n"
+    ws = workers(conf(target, {"o": "url = URL/o\nordering = on\ntarget = o\n"
                                "backoff_base = 50ms"},
                       targets="[target o]\nmax_concurrency = 8\n"), n=3)
     target.delay("/o", 0.0, 0.08)
@@ -415,7 +418,7 @@ def test_idempotency_claim_in_progress_409(workers, target, rc):
 
 def test_inflight_cap_503(workers, target, rc):
     w, = workers(conf(target, {"c": "url = URL/c"},
-                      worker="inflight_cap = 2\n"))
+                      worker="inflight_cap = 2\n", timeout="3s", vt="9s"))
     target.default("/c", ("sleep", 2.0))
     accepted(dispatch(w, "c", fid=1))
     accepted(dispatch(w, "c", fid=2))
@@ -457,11 +460,13 @@ def test_breaker_and_per_target_concurrency(workers, target, rc):
 
 
 def test_sigterm_releases_to_another_worker(workers, target, rc):
-    a, = workers(conf(target, {"s": "url = URL/s"}))
+    a, = workers(conf(target, {"s": "url = URL/s"}, timeout="10s",
+                      vt="16s"))
     target.script("/s", [("sleep", 5.0), ("sleep", 5.0)])
     ids = [accepted(dispatch(a, "s", fid=i)) for i in range(2)]
     vh.wait_for(lambda: len(target.got("/s")) == 2, 5)
-    b, = workers(conf(target, {"s": "url = URL/s"}))
+    b, = workers(conf(target, {"s": "url = URL/s"}, timeout="10s",
+                      vt="16s"))
     t0 = time.time()
     a.send_signal(signal.SIGTERM)
     assert a.wait(5) == 0
