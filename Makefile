@@ -76,7 +76,14 @@ worker: $(B)/vantage-worker
 $(B)/vantage-worker: $(wildcard worker/src/*.c worker/src/*.h) $(COMMON_SRCS)
 	@mkdir -p $(B)
 	$(CC) $(CFLAGS_PLAIN) -Iworker/src -o $@ $(wildcard worker/src/*.c) $(COMMON_SRCS) \
-	    $(COMMON_LIBS) -levent -lhiredis
+	    $(COMMON_LIBS) -levent -lhiredis -lcurl
+
+# worker files with logic of their own and no loop, tested alone
+$(B)/unit/test_target: tests/unit/test_target.c worker/src/target.c \
+                       worker/src/vw_target.h
+	@mkdir -p $(B)/unit
+	$(CC) $(CFLAGS_PLAIN) $(SAN_FLAGS) -Iworker/src -o $@ $< \
+	    worker/src/target.c -lcmocka
 
 $(B)/unit/%: tests/unit/%.c $(COMMON_SRCS) $(wildcard common/*.h)
 	@mkdir -p $(B)/unit

@@ -214,7 +214,7 @@ def test_dispatch_minimal(worker, rc):
 
     entries = stream(rc)
     assert len(entries) == 1, entries
-    assert entries[0][1] == {b"job": job_id, b"type": b"http"}, entries
+    assert entries[0][1] == {b"job": job_id, b"n": b"1"}, entries
     assert job_keys(rc) == [job_key(job_id)]
 
 
@@ -256,7 +256,7 @@ def test_dispatch_full(worker, rc):
 
     entries = stream(rc)
     assert [e[1] for e in entries] == [
-        {b"job": job_id, b"type": b"salesforce.contact.upsert"}]
+        {b"job": job_id, b"n": b"1"}]
 
 
 def test_dispatch_no_headers_no_headers_field(worker, rc):
@@ -290,7 +290,7 @@ def test_dispatch_limits_accepted(worker, rc):
     h = rc.hgetall(job_key(job_id))
     assert h[b"type"] == job_type.encode()
     assert h[b"tenant"] == tenant.encode()
-    assert stream(rc)[0][1] == {b"job": job_id, b"type": job_type.encode()}
+    assert stream(rc)[0][1] == {b"job": job_id, b"n": b"1"}
 
 
 def test_dispatch_tenant_with_space(worker, rc):

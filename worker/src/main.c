@@ -1,12 +1,13 @@
 /* main.c -- vantage-worker entry point: options, event loop, signals */
 
 /*
- * The worker runs one libevent loop.  So far it serves the hand-off socket
- * (server.c: PING, and DISPATCH, which makes jobs durable in Redis through
- * queue.c), reads its configuration file (conf.c) at start and again on
- * SIGHUP, and stops cleanly on SIGINT and SIGTERM.  Running the jobs
- * (retry.c, http_client.c, connectors/<vendor>.c) comes next, each
- * registering its sockets and timers on the base created here.
+ * The worker runs one libevent loop.  It serves the hand-off socket
+ * (server.c: PING, DISPATCH and JOB_STATUS, jobs made durable in Redis
+ * through queue.c), reads its configuration file (conf.c) at start and
+ * again on SIGHUP, and, when started with a file, runs the jobs (engine.c:
+ * the consumer group, retries, dead letters, ordering; http.c: deliveries
+ * over curl's multi interface).  SIGINT and SIGTERM drain the engine, then
+ * end the loop.
  *
  * The configuration in force lives here alone (vw_conf_current()), so that
  * a reload is one pointer swap between two callbacks.
@@ -18,11 +19,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include <curl/curl.h>
 #include <event2/event.h>
 
-#include "vw_core.h"
 #include "vw_conf.h"
+#include "vw_core.h"
+#include "vw_engine.h"
 
 
 /* the long option without a short one */
@@ -48,10 +52,13 @@ static int vw_main_override(vw_conf_t *conf, const vw_main_args_t *args);
 static void vw_main_count(const vw_conf_t *conf, char *jobs, char *targets);
 static void vw_main_signal_handler(evutil_socket_t sig, short what, void *arg);
 static void vw_main_reload(evutil_socket_t sig, short what, void *arg);
+static void vw_main_drained(void *arg);
+static int vw_main_consumer(const vw_conf_t *conf, char *buf, size_t len);
 
 
-/* see vw_conf_current() in vw_conf.h */
-static vw_conf_t  *vw_main_conf;
+/* see vw_conf_current() in vw_conf.h; the engine asks, never keeps it */
+static vw_conf_t    *vw_main_conf;
+static vw_engine_t  *vw_main_engine;
 
 
 const vw_conf_t *
@@ -64,8 +71,9 @@ vw_conf_current(void)
 int
 main(int argc, char **argv)
 {
-    int                    rc;
-    char                   err[VW_CONF_ERR_LEN], jobs[16], targets[16];
+    int                    rc, curl;
+    char                   err[VW_CONF_ERR_LEN], jobs[16], targets[16],
+                           consumer[300];
     vw_conf_t             *conf;
     vw_queue_t            *queue;
     vw_server_t           *server;
@@ -147,6 +155,7 @@ main(int argc, char **argv)
     }
 
     rc = 1;
+    curl = 0;
     sigterm = NULL;
     sighup = NULL;
     queue = NULL;
@@ -185,6 +194,23 @@ main(int argc, char **argv)
         goto done;
     }
 
+    vw_server_set_conf(server, vw_conf_current);
+
+    /* jobs run only where a file says how: without one, DISPATCH alone */
+    if (args.conf_file != NULL) {
+        curl_global_init(CURL_GLOBAL_DEFAULT);
+        curl = 1;
+
+        vw_main_consumer(conf, consumer, sizeof(consumer));
+
+        vw_main_engine = vw_engine_create(base, conf->redis,
+                                          conf->redis_password, consumer,
+                                          vw_conf_current);
+        if (vw_main_engine == NULL) {
+            goto done;
+        }
+    }
+
     /* the signal events stay pending, so the loop runs until one fires */
     if (event_base_dispatch(base) == -1) {
         fprintf(stderr, "%s: event loop failed\n", VW_NAME);
@@ -196,6 +222,7 @@ main(int argc, char **argv)
 
 done:
 
+    vw_engine_free(vw_main_engine);
     vw_server_free(server);
     vw_queue_free(queue);
 
@@ -215,6 +242,10 @@ done:
 
     vw_conf_free(vw_main_conf);
     vw_main_conf = NULL;
+
+    if (curl) {
+        curl_global_cleanup();
+    }
 
     return rc;
 }
@@ -335,7 +366,11 @@ vw_main_parse_args(int argc, char **argv, vw_main_args_t *args)
 }
 
 
-/* SIGINT or SIGTERM: leave the loop; main() frees everything and returns */
+/*
+ * SIGINT or SIGTERM: the engine, when there is one, stops taking work and
+ * finishes or puts back what it holds within shutdown_timeout; then the
+ * loop ends and main() frees everything.
+ */
 static void
 vw_main_signal_handler(evutil_socket_t sig, short what, void *arg)
 {
@@ -343,6 +378,11 @@ vw_main_signal_handler(evutil_socket_t sig, short what, void *arg)
 
     vw_log("info", "exiting", "signal", sig == SIGINT ? "SIGINT" : "SIGTERM",
            NULL);
+
+    if (vw_main_engine != NULL) {
+        vw_engine_drain(vw_main_engine, vw_main_drained, base);
+        return;
+    }
 
     event_base_loopbreak(base);
 }
@@ -522,4 +562,33 @@ vw_main_reload(evutil_socket_t sig, short what, void *arg)
     vw_log("info", "configuration reloaded", "file", conf->file,
            "jobs", jobs, "targets", targets,
            restart[0] ? "restart_needed" : NULL, restart, NULL);
+}
+
+
+static void
+vw_main_drained(void *arg)
+{
+    event_base_loopbreak(arg);
+}
+
+
+/* the consumer name in the group: as configured, else <hostname>:<pid> */
+static int
+vw_main_consumer(const vw_conf_t *conf, char *buf, size_t len)
+{
+    char  host[256];
+
+    if (conf->consumer != NULL) {
+        snprintf(buf, len, "%s", conf->consumer);
+        return VW_OK;
+    }
+
+    if (gethostname(host, sizeof(host)) != 0) {
+        snprintf(host, sizeof(host), "localhost");
+    }
+
+    host[sizeof(host) - 1] = '\0';
+    snprintf(buf, len, "%s:%ld", host, (long) getpid());
+
+    return VW_OK;
 }

@@ -27,6 +27,8 @@
 
 #include <event2/event.h>
 #include <hiredis/hiredis.h>
+#include <jansson.h>
+#include <openssl/evp.h>
 #include <hiredis/async.h>
 #include <hiredis/adapters/libevent.h>
 
@@ -34,7 +36,7 @@
 
 
 #define VW_QUEUE_RECONNECT_MS  1000
-#define VW_QUEUE_MAX_ARGS      32
+#define VW_QUEUE_MAX_ARGS      40
 
 
 /* the hash fields JOB_STATUS reads, in the order of its reply */
@@ -56,13 +58,6 @@ struct vw_queue_s {
     unsigned                closing:1;
     unsigned                safe:1;    /* its eviction policy was checked */
 };
-
-
-typedef struct {
-    vw_queue_t             *queue;
-    vw_queue_push_pt        handler;
-    void                   *data;
-} vw_queue_call_t;
 
 
 static int vw_queue_parse_addr(const char *addr, char **host, int *port,
@@ -406,27 +401,125 @@ vw_queue_retry(evutil_socket_t fd, short what, void *arg)
 
 
 /*
- * Writes the job in one transaction and calls handler(data, VW_OK) once
- * Redis has acknowledged it, or handler(data, VW_ERROR) when it could not
- * be made durable: not connected, an error reply, the connection lost.
+ * A dispatch in progress.  It may take three round trips (the idempotency
+ * claim, the look at a claimed job, the write), so it owns a copy of the
+ * commands' arguments: the frame they came from is gone by then.
+ */
+typedef struct {
+    vw_queue_t             *queue;
+    vw_queue_push_pt        handler;
+    void                   *data;
+    char                    id[33];
+    char                    idem[80];     /* {vq}:idem:<h>, or "" */
+    char                    sha[65];      /* the body's sha256, hex */
+    char                    ordering[33]; /* <h> of the ordering key, or "" */
+    uint64_t                cap;
+    long long               inflight;
+    int                     argc;         /* the HSET's arguments */
+    char                  **argv;
+    size_t                 *argvlen;
+} vw_queue_call_t;
+
+
+static void vw_queue_claimed(redisAsyncContext *ac, void *reply,
+    void *privdata);
+static void vw_queue_counted(redisAsyncContext *ac, void *reply,
+    void *privdata);
+static void vw_queue_repeat(redisAsyncContext *ac, void *reply,
+    void *privdata);
+static void vw_queue_write(vw_queue_call_t *call);
+static void vw_queue_done(vw_queue_call_t *call, int rc, const char *id,
+    const char *state);
+
+
+static uint64_t
+vw_queue_now(void)
+{
+    struct timeval  tv;
+
+    gettimeofday(&tv, NULL);
+
+    return (uint64_t) tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
+
+/* the first 32 hex digits of sha256(tenant NUL value), as WORKER.md keys */
+
+static void
+vw_queue_key_hash(const vw_str_t *tenant, const vw_str_t *value, char *out)
+{
+    size_t          i;
+    EVP_MD_CTX     *ctx;
+    unsigned char   md[EVP_MAX_MD_SIZE];
+
+    memset(md, 0, sizeof(md));
+
+    ctx = EVP_MD_CTX_new();
+
+    if (ctx != NULL) {
+        EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+        EVP_DigestUpdate(ctx, tenant->data, tenant->len);
+        EVP_DigestUpdate(ctx, "", 1);
+        EVP_DigestUpdate(ctx, value->data ? value->data
+                                          : (const unsigned char *) "",
+                         value->len);
+        EVP_DigestFinal_ex(ctx, md, NULL);
+        EVP_MD_CTX_free(ctx);
+    }
+
+    for (i = 0; i < 16; i++) {
+        snprintf(out + 2 * i, 3, "%02x", md[i]);
+    }
+}
+
+
+static void
+vw_queue_call_free(vw_queue_call_t *call)
+{
+    int  i;
+
+    for (i = 0; i < call->argc; i++) {
+        free(call->argv[i]);
+    }
+
+    free(call->argv);
+    free(call->argvlen);
+    free(call);
+}
+
+
+/*
+ * Accepts a job as docs/WORKER.md says: the idempotency claim when it has
+ * a key, the in-flight cap, then one transaction that writes the hash,
+ * the stream entry for attempt 1, its place in its ordering list and the
+ * in-flight count.  handler(data, rc, id, state) is called once:
+ *   VW_OK with the job's id (a repeat's: the original's) and, for a
+ *   repeat, its state as JOB_STATUS's JSON (NULL for a new job);
+ *   VW_DECLINED: the key was used with another body (422);
+ *   VW_BUSY: the key's first request is still being written (409);
+ *   VW_AGAIN: the in-flight cap is reached, nothing written (503);
+ *   VW_ERROR: Redis could not make it durable (503).
  * Returns VW_ERROR (and calls nothing) when it cannot even be sent.
  */
 int
-vw_queue_push(vw_queue_t *q, const vw_job_t *job, vw_queue_push_pt handler,
-    void *data)
+vw_queue_push(vw_queue_t *q, const vw_job_t *job,
+    const vw_queue_limits_t *lim, vw_queue_push_pt handler, void *data)
 {
-    int               argc;
-    char              key[64], created[32], attempts[] = "0";
-    const char       *argv[VW_QUEUE_MAX_ARGS];
-    size_t            argvlen[VW_QUEUE_MAX_ARGS];
-    struct timeval    tv;
-    vw_queue_call_t  *call;
+    int                i;
+    char               created[32], claim[128], hash[33];
+    size_t             j;
+    uint64_t           now;
+    unsigned char      md[EVP_MAX_MD_SIZE];
+    vw_queue_call_t   *call;
+    const char        *argv[VW_QUEUE_MAX_ARGS];
+    size_t             argvlen[VW_QUEUE_MAX_ARGS];
+    int                argc;
 
     if (q->ac == NULL || !q->connected || !q->safe) {
         return VW_ERROR;
     }
 
-    call = malloc(sizeof(vw_queue_call_t));
+    call = calloc(1, sizeof(vw_queue_call_t));
     if (call == NULL) {
         return VW_ERROR;
     }
@@ -434,11 +527,17 @@ vw_queue_push(vw_queue_t *q, const vw_job_t *job, vw_queue_push_pt handler,
     call->queue = q;
     call->handler = handler;
     call->data = data;
+    call->cap = lim->inflight_cap;
+    memcpy(call->id, job->id, sizeof(call->id));
 
-    gettimeofday(&tv, NULL);
-    snprintf(created, sizeof(created), "%lld",
-             (long long) tv.tv_sec * 1000 + tv.tv_usec / 1000);
-    snprintf(key, sizeof(key), "{vq}:job:%s", job->id);
+    now = vw_queue_now();
+    snprintf(created, sizeof(created), "%llu", (unsigned long long) now);
+
+    if (job->ordering_key.data != NULL && lim->ordered) {
+        vw_queue_key_hash(&job->tenant, &job->ordering_key, call->ordering);
+    }
+
+    argc = 0;
 
 #define vw_arg(s, l)  argv[argc] = (const char *) (s); argvlen[argc++] = (l)
 #define vw_str(s)     vw_arg(s, strlen(s))
@@ -448,14 +547,6 @@ vw_queue_push(vw_queue_t *q, const vw_job_t *job, vw_queue_push_pt handler,
         vw_arg(job->f.data, job->f.len);                                     \
     }
 
-    if (redisAsyncCommand(q->ac, NULL, NULL, "MULTI") != REDIS_OK) {
-        free(call);
-        return VW_ERROR;
-    }
-
-    argc = 0;
-    vw_str("HSET");
-    vw_str(key);
     vw_str("type");
     vw_arg(job->type.data, job->type.len);
     vw_str("tenant");
@@ -463,7 +554,7 @@ vw_queue_push(vw_queue_t *q, const vw_job_t *job, vw_queue_push_pt handler,
     vw_str("state");
     vw_str("queued");
     vw_str("attempts");
-    vw_str(attempts);
+    vw_str("0");
     vw_str("created_ms");
     vw_str(created);
     vw_opt("subject", subject);
@@ -474,32 +565,304 @@ vw_queue_push(vw_queue_t *q, const vw_job_t *job, vw_queue_push_pt handler,
     vw_opt("headers", headers);
     vw_opt("body", body);
 
-    /* queued behind MULTI: a failure here surfaces as EXEC's error */
-    (void) redisAsyncCommandArgv(q->ac, NULL, NULL, argc, argv, argvlen);
-
-    argc = 0;
-    vw_str("XADD");
-    vw_str("{vq}:jobs");
-    vw_str("*");
-    vw_str("job");
-    vw_str(job->id);
-    vw_str("type");
-    vw_arg(job->type.data, job->type.len);
-
-    (void) redisAsyncCommandArgv(q->ac, NULL, NULL, argc, argv, argvlen);
+    if (call->ordering[0]) {
+        vw_str("ordering_key");
+        vw_str(call->ordering);
+    }
 
 #undef vw_opt
 #undef vw_str
 #undef vw_arg
 
-    if (redisAsyncCommand(q->ac, vw_queue_exec_done, call, "EXEC")
+    call->argv = calloc(argc, sizeof(char *));
+    call->argvlen = calloc(argc, sizeof(size_t));
+
+    if (call->argv == NULL || call->argvlen == NULL) {
+        vw_queue_call_free(call);
+        return VW_ERROR;
+    }
+
+    for (i = 0; i < argc; i++) {
+        call->argv[i] = malloc(argvlen[i] + 1);
+        if (call->argv[i] == NULL) {
+            vw_queue_call_free(call);
+            return VW_ERROR;
+        }
+
+        call->argc = i + 1;
+        memcpy(call->argv[i], argv[i], argvlen[i]);
+        call->argv[i][argvlen[i]] = '\0';
+        call->argvlen[i] = argvlen[i];
+    }
+
+    if (job->idempotency_key.data == NULL) {
+        if (redisAsyncCommand(q->ac, vw_queue_counted, call,
+                              "GET {vq}:inflight")
+            != REDIS_OK)
+        {
+            vw_queue_call_free(call);
+            return VW_ERROR;
+        }
+
+        return VW_OK;
+    }
+
+    vw_queue_key_hash(&job->tenant, &job->idempotency_key, hash);
+    snprintf(call->idem, sizeof(call->idem), "{vq}:idem:%s", hash);
+
+    if (EVP_Digest(job->body.data ? job->body.data
+                                  : (const unsigned char *) "",
+                   job->body.len, md, NULL, EVP_sha256(), NULL) != 1)
+    {
+        vw_queue_call_free(call);
+        return VW_ERROR;
+    }
+
+    for (j = 0; j < 32; j++) {
+        snprintf(call->sha + 2 * j, 3, "%02x", md[j]);
+    }
+
+    snprintf(claim, sizeof(claim), "%s %s %s", call->id, call->sha, created);
+
+    (void) redisAsyncCommand(q->ac, NULL, NULL, "MULTI");
+    (void) redisAsyncCommand(q->ac, NULL, NULL, "SET %s %s NX PX %llu",
+                             call->idem, claim,
+                             (unsigned long long) (lim->idempotency_window_ms
+                                                   ? lim->idempotency_window_ms
+                                                   : 86400000));
+    (void) redisAsyncCommand(q->ac, NULL, NULL, "GET %s", call->idem);
+    (void) redisAsyncCommand(q->ac, NULL, NULL, "GET {vq}:inflight");
+
+    if (redisAsyncCommand(q->ac, vw_queue_claimed, call, "EXEC")
         != REDIS_OK)
     {
-        free(call);
+        vw_queue_call_free(call);
         return VW_ERROR;
     }
 
     return VW_OK;
+}
+
+
+static long long
+vw_queue_integer(const redisReply *r)
+{
+    return (r != NULL && r->type == REDIS_REPLY_STRING)
+           ? strtoll(r->str, NULL, 10) : 0;
+}
+
+
+/* GET inflight's answer, for a job without an idempotency key */
+
+static void
+vw_queue_counted(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    redisReply       *r = reply;
+    vw_queue_call_t  *call = privdata;
+
+    if (r == NULL || r->type == REDIS_REPLY_ERROR || call->queue->closing) {
+        vw_queue_done(call, VW_ERROR, NULL, NULL);
+        return;
+    }
+
+    if (call->cap && (unsigned long long) vw_queue_integer(r) >= call->cap) {
+        vw_queue_done(call, VW_AGAIN, NULL, NULL);
+        return;
+    }
+
+    vw_queue_write(call);
+}
+
+
+/* [SET's OK or nil, the claim, inflight] */
+
+static void
+vw_queue_claimed(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    char              *sp;
+    redisReply        *r = reply, *stored;
+    vw_queue_call_t   *call = privdata;
+
+    if (r == NULL || call->queue->closing || r->type != REDIS_REPLY_ARRAY
+        || r->elements != 3)
+    {
+        vw_queue_done(call, VW_ERROR, NULL, NULL);
+        return;
+    }
+
+    call->inflight = vw_queue_integer(r->element[2]);
+    stored = r->element[1];
+
+    if (r->element[0]->type == REDIS_REPLY_STATUS) {
+        /* the claim is ours */
+        if (call->cap && (unsigned long long) call->inflight >= call->cap) {
+            (void) redisAsyncCommand(ac, NULL, NULL, "DEL %s", call->idem);
+            vw_queue_done(call, VW_AGAIN, NULL, NULL);
+            return;
+        }
+
+        vw_queue_write(call);
+        return;
+    }
+
+    /* "<id> <sha> <ms>" */
+    if (stored->type != REDIS_REPLY_STRING || stored->len < 32 + 1 + 64 + 2) {
+        vw_queue_done(call, VW_ERROR, NULL, NULL);
+        return;
+    }
+
+    if (memcmp(stored->str + 33, call->sha, 64) != 0) {
+        vw_queue_done(call, VW_DECLINED, NULL, NULL);
+        return;
+    }
+
+    memcpy(call->id, stored->str, 32);
+    call->id[32] = '\0';
+
+    sp = strrchr(stored->str, ' ');
+
+    /* the claim's age rides along in sha's place: it is no longer needed */
+    snprintf(call->sha, sizeof(call->sha), "%s", sp ? sp + 1 : "0");
+
+    (void) redisAsyncCommand(ac, vw_queue_repeat, call,
+                             "HMGET {vq}:job:%s tenant type state attempts "
+                             "created_ms next_attempt_ms last_error result",
+                             call->id);
+}
+
+
+static void
+vw_queue_state_set(json_t *o, const char *name, redisReply *v, int number)
+{
+    if (v->type != REDIS_REPLY_STRING) {
+        json_object_set_new(o, name, json_null());
+
+    } else if (number) {
+        json_object_set_new(o, name, json_integer(strtoll(v->str, NULL, 10)));
+
+    } else {
+        json_object_set_new(o, name, json_stringn(v->str, v->len));
+    }
+}
+
+
+/* the claimed job, read for a repeat of its request */
+
+static void
+vw_queue_repeat(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    char              *text;
+    json_t            *o;
+    uint64_t           claimed;
+    redisReply        *r = reply, **e;
+    vw_queue_call_t   *call = privdata;
+
+    if (r == NULL || call->queue->closing || r->type != REDIS_REPLY_ARRAY
+        || r->elements != 8)
+    {
+        vw_queue_done(call, VW_ERROR, NULL, NULL);
+        return;
+    }
+
+    e = r->element;
+
+    if (e[0]->type != REDIS_REPLY_STRING) {
+        claimed = strtoull(call->sha, NULL, 10);
+
+        if (vw_queue_now() < claimed + 30000) {
+            /* its first request is still writing it */
+            vw_queue_done(call, VW_BUSY, NULL, NULL);
+            return;
+        }
+
+        /* its claimer died before writing it: written under that id */
+        if (call->cap && (unsigned long long) call->inflight >= call->cap) {
+            vw_queue_done(call, VW_AGAIN, NULL, NULL);
+            return;
+        }
+
+        vw_queue_write(call);
+        return;
+    }
+
+    o = json_object();
+    text = NULL;
+
+    if (o != NULL) {
+        json_object_set_new(o, "job_id", json_string(call->id));
+        vw_queue_state_set(o, "type", e[1], 0);
+        vw_queue_state_set(o, "status", e[2], 0);
+        vw_queue_state_set(o, "attempts", e[3], 1);
+        vw_queue_state_set(o, "created_ms", e[4], 1);
+        vw_queue_state_set(o, "next_attempt_ms", e[5], 1);
+        vw_queue_state_set(o, "last_error", e[6], 0);
+        vw_queue_state_set(o, "result", e[7], 0);
+        text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        json_decref(o);
+    }
+
+    vw_queue_done(call, text ? VW_OK : VW_ERROR, call->id, text);
+    free(text);
+}
+
+
+/* the dispatch transaction of docs/WORKER.md */
+
+static void
+vw_queue_write(vw_queue_call_t *call)
+{
+    char                key[64];
+    vw_queue_t         *q = call->queue;
+    const char         *argv[2 + VW_QUEUE_MAX_ARGS];
+    size_t              argvlen[2 + VW_QUEUE_MAX_ARGS];
+    int                 i;
+
+    if (q->ac == NULL || !q->connected) {
+        vw_queue_done(call, VW_ERROR, NULL, NULL);
+        return;
+    }
+
+    snprintf(key, sizeof(key), "{vq}:job:%s", call->id);
+
+    argv[0] = "HSET";
+    argvlen[0] = 4;
+    argv[1] = key;
+    argvlen[1] = strlen(key);
+
+    for (i = 0; i < call->argc; i++) {
+        argv[2 + i] = call->argv[i];
+        argvlen[2 + i] = call->argvlen[i];
+    }
+
+    (void) redisAsyncCommand(q->ac, NULL, NULL, "MULTI");
+
+    /* queued behind MULTI: a failure here surfaces as EXEC's error */
+    (void) redisAsyncCommandArgv(q->ac, NULL, NULL, 2 + call->argc, argv,
+                                 argvlen);
+    (void) redisAsyncCommand(q->ac, NULL, NULL,
+                             "XADD {vq}:jobs * job %s n 1", call->id);
+
+    if (call->ordering[0]) {
+        (void) redisAsyncCommand(q->ac, NULL, NULL, "RPUSH {vq}:ord:%s %s",
+                                 call->ordering, call->id);
+    }
+
+    (void) redisAsyncCommand(q->ac, NULL, NULL, "INCR {vq}:inflight");
+
+    if (redisAsyncCommand(q->ac, vw_queue_exec_done, call, "EXEC")
+        != REDIS_OK)
+    {
+        vw_queue_done(call, VW_ERROR, NULL, NULL);
+    }
+}
+
+
+static void
+vw_queue_done(vw_queue_call_t *call, int rc, const char *id,
+    const char *state)
+{
+    call->handler(call->data, rc, id, state);
+    vw_queue_call_free(call);
 }
 
 
@@ -516,7 +879,7 @@ vw_queue_exec_done(redisAsyncContext *ac, void *reply, void *privdata)
     if (r == NULL) {
         rc = VW_ERROR;
 
-    } else if (r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
+    } else if (r->type != REDIS_REPLY_ARRAY || r->elements < 3) {
         vw_log("error", "Redis refused a job",
                "reason", r->type == REDIS_REPLY_ERROR ? r->str : "EXEC",
                NULL);
@@ -532,9 +895,7 @@ vw_queue_exec_done(redisAsyncContext *ac, void *reply, void *privdata)
         }
     }
 
-    call->handler(call->data, rc);
-
-    free(call);
+    vw_queue_done(call, rc, rc == VW_OK ? call->id : NULL, NULL);
 }
 
 

@@ -18,7 +18,9 @@
 #include <jansson.h>
 
 #include "vc_frame.h"
+#include "vw_conf.h"
 #include "vw_core.h"
+#include "vw_engine.h"
 
 
 struct vw_server_s {
@@ -28,6 +30,7 @@ struct vw_server_s {
     size_t                      max_frame;
     vw_queue_t                 *queue;
     struct vw_conn_s           *conns;     /* open, for vw_server_free() */
+    vw_engine_conf_pt           conf;
 };
 
 
@@ -57,7 +60,8 @@ static void vw_server_frame(vw_conn_t *conn, const vc_frame_header_t *h,
     const unsigned char *fields);
 static void vw_server_dispatch(vw_conn_t *conn, uint64_t id,
     const unsigned char *fields, size_t len);
-static void vw_server_pushed(void *data, int rc);
+static void vw_server_pushed(void *data, int rc, const char *job_id,
+    const char *state);
 static void vw_server_reply(vw_conn_t *conn, unsigned type, uint64_t id,
     uint32_t status, const char *error, const char *job_id,
     uint32_t retry_after);
@@ -123,6 +127,13 @@ vw_server_create(struct event_base *base, const char *path, size_t max_frame,
     vw_log("info", "listening", "socket", path, NULL);
 
     return srv;
+}
+
+
+void
+vw_server_set_conf(vw_server_t *srv, vw_engine_conf_pt conf)
+{
+    srv->conf = conf;
 }
 
 
@@ -376,6 +387,9 @@ vw_server_dispatch(vw_conn_t *conn, uint64_t id, const unsigned char *fields,
     char                 *headers_json;
     size_t                i;
     vw_job_t              job;
+    const vw_conf_t      *conf;
+    vw_queue_limits_t     lim;
+    const vw_conf_job_t  *jc;
     vw_str_t             *single;
     json_t               *headers, *pair;
     vw_push_t            *push;
@@ -388,7 +402,7 @@ vw_server_dispatch(vw_conn_t *conn, uint64_t id, const unsigned char *fields,
         [VC_TAG_JOB_TYPE] = 1, [VC_TAG_TENANT] = 1, [VC_TAG_SUBJECT] = 1,
         [VC_TAG_IDEMPOTENCY_KEY] = 1, [VC_TAG_CORRELATION_ID] = 1,
         [VC_TAG_HEADER] = 1, [VC_TAG_BODY] = 1, [VC_TAG_METHOD] = 1,
-        [VC_TAG_URI] = 1
+        [VC_TAG_URI] = 1, [VC_TAG_ORDERING_KEY] = 1
     };
 
     if (vc_frame_fields_check(fields, len, known, &err) != VC_OK) {
@@ -420,6 +434,7 @@ vw_server_dispatch(vw_conn_t *conn, uint64_t id, const unsigned char *fields,
         case VC_TAG_METHOD:          single = &job.method; break;
         case VC_TAG_URI:             single = &job.uri; break;
         case VC_TAG_BODY:            single = &job.body; break;
+        case VC_TAG_ORDERING_KEY:    single = &job.ordering_key; break;
 
         case VC_TAG_HEADER:
             nul = memchr(f.value, '\0', f.len);
@@ -465,6 +480,23 @@ vw_server_dispatch(vw_conn_t *conn, uint64_t id, const unsigned char *fields,
         goto invalid;
     }
 
+    conf = conn->server->conf ? conn->server->conf() : NULL;
+    memset(&lim, 0, sizeof(vw_queue_limits_t));
+
+    if (conf != NULL) {
+        jc = vw_conf_job(conf, (const char *) job.type.data, job.type.len);
+
+        /* a worker started without a file knows no job types: it takes all */
+        if (jc == NULL && conf->file != NULL) {
+            err = "unknown job type";
+            goto invalid;
+        }
+
+        lim.inflight_cap = conf->inflight_cap;
+        lim.idempotency_window_ms = conf->idempotency_window_ms;
+        lim.ordered = jc != NULL && jc->ordering;
+    }
+
     headers_json = NULL;
 
     if (json_array_size(headers)) {
@@ -506,7 +538,8 @@ vw_server_dispatch(vw_conn_t *conn, uint64_t id, const unsigned char *fields,
     push->id = id;
     memcpy(push->job_id, job.id, sizeof(job.id));
 
-    rc = vw_queue_push(conn->server->queue, &job, vw_server_pushed, push);
+    rc = vw_queue_push(conn->server->queue, &job, &lim, vw_server_pushed,
+                       push);
 
     /* the commands are in hiredis's buffer: the frame may go */
     free(headers_json);
@@ -530,7 +563,7 @@ invalid:
 
 
 static void
-vw_server_pushed(void *data, int rc)
+vw_server_pushed(void *data, int rc, const char *job_id, const char *state)
 {
     vw_push_t  *push = data;
     vw_conn_t  *conn = push->conn;
@@ -547,10 +580,37 @@ vw_server_pushed(void *data, int rc)
         return;
     }
 
-    if (rc == VW_OK) {
-        vw_server_reply(conn, VC_FRAME_DISPATCH, push->id, 202, NULL,
-                        push->job_id, 0);
-    } else {
+    switch (rc) {
+
+    case VW_OK:
+        if (state != NULL) {
+            /* a repeat: the original job, as a fresh 202 would name it */
+            vw_server_reply_state(conn, VC_FRAME_DISPATCH, push->id, 202,
+                                  job_id, state);
+        } else {
+            vw_server_reply(conn, VC_FRAME_DISPATCH, push->id, 202, NULL,
+                            job_id, 0);
+        }
+        break;
+
+    case VW_DECLINED:
+        vw_server_reply(conn, VC_FRAME_DISPATCH, push->id, 422,
+                        "the idempotency key was used with another body",
+                        NULL, 0);
+        break;
+
+    case VW_BUSY:
+        vw_server_reply(conn, VC_FRAME_DISPATCH, push->id, 409,
+                        "a request with this idempotency key is in progress",
+                        NULL, 1);
+        break;
+
+    case VW_AGAIN:
+        vw_server_reply(conn, VC_FRAME_DISPATCH, push->id, 503,
+                        "too many jobs in flight", NULL, 1);
+        break;
+
+    default:
         vw_server_reply(conn, VC_FRAME_DISPATCH, push->id, 503,
                         "the job queue is unavailable", NULL, 1);
     }

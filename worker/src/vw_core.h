@@ -44,14 +44,24 @@ typedef struct {
     vw_str_t                    uri;
     vw_str_t                    headers;   /* JSON [[name, value], ...] */
     vw_str_t                    body;
+    vw_str_t                    ordering_key;
 } vw_job_t;
+
+
+/* what DISPATCH takes from the configuration in force, copied per job */
+typedef struct {
+    uint64_t                    inflight_cap;          /* 0: none */
+    uint64_t                    idempotency_window_ms;
+    unsigned                    ordered:1;  /* the job type has ordering */
+} vw_queue_limits_t;
 
 
 typedef struct vw_queue_s  vw_queue_t;
 typedef struct vw_server_s  vw_server_t;
 
-/* called once per push: VW_OK when the job is durable, else VW_ERROR */
-typedef void (*vw_queue_push_pt)(void *data, int rc);
+/* called once per push: see vw_queue_push() in queue.c */
+typedef void (*vw_queue_push_pt)(void *data, int rc, const char *job_id,
+    const char *state);
 
 /* called once per status read; reply is a hiredis redisReply array */
 typedef void (*vw_queue_status_pt)(void *data, int rc, void *reply);
@@ -69,7 +79,7 @@ vw_queue_t *vw_queue_create(struct event_base *base, const char *addr,
     const char *password);
 void vw_queue_free(vw_queue_t *q);
 int vw_queue_push(vw_queue_t *q, const vw_job_t *job,
-    vw_queue_push_pt handler, void *data);
+    const vw_queue_limits_t *lim, vw_queue_push_pt handler, void *data);
 int vw_queue_policy_safe(const char *info, const char **policy, size_t *len);
 int vw_queue_check(const char *addr, const char *password);
 int vw_queue_status(vw_queue_t *q, const char *job_id,

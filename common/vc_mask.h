@@ -1,0 +1,28 @@
+/* vc_mask.h -- personal data masked out of text the worker keeps or logs */
+
+#ifndef VC_MASK_H
+#define VC_MASK_H
+
+#include "vc_common.h"
+
+
+/*
+ * Masks, in place and keeping the length (so that a truncated body stays
+ * the size it was cut to), the personal data a vendor's response or an
+ * error may echo back:
+ *
+ *   - SSN-like numbers, ddd-dd-dddd, become ***-**-****;
+ *   - runs of 9 or more digits (account and card numbers) keep their last
+ *     4 digits, the others become '*';
+ *   - the value of a JSON member whose name reads dob, date_of_birth,
+ *     birth_date, dateOfBirth, birthDate or birthdate (any case, '_' and
+ *     '-' ignored) becomes '*' between its quotes, or all '*' if a number.
+ *
+ * The text need not be valid JSON or UTF-8, nor end with a NUL: it works on
+ * bytes, and it is a scanner, not a parser, so a body cut short is masked
+ * as far as it goes.  Returns the number of bytes changed.
+ */
+size_t vc_mask(unsigned char *p, size_t len);
+
+
+#endif /* VC_MASK_H */

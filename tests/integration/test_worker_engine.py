@@ -1,0 +1,489 @@
+"""test_worker_engine.py -- vantage-worker runs jobs (docs/WORKER.md).
+
+Real redis-server (appendonly yes, appendfsync always), real workers
+started here with a configuration file, jobs dispatched through
+worker_harness's own framing, and tests/fakes/http_target.py as the vendor:
+it records every delivery raw, so the tests count deliveries and read
+their headers and times.  Waits are short and scaled by
+VANTAGE_TEST_TIMEOUT.
+"""
+
+import hashlib
+import json
+import os
+import re
+import signal
+import sys
+import time
+
+import pytest
+
+import vantage_harness as vh
+import worker_harness as wh
+from worker_harness import (T_BODY, T_CORRELATION_ID, T_HEADER,
+                            T_IDEMPOTENCY_KEY, T_JOB_ID, T_JOB_STATE,
+                            T_JOB_TYPE, T_TENANT)
+
+sys.path.insert(0, os.path.join(vh.REPO, "tests", "fakes"))
+from http_target import HttpTarget          # noqa: E402
+
+T_ORDERING_KEY = 27
+LOG_FORBIDDEN = re.compile(r"AddressSanitizer|LeakSanitizer|runtime error:")
+TOL = 0.2
+
+
+@pytest.fixture
+def target():
+    t = HttpTarget()
+    yield t
+    t.close()
+
+
+@pytest.fixture
+def redis(redis_factory):
+    return redis_factory(appendonly=True)
+
+
+@pytest.fixture
+def rc(redis):
+    return redis.client()
+
+
+@pytest.fixture
+def workers(base_dir, redis):
+    """workers(conf_text, n=1) -> [Worker], stopped at teardown."""
+    if not wh.worker_available():
+        pytest.skip("worker not built")
+    made = []
+
+    def make(conf, n=1):
+        out = []
+        for _ in range(n):
+            w = wh.Worker(base_dir, redis.address)
+            path = os.path.join(w.dir, "worker.conf")
+            with open(path, "w") as f:
+                f.write(conf.replace("[worker]\n", "[worker]\nlisten = unix:%s"
+                                     "\nredis = %s\n" % (w.socket_path,
+                                                          redis.address), 1))
+            w.args = ["-c", path]
+            made.append(w)
+            out.append(w.start())
+        return out
+
+    yield make
+    problems = []
+    for w in made:
+        w.close(keep=True)
+        print(w.log_tail())
+        problems += [l for l in w.log_text().splitlines()
+                     if LOG_FORBIDDEN.search(l)]
+    assert not problems, problems
+
+
+def conf(target, jobs, worker="", targets="", timeout="1s", vt="6500ms"):
+    """jobs: {type: "key = value\n..."}; url paths relative to target.
+    conf.c wants visibility_timeout above every job timeout + 5 s."""
+    text = "[worker]\nvisibility_timeout = %s\nshutdown_timeout = 1s\n" \
+           "ordering_recheck = 200ms\n" % vt + worker + "\n" + targets + "\n"
+    for name, body in jobs.items():
+        body = body.replace("URL", target.url(""))
+        text += "[job %s]\nconnector = http\ntimeout = %s\n%s\n" \
+            % (name, timeout, body)
+    return text
+
+
+def dispatch(w, job_type, body=b"{}", tenant="acme", extra=(), fid=1):
+    c = w.client()
+    r = c.dispatch(fid, [(T_JOB_TYPE, job_type), (T_TENANT, tenant),
+                         (T_BODY, body)] + list(extra))
+    return r
+
+
+def accepted(r):
+    assert r.status == 202, r
+    return r.get(T_JOB_ID).decode()
+
+
+def job(rc, jid):
+    return {k.decode(): v.decode()
+            for k, v in rc.hgetall("{vq}:job:" + jid).items()}
+
+
+def att(rc, jid):
+    return [json.loads(a) for a in rc.lrange("{vq}:att:" + jid, 0, -1)]
+
+
+def wait_state(rc, jid, state, seconds=10):
+    vh.wait_for(lambda: job(rc, jid).get("state") == state, seconds,
+                interval=0.05, what="job %s %s" % (jid, state))
+    return job(rc, jid)
+
+
+def status(w, jid, tenant="acme"):
+    r = w.client().request(wh.JOB_STATUS, 9, [(T_TENANT, tenant),
+                                              (T_JOB_ID, jid)])
+    return json.loads(r.get(T_JOB_STATE))
+
+
+def gaps(reqs):
+    return [b["time"] - a["time"] for a, b in zip(reqs, reqs[1:])]
+
+
+def ord_hash(tenant, key):
+    return hashlib.sha256(tenant.encode() + b"\0" + key.encode()) \
+        .hexdigest()[:32]
+
+
+# --------------------------------------------------------------------------
+
+def test_delivery_headers_and_status(workers, target, rc):
+    w, = workers(conf(target, {"hook": "url = URL/in\nheader = X-Source: "
+                               "vantage\nmethod = PUT"}))
+    r = dispatch(w, "hook", b'{"a":1}', extra=[
+        (T_CORRELATION_ID, "corr-1"),
+        (T_HEADER, b"Content-Type\0application/json"),
+        (T_HEADER, b"X-Other\0not-passed")])
+    jid = accepted(r)
+    vh.wait_for(lambda: target.got("/in"), 5, what="delivery")
+    st = wait_state(rc, jid, "succeeded")
+    time.sleep(0.3)
+    got = target.got("/in")
+    assert len(got) == 1
+    h = got[0]["headers"]
+    assert got[0]["method"] == "PUT"
+    assert got[0]["body"] == b'{"a":1}'
+    assert h["idempotency-key"] == jid
+    assert h["x-correlation-id"] == "corr-1"
+    assert h["content-type"] == "application/json"
+    assert h["x-source"] == "vantage"
+    assert "x-other" not in h
+    assert st["attempts"] == "1"
+    s = status(w, jid)
+    assert s["status"] == "succeeded" and s["attempts"] == 1
+    assert json.loads(s["result"])["status"] == 200
+    assert rc.get("{vq}:inflight") == b"0"
+    assert rc.xlen("{vq}:jobs") == 0
+    assert rc.zscore("{vq}:done", jid) is not None
+    logs = [json.loads(l) for l in w.log_text().splitlines()
+            if l.startswith("{")]
+    line = [o for o in logs if o.get("msg") == "attempt"][0]
+    assert line["job"] == jid and line["correlation_id"] == "corr-1"
+    assert line["attempt"] == "1" and line["outcome"] == "success"
+
+
+def test_retry_backoff_bounds(workers, target, rc):
+    w, = workers(conf(target, {"flaky": "url = URL/flaky\nbackoff_base = "
+                               "200ms\nbackoff_cap = 1s\nmax_attempts = 8"}))
+    target.script("/flaky", [(503, {}, b"")] * 4)
+    jid = accepted(dispatch(w, "flaky"))
+    st = wait_state(rc, jid, "succeeded", 15)
+    reqs = target.got("/flaky")
+    assert len(reqs) == 5
+    assert st["attempts"] == "5"
+    for n, g in enumerate(gaps(reqs), start=1):
+        ceiling = min(1.0, 0.2 * 2 ** (n - 1))
+        assert -0.01 <= g <= ceiling + TOL, (n, g, ceiling)
+    a = att(rc, jid)
+    assert [x["outcome"] for x in a] == ["retry"] * 4 + ["success"]
+    assert [x["status"] for x in a] == [503] * 4 + [200]
+    assert [x["n"] for x in a] == [1, 2, 3, 4, 5]
+
+
+def test_retry_after_honoured(workers, target, rc):
+    w, = workers(conf(target, {"rl": "url = URL/rl\nbackoff_base = 10ms"}))
+    target.script("/rl", [(429, {"Retry-After": "2"}, b"")])
+    jid = accepted(dispatch(w, "rl"))
+    vh.wait_for(lambda: target.got("/rl"), 5)
+    time.sleep(0.3)
+    s = status(w, jid)
+    assert s["status"] == "retrying" and s["last_error"] == "HTTP 429"
+    first = target.got("/rl")[0]["time"] * 1000
+    assert 2000 - 300 <= s["next_attempt_ms"] - first <= 3000 + 300
+    wait_state(rc, jid, "succeeded", 8)
+    g = gaps(target.got("/rl"))[0]
+    assert 2.0 - TOL <= g <= 3.0 + TOL, g
+
+
+def test_permanent_400_dead_at_once_masked(workers, target, rc):
+    w, = workers(conf(target, {"bad": "url = URL/bad"}))
+    target.default("/bad", (400, {"Content-Type": "application/json"},
+                            b'{"error":"invalid","ssn":"123-45-6789",'
+                            b'"account":"123456789012","dob":"1980-01-02"}'))
+    jid = accepted(dispatch(w, "bad"))
+    st = wait_state(rc, jid, "dead")
+    time.sleep(0.3)
+    assert len(target.got("/bad")) == 1
+    assert st["attempts"] == "1" and st["last_status"] == "400"
+    a = att(rc, jid)
+    assert len(a) == 1
+    assert a[0]["status"] == 400 and a[0]["outcome"] == "dead"
+    assert a[0]["error"] == "HTTP 400"
+    assert a[0]["body"] == ('{"error":"invalid","ssn":"***-**-****",'
+                            '"account":"********9012","dob":"**********"}')
+    assert rc.zscore("{vq}:dead", jid) is not None
+    assert rc.get("{vq}:inflight") == b"0"
+    assert "123-45-6789" not in w.log_text()
+
+
+def test_max_attempts_then_dead(workers, target, rc):
+    w, = workers(conf(target, {"down": "url = URL/down\nbackoff_base = 50ms"
+                               "\nmax_attempts = 3"}))
+    target.default("/down", (500, {}, b"oops"))
+    jid = accepted(dispatch(w, "down"))
+    st = wait_state(rc, jid, "dead")
+    time.sleep(0.5)
+    assert len(target.got("/down")) == 3
+    assert st["attempts"] == "3"
+    assert [x["outcome"] for x in att(rc, jid)] == ["retry", "retry", "dead"]
+
+
+def test_max_age_then_dead(workers, target, rc):
+    w, = workers(conf(target, {"old": "url = URL/old\nbackoff_base = 200ms"
+                               "\nbackoff_cap = 200ms\nmax_attempts = 100"
+                               "\nmax_age = 700ms"}))
+    target.default("/old", (503, {}, b""))
+    jid = accepted(dispatch(w, "old"))
+    st = wait_state(rc, jid, "dead")
+    n = len(target.got("/old"))
+    assert 2 <= n <= 10, n
+    assert int(st["finished_ms"]) - int(st["created_ms"]) >= 700
+
+
+def test_connection_closed_is_retried(workers, target, rc):
+    w, = workers(conf(target, {"cl": "url = URL/cl\nbackoff_base = 50ms"}))
+    target.script("/cl", [("close",)])
+    jid = accepted(dispatch(w, "cl"))
+    wait_state(rc, jid, "succeeded")
+    a = att(rc, jid)
+    assert a[0]["outcome"] == "retry" and a[0]["status"] == 0
+    assert a[0]["error"]
+
+
+def test_kill9_mid_batch_redelivers(workers, target, rc):
+    ws = workers(conf(target, {"slow": "url = URL/slow"}), n=2)
+    target.delay("/slow", 0.5, 0.8)
+    ids = [accepted(dispatch(ws[i % 2], "slow", fid=i)) for i in range(12)]
+    vh.wait_for(lambda: len(target.got("/slow")) >= 2, 5)
+    before = {r["headers"]["idempotency-key"] for r in target.got("/slow")}
+    ws[0].send_signal(signal.SIGKILL)
+    ws[0].wait(5)
+    for jid in ids:
+        wait_state(rc, jid, "succeeded", 30)
+    keys = [r["headers"]["idempotency-key"] for r in target.got("/slow")]
+    assert set(keys) == set(ids)
+    dups = len(keys) - len(set(keys))
+    # at most what was in flight at the kill: the concurrency of one worker
+    assert dups <= 12, dups
+    assert all(k in ids for k in keys)
+    assert rc.get("{vq}:inflight") == b"0"
+
+
+def test_redis_restart_with_aof_loses_nothing(workers, target, redis, rc):
+    w, = workers(conf(target, {"r": "url = URL/r\ntarget = r\nbackoff_base = 100ms"},
+                      targets="[target r]\nbreaker_failures = 1000\n"
+                              "breaker_min_calls = 1000\n"))
+    target.default("/r", (503, {}, b""))
+    ids = [accepted(dispatch(w, "r", fid=i)) for i in range(5)]
+    vh.wait_for(lambda: len(target.got("/r")) >= 5, 5)
+    redis.stop()
+    redis.start()
+    target.default("/r", (200, {}, b"{}"))
+    rc2 = redis.client()
+    for jid in ids:
+        wait_state(rc2, jid, "succeeded", 15)
+    assert {r["headers"]["idempotency-key"] for r in target.got("/r")} \
+        == set(ids)
+
+
+def test_backoff_longer_than_visibility_no_duplicate(workers, target, rc):
+    ws = workers(conf(target, {"b": "url = URL/b\nbackoff_base = 8s\n"
+                               "backoff_cap = 8s"}), n=2)
+    target.script("/b", [(503, {}, b"")])
+    jid = accepted(dispatch(ws[0], "b"))
+    wait_state(rc, jid, "succeeded", 15)
+    time.sleep(1.5)
+    assert len(target.got("/b")) == 2
+    assert len(att(rc, jid)) == 2
+
+
+def test_ordering_across_three_workers(workers, target, rc):
+    ws = workers(conf(target, {"o": "url = URL/o\nordering = on\ntarget = o\n"
+                               "backoff_base = 50ms"},
+                      targets="[target o]\nmax_concurrency = 8\n"), n=3)
+    target.delay("/o", 0.0, 0.08)
+    target.script("/o", [(503, {}, b"")] * 3)
+    ids = []
+    for i in range(8):
+        for key in ("k1", "k2", "k3"):
+            body = json.dumps({"key": key, "seq": i}).encode()
+            ids.append(accepted(dispatch(ws[(i + len(key)) % 3], "o", body,
+                                         extra=[(T_ORDERING_KEY, key)],
+                                         fid=i)))
+    for jid in ids:
+        wait_state(rc, jid, "succeeded", 40)
+    seen = {}
+    for r in target.got("/o"):
+        b = json.loads(r["body"])
+        seen.setdefault(b["key"], []).append(b["seq"])
+    for key, seqs in seen.items():
+        # a retried head is delivered again before any later job
+        dedup = [s for i, s in enumerate(seqs) if i == 0 or s != seqs[i - 1]]
+        assert dedup == list(range(8)), (key, seqs)
+
+
+@pytest.mark.parametrize("on_dead", ["proceed", "block"])
+def test_ordering_on_dead(workers, target, rc, on_dead):
+    w, = workers(conf(target, {"d": "url = URL/d\nordering = on\n"
+                               "on_dead = " + on_dead}))
+    target.script("/d", [(400, {}, b"no")])
+    first = accepted(dispatch(w, "d", b'{"seq":0}',
+                              extra=[(T_ORDERING_KEY, "K")], fid=1))
+    second = accepted(dispatch(w, "d", b'{"seq":1}',
+                               extra=[(T_ORDERING_KEY, "K")], fid=2))
+    wait_state(rc, first, "dead")
+    if on_dead == "proceed":
+        wait_state(rc, second, "succeeded")
+        return
+    time.sleep(1.5)
+    assert len(target.got("/d")) == 1
+    assert job(rc, second)["state"] == "queued"
+    # dlq skip, as WORKER.md says: LREM, then wake the new head
+    h = ord_hash("acme", "K")
+    rc.lrem("{vq}:ord:" + h, 1, first)
+    att_n = int(job(rc, second)["attempts"])
+    rc.zadd("{vq}:delayed", {"%s:%d" % (second, att_n + 1):
+                             int(time.time() * 1000)})
+    wait_state(rc, second, "succeeded")
+    assert len(target.got("/d")) == 2
+
+
+def test_ordering_block_then_replay(workers, target, rc):
+    w, = workers(conf(target, {"d": "url = URL/d\nordering = on\n"
+                               "on_dead = block"}))
+    target.script("/d", [(400, {}, b"no")])
+    first = accepted(dispatch(w, "d", b'{"seq":0}',
+                              extra=[(T_ORDERING_KEY, "K")], fid=1))
+    second = accepted(dispatch(w, "d", b'{"seq":1}',
+                               extra=[(T_ORDERING_KEY, "K")], fid=2))
+    wait_state(rc, first, "dead")
+    time.sleep(1.0)
+    assert job(rc, second)["state"] == "queued"
+    attempts = int(job(rc, first)["attempts"])
+    p = rc.pipeline(transaction=True)
+    p.zrem("{vq}:dead", first)
+    p.hset("{vq}:job:" + first, "state", "queued")
+    p.hdel("{vq}:job:" + first, "next_attempt_ms", "finished_ms")
+    p.hincrby("{vq}:job:" + first, "replays", 1)
+    p.xadd("{vq}:jobs", {"job": first, "n": attempts + 1})
+    p.incr("{vq}:inflight")
+    p.execute()
+    wait_state(rc, first, "succeeded")
+    wait_state(rc, second, "succeeded")
+    seqs = [json.loads(r["body"])["seq"] for r in target.got("/d")]
+    assert seqs == [0, 0, 1]
+    assert job(rc, first)["attempts"] == "2"
+
+
+def test_idempotency(workers, target, rc):
+    w, = workers(conf(target, {"i": "url = URL/i"}))
+    key = [(T_IDEMPOTENCY_KEY, "order-1")]
+    a = accepted(dispatch(w, "i", b"one", extra=key, fid=1))
+    b = dispatch(w, "i", b"one", extra=key, fid=2)
+    assert b.status == 202 and b.get(T_JOB_ID).decode() == a
+    state = json.loads(b.get(T_JOB_STATE))
+    assert state["job_id"] == a
+    c = dispatch(w, "i", b"two", extra=key, fid=3)
+    assert c.status == 422 and c.error
+    d = accepted(dispatch(w, "i", b"one", tenant="other", extra=key, fid=4))
+    assert d != a
+    wait_state(rc, a, "succeeded")
+    wait_state(rc, d, "succeeded")
+    e = dispatch(w, "i", b"one", extra=key, fid=5)
+    assert e.get(T_JOB_ID).decode() == a
+    assert json.loads(e.get(T_JOB_STATE))["status"] == "succeeded"
+    time.sleep(0.3)
+    assert len(target.got("/i")) == 2
+
+
+def test_idempotency_claim_in_progress_409(workers, target, rc):
+    w, = workers(conf(target, {"i": "url = URL/i"}))
+    body = b"x"
+    h = ord_hash("acme", "k9")
+    sha = hashlib.sha256(body).hexdigest()
+    rc.set("{vq}:idem:" + h, "%s %s %d" % ("a" * 32, sha,
+                                           int(time.time() * 1000)))
+    r = dispatch(w, "i", body, extra=[(T_IDEMPOTENCY_KEY, "k9")])
+    assert r.status == 409 and r.retry_after == 1
+
+
+def test_inflight_cap_503(workers, target, rc):
+    w, = workers(conf(target, {"c": "url = URL/c"},
+                      worker="inflight_cap = 2\n", timeout="3s", vt="9s"))
+    target.default("/c", ("sleep", 2.0))
+    accepted(dispatch(w, "c", fid=1))
+    accepted(dispatch(w, "c", fid=2))
+    keys = set(rc.keys("*"))
+    r = dispatch(w, "c", extra=[(T_IDEMPOTENCY_KEY, "z")], fid=3)
+    assert r.status == 503 and r.retry_after >= 1
+    r = dispatch(w, "c", fid=4)
+    assert r.status == 503 and r.retry_after >= 1
+    assert set(rc.keys("*")) == keys
+
+
+def test_unknown_job_type_400(workers, target):
+    w, = workers(conf(target, {"c": "url = URL/c"}))
+    r = dispatch(w, "nope")
+    assert r.status == 400 and r.error == "unknown job type"
+
+
+def test_breaker_and_per_target_concurrency(workers, target, rc):
+    w, = workers(conf(target, {
+        "a": "url = URL/a\ntarget = ta\nbackoff_base = 50ms\n"
+             "max_attempts = 20",
+        "b": "url = URL/b\ntarget = tb"},
+        targets="[target ta]\nbreaker_failures = 3\nbreaker_cooldown = 30s\n"
+                "[target tb]\nmax_concurrency = 2\n"))
+    target.default("/a", (503, {}, b""))
+    target.delay("/b", 0.1, 0.1)
+    for i in range(4):
+        accepted(dispatch(w, "a", fid=i))
+    t0 = time.time()
+    ids = [accepted(dispatch(w, "b", fid=100 + i)) for i in range(10)]
+    for jid in ids:
+        wait_state(rc, jid, "succeeded", 10)
+    took = time.time() - t0
+    # 10 jobs of 0.1 s, 2 at a time: 0.5 s, plus deferrals' 1 s at most
+    assert took < 3.0, took
+    assert target.max_concurrent("/b") == 2
+    assert len(target.got("/a")) == 3
+    assert "circuit breaker opened" in w.log_text()
+
+
+def test_sigterm_releases_to_another_worker(workers, target, rc):
+    a, = workers(conf(target, {"s": "url = URL/s"}, timeout="10s",
+                      vt="16s"))
+    target.script("/s", [("sleep", 5.0), ("sleep", 5.0)])
+    ids = [accepted(dispatch(a, "s", fid=i)) for i in range(2)]
+    vh.wait_for(lambda: len(target.got("/s")) == 2, 5)
+    b, = workers(conf(target, {"s": "url = URL/s"}, timeout="10s",
+                      vt="16s"))
+    t0 = time.time()
+    a.send_signal(signal.SIGTERM)
+    assert a.wait(5) == 0
+    assert time.time() - t0 < 1.0 + 0.8
+    for jid in ids:
+        wait_state(rc, jid, "succeeded", 5)
+    assert len(target.got("/s")) == 4
+    assert "shutdown_timeout" in a.log_text()
+
+
+def test_retention_trims_done(workers, target, rc):
+    w, = workers(conf(target, {"r": "url = URL/r"},
+                      worker="done_retention = 500ms\n"
+                             "idempotency_window = 500ms\n"))
+    jid = accepted(dispatch(w, "r"))
+    wait_state(rc, jid, "succeeded")
+    vh.wait_for(lambda: not rc.exists("{vq}:job:" + jid), 3,
+                what="retention")
+    assert not rc.exists("{vq}:att:" + jid)
+    assert rc.zscore("{vq}:done", jid) is None

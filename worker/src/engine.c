@@ -1,0 +1,2036 @@
+/* engine.c -- the job engine: consume, attempt, settle, promote, reclaim */
+
+/*
+ * The design is docs/WORKER.md; this file follows it step by step.  Each
+ * step is one command or one MULTI/EXEC, and where two workers race the
+ * run:<n> marker in the job hash makes the loser's entry a duplicate that
+ * is acknowledged and dropped.
+ *
+ * Two Redis connections of its own: "rd" only blocks in XREADGROUP, so
+ * that a blocked read never delays a transaction; "wr" carries the rest.
+ *
+ * A job the engine holds is a vw_run_t: from the moment its stream entry
+ * is read until the transaction that settles it has come back.  Runs are
+ * what the heartbeat keeps claimed, what `concurrency` counts, and what a
+ * drain releases.  Everything a run needs from the configuration is copied
+ * into it when it is taken, since a reload may free the configuration
+ * between two callbacks.
+ */
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <sys/time.h>
+
+#include <event2/event.h>
+#include <hiredis/hiredis.h>
+#include <hiredis/async.h>
+#include <hiredis/adapters/libevent.h>
+#include <jansson.h>
+
+#include "vc_backoff.h"
+#include "vc_mask.h"
+#include "vw_engine.h"
+#include "vw_http.h"
+#include "vw_target.h"
+
+
+#define VW_ENGINE_STREAM        "{vq}:jobs"
+#define VW_ENGINE_GROUP         "vantage"
+#define VW_ENGINE_DELAYED       "{vq}:delayed"
+#define VW_ENGINE_DONE          "{vq}:done"
+#define VW_ENGINE_DEAD          "{vq}:dead"
+#define VW_ENGINE_INFLIGHT      "{vq}:inflight"
+
+#define VW_ENGINE_RECONNECT_MS  1000
+#define VW_ENGINE_BLOCK_MS      1000
+#define VW_ENGINE_PROMOTE_MS    100
+#define VW_ENGINE_PROMOTE_MAX   100
+#define VW_ENGINE_RETAIN_MS     60000
+#define VW_ENGINE_RETAIN_MAX    1000
+#define VW_ENGINE_DEFER_MS      1000   /* a busy target: look again then */
+#define VW_ENGINE_CLAIM_CHUNK   100
+
+
+typedef enum {
+    VW_RUN_TAKING = 0,       /* the take transaction is out */
+    VW_RUN_ORDER,            /* asking whether it heads its ordering list */
+    VW_RUN_WAITING,          /* its target is busy: waiting in memory */
+    VW_RUN_RUNNING,          /* the HTTP request is out */
+    VW_RUN_SETTLING          /* the outcome transaction is out */
+} vw_run_state_e;
+
+
+typedef struct vw_run_s  vw_run_t;
+typedef struct vw_econn_s  vw_econn_t;
+
+
+struct vw_econn_s {
+    vw_engine_t                *engine;
+    redisAsyncContext          *ac;
+    struct event               *retry;
+    unsigned                    connected:1;
+    unsigned                    reader:1;
+    unsigned                    reading:1;    /* an XREADGROUP is out */
+};
+
+
+struct vw_engine_s {
+    struct event_base          *base;
+    vw_engine_conf_pt           conf;
+    char                       *host;
+    int                         port;
+    char                       *unix_path;
+    char                       *password;
+    char                       *consumer;
+
+    vw_econn_t                  rd;
+    vw_econn_t                  wr;
+    unsigned                    group:1;      /* XGROUP CREATE came back */
+    unsigned                    draining:1;
+    unsigned                    closing:1;
+
+    vw_http_t                  *http;
+    vw_target_t                *targets;
+
+    vw_run_t                   *runs;
+    unsigned                    held;
+
+    struct event               *promote;
+    struct event               *heartbeat;
+    struct event               *retain;
+    struct event               *deadline;
+    unsigned                    promoting:1;  /* a ZRANGEBYSCORE is out */
+    unsigned                    forced:1;     /* the drain gave up */
+
+    vw_engine_drained_pt        drained;
+    void                       *drained_data;
+};
+
+
+struct vw_run_s {
+    vw_engine_t                *engine;
+    vw_run_t                   *next;
+    vw_run_t                  **prev;
+    vw_run_state_e              state;
+
+    char                        entry[48];
+    char                        id[33];
+    char                        key[48];       /* {vq}:job:<id> */
+    unsigned                    n;
+
+    /* the job, from its hash */
+    char                       *type;
+    char                       *correlation_id;
+    char                       *ordering;      /* the list's hash, or NULL */
+    char                       *content_type;
+    unsigned char              *body;
+    size_t                      body_len;
+    uint64_t                    created_ms;
+    unsigned                    epoch_n;       /* attempts before a replay */
+    uint64_t                    epoch_ms;      /* max_age counts from it */
+    char                        replays[24];
+    unsigned                    new_epoch:1;
+    unsigned                    in_order:1;    /* heads its ordering list */
+    unsigned                    started:1;     /* state running written */
+    unsigned                    unknown:1;     /* no such job type */
+
+    /* the job type's configuration, copied when it is taken */
+    char                       *url;
+    char                       *method;
+    struct curl_slist          *headers;
+    uint64_t                    timeout_ms;
+    unsigned                    max_attempts;
+    uint64_t                    max_age_ms;
+    uint64_t                    backoff_base_ms;
+    uint64_t                    backoff_cap_ms;
+    vw_on_dead_e                on_dead;
+    vw_target_t                *target;
+    vw_target_limits_t          limits;
+
+    uint64_t                    start_ms;
+    vw_http_req_t               req;
+};
+
+
+static int vw_engine_parse_addr(vw_engine_t *e, const char *addr);
+static void vw_engine_connect(vw_econn_t *c);
+static void vw_engine_connected(const redisAsyncContext *ac, int status);
+static void vw_engine_disconnected(const redisAsyncContext *ac, int status);
+static void vw_engine_reconnect(evutil_socket_t fd, short what, void *arg);
+static void vw_engine_group_created(redisAsyncContext *ac, void *reply,
+    void *privdata);
+static void vw_engine_read(vw_engine_t *e);
+static void vw_engine_read_done(redisAsyncContext *ac, void *reply,
+    void *privdata);
+static void vw_engine_entry(vw_engine_t *e, redisReply *entry);
+static void vw_engine_take(vw_engine_t *e, const char *entry,
+    const char *id, unsigned n);
+static void vw_engine_taken(redisAsyncContext *ac, void *reply,
+    void *privdata);
+static void vw_engine_order_read(redisAsyncContext *ac, void *reply,
+    void *privdata);
+static void vw_engine_admit(vw_run_t *run);
+static void vw_engine_start(vw_run_t *run);
+static void vw_engine_http_done(vw_http_req_t *req);
+static void vw_engine_settle(vw_run_t *run, const char *outcome,
+    long status, const char *error, const unsigned char *resp,
+    size_t resp_len, uint64_t ms, uint64_t retry_after_ms);
+static void vw_engine_settled(redisAsyncContext *ac, void *reply,
+    void *privdata);
+static void vw_engine_put_back(vw_run_t *run, uint64_t due,
+    const char *why);
+static void vw_engine_put_back_done(redisAsyncContext *ac, void *reply,
+    void *privdata);
+static void vw_engine_drop(vw_run_t *run);
+static void vw_engine_wake(vw_engine_t *e, const char *ordering);
+static void vw_engine_wake_head(redisAsyncContext *ac, void *reply,
+    void *privdata);
+static void vw_engine_wake_job(redisAsyncContext *ac, void *reply,
+    void *privdata);
+static void vw_engine_run_free(vw_run_t *run);
+static void vw_engine_next_waiting(vw_engine_t *e, vw_target_t *t);
+static void vw_engine_promote(evutil_socket_t fd, short what, void *arg);
+static void vw_engine_promote_read(redisAsyncContext *ac, void *reply,
+    void *privdata);
+static void vw_engine_heartbeat(evutil_socket_t fd, short what, void *arg);
+static void vw_engine_reclaimed(redisAsyncContext *ac, void *reply,
+    void *privdata);
+static void vw_engine_retain(evutil_socket_t fd, short what, void *arg);
+static void vw_engine_retain_read(redisAsyncContext *ac, void *reply,
+    void *privdata);
+static void vw_engine_deadline(evutil_socket_t fd, short what, void *arg);
+static void vw_engine_forced(evutil_socket_t fd, short what, void *arg);
+static void vw_engine_check_drained(vw_engine_t *e);
+static void vw_engine_timer(struct event *ev, uint64_t ms);
+
+
+static uint64_t
+vw_engine_now(void)
+{
+    struct timeval  tv;
+
+    gettimeofday(&tv, NULL);
+
+    return (uint64_t) tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
+
+static uint64_t
+vw_engine_random(void)
+{
+    uint64_t  r;
+
+    if (getrandom(&r, sizeof(r), 0) != (ssize_t) sizeof(r)) {
+        r = (uint64_t) random() << 32 ^ (uint64_t) random();
+    }
+
+    return r;
+}
+
+
+static void
+vw_engine_timer(struct event *ev, uint64_t ms)
+{
+    struct timeval  tv;
+
+    tv.tv_sec = ms / 1000;
+    tv.tv_usec = (ms % 1000) * 1000;
+
+    evtimer_add(ev, &tv);
+}
+
+
+/* the configuration values the engine reads outside a run, with defaults */
+
+static unsigned
+vw_engine_concurrency(vw_engine_t *e)
+{
+    const vw_conf_t  *conf = e->conf();
+
+    return (conf && conf->concurrency) ? conf->concurrency : 64;
+}
+
+
+static uint64_t
+vw_engine_visibility(vw_engine_t *e)
+{
+    const vw_conf_t  *conf = e->conf();
+
+    return (conf && conf->visibility_timeout_ms) ? conf->visibility_timeout_ms
+                                                 : 60000;
+}
+
+
+vw_engine_t *
+vw_engine_create(struct event_base *base, const char *addr,
+    const char *password, const char *consumer, vw_engine_conf_pt conf)
+{
+    vw_engine_t  *e;
+
+    e = calloc(1, sizeof(vw_engine_t));
+    if (e == NULL) {
+        return NULL;
+    }
+
+    e->base = base;
+    e->conf = conf;
+    e->rd.engine = e;
+    e->rd.reader = 1;
+    e->wr.engine = e;
+
+    if (vw_engine_parse_addr(e, addr) != VW_OK) {
+        goto failed;
+    }
+
+    e->consumer = strdup(consumer);
+    e->password = password ? strdup(password) : NULL;
+
+    e->rd.retry = evtimer_new(base, vw_engine_reconnect, &e->rd);
+    e->wr.retry = evtimer_new(base, vw_engine_reconnect, &e->wr);
+    e->promote = evtimer_new(base, vw_engine_promote, e);
+    e->heartbeat = evtimer_new(base, vw_engine_heartbeat, e);
+    e->retain = evtimer_new(base, vw_engine_retain, e);
+    e->deadline = evtimer_new(base, vw_engine_deadline, e);
+    e->http = vw_http_create(base);
+
+    if (e->consumer == NULL || (password && e->password == NULL)
+        || e->rd.retry == NULL || e->wr.retry == NULL || e->promote == NULL
+        || e->heartbeat == NULL || e->retain == NULL || e->deadline == NULL
+        || e->http == NULL)
+    {
+        goto failed;
+    }
+
+    vw_engine_connect(&e->wr);
+    vw_engine_connect(&e->rd);
+
+    vw_engine_timer(e->promote, VW_ENGINE_PROMOTE_MS);
+    vw_engine_timer(e->heartbeat, vw_engine_visibility(e) / 3);
+    vw_engine_timer(e->retain, 0);
+
+    vw_log("info", "engine started", "consumer", e->consumer, NULL);
+
+    return e;
+
+failed:
+
+    vw_log("error", "cannot start the job engine", NULL);
+    vw_engine_free(e);
+    return NULL;
+}
+
+
+void
+vw_engine_free(vw_engine_t *e)
+{
+    vw_run_t  *run;
+
+    if (e == NULL) {
+        return;
+    }
+
+    e->closing = 1;
+
+    /*
+     * hiredis answers the pending callbacks with NULL first; they see
+     * closing and touch nothing but their run, which is still there
+     */
+    if (e->rd.ac != NULL) {
+        redisAsyncFree(e->rd.ac);
+    }
+
+    if (e->wr.ac != NULL) {
+        redisAsyncFree(e->wr.ac);
+    }
+
+    /* what is still held comes back through the visibility timeout */
+    while (e->runs != NULL) {
+        run = e->runs;
+
+        if (run->state == VW_RUN_RUNNING) {
+            vw_http_cancel(&run->req);
+        }
+
+        vw_engine_run_free(run);
+    }
+
+#define vw_free_event(ev)  if ((ev) != NULL) { event_free(ev); }
+
+    vw_free_event(e->rd.retry);
+    vw_free_event(e->wr.retry);
+    vw_free_event(e->promote);
+    vw_free_event(e->heartbeat);
+    vw_free_event(e->retain);
+    vw_free_event(e->deadline);
+
+#undef vw_free_event
+
+    vw_http_free(e->http);
+    vw_target_free_all(&e->targets);
+
+    free(e->host);
+    free(e->unix_path);
+    free(e->password);
+    free(e->consumer);
+    free(e);
+}
+
+
+static int
+vw_engine_parse_addr(vw_engine_t *e, const char *addr)
+{
+    char  *colon;
+
+    e->port = 6379;
+
+    if (strncmp(addr, "unix:", 5) == 0) {
+        e->unix_path = strdup(addr + 5);
+        return e->unix_path ? VW_OK : VW_ERROR;
+    }
+
+    e->host = strdup(addr);
+    if (e->host == NULL) {
+        return VW_ERROR;
+    }
+
+    colon = strrchr(e->host, ':');
+
+    if (colon != NULL) {
+        *colon = '\0';
+        e->port = atoi(colon + 1);
+    }
+
+    if (e->port <= 0 || e->port > 65535 || e->host[0] == '\0') {
+        vw_log("error", "invalid Redis address", "redis", addr, NULL);
+        return VW_ERROR;
+    }
+
+    return VW_OK;
+}
+
+
+/* -- connections ---------------------------------------------------------- */
+
+static void
+vw_engine_connect(vw_econn_t *c)
+{
+    vw_engine_t        *e = c->engine;
+    redisAsyncContext  *ac;
+
+    ac = e->unix_path ? redisAsyncConnectUnix(e->unix_path)
+                      : redisAsyncConnect(e->host, e->port);
+
+    if (ac == NULL || ac->err) {
+        if (ac != NULL) {
+            redisAsyncFree(ac);
+        }
+
+        vw_engine_timer(c->retry, VW_ENGINE_RECONNECT_MS);
+        return;
+    }
+
+    ac->data = c;
+
+    if (redisLibeventAttach(ac, e->base) != REDIS_OK) {
+        redisAsyncFree(ac);
+        vw_engine_timer(c->retry, VW_ENGINE_RECONNECT_MS);
+        return;
+    }
+
+    redisAsyncSetConnectCallback(ac, vw_engine_connected);
+    redisAsyncSetDisconnectCallback(ac, vw_engine_disconnected);
+
+    c->ac = ac;
+
+    /* queued now, sent first once connected; the password is not logged */
+    if (e->password != NULL) {
+        (void) redisAsyncCommand(ac, NULL, NULL, "AUTH %s", e->password);
+    }
+
+    if (!c->reader) {
+        (void) redisAsyncCommand(ac, vw_engine_group_created, e,
+                                 "XGROUP CREATE " VW_ENGINE_STREAM " "
+                                 VW_ENGINE_GROUP " 0 MKSTREAM");
+    }
+}
+
+
+static void
+vw_engine_connected(const redisAsyncContext *ac, int status)
+{
+    vw_econn_t   *c = ac->data;
+    vw_engine_t  *e = c->engine;
+
+    if (status != REDIS_OK) {
+        /* hiredis frees the context after this */
+        c->ac = NULL;
+        c->connected = 0;
+        vw_engine_timer(c->retry, VW_ENGINE_RECONNECT_MS);
+        return;
+    }
+
+    c->connected = 1;
+
+    if (c->reader) {
+        vw_engine_read(e);
+    }
+}
+
+
+static void
+vw_engine_disconnected(const redisAsyncContext *ac, int status)
+{
+    vw_econn_t   *c = ac->data;
+    vw_engine_t  *e = c->engine;
+
+    c->ac = NULL;
+    c->reading = 0;
+
+    if (e->closing) {
+        c->connected = 0;
+        return;
+    }
+
+    if (c->connected) {
+        vw_log("error", "engine lost its Redis connection", "reason",
+               ac->errstr[0] ? ac->errstr : "closed", NULL);
+    }
+
+    c->connected = 0;
+
+    if (!c->reader) {
+        e->group = 0;
+        e->promoting = 0;
+    }
+
+    vw_engine_timer(c->retry, VW_ENGINE_RECONNECT_MS);
+}
+
+
+static void
+vw_engine_reconnect(evutil_socket_t fd, short what, void *arg)
+{
+    vw_econn_t  *c = arg;
+
+    if (c->ac == NULL && !c->engine->closing) {
+        vw_engine_connect(c);
+    }
+}
+
+
+static redisAsyncContext *
+vw_engine_wr(vw_engine_t *e)
+{
+    return (e->wr.connected && !e->closing) ? e->wr.ac : NULL;
+}
+
+
+static void
+vw_engine_group_created(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    redisReply   *r = reply;
+    vw_engine_t  *e = privdata;
+
+    if (r == NULL || e->closing) {
+        return;
+    }
+
+    if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "BUSYGROUP", 9) != 0)
+    {
+        vw_log("error", "cannot create the consumer group", "reason",
+               r->str, NULL);
+        return;
+    }
+
+    e->group = 1;
+    vw_engine_read(e);
+}
+
+
+/* -- reading the stream --------------------------------------------------- */
+
+/* Reads new entries when there is room under `concurrency`. */
+
+static void
+vw_engine_read(vw_engine_t *e)
+{
+    unsigned  room, concurrency;
+
+    if (e->closing || e->draining || !e->rd.connected || e->rd.reading
+        || !e->group)
+    {
+        return;
+    }
+
+    concurrency = vw_engine_concurrency(e);
+    room = e->held < concurrency ? concurrency - e->held : 0;
+
+    if (room == 0) {
+        return;
+    }
+
+    if (redisAsyncCommand(e->rd.ac, vw_engine_read_done, e,
+                          "XREADGROUP GROUP " VW_ENGINE_GROUP " %s COUNT %u "
+                          "BLOCK %d STREAMS " VW_ENGINE_STREAM " >",
+                          e->consumer, room, VW_ENGINE_BLOCK_MS)
+        == REDIS_OK)
+    {
+        e->rd.reading = 1;
+    }
+}
+
+
+static void
+vw_engine_read_done(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    size_t        i;
+    redisReply   *r = reply, *entries;
+    vw_engine_t  *e = privdata;
+
+    if (r == NULL || e->closing) {
+        return;
+    }
+
+    e->rd.reading = 0;
+
+    if (r->type == REDIS_REPLY_ERROR) {
+        /* NOGROUP after Redis lost the stream: create it again */
+        vw_log("error", "XREADGROUP failed", "reason", r->str, NULL);
+        e->group = 0;
+
+        if (vw_engine_wr(e) != NULL) {
+            (void) redisAsyncCommand(e->wr.ac, vw_engine_group_created, e,
+                                     "XGROUP CREATE " VW_ENGINE_STREAM " "
+                                     VW_ENGINE_GROUP " 0 MKSTREAM");
+        }
+
+        return;
+    }
+
+    if (r->type == REDIS_REPLY_ARRAY && r->elements == 1
+        && r->element[0]->type == REDIS_REPLY_ARRAY
+        && r->element[0]->elements == 2)
+    {
+        entries = r->element[0]->element[1];
+
+        for (i = 0; entries->type == REDIS_REPLY_ARRAY
+                    && i < entries->elements; i++)
+        {
+            vw_engine_entry(e, entries->element[i]);
+        }
+    }
+
+    vw_engine_read(e);
+}
+
+
+/* one stream entry, [id, [field, value, ...]], read or reclaimed */
+
+static void
+vw_engine_entry(vw_engine_t *e, redisReply *entry)
+{
+    size_t       i;
+    unsigned     n;
+    vw_run_t    *run;
+    redisReply  *f;
+    const char  *id;
+
+    if (entry->type != REDIS_REPLY_ARRAY || entry->elements != 2
+        || entry->element[0]->type != REDIS_REPLY_STRING
+        || entry->element[0]->len >= sizeof(run->entry))
+    {
+        return;
+    }
+
+    for (run = e->runs; run != NULL; run = run->next) {
+        if (strcmp(run->entry, entry->element[0]->str) == 0) {
+            /* reclaimed from ourselves: already held */
+            return;
+        }
+    }
+
+    f = entry->element[1];
+    id = NULL;
+    n = 0;
+
+    for (i = 0; f->type == REDIS_REPLY_ARRAY && i + 1 < f->elements; i += 2) {
+        if (f->element[i]->type != REDIS_REPLY_STRING
+            || f->element[i + 1]->type != REDIS_REPLY_STRING)
+        {
+            continue;
+        }
+
+        if (strcmp(f->element[i]->str, "job") == 0
+            && f->element[i + 1]->len == 32)
+        {
+            id = f->element[i + 1]->str;
+
+        } else if (strcmp(f->element[i]->str, "n") == 0) {
+            n = (unsigned) strtoul(f->element[i + 1]->str, NULL, 10);
+        }
+    }
+
+    if (id == NULL || n == 0) {
+        /* not a job entry: nobody can run it */
+        if (vw_engine_wr(e) != NULL) {
+            (void) redisAsyncCommand(e->wr.ac, NULL, NULL,
+                                     "XACK " VW_ENGINE_STREAM " "
+                                     VW_ENGINE_GROUP " %s",
+                                     entry->element[0]->str);
+        }
+
+        return;
+    }
+
+    vw_engine_take(e, entry->element[0]->str, id, n);
+}
+
+
+/* -- taking an attempt ---------------------------------------------------- */
+
+static void
+vw_engine_take(vw_engine_t *e, const char *entry, const char *id, unsigned n)
+{
+    char                run_field[32];
+    vw_run_t           *run;
+    redisAsyncContext  *ac;
+
+    ac = vw_engine_wr(e);
+    if (ac == NULL) {
+        /* still pending under our name: reclaimed after the timeout */
+        return;
+    }
+
+    run = calloc(1, sizeof(vw_run_t));
+    if (run == NULL) {
+        return;
+    }
+
+    run->engine = e;
+    run->n = n;
+    run->state = VW_RUN_TAKING;
+    snprintf(run->entry, sizeof(run->entry), "%s", entry);
+    snprintf(run->id, sizeof(run->id), "%s", id);
+    snprintf(run->key, sizeof(run->key), "{vq}:job:%s", id);
+    snprintf(run_field, sizeof(run_field), "run:%u", n);
+
+    run->next = e->runs;
+    run->prev = &e->runs;
+
+    if (e->runs != NULL) {
+        e->runs->prev = &run->next;
+    }
+
+    e->runs = run;
+    e->held++;
+
+    (void) redisAsyncCommand(ac, NULL, NULL, "MULTI");
+    (void) redisAsyncCommand(ac, NULL, NULL, "HSETNX %s %s %s", run->key,
+                             run_field, entry);
+    (void) redisAsyncCommand(ac, NULL, NULL, "HGET %s %s", run->key,
+                             run_field);
+    (void) redisAsyncCommand(ac, NULL, NULL, "HGETALL %s", run->key);
+    (void) redisAsyncCommand(ac, vw_engine_taken, run, "EXEC");
+}
+
+
+static char *
+vw_engine_dup(const redisReply *v)
+{
+    char  *s;
+
+    s = malloc(v->len + 1);
+    if (s != NULL) {
+        memcpy(s, v->str, v->len);
+        s[v->len] = '\0';
+    }
+
+    return s;
+}
+
+
+/* the Content-Type the job carried, from its headers JSON */
+
+static char *
+vw_engine_content_type(const char *headers_json, size_t len)
+{
+    size_t       i;
+    json_t      *a, *pair, *name, *value;
+    char        *ct;
+
+    a = json_loadb(headers_json, len, 0, NULL);
+    if (a == NULL) {
+        return NULL;
+    }
+
+    ct = NULL;
+
+    json_array_foreach(a, i, pair) {
+        name = json_array_get(pair, 0);
+        value = json_array_get(pair, 1);
+
+        if (json_is_string(name) && json_is_string(value)
+            && strcasecmp(json_string_value(name), "content-type") == 0
+            && strpbrk(json_string_value(value), "\r\n") == NULL)
+        {
+            ct = strdup(json_string_value(value));
+            break;
+        }
+    }
+
+    json_decref(a);
+
+    return ct;
+}
+
+
+/* copies what the attempt needs from the job type's configuration */
+
+static int
+vw_engine_copy_conf(vw_run_t *run, const vw_conf_job_t *jc)
+{
+    char                      line[1024];
+    const vw_conf_header_t   *h;
+    const vw_conf_target_t   *tc;
+    struct curl_slist        *l;
+
+    run->url = strdup(jc->url ? jc->url : "");
+    run->method = strdup(jc->method ? jc->method : "POST");
+
+    if (run->url == NULL || run->method == NULL) {
+        return VW_ERROR;
+    }
+
+    run->timeout_ms = jc->timeout_ms ? jc->timeout_ms : 10000;
+    run->max_attempts = jc->max_attempts ? jc->max_attempts : 8;
+    run->max_age_ms = jc->max_age_ms ? jc->max_age_ms : 86400000;
+    run->backoff_base_ms = jc->backoff_base_ms;
+    run->backoff_cap_ms = jc->backoff_cap_ms ? jc->backoff_cap_ms : 300000;
+    run->on_dead = jc->on_dead;
+
+    for (h = jc->headers; h != NULL; h = h->next) {
+        snprintf(line, sizeof(line), "%s: %s", h->name, h->value);
+
+        l = curl_slist_append(run->headers, line);
+        if (l == NULL) {
+            return VW_ERROR;
+        }
+
+        run->headers = l;
+    }
+
+    tc = jc->target;
+
+    run->target = vw_target_get(&run->engine->targets,
+                                tc ? tc->name : jc->type);
+    if (run->target == NULL) {
+        return VW_ERROR;
+    }
+
+    if (tc != NULL) {
+        run->limits.max_concurrency = tc->max_concurrency;
+        run->limits.breaker_failures = tc->breaker_failures;
+        run->limits.breaker_error_rate = tc->breaker_error_rate;
+        run->limits.breaker_window_ms = tc->breaker_window_ms;
+        run->limits.breaker_min_calls = tc->breaker_min_calls;
+        run->limits.breaker_cooldown_ms = tc->breaker_cooldown_ms;
+
+    } else {
+        run->limits.max_concurrency = 8;
+        run->limits.breaker_failures = 5;
+        run->limits.breaker_error_rate = 50;
+        run->limits.breaker_window_ms = 30000;
+        run->limits.breaker_min_calls = 20;
+        run->limits.breaker_cooldown_ms = 30000;
+    }
+
+    return VW_OK;
+}
+
+
+static void
+vw_engine_taken(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    size_t                i;
+    redisReply           *r = reply, *all, *k, *v;
+    vw_run_t             *run = privdata;
+    vw_engine_t          *e = run->engine;
+    const char           *state, *tenant;
+    const vw_conf_t      *conf;
+    const vw_conf_job_t  *jc;
+    char                  epoch_replays[24];
+    uint64_t              epoch_ms;
+    unsigned              epoch_n;
+
+    if (e->closing) {
+        return;
+    }
+
+    if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 3
+        || r->element[2]->type != REDIS_REPLY_ARRAY)
+    {
+        /* left pending: the visibility timeout brings it back */
+        vw_engine_run_free(run);
+        vw_engine_read(e);
+        return;
+    }
+
+    all = r->element[2];
+    state = NULL;
+    tenant = NULL;
+    epoch_replays[0] = '\0';
+    epoch_ms = 0;
+    epoch_n = 0;
+    snprintf(run->replays, sizeof(run->replays), "0");
+
+    for (i = 0; i + 1 < all->elements; i += 2) {
+        k = all->element[i];
+        v = all->element[i + 1];
+
+        if (strcmp(k->str, "type") == 0) {
+            run->type = vw_engine_dup(v);
+
+        } else if (strcmp(k->str, "tenant") == 0) {
+            tenant = v->str;
+
+        } else if (strcmp(k->str, "state") == 0) {
+            state = v->str;
+
+        } else if (strcmp(k->str, "correlation_id") == 0) {
+            run->correlation_id = vw_engine_dup(v);
+
+        } else if (strcmp(k->str, "ordering_key") == 0 && v->len) {
+            run->ordering = vw_engine_dup(v);
+
+        } else if (strcmp(k->str, "body") == 0) {
+            run->body = (unsigned char *) vw_engine_dup(v);
+            run->body_len = v->len;
+
+        } else if (strcmp(k->str, "headers") == 0) {
+            run->content_type = vw_engine_content_type(v->str, v->len);
+
+        } else if (strcmp(k->str, "created_ms") == 0) {
+            run->created_ms = strtoull(v->str, NULL, 10);
+
+        } else if (strcmp(k->str, "replays") == 0) {
+            snprintf(run->replays, sizeof(run->replays), "%s", v->str);
+
+        } else if (strcmp(k->str, "epoch_replays") == 0) {
+            snprintf(epoch_replays, sizeof(epoch_replays), "%s", v->str);
+
+        } else if (strcmp(k->str, "epoch_ms") == 0) {
+            epoch_ms = strtoull(v->str, NULL, 10);
+
+        } else if (strcmp(k->str, "epoch_n") == 0) {
+            epoch_n = (unsigned) strtoul(v->str, NULL, 10);
+        }
+    }
+
+    if (run->type == NULL || tenant == NULL) {
+        /* no such job (retention took it): undo HSETNX's empty hash */
+        char  field[32];
+
+        snprintf(field, sizeof(field), "run:%u", run->n);
+        (void) redisAsyncCommand(ac, NULL, NULL, "HDEL %s %s", run->key,
+                                 field);
+        vw_engine_drop(run);
+        return;
+    }
+
+    if (r->element[1]->type != REDIS_REPLY_STRING
+        || strcmp(r->element[1]->str, run->entry) != 0
+        || (state != NULL && (strcmp(state, "succeeded") == 0
+                              || strcmp(state, "dead") == 0)))
+    {
+        /* a duplicate entry: another one owns attempt n */
+        vw_engine_drop(run);
+        return;
+    }
+
+    /*
+     * A replay (vantagectl) bumps `replays`; max_attempts and max_age then
+     * count again from the replay, whose entry this is or follows.
+     */
+    if (strcmp(epoch_replays[0] ? epoch_replays : "0", run->replays) != 0) {
+        run->new_epoch = 1;
+        run->epoch_n = run->n - 1;
+        run->epoch_ms = strtoull(run->entry, NULL, 10);
+
+    } else {
+        run->epoch_n = epoch_n;
+        run->epoch_ms = epoch_ms ? epoch_ms : run->created_ms;
+    }
+
+    conf = e->conf();
+    jc = conf ? vw_conf_job(conf, run->type, strlen(run->type)) : NULL;
+
+    if (jc == NULL) {
+        run->unknown = 1;
+
+    } else if (vw_engine_copy_conf(run, jc) != VW_OK) {
+        vw_engine_run_free(run);
+        vw_engine_read(e);
+        return;
+    }
+
+    if (e->draining) {
+        vw_engine_put_back(run, vw_engine_now(), "draining");
+        return;
+    }
+
+    if (run->unknown) {
+        vw_engine_settle(run, "dead", 0, "no configuration for this job type",
+                         NULL, 0, 0, 0);
+        return;
+    }
+
+    if (run->ordering != NULL) {
+        run->state = VW_RUN_ORDER;
+        (void) redisAsyncCommand(ac, vw_engine_order_read, run,
+                                 "LPOS {vq}:ord:%s %s", run->ordering,
+                                 run->id);
+        return;
+    }
+
+    vw_engine_admit(run);
+}
+
+
+/*
+ * LPOS's answer: 0, the head, runs; nil, not in the list (a job replayed
+ * under on_dead=proceed), runs unordered; any other place waits.
+ */
+static void
+vw_engine_order_read(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    uint64_t      recheck;
+    redisReply   *r = reply;
+    vw_run_t     *run = privdata;
+    vw_engine_t  *e = run->engine;
+    const vw_conf_t  *conf;
+
+    if (e->closing) {
+        return;
+    }
+
+    if (r == NULL || r->type == REDIS_REPLY_ERROR) {
+        vw_engine_run_free(run);
+        vw_engine_read(e);
+        return;
+    }
+
+    if (r->type == REDIS_REPLY_INTEGER && r->integer != 0) {
+        conf = e->conf();
+        recheck = (conf && conf->ordering_recheck_ms)
+                  ? conf->ordering_recheck_ms : 1000;
+        vw_engine_put_back(run, vw_engine_now() + recheck, NULL);
+        return;
+    }
+
+    run->in_order = (r->type == REDIS_REPLY_INTEGER);
+
+    if (e->draining) {
+        vw_engine_put_back(run, vw_engine_now(), "draining");
+        return;
+    }
+
+    vw_engine_admit(run);
+}
+
+
+/* the target's verdict: run now, wait in memory, or go back to delayed */
+
+static void
+vw_engine_admit(vw_run_t *run)
+{
+    int       rc;
+    uint64_t  at, now;
+
+    now = vw_engine_now();
+    at = now + VW_ENGINE_DEFER_MS;
+
+    rc = vw_target_acquire(run->target, &run->limits, now, &at);
+
+    if (rc == VW_OK) {
+        vw_engine_start(run);
+        return;
+    }
+
+    if (rc == VW_BUSY && run->target->waiting < run->limits.max_concurrency) {
+        run->state = VW_RUN_WAITING;
+        run->target->waiting++;
+        return;
+    }
+
+    vw_engine_put_back(run, rc == VW_BUSY ? now + VW_ENGINE_DEFER_MS : at,
+                       NULL);
+}
+
+
+/* a slot of t came free: the oldest run waiting for it starts */
+
+static void
+vw_engine_next_waiting(vw_engine_t *e, vw_target_t *t)
+{
+    uint64_t   at;
+    vw_run_t  *run, *first;
+
+    if (t->waiting == 0) {
+        return;
+    }
+
+    /* new runs go to the head of the list: the oldest is the last */
+    first = NULL;
+
+    for (run = e->runs; run != NULL; run = run->next) {
+        if (run->state == VW_RUN_WAITING && run->target == t) {
+            first = run;
+        }
+    }
+
+    if (first == NULL) {
+        return;
+    }
+
+    if (vw_target_acquire(t, &first->limits, vw_engine_now(), &at)
+        == VW_OK)
+    {
+        t->waiting--;
+        vw_engine_start(first);
+    }
+}
+
+
+static void
+vw_engine_start(vw_run_t *run)
+{
+    char                line[256];
+    vw_engine_t        *e = run->engine;
+    struct curl_slist  *l;
+    redisAsyncContext  *ac;
+
+    run->state = VW_RUN_RUNNING;
+    run->start_ms = vw_engine_now();
+
+    /* the job's own Content-Type, else none (not curl's form default) */
+    snprintf(line, sizeof(line), "Content-Type:%s%s",
+             run->content_type ? " " : "",
+             run->content_type ? run->content_type : "");
+    l = curl_slist_append(run->headers, line);
+    if (l != NULL) {
+        run->headers = l;
+    }
+
+    snprintf(line, sizeof(line), "Idempotency-Key: %s", run->id);
+    l = curl_slist_append(run->headers, line);
+    if (l != NULL) {
+        run->headers = l;
+    }
+
+    if (run->correlation_id != NULL
+        && strpbrk(run->correlation_id, "\r\n") == NULL)
+    {
+        snprintf(line, sizeof(line), "X-Correlation-ID: %.200s",
+                 run->correlation_id);
+        l = curl_slist_append(run->headers, line);
+        if (l != NULL) {
+            run->headers = l;
+        }
+    }
+
+    /* no 100-continue round trip for larger bodies */
+    l = curl_slist_append(run->headers, "Expect:");
+    if (l != NULL) {
+        run->headers = l;
+    }
+
+    ac = vw_engine_wr(e);
+
+    if (ac != NULL) {
+        if (run->new_epoch) {
+            (void) redisAsyncCommand(ac, NULL, NULL,
+                                     "HSET %s state running attempts %u "
+                                     "start_ms %" PRIu64 " epoch_replays %s "
+                                     "epoch_n %u epoch_ms %" PRIu64,
+                                     run->key, run->n, run->start_ms,
+                                     run->replays, run->epoch_n,
+                                     run->epoch_ms);
+        } else {
+            (void) redisAsyncCommand(ac, NULL, NULL,
+                                     "HSET %s state running attempts %u "
+                                     "start_ms %" PRIu64,
+                                     run->key, run->n, run->start_ms);
+        }
+
+        run->started = 1;
+    }
+
+    run->req.method = run->method;
+    run->req.url = run->url;
+    run->req.headers = run->headers;
+    run->req.body = run->body;
+    run->req.body_len = run->body_len;
+    run->req.timeout_ms = run->timeout_ms;
+    run->req.handler = vw_engine_http_done;
+    run->req.data = run;
+
+    vw_log("debug", "attempt started", "job", run->id, "correlation_id",
+           run->correlation_id ? run->correlation_id : "", "type", run->type,
+           NULL);
+
+    if (vw_http_request(e->http, &run->req) != VW_OK) {
+        vw_target_release(run->target, &run->limits, vw_engine_now(),
+                          VW_TARGET_CANCELLED);
+        vw_engine_settle(run, "retry", 0, run->req.error, NULL, 0, 0, 0);
+    }
+}
+
+
+/* -- outcomes ------------------------------------------------------------- */
+
+static void
+vw_engine_http_done(vw_http_req_t *req)
+{
+    int           rc;
+    char          error[VW_ERRSTR_LEN];
+    uint64_t      retry_after;
+    vw_run_t     *run = req->data;
+    const char   *outcome;
+    vw_target_outcome_e  verdict;
+
+    retry_after = 0;
+
+    if (req->failed) {
+        outcome = "retry";
+        verdict = VW_TARGET_FAILURE;
+
+        if (req->timed_out) {
+            snprintf(error, sizeof(error), "timeout after %" PRIu64 " ms",
+                     run->timeout_ms);
+        } else {
+            snprintf(error, sizeof(error), "%s", req->error);
+        }
+
+    } else if (req->status >= 200 && req->status < 300) {
+        outcome = "success";
+        verdict = VW_TARGET_SUCCESS;
+        error[0] = '\0';
+
+    } else if (req->status == 408 || req->status == 425
+               || req->status == 429 || req->status >= 500)
+    {
+        outcome = "retry";
+        verdict = VW_TARGET_FAILURE;
+        snprintf(error, sizeof(error), "HTTP %ld", req->status);
+
+        if (req->retry_after >= 0) {
+            retry_after = vc_backoff_retry_after(
+                              (uint64_t) req->retry_after,
+                              vw_engine_random());
+            /* 0 would read as "no Retry-After" below */
+            retry_after += retry_after == 0;
+        }
+
+    } else {
+        /* the vendor refused the job itself: it is no failure of theirs */
+        outcome = "dead";
+        verdict = VW_TARGET_SUCCESS;
+        snprintf(error, sizeof(error), "HTTP %ld", req->status);
+    }
+
+    rc = vw_target_release(run->target, &run->limits, vw_engine_now(),
+                           verdict);
+
+    if (rc == VW_TARGET_OPENED) {
+        vw_log("warn", "circuit breaker opened", "target", run->target->name,
+               NULL);
+
+    } else if (rc == VW_TARGET_CLOSED) {
+        vw_log("info", "circuit breaker closed", "target", run->target->name,
+               NULL);
+    }
+
+    vw_engine_next_waiting(run->engine, run->target);
+
+    vw_engine_settle(run, outcome, req->status, error[0] ? error : NULL,
+                     req->resp, req->resp_len, req->ms, retry_after);
+}
+
+
+/* a JSON string of bytes that may not be UTF-8: other bytes become '?' */
+
+static json_t *
+vw_engine_json_text(const unsigned char *p, size_t len)
+{
+    char    *s;
+    size_t   i;
+    json_t  *j;
+
+    j = json_stringn((const char *) p, len);
+    if (j != NULL) {
+        return j;
+    }
+
+    s = malloc(len + 1);
+    if (s == NULL) {
+        return json_string("");
+    }
+
+    for (i = 0; i < len; i++) {
+        s[i] = (p[i] >= 0x20 && p[i] < 0x7f) || p[i] == '\n' || p[i] == '\t'
+               ? (char) p[i] : '?';
+    }
+
+    j = json_stringn(s, len);
+    free(s);
+
+    return j;
+}
+
+
+/*
+ * Writes the attempt's outcome in one transaction, as docs/WORKER.md's
+ * table says: "success", "retry" (turned into "dead" when no attempt or
+ * time is left) or "dead".
+ */
+static void
+vw_engine_settle(vw_run_t *run, const char *outcome, long status,
+    const char *error, const unsigned char *resp, size_t resp_len,
+    uint64_t ms, uint64_t retry_after_ms)
+{
+    char               *att, *masked_error, result[64], status_s[16];
+    char                nstr[16], delay_s[24];
+    json_t             *o;
+    uint64_t            now, due, delay;
+    vw_engine_t        *e = run->engine;
+    unsigned char       body[VW_HTTP_BODY_KEEP];
+    redisAsyncContext  *ac;
+    const char         *why;
+
+    now = vw_engine_now();
+    why = NULL;
+    due = 0;
+    delay = 0;
+
+    if (strcmp(outcome, "retry") == 0) {
+        if (run->n - run->epoch_n >= run->max_attempts) {
+            outcome = "dead";
+            why = "max_attempts";
+
+        } else if (now - run->epoch_ms >= run->max_age_ms) {
+            outcome = "dead";
+            why = "max_age";
+
+        } else {
+            delay = retry_after_ms ? retry_after_ms
+                    : vc_backoff_delay(run->backoff_base_ms,
+                                       run->backoff_cap_ms, run->n,
+                                       vw_engine_random());
+            due = now + delay;
+        }
+    }
+
+    /* the error may quote what the vendor said: masked like the body */
+    masked_error = error ? strdup(error) : NULL;
+    if (masked_error != NULL) {
+        vc_mask((unsigned char *) masked_error, strlen(masked_error));
+    }
+
+    memcpy(body, resp ? resp : (const unsigned char *) "", resp_len);
+    vc_mask(body, resp_len);
+
+    o = json_pack("{sIsIsIsssIsosO}",
+                  "n", (json_int_t) run->n,
+                  "start_ms", (json_int_t) (run->start_ms ? run->start_ms
+                                                          : now),
+                  "ms", (json_int_t) ms,
+                  "outcome", outcome,
+                  "status", (json_int_t) status,
+                  "error", masked_error ? json_string(masked_error)
+                                        : json_null(),
+                  "body", json_null());
+    att = NULL;
+
+    if (o != NULL) {
+        json_object_set_new(o, "body", vw_engine_json_text(body, resp_len));
+        att = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        json_decref(o);
+    }
+
+    snprintf(status_s, sizeof(status_s), "%ld", status);
+    snprintf(nstr, sizeof(nstr), "%u", run->n);
+    snprintf(delay_s, sizeof(delay_s), "%" PRIu64, delay);
+
+    vw_log(strcmp(outcome, "success") == 0 ? "info" : "warn", "attempt",
+           "job", run->id,
+           "correlation_id", run->correlation_id ? run->correlation_id : "",
+           "type", run->type ? run->type : "",
+           "attempt", nstr,
+           "outcome", outcome,
+           "status", status_s,
+           "error", masked_error ? masked_error : "",
+           why ? "reason" : NULL, why,
+           NULL);
+
+    ac = vw_engine_wr(e);
+
+    if (ac == NULL || att == NULL) {
+        /* still pending: the visibility timeout runs it again */
+        vw_log("error", "cannot record an outcome", "job", run->id, NULL);
+        free(att);
+        free(masked_error);
+        vw_engine_run_free(run);
+        vw_engine_read(e);
+        return;
+    }
+
+    run->state = VW_RUN_SETTLING;
+
+    (void) redisAsyncCommand(ac, NULL, NULL, "MULTI");
+
+    if (strcmp(outcome, "success") == 0) {
+        snprintf(result, sizeof(result), "{\"status\":%ld,\"ms\":%" PRIu64
+                 "}", status, ms);
+        (void) redisAsyncCommand(ac, NULL, NULL,
+                                 "HSET %s state succeeded finished_ms %"
+                                 PRIu64 " result %s last_status %s",
+                                 run->key, now, result, status_s);
+        (void) redisAsyncCommand(ac, NULL, NULL, "ZADD " VW_ENGINE_DONE
+                                 " %" PRIu64 " %s", now, run->id);
+
+    } else if (strcmp(outcome, "retry") == 0) {
+        (void) redisAsyncCommand(ac, NULL, NULL,
+                                 "HSET %s state retrying next_attempt_ms %"
+                                 PRIu64 " last_error %s last_status %s",
+                                 run->key, due,
+                                 masked_error ? masked_error : "",
+                                 status_s);
+        (void) redisAsyncCommand(ac, NULL, NULL, "ZADD " VW_ENGINE_DELAYED
+                                 " %" PRIu64 " %s:%u", due, run->id,
+                                 run->n + 1);
+
+    } else {
+        (void) redisAsyncCommand(ac, NULL, NULL,
+                                 "HSET %s state dead finished_ms %" PRIu64
+                                 " last_error %s last_status %s",
+                                 run->key, now,
+                                 masked_error ? masked_error : "",
+                                 status_s);
+        (void) redisAsyncCommand(ac, NULL, NULL, "ZADD " VW_ENGINE_DEAD
+                                 " %" PRIu64 " %s", now, run->id);
+    }
+
+    (void) redisAsyncCommand(ac, NULL, NULL, "RPUSH {vq}:att:%s %s", run->id,
+                             att);
+    (void) redisAsyncCommand(ac, NULL, NULL, "XACK " VW_ENGINE_STREAM " "
+                             VW_ENGINE_GROUP " %s", run->entry);
+    (void) redisAsyncCommand(ac, NULL, NULL, "XDEL " VW_ENGINE_STREAM " %s",
+                             run->entry);
+
+    if (strcmp(outcome, "retry") != 0) {
+        /*
+         * LREM of this id rather than LPOP: the same when it heads the
+         * list, and a job replayed under on_dead=proceed, which is no
+         * longer in it, must not take another job's place
+         */
+        if (run->ordering != NULL
+            && (strcmp(outcome, "success") == 0
+                || run->on_dead == VW_ON_DEAD_PROCEED))
+        {
+            (void) redisAsyncCommand(ac, NULL, NULL, "LREM {vq}:ord:%s 1 %s",
+                                     run->ordering, run->id);
+        } else {
+            run->in_order = 0;
+        }
+
+        (void) redisAsyncCommand(ac, NULL, NULL,
+                                 "DECR " VW_ENGINE_INFLIGHT);
+
+    } else {
+        run->in_order = 0;
+    }
+
+    (void) redisAsyncCommand(ac, vw_engine_settled, run, "EXEC");
+
+    free(att);
+    free(masked_error);
+}
+
+
+static void
+vw_engine_settled(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    redisReply   *r = reply;
+    vw_run_t     *run = privdata;
+    vw_engine_t  *e = run->engine;
+
+    if (e->closing) {
+        return;
+    }
+
+    if (r == NULL || r->type != REDIS_REPLY_ARRAY) {
+        vw_log("error", "cannot record an outcome", "job", run->id,
+               "reason", r && r->type == REDIS_REPLY_ERROR ? r->str : "lost",
+               NULL);
+
+    } else if (run->ordering != NULL && run->in_order) {
+        vw_engine_wake(e, run->ordering);
+    }
+
+    vw_engine_run_free(run);
+    vw_engine_read(e);
+    vw_engine_check_drained(e);
+}
+
+
+/* -- waking the next ordered job ------------------------------------------ */
+
+typedef struct {
+    vw_engine_t                *engine;
+    char                        id[33];
+} vw_wake_t;
+
+
+static void
+vw_engine_wake(vw_engine_t *e, const char *ordering)
+{
+    vw_wake_t          *w;
+    redisAsyncContext  *ac;
+
+    ac = vw_engine_wr(e);
+    if (ac == NULL) {
+        return;
+    }
+
+    w = calloc(1, sizeof(vw_wake_t));
+    if (w == NULL) {
+        return;
+    }
+
+    w->engine = e;
+
+    (void) redisAsyncCommand(ac, vw_engine_wake_head, w,
+                             "LINDEX {vq}:ord:%s 0", ordering);
+}
+
+
+static void
+vw_engine_wake_head(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    redisReply  *r = reply;
+    vw_wake_t   *w = privdata;
+
+    if (r == NULL || w->engine->closing || r->type != REDIS_REPLY_STRING
+        || r->len != 32)
+    {
+        free(w);
+        return;
+    }
+
+    memcpy(w->id, r->str, 32);
+
+    (void) redisAsyncCommand(ac, vw_engine_wake_job, w,
+                             "HMGET {vq}:job:%s attempts state", w->id);
+}
+
+
+/*
+ * The head's member is <id>:<attempts+1>; ZADD of an existing member only
+ * moves it, so two wakes add nothing twice.  A head already retrying keeps
+ * its backoff.
+ */
+static void
+vw_engine_wake_job(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    redisReply  *r = reply;
+    vw_wake_t   *w = privdata;
+
+    if (r != NULL && !w->engine->closing && r->type == REDIS_REPLY_ARRAY
+        && r->elements == 2 && r->element[0]->type == REDIS_REPLY_STRING
+        && r->element[1]->type == REDIS_REPLY_STRING
+        && strcmp(r->element[1]->str, "queued") == 0)
+    {
+        (void) redisAsyncCommand(ac, NULL, NULL,
+                                 "ZADD " VW_ENGINE_DELAYED " %" PRIu64
+                                 " %s:%lu", vw_engine_now(), w->id,
+                                 strtoul(r->element[0]->str, NULL, 10) + 1);
+    }
+
+    free(w);
+}
+
+
+/* -- putting back and dropping -------------------------------------------- */
+
+/*
+ * The attempt does not run here: its member goes to {vq}:delayed due at
+ * due, and the entry is acknowledged, in one transaction.  run:<n> goes,
+ * so that the entry its promotion makes can take the attempt.
+ */
+static void
+vw_engine_put_back(vw_run_t *run, uint64_t due, const char *why)
+{
+    char                field[32];
+    vw_engine_t        *e = run->engine;
+    redisAsyncContext  *ac;
+
+    ac = vw_engine_wr(e);
+    if (ac == NULL) {
+        vw_engine_run_free(run);
+        vw_engine_check_drained(e);
+        return;
+    }
+
+    if (why != NULL) {
+        vw_log("info", "job put back", "job", run->id, "reason", why, NULL);
+    }
+
+    run->state = VW_RUN_SETTLING;
+    snprintf(field, sizeof(field), "run:%u", run->n);
+
+    (void) redisAsyncCommand(ac, NULL, NULL, "MULTI");
+    (void) redisAsyncCommand(ac, NULL, NULL, "HDEL %s %s", run->key, field);
+
+    if (run->started) {
+        (void) redisAsyncCommand(ac, NULL, NULL, "HSET %s state queued",
+                                 run->key);
+    }
+
+    (void) redisAsyncCommand(ac, NULL, NULL, "ZADD " VW_ENGINE_DELAYED
+                             " %" PRIu64 " %s:%u", due, run->id, run->n);
+    (void) redisAsyncCommand(ac, NULL, NULL, "XACK " VW_ENGINE_STREAM " "
+                             VW_ENGINE_GROUP " %s", run->entry);
+    (void) redisAsyncCommand(ac, NULL, NULL, "XDEL " VW_ENGINE_STREAM " %s",
+                             run->entry);
+    (void) redisAsyncCommand(ac, vw_engine_put_back_done, run, "EXEC");
+}
+
+
+static void
+vw_engine_put_back_done(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    vw_run_t     *run = privdata;
+    vw_engine_t  *e = run->engine;
+
+    if (e->closing) {
+        return;
+    }
+
+    vw_engine_run_free(run);
+    vw_engine_read(e);
+    vw_engine_check_drained(e);
+}
+
+
+/* a duplicate entry, or one whose job is gone: acknowledged and deleted */
+
+static void
+vw_engine_drop(vw_run_t *run)
+{
+    vw_engine_t        *e = run->engine;
+    redisAsyncContext  *ac;
+
+    ac = vw_engine_wr(e);
+
+    if (ac != NULL) {
+        (void) redisAsyncCommand(ac, NULL, NULL, "XACK " VW_ENGINE_STREAM " "
+                                 VW_ENGINE_GROUP " %s", run->entry);
+        (void) redisAsyncCommand(ac, NULL, NULL, "XDEL " VW_ENGINE_STREAM
+                                 " %s", run->entry);
+    }
+
+    vw_engine_run_free(run);
+    vw_engine_read(e);
+    vw_engine_check_drained(e);
+}
+
+
+static void
+vw_engine_run_free(vw_run_t *run)
+{
+    vw_engine_t  *e = run->engine;
+
+    if (run->state == VW_RUN_WAITING && run->target->waiting) {
+        run->target->waiting--;
+    }
+
+    *run->prev = run->next;
+
+    if (run->next != NULL) {
+        run->next->prev = run->prev;
+    }
+
+    e->held--;
+
+    curl_slist_free_all(run->headers);
+    free(run->type);
+    free(run->correlation_id);
+    free(run->ordering);
+    free(run->content_type);
+    free(run->body);
+    free(run->url);
+    free(run->method);
+    free(run);
+}
+
+
+/* -- promotion ------------------------------------------------------------ */
+
+static void
+vw_engine_promote(evutil_socket_t fd, short what, void *arg)
+{
+    vw_engine_t        *e = arg;
+    redisAsyncContext  *ac;
+
+    vw_engine_timer(e->promote, VW_ENGINE_PROMOTE_MS);
+
+    ac = vw_engine_wr(e);
+    if (ac == NULL || e->promoting) {
+        return;
+    }
+
+    if (redisAsyncCommand(ac, vw_engine_promote_read, e,
+                          "ZRANGEBYSCORE " VW_ENGINE_DELAYED " -inf %" PRIu64
+                          " LIMIT 0 %d", vw_engine_now(),
+                          VW_ENGINE_PROMOTE_MAX)
+        == REDIS_OK)
+    {
+        e->promoting = 1;
+    }
+}
+
+
+static void
+vw_engine_promote_read(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    size_t        i;
+    char         *colon, member[64];
+    redisReply   *r = reply, *m;
+    vw_engine_t  *e = privdata;
+
+    if (r == NULL || e->closing) {
+        return;
+    }
+
+    e->promoting = 0;
+
+    if (r->type != REDIS_REPLY_ARRAY) {
+        return;
+    }
+
+    for (i = 0; i < r->elements; i++) {
+        m = r->element[i];
+
+        if (m->type != REDIS_REPLY_STRING || m->len >= sizeof(member)) {
+            continue;
+        }
+
+        memcpy(member, m->str, m->len + 1);
+        colon = strchr(member, ':');
+
+        if (colon == NULL || colon - member != 32) {
+            continue;
+        }
+
+        *colon = '\0';
+
+        /* two workers may both do this: run:<n> drops the second entry */
+        (void) redisAsyncCommand(ac, NULL, NULL, "MULTI");
+        (void) redisAsyncCommand(ac, NULL, NULL, "ZREM " VW_ENGINE_DELAYED
+                                 " %s", m->str);
+        (void) redisAsyncCommand(ac, NULL, NULL, "XADD " VW_ENGINE_STREAM
+                                 " * job %s n %s", member, colon + 1);
+        (void) redisAsyncCommand(ac, NULL, NULL, "EXEC");
+    }
+}
+
+
+/* -- heartbeat and reclaim ------------------------------------------------ */
+
+static void
+vw_engine_heartbeat(evutil_socket_t fd, short what, void *arg)
+{
+    int                 argc;
+    unsigned            room, concurrency;
+    vw_run_t           *run;
+    vw_engine_t        *e = arg;
+    const char         *argv[6 + VW_ENGINE_CLAIM_CHUNK];
+    redisAsyncContext  *ac;
+
+    vw_engine_timer(e->heartbeat, vw_engine_visibility(e) / 3);
+
+    ac = vw_engine_wr(e);
+    if (ac == NULL) {
+        return;
+    }
+
+    /* resets the idle time of every entry held, so none looks abandoned */
+    argv[0] = "XCLAIM";
+    argv[1] = VW_ENGINE_STREAM;
+    argv[2] = VW_ENGINE_GROUP;
+    argv[3] = e->consumer;
+    argv[4] = "0";
+    argc = 5;
+
+    for (run = e->runs; run != NULL; run = run->next) {
+        argv[argc++] = run->entry;
+
+        if (argc == 5 + VW_ENGINE_CLAIM_CHUNK || run->next == NULL) {
+            argv[argc++] = "JUSTID";
+            (void) redisAsyncCommandArgv(ac, NULL, NULL, argc, argv, NULL);
+            argc = 5;
+        }
+    }
+
+    if (e->draining || !e->group) {
+        return;
+    }
+
+    concurrency = vw_engine_concurrency(e);
+    room = e->held < concurrency ? concurrency - e->held : 0;
+
+    if (room == 0) {
+        return;
+    }
+
+    (void) redisAsyncCommand(ac, vw_engine_reclaimed, e,
+                             "XAUTOCLAIM " VW_ENGINE_STREAM " "
+                             VW_ENGINE_GROUP " %s %" PRIu64 " 0-0 COUNT %u",
+                             e->consumer, vw_engine_visibility(e), room);
+}
+
+
+/* [next cursor, [entries], [deleted ids]]: a dead worker's entries */
+
+static void
+vw_engine_reclaimed(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    size_t        i;
+    redisReply   *r = reply, *entries;
+    vw_engine_t  *e = privdata;
+
+    if (r == NULL || e->closing || r->type != REDIS_REPLY_ARRAY
+        || r->elements < 2 || r->element[1]->type != REDIS_REPLY_ARRAY)
+    {
+        return;
+    }
+
+    entries = r->element[1];
+
+    for (i = 0; i < entries->elements; i++) {
+        if (entries->element[i]->type == REDIS_REPLY_ARRAY
+            && entries->element[i]->elements == 2
+            && entries->element[i]->element[0]->type == REDIS_REPLY_STRING)
+        {
+            vw_log("info", "entry reclaimed", "entry",
+                   entries->element[i]->element[0]->str, NULL);
+        }
+
+        if (!e->draining) {
+            vw_engine_entry(e, entries->element[i]);
+        }
+    }
+}
+
+
+/* -- retention ------------------------------------------------------------ */
+
+typedef struct {
+    vw_engine_t                *engine;
+    const char                 *zset;
+} vw_retain_t;
+
+
+static void
+vw_engine_retain(evutil_socket_t fd, short what, void *arg)
+{
+    uint64_t            now, done_ms, dead_ms, period;
+    vw_engine_t        *e = arg;
+    const vw_conf_t    *conf;
+    redisAsyncContext  *ac;
+
+    static vw_retain_t  done, dead;
+
+    conf = e->conf();
+    done_ms = (conf && conf->done_retention_ms) ? conf->done_retention_ms
+                                                : 86400000;
+    dead_ms = (conf && conf->dead_retention_ms) ? conf->dead_retention_ms
+                                                : 14 * 86400000ULL;
+
+    /*
+     * every 60 s, as docs/WORKER.md says, or every half retention when
+     * that is shorter, so a short retention is kept to within 50%
+     */
+    period = VW_ENGINE_RETAIN_MS;
+    period = done_ms / 2 < period ? done_ms / 2 : period;
+    period = dead_ms / 2 < period ? dead_ms / 2 : period;
+    period = period < 100 ? 100 : period;
+
+    vw_engine_timer(e->retain, period);
+
+    ac = vw_engine_wr(e);
+    if (ac == NULL) {
+        return;
+    }
+
+    now = vw_engine_now();
+
+    done.engine = e;
+    done.zset = VW_ENGINE_DONE;
+    dead.engine = e;
+    dead.zset = VW_ENGINE_DEAD;
+
+    (void) redisAsyncCommand(ac, vw_engine_retain_read, &done,
+                             "ZRANGEBYSCORE " VW_ENGINE_DONE " -inf %" PRIu64
+                             " LIMIT 0 %d", now > done_ms ? now - done_ms : 0,
+                             VW_ENGINE_RETAIN_MAX);
+    (void) redisAsyncCommand(ac, vw_engine_retain_read, &dead,
+                             "ZRANGEBYSCORE " VW_ENGINE_DEAD " -inf %" PRIu64
+                             " LIMIT 0 %d", now > dead_ms ? now - dead_ms : 0,
+                             VW_ENGINE_RETAIN_MAX);
+}
+
+
+static void
+vw_engine_retain_read(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    size_t        i;
+    redisReply   *r = reply, *m;
+    vw_retain_t  *rt = privdata;
+
+    if (r == NULL || rt->engine->closing || r->type != REDIS_REPLY_ARRAY) {
+        return;
+    }
+
+    for (i = 0; i < r->elements; i++) {
+        m = r->element[i];
+
+        if (m->type != REDIS_REPLY_STRING || m->len != 32) {
+            continue;
+        }
+
+        (void) redisAsyncCommand(ac, NULL, NULL, "MULTI");
+        (void) redisAsyncCommand(ac, NULL, NULL,
+                                 "DEL {vq}:job:%s {vq}:att:%s", m->str,
+                                 m->str);
+        (void) redisAsyncCommand(ac, NULL, NULL, "ZREM %s %s", rt->zset,
+                                 m->str);
+        (void) redisAsyncCommand(ac, NULL, NULL, "EXEC");
+    }
+
+    if (r->elements) {
+        char  count[24];
+
+        snprintf(count, sizeof(count), "%zu", r->elements);
+        vw_log("info", "retention removed jobs", "set", rt->zset, "count",
+               count, NULL);
+    }
+}
+
+
+/* -- draining ------------------------------------------------------------- */
+
+void
+vw_engine_drain(vw_engine_t *e, vw_engine_drained_pt handler, void *data)
+{
+    uint64_t          timeout;
+    vw_run_t         *run, *next;
+    const vw_conf_t  *conf;
+
+    if (e->draining) {
+        return;
+    }
+
+    e->draining = 1;
+    e->drained = handler;
+    e->drained_data = data;
+
+    conf = e->conf();
+    timeout = (conf && conf->shutdown_timeout_ms) ? conf->shutdown_timeout_ms
+                                                  : 20000;
+
+    vw_log("info", "draining", NULL);
+
+    /* those that have not started go back at once, due now */
+    for (run = e->runs; run != NULL; run = next) {
+        next = run->next;
+
+        if (run->state == VW_RUN_WAITING) {
+            run->target->waiting--;
+            run->state = VW_RUN_SETTLING;
+            vw_engine_put_back(run, vw_engine_now(), "draining");
+        }
+    }
+
+    vw_engine_timer(e->deadline, timeout);
+    vw_engine_check_drained(e);
+}
+
+
+/* shutdown_timeout has passed: the attempts still running go back */
+
+static void
+vw_engine_deadline(evutil_socket_t fd, short what, void *arg)
+{
+    vw_engine_t  *e = arg;
+    vw_run_t     *run, *next;
+
+    for (run = e->runs; run != NULL; run = next) {
+        next = run->next;
+
+        if (run->state == VW_RUN_RUNNING) {
+            vw_http_cancel(&run->req);
+            vw_target_release(run->target, &run->limits, vw_engine_now(),
+                              VW_TARGET_CANCELLED);
+            vw_engine_put_back(run, vw_engine_now(), "shutdown_timeout");
+        }
+    }
+
+    vw_engine_check_drained(e);
+
+    /*
+     * put_back's transactions get a moment; what Redis does not answer
+     * by then is left to the visibility timeout
+     */
+    if (e->drained != NULL) {
+        e->forced = 1;
+        evtimer_assign(e->deadline, e->base, vw_engine_forced, e);
+        vw_engine_timer(e->deadline, 1000);
+    }
+}
+
+
+static void
+vw_engine_forced(evutil_socket_t fd, short what, void *arg)
+{
+    vw_engine_t  *e = arg;
+
+    vw_log("warn", "drain incomplete: left to the visibility timeout", NULL);
+    vw_engine_check_drained(e);
+}
+
+
+static void
+vw_engine_check_drained(vw_engine_t *e)
+{
+    vw_engine_drained_pt  handler;
+
+    if (!e->draining || e->drained == NULL
+        || (!e->forced && (e->held || e->rd.reading)))
+    {
+        return;
+    }
+
+    handler = e->drained;
+    e->drained = NULL;
+    evtimer_del(e->deadline);
+
+    vw_log("info", "drained", NULL);
+
+    handler(e->drained_data);
+}

@@ -1,0 +1,349 @@
+/* http.c -- libcurl's multi interface driven by the worker's libevent loop */
+
+/*
+ * As curl's multi-event.c example: curl tells which sockets it wants
+ * watched (CURLMOPT_SOCKETFUNCTION) and when it next wants a timeout
+ * (CURLMOPT_TIMERFUNCTION); each becomes a libevent event, whose callback
+ * calls curl_multi_socket_action() and then drains curl_multi_info_read()
+ * for the transfers that finished.  Nothing here blocks, and the TLS
+ * checks are curl's defaults: peer and host verified.
+ */
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <event2/event.h>
+
+#include "vc_backoff.h"
+#include "vw_http.h"
+
+
+struct vw_http_s {
+    struct event_base          *base;
+    CURLM                      *multi;
+    struct event               *timer;
+};
+
+
+static int vw_http_socket(CURL *easy, curl_socket_t s, int what, void *userp,
+    void *socketp);
+static void vw_http_event(evutil_socket_t fd, short kind, void *arg);
+static int vw_http_timer(CURLM *multi, long timeout_ms, void *userp);
+static void vw_http_timeout(evutil_socket_t fd, short kind, void *arg);
+static void vw_http_check(vw_http_t *http);
+static size_t vw_http_write(char *ptr, size_t size, size_t nmemb,
+    void *userdata);
+static size_t vw_http_header(char *ptr, size_t size, size_t nmemb,
+    void *userdata);
+
+
+uint64_t
+vw_http_monotonic_ms(void)
+{
+    struct timespec  ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+
+    return (uint64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+
+vw_http_t *
+vw_http_create(struct event_base *base)
+{
+    vw_http_t  *http;
+
+    http = calloc(1, sizeof(vw_http_t));
+    if (http == NULL) {
+        return NULL;
+    }
+
+    http->base = base;
+    http->multi = curl_multi_init();
+    http->timer = evtimer_new(base, vw_http_timeout, http);
+
+    if (http->multi == NULL || http->timer == NULL) {
+        vw_log("error", "cannot start the HTTP client", NULL);
+        vw_http_free(http);
+        return NULL;
+    }
+
+    curl_multi_setopt(http->multi, CURLMOPT_SOCKETFUNCTION, vw_http_socket);
+    curl_multi_setopt(http->multi, CURLMOPT_SOCKETDATA, http);
+    curl_multi_setopt(http->multi, CURLMOPT_TIMERFUNCTION, vw_http_timer);
+    curl_multi_setopt(http->multi, CURLMOPT_TIMERDATA, http);
+
+    return http;
+}
+
+
+void
+vw_http_free(vw_http_t *http)
+{
+    if (http == NULL) {
+        return;
+    }
+
+    /* the owners of running requests cancel them before this */
+    if (http->multi != NULL) {
+        curl_multi_cleanup(http->multi);
+    }
+
+    if (http->timer != NULL) {
+        event_free(http->timer);
+    }
+
+    free(http);
+}
+
+
+int
+vw_http_request(vw_http_t *http, vw_http_req_t *req)
+{
+    CURL  *easy;
+
+    req->status = 0;
+    req->timed_out = 0;
+    req->failed = 0;
+    req->error[0] = '\0';
+    req->errbuf[0] = '\0';
+    req->resp_len = 0;
+    req->retry_after = -1;
+    req->ms = 0;
+    req->http = http;
+
+    easy = curl_easy_init();
+    if (easy == NULL) {
+        snprintf(req->error, sizeof(req->error), "curl_easy_init() failed");
+        return VW_ERROR;
+    }
+
+    curl_easy_setopt(easy, CURLOPT_URL, req->url);
+    curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long) req->timeout_ms);
+    curl_easy_setopt(easy, CURLOPT_HTTPHEADER, req->headers);
+    curl_easy_setopt(easy, CURLOPT_PRIVATE, req);
+    curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, req->errbuf);
+    curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, vw_http_write);
+    curl_easy_setopt(easy, CURLOPT_WRITEDATA, req);
+    curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, vw_http_header);
+    curl_easy_setopt(easy, CURLOPT_HEADERDATA, req);
+
+    /* a redirect is the vendor's answer, not a place to send the job */
+    curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
+
+    if (req->body_len || strcasecmp(req->method, "GET") != 0) {
+        curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE,
+                         (curl_off_t) req->body_len);
+        curl_easy_setopt(easy, CURLOPT_POSTFIELDS,
+                         req->body_len ? (const char *) req->body : "");
+    }
+
+    curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, req->method);
+
+    if (strcasecmp(req->method, "HEAD") == 0) {
+        curl_easy_setopt(easy, CURLOPT_NOBODY, 1L);
+    }
+
+    req->easy = easy;
+    req->start = vw_http_monotonic_ms();
+
+    if (curl_multi_add_handle(http->multi, easy) != CURLM_OK) {
+        snprintf(req->error, sizeof(req->error),
+                 "curl_multi_add_handle() failed");
+        curl_easy_cleanup(easy);
+        req->easy = NULL;
+        return VW_ERROR;
+    }
+
+    return VW_OK;
+}
+
+
+void
+vw_http_cancel(vw_http_req_t *req)
+{
+    if (req->easy == NULL) {
+        return;
+    }
+
+    curl_multi_remove_handle(req->http->multi, req->easy);
+    curl_easy_cleanup(req->easy);
+    req->easy = NULL;
+}
+
+
+static int
+vw_http_socket(CURL *easy, curl_socket_t s, int what, void *userp,
+    void *socketp)
+{
+    short          kind;
+    vw_http_t     *http = userp;
+    struct event  *ev = socketp;
+
+    if (what == CURL_POLL_REMOVE) {
+        if (ev != NULL) {
+            event_free(ev);
+            curl_multi_assign(http->multi, s, NULL);
+        }
+
+        return 0;
+    }
+
+    kind = EV_PERSIST | ((what & CURL_POLL_IN) ? EV_READ : 0)
+           | ((what & CURL_POLL_OUT) ? EV_WRITE : 0);
+
+    if (ev == NULL) {
+        ev = event_new(http->base, s, kind, vw_http_event, http);
+        if (ev == NULL) {
+            return -1;
+        }
+
+        curl_multi_assign(http->multi, s, ev);
+
+    } else {
+        event_del(ev);
+        event_assign(ev, http->base, s, kind, vw_http_event, http);
+    }
+
+    event_add(ev, NULL);
+
+    return 0;
+}
+
+
+static void
+vw_http_event(evutil_socket_t fd, short kind, void *arg)
+{
+    int         running, action;
+    vw_http_t  *http = arg;
+
+    action = ((kind & EV_READ) ? CURL_CSELECT_IN : 0)
+             | ((kind & EV_WRITE) ? CURL_CSELECT_OUT : 0);
+
+    curl_multi_socket_action(http->multi, fd, action, &running);
+    vw_http_check(http);
+}
+
+
+/* curl may not be called back from here: a 0 ms timer runs it instead */
+
+static int
+vw_http_timer(CURLM *multi, long timeout_ms, void *userp)
+{
+    vw_http_t       *http = userp;
+    struct timeval   tv;
+
+    if (timeout_ms < 0) {
+        evtimer_del(http->timer);
+        return 0;
+    }
+
+    tv.tv_sec = timeout_ms / 1000;
+    tv.tv_usec = (timeout_ms % 1000) * 1000;
+    evtimer_add(http->timer, &tv);
+
+    return 0;
+}
+
+
+static void
+vw_http_timeout(evutil_socket_t fd, short kind, void *arg)
+{
+    int         running;
+    vw_http_t  *http = arg;
+
+    curl_multi_socket_action(http->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    vw_http_check(http);
+}
+
+
+static void
+vw_http_check(vw_http_t *http)
+{
+    int             left;
+    long            status;
+    CURL           *easy;
+    CURLcode        res;
+    CURLMsg        *msg;
+    vw_http_req_t  *req;
+
+    while ((msg = curl_multi_info_read(http->multi, &left)) != NULL) {
+        if (msg->msg != CURLMSG_DONE) {
+            continue;
+        }
+
+        easy = msg->easy_handle;
+        res = msg->data.result;
+        req = NULL;
+        curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **) &req);
+
+        status = 0;
+        curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
+
+        req->ms = vw_http_monotonic_ms() - req->start;
+
+        if (res == CURLE_OK) {
+            req->status = status;
+
+        } else {
+            req->status = 0;
+            req->failed = 1;
+            req->timed_out = (res == CURLE_OPERATION_TIMEDOUT);
+            /* curl's detail when it has one: it names the cause */
+            snprintf(req->error, sizeof(req->error), "%.120s",
+                     req->errbuf[0] ? req->errbuf : curl_easy_strerror(res));
+        }
+
+        curl_multi_remove_handle(http->multi, easy);
+        curl_easy_cleanup(easy);
+        req->easy = NULL;
+
+        /* the handler may start or cancel other requests */
+        req->handler(req);
+    }
+}
+
+
+static size_t
+vw_http_write(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+    size_t          n, room;
+    vw_http_req_t  *req = userdata;
+
+    n = size * nmemb;
+    room = VW_HTTP_BODY_KEEP - req->resp_len;
+
+    /* the rest is read and dropped: only the start is kept for the DLQ */
+    memcpy(req->resp + req->resp_len, ptr, n < room ? n : room);
+    req->resp_len += n < room ? n : room;
+
+    return n;
+}
+
+
+static size_t
+vw_http_header(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+    size_t          n;
+    vw_http_req_t  *req = userdata;
+
+    n = size * nmemb;
+
+    if (n > 12 && strncasecmp(ptr, "Retry-After:", 12) == 0) {
+        req->retry_after = vc_backoff_parse_retry_after(ptr + 12, n - 12,
+                                                        (long long)
+                                                        time(NULL));
+    }
+
+    /* a status line: headers of an earlier 1xx response do not count */
+    if (n > 5 && strncmp(ptr, "HTTP/", 5) == 0) {
+        req->retry_after = -1;
+    }
+
+    return n;
+}

@@ -1,0 +1,74 @@
+/* vw_http.h -- outbound HTTP requests on the worker's event loop */
+
+#ifndef VW_HTTP_H
+#define VW_HTTP_H
+
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <curl/curl.h>
+
+#include "vw_core.h"
+
+
+#define VW_HTTP_BODY_KEEP  2048   /* the response bytes kept, no more */
+
+
+typedef struct vw_http_s      vw_http_t;
+typedef struct vw_http_req_s  vw_http_req_t;
+
+/* called once per started request, unless it was cancelled first */
+typedef void (*vw_http_done_pt)(vw_http_req_t *req);
+
+
+struct vw_http_req_s {
+    /* set by the caller, which keeps them alive until the handler runs */
+    const char                 *method;
+    const char                 *url;
+    struct curl_slist          *headers;
+    const unsigned char        *body;
+    size_t                      body_len;
+    uint64_t                    timeout_ms;
+    vw_http_done_pt             handler;
+    void                       *data;
+
+    /* the result, set before the handler runs */
+    long                        status;       /* 0: no response */
+    unsigned                    timed_out:1;
+    unsigned                    failed:1;     /* no response: see error */
+    char                        error[VW_ERRSTR_LEN];
+    unsigned char               resp[VW_HTTP_BODY_KEEP];
+    size_t                      resp_len;
+    long long                   retry_after;  /* seconds, -1: none */
+    uint64_t                    ms;           /* how long it took */
+
+    /* private */
+    CURL                       *easy;
+    vw_http_t                  *http;
+    uint64_t                    start;
+    char                        errbuf[CURL_ERROR_SIZE];
+};
+
+
+/* Returns a client on base, or NULL (logged). curl_global_init() first. */
+vw_http_t *vw_http_create(struct event_base *base);
+
+/* Cancels what is running (no handler is called) and frees the client. */
+void vw_http_free(vw_http_t *http);
+
+/*
+ * Starts req; its handler is called later from the loop, never from
+ * within this call.  Returns VW_OK, or VW_ERROR (req->error says why)
+ * when the request cannot even start; the handler is then not called.
+ */
+int vw_http_request(vw_http_t *http, vw_http_req_t *req);
+
+/* Stops a started request whose handler has not run; it never will. */
+void vw_http_cancel(vw_http_req_t *req);
+
+/* the monotonic clock in ms, for durations */
+uint64_t vw_http_monotonic_ms(void);
+
+
+#endif /* VW_HTTP_H */
