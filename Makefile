@@ -24,10 +24,10 @@ COMMON_LIBS  := -lcrypto -ljansson -lm
 UNIT_SRCS    := $(wildcard tests/unit/test_*.c)
 UNIT_BINS    := $(UNIT_SRCS:tests/unit/%.c=$(B)/unit/%)
 
-.PHONY: all deps module asan worker unit integration integration-asan \
+.PHONY: all deps module asan worker ctl unit integration integration-asan \
         test test-fast run fuzz fuzz-replay bench valgrind clean
 
-all: deps module worker
+all: deps module worker ctl
 
 deps:
 	@lua-free-scripts/install-deps.sh
@@ -72,6 +72,15 @@ $(B)/vantage-worker: $(wildcard worker/src/*.c worker/src/*.h) $(COMMON_SRCS)
 	@mkdir -p $(B)
 	$(CC) $(CFLAGS_PLAIN) -Iworker/src -o $@ $(wildcard worker/src/*.c) $(COMMON_SRCS) \
 	    $(COMMON_LIBS) -levent -lhiredis
+
+# the operator's tool: blocking hiredis, no event loop, nothing of the
+# worker's sources (it reads Redis through the layout of docs/WORKER.md)
+ctl: $(B)/vantagectl
+
+$(B)/vantagectl: $(wildcard worker/ctl/*.c worker/ctl/*.h)
+	@mkdir -p $(B)
+	$(CC) $(CFLAGS_PLAIN) -Iworker/ctl -o $@ $(wildcard worker/ctl/*.c) \
+	    -lhiredis -ljansson -lcrypto
 
 $(B)/unit/%: tests/unit/%.c $(COMMON_SRCS) $(wildcard common/*.h)
 	@mkdir -p $(B)/unit
