@@ -33,7 +33,9 @@ typedef struct {
 } vctl_command_t;
 
 
-#define VCTL_SELECT  (VCTL_OPT_TYPE|VCTL_OPT_TENANT|VCTL_OPT_SINCE|VCTL_OPT_ALL)
+/* the selectors of replay and purge */
+#define VCTL_SELECT                                                          \
+    (VCTL_OPT_TYPE|VCTL_OPT_TENANT|VCTL_OPT_SINCE|VCTL_OPT_ALL)
 
 static const vctl_command_t  vctl_commands[] = {
     { "health", NULL, NULL, 0, 0, 0 },
