@@ -28,11 +28,11 @@ UNIT_BINS    := $(UNIT_SRCS:tests/unit/%.c=$(B)/unit/%)
 # common/; UNIT_EXTRA_<test> names them
 UNIT_EXTRA_test_vw_conf := worker/src/conf.c worker/src/log.c
 
-.PHONY: all deps module asan worker unit integration integration-asan \
+.PHONY: all deps module asan worker ctl unit integration integration-asan \
         test test-fast run fuzz fuzz-replay bench valgrind clean \
         install uninstall
 
-all: deps module worker
+all: deps module worker ctl
 
 deps:
 	@lua-free-scripts/install-deps.sh
@@ -84,6 +84,15 @@ $(B)/unit/test_target: tests/unit/test_target.c worker/src/target.c \
 	@mkdir -p $(B)/unit
 	$(CC) $(CFLAGS_PLAIN) $(SAN_FLAGS) -Iworker/src -o $@ $< \
 	    worker/src/target.c -lcmocka
+
+# the operator's tool: blocking hiredis, no event loop, nothing of the
+# worker's sources (it reads Redis through the layout of docs/WORKER.md)
+ctl: $(B)/vantagectl
+
+$(B)/vantagectl: $(wildcard worker/ctl/*.c worker/ctl/*.h)
+	@mkdir -p $(B)
+	$(CC) $(CFLAGS_PLAIN) -Iworker/ctl -o $@ $(wildcard worker/ctl/*.c) \
+	    -lhiredis -ljansson -lcrypto
 
 $(B)/unit/%: tests/unit/%.c $(COMMON_SRCS) $(wildcard common/*.h)
 	@mkdir -p $(B)/unit
