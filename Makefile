@@ -29,7 +29,7 @@ UNIT_BINS    := $(UNIT_SRCS:tests/unit/%.c=$(B)/unit/%)
 UNIT_EXTRA_test_vw_conf := worker/src/conf.c worker/src/log.c
 
 .PHONY: all deps module asan worker ctl unit integration integration-asan \
-        test test-fast run fuzz fuzz-replay bench valgrind clean \
+        test test-fast run fuzz fuzz-replay bench microbench valgrind clean \
         install uninstall
 
 all: deps module worker ctl
@@ -211,3 +211,16 @@ fuzz-replay: $(FUZZ_TARGETS:%=$(B)/fuzz-replay/%)
 	@set -e; for t in $(FUZZ_TARGETS); do \
 	    $(B)/fuzz-replay/$$t tests/fuzz/corpus/$$t tests/fuzz/regress/$$t; \
 	done
+
+# ns per token through the vc_jwt API (tests/bench/microbench_jwt.c), pinned
+# to one core; built without sanitizers, with the flags of CFLAGS_PLAIN
+BENCH_CPU    ?= 0
+BENCH_ARGS   ?= 20
+
+$(B)/bench/microbench_jwt: tests/bench/microbench_jwt.c $(COMMON_SRCS) \
+        $(wildcard common/*.h) tests/unit/fixtures.h
+	@mkdir -p $(B)/bench
+	$(CC) $(CFLAGS_PLAIN) -o $@ $< $(COMMON_SRCS) $(COMMON_LIBS)
+
+microbench: $(B)/bench/microbench_jwt
+	taskset -c $(BENCH_CPU) $(B)/bench/microbench_jwt $(BENCH_ARGS)

@@ -23,7 +23,7 @@
  * which must hold at least vc_base64url_decoded_len(len) bytes.  Refuses
  * padding, characters outside the alphabet, a length of 1 mod 4, and
  * non-zero trailing bits, so that every value has exactly one encoding.
- * Returns the decoded length, or -1.
+ * Returns the decoded length, or -1; after -1, dst may hold some bytes.
  */
 long vc_base64url_decode(unsigned char *dst, const char *src, size_t len);
 

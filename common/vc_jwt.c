@@ -30,6 +30,8 @@ static int vc_jwt_time(json_t *claims, const char *name, int64_t *t);
 static int vc_jwt_verify_key(vc_jwt_t *jwt, const vc_key_t *key);
 static int vc_jwt_verify_ecdsa(vc_jwt_t *jwt, const vc_key_t *key,
     const EVP_MD *md);
+static int vc_jwt_verify_digest(vc_jwt_t *jwt, const vc_key_t *key,
+    const EVP_MD *md, const unsigned char *sig, size_t sig_len);
 static const EVP_MD *vc_jwt_md(vc_alg_e alg);
 static json_t *vc_jwt_json_segment(unsigned char *buf, const char *seg,
     size_t len);
@@ -517,11 +519,9 @@ vc_jwt_time(json_t *claims, const char *name, int64_t *t)
 static int
 vc_jwt_verify_key(vc_jwt_t *jwt, const vc_key_t *key)
 {
-    EVP_MD_CTX     *ctx;
     const EVP_MD   *md;
     unsigned char   mac[EVP_MAX_MD_SIZE];
     unsigned int    maclen;
-    int             rc;
 
     md = vc_jwt_md(jwt->alg);
 
@@ -555,19 +555,7 @@ vc_jwt_verify_key(vc_jwt_t *jwt, const vc_key_t *key)
             return VC_ERROR;
         }
 
-        ctx = EVP_MD_CTX_new();
-        if (ctx == NULL) {
-            return VC_ERROR;
-        }
-
-        rc = EVP_DigestVerifyInit(ctx, NULL, md, NULL, key->pkey) == 1
-             && EVP_DigestVerify(ctx, jwt->sig, jwt->sig_len,
-                                 (const unsigned char *) jwt->signing_input,
-                                 jwt->signing_input_len) == 1;
-
-        EVP_MD_CTX_free(ctx);
-
-        return rc ? VC_OK : VC_ERROR;
+        return vc_jwt_verify_digest(jwt, key, md, jwt->sig, jwt->sig_len);
 
     case VC_KTY_EC:
         if (jwt->alg < VC_ALG_ES256 || key->pkey == NULL) {
@@ -585,11 +573,10 @@ vc_jwt_verify_key(vc_jwt_t *jwt, const vc_key_t *key)
 static int
 vc_jwt_verify_ecdsa(vc_jwt_t *jwt, const vc_key_t *key, const EVP_MD *md)
 {
-    EVP_MD_CTX     *ctx;
     ECDSA_SIG      *sig;
     BIGNUM         *r, *s;
     unsigned char   der[VC_JWT_ECDSA_DER], *p;
-    int             len, rc;
+    int             len;
 
     /* JWS carries R || S, each the coordinate size (RFC 7518 3.4) */
     if (key->ec_size == 0 || key->ec_size > 66
@@ -626,19 +613,37 @@ vc_jwt_verify_ecdsa(vc_jwt_t *jwt, const vc_key_t *key, const EVP_MD *md)
         return VC_ERROR;
     }
 
-    ctx = EVP_MD_CTX_new();
+    return vc_jwt_verify_digest(jwt, key, md, der, (size_t) len);
+}
+
+
+/*
+ * The signing input's digest checked against sig with the key's context
+ * prepared for md (vc_keys_prepare()): the same checks as
+ * EVP_DigestVerify(), which digests and calls the same provider function.
+ */
+static int
+vc_jwt_verify_digest(vc_jwt_t *jwt, const vc_key_t *key, const EVP_MD *md,
+    const unsigned char *sig, size_t sig_len)
+{
+    unsigned char   dgst[EVP_MAX_MD_SIZE];
+    unsigned int    dlen;
+    EVP_PKEY_CTX   *ctx;
+
+    ctx = key->verify[vc_alg_digest(jwt->alg)];
     if (ctx == NULL) {
         return VC_ERROR;
     }
 
-    rc = EVP_DigestVerifyInit(ctx, NULL, md, NULL, key->pkey) == 1
-         && EVP_DigestVerify(ctx, der, (size_t) len,
-                             (const unsigned char *) jwt->signing_input,
-                             jwt->signing_input_len) == 1;
+    if (EVP_Digest(jwt->signing_input, jwt->signing_input_len, dgst, &dlen,
+                   md, NULL)
+        != 1)
+    {
+        return VC_ERROR;
+    }
 
-    EVP_MD_CTX_free(ctx);
-
-    return rc ? VC_OK : VC_ERROR;
+    return EVP_PKEY_verify(ctx, sig, sig_len, dgst, dlen) == 1 ? VC_OK
+                                                                : VC_ERROR;
 }
 
 
@@ -673,8 +678,8 @@ vc_jwt_json_segment(unsigned char *buf, const char *seg, size_t len)
 
 /*
  * The digests are fetched from the provider once per process and kept:
- * EVP_sha256() and its kin make every EVP_DigestVerifyInit() and HMAC()
- * fetch them again, which costs about 3 us of an RS256 check here.
+ * EVP_sha256() and its kin make every EVP_Digest() and HMAC() fetch them
+ * again (the provider's implementation looked up by name) each call.
  */
 static const EVP_MD *
 vc_jwt_md(vc_alg_e alg)

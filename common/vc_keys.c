@@ -15,6 +15,7 @@
 #include <openssl/evp.h>
 #include <openssl/param_build.h>
 #include <openssl/pem.h>
+#include <openssl/rsa.h>
 #include <openssl/x509.h>
 
 #include "vc_keys.h"
@@ -78,6 +79,7 @@ static unsigned char *vc_keys_jwk_member(json_t *jwk, const char *name,
 static int vc_keys_pkey(vc_key_t *key, EVP_PKEY *pkey, char *errstr,
     size_t errlen);
 static int vc_keys_public_check(EVP_PKEY *pkey);
+static int vc_keys_prepare(vc_key_t *key);
 static const vc_curve_t *vc_keys_curve_by_jwk(const char *crv);
 static void vc_keys_key_free(vc_key_t *key);
 static void vc_keys_err(char *errstr, size_t errlen, const char *fmt, ...);
@@ -131,6 +133,14 @@ vc_keyset_load(vc_keyset_t *ks, const unsigned char *data, size_t len,
 
     } else {
         rc = vc_keys_load_secret(ks, data, len, 0, errstr, errlen);
+    }
+
+    for (i = 0; rc == VC_OK && i < ks->nkeys; i++) {
+        if (vc_keys_prepare(&ks->keys[i]) != VC_OK) {
+            vc_keys_err(errstr, errlen, "cannot prepare key %zu for "
+                        "verification", i + 1);
+            rc = VC_ERROR;
+        }
     }
 
     /* the OpenSSL error queue belongs to the caller: leave nothing behind */
@@ -986,6 +996,53 @@ vc_keys_public_check(EVP_PKEY *pkey)
 }
 
 
+/*
+ * The verification contexts of an RSA or EC key, once its algorithms are
+ * final.  EVP_DigestVerifyInit() per token would create a context, fetch
+ * the signature algorithm and set the padding and digest again each time:
+ * about 3.5 us of a 25 us RS256 check here.
+ */
+static int
+vc_keys_prepare(vc_key_t *key)
+{
+    int                   a;
+    unsigned              d;
+    EVP_PKEY_CTX         *ctx;
+
+    static const char    *digests[] = { "SHA256", "SHA384", "SHA512" };
+
+    if (key->pkey == NULL) {
+        return VC_OK;
+    }
+
+    for (a = 0; a < VC_ALG_COUNT; a++) {
+        d = vc_alg_digest(a);
+
+        if (!(key->algs & VC_ALG_BIT(a)) || key->verify[d] != NULL) {
+            continue;
+        }
+
+        ctx = EVP_PKEY_CTX_new_from_pkey(NULL, key->pkey, NULL);
+        if (ctx == NULL) {
+            return VC_ERROR;
+        }
+
+        key->verify[d] = ctx;
+
+        if (EVP_PKEY_verify_init(ctx) != 1
+            || (key->kty == VC_KTY_RSA
+                && EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PADDING) != 1)
+            || EVP_PKEY_CTX_set_signature_md(ctx,
+                                   EVP_get_digestbyname(digests[d])) != 1)
+        {
+            return VC_ERROR;
+        }
+    }
+
+    return VC_OK;
+}
+
+
 static const vc_curve_t *
 vc_keys_curve_by_jwk(const char *crv)
 {
@@ -1005,6 +1062,9 @@ static void
 vc_keys_key_free(vc_key_t *key)
 {
     free(key->kid);
+    EVP_PKEY_CTX_free(key->verify[0]);
+    EVP_PKEY_CTX_free(key->verify[1]);
+    EVP_PKEY_CTX_free(key->verify[2]);
     EVP_PKEY_free(key->pkey);
 
     if (key->secret) {

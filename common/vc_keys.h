@@ -25,6 +25,13 @@ typedef enum {
 
 #define VC_ALG_MASK_ALL  ((1u << VC_ALG_COUNT) - 1)
 
+/*
+ * The digest an algorithm signs with, 0: SHA-256, 1: SHA-384, 2: SHA-512,
+ * an index of vc_key_t's verify[]: every family above lists its three
+ * algorithms in that order.
+ */
+#define vc_alg_digest(alg)  ((unsigned) (alg) % 3)
+
 
 typedef enum {
     VC_KTY_OCT = 1,             /* HMAC secret */
@@ -45,6 +52,16 @@ typedef struct {
     char           *kid;        /* NUL-terminated, NULL when absent */
     size_t          kid_len;
     EVP_PKEY       *pkey;       /* RSA and EC */
+    /*
+     * RSA and EC: for each digest (vc_alg_digest()) of an algorithm in
+     * algs, a context made ready by EVP_PKEY_verify_init() with its padding
+     * and digest when the set is loaded, so that checking a token costs no
+     * context, fetch or parameter work; NULL for the other digests.  A
+     * verification writes into its context (OpenSSL keeps a scratch buffer
+     * there): a set is used by one thread at a time, as in an nginx worker
+     * process, which inherits the contexts over fork() like the keys.
+     */
+    EVP_PKEY_CTX   *verify[3];
     unsigned char  *secret;     /* oct */
     size_t          secret_len;
     size_t          ec_size;    /* EC: bytes of one coordinate: 32, 48, 66 */

@@ -108,6 +108,54 @@ test_refused(void **state)
 }
 
 
+/*
+ * Every byte in every place of a group and of a short last group: refused
+ * unless it is one of the 64 characters, each of which decodes to its value
+ * (decoder tables are easily off by one).
+ */
+
+static void
+test_every_byte(void **state)
+{
+    static const char  alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                    "abcdefghijklmnopqrstuvwxyz0123456789-_";
+    const char     *v;
+    unsigned char   out[8];
+    char            src[7];
+    size_t          pos, len;
+    int             c;
+    long            n;
+
+    for (c = 0; c < 256; c++) {
+        v = c ? memchr(alphabet, c, 64) : NULL;
+
+        for (len = 6; len <= 7; len++) {
+            /* 4 + 2 or 4 + 3 characters, the spare bits zero: "AAAAAA" */
+
+            for (pos = 0; pos < len - 1; pos++) {
+                memset(src, 'A', sizeof(src));
+                src[pos] = (char) c;
+
+                n = decode(out, src, len);
+
+                if (v == NULL) {
+                    assert_int_equal(n, -1);
+                    continue;
+                }
+
+                assert_int_equal(n, len == 6 ? 4 : 5);
+
+                /* its 6 bits, at bit 6 * pos of the output, all else 0 */
+                assert_int_equal(((out[pos * 6 / 8] << 8
+                                   | out[pos * 6 / 8 + 1])
+                                  >> (10 - pos * 6 % 8)) & 0x3f,
+                                 v - alphabet);
+            }
+        }
+    }
+}
+
+
 static void
 test_length_stops(void **state)
 {
@@ -206,6 +254,7 @@ main(void)
         cmocka_unit_test(test_rfc4648_vectors),
         cmocka_unit_test(test_url_alphabet),
         cmocka_unit_test(test_refused),
+        cmocka_unit_test(test_every_byte),
         cmocka_unit_test(test_length_stops),
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_output_bound),

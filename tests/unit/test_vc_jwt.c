@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+#include <sys/wait.h>
 #include <cmocka.h>
 
 #include "vc_jwt.h"
@@ -511,6 +513,111 @@ test_tampered_truncated(void **state)
 }
 
 
+/*
+ * Each key's verification contexts are made once, at load, and serve every
+ * token after: a failed check must leave nothing behind for the next one,
+ * whatever the algorithm, and a process forked after the load (an nginx
+ * worker) checks with the contexts it inherited.
+ */
+
+static const struct {
+    const char  *tok;
+    unsigned     flip;      /* a bit of the signature flipped */
+    const char  *want;
+} reuse[] = {
+    { FX_TOK_RS256, 0, "ok" },
+    { FX_TOK_RS256, 1, "signature verification failed" },
+    { FX_TOK_RS256, 0, "ok" },
+    { FX_TOK_TAMPERED, 0, "signature verification failed" },
+    { FX_TOK_RS256_WRONG_KID, 0, "signature verification failed" },
+    { FX_TOK_RS384, 0, "ok" },
+    { FX_TOK_RS384, 1, "signature verification failed" },
+    { FX_TOK_RS512, 0, "ok" },
+    { FX_TOK_ES256, 0, "ok" },
+    { FX_TOK_ES256, 1, "signature verification failed" },
+    { FX_TOK_ES256, 0, "ok" },
+    { FX_TOK_ES384, 0, "ok" },
+    { FX_TOK_ES512, 1, "signature verification failed" },
+    { FX_TOK_ES512, 0, "ok" },
+    { FX_TOK_HS256, 0, "ok" },
+    { FX_TOK_RS256, 0, "ok" }
+};
+
+
+/* reuse[i]'s token, with 'A' and 'B' swapped in the signature if asked */
+static const char *
+reuse_run(size_t i, const vc_keyset_t *ks, const vc_policy_t *p)
+{
+    char    buf[2048];
+    size_t  len;
+
+    len = strlen(reuse[i].tok);
+    assert_true(len < sizeof(buf));
+    memcpy(buf, reuse[i].tok, len + 1);
+
+    if (reuse[i].flip) {
+        buf[len - 12] = buf[len - 12] == 'A' ? 'B' : 'A';
+    }
+
+    return run(buf, ks, p, NOW);
+}
+
+
+static void
+test_contexts_reused(void **state)
+{
+    size_t       i, round;
+    vc_policy_t  p;
+
+    policy(&p);
+
+    for (round = 0; round < 3; round++) {
+        for (i = 0; i < sizeof(reuse) / sizeof(reuse[0]); i++) {
+            if (strcmp(reuse_run(i, &ks_all, &p), reuse[i].want) != 0) {
+                fail_msg("round %zu, token %zu: \"%s\"", round, i, result);
+            }
+        }
+    }
+}
+
+
+static void
+test_contexts_forked(void **state)
+{
+    int          status;
+    size_t       i;
+    pid_t        pid;
+    vc_keyset_t  ks;
+    vc_policy_t  p;
+
+    keyset(&ks, FX_JWKS_ALL);
+    policy(&p);
+
+    pid = fork();
+    assert_true(pid >= 0);
+
+    if (pid == 0) {
+        for (i = 0; i < sizeof(reuse) / sizeof(reuse[0]); i++) {
+            if (strcmp(reuse_run(i, &ks, &p), reuse[i].want) != 0) {
+                _exit(1);
+            }
+        }
+
+        vc_keyset_free(&ks);
+        _exit(0);
+    }
+
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+
+    /* the parent's contexts, untouched by the child's checks */
+    assert_string_equal(run(FX_TOK_RS256, &ks, &p, NOW), "ok");
+
+    vc_keyset_free(&ks);
+}
+
+
 static void
 test_garbage(void **state)
 {
@@ -793,6 +900,8 @@ main(void)
         cmocka_unit_test(test_malformed),
         cmocka_unit_test(test_malformed_header),
         cmocka_unit_test(test_tampered_truncated),
+        cmocka_unit_test(test_contexts_reused),
+        cmocka_unit_test(test_contexts_forked),
         cmocka_unit_test(test_garbage),
         cmocka_unit_test(test_requirements),
         cmocka_unit_test(test_requirements_all),
