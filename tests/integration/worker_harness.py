@@ -296,7 +296,9 @@ class Worker:
     "{listen}" and "{redis}" in the text become unix:<socket_path> and the
     Redis address (write_config() rewrites the file, e.g. before SIGHUP)."""
 
-    def __init__(self, base_dir, redis, args=(), name="worker", config=None):
+    def __init__(self, base_dir, redis, args=(), name="worker", config=None,
+                 wait_ready=True):
+        self.wait_ready = wait_ready
         os.makedirs(base_dir, exist_ok=True)
         self.dir = vh.make_dir(tempfile.mkdtemp(prefix=name + "-",
                                                 dir=base_dir))
@@ -370,7 +372,8 @@ class Worker:
         return self
 
     def start(self, seconds=5):
-        """Starts the worker and waits until its socket answers PING."""
+        """Starts the worker and waits until its socket answers PING and
+        its queue has checked Redis (unless wait_ready is False)."""
         self.spawn()
 
         def up():
@@ -382,8 +385,14 @@ class Worker:
                                              self.log_text()))
             return self._ping()
 
+        def ready():
+            # PING is answered before the queue's own connection has checked
+            # Redis's eviction policy; a DISPATCH before that gets a 503
+            return up() and '"msg":"Redis keeps every job"' in self.log_text()
+
         try:
-            vh.wait_for(up, seconds, what="vantage-worker to answer PING")
+            vh.wait_for(ready if self.wait_ready else up, seconds,
+                        what="vantage-worker to answer PING")
         except TimeoutError:
             self.stop()
             raise RuntimeError("vantage-worker did not answer PING within "

@@ -592,11 +592,17 @@ vw_engine_read_done(redisAsyncContext *ac, void *reply, void *privdata)
     redisReply   *r = reply, *entries;
     vw_engine_t  *e = privdata;
 
-    if (r == NULL || e->closing) {
+    if (e->closing) {
         return;
     }
 
     e->rd.reading = 0;
+
+    if (r == NULL) {
+        /* the reader's connection is gone; a drain waits for it no more */
+        vw_engine_check_drained(e);
+        return;
+    }
 
     if (r->type == REDIS_REPLY_ERROR) {
         /* NOGROUP after Redis lost the stream: create it again */
@@ -626,6 +632,9 @@ vw_engine_read_done(redisAsyncContext *ac, void *reply, void *privdata)
     }
 
     vw_engine_read(e);
+
+    /* an idle drain ends when the blocked read comes back */
+    vw_engine_check_drained(e);
 }
 
 
