@@ -315,3 +315,133 @@ def test_job_status_through_nginx_follows_a_retry(workers, target, rc,
     assert s["attempts"] == 2
     assert s["result"]["status"] == 200, s
     assert len(target.got("/in")) == 2
+
+
+# --------------------------------------------------------------------------
+# dead letters, replayed and skipped with the real vantagectl
+
+CTL = os.path.join(vh.REPO, "build", "vantagectl")
+
+
+def ctl(redis, *args):
+    import subprocess
+    r = subprocess.run([CTL, "--redis", redis.address] + list(args),
+                       capture_output=True, text=True, timeout=30)
+    return r.returncode, r.stdout, r.stderr
+
+
+def wait_job(rc, jid, state, seconds=10):
+    vh.wait_for(lambda: rc.hget("{vq}:job:" + jid, "state") ==
+                state.encode(), seconds, interval=0.05,
+                what="job %s %s" % (jid, state))
+
+
+def test_dead_letter_replayed_by_vantagectl(workers, target, redis, rc,
+                                            nginx_factory, client_for):
+    if not os.access(CTL, os.X_OK):
+        pytest.skip("vantagectl not built")
+    target.script("/in", [(400, {"Content-Type": "application/json"},
+                           b'{"error":"invalid ssn 123-45-6789"}')])
+    a, = workers(worker_conf(target))
+    n = gateway(nginx_factory, a)
+    c = client_for(n)
+    jid = post(c, b'{"client": 7}').json["job_id"]
+    wait_job(rc, jid, "dead")
+
+    code, out, err = ctl(redis, "--json", "dlq", "show", jid)
+    assert code == 0, err
+    shown = json.loads(out)
+    assert shown["id"] == jid
+    assert shown["in_dead_letters"] is True
+    assert shown["fields"]["state"] == "dead"
+    assert [(h["n"], h["outcome"], h["status"]) for h in shown["history"]] \
+        == [(1, "dead", 400)]
+    # the vendor's body is kept, with the SSN masked
+    assert "invalid ssn" in shown["history"][0]["body"]
+    assert "123-45-6789" not in out
+
+    code, out, err = ctl(redis, "dlq", "replay", jid)
+    assert code == 0, err
+    wait_job(rc, jid, "succeeded")
+    bodies = [r["body"] for r in target.got("/in")]
+    assert bodies == [b'{"client": 7}'] * 2
+    keys = {r["headers"]["idempotency-key"] for r in target.got("/in")}
+    assert keys == {jid}                      # the same id, kept
+    assert rc.hget("{vq}:job:" + jid, "replays") == b"1"
+    assert rc.llen("{vq}:att:" + jid) == 2    # the history kept and grown
+    s = c.request("GET", "/jobs/" + jid, headers={"X-Tenant": "acme"}).json
+    assert s["status"] == "succeeded"
+    assert int(rc.get("{vq}:inflight")) == 0
+
+
+def ordered_gateway(nginx_factory, w):
+    return nginx_factory(http="""
+    vantage_worker unix:%s;
+""" % w.socket_path, server="""
+        vantage_tenant $http_x_tenant;
+        location = /orders {
+            vantage_dispatch_ordering_key $http_x_record_id;
+            vantage_dispatch e2e.orders;
+        }
+""")
+
+
+def post_ordered(c, rec, seq):
+    body = json.dumps({"rec": rec, "seq": seq}).encode()
+    r = c.request("POST", "/orders", content=body,
+                  headers={"X-Tenant": "acme", "X-Record-Id": rec,
+                           "Content-Type": "application/json"})
+    assert r.status == 202, r
+    return r.json["job_id"]
+
+
+def test_ordering_through_nginx(workers, target, rc, nginx_factory):
+    target.delay("/in", 0.0, 0.05)
+    ws = workers(worker_conf(target, job="ordering = on\non_dead = block\n"
+                             "backoff_base = 100ms\nbackoff_cap = 300ms\n"),
+                 n=2)
+    n = ordered_gateway(nginx_factory, ws[0])
+    c = vh.Client(n, "http")
+    # two records, ten updates each, interleaved, over two workers
+    ids = {}
+    for seq in range(10):
+        for rec in ("A", "B"):
+            ids[(rec, seq)] = post_ordered(c, rec, seq)
+    c.close()
+    vh.wait_for(lambda: all(rc.hget("{vq}:job:" + ids[("A", s)], "state")
+                            == b"succeeded" for s in range(10)), 20,
+                interval=0.1, what="record A done")
+    vh.wait_for(lambda: all(rc.hget("{vq}:job:" + ids[("B", s)], "state")
+                            == b"succeeded" for s in range(10)), 20,
+                interval=0.1, what="record B done")
+    seen = {}
+    for r in target.got("/in"):
+        b = json.loads(r["body"])
+        seen.setdefault(b["rec"], []).append(b["seq"])
+    for rec, seqs in seen.items():
+        assert seqs == list(range(10)), (rec, seqs)
+
+
+def test_on_dead_block_then_vantagectl_skip(workers, target, redis, rc,
+                                           nginx_factory):
+    if not os.access(CTL, os.X_OK):
+        pytest.skip("vantagectl not built")
+    target.script("/in", [(422, {}, b'{"error":"rejected"}')])
+    w, = workers(worker_conf(target, job="ordering = on\non_dead = block\n"))
+    n = ordered_gateway(nginx_factory, w)
+    c = vh.Client(n, "http")
+    ids = [post_ordered(c, "R", seq) for seq in range(4)]
+    c.close()
+    wait_job(rc, ids[0], "dead")
+    time.sleep(1.0)                           # the key stays blocked
+    assert len(target.got("/in")) == 1
+    assert [rc.hget("{vq}:job:" + j, "state") for j in ids[1:]] == \
+        [b"queued"] * 3
+
+    code, out, err = ctl(redis, "dlq", "skip", ids[0])
+    assert code == 0, err
+    for j in ids[1:]:
+        wait_job(rc, j, "succeeded")
+    seqs = [json.loads(r["body"])["seq"] for r in target.got("/in")]
+    assert seqs == [0, 1, 2, 3]
+    assert rc.hget("{vq}:job:" + ids[0], "state") == b"dead"
