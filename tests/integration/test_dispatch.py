@@ -454,3 +454,20 @@ def test_config_errors(module_available, nginx_factory, http, server,
     rc, out = n.test_config()
     assert rc == 1, out
     assert "[emerg]" in out and message in out, out
+
+
+@pytest.mark.log_allow(ALLOW_WORKER)
+def test_redis_out_of_memory_is_503_and_nothing_stored(gateway, client_for,
+                                                       rc):
+    c = client_for(gateway)
+    rc.config_set("maxmemory", "1")          # noeviction: writes refused
+    try:
+        r = post(c)
+        assert_json_error(r, 503, "temporarily_unavailable")
+        assert r.headers["retry-after"] == "1"
+        assert rc.xlen(STREAM) == 0
+        assert rc.keys(b"{vq}:job:*") == []
+    finally:
+        rc.config_set("maxmemory", "0")
+    r = post(c)
+    assert r.status == 202, r
