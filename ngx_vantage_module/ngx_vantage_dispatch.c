@@ -42,7 +42,6 @@ typedef struct {
 
 
 static ngx_int_t ngx_vantage_dispatch_handler(ngx_http_request_t *r);
-static void ngx_vantage_dispatch_body(ngx_http_request_t *r);
 static void ngx_vantage_dispatch_read(ngx_http_request_t *r);
 static ngx_int_t ngx_vantage_dispatch_take(ngx_http_request_t *r,
     ngx_vantage_dispatch_ctx_t *ctx);
@@ -352,7 +351,8 @@ ngx_vantage_dispatch_handler(ngx_http_request_t *r)
 
     if (!(r->method & (NGX_HTTP_POST|NGX_HTTP_PUT|NGX_HTTP_PATCH))) {
         if (ngx_vantage_dispatch_add_header(r, "Allow",
-                                    &ngx_vantage_dispatch_allow) != NGX_OK)
+                                            &ngx_vantage_dispatch_allow)
+            != NGX_OK)
         {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
@@ -392,7 +392,7 @@ ngx_vantage_dispatch_handler(ngx_http_request_t *r)
     /* the body stays in memory: unbuffered reading never writes a file */
     r->request_body_no_buffering = 1;
 
-    rc = ngx_http_read_client_request_body(r, ngx_vantage_dispatch_body);
+    rc = ngx_http_read_client_request_body(r, ngx_vantage_dispatch_read);
 
     if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
         return rc;
@@ -402,20 +402,13 @@ ngx_vantage_dispatch_handler(ngx_http_request_t *r)
 }
 
 
-/* the first part of the body is in, or all of it */
-static void
-ngx_vantage_dispatch_body(ngx_http_request_t *r)
-{
-    ngx_vantage_dispatch_read(r);
-}
-
-
 /*
- * Takes what has been read and reads on, until the body is whole or the
- * socket has nothing more for now.  nginx reads no further into a buffer
- * of its own that is still full, so the buffers are emptied and reading
- * tried again at once: with edge-triggered events, data already in the
- * socket would otherwise never be announced again.
+ * The body's post handler, then its read handler: called as soon as some
+ * of the body is in, it takes what has been read and reads on, until the
+ * body is whole or the socket has nothing more for now.  nginx reads no
+ * further into a buffer of its own that is still full, so the buffers are
+ * emptied and reading tried again at once: with edge-triggered events,
+ * data already in the socket would otherwise never be announced again.
  */
 static void
 ngx_vantage_dispatch_read(ngx_http_request_t *r)
