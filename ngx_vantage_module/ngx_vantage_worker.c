@@ -361,10 +361,13 @@ ngx_vantage_worker_call(ngx_uint_t type, ngx_vantage_worker_field_t *fields,
         }
     }
 
+    /*
+     * not cancelable: a request waiting for its reply keeps a process that
+     * is shutting down gracefully alive until the reply or the timeout
+     */
     call->timer.handler = ngx_vantage_worker_call_timeout;
     call->timer.data = call;
     call->timer.log = st->log;
-    call->timer.cancelable = 1;
 
     if (st->c == NULL && !st->connecting) {
         if (ngx_vantage_worker_connect(st) != NGX_OK) {

@@ -160,7 +160,7 @@ def test_delivery_headers_and_status(workers, target, rc):
     assert st["attempts"] == "1"
     s = status(w, jid)
     assert s["status"] == "succeeded" and s["attempts"] == 1
-    assert json.loads(s["result"])["status"] == 200
+    assert s["result"]["status"] == 200
     assert rc.get("{vq}:inflight") == b"0"
     assert rc.xlen("{vq}:jobs") == 0
     assert rc.zscore("{vq}:done", jid) is not None
@@ -238,9 +238,12 @@ def test_max_attempts_then_dead(workers, target, rc):
 
 
 def test_max_age_then_dead(workers, target, rc):
+    # a breaker that stays shut: max_age alone decides
     w, = workers(conf(target, {"old": "url = URL/old\nbackoff_base = 200ms"
                                "\nbackoff_cap = 200ms\nmax_attempts = 100"
-                               "\nmax_age = 700ms"}))
+                               "\nmax_age = 700ms\ntarget = t_old"},
+                      targets="[target t_old]\nbreaker_failures = 1000\n"
+                              "breaker_min_calls = 1000\n"))
     target.default("/old", (503, {}, b""))
     jid = accepted(dispatch(w, "old"))
     st = wait_state(rc, jid, "dead")

@@ -36,6 +36,19 @@
 
 
 #define VW_QUEUE_RECONNECT_MS  1000
+
+/*
+ * How long a claimed idempotency key whose job is not written yet counts as
+ * "in progress" (409) rather than orphaned.  The claim and the write go out
+ * back to back on one connection, so only a dead or stopped worker, or a
+ * Redis that went away between them, leaves a claim this old; a taker then
+ * writes the job under the claimed id, and the consumer's run:<n> marker
+ * drops the entry a late original write would add.  It is longer than
+ * nginx's default wait for the worker (5 s), so that a request nginx still
+ * waits on is never taken over, and short, because a client that was told
+ * 503 retries within seconds and should not be told 409 for long.
+ */
+#define VW_QUEUE_CLAIM_GRACE_MS  6000
 #define VW_QUEUE_MAX_ARGS      40
 
 
@@ -731,18 +744,48 @@ vw_queue_claimed(redisAsyncContext *ac, void *reply, void *privdata)
 }
 
 
-static void
-vw_queue_state_set(json_t *o, const char *name, redisReply *v, int number)
+/*
+ * One field of a job's JSON state from a hash value: a string, a number
+ * (VW_STATE_NUMBER) or JSON text stored as it is (VW_STATE_JSON: the engine
+ * writes `result` that way), null when absent.
+ */
+void
+vw_job_state_set(json_t *o, const char *name, void *reply, int kind)
 {
+    json_t      *j;
+    redisReply  *v = reply;
+
     if (v->type != REDIS_REPLY_STRING) {
         json_object_set_new(o, name, json_null());
 
-    } else if (number) {
+    } else if (kind == VW_STATE_NUMBER) {
         json_object_set_new(o, name, json_integer(strtoll(v->str, NULL, 10)));
+
+    } else if (kind == VW_STATE_JSON
+               && (j = json_loadb(v->str, v->len, JSON_DECODE_ANY, NULL))
+                  != NULL)
+    {
+        json_object_set_new(o, name, j);
 
     } else {
         json_object_set_new(o, name, json_stringn(v->str, v->len));
     }
+}
+
+
+/* the state's fields from an HMGET of vw_job_status_fields, e[1] on */
+void
+vw_job_state_fill(json_t *o, void *elements)
+{
+    redisReply  **e = elements;
+
+    vw_job_state_set(o, "type", e[1], VW_STATE_STRING);
+    vw_job_state_set(o, "status", e[2], VW_STATE_STRING);
+    vw_job_state_set(o, "attempts", e[3], VW_STATE_NUMBER);
+    vw_job_state_set(o, "created_ms", e[4], VW_STATE_NUMBER);
+    vw_job_state_set(o, "next_attempt_ms", e[5], VW_STATE_NUMBER);
+    vw_job_state_set(o, "last_error", e[6], VW_STATE_STRING);
+    vw_job_state_set(o, "result", e[7], VW_STATE_JSON);
 }
 
 
@@ -769,7 +812,7 @@ vw_queue_repeat(redisAsyncContext *ac, void *reply, void *privdata)
     if (e[0]->type != REDIS_REPLY_STRING) {
         claimed = strtoull(call->sha, NULL, 10);
 
-        if (vw_queue_now() < claimed + 30000) {
+        if (vw_queue_now() < claimed + VW_QUEUE_CLAIM_GRACE_MS) {
             /* its first request is still writing it */
             vw_queue_done(call, VW_BUSY, NULL, NULL);
             return;
@@ -790,13 +833,7 @@ vw_queue_repeat(redisAsyncContext *ac, void *reply, void *privdata)
 
     if (o != NULL) {
         json_object_set_new(o, "job_id", json_string(call->id));
-        vw_queue_state_set(o, "type", e[1], 0);
-        vw_queue_state_set(o, "status", e[2], 0);
-        vw_queue_state_set(o, "attempts", e[3], 1);
-        vw_queue_state_set(o, "created_ms", e[4], 1);
-        vw_queue_state_set(o, "next_attempt_ms", e[5], 1);
-        vw_queue_state_set(o, "last_error", e[6], 0);
-        vw_queue_state_set(o, "result", e[7], 0);
+        vw_job_state_fill(o, e);
         text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
         json_decref(o);
     }

@@ -67,6 +67,9 @@ static void vw_server_pushed(void *data, int rc, const char *job_id,
 static void vw_server_reply(vw_conn_t *conn, unsigned type, uint64_t id,
     uint32_t status, const char *error, const char *job_id,
     uint32_t retry_after);
+/* a flag beside a frame type: vw_server_reply_state() says "repeat" */
+#define VW_REPLAYED  0x100
+
 static void vw_server_reply_state(vw_conn_t *conn, unsigned type,
     uint64_t id, uint32_t status, const char *job_id, const char *state);
 static void vw_server_job_status(vw_conn_t *conn, uint64_t id,
@@ -647,8 +650,8 @@ vw_server_pushed(void *data, int rc, const char *job_id, const char *state)
     case VW_OK:
         if (state != NULL) {
             /* a repeat: the original job, as a fresh 202 would name it */
-            vw_server_reply_state(conn, VC_FRAME_DISPATCH, push->id, 202,
-                                  job_id, state);
+            vw_server_reply_state(conn, VC_FRAME_DISPATCH | VW_REPLAYED,
+                                  push->id, 202, job_id, state);
         } else {
             vw_server_reply(conn, VC_FRAME_DISPATCH, push->id, 202, NULL,
                             job_id, 0);
@@ -724,12 +727,16 @@ vw_server_reply(vw_conn_t *conn, unsigned type, uint64_t id, uint32_t status,
 }
 
 
-/* a reply naming a job: its id and its state as JSON */
+/*
+ * A reply naming a job: its id and its state as JSON.  VW_REPLAYED in type
+ * adds the optional REPLAYED tag: the job is an idempotent repeat's.
+ */
 
 static void
 vw_server_reply_state(vw_conn_t *conn, unsigned type, uint64_t id,
     uint32_t status, const char *job_id, const char *state)
 {
+    unsigned        replayed;
     size_t          len, slen;
     unsigned char  *buf, *p;
 
@@ -737,10 +744,13 @@ vw_server_reply_state(vw_conn_t *conn, unsigned type, uint64_t id,
         return;
     }
 
+    replayed = type & VW_REPLAYED;
+    type &= ~VW_REPLAYED;
     slen = strlen(state);
 
     len = VC_FRAME_FIELD_HEADER + 4 + VC_FRAME_FIELD_HEADER + 32
-          + VC_FRAME_FIELD_HEADER + slen;
+          + VC_FRAME_FIELD_HEADER + slen
+          + (replayed ? VC_FRAME_FIELD_HEADER : 0);
 
     buf = malloc(VC_FRAME_HEADER_LEN + len);
     if (buf == NULL) {
@@ -753,6 +763,11 @@ vw_server_reply_state(vw_conn_t *conn, unsigned type, uint64_t id,
     p = vc_frame_field_put_uint32(p, VC_TAG_STATUS, status);
     p = vc_frame_field_put(p, VC_TAG_JOB_ID, job_id, 32);
     p = vc_frame_field_put(p, VC_TAG_JOB_STATE, state, (uint32_t) slen);
+
+    if (replayed) {
+        p = vc_frame_field_put(p, VC_TAG_REPLAYED | VC_FRAME_TAG_OPTIONAL,
+                               "", 0);
+    }
 
     bufferevent_write(conn->bev, buf, (size_t) (p - buf));
 
@@ -865,20 +880,6 @@ not_found:
 }
 
 
-static void
-vw_server_status_set(json_t *o, const char *name, redisReply *v, int number)
-{
-    if (v->type != REDIS_REPLY_STRING) {
-        json_object_set_new(o, name, json_null());
-
-    } else if (number) {
-        json_object_set_new(o, name,
-                            json_integer(strtoll(v->str, NULL, 10)));
-
-    } else {
-        json_object_set_new(o, name, json_stringn(v->str, v->len));
-    }
-}
 
 
 static void
@@ -926,13 +927,7 @@ vw_server_status_read(void *data, int rc, void *reply)
 
     if (o != NULL) {
         json_object_set_new(o, "job_id", json_string(st->job_id));
-        vw_server_status_set(o, "type", e[1], 0);
-        vw_server_status_set(o, "status", e[2], 0);
-        vw_server_status_set(o, "attempts", e[3], 1);
-        vw_server_status_set(o, "created_ms", e[4], 1);
-        vw_server_status_set(o, "next_attempt_ms", e[5], 1);
-        vw_server_status_set(o, "last_error", e[6], 0);
-        vw_server_status_set(o, "result", e[7], 0);
+        vw_job_state_fill(o, e);
 
         text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
         json_decref(o);

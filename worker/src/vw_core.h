@@ -24,6 +24,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include <jansson.h>
+
 struct event_base;
 
 
@@ -76,6 +78,13 @@ extern const char  *vw_job_status_fields[VW_JOB_STATUS_FIELDS];
 void vw_log(const char *level, const char *msg, ...);
 
 /* queue.c */
+#define VW_STATE_STRING  0
+#define VW_STATE_NUMBER  1
+#define VW_STATE_JSON    2
+
+void vw_job_state_set(json_t *o, const char *name, void *reply, int kind);
+void vw_job_state_fill(json_t *o, void *elements);
+
 vw_queue_t *vw_queue_create(struct event_base *base, const char *addr,
     const char *password);
 void vw_queue_free(vw_queue_t *q);
