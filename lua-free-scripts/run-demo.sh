@@ -216,7 +216,9 @@ stop_nginx() { # pid
 start_redis() {
     local pid d=$PREFIX/redis
     mkdir -p "$d"
-    redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --protected-mode yes \
+    # own session, as nginx: Ctrl-C reaches this script alone, and Redis
+    # stops last, after the worker has drained into it
+    setsid redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --protected-mode yes \
         --dir "$d" --appendonly yes --appendfsync always --save '' --daemonize no \
         --pidfile "$d/redis.pid" --logfile "$d/redis.log" >/dev/null 2>&1 &
     pid=$!
@@ -230,7 +232,7 @@ start_redis() {
 # one JSON line per request it receives in run/demo/target.log
 start_target() {
     local pid
-    $PY "$TARGET" --port "$TARGET_PORT" --log "$PREFIX/target.log" \
+    setsid $PY "$TARGET" --port "$TARGET_PORT" --log "$PREFIX/target.log" \
         >>"$PREFIX/target.out" 2>&1 &
     pid=$!
     demo_started target "$pid"
@@ -295,7 +297,8 @@ EOF
 start_worker() {
     local pid sock=$PREFIX/worker.sock
     write_worker_conf
-    "$WORKER" -c "$PREFIX/worker.conf" >>"$PREFIX/worker.log" 2>&1 &
+    # own session: it drains on stop_all's TERM, while Redis is still up
+    setsid "$WORKER" -c "$PREFIX/worker.conf" >>"$PREFIX/worker.log" 2>&1 &
     pid=$!
     demo_started worker "$pid"
     wait_up vantage-worker "$pid" "$PREFIX/worker.log" worker_ping "$sock"
@@ -482,12 +485,14 @@ Its status ("succeeded" a moment later; "queued" or "running" before):
 
   curl -s -H "Authorization: Bearer \$TOKEN" http://127.0.0.1:$PORT/jobs/\$id
 
-The same request twice with an Idempotency-Key: one job; the second answer
-carries the same job_id, its status so far, and Idempotent-Replayed: true
-(a different body under the same key gets 422):
+The same request twice with an Idempotency-Key (a new key each time you
+paste this; Redis keeps keys for 24 hours, across runs of the demo): one
+job; the second answer carries the same job_id, its status so far and
+Idempotent-Replayed: true (a different body under the key gets 422):
 
-  for i in 1 2; do curl -si -X POST -H "Authorization: Bearer \$TOKEN" \\
-      -H 'Idempotency-Key: demo-contact-1' -H 'Content-Type: application/json' \\
+  key=demo-\$(date +%s); for i in 1 2; do curl -si -X POST \\
+      -H "Authorization: Bearer \$TOKEN" -H "Idempotency-Key: \$key" \\
+      -H 'Content-Type: application/json' \\
       -d '{"email":"sam.lee@example.com","name":"Sam Lee"}' \\
       http://127.0.0.1:$PORT/jobs/crm; echo; sleep 1; done
 
