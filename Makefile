@@ -117,7 +117,7 @@ test-fast: deps module worker unit fuzz-replay integration
 
 test: test-fast integration-asan
 
-run: deps module worker
+run: deps module worker ctl
 	@lua-free-scripts/run-demo.sh
 
 # memcheck over the unit tests (built without ASan, which valgrind cannot

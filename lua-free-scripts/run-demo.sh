@@ -1,21 +1,24 @@
 #!/usr/bin/env bash
 # run-demo.sh -- the demo `make run` starts: Debian's nginx with the module
-# in front of a stand-in advisor app, the Redis its rate limits share, and
-# vantage-worker on its Unix socket, on 127.0.0.1, until Ctrl-C.
+# in front of a stand-in advisor app, the Redis its rate limits and jobs
+# share, vantage-worker on its Unix socket running the jobs nginx hands
+# over, and a stand-in vendor the jobs are delivered to, on 127.0.0.1,
+# until Ctrl-C.
 #
 #   make run                                  builds first, then runs this
 #   PORT=9080 BACKEND_PORT=9081 lua-free-scripts/run-demo.sh
 #
 # Everything lives under run/demo in the repository (VANTAGE_DEMO_DIR
 # overrides): an RS256 key pair made with openssl (the private key never
-# leaves that directory), the rendered nginx.conf, logs and pid file.  It
-# mints a demo token (exp 1 hour) with Debian's Python and PyJWT, checks
-# that the gateway accepts it and refuses a tampered one, prints the curl
-# commands, and waits.  Ctrl-C (or SIGTERM) stops nginx gracefully
-# (`nginx -s quit`) and the script exits 0.
+# leaves that directory), the rendered nginx.conf and worker.conf, logs and
+# pid file.  It mints a demo token (exp 1 hour) with Debian's Python and
+# PyJWT, checks that the gateway accepts it and refuses a tampered one and
+# that nginx reaches the worker, prints the curl commands, and waits.
+# Ctrl-C (or SIGTERM) stops nginx gracefully (`nginx -s quit`), then the
+# worker (a drain), the vendor and Redis, and the script exits 0.
 #
-# Environment: PORT (8080), BACKEND_PORT (8081), REDIS_PORT (8379),
-# NGINX (/usr/sbin/nginx),
+# Environment: PORT (8080), BACKEND_PORT (8081), TARGET_PORT (8082, the
+# stand-in vendor), REDIS_PORT (8379), NGINX (/usr/sbin/nginx),
 # MODULE (build/ngx_vantage_module.so), VANTAGE_DEMO_DIR (run/demo).
 #
 # Services are started by start_<name> functions and recorded with
@@ -28,10 +31,13 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PREFIX=${VANTAGE_DEMO_DIR:-$ROOT/run/demo}
 PORT=${PORT:-8080}
 BACKEND_PORT=${BACKEND_PORT:-8081}
+TARGET_PORT=${TARGET_PORT:-8082}
 REDIS_PORT=${REDIS_PORT:-8379}
 NGINX=${NGINX:-/usr/sbin/nginx}
 MODULE=${MODULE:-$ROOT/build/ngx_vantage_module.so}
 WORKER=${WORKER:-$ROOT/build/vantage-worker}
+CTL=$ROOT/build/vantagectl
+TARGET=$ROOT/tests/fakes/http_target.py
 CONF_TEMPLATE=$ROOT/conf/vantage-demo.conf.in
 PY=/usr/bin/python3
 
@@ -39,9 +45,12 @@ PY=/usr/bin/python3
 DEMO_ISS=https://idp.vantage.demo/
 DEMO_AUD=advisor-api
 DEMO_SUB=advisor-1042
+# the tenant claim: /jobs/ files jobs under it, and shows only its own
+DEMO_TENANT=acme-wealth
 
 STARTED=()          # "name:pid", in start order
 STOPPING=0
+NGINX_PID=
 
 
 log() { printf 'run-demo: %s\n' "$*" >&2; }
@@ -56,6 +65,8 @@ check_prereqs() {
     [[ -x $NGINX ]] || die "$NGINX not found (lua-free-scripts/install-deps.sh)"
     [[ -f $MODULE ]] || die "$MODULE not found: build it with 'make module'"
     [[ -x $WORKER ]] || die "$WORKER not found: build it with 'make worker'"
+    [[ -x $CTL ]] || die "$CTL not found: build it with 'make ctl'"
+    [[ -f $TARGET ]] || die "$TARGET not found"
     [[ -f $CONF_TEMPLATE ]] || die "$CONF_TEMPLATE not found"
     command -v openssl >/dev/null || die "openssl not found"
     command -v curl >/dev/null || die "curl not found"
@@ -64,8 +75,8 @@ check_prereqs() {
         || die "$PY lacks PyJWT (apt-get install python3-jwt python3-cryptography)"
     [[ $PREFIX != *[[:space:]\;\#\'\"]* ]] \
         || die "demo directory \"$PREFIX\" has characters nginx.conf cannot take"
-    for p in "$PORT" "$BACKEND_PORT" "$REDIS_PORT"; do
-        port_open "$p" && die "127.0.0.1:$p is already in use (set PORT / BACKEND_PORT / REDIS_PORT)"
+    for p in "$PORT" "$BACKEND_PORT" "$TARGET_PORT" "$REDIS_PORT"; do
+        port_open "$p" && die "127.0.0.1:$p is already in use (set PORT / BACKEND_PORT / TARGET_PORT / REDIS_PORT)"
     done
     return 0
 }
@@ -180,6 +191,7 @@ start_nginx() {
     setsid "$NGINX" -p "$PREFIX/" -c "$PREFIX/nginx.conf" \
         -e "$PREFIX/error.log" >>"$PREFIX/nginx.out" 2>&1 &
     pid=$!
+    NGINX_PID=$pid
     demo_started nginx "$pid"
     wait_up nginx "$pid" "$PREFIX/error.log" nginx_up
     log "nginx (pid $pid) listening on 127.0.0.1:$PORT," \
@@ -204,7 +216,9 @@ stop_nginx() { # pid
 start_redis() {
     local pid d=$PREFIX/redis
     mkdir -p "$d"
-    redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --protected-mode yes \
+    # own session, as nginx: Ctrl-C reaches this script alone, and Redis
+    # stops last, after the worker has drained into it
+    setsid redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --protected-mode yes \
         --dir "$d" --appendonly yes --appendfsync always --save '' --daemonize no \
         --pidfile "$d/redis.pid" --logfile "$d/redis.log" >/dev/null 2>&1 &
     pid=$!
@@ -214,16 +228,98 @@ start_redis() {
 }
 
 
-# start_worker: vantage-worker on run/demo/worker.sock, keeping its jobs in
-# the demo's Redis; its JSON log lines go to run/demo/worker.log
+# start_target: the stand-in vendor the worker delivers to, on 127.0.0.1;
+# one JSON line per request it receives in run/demo/target.log
+start_target() {
+    local pid
+    setsid $PY "$TARGET" --port "$TARGET_PORT" --log "$PREFIX/target.log" \
+        >>"$PREFIX/target.out" 2>&1 &
+    pid=$!
+    demo_started target "$pid"
+    wait_up http_target "$pid" "$PREFIX/target.out" port_open "$TARGET_PORT"
+    log "stand-in vendor (pid $pid) on 127.0.0.1:$TARGET_PORT," \
+        "logging deliveries to $PREFIX/target.log"
+}
+
+
+# write_worker_conf: run/demo/worker.conf (docs/WORKER.md), checked with
+# --check before the worker starts with it
+write_worker_conf() {
+    local group=""
+    # nginx started as root runs its workers as nobody:nogroup, so the
+    # socket is given that group; started as another user, its workers are
+    # that user, and the worker's own group (the default) is theirs
+    if (( EUID == 0 )); then
+        group="listen_group       = nogroup"
+    fi
+    cat >"$PREFIX/worker.conf" <<EOF
+# worker.conf -- written by lua-free-scripts/run-demo.sh at each start
+[worker]
+listen             = unix:$PREFIX/worker.sock
+listen_mode        = 0660
+$group
+redis              = 127.0.0.1:$REDIS_PORT
+concurrency        = 8
+shutdown_timeout   = 5s        # within run-demo.sh's 10 s before KILL
+
+# the stand-in vendor (tests/fakes/http_target.py)
+[target demo-vendor]
+max_concurrency    = 4
+
+# POST /jobs/crm
+[job crm.contact]
+connector          = http
+target             = demo-vendor
+url                = http://127.0.0.1:$TARGET_PORT/crm/contacts
+header             = X-Source: vantage-demo
+timeout            = 5s
+max_attempts       = 5
+backoff_base       = 1s
+backoff_cap        = 30s
+
+# POST /webhooks/echo
+[job webhook.echo]
+connector          = http
+target             = demo-vendor
+url                = http://127.0.0.1:$TARGET_PORT/webhooks/echo
+timeout            = 5s
+EOF
+    "$WORKER" --check "$PREFIX/worker.conf" 2>"$PREFIX/worker-check.log" || {
+        cat "$PREFIX/worker-check.log" >&2
+        die "vantage-worker --check refused $PREFIX/worker.conf"
+    }
+}
+
+
+# start_worker: vantage-worker with run/demo/worker.conf, on
+# run/demo/worker.sock, keeping its jobs in the demo's Redis and
+# delivering them; its JSON log lines go to run/demo/worker.log
 start_worker() {
     local pid sock=$PREFIX/worker.sock
-    "$WORKER" --listen "unix:$sock" --redis "127.0.0.1:$REDIS_PORT" \
-        >>"$PREFIX/worker.log" 2>&1 &
+    write_worker_conf
+    # own session: it drains on stop_all's TERM, while Redis is still up
+    setsid "$WORKER" -c "$PREFIX/worker.conf" >>"$PREFIX/worker.log" 2>&1 &
     pid=$!
     demo_started worker "$pid"
     wait_up vantage-worker "$pid" "$PREFIX/worker.log" worker_ping "$sock"
-    log "vantage-worker (pid $pid) serving $sock"
+    log "vantage-worker (pid $pid) serving $sock ($(worker_listening))"
+}
+
+
+# worker_listening: the socket's mode and group, as the worker logged them
+worker_listening() {
+    $PY - "$PREFIX/worker.log" <<'EOF' 2>/dev/null || echo "see $PREFIX/worker.log"
+import json, sys
+m = "?"
+for line in open(sys.argv[1]):
+    try:
+        o = json.loads(line)
+    except ValueError:
+        continue
+    if isinstance(o, dict) and o.get("msg") == "listening":
+        m = "mode %s, group %s" % (o.get("mode"), o.get("group"))
+print(m)
+EOF
 }
 
 
@@ -246,8 +342,8 @@ EOF
 }
 
 
-# Later issues: start_fakes (vendor emulators), followed by demo_started and
-# stopped by a stop_<name> below.
+# Later issues: start_fakes (vendor emulators for the connectors), followed
+# by demo_started and stopped by a stop_<name> below.
 
 
 stop_all() {
@@ -288,14 +384,14 @@ on_signal() {
 # kind is "valid", or "tampered" (the payload's sub changed after signing)
 mint_token() {
     $PY - "$PREFIX/keys/demo-private.pem" "$1" "$DEMO_ISS" "$DEMO_AUD" \
-        "$DEMO_SUB" <<'EOF'
+        "$DEMO_SUB" "$DEMO_TENANT" <<'EOF'
 import base64, json, sys, time
 import jwt
 
-key_file, kind, iss, aud, sub = sys.argv[1:6]
+key_file, kind, iss, aud, sub, tenant = sys.argv[1:7]
 now = int(time.time())
-claims = {"iss": iss, "aud": aud, "sub": sub, "name": "Demo Advisor",
-          "iat": now, "exp": now + 3600}
+claims = {"iss": iss, "aud": aud, "sub": sub, "tenant": tenant,
+          "name": "Demo Advisor", "iat": now, "exp": now + 3600}
 with open(key_file, "rb") as f:
     token = jwt.encode(claims, f.read(), algorithm="RS256")
 if kind == "tampered":
@@ -330,6 +426,17 @@ self_check() {
 }
 
 
+# jobs_check: nginx reaches the worker through the socket (its permissions
+# included) without dispatching anything: a well-formed id that no job has
+# is the worker's 404; an unreachable worker would be a 503
+jobs_check() {
+    local s
+    s=$(http_status "http://127.0.0.1:$PORT/jobs/00000000000000000000000000000000" "$1")
+    [[ $s == 404 ]] || die "GET /jobs/<id> got $s, expected the worker's 404 (see $PREFIX/error.log and $PREFIX/worker.log)"
+    log "checked: nginx reaches vantage-worker (GET /jobs/<unknown id> 404)"
+}
+
+
 print_usage() {
     local url=$1 good=$2 bad=$3
     cat <<EOF
@@ -358,11 +465,56 @@ request of a quick burst gets 429 with Retry-After; watch RateLimit fall:
   for i in \$(seq 12); do curl -s -o /dev/null -w '%{http_code} ' \\
       -H 'Authorization: Bearer $good' $url; done; echo
 
-The worker takes jobs on $PREFIX/worker.sock (docs/PROTOCOL.md); nginx
-hands them over once vantage_dispatch exists (next issue step).
+Jobs: nginx hands them to vantage-worker ($PREFIX/worker.sock), which
+answers once each is durable in Redis, then delivers it to a stand-in
+vendor on 127.0.0.1:$TARGET_PORT ($PREFIX/worker.conf). The commands
+below use the demo token (tenant claim "$DEMO_TENANT") from a variable:
 
-Files: $PREFIX (nginx.conf, error.log, access.log, worker.log; keys/
-holds the demo private key). Error log: tail -f $PREFIX/error.log
+  TOKEN='$good'
+
+Dispatch a CRM contact (202, the job's id as JSON, Location: /jobs/<id>),
+keeping the id in \$id:
+
+  id=\$(curl -si -X POST -H "Authorization: Bearer \$TOKEN" \\
+      -H 'Content-Type: application/json' \\
+      -d '{"email":"jane.doe@example.com","name":"Jane Doe"}' \\
+      http://127.0.0.1:$PORT/jobs/crm | tee /dev/stderr \\
+      | sed -n 's/.*"job_id":"\([0-9a-f]*\)".*/\1/p'); echo "id=\$id"
+
+Its status ("succeeded" a moment later; "queued" or "running" before):
+
+  curl -s -H "Authorization: Bearer \$TOKEN" http://127.0.0.1:$PORT/jobs/\$id
+
+The same request twice with an Idempotency-Key (a new key each time you
+paste this; Redis keeps keys for 24 hours, across runs of the demo): one
+job; the second answer carries the same job_id, its status so far and
+Idempotent-Replayed: true (a different body under the key gets 422):
+
+  key=demo-\$(date +%s); for i in 1 2; do curl -si -X POST \\
+      -H "Authorization: Bearer \$TOKEN" -H "Idempotency-Key: \$key" \\
+      -H 'Content-Type: application/json' \\
+      -d '{"email":"sam.lee@example.com","name":"Sam Lee"}' \\
+      http://127.0.0.1:$PORT/jobs/crm; echo; sleep 1; done
+
+The deliveries the vendor received, one JSON line each (the worker sends
+Idempotency-Key: <job id> and the X-Correlation-ID nginx answered with):
+
+  tail -n 3 $PREFIX/target.log
+
+A webhook without a token (tenant "demo", 200 as senders expect); its job
+is not the advisor's tenant's, so GET /jobs/<id> with the token is a 404:
+
+  curl -si -X POST -H 'Content-Type: application/json' \\
+      -d '{"event":"ping"}' http://127.0.0.1:$PORT/webhooks/echo
+
+The jobs and the queue's health, read from Redis by the operator's tool:
+
+  $CTL --redis 127.0.0.1:$REDIS_PORT jobs list
+  $CTL --redis 127.0.0.1:$REDIS_PORT health
+
+Files: $PREFIX (nginx.conf, worker.conf, error.log, access.log,
+worker.log, target.log; keys/ holds the demo private key).
+Error log: tail -f $PREFIX/error.log
 
 Ctrl-C to stop.
 EOF
@@ -381,6 +533,7 @@ main() {
     make_keys
     render_conf
     start_redis
+    start_target
     start_worker
     start_nginx
 
@@ -388,11 +541,12 @@ main() {
     good=$(mint_token valid)
     bad=$(mint_token tampered)
     self_check "$url" "$good" "$bad"
+    jobs_check "$good"
     print_usage "$url" "$good" "$bad"
 
     # wait returns early when a trapped signal arrives; nginx exiting on
     # its own is an error
-    wait "${STARTED[2]#*:}" || true
+    wait "$NGINX_PID" || true
     (( STOPPING )) && exit 0
     log "nginx exited unexpectedly (see $PREFIX/error.log)"
     STARTED=()

@@ -13,12 +13,22 @@ as the test scripted it per path:
     t.delay("/ord", 0.0, 0.05)       # every answer after a random sleep
 
 It also counts requests running at once per path (t.max_concurrent(path)).
-In-process only: the tests import it.
+The tests import it; `make run` runs it on its own as the demo's vendor,
+answering 200 to everything and appending one JSON line per request to a
+file:
+
+    /usr/bin/python3 tests/fakes/http_target.py --port 8082 --log target.log
+
+Standard library only, so Debian's python3 runs it as it is.
 """
 
+import argparse
 import http.server
+import json
 import random
+import signal
 import socketserver
+import sys
 import threading
 import time
 
@@ -40,6 +50,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                "body": body, "time": time.time()}
         with t.lock:
             t.requests.append(rec)
+            if t.log_file is not None:
+                t.log_request(rec)
             t.running[path] = t.running.get(path, 0) + 1
             t.peak[path] = max(t.peak.get(path, 0), t.running[path])
             steps = t.scripts.get(path)
@@ -77,7 +89,8 @@ class _Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
 
 
 class HttpTarget:
-    def __init__(self):
+    def __init__(self, port=0, log_file=None):
+        self.log_file = log_file
         self.lock = threading.Lock()
         self.requests = []
         self.scripts = {}
@@ -85,7 +98,7 @@ class HttpTarget:
         self.delays = {}
         self.running = {}
         self.peak = {}
-        self.httpd = _Server(("127.0.0.1", 0), _Handler)
+        self.httpd = _Server(("127.0.0.1", port), _Handler)
         self.httpd.target = self
         self.port = self.httpd.server_address[1]
         self.thread = threading.Thread(target=self.httpd.serve_forever,
@@ -117,6 +130,45 @@ class HttpTarget:
         with self.lock:
             return self.peak.get(path, 0)
 
+    def log_request(self, rec):
+        """One JSON line per request, flushed at once (called under lock)."""
+        line = {"time": time.strftime("%Y-%m-%dT%H:%M:%S",
+                                      time.localtime(rec["time"])),
+                "method": rec["method"], "path": rec["path"],
+                "headers": rec["headers"],
+                "body": rec["body"].decode("utf-8", "replace")}
+        with open(self.log_file, "a") as f:
+            f.write(json.dumps(line) + "\n")
+
     def close(self):
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+def main():
+    ap = argparse.ArgumentParser(
+        description="An HTTP endpoint on 127.0.0.1 that answers 200 "
+                    "{\"ok\":true} and logs every request as a JSON line.")
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--log", required=True, help="file the lines go to")
+    args = ap.parse_args()
+
+    t = HttpTarget(port=args.port, log_file=args.log)
+    done = threading.Event()
+
+    def stop(signum, frame):
+        done.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        signal.signal(signal.SIGINT, stop)
+    print("http_target: listening on 127.0.0.1:%d, logging to %s"
+          % (t.port, args.log), flush=True)
+    while not done.wait(1):
+        pass
+    t.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

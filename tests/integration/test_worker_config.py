@@ -11,6 +11,7 @@ is in tests/unit/test_vw_conf.c; here a few of them cross the process
 boundary exactly.
 """
 
+import grp
 import os
 import re
 import select
@@ -302,6 +303,99 @@ def test_command_line_wins_over_the_file(worker_factory, tmp):
     w.start()
     dispatch_ok(w)
     assert not os.path.exists(os.path.join(tmp, "file.sock"))
+
+
+# --------------------------------------------------------------------------
+# the socket's permissions (listen_mode, listen_group)
+
+def listening(w):
+    return wait_log(w, lambda o: o.get("msg") == "listening",
+                    what="the listening line")
+
+
+def test_socket_mode_and_group(worker_factory):
+    """A group that exists on Debian, and a mode other than the default:
+    the file has both, and the log says so."""
+    gid = grp.getgrnam("nogroup").gr_gid
+    w = worker_factory(config=conf_text(
+        worker="listen_mode = 0620\nlisten_group = nogroup\n"))
+    st = os.stat(w.socket_path)
+    assert stat.S_ISSOCK(st.st_mode)
+    assert stat.S_IMODE(st.st_mode) == 0o620, oct(st.st_mode)
+    assert st.st_gid == gid
+    line = listening(w)
+    assert (line["socket"], line["mode"], line["group"]) == \
+        (w.socket_path, "0620", "nogroup"), line
+    ping_ok(w)
+
+
+def test_socket_default_mode_keeps_the_workers_group(worker_factory):
+    w = worker_factory(config=conf_text())
+    st = os.stat(w.socket_path)
+    assert stat.S_IMODE(st.st_mode) == 0o660, oct(st.st_mode)
+    assert st.st_gid == os.getegid()
+    line = listening(w)
+    assert (line["mode"], line["group"]) == \
+        ("0660", grp.getgrgid(os.getegid()).gr_name), line
+
+
+def test_socket_reachable_by_another_user_through_the_group(worker_factory):
+    """What listen_group is for: a process of another user (nobody) in
+    that group connects; one outside it is refused."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to run a client as another user")
+    w = worker_factory(config=conf_text(
+        worker="listen_mode = 0660\nlisten_group = nogroup\n"))
+    probe = ("import socket, sys\n"
+             "s = socket.socket(socket.AF_UNIX)\n"
+             "try:\n"
+             "    s.connect(sys.argv[1])\n"
+             "except PermissionError:\n"
+             "    sys.exit(13)\n")
+
+    def connect_as(group):
+        return subprocess.run(
+            ["setpriv", "--reuid=nobody", "--regid=" + group,
+             "--clear-groups", "/usr/bin/python3", "-c", probe,
+             w.socket_path], capture_output=True, text=True,
+            timeout=vh.timeout(10)).returncode
+
+    # the worker's directories are searchable by all (vh.make_dir)
+    assert connect_as("nogroup") == 0
+    assert connect_as("daemon") == 13
+
+
+@pytest.mark.parametrize("extra,err", [
+    ("listen_mode = 0o660\n",
+     'worker.conf:4: listen_mode: "0o660" is not an octal mode from 0000 '
+     "to 0777, e.g. 0660"),
+    ("listen_mode = 1777\n",
+     'worker.conf:4: listen_mode: "1777" is not an octal mode from 0000 '
+     "to 0777, e.g. 0660"),
+    ("listen_group = no-such-group-vantage\n",
+     'worker.conf:4: listen_group: "no-such-group-vantage" is not a group '
+     "on this system"),
+])
+def test_check_refuses_a_bad_mode_or_group(worker_bin, tmp, extra, err):
+    write(os.path.join(tmp, "worker.conf"),
+          conf_text(worker=extra)
+          .replace("{listen}", "unix:/run/vantage/w.sock")
+          .replace("{redis}", "127.0.0.1:6379"))
+    p = check(worker_bin, "worker.conf", cwd=tmp)
+    assert (p.returncode, p.stdout, p.stderr) == \
+        (1, "", "vantage-worker: %s\n" % err)
+
+
+def test_sighup_says_a_new_mode_or_group_needs_a_restart(worker_factory):
+    w = worker_factory(config=conf_text())
+    w.write_config(conf_text(
+        worker="listen_mode = 0666\nlisten_group = nogroup\n"))
+    w.send_signal(signal.SIGHUP)
+    r = reloaded(w)
+    assert r["restart_needed"] == "listen_group listen_mode", r
+    st = os.stat(w.socket_path)
+    assert stat.S_IMODE(st.st_mode) == 0o660, oct(st.st_mode)
+    ping_ok(w)
 
 
 # --------------------------------------------------------------------------

@@ -135,6 +135,9 @@ test_defaults(void **state)
 
     assert_string_equal(conf->file, "worker.conf");
     assert_string_equal(conf->listen, "/run/vantage/worker.sock");
+    assert_int_equal(conf->listen_mode, 0660);
+    assert_null(conf->listen_group);
+    assert_int_equal(conf->listen_gid, (gid_t) -1);
     assert_string_equal(conf->redis, "127.0.0.1:6379");
     assert_null(conf->redis_password);
 
@@ -196,6 +199,9 @@ test_new_has_the_defaults(void **state)
     assert_non_null(conf);
     assert_null(conf->file);
     assert_null(conf->listen);
+    assert_int_equal(conf->listen_mode, 0660);
+    assert_null(conf->listen_group);
+    assert_int_equal(conf->listen_gid, (gid_t) -1);
     assert_null(conf->redis);
     assert_non_null(conf->consumer);
     assert_int_equal(conf->concurrency, 64);
@@ -240,6 +246,8 @@ test_every_key(void **state)
         "ordering_recheck = 250ms\n"
         "shutdown_timeout = 0\n"
         "max_frame = 1m\n"
+        "listen_mode = 0600\n"
+        "listen_group = root\n"
         "\n"
         "[target crm]\n"
         "max_concurrency = 2\n"
@@ -274,6 +282,9 @@ test_every_key(void **state)
     conf = load_ok(text);
 
     assert_string_equal(conf->listen, "/tmp/w.sock");
+    assert_int_equal(conf->listen_mode, 0600);
+    assert_string_equal(conf->listen_group, "root");
+    assert_int_equal(conf->listen_gid, 0);
     assert_string_equal(conf->redis, "unix:/run/redis/redis.sock");
     assert_string_equal(conf->redis_password, "s3cret pass");
     assert_string_equal(conf->consumer, "worker-1");
@@ -382,6 +393,32 @@ test_units(void **state)
         snprintf(text, sizeof(text), W "max_frame = %s\n", sizes[i].text);
         conf = load_ok(text);
         assert_int_equal(conf->max_frame, sizes[i].bytes);
+        vw_conf_free(conf);
+    }
+}
+
+
+/* listen_mode is octal, with or without its leading 0 */
+static void
+test_listen_mode(void **state)
+{
+    static const struct {
+        const char  *text;
+        unsigned     mode;
+    } modes[] = {
+        { "0660", 0660 }, { "660", 0660 }, { "0666", 0666 }, { "0600", 0600 },
+        { "0777", 0777 }, { "0", 0 }, { "0000", 0 }, { "70", 070 }
+    };
+
+    char        text[512];
+    size_t      i;
+    vw_conf_t  *conf;
+
+    for (i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
+        snprintf(text, sizeof(text), W "listen_mode = %s\n", modes[i].text);
+        conf = load_ok(text);
+        assert_int_equal(conf->listen_mode, modes[i].mode);
+        assert_null(conf->listen_group);
         vw_conf_free(conf);
     }
 }
@@ -581,6 +618,34 @@ static const error_case_t  errors[] = {
       "worker.conf:4: max_frame: \"63\" is less than 64" },
     { W "max_frame = 2048m\n",
       "worker.conf:4: max_frame: \"2048m\" is more than 2147483647" },
+
+    /* the socket's permissions */
+    { W "listen_mode = 0o660\n",
+      "worker.conf:4: listen_mode: \"0o660\" is not an octal mode from 0000 "
+      "to 0777, e.g. 0660" },
+    { W "listen_mode = 0680\n",
+      "worker.conf:4: listen_mode: \"0680\" is not an octal mode from 0000 "
+      "to 0777, e.g. 0660" },
+    { W "listen_mode = 1777\n",
+      "worker.conf:4: listen_mode: \"1777\" is not an octal mode from 0000 "
+      "to 0777, e.g. 0660" },
+    { W "listen_mode = 00660\n",
+      "worker.conf:4: listen_mode: \"00660\" is not an octal mode from "
+      "0000 to 0777, e.g. 0660" },
+    { W "listen_mode = rw-rw----\n",
+      "worker.conf:4: listen_mode: \"rw-rw----\" is not an octal mode from "
+      "0000 to 0777, e.g. 0660" },
+    { W "listen_mode = -660\n",
+      "worker.conf:4: listen_mode: \"-660\" is not an octal mode from 0000 "
+      "to 0777, e.g. 0660" },
+    { W "listen_mode = 0660\nlisten_mode = 0666\n",
+      "worker.conf:5: listen_mode: duplicate key, first at line 4" },
+    { W "listen_group = no-such-group-vantage\n",
+      "worker.conf:4: listen_group: \"no-such-group-vantage\" is not a group "
+      "on this system" },
+    { W "listen_group = www data\n",
+      "worker.conf:4: listen_group: \"www data\" is not a group on this "
+      "system" },
 
     /* words */
     { W J "ordering = yes\n",
@@ -832,6 +897,7 @@ main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_every_key, setup, teardown),
         cmocka_unit_test_setup_teardown(test_units, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_listen_mode, setup, teardown),
         cmocka_unit_test_setup_teardown(test_targets, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crlf, setup, teardown),
         cmocka_unit_test_setup_teardown(test_error_long_values, setup,

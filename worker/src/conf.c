@@ -18,6 +18,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <grp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -110,6 +111,10 @@ static int vw_conf_set_size(vw_conf_ctx_t *ctx, const vw_conf_key_t *key,
     const char *value, void *obj);
 static int vw_conf_set_listen(vw_conf_ctx_t *ctx, const vw_conf_key_t *key,
     const char *value, void *obj);
+static int vw_conf_set_listen_mode(vw_conf_ctx_t *ctx,
+    const vw_conf_key_t *key, const char *value, void *obj);
+static int vw_conf_set_listen_group(vw_conf_ctx_t *ctx,
+    const vw_conf_key_t *key, const char *value, void *obj);
 static int vw_conf_set_redis(vw_conf_ctx_t *ctx, const vw_conf_key_t *key,
     const char *value, void *obj);
 static int vw_conf_set_password(vw_conf_ctx_t *ctx, const vw_conf_key_t *key,
@@ -161,6 +166,9 @@ static const vw_conf_key_t  vw_conf_worker_keys[] = {
     /* as --max-frame */
     { "max_frame", vw_conf_set_size,
       vw_off(vw_conf_t, max_frame), 64, 0x7fffffff, 0 },
+    /* the socket's, applied right after bind (server.c) */
+    { "listen_mode", vw_conf_set_listen_mode, 0, 0, 0, 0 },
+    { "listen_group", vw_conf_set_listen_group, 0, 0, 0, 0 },
     { NULL, NULL, 0, 0, 0, 0 }
 };
 
@@ -274,6 +282,8 @@ vw_conf_new(void)
     conf->ordering_recheck_ms = VW_CONF_SECOND;
     conf->shutdown_timeout_ms = 20 * VW_CONF_SECOND;
     conf->max_frame = VW_CONF_MAX_FRAME_DEFAULT;
+    conf->listen_mode = 0660;
+    conf->listen_gid = (gid_t) -1;
 
     conf->consumer = vw_conf_default_consumer();
     if (conf->consumer == NULL) {
@@ -414,6 +424,7 @@ vw_conf_free(vw_conf_t *conf)
 
     free(conf->file);
     free(conf->listen);
+    free(conf->listen_group);
     free(conf->redis);
     vw_conf_secret_free(conf->redis_password);
     free(conf->consumer);
@@ -1338,6 +1349,102 @@ vw_conf_set_listen(vw_conf_ctx_t *ctx, const vw_conf_key_t *key,
     }
 
     return vw_conf_set_string(ctx, key, value + 5, &conf->listen);
+}
+
+
+/*
+ * 1 to 4 octal digits up to 0777: the permission bits of the socket file.
+ * Connecting to a Unix socket needs write permission on it, so nginx's
+ * workers need w in the group's bits (with listen_group) or in others'.
+ */
+static int
+vw_conf_set_listen_mode(vw_conf_ctx_t *ctx, const vw_conf_key_t *key,
+    const char *value, void *obj)
+{
+    char         q[VW_CONF_QUOTE_MAX * 4 + 8];
+    unsigned     mode;
+    vw_conf_t   *conf = obj;
+    const char  *p;
+
+    mode = 0;
+
+    for (p = value; *p >= '0' && *p <= '7' && p - value < 4; p++) {
+        mode = mode * 8 + (*p - '0');
+    }
+
+    if (p == value || *p != '\0' || mode > 0777) {
+        return vw_conf_error(ctx, ctx->line, key->name,
+                             "%s is not an octal mode from 0000 to 0777, "
+                             "e.g. 0660",
+                             vw_conf_quote(q, sizeof(q), value));
+    }
+
+    conf->listen_mode = mode;
+
+    return VW_OK;
+}
+
+
+/*
+ * A group name, looked up now, so that --check and a reload refuse a group
+ * this system does not have rather than the start failing later.
+ */
+static int
+vw_conf_set_listen_group(vw_conf_ctx_t *ctx, const vw_conf_key_t *key,
+    const char *value, void *obj)
+{
+    int            rc;
+    char           q[VW_CONF_QUOTE_MAX * 4 + 8], *buf, *p;
+    long           n;
+    size_t         size;
+    vw_conf_t     *conf = obj;
+    struct group   grp, *found;
+
+    vw_conf_quote(q, sizeof(q), value);
+
+    n = sysconf(_SC_GETGR_R_SIZE_MAX);
+    size = n > 0 ? (size_t) n : 4096;
+    buf = NULL;
+
+    for ( ;; ) {
+        p = realloc(buf, size);
+        if (p == NULL) {
+            free(buf);
+            return vw_conf_error(ctx, ctx->line, key->name, "out of memory");
+        }
+
+        buf = p;
+        found = NULL;
+        rc = getgrnam_r(value, &grp, buf, size, &found);
+
+        /* a group with many members needs a larger buffer */
+        if (rc != ERANGE || size >= 1024 * 1024) {
+            break;
+        }
+
+        size *= 2;
+    }
+
+    if (found != NULL) {
+        conf->listen_gid = grp.gr_gid;
+    }
+
+    free(buf);
+
+    if (found == NULL) {
+        /* 0 or an errno that says "no such entry": not a group here */
+        if (rc == 0 || rc == ENOENT || rc == ESRCH || rc == EBADF
+            || rc == EPERM)
+        {
+            return vw_conf_error(ctx, ctx->line, key->name,
+                                 "%s is not a group on this system", q);
+        }
+
+        return vw_conf_error(ctx, ctx->line, key->name,
+                             "cannot look up group %s: %s", q, strerror(rc));
+    }
+
+    return vw_conf_set_string(ctx, key, value, &conf->listen_group);
 }
 
 

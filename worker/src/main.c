@@ -189,7 +189,8 @@ main(int argc, char **argv)
         goto done;
     }
 
-    server = vw_server_create(base, conf->listen, conf->max_frame, queue);
+    server = vw_server_create(base, conf->listen, conf->listen_mode,
+                              conf->listen_gid, conf->max_frame, queue);
     if (server == NULL) {
         goto done;
     }
@@ -495,7 +496,7 @@ vw_main_differ(const char *a, const char *b)
 static void
 vw_main_reload(evutil_socket_t sig, short what, void *arg)
 {
-    char                     err[VW_CONF_ERR_LEN], restart[96], jobs[16],
+    char                     err[VW_CONF_ERR_LEN], restart[128], jobs[16],
                              targets[16], *tmp;
     size_t                   tmp_frame;
     vw_conf_t               *conf, *old;
@@ -539,6 +540,7 @@ vw_main_reload(evutil_socket_t sig, short what, void *arg)
     old->field = tmp
 
     vw_keep(listen, "listen");
+    vw_keep(listen_group, "listen_group");
     vw_keep(redis, "redis");
     vw_keep(redis_password, "redis_password_file");
     vw_keep(consumer, "consumer");
@@ -550,6 +552,13 @@ vw_main_reload(evutil_socket_t sig, short what, void *arg)
     tmp_frame = conf->max_frame;
     conf->max_frame = old->max_frame;
     old->max_frame = tmp_frame;
+
+    if (conf->listen_mode != old->listen_mode) {
+        vw_restart("listen_mode");
+    }
+
+    conf->listen_mode = old->listen_mode;
+    conf->listen_gid = old->listen_gid;
 
 #undef vw_keep
 #undef vw_restart

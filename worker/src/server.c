@@ -1,6 +1,7 @@
 /* server.c -- the Unix socket the module hands work over (docs/PROTOCOL.md) */
 
 #include <errno.h>
+#include <grp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +51,7 @@ typedef struct {
 } vw_push_t;
 
 
+static int vw_server_permit(const char *path, unsigned mode, gid_t gid);
 static void vw_server_accept(struct evconnlistener *l, evutil_socket_t fd,
     struct sockaddr *sa, int socklen, void *arg);
 static void vw_server_read(struct bufferevent *bev, void *arg);
@@ -76,9 +78,10 @@ static void vw_server_status_read(void *data, int rc, void *reply);
 
 
 vw_server_t *
-vw_server_create(struct event_base *base, const char *path, size_t max_frame,
-    vw_queue_t *queue)
+vw_server_create(struct event_base *base, const char *path, unsigned mode,
+    gid_t gid, size_t max_frame, vw_queue_t *queue)
 {
+    mode_t               umask_old;
     struct stat          st;
     vw_server_t         *srv;
     struct sockaddr_un   sun;
@@ -111,11 +114,19 @@ vw_server_create(struct event_base *base, const char *path, size_t max_frame,
     sun.sun_family = AF_UNIX;
     memcpy(sun.sun_path, path, strlen(path));
 
+    /*
+     * bind() creates the file as 0777 less the umask: created owner-only,
+     * nobody else can connect before vw_server_permit() opens it up
+     */
+    umask_old = umask(0177);
+
     srv->listener = evconnlistener_new_bind(base, vw_server_accept, srv,
                                             LEV_OPT_CLOSE_ON_FREE
                                             | LEV_OPT_CLOSE_ON_EXEC, 128,
                                             (struct sockaddr *) &sun,
                                             sizeof(sun));
+    (void) umask(umask_old);
+
     if (srv->listener == NULL) {
         vw_log("error", "cannot listen", "socket", path,
                "reason", strerror(errno), NULL);
@@ -124,12 +135,63 @@ vw_server_create(struct event_base *base, const char *path, size_t max_frame,
         return NULL;
     }
 
-    /* nginx's workers run as another user than the worker may */
-    (void) chmod(path, 0666);
-
-    vw_log("info", "listening", "socket", path, NULL);
+    if (vw_server_permit(path, mode, gid) != VW_OK) {
+        evconnlistener_free(srv->listener);
+        (void) unlink(path);
+        free(srv->path);
+        free(srv);
+        return NULL;
+    }
 
     return srv;
+}
+
+
+/*
+ * Gives the socket file its group (unless gid is (gid_t) -1) and mode
+ * (listen_group, listen_mode): nginx's workers run as another user than
+ * the worker, and connecting needs write permission on the file.  Logs
+ * the mode and group the file ends up with.  Returns VW_OK, or VW_ERROR
+ * (logged) when either cannot be applied: a socket nginx cannot reach,
+ * or one more open than configured, must not look like a working start.
+ */
+static int
+vw_server_permit(const char *path, unsigned mode, gid_t gid)
+{
+    int            err;
+    char           m[8], g[64];
+    struct stat    st;
+    struct group  *grp;
+
+    if (gid != (gid_t) -1 && chown(path, (uid_t) -1, gid) != 0) {
+        err = errno;
+        snprintf(g, sizeof(g), "%lu", (unsigned long) gid);
+        vw_log("error", "cannot set the socket's group (listen_group)",
+               "socket", path, "gid", g, "reason", strerror(err), NULL);
+        return VW_ERROR;
+    }
+
+    if (chmod(path, (mode_t) mode) != 0 || stat(path, &st) != 0) {
+        err = errno;
+        snprintf(m, sizeof(m), "%04o", mode);
+        vw_log("error", "cannot set the socket's mode (listen_mode)",
+               "socket", path, "mode", m, "reason", strerror(err), NULL);
+        return VW_ERROR;
+    }
+
+    snprintf(m, sizeof(m), "%04o", (unsigned) (st.st_mode & 07777));
+
+    /* getgrgid() is fine here: the loop has not started any thread */
+    grp = getgrgid(st.st_gid);
+    if (grp != NULL) {
+        snprintf(g, sizeof(g), "%s", grp->gr_name);
+    } else {
+        snprintf(g, sizeof(g), "%lu", (unsigned long) st.st_gid);
+    }
+
+    vw_log("info", "listening", "socket", path, "mode", m, "group", g, NULL);
+
+    return VW_OK;
 }
 
 

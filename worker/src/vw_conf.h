@@ -6,6 +6,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 
 #define VW_CONF_ERR_LEN  512
@@ -71,6 +72,11 @@ struct vw_conf_job_s {
 typedef struct {
     char                       *file;       /* the path it was read from */
     char                       *listen;     /* the socket path, no "unix:" */
+    unsigned                    listen_mode;  /* default 0660 */
+    char                       *listen_group; /* NULL: the worker's own */
+    gid_t                       listen_gid;   /* listen_group's, resolved
+                                                 at load; (gid_t) -1 when
+                                                 none */
     char                       *redis;      /* host:port or unix:<path> */
     char                       *redis_password;  /* read from the file */
     char                       *consumer;   /* default <hostname>:<pid> */
@@ -121,8 +127,8 @@ const vw_conf_target_t *vw_conf_target(const vw_conf_t *conf,
  * in each callback and never keeps a pointer into it (a job's, a target's,
  * a header's) across callbacks: an attempt copies what it needs (URL,
  * headers, timeouts) when it starts.  listen, redis, redis_password,
- * consumer and max_frame keep the values the worker started with until it
- * restarts.  Never NULL once the loop runs.
+ * consumer, max_frame, listen_mode and listen_group keep the values the
+ * worker started with until it restarts.  Never NULL once the loop runs.
  */
 const vw_conf_t *vw_conf_current(void);
 

@@ -22,6 +22,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include <jansson.h>
 
@@ -96,7 +97,7 @@ int vw_queue_status(vw_queue_t *q, const char *job_id,
 
 /* server.c */
 vw_server_t *vw_server_create(struct event_base *base, const char *path,
-    size_t max_frame, vw_queue_t *queue);
+    unsigned mode, gid_t gid, size_t max_frame, vw_queue_t *queue);
 void vw_server_free(vw_server_t *srv);
 
 
