@@ -487,3 +487,69 @@ def test_retention_trims_done(workers, target, rc):
                 what="retention")
     assert not rc.exists("{vq}:att:" + jid)
     assert rc.zscore("{vq}:done", jid) is None
+
+
+def put_job(rc, jid, job_type, body=b"{}", tenant="acme", n=1):
+    """Writes a job and its stream entry as DISPATCH does, bypassing the
+    worker's own queue connection."""
+    p = rc.pipeline(transaction=True)
+    p.hset("{vq}:job:" + jid, mapping={
+        "type": job_type, "tenant": tenant, "state": "queued",
+        "attempts": 0, "created_ms": int(time.time() * 1000),
+        "subject": "", "idempotency_key": "", "correlation_id": "c-" + jid,
+        "method": "", "uri": "", "headers": "[]", "body": body})
+    p.xadd("{vq}:jobs", {"job": jid, "n": n})
+    p.incr("{vq}:inflight")
+    p.execute()
+
+
+def logged(w, msg):
+    return [o for o in w.log_lines() if o.get("msg") == msg]
+
+
+def test_wrong_redis_password_logged_and_retried(base_dir, redis_factory,
+                                                 target):
+    """The engine checks AUTH's reply on every connection it makes: when
+    Redis's password changes under a running worker (main.c checks it only
+    at start), a refused password is logged, nothing else is sent on that
+    connection, and the engine tries again with a growing wait."""
+    if not wh.worker_available():
+        pytest.skip("worker not built")
+    r = redis_factory(password="right-pass-1")
+    pw = os.path.join(base_dir, "redis-pw-%d" % os.getpid())
+    with open(pw, "w") as f:
+        f.write("right-pass-1\n")
+    text = ("[worker]\nlisten = {listen}\nredis = {redis}\n"
+            "redis_password_file = %s\nvisibility_timeout = 6500ms\n"
+            "[job j]\nconnector = http\ntimeout = 1s\nurl = %s\n"
+            % (pw, target.url("/j")))
+    w = wh.Worker(base_dir, r.address, config=text)
+    refused = "Redis refused the engine's password: taking no job"
+    try:
+        w.start()
+        rc = r.client()
+        rc.config_set("requirepass", "rotated-pass-2")
+        rc.client_kill_filter(_type="normal", skipme=True)
+        vh.wait_for(lambda: len([o for o in logged(w, refused)
+                                 if o.get("connection") == "writer"]) >= 2,
+                    8, what="two refusals of the writer's password")
+        refusals = [o for o in logged(w, refused)
+                    if o.get("connection") == "writer"]
+        assert all("WRONGPASS" in o["reason"] for o in refusals), refusals
+        # nothing sent behind a refused AUTH: no NOAUTH from XGROUP CREATE
+        assert not logged(w, "cannot create the consumer group")
+        assert not [o for o in logged(w, "XREADGROUP failed")
+                    if "NOAUTH" in o.get("reason", "")]
+        ts = [time.mktime(time.strptime(o["ts"][:19], "%Y-%m-%dT%H:%M:%S"))
+              + float(o["ts"][19:23]) for o in refusals]
+        assert ts[1] - ts[0] >= 0.45, ts
+        # the password comes back: the engine picks it up alone
+        rc.config_set("requirepass", "right-pass-1")
+        jid = "e" * 32
+        put_job(rc, jid, "j")
+        wait_state(rc, jid, "succeeded", 40)
+        assert logged(w, "engine reconnected to Redis")
+        assert "right-pass-1" not in w.log_text()
+    finally:
+        w.close(keep=True)
+        os.unlink(pw)

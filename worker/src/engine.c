@@ -46,7 +46,8 @@
 #define VW_ENGINE_DEAD          "{vq}:dead"
 #define VW_ENGINE_INFLIGHT      "{vq}:inflight"
 
-#define VW_ENGINE_RECONNECT_MS  1000
+#define VW_ENGINE_RECONNECT_MS  1000   /* the first wait, then doubled */
+#define VW_ENGINE_RECONNECT_MAX 30000  /* ... up to this */
 #define VW_ENGINE_BLOCK_MS      1000
 #define VW_ENGINE_PROMOTE_MS    100
 #define VW_ENGINE_PROMOTE_MAX   100
@@ -73,7 +74,8 @@ struct vw_econn_s {
     vw_engine_t                *engine;
     redisAsyncContext          *ac;
     struct event               *retry;
-    unsigned                    connected:1;
+    unsigned                    failures;     /* connections lost in a row */
+    unsigned                    connected:1;  /* usable: AUTH, if any, ok */
     unsigned                    reader:1;
     unsigned                    reading:1;    /* an XREADGROUP is out */
 };
@@ -162,6 +164,10 @@ static void vw_engine_connect(vw_econn_t *c);
 static void vw_engine_connected(const redisAsyncContext *ac, int status);
 static void vw_engine_disconnected(const redisAsyncContext *ac, int status);
 static void vw_engine_reconnect(evutil_socket_t fd, short what, void *arg);
+static void vw_engine_retry_later(vw_econn_t *c);
+static void vw_engine_authed(redisAsyncContext *ac, void *reply,
+    void *privdata);
+static void vw_engine_ready(vw_econn_t *c);
 static void vw_engine_group_created(redisAsyncContext *ac, void *reply,
     void *privdata);
 static void vw_engine_read(vw_engine_t *e);
@@ -416,6 +422,15 @@ vw_engine_parse_addr(vw_engine_t *e, const char *addr)
 
 /* -- connections ---------------------------------------------------------- */
 
+/*
+ * A connection is usable ("connected") only once Redis has accepted the
+ * password, when there is one: until then the engine sends nothing else on
+ * it, so a wrong password cannot pass for a working engine.  A refused
+ * password or a lost connection is tried again after a wait that doubles
+ * from 1 s to 30 s, with jitter, so that a fleet of workers with a stale
+ * secret does not hammer Redis in step.
+ */
+
 static void
 vw_engine_connect(vw_econn_t *c)
 {
@@ -430,7 +445,7 @@ vw_engine_connect(vw_econn_t *c)
             redisAsyncFree(ac);
         }
 
-        vw_engine_timer(c->retry, VW_ENGINE_RECONNECT_MS);
+        vw_engine_retry_later(c);
         return;
     }
 
@@ -438,7 +453,7 @@ vw_engine_connect(vw_econn_t *c)
 
     if (redisLibeventAttach(ac, e->base) != REDIS_OK) {
         redisAsyncFree(ac);
-        vw_engine_timer(c->retry, VW_ENGINE_RECONNECT_MS);
+        vw_engine_retry_later(c);
         return;
     }
 
@@ -449,13 +464,8 @@ vw_engine_connect(vw_econn_t *c)
 
     /* queued now, sent first once connected; the password is not logged */
     if (e->password != NULL) {
-        (void) redisAsyncCommand(ac, NULL, NULL, "AUTH %s", e->password);
-    }
-
-    if (!c->reader) {
-        (void) redisAsyncCommand(ac, vw_engine_group_created, e,
-                                 "XGROUP CREATE " VW_ENGINE_STREAM " "
-                                 VW_ENGINE_GROUP " 0 MKSTREAM");
+        (void) redisAsyncCommand(ac, vw_engine_authed, c, "AUTH %s",
+                                 e->password);
     }
 }
 
@@ -463,22 +473,77 @@ vw_engine_connect(vw_econn_t *c)
 static void
 vw_engine_connected(const redisAsyncContext *ac, int status)
 {
-    vw_econn_t   *c = ac->data;
-    vw_engine_t  *e = c->engine;
+    vw_econn_t  *c = ac->data;
 
     if (status != REDIS_OK) {
         /* hiredis frees the context after this */
+        if (c->failures == 0) {
+            vw_log("error", "engine cannot connect to Redis", "reason",
+                   ac->errstr[0] ? ac->errstr : "error", NULL);
+        }
+
         c->ac = NULL;
         c->connected = 0;
-        vw_engine_timer(c->retry, VW_ENGINE_RECONNECT_MS);
+        vw_engine_retry_later(c);
         return;
     }
 
+    if (c->engine->password == NULL) {
+        vw_engine_ready(c);
+    }
+}
+
+
+/* AUTH's reply: Redis's error names no password, so it is logged as is */
+
+static void
+vw_engine_authed(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    redisReply  *r = reply;
+    vw_econn_t  *c = privdata;
+
+    if (r == NULL || c->engine->closing) {
+        return;
+    }
+
+    if (r->type == REDIS_REPLY_ERROR) {
+        vw_log("error", "Redis refused the engine's password: taking no job",
+               "connection", c->reader ? "reader" : "writer",
+               "reason", r->str, NULL);
+
+        /* the disconnect callback schedules the next try */
+        redisAsyncDisconnect(ac);
+        return;
+    }
+
+    vw_engine_ready(c);
+}
+
+
+/* the connection can carry commands: the writer makes the group, the
+   reader reads */
+
+static void
+vw_engine_ready(vw_econn_t *c)
+{
+    vw_engine_t  *e = c->engine;
+
+    if (c->failures) {
+        vw_log("info", "engine reconnected to Redis", "connection",
+               c->reader ? "reader" : "writer", NULL);
+    }
+
     c->connected = 1;
+    c->failures = 0;
 
     if (c->reader) {
         vw_engine_read(e);
+        return;
     }
+
+    (void) redisAsyncCommand(c->ac, vw_engine_group_created, e,
+                             "XGROUP CREATE " VW_ENGINE_STREAM " "
+                             VW_ENGINE_GROUP " 0 MKSTREAM");
 }
 
 
@@ -508,7 +573,24 @@ vw_engine_disconnected(const redisAsyncContext *ac, int status)
         e->promoting = 0;
     }
 
-    vw_engine_timer(c->retry, VW_ENGINE_RECONNECT_MS);
+    vw_engine_retry_later(c);
+}
+
+
+static void
+vw_engine_retry_later(vw_econn_t *c)
+{
+    uint64_t  ms;
+
+    ms = vc_backoff_ceiling(VW_ENGINE_RECONNECT_MS, VW_ENGINE_RECONNECT_MAX,
+                            c->failures + 1);
+    ms = ms / 2 + vw_engine_random() % (ms / 2 + 1);
+
+    if (c->failures < 32) {
+        c->failures++;
+    }
+
+    vw_engine_timer(c->retry, ms);
 }
 
 
@@ -1796,7 +1878,15 @@ vw_engine_heartbeat(evutil_socket_t fd, short what, void *arg)
         }
     }
 
-    if (e->draining || !e->group) {
+    if (e->draining) {
+        return;
+    }
+
+    if (!e->group) {
+        /* the last XGROUP CREATE failed (logged): try again */
+        (void) redisAsyncCommand(ac, vw_engine_group_created, e,
+                                 "XGROUP CREATE " VW_ENGINE_STREAM " "
+                                 VW_ENGINE_GROUP " 0 MKSTREAM");
         return;
     }
 
