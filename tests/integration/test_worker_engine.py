@@ -489,16 +489,17 @@ def test_retention_trims_done(workers, target, rc):
     assert rc.zscore("{vq}:done", jid) is None
 
 
-def put_job(rc, jid, job_type, body=b"{}", tenant="acme", n=1):
-    """Writes a job and its stream entry as DISPATCH does, bypassing the
-    worker's own queue connection."""
+def put_job(rc, jid, job_type, body=b"{}", tenant="acme", n=1, entry=True):
+    """Writes a job and (entry) its stream entry as DISPATCH does,
+    bypassing the worker's own queue connection."""
     p = rc.pipeline(transaction=True)
     p.hset("{vq}:job:" + jid, mapping={
         "type": job_type, "tenant": tenant, "state": "queued",
         "attempts": 0, "created_ms": int(time.time() * 1000),
         "subject": "", "idempotency_key": "", "correlation_id": "c-" + jid,
         "method": "", "uri": "", "headers": "[]", "body": body})
-    p.xadd("{vq}:jobs", {"job": jid, "n": n})
+    if entry:
+        p.xadd("{vq}:jobs", {"job": jid, "n": n})
     p.incr("{vq}:inflight")
     p.execute()
 
@@ -553,3 +554,44 @@ def test_wrong_redis_password_logged_and_retried(base_dir, redis_factory,
     finally:
         w.close(keep=True)
         os.unlink(pw)
+
+
+def test_retries_promoted_at_their_due_time(workers, target, rc):
+    """The promotion timer sleeps until the earliest due member, not a
+    fixed 100 ms tick: a retry starts within a few ms of next_attempt_ms.
+    A member added by someone else is still seen within the 100 ms cap."""
+    w, = workers(conf(target, {"p": "url = URL/p\ntarget = p\n"
+                               "backoff_base = 80ms\nbackoff_cap = 80ms\n"
+                               "max_attempts = 20"},
+                      targets="[target p]\nbreaker_failures = 1000\n"
+                              "breaker_min_calls = 1000\n"))
+    target.script("/p", [(503, {}, b"")] * 12)
+    jid = accepted(dispatch(w, "p"))
+    dues = {}
+    deadline = time.monotonic() + vh.timeout(20)
+    while time.monotonic() < deadline:
+        st, n, due = rc.hmget("{vq}:job:" + jid, "state", "attempts",
+                              "next_attempt_ms")
+        if st == b"retrying":
+            dues[int(n) + 1] = int(due)
+        if st == b"succeeded":
+            break
+        time.sleep(0.002)
+    assert job(rc, jid)["state"] == "succeeded"
+    reqs = target.got("/p")
+    assert len(reqs) == 13
+    late = [reqs[n - 1]["time"] * 1000 - due for n, due in dues.items()]
+    assert len(late) >= 8, dues
+    assert min(late) >= -5, late                 # never early
+    assert max(late) <= 200, late
+    assert sum(late) / len(late) < 30, late     # a 100 ms tick: ~50
+    for n, g in enumerate(gaps(reqs), start=1):
+        assert -0.01 <= g <= 0.08 + TOL, (n, g)
+    # another worker's member: no nearer wake-up, seen within the cap
+    other = "d" * 32
+    put_job(rc, other, "p", entry=False)
+    due = int(time.time() * 1000) + 30
+    rc.zadd("{vq}:delayed", {other + ":1": due})
+    wait_state(rc, other, "succeeded", 5)
+    lag = target.got("/p")[-1]["time"] * 1000 - due
+    assert -5 <= lag <= 100 + 200, lag

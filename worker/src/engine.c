@@ -49,7 +49,7 @@
 #define VW_ENGINE_RECONNECT_MS  1000   /* the first wait, then doubled */
 #define VW_ENGINE_RECONNECT_MAX 30000  /* ... up to this */
 #define VW_ENGINE_BLOCK_MS      1000
-#define VW_ENGINE_PROMOTE_MS    100
+#define VW_ENGINE_PROMOTE_MS    100    /* the longest promotion sleep */
 #define VW_ENGINE_PROMOTE_MAX   100
 #define VW_ENGINE_RETAIN_MS     60000
 #define VW_ENGINE_RETAIN_MAX    1000
@@ -106,7 +106,11 @@ struct vw_engine_s {
     struct event               *heartbeat;
     struct event               *retain;
     struct event               *deadline;
-    unsigned                    promoting:1;  /* a ZRANGEBYSCORE is out */
+    unsigned                    promoting:1;  /* a promotion round is out */
+    uint64_t                    promote_at;   /* ms: the timer's time */
+    uint64_t                    promote_hint; /* ms: a due time the engine
+                                                 added while promoting;
+                                                 0: none */
     unsigned                    forced:1;     /* the drain gave up */
 
     vw_engine_drained_pt        drained;
@@ -203,6 +207,10 @@ static void vw_engine_next_waiting(vw_engine_t *e, vw_target_t *t);
 static void vw_engine_promote(evutil_socket_t fd, short what, void *arg);
 static void vw_engine_promote_read(redisAsyncContext *ac, void *reply,
     void *privdata);
+static void vw_engine_promote_next(redisAsyncContext *ac, void *reply,
+    void *privdata);
+static void vw_engine_promote_at(vw_engine_t *e, uint64_t due);
+static void vw_engine_promote_soon(vw_engine_t *e, uint64_t due);
 static void vw_engine_heartbeat(evutil_socket_t fd, short what, void *arg);
 static void vw_engine_reclaimed(redisAsyncContext *ac, void *reply,
     void *privdata);
@@ -315,7 +323,7 @@ vw_engine_create(struct event_base *base, const char *addr,
     vw_engine_connect(&e->wr);
     vw_engine_connect(&e->rd);
 
-    vw_engine_timer(e->promote, VW_ENGINE_PROMOTE_MS);
+    vw_engine_promote_at(e, vw_engine_now() + VW_ENGINE_PROMOTE_MS);
     vw_engine_timer(e->heartbeat, vw_engine_visibility(e) / 3);
     vw_engine_timer(e->retain, 0);
 
@@ -1504,6 +1512,7 @@ vw_engine_settle(vw_run_t *run, const char *outcome, long status,
         (void) redisAsyncCommand(ac, NULL, NULL, "ZADD " VW_ENGINE_DELAYED
                                  " %" PRIu64 " %s:%u", due, run->id,
                                  run->n + 1);
+        vw_engine_promote_soon(e, due);
 
     } else {
         (void) redisAsyncCommand(ac, NULL, NULL,
@@ -1650,6 +1659,7 @@ vw_engine_wake_job(redisAsyncContext *ac, void *reply, void *privdata)
                                  "ZADD " VW_ENGINE_DELAYED " %" PRIu64
                                  " %s:%lu", vw_engine_now(), w->id,
                                  strtoul(r->element[0]->str, NULL, 10) + 1);
+        vw_engine_promote_soon(w->engine, vw_engine_now());
     }
 
     free(w);
@@ -1694,6 +1704,7 @@ vw_engine_put_back(vw_run_t *run, uint64_t due, const char *why)
 
     (void) redisAsyncCommand(ac, NULL, NULL, "ZADD " VW_ENGINE_DELAYED
                              " %" PRIu64 " %s:%u", due, run->id, run->n);
+    vw_engine_promote_soon(e, due);
     (void) redisAsyncCommand(ac, NULL, NULL, "XACK " VW_ENGINE_STREAM " "
                              VW_ENGINE_GROUP " %s", run->entry);
     (void) redisAsyncCommand(ac, NULL, NULL, "XDEL " VW_ENGINE_STREAM " %s",
@@ -1772,16 +1783,61 @@ vw_engine_run_free(vw_run_t *run)
 
 /* -- promotion ------------------------------------------------------------ */
 
+/*
+ * The timer sleeps until the earliest member of {vq}:delayed is due, read
+ * with ZRANGE 0 0 WITHSCORES after each round, but never longer than
+ * VW_ENGINE_PROMOTE_MS: other workers add members too, and theirs are
+ * seen within that.  A member this engine adds (a retry, a put back, a
+ * wake) moves the timer nearer at once, so that a short backoff is kept
+ * to the millisecond rather than to the next 100 ms tick.
+ */
+
+static void
+vw_engine_promote_at(vw_engine_t *e, uint64_t due)
+{
+    uint64_t  now, cap;
+
+    now = vw_engine_now();
+    cap = now + VW_ENGINE_PROMOTE_MS;
+    due = due < cap ? due : cap;
+
+    if (evtimer_pending(e->promote, NULL) && e->promote_at <= due) {
+        return;
+    }
+
+    e->promote_at = due;
+    vw_engine_timer(e->promote, due > now ? due - now : 0);
+}
+
+
+/* the engine added a member due at due: promote it in time */
+
+static void
+vw_engine_promote_soon(vw_engine_t *e, uint64_t due)
+{
+    if (e->promoting) {
+        /* the round's ZRANGE may have been sent before the ZADD */
+        if (e->promote_hint == 0 || due < e->promote_hint) {
+            e->promote_hint = due;
+        }
+
+        return;
+    }
+
+    vw_engine_promote_at(e, due);
+}
+
+
 static void
 vw_engine_promote(evutil_socket_t fd, short what, void *arg)
 {
     vw_engine_t        *e = arg;
     redisAsyncContext  *ac;
 
-    vw_engine_timer(e->promote, VW_ENGINE_PROMOTE_MS);
-
     ac = vw_engine_wr(e);
+
     if (ac == NULL || e->promoting) {
+        vw_engine_promote_at(e, vw_engine_now() + VW_ENGINE_PROMOTE_MS);
         return;
     }
 
@@ -1792,6 +1848,10 @@ vw_engine_promote(evutil_socket_t fd, short what, void *arg)
         == REDIS_OK)
     {
         e->promoting = 1;
+        e->promote_hint = 0;
+
+    } else {
+        vw_engine_promote_at(e, vw_engine_now() + VW_ENGINE_PROMOTE_MS);
     }
 }
 
@@ -1804,40 +1864,96 @@ vw_engine_promote_read(redisAsyncContext *ac, void *reply, void *privdata)
     redisReply   *r = reply, *m;
     vw_engine_t  *e = privdata;
 
-    if (r == NULL || e->closing) {
+    if (e->closing) {
         return;
     }
 
-    e->promoting = 0;
-
-    if (r->type != REDIS_REPLY_ARRAY) {
+    if (r == NULL || r->type != REDIS_REPLY_ARRAY) {
+        e->promoting = 0;
+        vw_engine_promote_at(e, vw_engine_now() + VW_ENGINE_PROMOTE_MS);
         return;
     }
 
     for (i = 0; i < r->elements; i++) {
         m = r->element[i];
 
-        if (m->type != REDIS_REPLY_STRING || m->len >= sizeof(member)) {
+        if (m->type != REDIS_REPLY_STRING) {
+            continue;
+        }
+
+        colon = m->len < sizeof(member) ? memchr(m->str, ':', m->len) : NULL;
+
+        if (colon == NULL || colon - m->str != 32) {
+            /* nobody can run it, and it would stay the earliest due */
+            vw_log("warn", "not a job in the delayed set: removed", NULL);
+            (void) redisAsyncCommand(ac, NULL, NULL, "ZREM "
+                                     VW_ENGINE_DELAYED " %b", m->str,
+                                     m->len);
             continue;
         }
 
         memcpy(member, m->str, m->len + 1);
-        colon = strchr(member, ':');
-
-        if (colon == NULL || colon - member != 32) {
-            continue;
-        }
-
-        *colon = '\0';
+        member[32] = '\0';
 
         /* two workers may both do this: run:<n> drops the second entry */
         (void) redisAsyncCommand(ac, NULL, NULL, "MULTI");
         (void) redisAsyncCommand(ac, NULL, NULL, "ZREM " VW_ENGINE_DELAYED
                                  " %s", m->str);
         (void) redisAsyncCommand(ac, NULL, NULL, "XADD " VW_ENGINE_STREAM
-                                 " * job %s n %s", member, colon + 1);
+                                 " * job %s n %s", member, member + 33);
         (void) redisAsyncCommand(ac, NULL, NULL, "EXEC");
     }
+
+    if (r->elements >= VW_ENGINE_PROMOTE_MAX) {
+        /* more may be due already */
+        e->promoting = 0;
+        vw_engine_promote_at(e, 0);
+        return;
+    }
+
+    /* sent behind the EXECs, so it sees what they removed */
+    if (redisAsyncCommand(ac, vw_engine_promote_next, e,
+                          "ZRANGE " VW_ENGINE_DELAYED " 0 0 WITHSCORES")
+        != REDIS_OK)
+    {
+        e->promoting = 0;
+        vw_engine_promote_at(e, vw_engine_now() + VW_ENGINE_PROMOTE_MS);
+    }
+}
+
+
+/* [member, score]: the earliest due time, or nothing when it is empty */
+
+static void
+vw_engine_promote_next(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    uint64_t      due, now;
+    redisReply   *r = reply;
+    vw_engine_t  *e = privdata;
+
+    if (e->closing) {
+        return;
+    }
+
+    e->promoting = 0;
+    now = vw_engine_now();
+    due = now + VW_ENGINE_PROMOTE_MS;
+
+    if (r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements == 2
+        && r->element[1]->type == REDIS_REPLY_STRING)
+    {
+        due = (uint64_t) strtod(r->element[1]->str, NULL);
+
+        /* due already, yet not promoted: the next round's, not a spin */
+        due = due > now ? due : now + 1;
+    }
+
+    if (e->promote_hint != 0 && e->promote_hint < due) {
+        due = e->promote_hint;
+    }
+
+    e->promote_hint = 0;
+    vw_engine_promote_at(e, due);
 }
 
 
