@@ -595,3 +595,39 @@ def test_retries_promoted_at_their_due_time(workers, target, rc):
     wait_state(rc, other, "succeeded", 5)
     lag = target.got("/p")[-1]["time"] * 1000 - due
     assert -5 <= lag <= 100 + 200, lag
+
+
+def test_idle_consumers_removed_deleted_entries_logged(workers, target, rc):
+    """After a reclaim, consumers with nothing pending and idle for 10
+    visibility timeouts leave the group; entries deleted from the stream
+    while pending (XAUTOCLAIM's third element) are logged, not run."""
+    # no job type: visibility_timeout may be short, so 10 x is 3 s
+    w, = workers("[worker]\nvisibility_timeout = 300ms\n")
+    vh.wait_for(lambda: rc.exists("{vq}:jobs"), 5, what="the group")
+    rc.xgroup_createconsumer("{vq}:jobs", "vantage", "ghost-old")
+    # a ghost that held an entry that was then deleted, in one
+    # transaction so that the worker's own read never sees it
+    eid = "%d-0" % (time.time() * 1000 + 1000)
+    p = rc.pipeline(transaction=True)
+    p.xadd("{vq}:jobs", {"job": "f" * 32, "n": 1}, id=eid)
+    p.xclaim("{vq}:jobs", "vantage", "ghost-del", 0, [eid], force=True,
+             justid=True)
+    p.xdel("{vq}:jobs", eid)
+    p.execute()
+    assert rc.xpending("{vq}:jobs", "vantage")["pending"] == 1
+    vh.wait_for(lambda: logged(w, "reclaim met entries deleted from the "
+                               "stream: no longer pending"), 5,
+                what="the deleted entry")
+    assert rc.xpending("{vq}:jobs", "vantage")["pending"] == 0
+    time.sleep(1.5)
+    rc.xgroup_createconsumer("{vq}:jobs", "vantage", "ghost-new")
+    vh.wait_for(lambda: {o["consumer"] for o in logged(
+        w, "removed an idle consumer")} >= {"ghost-old", "ghost-del"}, 8,
+        what="the idle consumers removed")
+    names = {c["name"].decode() for c in
+             rc.xinfo_consumers("{vq}:jobs", "vantage")}
+    assert "ghost-old" not in names and "ghost-del" not in names
+    assert "ghost-new" in names
+    assert [n for n in names if n.endswith(":%d" % w.pid)], names
+    assert all(o["pending"] == "0"
+               for o in logged(w, "removed an idle consumer"))

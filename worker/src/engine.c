@@ -55,6 +55,7 @@
 #define VW_ENGINE_RETAIN_MAX    1000
 #define VW_ENGINE_DEFER_MS      1000   /* a busy target: look again then */
 #define VW_ENGINE_CLAIM_CHUNK   100
+#define VW_ENGINE_IDLE_CONSUMER 10     /* x visibility_timeout: forgotten */
 
 
 typedef enum {
@@ -213,6 +214,10 @@ static void vw_engine_promote_at(vw_engine_t *e, uint64_t due);
 static void vw_engine_promote_soon(vw_engine_t *e, uint64_t due);
 static void vw_engine_heartbeat(evutil_socket_t fd, short what, void *arg);
 static void vw_engine_reclaimed(redisAsyncContext *ac, void *reply,
+    void *privdata);
+static void vw_engine_consumers(redisAsyncContext *ac, void *reply,
+    void *privdata);
+static void vw_engine_consumer_removed(redisAsyncContext *ac, void *reply,
     void *privdata);
 static void vw_engine_retain(evutil_socket_t fd, short what, void *arg);
 static void vw_engine_retain_read(redisAsyncContext *ac, void *reply,
@@ -2020,13 +2025,19 @@ vw_engine_heartbeat(evutil_socket_t fd, short what, void *arg)
 }
 
 
-/* [next cursor, [entries], [deleted ids]]: a dead worker's entries */
-
+/*
+ * [next cursor, [entries], [deleted ids]]: a dead worker's entries.  Redis
+ * 7 takes the ids of entries deleted from the stream out of the pending
+ * list itself and names them third: nothing is left to do for them, and
+ * nothing can be, since their fields are gone.  (Redis 6.2 answers nil in
+ * their place and keeps them pending: vw_engine_entry() skips a nil.)
+ */
 static void
 vw_engine_reclaimed(redisAsyncContext *ac, void *reply, void *privdata)
 {
     size_t        i;
-    redisReply   *r = reply, *entries;
+    char          count[24];
+    redisReply   *r = reply, *entries, *deleted;
     vw_engine_t  *e = privdata;
 
     if (r == NULL || e->closing || r->type != REDIS_REPLY_ARRAY
@@ -2050,6 +2061,120 @@ vw_engine_reclaimed(redisAsyncContext *ac, void *reply, void *privdata)
             vw_engine_entry(e, entries->element[i]);
         }
     }
+
+    deleted = r->elements > 2 ? r->element[2] : NULL;
+
+    if (deleted != NULL && deleted->type == REDIS_REPLY_ARRAY
+        && deleted->elements)
+    {
+        snprintf(count, sizeof(count), "%zu", deleted->elements);
+        vw_log("warn", "reclaim met entries deleted from the stream: no "
+               "longer pending", "count", count,
+               "first", deleted->element[0]->type == REDIS_REPLY_STRING
+                        ? deleted->element[0]->str : "", NULL);
+    }
+
+    /* the consumers of workers long gone, once their entries are taken */
+    if (vw_engine_wr(e) != NULL) {
+        (void) redisAsyncCommand(e->wr.ac, vw_engine_consumers, e,
+                                 "XINFO CONSUMERS " VW_ENGINE_STREAM " "
+                                 VW_ENGINE_GROUP);
+    }
+}
+
+
+/*
+ * Each worker leaves a consumer in the group, named after its host and
+ * pid, so without this they pile up with every restart.  One is removed
+ * when it holds no entry and has been idle for 10 visibility timeouts: a
+ * live worker blocks in XREADGROUP every second, and the entries of a
+ * dead one are reclaimed after one timeout.  XGROUP DELCONSUMER would
+ * drop what the consumer holds, so it is sent only at pending 0; its
+ * reply says how many it held in the moment between the two commands,
+ * which is logged (that worker, if alive, still settles them).
+ */
+static void
+vw_engine_consumers(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    size_t        i, j;
+    uint64_t      limit, idle;
+    long long     pending;
+    redisReply   *r = reply, *c, *k, *v;
+    const char   *name;
+    vw_engine_t  *e = privdata;
+
+    if (r == NULL || e->closing || r->type != REDIS_REPLY_ARRAY) {
+        return;
+    }
+
+    limit = VW_ENGINE_IDLE_CONSUMER * vw_engine_visibility(e);
+
+    for (i = 0; i < r->elements; i++) {
+        c = r->element[i];
+        name = NULL;
+        pending = -1;
+        idle = 0;
+
+        for (j = 0; c->type == REDIS_REPLY_ARRAY && j + 1 < c->elements;
+             j += 2)
+        {
+            k = c->element[j];
+            v = c->element[j + 1];
+
+            if (k->type != REDIS_REPLY_STRING) {
+                continue;
+            }
+
+            if (strcmp(k->str, "name") == 0
+                && v->type == REDIS_REPLY_STRING)
+            {
+                name = v->str;
+
+            } else if (strcmp(k->str, "pending") == 0
+                       && v->type == REDIS_REPLY_INTEGER)
+            {
+                pending = v->integer;
+
+            } else if (strcmp(k->str, "idle") == 0
+                       && v->type == REDIS_REPLY_INTEGER && v->integer > 0)
+            {
+                idle = (uint64_t) v->integer;
+            }
+        }
+
+        if (name == NULL || pending != 0 || idle <= limit
+            || strcmp(name, e->consumer) == 0)
+        {
+            continue;
+        }
+
+        (void) redisAsyncCommand(ac, vw_engine_consumer_removed,
+                                 strdup(name), "XGROUP DELCONSUMER "
+                                 VW_ENGINE_STREAM " " VW_ENGINE_GROUP " %s",
+                                 name);
+    }
+}
+
+
+static void
+vw_engine_consumer_removed(redisAsyncContext *ac, void *reply,
+    void *privdata)
+{
+    char        held[24];
+    char       *name = privdata;
+    redisReply  *r = reply;
+
+    if (name == NULL) {
+        return;
+    }
+
+    if (r != NULL && r->type == REDIS_REPLY_INTEGER) {
+        snprintf(held, sizeof(held), "%lld", r->integer);
+        vw_log(r->integer ? "warn" : "info", "removed an idle consumer",
+               "consumer", name, "pending", held, NULL);
+    }
+
+    free(name);
 }
 
 
