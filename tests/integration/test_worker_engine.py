@@ -8,6 +8,7 @@ their headers and times.  Waits are short and scaled by
 VANTAGE_TEST_TIMEOUT.
 """
 
+import calendar
 import hashlib
 import json
 import os
@@ -132,6 +133,32 @@ def gaps(reqs):
 def ord_hash(tenant, key):
     return hashlib.sha256(tenant.encode() + b"\0" + key.encode()) \
         .hexdigest()[:32]
+
+
+def put_job(rc, jid, job_type, body=b"{}", tenant="acme", n=1, entry=True):
+    """Writes a job and (entry) its stream entry as DISPATCH does,
+    bypassing the worker's own queue connection."""
+    p = rc.pipeline(transaction=True)
+    p.hset("{vq}:job:" + jid, mapping={
+        "type": job_type, "tenant": tenant, "state": "queued",
+        "attempts": 0, "created_ms": int(time.time() * 1000),
+        "subject": "", "idempotency_key": "", "correlation_id": "c-" + jid,
+        "method": "", "uri": "", "headers": "[]", "body": body})
+    if entry:
+        p.xadd("{vq}:jobs", {"job": jid, "n": n})
+    p.incr("{vq}:inflight")
+    p.execute()
+
+
+def logged(w, msg):
+    return [o for o in w.log_lines() if o.get("msg") == msg]
+
+
+def log_time(o):
+    """A log line's "ts" (UTC, ms) in seconds since the epoch."""
+    return calendar.timegm(time.strptime(o["ts"][:19],
+                                         "%Y-%m-%dT%H:%M:%S")) \
+        + float(o["ts"][19:23])
 
 
 # --------------------------------------------------------------------------
@@ -455,8 +482,15 @@ def test_breaker_and_per_target_concurrency(workers, target, rc):
     # 10 jobs of 0.1 s, 2 at a time: 0.5 s, plus deferrals' 1 s at most
     assert took < 3.0, took
     assert target.max_concurrent("/b") == 2
-    assert len(target.got("/a")) == 3
-    assert "circuit breaker opened" in w.log_text()
+    # 3 failures open it; attempts already out then (a retry promoted at
+    # its due time may be one) still end, but none starts afterwards
+    opened = logged(w, "circuit breaker opened")
+    assert opened
+    at = log_time(opened[0])
+    reqs = target.got("/a")
+    assert 3 <= len(reqs) <= 3 + 3, len(reqs)
+    assert all(r["time"] <= at + 0.005 for r in reqs), \
+        [r["time"] - at for r in reqs]
 
 
 def test_sigterm_releases_to_another_worker(workers, target, rc):
@@ -487,25 +521,6 @@ def test_retention_trims_done(workers, target, rc):
                 what="retention")
     assert not rc.exists("{vq}:att:" + jid)
     assert rc.zscore("{vq}:done", jid) is None
-
-
-def put_job(rc, jid, job_type, body=b"{}", tenant="acme", n=1, entry=True):
-    """Writes a job and (entry) its stream entry as DISPATCH does,
-    bypassing the worker's own queue connection."""
-    p = rc.pipeline(transaction=True)
-    p.hset("{vq}:job:" + jid, mapping={
-        "type": job_type, "tenant": tenant, "state": "queued",
-        "attempts": 0, "created_ms": int(time.time() * 1000),
-        "subject": "", "idempotency_key": "", "correlation_id": "c-" + jid,
-        "method": "", "uri": "", "headers": "[]", "body": body})
-    if entry:
-        p.xadd("{vq}:jobs", {"job": jid, "n": n})
-    p.incr("{vq}:inflight")
-    p.execute()
-
-
-def logged(w, msg):
-    return [o for o in w.log_lines() if o.get("msg") == msg]
 
 
 def test_wrong_redis_password_logged_and_retried(base_dir, redis_factory,
@@ -541,8 +556,7 @@ def test_wrong_redis_password_logged_and_retried(base_dir, redis_factory,
         assert not logged(w, "cannot create the consumer group")
         assert not [o for o in logged(w, "XREADGROUP failed")
                     if "NOAUTH" in o.get("reason", "")]
-        ts = [time.mktime(time.strptime(o["ts"][:19], "%Y-%m-%dT%H:%M:%S"))
-              + float(o["ts"][19:23]) for o in refusals]
+        ts = [log_time(o) for o in refusals]
         assert ts[1] - ts[0] >= 0.45, ts
         # the password comes back: the engine picks it up alone
         rc.config_set("requirepass", "right-pass-1")
@@ -631,3 +645,26 @@ def test_idle_consumers_removed_deleted_entries_logged(workers, target, rc):
     assert [n for n in names if n.endswith(":%d" % w.pid)], names
     assert all(o["pending"] == "0"
                for o in logged(w, "removed an idle consumer"))
+
+
+def test_breaker_opening_releases_runs_waiting_in_memory(workers, target,
+                                                         rc):
+    """A run waiting in memory for a slot of a target whose breaker opens
+    goes back to delayed (due when a probe may go) rather than waiting for
+    a slot that no attempt will ever free."""
+    w, = workers(conf(target, {"w": "url = URL/w\ntarget = tw\n"
+                               "max_attempts = 1"},
+                      targets="[target tw]\nmax_concurrency = 1\n"
+                              "breaker_failures = 1\nbreaker_cooldown = 1s\n"))
+    target.delay("/w", 0.3, 0.3)
+    target.script("/w", [(503, {}, b"")])
+    # the first fails and is dead at once: no later attempt of this target
+    # frees a slot for the second, which waits in memory meanwhile
+    first = accepted(dispatch(w, "w", fid=1))
+    second = accepted(dispatch(w, "w", fid=2))
+    wait_state(rc, first, "dead", 5)
+    wait_state(rc, second, "succeeded", 6)
+    assert target.max_concurrent("/w") == 1
+    assert rc.get("{vq}:inflight") == b"0"
+    assert "circuit breaker opened" in w.log_text()
+    assert "circuit breaker closed" in w.log_text()

@@ -145,6 +145,7 @@ struct vw_run_s {
     unsigned                    in_order:1;    /* heads its ordering list */
     unsigned                    started:1;     /* state running written */
     unsigned                    unknown:1;     /* no such job type */
+    unsigned                    probe:1;       /* the breaker's probe */
 
     /* the job type's configuration, copied when it is taken */
     char                       *url;
@@ -1153,12 +1154,14 @@ static void
 vw_engine_admit(vw_run_t *run)
 {
     int       rc;
+    unsigned  probe;
     uint64_t  at, now;
 
     now = vw_engine_now();
     at = now + VW_ENGINE_DEFER_MS;
 
-    rc = vw_target_acquire(run->target, &run->limits, now, &at);
+    rc = vw_target_acquire(run->target, &run->limits, now, &at, &probe);
+    run->probe = probe;
 
     if (rc == VW_OK) {
         vw_engine_start(run);
@@ -1176,13 +1179,20 @@ vw_engine_admit(vw_run_t *run)
 }
 
 
-/* a slot of t came free: the oldest run waiting for it starts */
-
+/*
+ * A slot of t came free: the oldest run waiting for it starts.  When the
+ * breaker opened meanwhile, no slot will come free until it lets a probe
+ * go, and the last attempt running may be the one that just ended: the
+ * runs waiting in memory would wait for ever, held and kept claimed.  So
+ * they go back to {vq}:delayed, due when a probe may go.
+ */
 static void
 vw_engine_next_waiting(vw_engine_t *e, vw_target_t *t)
 {
+    int        rc;
+    unsigned   probe;
     uint64_t   at;
-    vw_run_t  *run, *first;
+    vw_run_t  *run, *first, *next;
 
     if (t->waiting == 0) {
         return;
@@ -1201,11 +1211,28 @@ vw_engine_next_waiting(vw_engine_t *e, vw_target_t *t)
         return;
     }
 
-    if (vw_target_acquire(t, &first->limits, vw_engine_now(), &at)
-        == VW_OK)
-    {
+    at = vw_engine_now() + VW_ENGINE_DEFER_MS;
+    rc = vw_target_acquire(t, &first->limits, vw_engine_now(), &at, &probe);
+
+    if (rc == VW_OK) {
         t->waiting--;
+        first->probe = probe;
         vw_engine_start(first);
+        return;
+    }
+
+    if (rc != VW_DECLINED) {
+        return;
+    }
+
+    for (run = e->runs; run != NULL; run = next) {
+        next = run->next;
+
+        if (run->state == VW_RUN_WAITING && run->target == t) {
+            t->waiting--;
+            run->state = VW_RUN_SETTLING;
+            vw_engine_put_back(run, at, NULL);
+        }
     }
 }
 
@@ -1289,7 +1316,7 @@ vw_engine_start(vw_run_t *run)
 
     if (vw_http_request(e->http, &run->req) != VW_OK) {
         vw_target_release(run->target, &run->limits, vw_engine_now(),
-                          VW_TARGET_CANCELLED);
+                          VW_TARGET_CANCELLED, run->probe);
         vw_engine_settle(run, "retry", 0, run->req.error, NULL, 0, 0, 0);
     }
 }
@@ -1348,7 +1375,7 @@ vw_engine_http_done(vw_http_req_t *req)
     }
 
     rc = vw_target_release(run->target, &run->limits, vw_engine_now(),
-                           verdict);
+                           verdict, run->probe);
 
     if (rc == VW_TARGET_OPENED) {
         vw_log("warn", "circuit breaker opened", "target", run->target->name,
@@ -2326,7 +2353,7 @@ vw_engine_deadline(evutil_socket_t fd, short what, void *arg)
         if (run->state == VW_RUN_RUNNING) {
             vw_http_cancel(&run->req);
             vw_target_release(run->target, &run->limits, vw_engine_now(),
-                              VW_TARGET_CANCELLED);
+                              VW_TARGET_CANCELLED, run->probe);
             vw_engine_put_back(run, vw_engine_now(), "shutdown_timeout");
         }
     }
