@@ -668,3 +668,46 @@ def test_breaker_opening_releases_runs_waiting_in_memory(workers, target,
     assert rc.get("{vq}:inflight") == b"0"
     assert "circuit breaker opened" in w.log_text()
     assert "circuit breaker closed" in w.log_text()
+
+
+def test_attempt_log_lines_complete_and_free_of_secrets(workers, target, rc,
+                                                        base_dir):
+    """Every attempt logs one line with job, correlation id, attempt,
+    outcome, status, duration and target; no line holds a secret_header's
+    value or an SSN of the job's body, even when the vendor echoes both
+    back in its error body (which is kept masked in {vq}:att)."""
+    secret = "Bearer s3cr3t-T0KEN-%d" % os.getpid()
+    path = os.path.join(base_dir, "echo-secret-%d" % os.getpid())
+    with open(path, "w") as f:
+        f.write(secret + "\n")
+    try:
+        w, = workers(conf(target, {"e": "url = URL/echo\ntarget = te\n"
+                                   "secret_header = Authorization %s\n"
+                                   "backoff_base = 50ms" % path},
+                          targets="[target te]\n"))
+        target.script("/echo", [("echo", 503)])
+        target.default("/echo", ("echo", 422))
+        body = b'{"name":"Ann","ssn":"123-45-6789"}'
+        jid = accepted(dispatch(w, "e", body, extra=[
+            (T_CORRELATION_ID, "corr-echo")]))
+        wait_state(rc, jid, "dead")
+        reqs = target.got("/echo")
+        assert len(reqs) == 2
+        assert reqs[0]["headers"]["authorization"] == secret
+        time.sleep(0.2)
+        lines = logged(w, "attempt")
+        assert [(o["attempt"], o["outcome"], o["status"]) for o in lines] \
+            == [("1", "retry", "503"), ("2", "dead", "422")]
+        for o in lines:
+            assert o["job"] == jid and o["correlation_id"] == "corr-echo"
+            assert o["target"] == "te"
+            assert 0 <= int(o["ms"]) < 5000
+        text = w.log_text()
+        assert secret not in text and "s3cr3t" not in text
+        assert "123-45-6789" not in text
+        kept = [a["body"] for a in att(rc, jid)]
+        assert all("s3cr3t" not in b and "123-45-6789" not in b
+                   for b in kept), kept
+        assert all("***-**-****" in b for b in kept), kept
+    finally:
+        os.unlink(path)

@@ -17,6 +17,7 @@
  * between two callbacks.
  */
 
+#define _GNU_SOURCE             /* memmem() */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -151,6 +152,8 @@ struct vw_run_s {
     char                       *url;
     char                       *method;
     struct curl_slist          *headers;
+    char                      **secrets;       /* secret_header values,
+                                                  NULL-ended */
     uint64_t                    timeout_ms;
     unsigned                    max_attempts;
     uint64_t                    max_age_ms;
@@ -899,6 +902,7 @@ vw_engine_content_type(const char *headers_json, size_t len)
 static int
 vw_engine_copy_conf(vw_run_t *run, const vw_conf_job_t *jc)
 {
+    size_t                    n;
     char                      line[1024];
     const vw_conf_header_t   *h;
     const vw_conf_target_t   *tc;
@@ -918,7 +922,27 @@ vw_engine_copy_conf(vw_run_t *run, const vw_conf_job_t *jc)
     run->backoff_cap_ms = jc->backoff_cap_ms ? jc->backoff_cap_ms : 300000;
     run->on_dead = jc->on_dead;
 
+    n = 0;
+
     for (h = jc->headers; h != NULL; h = h->next) {
+        n += h->secret;
+    }
+
+    run->secrets = calloc(n + 1, sizeof(char *));
+    if (run->secrets == NULL) {
+        return VW_ERROR;
+    }
+
+    n = 0;
+
+    for (h = jc->headers; h != NULL; h = h->next) {
+        if (h->secret) {
+            run->secrets[n] = strdup(h->value);
+            if (run->secrets[n++] == NULL) {
+                return VW_ERROR;
+            }
+        }
+
         snprintf(line, sizeof(line), "%s: %s", h->name, h->value);
 
         l = curl_slist_append(run->headers, line);
@@ -1425,6 +1449,39 @@ vw_engine_json_text(const unsigned char *p, size_t len)
 
 
 /*
+ * A vendor may echo a request's headers in its error body: the values of
+ * the job's secret_header lines are starred out of what is kept, as the
+ * PII is, before it reaches {vq}:att or a log line.
+ */
+static void
+vw_engine_mask_secrets(vw_run_t *run, unsigned char *p, size_t len)
+{
+    size_t          i, slen;
+    unsigned char  *at, *end;
+
+    for (i = 0; run->secrets != NULL && run->secrets[i] != NULL; i++) {
+        slen = strlen(run->secrets[i]);
+
+        if (slen == 0) {
+            continue;
+        }
+
+        end = p + len;
+
+        for (at = p; (size_t) (end - at) >= slen; /* void */) {
+            at = memmem(at, end - at, run->secrets[i], slen);
+            if (at == NULL) {
+                break;
+            }
+
+            memset(at, '*', slen);
+            at += slen;
+        }
+    }
+}
+
+
+/*
  * Writes the attempt's outcome in one transaction, as docs/WORKER.md's
  * table says: "success", "retry" (turned into "dead" when no attempt or
  * time is left) or "dead".
@@ -1435,7 +1492,7 @@ vw_engine_settle(vw_run_t *run, const char *outcome, long status,
     uint64_t ms, uint64_t retry_after_ms)
 {
     char               *att, *masked_error, result[64], status_s[16];
-    char                nstr[16], delay_s[24];
+    char                nstr[16], delay_s[24], ms_s[24];
     json_t             *o;
     uint64_t            now, due, delay;
     vw_engine_t        *e = run->engine;
@@ -1470,10 +1527,13 @@ vw_engine_settle(vw_run_t *run, const char *outcome, long status,
     masked_error = error ? strdup(error) : NULL;
     if (masked_error != NULL) {
         vc_mask((unsigned char *) masked_error, strlen(masked_error));
+        vw_engine_mask_secrets(run, (unsigned char *) masked_error,
+                               strlen(masked_error));
     }
 
     memcpy(body, resp ? resp : (const unsigned char *) "", resp_len);
     vc_mask(body, resp_len);
+    vw_engine_mask_secrets(run, body, resp_len);
 
     o = json_pack("{sIsIsIsssIsosO}",
                   "n", (json_int_t) run->n,
@@ -1496,6 +1556,7 @@ vw_engine_settle(vw_run_t *run, const char *outcome, long status,
     snprintf(status_s, sizeof(status_s), "%ld", status);
     snprintf(nstr, sizeof(nstr), "%u", run->n);
     snprintf(delay_s, sizeof(delay_s), "%" PRIu64, delay);
+    snprintf(ms_s, sizeof(ms_s), "%" PRIu64, ms);
 
     vw_log(strcmp(outcome, "success") == 0 ? "info" : "warn", "attempt",
            "job", run->id,
@@ -1504,6 +1565,8 @@ vw_engine_settle(vw_run_t *run, const char *outcome, long status,
            "attempt", nstr,
            "outcome", outcome,
            "status", status_s,
+           "ms", ms_s,
+           "target", run->target ? run->target->name : "",
            "error", masked_error ? masked_error : "",
            why ? "reason" : NULL, why,
            NULL);
@@ -1787,6 +1850,7 @@ vw_engine_drop(vw_run_t *run)
 static void
 vw_engine_run_free(vw_run_t *run)
 {
+    size_t        i;
     vw_engine_t  *e = run->engine;
 
     if (run->state == VW_RUN_WAITING && run->target->waiting) {
@@ -1802,6 +1866,13 @@ vw_engine_run_free(vw_run_t *run)
     e->held--;
 
     curl_slist_free_all(run->headers);
+
+    for (i = 0; run->secrets != NULL && run->secrets[i] != NULL; i++) {
+        explicit_bzero(run->secrets[i], strlen(run->secrets[i]));
+        free(run->secrets[i]);
+    }
+
+    free(run->secrets);
     free(run->type);
     free(run->correlation_id);
     free(run->ordering);
