@@ -773,3 +773,32 @@ def test_engine_under_valgrind(base_dir, redis, target):
         assert "Invalid read" not in log and "uninitialised" not in log
     finally:
         w.close(keep=True)
+
+
+def test_entry_without_job_and_type_removed_by_reload(workers, target, rc):
+    """An entry whose job hash is gone is acknowledged, deleted and logged,
+    and leaves no hash behind.  A job whose type a SIGHUP removed is not
+    lost: it is dead at once with a clear error, kept for a replay."""
+    w, = workers(conf(target, {"keep": "url = URL/k", "gone": "url = URL/g"}))
+    ghost = "a" * 32
+    rc.xadd("{vq}:jobs", {"job": ghost, "n": 1})
+    vh.wait_for(lambda: logged(w, "entry names no job: dropped"), 5,
+                what="the dropped entry")
+    vh.wait_for(lambda: rc.xlen("{vq}:jobs") == 0, 5)
+    assert not rc.exists("{vq}:job:" + ghost)
+    assert rc.xpending("{vq}:jobs", "vantage")["pending"] == 0
+    # the type goes; a job of it was already accepted
+    path = w.args[1]
+    with open(path) as f:
+        text = f.read()
+    with open(path, "w") as f:
+        f.write(text[:text.index("[job gone]")])
+    w.send_signal(signal.SIGHUP)
+    vh.wait_for(lambda: logged(w, "configuration reloaded"), 5)
+    jid = "b" * 32
+    put_job(rc, jid, "gone")
+    st = wait_state(rc, jid, "dead")
+    assert st["last_error"] == "no configuration for this job type"
+    assert rc.zscore("{vq}:dead", jid) is not None
+    assert rc.get("{vq}:inflight") == b"0"
+    assert not target.got("/g")

@@ -1061,8 +1061,15 @@ vw_engine_taken(redisAsyncContext *ac, void *reply, void *privdata)
     }
 
     if (run->type == NULL || tenant == NULL) {
-        /* no such job (retention took it): undo HSETNX's empty hash */
+        /*
+         * no such job: retention took it after it finished (a late
+         * duplicate entry), or it was deleted by hand.  Nothing can run
+         * it; undo HSETNX's hash and say so.
+         */
         char  field[32];
+
+        vw_log("warn", "entry names no job: dropped", "job", run->id,
+               "entry", run->entry, NULL);
 
         snprintf(field, sizeof(field), "run:%u", run->n);
         (void) redisAsyncCommand(ac, NULL, NULL, "HDEL %s %s", run->key,
