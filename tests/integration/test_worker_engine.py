@@ -266,9 +266,13 @@ def test_max_attempts_then_dead(workers, target, rc):
 
 
 def test_max_age_then_dead(workers, target, rc):
+    # retries start at their due time now: 5 may fail within max_age, and
+    # the default breaker would then hold the job for its 30 s cool-down
     w, = workers(conf(target, {"old": "url = URL/old\nbackoff_base = 200ms"
                                "\nbackoff_cap = 200ms\nmax_attempts = 100"
-                               "\nmax_age = 700ms"}))
+                               "\nmax_age = 700ms\ntarget = old"},
+                      targets="[target old]\nbreaker_failures = 1000\n"
+                              "breaker_min_calls = 1000\n"))
     target.default("/old", (503, {}, b""))
     jid = accepted(dispatch(w, "old"))
     st = wait_state(rc, jid, "dead")
