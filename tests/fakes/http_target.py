@@ -11,6 +11,7 @@ as the test scripted it per path:
     t.script("/gone", [("close",)])
     t.default("/bad", (400, {"Content-Type": "application/json"}, b"{...}"))
     t.delay("/ord", 0.0, 0.05)       # every answer after a random sleep
+    t.default("/echo", ("echo", 500))  # the request's headers and body back
 
 It also counts requests running at once per path (t.max_concurrent(path)).
 The tests import it; `make run` runs it on its own as the demo's vendor,
@@ -65,6 +66,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             if action[0] == "sleep":
                 time.sleep(action[1])
                 action = action[2] if len(action) > 2 else (200, {}, b"{}")
+            if action[0] == "echo":
+                out = b"".join(("%s: %s\n" % kv).encode()
+                               for kv in rec["raw_headers"]) + b"\n" + body
+                action = (action[1], {}, out)
             if action[0] == "close":
                 self.close_connection = True
                 self.connection.shutdown(2)

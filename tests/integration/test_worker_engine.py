@@ -8,10 +8,12 @@ their headers and times.  Waits are short and scaled by
 VANTAGE_TEST_TIMEOUT.
 """
 
+import calendar
 import hashlib
 import json
 import os
 import re
+import shutil
 import signal
 import sys
 import time
@@ -134,6 +136,32 @@ def ord_hash(tenant, key):
         .hexdigest()[:32]
 
 
+def put_job(rc, jid, job_type, body=b"{}", tenant="acme", n=1, entry=True):
+    """Writes a job and (entry) its stream entry as DISPATCH does,
+    bypassing the worker's own queue connection."""
+    p = rc.pipeline(transaction=True)
+    p.hset("{vq}:job:" + jid, mapping={
+        "type": job_type, "tenant": tenant, "state": "queued",
+        "attempts": 0, "created_ms": int(time.time() * 1000),
+        "subject": "", "idempotency_key": "", "correlation_id": "c-" + jid,
+        "method": "", "uri": "", "headers": "[]", "body": body})
+    if entry:
+        p.xadd("{vq}:jobs", {"job": jid, "n": n})
+    p.incr("{vq}:inflight")
+    p.execute()
+
+
+def logged(w, msg):
+    return [o for o in w.log_lines() if o.get("msg") == msg]
+
+
+def log_time(o):
+    """A log line's "ts" (UTC, ms) in seconds since the epoch."""
+    return calendar.timegm(time.strptime(o["ts"][:19],
+                                         "%Y-%m-%dT%H:%M:%S")) \
+        + float(o["ts"][19:23])
+
+
 # --------------------------------------------------------------------------
 
 def test_delivery_headers_and_status(workers, target, rc):
@@ -238,11 +266,12 @@ def test_max_attempts_then_dead(workers, target, rc):
 
 
 def test_max_age_then_dead(workers, target, rc):
-    # a breaker that stays shut: max_age alone decides
+    # retries start at their due time now: 5 may fail within max_age, and
+    # the default breaker would then hold the job for its 30 s cool-down
     w, = workers(conf(target, {"old": "url = URL/old\nbackoff_base = 200ms"
                                "\nbackoff_cap = 200ms\nmax_attempts = 100"
-                               "\nmax_age = 700ms\ntarget = t_old"},
-                      targets="[target t_old]\nbreaker_failures = 1000\n"
+                               "\nmax_age = 700ms\ntarget = old"},
+                      targets="[target old]\nbreaker_failures = 1000\n"
                               "breaker_min_calls = 1000\n"))
     target.default("/old", (503, {}, b""))
     jid = accepted(dispatch(w, "old"))
@@ -458,8 +487,15 @@ def test_breaker_and_per_target_concurrency(workers, target, rc):
     # 10 jobs of 0.1 s, 2 at a time: 0.5 s, plus deferrals' 1 s at most
     assert took < 3.0, took
     assert target.max_concurrent("/b") == 2
-    assert len(target.got("/a")) == 3
-    assert "circuit breaker opened" in w.log_text()
+    # 3 failures open it; attempts already out then (a retry promoted at
+    # its due time may be one) still end, but none starts afterwards
+    opened = logged(w, "circuit breaker opened")
+    assert opened
+    at = log_time(opened[0])
+    reqs = target.got("/a")
+    assert 3 <= len(reqs) <= 3 + 3, len(reqs)
+    assert all(r["time"] <= at + 0.005 for r in reqs), \
+        [r["time"] - at for r in reqs]
 
 
 def test_sigterm_releases_to_another_worker(workers, target, rc):
@@ -490,3 +526,283 @@ def test_retention_trims_done(workers, target, rc):
                 what="retention")
     assert not rc.exists("{vq}:att:" + jid)
     assert rc.zscore("{vq}:done", jid) is None
+
+
+def test_wrong_redis_password_logged_and_retried(base_dir, redis_factory,
+                                                 target):
+    """The engine checks AUTH's reply on every connection it makes: when
+    Redis's password changes under a running worker (main.c checks it only
+    at start), a refused password is logged, nothing else is sent on that
+    connection, and the engine tries again with a growing wait."""
+    if not wh.worker_available():
+        pytest.skip("worker not built")
+    r = redis_factory(password="right-pass-1")
+    pw = os.path.join(base_dir, "redis-pw-%d" % os.getpid())
+    with open(pw, "w") as f:
+        f.write("right-pass-1\n")
+    text = ("[worker]\nlisten = {listen}\nredis = {redis}\n"
+            "redis_password_file = %s\nvisibility_timeout = 6500ms\n"
+            "[job j]\nconnector = http\ntimeout = 1s\nurl = %s\n"
+            % (pw, target.url("/j")))
+    w = wh.Worker(base_dir, r.address, config=text)
+    refused = "Redis refused the engine's password: taking no job"
+    try:
+        w.start()
+        rc = r.client()
+        rc.config_set("requirepass", "rotated-pass-2")
+        rc.client_kill_filter(_type="normal", skipme=True)
+        vh.wait_for(lambda: len([o for o in logged(w, refused)
+                                 if o.get("connection") == "writer"]) >= 2,
+                    8, what="two refusals of the writer's password")
+        refusals = [o for o in logged(w, refused)
+                    if o.get("connection") == "writer"]
+        assert all("WRONGPASS" in o["reason"] for o in refusals), refusals
+        # nothing sent behind a refused AUTH: no NOAUTH from XGROUP CREATE
+        assert not logged(w, "cannot create the consumer group")
+        assert not [o for o in logged(w, "XREADGROUP failed")
+                    if "NOAUTH" in o.get("reason", "")]
+        ts = [log_time(o) for o in refusals]
+        assert ts[1] - ts[0] >= 0.45, ts
+        # the password comes back: the engine picks it up alone
+        rc.config_set("requirepass", "right-pass-1")
+        jid = "e" * 32
+        put_job(rc, jid, "j")
+        wait_state(rc, jid, "succeeded", 40)
+        assert logged(w, "engine reconnected to Redis")
+        assert "right-pass-1" not in w.log_text()
+    finally:
+        w.close(keep=True)
+        os.unlink(pw)
+
+
+def test_retries_promoted_at_their_due_time(workers, target, rc):
+    """The promotion timer sleeps until the earliest due member, not a
+    fixed 100 ms tick: a retry starts within a few ms of next_attempt_ms.
+    A member added by someone else is still seen within the 100 ms cap."""
+    w, = workers(conf(target, {"p": "url = URL/p\ntarget = p\n"
+                               "backoff_base = 80ms\nbackoff_cap = 80ms\n"
+                               "max_attempts = 20"},
+                      targets="[target p]\nbreaker_failures = 1000\n"
+                              "breaker_min_calls = 1000\n"))
+    target.script("/p", [(503, {}, b"")] * 12)
+    jid = accepted(dispatch(w, "p"))
+    dues = {}
+    deadline = time.monotonic() + vh.timeout(20)
+    while time.monotonic() < deadline:
+        st, n, due = rc.hmget("{vq}:job:" + jid, "state", "attempts",
+                              "next_attempt_ms")
+        if st == b"retrying":
+            dues[int(n) + 1] = int(due)
+        if st == b"succeeded":
+            break
+        time.sleep(0.002)
+    assert job(rc, jid)["state"] == "succeeded"
+    reqs = target.got("/p")
+    assert len(reqs) == 13
+    late = [reqs[n - 1]["time"] * 1000 - due for n, due in dues.items()]
+    assert len(late) >= 8, dues
+    assert min(late) >= -5, late                 # never early
+    assert max(late) <= 200, late
+    assert sum(late) / len(late) < 30, late     # a 100 ms tick: ~50
+    for n, g in enumerate(gaps(reqs), start=1):
+        assert -0.01 <= g <= 0.08 + TOL, (n, g)
+    # another worker's member: no nearer wake-up, seen within the cap
+    other = "d" * 32
+    put_job(rc, other, "p", entry=False)
+    due = int(time.time() * 1000) + 30
+    rc.zadd("{vq}:delayed", {other + ":1": due})
+    wait_state(rc, other, "succeeded", 5)
+    lag = target.got("/p")[-1]["time"] * 1000 - due
+    assert -5 <= lag <= 100 + 200, lag
+
+
+def test_idle_consumers_removed_deleted_entries_logged(workers, target, rc):
+    """After a reclaim, consumers with nothing pending and idle for 10
+    visibility timeouts leave the group; entries deleted from the stream
+    while pending (XAUTOCLAIM's third element) are logged, not run."""
+    # no job type: visibility_timeout may be short, so 10 x is 3 s
+    w, = workers("[worker]\nvisibility_timeout = 300ms\n")
+    vh.wait_for(lambda: rc.exists("{vq}:jobs"), 5, what="the group")
+    rc.xgroup_createconsumer("{vq}:jobs", "vantage", "ghost-old")
+    # a ghost that held an entry that was then deleted, in one
+    # transaction so that the worker's own read never sees it
+    eid = "%d-0" % (time.time() * 1000 + 1000)
+    p = rc.pipeline(transaction=True)
+    p.xadd("{vq}:jobs", {"job": "f" * 32, "n": 1}, id=eid)
+    p.xclaim("{vq}:jobs", "vantage", "ghost-del", 0, [eid], force=True,
+             justid=True)
+    p.xdel("{vq}:jobs", eid)
+    p.execute()
+    assert rc.xpending("{vq}:jobs", "vantage")["pending"] == 1
+    vh.wait_for(lambda: logged(w, "reclaim met entries deleted from the "
+                               "stream: no longer pending"), 5,
+                what="the deleted entry")
+    assert rc.xpending("{vq}:jobs", "vantage")["pending"] == 0
+    time.sleep(1.5)
+    rc.xgroup_createconsumer("{vq}:jobs", "vantage", "ghost-new")
+    vh.wait_for(lambda: {o["consumer"] for o in logged(
+        w, "removed an idle consumer")} >= {"ghost-old", "ghost-del"}, 8,
+        what="the idle consumers removed")
+    names = {c["name"].decode() for c in
+             rc.xinfo_consumers("{vq}:jobs", "vantage")}
+    assert "ghost-old" not in names and "ghost-del" not in names
+    assert "ghost-new" in names
+    assert [n for n in names if n.endswith(":%d" % w.pid)], names
+    assert all(o["pending"] == "0"
+               for o in logged(w, "removed an idle consumer"))
+
+
+def test_breaker_opening_releases_runs_waiting_in_memory(workers, target,
+                                                         rc):
+    """A run waiting in memory for a slot of a target whose breaker opens
+    goes back to delayed (due when a probe may go) rather than waiting for
+    a slot that no attempt will ever free."""
+    w, = workers(conf(target, {"w": "url = URL/w\ntarget = tw\n"
+                               "max_attempts = 1"},
+                      targets="[target tw]\nmax_concurrency = 1\n"
+                              "breaker_failures = 1\nbreaker_cooldown = 1s\n"))
+    target.delay("/w", 0.3, 0.3)
+    target.script("/w", [(503, {}, b"")])
+    # the first fails and is dead at once: no later attempt of this target
+    # frees a slot for the second, which waits in memory meanwhile
+    first = accepted(dispatch(w, "w", fid=1))
+    second = accepted(dispatch(w, "w", fid=2))
+    wait_state(rc, first, "dead", 5)
+    wait_state(rc, second, "succeeded", 6)
+    assert target.max_concurrent("/w") == 1
+    assert rc.get("{vq}:inflight") == b"0"
+    assert "circuit breaker opened" in w.log_text()
+    assert "circuit breaker closed" in w.log_text()
+
+
+def test_attempt_log_lines_complete_and_free_of_secrets(workers, target, rc,
+                                                        base_dir):
+    """Every attempt logs one line with job, correlation id, attempt,
+    outcome, status, duration and target; no line holds a secret_header's
+    value or an SSN of the job's body, even when the vendor echoes both
+    back in its error body (which is kept masked in {vq}:att)."""
+    secret = "Bearer s3cr3t-T0KEN-%d" % os.getpid()
+    path = os.path.join(base_dir, "echo-secret-%d" % os.getpid())
+    with open(path, "w") as f:
+        f.write(secret + "\n")
+    try:
+        w, = workers(conf(target, {"e": "url = URL/echo\ntarget = te\n"
+                                   "secret_header = Authorization %s\n"
+                                   "backoff_base = 50ms" % path},
+                          targets="[target te]\n"))
+        target.script("/echo", [("echo", 503)])
+        target.default("/echo", ("echo", 422))
+        body = b'{"name":"Ann","ssn":"123-45-6789"}'
+        jid = accepted(dispatch(w, "e", body, extra=[
+            (T_CORRELATION_ID, "corr-echo")]))
+        wait_state(rc, jid, "dead")
+        reqs = target.got("/echo")
+        assert len(reqs) == 2
+        assert reqs[0]["headers"]["authorization"] == secret
+        time.sleep(0.2)
+        lines = logged(w, "attempt")
+        assert [(o["attempt"], o["outcome"], o["status"]) for o in lines] \
+            == [("1", "retry", "503"), ("2", "dead", "422")]
+        for o in lines:
+            assert o["job"] == jid and o["correlation_id"] == "corr-echo"
+            assert o["target"] == "te"
+            assert 0 <= int(o["ms"]) < 5000
+        text = w.log_text()
+        assert secret not in text and "s3cr3t" not in text
+        assert "123-45-6789" not in text
+        kept = [a["body"] for a in att(rc, jid)]
+        assert all("s3cr3t" not in b and "123-45-6789" not in b
+                   for b in kept), kept
+        assert all("***-**-****" in b for b in kept), kept
+    finally:
+        os.unlink(path)
+
+
+class ValgrindWorker(wh.Worker):
+    """The worker under valgrind's memcheck: an error, or a definite leak
+    at exit, makes it exit with 99."""
+
+    def command(self):
+        return ["valgrind", "--leak-check=full",
+                "--errors-for-leak-kinds=definite", "--error-exitcode=99",
+                "--num-callers=30"] + super().command()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not shutil.which("valgrind"), reason="no valgrind")
+def test_engine_under_valgrind(base_dir, redis, target):
+    """A few jobs of every kind (two successes, a retry then a success, a
+    dead letter, an ordered pair), then SIGTERM: the worker drains and
+    exits 0 under memcheck, with no error and no definite leak."""
+    if not wh.worker_available():
+        pytest.skip("worker not built")
+    text = "[worker]\nlisten = {listen}\nredis = {redis}\n" + conf(
+        target, {"ok": "url = URL/ok",
+                 "flaky": "url = URL/flaky\nbackoff_base = 50ms",
+                 "bad": "url = URL/bad",
+                 "ord": "url = URL/ord\nordering = on"},
+        timeout="2s", vt="8s")[len("[worker]\n"):]
+    target.script("/flaky", [(503, {}, b"")])
+    target.default("/bad", (400, {}, b'{"ssn":"123-45-6789"}'))
+    w = ValgrindWorker(base_dir, redis.address, config=text)
+    rc = redis.client()
+    try:
+        w.start(seconds=60)
+        ids = [accepted(dispatch(w, "ok", fid=1, body=b"1")),
+               accepted(dispatch(w, "ok", fid=2, body=b"2")),
+               accepted(dispatch(w, "flaky", fid=3)),
+               accepted(dispatch(w, "bad", fid=4))]
+        ordered = [accepted(dispatch(w, "ord", b'{"seq":%d}' % i, fid=5 + i,
+                                     extra=[(T_ORDERING_KEY, "K")]))
+                   for i in range(2)]
+        for jid in ids[:3] + ordered:
+            wait_state(rc, jid, "succeeded", 60)
+        wait_state(rc, ids[3], "dead", 60)
+        assert [json.loads(r["body"])["seq"]
+                for r in target.got("/ord")] == [0, 1]
+        assert len(target.got("/flaky")) == 2
+        t0 = time.monotonic()
+        w.send_signal(signal.SIGTERM)
+        code = w.wait(60)
+        took = time.monotonic() - t0
+        log = w.log_text()
+        assert code == 0, (code, log[-6000:])
+        assert "Memcheck" in log and "ERROR SUMMARY: 0 errors" in log, \
+            log[-6000:]
+        assert "drained" in log
+        # the idle drain ends when the blocked XREADGROUP returns (1 s),
+        # not at shutdown_timeout's end, even under valgrind's slowdown
+        assert took < 10, took
+        assert "definitely lost" not in log, log[-6000:]
+        assert "Invalid read" not in log and "uninitialised" not in log
+    finally:
+        w.close(keep=True)
+
+
+def test_entry_without_job_and_type_removed_by_reload(workers, target, rc):
+    """An entry whose job hash is gone is acknowledged, deleted and logged,
+    and leaves no hash behind.  A job whose type a SIGHUP removed is not
+    lost: it is dead at once with a clear error, kept for a replay."""
+    w, = workers(conf(target, {"keep": "url = URL/k", "gone": "url = URL/g"}))
+    ghost = "a" * 32
+    rc.xadd("{vq}:jobs", {"job": ghost, "n": 1})
+    vh.wait_for(lambda: logged(w, "entry names no job: dropped"), 5,
+                what="the dropped entry")
+    vh.wait_for(lambda: rc.xlen("{vq}:jobs") == 0, 5)
+    assert not rc.exists("{vq}:job:" + ghost)
+    assert rc.xpending("{vq}:jobs", "vantage")["pending"] == 0
+    # the type goes; a job of it was already accepted
+    path = w.args[1]
+    with open(path) as f:
+        text = f.read()
+    with open(path, "w") as f:
+        f.write(text[:text.index("[job gone]")])
+    w.send_signal(signal.SIGHUP)
+    vh.wait_for(lambda: logged(w, "configuration reloaded"), 5)
+    jid = "b" * 32
+    put_job(rc, jid, "gone")
+    st = wait_state(rc, jid, "dead")
+    assert st["last_error"] == "no configuration for this job type"
+    assert rc.zscore("{vq}:dead", jid) is not None
+    assert rc.get("{vq}:inflight") == b"0"
+    assert not target.got("/g")

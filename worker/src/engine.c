@@ -17,6 +17,7 @@
  * between two callbacks.
  */
 
+#define _GNU_SOURCE             /* memmem() */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -46,14 +47,16 @@
 #define VW_ENGINE_DEAD          "{vq}:dead"
 #define VW_ENGINE_INFLIGHT      "{vq}:inflight"
 
-#define VW_ENGINE_RECONNECT_MS  1000
+#define VW_ENGINE_RECONNECT_MS  1000   /* the first wait, then doubled */
+#define VW_ENGINE_RECONNECT_MAX 30000  /* ... up to this */
 #define VW_ENGINE_BLOCK_MS      1000
-#define VW_ENGINE_PROMOTE_MS    100
+#define VW_ENGINE_PROMOTE_MS    100    /* the longest promotion sleep */
 #define VW_ENGINE_PROMOTE_MAX   100
 #define VW_ENGINE_RETAIN_MS     60000
 #define VW_ENGINE_RETAIN_MAX    1000
 #define VW_ENGINE_DEFER_MS      1000   /* a busy target: look again then */
 #define VW_ENGINE_CLAIM_CHUNK   100
+#define VW_ENGINE_IDLE_CONSUMER 10     /* x visibility_timeout: forgotten */
 
 
 typedef enum {
@@ -73,7 +76,8 @@ struct vw_econn_s {
     vw_engine_t                *engine;
     redisAsyncContext          *ac;
     struct event               *retry;
-    unsigned                    connected:1;
+    unsigned                    failures;     /* connections lost in a row */
+    unsigned                    connected:1;  /* usable: AUTH, if any, ok */
     unsigned                    reader:1;
     unsigned                    reading:1;    /* an XREADGROUP is out */
 };
@@ -104,7 +108,11 @@ struct vw_engine_s {
     struct event               *heartbeat;
     struct event               *retain;
     struct event               *deadline;
-    unsigned                    promoting:1;  /* a ZRANGEBYSCORE is out */
+    unsigned                    promoting:1;  /* a promotion round is out */
+    uint64_t                    promote_at;   /* ms: the timer's time */
+    uint64_t                    promote_hint; /* ms: a due time the engine
+                                                 added while promoting;
+                                                 0: none */
     unsigned                    forced:1;     /* the drain gave up */
 
     vw_engine_drained_pt        drained;
@@ -138,11 +146,14 @@ struct vw_run_s {
     unsigned                    in_order:1;    /* heads its ordering list */
     unsigned                    started:1;     /* state running written */
     unsigned                    unknown:1;     /* no such job type */
+    unsigned                    probe:1;       /* the breaker's probe */
 
     /* the job type's configuration, copied when it is taken */
     char                       *url;
     char                       *method;
     struct curl_slist          *headers;
+    char                      **secrets;       /* secret_header values,
+                                                  NULL-ended */
     uint64_t                    timeout_ms;
     unsigned                    max_attempts;
     uint64_t                    max_age_ms;
@@ -162,6 +173,10 @@ static void vw_engine_connect(vw_econn_t *c);
 static void vw_engine_connected(const redisAsyncContext *ac, int status);
 static void vw_engine_disconnected(const redisAsyncContext *ac, int status);
 static void vw_engine_reconnect(evutil_socket_t fd, short what, void *arg);
+static void vw_engine_retry_later(vw_econn_t *c);
+static void vw_engine_authed(redisAsyncContext *ac, void *reply,
+    void *privdata);
+static void vw_engine_ready(vw_econn_t *c);
 static void vw_engine_group_created(redisAsyncContext *ac, void *reply,
     void *privdata);
 static void vw_engine_read(vw_engine_t *e);
@@ -197,8 +212,16 @@ static void vw_engine_next_waiting(vw_engine_t *e, vw_target_t *t);
 static void vw_engine_promote(evutil_socket_t fd, short what, void *arg);
 static void vw_engine_promote_read(redisAsyncContext *ac, void *reply,
     void *privdata);
+static void vw_engine_promote_next(redisAsyncContext *ac, void *reply,
+    void *privdata);
+static void vw_engine_promote_at(vw_engine_t *e, uint64_t due);
+static void vw_engine_promote_soon(vw_engine_t *e, uint64_t due);
 static void vw_engine_heartbeat(evutil_socket_t fd, short what, void *arg);
 static void vw_engine_reclaimed(redisAsyncContext *ac, void *reply,
+    void *privdata);
+static void vw_engine_consumers(redisAsyncContext *ac, void *reply,
+    void *privdata);
+static void vw_engine_consumer_removed(redisAsyncContext *ac, void *reply,
     void *privdata);
 static void vw_engine_retain(evutil_socket_t fd, short what, void *arg);
 static void vw_engine_retain_read(redisAsyncContext *ac, void *reply,
@@ -309,7 +332,7 @@ vw_engine_create(struct event_base *base, const char *addr,
     vw_engine_connect(&e->wr);
     vw_engine_connect(&e->rd);
 
-    vw_engine_timer(e->promote, VW_ENGINE_PROMOTE_MS);
+    vw_engine_promote_at(e, vw_engine_now() + VW_ENGINE_PROMOTE_MS);
     vw_engine_timer(e->heartbeat, vw_engine_visibility(e) / 3);
     vw_engine_timer(e->retain, 0);
 
@@ -416,6 +439,15 @@ vw_engine_parse_addr(vw_engine_t *e, const char *addr)
 
 /* -- connections ---------------------------------------------------------- */
 
+/*
+ * A connection is usable ("connected") only once Redis has accepted the
+ * password, when there is one: until then the engine sends nothing else on
+ * it, so a wrong password cannot pass for a working engine.  A refused
+ * password or a lost connection is tried again after a wait that doubles
+ * from 1 s to 30 s, with jitter, so that a fleet of workers with a stale
+ * secret does not hammer Redis in step.
+ */
+
 static void
 vw_engine_connect(vw_econn_t *c)
 {
@@ -430,7 +462,7 @@ vw_engine_connect(vw_econn_t *c)
             redisAsyncFree(ac);
         }
 
-        vw_engine_timer(c->retry, VW_ENGINE_RECONNECT_MS);
+        vw_engine_retry_later(c);
         return;
     }
 
@@ -438,7 +470,7 @@ vw_engine_connect(vw_econn_t *c)
 
     if (redisLibeventAttach(ac, e->base) != REDIS_OK) {
         redisAsyncFree(ac);
-        vw_engine_timer(c->retry, VW_ENGINE_RECONNECT_MS);
+        vw_engine_retry_later(c);
         return;
     }
 
@@ -449,13 +481,8 @@ vw_engine_connect(vw_econn_t *c)
 
     /* queued now, sent first once connected; the password is not logged */
     if (e->password != NULL) {
-        (void) redisAsyncCommand(ac, NULL, NULL, "AUTH %s", e->password);
-    }
-
-    if (!c->reader) {
-        (void) redisAsyncCommand(ac, vw_engine_group_created, e,
-                                 "XGROUP CREATE " VW_ENGINE_STREAM " "
-                                 VW_ENGINE_GROUP " 0 MKSTREAM");
+        (void) redisAsyncCommand(ac, vw_engine_authed, c, "AUTH %s",
+                                 e->password);
     }
 }
 
@@ -463,22 +490,77 @@ vw_engine_connect(vw_econn_t *c)
 static void
 vw_engine_connected(const redisAsyncContext *ac, int status)
 {
-    vw_econn_t   *c = ac->data;
-    vw_engine_t  *e = c->engine;
+    vw_econn_t  *c = ac->data;
 
     if (status != REDIS_OK) {
         /* hiredis frees the context after this */
+        if (c->failures == 0) {
+            vw_log("error", "engine cannot connect to Redis", "reason",
+                   ac->errstr[0] ? ac->errstr : "error", NULL);
+        }
+
         c->ac = NULL;
         c->connected = 0;
-        vw_engine_timer(c->retry, VW_ENGINE_RECONNECT_MS);
+        vw_engine_retry_later(c);
         return;
     }
 
+    if (c->engine->password == NULL) {
+        vw_engine_ready(c);
+    }
+}
+
+
+/* AUTH's reply: Redis's error names no password, so it is logged as is */
+
+static void
+vw_engine_authed(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    redisReply  *r = reply;
+    vw_econn_t  *c = privdata;
+
+    if (r == NULL || c->engine->closing) {
+        return;
+    }
+
+    if (r->type == REDIS_REPLY_ERROR) {
+        vw_log("error", "Redis refused the engine's password: taking no job",
+               "connection", c->reader ? "reader" : "writer",
+               "reason", r->str, NULL);
+
+        /* the disconnect callback schedules the next try */
+        redisAsyncDisconnect(ac);
+        return;
+    }
+
+    vw_engine_ready(c);
+}
+
+
+/* the connection can carry commands: the writer makes the group, the
+   reader reads */
+
+static void
+vw_engine_ready(vw_econn_t *c)
+{
+    vw_engine_t  *e = c->engine;
+
+    if (c->failures) {
+        vw_log("info", "engine reconnected to Redis", "connection",
+               c->reader ? "reader" : "writer", NULL);
+    }
+
     c->connected = 1;
+    c->failures = 0;
 
     if (c->reader) {
         vw_engine_read(e);
+        return;
     }
+
+    (void) redisAsyncCommand(c->ac, vw_engine_group_created, e,
+                             "XGROUP CREATE " VW_ENGINE_STREAM " "
+                             VW_ENGINE_GROUP " 0 MKSTREAM");
 }
 
 
@@ -508,7 +590,24 @@ vw_engine_disconnected(const redisAsyncContext *ac, int status)
         e->promoting = 0;
     }
 
-    vw_engine_timer(c->retry, VW_ENGINE_RECONNECT_MS);
+    vw_engine_retry_later(c);
+}
+
+
+static void
+vw_engine_retry_later(vw_econn_t *c)
+{
+    uint64_t  ms;
+
+    ms = vc_backoff_ceiling(VW_ENGINE_RECONNECT_MS, VW_ENGINE_RECONNECT_MAX,
+                            c->failures + 1);
+    ms = ms / 2 + vw_engine_random() % (ms / 2 + 1);
+
+    if (c->failures < 32) {
+        c->failures++;
+    }
+
+    vw_engine_timer(c->retry, ms);
 }
 
 
@@ -803,6 +902,7 @@ vw_engine_content_type(const char *headers_json, size_t len)
 static int
 vw_engine_copy_conf(vw_run_t *run, const vw_conf_job_t *jc)
 {
+    size_t                    n;
     char                      line[1024];
     const vw_conf_header_t   *h;
     const vw_conf_target_t   *tc;
@@ -822,7 +922,27 @@ vw_engine_copy_conf(vw_run_t *run, const vw_conf_job_t *jc)
     run->backoff_cap_ms = jc->backoff_cap_ms ? jc->backoff_cap_ms : 300000;
     run->on_dead = jc->on_dead;
 
+    n = 0;
+
     for (h = jc->headers; h != NULL; h = h->next) {
+        n += h->secret;
+    }
+
+    run->secrets = calloc(n + 1, sizeof(char *));
+    if (run->secrets == NULL) {
+        return VW_ERROR;
+    }
+
+    n = 0;
+
+    for (h = jc->headers; h != NULL; h = h->next) {
+        if (h->secret) {
+            run->secrets[n] = strdup(h->value);
+            if (run->secrets[n++] == NULL) {
+                return VW_ERROR;
+            }
+        }
+
         snprintf(line, sizeof(line), "%s: %s", h->name, h->value);
 
         l = curl_slist_append(run->headers, line);
@@ -941,8 +1061,15 @@ vw_engine_taken(redisAsyncContext *ac, void *reply, void *privdata)
     }
 
     if (run->type == NULL || tenant == NULL) {
-        /* no such job (retention took it): undo HSETNX's empty hash */
+        /*
+         * no such job: retention took it after it finished (a late
+         * duplicate entry), or it was deleted by hand.  Nothing can run
+         * it; undo HSETNX's hash and say so.
+         */
         char  field[32];
+
+        vw_log("warn", "entry names no job: dropped", "job", run->id,
+               "entry", run->entry, NULL);
 
         snprintf(field, sizeof(field), "run:%u", run->n);
         (void) redisAsyncCommand(ac, NULL, NULL, "HDEL %s %s", run->key,
@@ -1058,12 +1185,14 @@ static void
 vw_engine_admit(vw_run_t *run)
 {
     int       rc;
+    unsigned  probe;
     uint64_t  at, now;
 
     now = vw_engine_now();
     at = now + VW_ENGINE_DEFER_MS;
 
-    rc = vw_target_acquire(run->target, &run->limits, now, &at);
+    rc = vw_target_acquire(run->target, &run->limits, now, &at, &probe);
+    run->probe = probe;
 
     if (rc == VW_OK) {
         vw_engine_start(run);
@@ -1081,13 +1210,20 @@ vw_engine_admit(vw_run_t *run)
 }
 
 
-/* a slot of t came free: the oldest run waiting for it starts */
-
+/*
+ * A slot of t came free: the oldest run waiting for it starts.  When the
+ * breaker opened meanwhile, no slot will come free until it lets a probe
+ * go, and the last attempt running may be the one that just ended: the
+ * runs waiting in memory would wait for ever, held and kept claimed.  So
+ * they go back to {vq}:delayed, due when a probe may go.
+ */
 static void
 vw_engine_next_waiting(vw_engine_t *e, vw_target_t *t)
 {
+    int        rc;
+    unsigned   probe;
     uint64_t   at;
-    vw_run_t  *run, *first;
+    vw_run_t  *run, *first, *next;
 
     if (t->waiting == 0) {
         return;
@@ -1106,11 +1242,28 @@ vw_engine_next_waiting(vw_engine_t *e, vw_target_t *t)
         return;
     }
 
-    if (vw_target_acquire(t, &first->limits, vw_engine_now(), &at)
-        == VW_OK)
-    {
+    at = vw_engine_now() + VW_ENGINE_DEFER_MS;
+    rc = vw_target_acquire(t, &first->limits, vw_engine_now(), &at, &probe);
+
+    if (rc == VW_OK) {
         t->waiting--;
+        first->probe = probe;
         vw_engine_start(first);
+        return;
+    }
+
+    if (rc != VW_DECLINED) {
+        return;
+    }
+
+    for (run = e->runs; run != NULL; run = next) {
+        next = run->next;
+
+        if (run->state == VW_RUN_WAITING && run->target == t) {
+            t->waiting--;
+            run->state = VW_RUN_SETTLING;
+            vw_engine_put_back(run, at, NULL);
+        }
     }
 }
 
@@ -1194,7 +1347,7 @@ vw_engine_start(vw_run_t *run)
 
     if (vw_http_request(e->http, &run->req) != VW_OK) {
         vw_target_release(run->target, &run->limits, vw_engine_now(),
-                          VW_TARGET_CANCELLED);
+                          VW_TARGET_CANCELLED, run->probe);
         vw_engine_settle(run, "retry", 0, run->req.error, NULL, 0, 0, 0);
     }
 }
@@ -1253,7 +1406,7 @@ vw_engine_http_done(vw_http_req_t *req)
     }
 
     rc = vw_target_release(run->target, &run->limits, vw_engine_now(),
-                           verdict);
+                           verdict, run->probe);
 
     if (rc == VW_TARGET_OPENED) {
         vw_log("warn", "circuit breaker opened", "target", run->target->name,
@@ -1303,6 +1456,39 @@ vw_engine_json_text(const unsigned char *p, size_t len)
 
 
 /*
+ * A vendor may echo a request's headers in its error body: the values of
+ * the job's secret_header lines are starred out of what is kept, as the
+ * PII is, before it reaches {vq}:att or a log line.
+ */
+static void
+vw_engine_mask_secrets(vw_run_t *run, unsigned char *p, size_t len)
+{
+    size_t          i, slen;
+    unsigned char  *at, *end;
+
+    for (i = 0; run->secrets != NULL && run->secrets[i] != NULL; i++) {
+        slen = strlen(run->secrets[i]);
+
+        if (slen == 0) {
+            continue;
+        }
+
+        end = p + len;
+
+        for (at = p; (size_t) (end - at) >= slen; /* void */) {
+            at = memmem(at, end - at, run->secrets[i], slen);
+            if (at == NULL) {
+                break;
+            }
+
+            memset(at, '*', slen);
+            at += slen;
+        }
+    }
+}
+
+
+/*
  * Writes the attempt's outcome in one transaction, as docs/WORKER.md's
  * table says: "success", "retry" (turned into "dead" when no attempt or
  * time is left) or "dead".
@@ -1313,7 +1499,7 @@ vw_engine_settle(vw_run_t *run, const char *outcome, long status,
     uint64_t ms, uint64_t retry_after_ms)
 {
     char               *att, *masked_error, result[64], status_s[16];
-    char                nstr[16], delay_s[24];
+    char                nstr[16], delay_s[24], ms_s[24];
     json_t             *o;
     uint64_t            now, due, delay;
     vw_engine_t        *e = run->engine;
@@ -1348,10 +1534,13 @@ vw_engine_settle(vw_run_t *run, const char *outcome, long status,
     masked_error = error ? strdup(error) : NULL;
     if (masked_error != NULL) {
         vc_mask((unsigned char *) masked_error, strlen(masked_error));
+        vw_engine_mask_secrets(run, (unsigned char *) masked_error,
+                               strlen(masked_error));
     }
 
     memcpy(body, resp ? resp : (const unsigned char *) "", resp_len);
     vc_mask(body, resp_len);
+    vw_engine_mask_secrets(run, body, resp_len);
 
     o = json_pack("{sIsIsIsssIsosO}",
                   "n", (json_int_t) run->n,
@@ -1374,6 +1563,7 @@ vw_engine_settle(vw_run_t *run, const char *outcome, long status,
     snprintf(status_s, sizeof(status_s), "%ld", status);
     snprintf(nstr, sizeof(nstr), "%u", run->n);
     snprintf(delay_s, sizeof(delay_s), "%" PRIu64, delay);
+    snprintf(ms_s, sizeof(ms_s), "%" PRIu64, ms);
 
     vw_log(strcmp(outcome, "success") == 0 ? "info" : "warn", "attempt",
            "job", run->id,
@@ -1382,6 +1572,8 @@ vw_engine_settle(vw_run_t *run, const char *outcome, long status,
            "attempt", nstr,
            "outcome", outcome,
            "status", status_s,
+           "ms", ms_s,
+           "target", run->target ? run->target->name : "",
            "error", masked_error ? masked_error : "",
            why ? "reason" : NULL, why,
            NULL);
@@ -1422,6 +1614,7 @@ vw_engine_settle(vw_run_t *run, const char *outcome, long status,
         (void) redisAsyncCommand(ac, NULL, NULL, "ZADD " VW_ENGINE_DELAYED
                                  " %" PRIu64 " %s:%u", due, run->id,
                                  run->n + 1);
+        vw_engine_promote_soon(e, due);
 
     } else {
         (void) redisAsyncCommand(ac, NULL, NULL,
@@ -1568,6 +1761,7 @@ vw_engine_wake_job(redisAsyncContext *ac, void *reply, void *privdata)
                                  "ZADD " VW_ENGINE_DELAYED " %" PRIu64
                                  " %s:%lu", vw_engine_now(), w->id,
                                  strtoul(r->element[0]->str, NULL, 10) + 1);
+        vw_engine_promote_soon(w->engine, vw_engine_now());
     }
 
     free(w);
@@ -1612,6 +1806,7 @@ vw_engine_put_back(vw_run_t *run, uint64_t due, const char *why)
 
     (void) redisAsyncCommand(ac, NULL, NULL, "ZADD " VW_ENGINE_DELAYED
                              " %" PRIu64 " %s:%u", due, run->id, run->n);
+    vw_engine_promote_soon(e, due);
     (void) redisAsyncCommand(ac, NULL, NULL, "XACK " VW_ENGINE_STREAM " "
                              VW_ENGINE_GROUP " %s", run->entry);
     (void) redisAsyncCommand(ac, NULL, NULL, "XDEL " VW_ENGINE_STREAM " %s",
@@ -1662,6 +1857,7 @@ vw_engine_drop(vw_run_t *run)
 static void
 vw_engine_run_free(vw_run_t *run)
 {
+    size_t        i;
     vw_engine_t  *e = run->engine;
 
     if (run->state == VW_RUN_WAITING && run->target->waiting) {
@@ -1677,6 +1873,13 @@ vw_engine_run_free(vw_run_t *run)
     e->held--;
 
     curl_slist_free_all(run->headers);
+
+    for (i = 0; run->secrets != NULL && run->secrets[i] != NULL; i++) {
+        explicit_bzero(run->secrets[i], strlen(run->secrets[i]));
+        free(run->secrets[i]);
+    }
+
+    free(run->secrets);
     free(run->type);
     free(run->correlation_id);
     free(run->ordering);
@@ -1690,16 +1893,61 @@ vw_engine_run_free(vw_run_t *run)
 
 /* -- promotion ------------------------------------------------------------ */
 
+/*
+ * The timer sleeps until the earliest member of {vq}:delayed is due, read
+ * with ZRANGE 0 0 WITHSCORES after each round, but never longer than
+ * VW_ENGINE_PROMOTE_MS: other workers add members too, and theirs are
+ * seen within that.  A member this engine adds (a retry, a put back, a
+ * wake) moves the timer nearer at once, so that a short backoff is kept
+ * to the millisecond rather than to the next 100 ms tick.
+ */
+
+static void
+vw_engine_promote_at(vw_engine_t *e, uint64_t due)
+{
+    uint64_t  now, cap;
+
+    now = vw_engine_now();
+    cap = now + VW_ENGINE_PROMOTE_MS;
+    due = due < cap ? due : cap;
+
+    if (evtimer_pending(e->promote, NULL) && e->promote_at <= due) {
+        return;
+    }
+
+    e->promote_at = due;
+    vw_engine_timer(e->promote, due > now ? due - now : 0);
+}
+
+
+/* the engine added a member due at due: promote it in time */
+
+static void
+vw_engine_promote_soon(vw_engine_t *e, uint64_t due)
+{
+    if (e->promoting) {
+        /* the round's ZRANGE may have been sent before the ZADD */
+        if (e->promote_hint == 0 || due < e->promote_hint) {
+            e->promote_hint = due;
+        }
+
+        return;
+    }
+
+    vw_engine_promote_at(e, due);
+}
+
+
 static void
 vw_engine_promote(evutil_socket_t fd, short what, void *arg)
 {
     vw_engine_t        *e = arg;
     redisAsyncContext  *ac;
 
-    vw_engine_timer(e->promote, VW_ENGINE_PROMOTE_MS);
-
     ac = vw_engine_wr(e);
+
     if (ac == NULL || e->promoting) {
+        vw_engine_promote_at(e, vw_engine_now() + VW_ENGINE_PROMOTE_MS);
         return;
     }
 
@@ -1710,6 +1958,10 @@ vw_engine_promote(evutil_socket_t fd, short what, void *arg)
         == REDIS_OK)
     {
         e->promoting = 1;
+        e->promote_hint = 0;
+
+    } else {
+        vw_engine_promote_at(e, vw_engine_now() + VW_ENGINE_PROMOTE_MS);
     }
 }
 
@@ -1722,40 +1974,96 @@ vw_engine_promote_read(redisAsyncContext *ac, void *reply, void *privdata)
     redisReply   *r = reply, *m;
     vw_engine_t  *e = privdata;
 
-    if (r == NULL || e->closing) {
+    if (e->closing) {
         return;
     }
 
-    e->promoting = 0;
-
-    if (r->type != REDIS_REPLY_ARRAY) {
+    if (r == NULL || r->type != REDIS_REPLY_ARRAY) {
+        e->promoting = 0;
+        vw_engine_promote_at(e, vw_engine_now() + VW_ENGINE_PROMOTE_MS);
         return;
     }
 
     for (i = 0; i < r->elements; i++) {
         m = r->element[i];
 
-        if (m->type != REDIS_REPLY_STRING || m->len >= sizeof(member)) {
+        if (m->type != REDIS_REPLY_STRING) {
+            continue;
+        }
+
+        colon = m->len < sizeof(member) ? memchr(m->str, ':', m->len) : NULL;
+
+        if (colon == NULL || colon - m->str != 32) {
+            /* nobody can run it, and it would stay the earliest due */
+            vw_log("warn", "not a job in the delayed set: removed", NULL);
+            (void) redisAsyncCommand(ac, NULL, NULL, "ZREM "
+                                     VW_ENGINE_DELAYED " %b", m->str,
+                                     m->len);
             continue;
         }
 
         memcpy(member, m->str, m->len + 1);
-        colon = strchr(member, ':');
-
-        if (colon == NULL || colon - member != 32) {
-            continue;
-        }
-
-        *colon = '\0';
+        member[32] = '\0';
 
         /* two workers may both do this: run:<n> drops the second entry */
         (void) redisAsyncCommand(ac, NULL, NULL, "MULTI");
         (void) redisAsyncCommand(ac, NULL, NULL, "ZREM " VW_ENGINE_DELAYED
                                  " %s", m->str);
         (void) redisAsyncCommand(ac, NULL, NULL, "XADD " VW_ENGINE_STREAM
-                                 " * job %s n %s", member, colon + 1);
+                                 " * job %s n %s", member, member + 33);
         (void) redisAsyncCommand(ac, NULL, NULL, "EXEC");
     }
+
+    if (r->elements >= VW_ENGINE_PROMOTE_MAX) {
+        /* more may be due already */
+        e->promoting = 0;
+        vw_engine_promote_at(e, 0);
+        return;
+    }
+
+    /* sent behind the EXECs, so it sees what they removed */
+    if (redisAsyncCommand(ac, vw_engine_promote_next, e,
+                          "ZRANGE " VW_ENGINE_DELAYED " 0 0 WITHSCORES")
+        != REDIS_OK)
+    {
+        e->promoting = 0;
+        vw_engine_promote_at(e, vw_engine_now() + VW_ENGINE_PROMOTE_MS);
+    }
+}
+
+
+/* [member, score]: the earliest due time, or nothing when it is empty */
+
+static void
+vw_engine_promote_next(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    uint64_t      due, now;
+    redisReply   *r = reply;
+    vw_engine_t  *e = privdata;
+
+    if (e->closing) {
+        return;
+    }
+
+    e->promoting = 0;
+    now = vw_engine_now();
+    due = now + VW_ENGINE_PROMOTE_MS;
+
+    if (r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements == 2
+        && r->element[1]->type == REDIS_REPLY_STRING)
+    {
+        due = (uint64_t) strtod(r->element[1]->str, NULL);
+
+        /* due already, yet not promoted: the next round's, not a spin */
+        due = due > now ? due : now + 1;
+    }
+
+    if (e->promote_hint != 0 && e->promote_hint < due) {
+        due = e->promote_hint;
+    }
+
+    e->promote_hint = 0;
+    vw_engine_promote_at(e, due);
 }
 
 
@@ -1796,7 +2104,15 @@ vw_engine_heartbeat(evutil_socket_t fd, short what, void *arg)
         }
     }
 
-    if (e->draining || !e->group) {
+    if (e->draining) {
+        return;
+    }
+
+    if (!e->group) {
+        /* the last XGROUP CREATE failed (logged): try again */
+        (void) redisAsyncCommand(ac, vw_engine_group_created, e,
+                                 "XGROUP CREATE " VW_ENGINE_STREAM " "
+                                 VW_ENGINE_GROUP " 0 MKSTREAM");
         return;
     }
 
@@ -1814,13 +2130,19 @@ vw_engine_heartbeat(evutil_socket_t fd, short what, void *arg)
 }
 
 
-/* [next cursor, [entries], [deleted ids]]: a dead worker's entries */
-
+/*
+ * [next cursor, [entries], [deleted ids]]: a dead worker's entries.  Redis
+ * 7 takes the ids of entries deleted from the stream out of the pending
+ * list itself and names them third: nothing is left to do for them, and
+ * nothing can be, since their fields are gone.  (Redis 6.2 answers nil in
+ * their place and keeps them pending: vw_engine_entry() skips a nil.)
+ */
 static void
 vw_engine_reclaimed(redisAsyncContext *ac, void *reply, void *privdata)
 {
     size_t        i;
-    redisReply   *r = reply, *entries;
+    char          count[24];
+    redisReply   *r = reply, *entries, *deleted;
     vw_engine_t  *e = privdata;
 
     if (r == NULL || e->closing || r->type != REDIS_REPLY_ARRAY
@@ -1844,6 +2166,120 @@ vw_engine_reclaimed(redisAsyncContext *ac, void *reply, void *privdata)
             vw_engine_entry(e, entries->element[i]);
         }
     }
+
+    deleted = r->elements > 2 ? r->element[2] : NULL;
+
+    if (deleted != NULL && deleted->type == REDIS_REPLY_ARRAY
+        && deleted->elements)
+    {
+        snprintf(count, sizeof(count), "%zu", deleted->elements);
+        vw_log("warn", "reclaim met entries deleted from the stream: no "
+               "longer pending", "count", count,
+               "first", deleted->element[0]->type == REDIS_REPLY_STRING
+                        ? deleted->element[0]->str : "", NULL);
+    }
+
+    /* the consumers of workers long gone, once their entries are taken */
+    if (vw_engine_wr(e) != NULL) {
+        (void) redisAsyncCommand(e->wr.ac, vw_engine_consumers, e,
+                                 "XINFO CONSUMERS " VW_ENGINE_STREAM " "
+                                 VW_ENGINE_GROUP);
+    }
+}
+
+
+/*
+ * Each worker leaves a consumer in the group, named after its host and
+ * pid, so without this they pile up with every restart.  One is removed
+ * when it holds no entry and has been idle for 10 visibility timeouts: a
+ * live worker blocks in XREADGROUP every second, and the entries of a
+ * dead one are reclaimed after one timeout.  XGROUP DELCONSUMER would
+ * drop what the consumer holds, so it is sent only at pending 0; its
+ * reply says how many it held in the moment between the two commands,
+ * which is logged (that worker, if alive, still settles them).
+ */
+static void
+vw_engine_consumers(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    size_t        i, j;
+    uint64_t      limit, idle;
+    long long     pending;
+    redisReply   *r = reply, *c, *k, *v;
+    const char   *name;
+    vw_engine_t  *e = privdata;
+
+    if (r == NULL || e->closing || r->type != REDIS_REPLY_ARRAY) {
+        return;
+    }
+
+    limit = VW_ENGINE_IDLE_CONSUMER * vw_engine_visibility(e);
+
+    for (i = 0; i < r->elements; i++) {
+        c = r->element[i];
+        name = NULL;
+        pending = -1;
+        idle = 0;
+
+        for (j = 0; c->type == REDIS_REPLY_ARRAY && j + 1 < c->elements;
+             j += 2)
+        {
+            k = c->element[j];
+            v = c->element[j + 1];
+
+            if (k->type != REDIS_REPLY_STRING) {
+                continue;
+            }
+
+            if (strcmp(k->str, "name") == 0
+                && v->type == REDIS_REPLY_STRING)
+            {
+                name = v->str;
+
+            } else if (strcmp(k->str, "pending") == 0
+                       && v->type == REDIS_REPLY_INTEGER)
+            {
+                pending = v->integer;
+
+            } else if (strcmp(k->str, "idle") == 0
+                       && v->type == REDIS_REPLY_INTEGER && v->integer > 0)
+            {
+                idle = (uint64_t) v->integer;
+            }
+        }
+
+        if (name == NULL || pending != 0 || idle <= limit
+            || strcmp(name, e->consumer) == 0)
+        {
+            continue;
+        }
+
+        (void) redisAsyncCommand(ac, vw_engine_consumer_removed,
+                                 strdup(name), "XGROUP DELCONSUMER "
+                                 VW_ENGINE_STREAM " " VW_ENGINE_GROUP " %s",
+                                 name);
+    }
+}
+
+
+static void
+vw_engine_consumer_removed(redisAsyncContext *ac, void *reply,
+    void *privdata)
+{
+    char        held[24];
+    char       *name = privdata;
+    redisReply  *r = reply;
+
+    if (name == NULL) {
+        return;
+    }
+
+    if (r != NULL && r->type == REDIS_REPLY_INTEGER) {
+        snprintf(held, sizeof(held), "%lld", r->integer);
+        vw_log(r->integer ? "warn" : "info", "removed an idle consumer",
+               "consumer", name, "pending", held, NULL);
+    }
+
+    free(name);
 }
 
 
@@ -1995,7 +2431,7 @@ vw_engine_deadline(evutil_socket_t fd, short what, void *arg)
         if (run->state == VW_RUN_RUNNING) {
             vw_http_cancel(&run->req);
             vw_target_release(run->target, &run->limits, vw_engine_now(),
-                              VW_TARGET_CANCELLED);
+                              VW_TARGET_CANCELLED, run->probe);
             vw_engine_put_back(run, vw_engine_now(), "shutdown_timeout");
         }
     }

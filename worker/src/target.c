@@ -89,8 +89,12 @@ vw_target_open(vw_target_t *t, const vw_target_limits_t *l, uint64_t now)
 
 int
 vw_target_acquire(vw_target_t *t, const vw_target_limits_t *l, uint64_t now,
-    uint64_t *retry_at)
+    uint64_t *retry_at, unsigned *probe)
 {
+    if (probe != NULL) {
+        *probe = 0;
+    }
+
     if (t->state == VW_BREAKER_OPEN) {
         if (now < t->open_until) {
             *retry_at = t->open_until;
@@ -115,6 +119,11 @@ vw_target_acquire(vw_target_t *t, const vw_target_limits_t *l, uint64_t now,
 
         t->probing = 1;
         t->running++;
+
+        if (probe != NULL) {
+            *probe = 1;
+        }
+
         return VW_OK;
     }
 
@@ -130,13 +139,21 @@ vw_target_acquire(vw_target_t *t, const vw_target_limits_t *l, uint64_t now,
 
 int
 vw_target_release(vw_target_t *t, const vw_target_limits_t *l, uint64_t now,
-    vw_target_outcome_e outcome)
+    vw_target_outcome_e outcome, unsigned probe)
 {
     unsigned  i, slot_i, calls, failures;
     uint64_t  slot, slot_ms;
 
     if (t->running) {
         t->running--;
+    }
+
+    if (t->state == VW_BREAKER_HALF_OPEN && !probe) {
+        /*
+         * an attempt that began before the breaker opened: its verdict
+         * is old news, and only the probe may close or reopen it
+         */
+        return 0;
     }
 
     if (outcome == VW_TARGET_CANCELLED) {

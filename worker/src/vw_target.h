@@ -71,19 +71,23 @@ void vw_target_free_all(vw_target_t **list);
  * taken; VW_BUSY when max_concurrency attempts run; VW_DECLINED when the
  * breaker is open, or half-open with its probe running, with *retry_at
  * the time a probe may go.  An open breaker whose cool-down has passed
- * goes half-open here, and this attempt is its probe.
+ * goes half-open here, and this attempt is its probe: *probe (when not
+ * NULL) is set to 1 for the probe, else 0, and goes back to release.
  */
 int vw_target_acquire(vw_target_t *t, const vw_target_limits_t *l,
-    uint64_t now, uint64_t *retry_at);
+    uint64_t now, uint64_t *retry_at, unsigned *probe);
 
 /*
  * Gives the slot back with the attempt's outcome.  Returns
  * VW_TARGET_OPENED when this opened the breaker (consecutive failures, or
  * the error rate over the window once min_calls were seen, or a failed
- * probe), VW_TARGET_CLOSED when a probe closed it, else 0.
+ * probe), VW_TARGET_CLOSED when a probe closed it, else 0.  probe is
+ * what vw_target_acquire() said of this attempt: while the breaker is
+ * half-open, only the probe's outcome counts, not that of an attempt that
+ * began before it opened and ends now.
  */
 int vw_target_release(vw_target_t *t, const vw_target_limits_t *l,
-    uint64_t now, vw_target_outcome_e outcome);
+    uint64_t now, vw_target_outcome_e outcome, unsigned probe);
 
 
 #endif /* VW_TARGET_H */
