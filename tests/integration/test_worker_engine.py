@@ -806,3 +806,21 @@ def test_entry_without_job_and_type_removed_by_reload(workers, target, rc):
     assert rc.zscore("{vq}:dead", jid) is not None
     assert rc.get("{vq}:inflight") == b"0"
     assert not target.got("/g")
+
+
+def test_max_age_while_the_breaker_is_open(workers, target, rc):
+    # two failures open the breaker for 30 s; max_age ends long before
+    w, = workers(conf(target, {"brk": "url = URL/brk\nbackoff_base = 100ms"
+                               "\nbackoff_cap = 100ms\nmax_attempts = 100"
+                               "\nmax_age = 1500ms\ntarget = t_brk"},
+                      targets="[target t_brk]\nbreaker_failures = 2\n"
+                              "breaker_cooldown = 30s\n"))
+    target.default("/brk", (503, {}, b""))
+    jid = accepted(dispatch(w, "brk"))
+    st = wait_state(rc, jid, "dead", seconds=6)
+    assert len(target.got("/brk")) == 2         # no attempt while open
+    age = int(st["finished_ms"]) - int(st["created_ms"])
+    assert 1500 <= age <= 1500 + 1200, age
+    last = att(rc, jid)[-1]
+    assert last["outcome"] == "dead"
+    assert "circuit breaker" in last["error"]

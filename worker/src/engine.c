@@ -1205,6 +1205,26 @@ vw_engine_admit(vw_run_t *run)
         return;
     }
 
+    if (rc == VW_DECLINED) {
+        /*
+         * Held back by an open breaker, which is not an attempt: max_age
+         * still runs, so a job whose time is up dies now rather than at
+         * the next probe, and one whose time ends before the probe comes
+         * back to be judged then.
+         */
+        if (now - run->epoch_ms >= run->max_age_ms) {
+            run->start_ms = now;
+            vw_engine_settle(run, "dead", 0, "max_age passed while the "
+                             "target's circuit breaker was open", NULL, 0,
+                             0, 0);
+            return;
+        }
+
+        if (at > run->epoch_ms + run->max_age_ms) {
+            at = run->epoch_ms + run->max_age_ms;
+        }
+    }
+
     vw_engine_put_back(run, rc == VW_BUSY ? now + VW_ENGINE_DEFER_MS : at,
                        NULL);
 }
