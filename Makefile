@@ -29,8 +29,8 @@ UNIT_BINS    := $(UNIT_SRCS:tests/unit/%.c=$(B)/unit/%)
 UNIT_EXTRA_test_vw_conf := worker/src/conf.c worker/src/log.c
 
 .PHONY: all deps module asan worker ctl unit integration integration-asan \
-        test test-fast run fuzz fuzz-replay bench microbench valgrind clean \
-        install uninstall
+        test test-fast run fuzz fuzz-replay bench bench-jobs microbench \
+        valgrind clean install uninstall
 
 all: deps module worker ctl
 
@@ -174,6 +174,9 @@ uninstall:
 
 bench: deps module
 	@lua-free-scripts/bench.sh
+
+bench-jobs: deps module worker
+	@lua-free-scripts/bench.sh jobs
 
 clean:
 	rm -rf $(B)

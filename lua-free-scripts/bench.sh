@@ -6,6 +6,9 @@
 #   lua-free-scripts/bench.sh                     3 rounds x 10 s, about 4 min
 #   ROUNDS=1 DURATION=5 lua-free-scripts/bench.sh
 #   ONLY=a-plain lua-free-scripts/bench.sh        the baseline alone (no module)
+#   lua-free-scripts/bench.sh jobs                the jobs part instead: jobs
+#     accepted and delivered per second through the worker and Redis, and
+#     their CPU (lua-free-scripts/bench-jobs.sh; BENCH_SET=jobs does the same)
 #
 # Configs, measured in interleaved rounds (a, v1, v2, v3, a, v1, ...):
 #   a-plain          proxy_pass to the backend with upstream keepalive
@@ -52,6 +55,11 @@
 set -Eeuo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+case ${1:-${BENCH_SET:-gateway}} in
+  jobs) exec "$ROOT/lua-free-scripts/bench-jobs.sh" ;;
+  gateway) ;;
+  *) echo "usage: $0 [gateway|jobs]  (or BENCH_SET=gateway|jobs)" >&2; exit 2 ;;
+esac
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-2}

@@ -13,6 +13,8 @@ packages=(
     libcurl4-openssl-dev libevent-dev libcmocka-dev
     # test and run: real servers and Debian's Python with its packages
     redis-server curl wrk valgrind procps
+    # the jobs benchmark's load: h2load POSTs a body without a Lua script
+    nghttp2-client
     python3 python3-pytest python3-jwt python3-cryptography python3-redis
     python3-httpx python3-h2
 )

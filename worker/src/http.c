@@ -21,6 +21,10 @@
 #include "vw_http.h"
 
 
+/* idle connections kept open for the next deliveries, all targets */
+#define VW_HTTP_MAX_IDLE_CONNS  1024
+
+
 struct vw_http_s {
     struct event_base          *base;
     CURLM                      *multi;
@@ -75,6 +79,16 @@ vw_http_create(struct event_base *base)
     curl_multi_setopt(http->multi, CURLMOPT_SOCKETDATA, http);
     curl_multi_setopt(http->multi, CURLMOPT_TIMERFUNCTION, vw_http_timer);
     curl_multi_setopt(http->multi, CURLMOPT_TIMERDATA, http);
+
+    /*
+     * By default curl keeps at most four idle connections per transfer
+     * running when a connection comes back, so the connections a burst
+     * opened are closed as it ends and opened again by the next one (one
+     * connect and close for about one job in seven at 3,000 jobs/s).
+     * Idle connections still close after curl's 118 s maximum age.
+     */
+    curl_multi_setopt(http->multi, CURLMOPT_MAXCONNECTS,
+                      (long) VW_HTTP_MAX_IDLE_CONNS);
 
     return http;
 }
