@@ -277,6 +277,9 @@ start_stack() { # policy dir
     --listen "unix:$d/worker.sock" --redis "127.0.0.1:$REDIS_PORT"
   PID[worker]=$LAST_PID
   wait_ready "[[ -S $d/worker.sock ]]" "${PID[worker]}" "vantage-worker (serve only)"
+  # without a file the socket keeps the default 0660: nginx's workers run
+  # as nobody (the configured worker below sets listen_mode instead)
+  chmod 0666 "$d/worker.sock"
 
   render "$CONF_DIR/jobs-gateway.conf.in" "$d/gw/conf/nginx.conf" "$d"
   "$NGINX" -t -q -p "$d/gw/" -e "$d/gw/logs/error.log" -c "$d/gw/conf/nginx.conf" \
