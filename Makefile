@@ -104,10 +104,10 @@ $(B)/unit/test_vw_conf: $(UNIT_EXTRA_test_vw_conf) $(wildcard worker/src/*.h)
 unit: deps $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
 
-integration: deps module worker
+integration: deps module worker ctl
 	cd tests/integration && $(PYTHON) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
-integration-asan: deps asan worker
+integration-asan: deps asan worker ctl
 	cd tests/integration && VANTAGE_SANITIZE=1 \
 	    VANTAGE_MODULE=$(CURDIR)/$(B)/asan/ngx_vantage_module.so \
 	    $(PYTHON) -m pytest -q -p no:cacheprovider -m "not slow and not load" \
@@ -122,7 +122,7 @@ run: deps module worker ctl
 
 # memcheck over the unit tests (built without ASan, which valgrind cannot
 # run under) and over the integration tests with nginx under valgrind
-valgrind: deps module worker
+valgrind: deps module worker ctl
 	@mkdir -p $(B)/valgrind
 	@set -e; $(foreach t,$(UNIT_SRCS:tests/unit/%.c=%), \
 	    $(CC) $(CFLAGS_PLAIN) -Iworker/src -o $(B)/valgrind/$(t) \
