@@ -494,6 +494,10 @@ def test_redis_killed_and_restarted(module_available, nginx_factory,
             return ok[0] >= 5
         vh.wait_for(all_back, 0.5 + 2, interval=0.02,
                     what="both workers to use Redis again")
+        # five in a row on new connections can all land on one worker; the
+        # worker behind c's kept connection is the one checked below
+        vh.wait_for(lambda: redis_used(c, redis_server), 0.5 + 2,
+                    interval=0.02, what="c's worker to use Redis again")
     finally:
         stop.set()
         t.join(vh.timeout(5))
