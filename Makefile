@@ -27,6 +27,7 @@ UNIT_BINS    := $(UNIT_SRCS:tests/unit/%.c=$(B)/unit/%)
 # a unit test of a worker file links that file and what it calls, beside
 # common/; UNIT_EXTRA_<test> names them
 UNIT_EXTRA_test_vw_conf := worker/src/conf.c worker/src/log.c
+UNIT_EXTRA_test_target  := worker/src/target.c
 
 .PHONY: all deps module asan worker ctl unit integration integration-asan \
         test test-fast run fuzz fuzz-replay bench bench-jobs microbench \
@@ -78,12 +79,6 @@ $(B)/vantage-worker: $(wildcard worker/src/*.c worker/src/*.h) $(COMMON_SRCS)
 	$(CC) $(CFLAGS_PLAIN) -Iworker/src -o $@ $(wildcard worker/src/*.c) $(COMMON_SRCS) \
 	    $(COMMON_LIBS) -levent -lhiredis -lcurl
 
-# worker files with logic of their own and no loop, tested alone
-$(B)/unit/test_target: tests/unit/test_target.c worker/src/target.c \
-                       worker/src/vw_target.h
-	@mkdir -p $(B)/unit
-	$(CC) $(CFLAGS_PLAIN) $(SAN_FLAGS) -Iworker/src -o $@ $< \
-	    worker/src/target.c -lcmocka
 
 # the operator's tool: blocking hiredis, no event loop, nothing of the
 # worker's sources (it reads Redis through the layout of docs/WORKER.md)
@@ -100,6 +95,7 @@ $(B)/unit/%: tests/unit/%.c $(COMMON_SRCS) $(wildcard common/*.h)
 	    $(UNIT_EXTRA_$*) $(COMMON_SRCS) $(COMMON_LIBS) -lcmocka
 
 $(B)/unit/test_vw_conf: $(UNIT_EXTRA_test_vw_conf) $(wildcard worker/src/*.h)
+$(B)/unit/test_target: $(UNIT_EXTRA_test_target) worker/src/vw_target.h
 
 unit: deps $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
