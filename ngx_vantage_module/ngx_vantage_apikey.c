@@ -670,8 +670,8 @@ ngx_vantage_auth_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_uint_t   i, schemes;
 
     if (vlcf->jwt != NGX_CONF_UNSET || vlcf->api_key != NGX_CONF_UNSET) {
-        return "is duplicate, or \"vantage_jwt\" or \"vantage_api_key\" is "
-               "set in the same block";
+        return "conflicts with \"vantage_jwt\", \"vantage_api_key\" or "
+               "another \"vantage_auth\" in the same block";
     }
 
     value = cf->args->elts;
