@@ -15,6 +15,7 @@
 #   v-rs256-nocache  + vantage_jwt, RS256 (RSA-2048 PEM public key), no cache
 #   v-rs256-cache    + vantage_jwt_cache zone=jwt:10m
 #   v-es256-nocache  + vantage_jwt, ES256 (P-256 PEM public key), no cache
+#   v-apikey         + vantage_api_key, the key in X-Api-Key (a 2-entry file)
 #   v-rl1            one Redis limit (key: client address)
 #   v-rl3            three Redis limits on one location
 #   v-rs256-cache-rl1  RS256 with the cache + one limit keyed by the sub claim
@@ -94,6 +95,7 @@ CONFIGS_ALL=(
   "v-rl1|none|vantage_rate_limit \$binary_remote_addr $RL;|vantage_redis 127.0.0.1:@REDIS_PORT@;"
   "v-rl3|none|vantage_rate_limit \$binary_remote_addr $RL name=a; vantage_rate_limit \$binary_remote_addr rate=900000r/s burst=900000 name=b; vantage_rate_limit \$server_port $RL name=c;|vantage_redis 127.0.0.1:@REDIS_PORT@;"
   "v-rs256-cache-rl1|rs256|vantage_jwt on; vantage_jwt_keys @KEYS@/rs256-public.pem; vantage_jwt_algorithms RS256; vantage_jwt_cache zone=jwt:10m; vantage_rate_limit \$vantage_jwt_claim_sub $RL;|vantage_redis 127.0.0.1:@REDIS_PORT@;"
+  "v-apikey|apikey|vantage_api_key on; vantage_api_keys @KEYS@/api-keys.json;|"
   "v-rl1-breaker|none|vantage_rate_limit \$binary_remote_addr $RL;|vantage_redis 127.0.0.1:@DEAD_PORT@ breaker_cooldown=1h;"
 )
 
@@ -366,12 +368,35 @@ tokens = {
 for name, tok in tokens.items():
     w(name + ".jwt", tok)
 
+# API keys as vantagectl makes them (vk_<id>_<32 random bytes, base64url>),
+# the file holding their SHA-256; "apikey-badsig" has the valid key's id
+# and another secret, "apikey-expired" an entry that expired an hour ago
+import base64, hashlib, json, secrets
+def api_key(kid):
+    return "vk_%s_%s" % (kid, base64.urlsafe_b64encode(
+        secrets.token_bytes(32)).decode().rstrip("="))
+ak = {"apikey": api_key("bench-1"), "apikey-badsig": api_key("bench-1"),
+      "apikey-expired": api_key("bench-old")}
+entries = [
+    {"id": "bench-1", "tenant": "vbench", "scopes": ["read"],
+     "sha256": hashlib.sha256(ak["apikey"].encode()).hexdigest()},
+    {"id": "bench-old", "tenant": "vbench", "expires": now - 3600,
+     "sha256": hashlib.sha256(ak["apikey-expired"].encode()).hexdigest()},
+]
+w("api-keys.json", json.dumps({"keys": entries}))
+for name, key in ak.items():
+    w(name + ".jwt", key)
+
 jwt.decode(tokens["rs256"], rs_pub, algorithms=["RS256"], audience="vbench-api")
 jwt.decode(tokens["es256"], es_pub, algorithms=["ES256"], audience="vbench-api")
 PYEOF
 chmod 755 "$KEYS"; chmod 644 "$KEYS"/*
 
 token_for() { [[ $1 == none ]] && return 0; cat "$KEYS/$1.jwt"; }
+# the header that carries a token of a config: API keys go in X-Api-Key
+auth_header() { # token-name token
+  if [[ $1 == apikey* ]]; then echo "X-Api-Key: $2"; else echo "Authorization: Bearer $2"; fi
+}
 
 # ---------------------------------------------------------------- start
 start_nginx() { # name cpu template port   (sets LAST_PID)
@@ -421,9 +446,9 @@ for ((i = 0; i < ${#CONFIGS[@]}; i++)); do
 done
 
 # ---------------------------------------------------------------- sanity checks
-http_code() { # url [token]  -> status; body in $RUN/logs/curl.body
+http_code() { # url [token [token-name]]  -> status; body in $RUN/logs/curl.body
   local auth=()
-  [[ -n ${2:-} ]] && auth=(-H "Authorization: Bearer $2")
+  [[ -n ${2:-} ]] && auth=(-H "$(auth_header "${3:-}" "$2")")
   curl -s --max-time 5 -o "$RUN/logs/curl.body" -w '%{http_code}' "${auth[@]}" "$1" || true
 }
 
@@ -436,7 +461,7 @@ for id in "${IDS[@]}"; do
   # twice: the second request of a cache config is answered from the cache
   r0=$(redis_cmds)
   for n in 1 2; do
-    code=$(http_code "$url" "$tok")
+    code=$(http_code "$url" "$tok" "${GW_TOKEN[$id]}")
     body=$(cat "$RUN/logs/curl.body")
     [[ $code == 200 && $body == '{"ok":true}' ]] \
       || die "$id: valid request #$n got $code '$body' (see $RUN/gw/$id/logs/error.log)"
@@ -445,7 +470,7 @@ for id in "${IDS[@]}"; do
   r1=$(( $(redis_cmds) - NEED_REDIS ))
   if [[ $id == v-*rl* ]]; then
     auth=()
-    [[ -n $tok ]] && auth=(-H "Authorization: Bearer $tok")
+    [[ -n $tok ]] && auth=(-H "$(auth_header "${GW_TOKEN[$id]}" "$tok")")
     curl -s --max-time 5 -o /dev/null -D "$RUN/logs/curl.headers" "${auth[@]}" "$url" || true
     grep -qi '^RateLimit: ' "$RUN/logs/curl.headers" \
       || die "$id: no RateLimit header in the response (see $RUN/logs/curl.headers)"
@@ -463,7 +488,7 @@ for id in "${IDS[@]}"; do
     if [[ $a == rs256 ]]; then other=es256; else other=rs256; fi
     for bad in "$a-badsig" none garbage "$a-expired" "$other" hs256; do
       btok=""; [[ $bad == none ]] || btok=$(token_for "$bad")
-      code=$(http_code "$url" "$btok")
+      code=$(http_code "$url" "$btok" "$a")
       [[ $code == 401 ]] || die "$id: token '$bad' got $code, expected 401"
     done
     log "  $id ok: 200 for the valid token (twice), 401 for a wrong signature, no token, garbage, expired, $other, hs256"
@@ -518,7 +543,7 @@ parse_wrk() {
 run_wrk() { # id seconds outfile
   local tok hdr=()
   tok=$(token_for "${GW_TOKEN[$1]}")
-  [[ -n $tok ]] && hdr=(-H "Authorization: Bearer $tok")
+  [[ -n $tok ]] && hdr=(-H "$(auth_header "${GW_TOKEN[$1]}" "$tok")")
   timeout --kill-after=5 $(($2 + 30)) taskset -c "$LOAD_CPU" \
     wrk -t"$THREADS" -c"$CONNS" -d"$2s" --latency --timeout 5s "${hdr[@]}" \
         "http://127.0.0.1:${GW_PORT[$1]}/" >"$3" 2>&1

@@ -590,6 +590,9 @@ ngx_vantage_dispatch_send(ngx_http_request_t *r,
             && vctx->jwt.values[vmcf->sub_claim].data)
         {
             v = vctx->jwt.values[vmcf->sub_claim];
+
+        } else if (vctx && vctx->apikey.verified) {
+            v = vctx->apikey.id;
         }
     }
 

@@ -26,8 +26,6 @@ static ngx_int_t ngx_vantage_jwt_refuse(ngx_http_request_t *r,
     const char *reason);
 static ngx_int_t ngx_vantage_jwt_set_headers(ngx_http_request_t *r,
     ngx_vantage_loc_conf_t *vlcf, ngx_vantage_jwt_ctx_t *jctx);
-static ngx_int_t ngx_vantage_headers_in_remove(ngx_http_request_t *r,
-    ngx_str_t *lowcase);
 static ngx_int_t ngx_vantage_jwt_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_vantage_jwt_prefix_variable(ngx_http_request_t *r,
@@ -83,17 +81,20 @@ ngx_vantage_jwt_handler(ngx_http_request_t *r)
 
     vlcf = ngx_http_get_module_loc_conf(r, ngx_vantage_module);
 
-    if (!vlcf->jwt) {
+    if (!vlcf->jwt && !vlcf->api_key) {
         return NGX_DECLINED;
     }
 
     ctx = ngx_vantage_get_ctx(r);
 
-    if (ctx != NULL && ctx->jwt.verified) {
-
+    if (ctx != NULL
+        && ((vlcf->jwt && ctx->jwt.verified)
+            || (vlcf->api_key && ctx->apikey.verified)))
+    {
         /*
-         * an internal redirect of a request that was authenticated already:
-         * once per main request, but this location's headers still apply
+         * an internal redirect of a request that was authenticated already
+         * by a scheme this location accepts: once per main request, but
+         * this location's headers still apply
          */
 
         if (ngx_vantage_jwt_set_headers(r, vlcf, &ctx->jwt) != NGX_OK) {
@@ -107,6 +108,32 @@ ngx_vantage_jwt_handler(ngx_http_request_t *r)
         ctx = ngx_vantage_create_ctx(r);
         if (ctx == NULL) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    /* a request that carries an API key is decided by that key */
+
+    if (vlcf->api_key) {
+        rc = ngx_vantage_apikey_authenticate(r, vlcf, &ctx->apikey);
+
+        if (rc == NGX_OK) {
+            /* a client's copies of the claim headers are still removed */
+
+            if (ngx_vantage_jwt_set_headers(r, vlcf, &ctx->jwt) != NGX_OK) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+            return NGX_OK;
+        }
+
+        if (rc != NGX_DECLINED) {
+            return rc;
+        }
+
+        if (!vlcf->jwt) {
+            return ngx_vantage_auth_refuse(r, vlcf, NGX_VANTAGE_AUTH_API_KEY,
+                                           NGX_HTTP_UNAUTHORIZED, NULL, NULL,
+                                           NULL);
         }
     }
 
@@ -457,23 +484,50 @@ ngx_vantage_jwt_deserialize(ngx_http_request_t *r,
 }
 
 
-/*
- * RFC 6750 3: a challenge with the error (none when no token was sent) and
- * a JSON body saying the same.  Where an error_page or "satisfy any" takes
- * over, the status is returned for nginx to handle as it does for
- * auth_basic.
- */
 static ngx_int_t
 ngx_vantage_jwt_refuse(ngx_http_request_t *r, ngx_vantage_loc_conf_t *vlcf,
     ngx_uint_t status, const char *error, const char *reason)
 {
+    return ngx_vantage_auth_refuse(r, vlcf, NGX_VANTAGE_AUTH_JWT, status,
+                                   error, reason, NULL);
+}
+
+
+/*
+ * RFC 6750 3: one challenge for each scheme the location accepts ("Bearer"
+ * for JWTs, "ApiKey" for API keys), the one that scheme refused with the
+ * error (none when no credential was sent), and a JSON body saying the
+ * same.  id names the API key refused, when it is known.  Where an
+ * error_page or "satisfy any" takes over, the status is returned for nginx
+ * to handle as it does for auth_basic.
+ */
+ngx_int_t
+ngx_vantage_auth_refuse(ngx_http_request_t *r, ngx_vantage_loc_conf_t *vlcf,
+    ngx_uint_t scheme, ngx_uint_t status, const char *error,
+    const char *reason, ngx_str_t *id)
+{
     size_t                     len;
     u_char                    *p, *q;
-    ngx_uint_t                 i;
-    ngx_table_elt_t           *h;
+    ngx_uint_t                 i, schemes, s;
+    const char                *name, *missing;
+    ngx_table_elt_t           *h, *first;
     ngx_log_handler_pt         handler;
     ngx_http_err_page_t       *err_page;
     ngx_http_core_loc_conf_t  *clcf;
+
+    schemes = (vlcf->jwt ? NGX_VANTAGE_AUTH_JWT : 0)
+              | (vlcf->api_key ? NGX_VANTAGE_AUTH_API_KEY : 0);
+
+    switch (schemes) {
+    case NGX_VANTAGE_AUTH_API_KEY:
+        missing = "no API key in the request";
+        break;
+    case NGX_VANTAGE_AUTH_JWT|NGX_VANTAGE_AUTH_API_KEY:
+        missing = "no bearer token or API key in the request";
+        break;
+    default:
+        missing = "no bearer token in the request";
+    }
 
     /*
      * nginx's log handler would append the request line, and with it a
@@ -486,68 +540,97 @@ ngx_vantage_jwt_refuse(ngx_http_request_t *r, ngx_vantage_loc_conf_t *vlcf,
 
     if (error == NULL) {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      "vantage jwt: no bearer token in the request, "
+                      "vantage %s: %s, client: %V, uri: \"%V\"",
+                      schemes == NGX_VANTAGE_AUTH_API_KEY ? "api key"
+                      : schemes == NGX_VANTAGE_AUTH_JWT ? "jwt" : "auth",
+                      missing, &r->connection->addr_text, &r->uri);
+
+    } else if (scheme == NGX_VANTAGE_AUTH_JWT) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "vantage jwt: token refused (%s): \"%s\", "
                       "client: %V, uri: \"%V\"",
-                      &r->connection->addr_text, &r->uri);
+                      error, reason, &r->connection->addr_text, &r->uri);
+
+    } else if (id) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "vantage api key: key \"%V\" refused (%s): \"%s\", "
+                      "client: %V, uri: \"%V\"",
+                      id, error, reason, &r->connection->addr_text, &r->uri);
 
     } else {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      "vantage jwt: token refused (%s): \"%s\", "
+                      "vantage api key: key refused (%s): \"%s\", "
                       "client: %V, uri: \"%V\"",
                       error, reason, &r->connection->addr_text, &r->uri);
     }
 
     r->connection->log->handler = handler;
 
-    len = sizeof("Bearer realm=\"\"") - 1 + vlcf->realm.len;
+    first = NULL;
 
-    if (error) {
-        len += sizeof(", error=\"\", error_description=\"\"") - 1
-               + ngx_strlen(error) + ngx_strlen(reason);
-    }
+    for (s = NGX_VANTAGE_AUTH_JWT; s <= NGX_VANTAGE_AUTH_API_KEY; s <<= 1) {
 
-    p = ngx_pnalloc(r->pool, len);
-    if (p == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    h->hash = 1;
-#if (nginx_version >= 1023000)
-    h->next = NULL;
-#endif
-    ngx_str_set(&h->key, "WWW-Authenticate");
-    h->value.data = p;
-
-    p = ngx_sprintf(p, "Bearer realm=\"%V\"", &vlcf->realm);
-
-    if (error) {
-        p = ngx_sprintf(p, ", error=\"%s\", error_description=\"", error);
-
-        /*
-         * RFC 6750 3: the description may not hold '"' or '\', which claim
-         * names in reasons may; the JSON body keeps them as they are
-         */
-
-        q = p;
-        p = ngx_cpymem(p, reason, ngx_strlen(reason));
-
-        for ( /* void */ ; q < p; q++) {
-            if (*q == '"' || *q == '\\' || *q < 0x20 || *q == 0x7f) {
-                *q = '\'';
-            }
+        if (!(schemes & s)) {
+            continue;
         }
 
-        *p++ = '"';
+        name = (s == NGX_VANTAGE_AUTH_JWT) ? "Bearer" : "ApiKey";
+
+        len = ngx_strlen(name) + sizeof(" realm=\"\"") - 1 + vlcf->realm.len;
+
+        if (error && s == scheme) {
+            len += sizeof(", error=\"\", error_description=\"\"") - 1
+                   + ngx_strlen(error) + ngx_strlen(reason);
+        }
+
+        p = ngx_pnalloc(r->pool, len);
+        if (p == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        h = ngx_list_push(&r->headers_out.headers);
+        if (h == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        h->hash = 1;
+#if (nginx_version >= 1023000)
+        h->next = NULL;
+#endif
+        ngx_str_set(&h->key, "WWW-Authenticate");
+        h->value.data = p;
+
+        p = ngx_sprintf(p, "%s realm=\"%V\"", name, &vlcf->realm);
+
+        if (error && s == scheme) {
+            p = ngx_sprintf(p, ", error=\"%s\", error_description=\"", error);
+
+            /*
+             * RFC 6750 3: the description may not hold '"' or '\', which
+             * claim names in reasons may; the JSON body keeps them as they
+             * are
+             */
+
+            q = p;
+            p = ngx_cpymem(p, reason, ngx_strlen(reason));
+
+            for ( /* void */ ; q < p; q++) {
+                if (*q == '"' || *q == '\\' || *q < 0x20 || *q == 0x7f) {
+                    *q = '\'';
+                }
+            }
+
+            *p++ = '"';
+        }
+
+        h->value.len = p - h->value.data;
+
+        if (first == NULL) {
+            first = h;
+        }
     }
 
-    h->value.len = p - h->value.data;
-
-    r->headers_out.www_authenticate = h;
+    r->headers_out.www_authenticate = first;
 
     clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
 
@@ -566,8 +649,7 @@ ngx_vantage_jwt_refuse(ngx_http_request_t *r, ngx_vantage_loc_conf_t *vlcf,
     }
 
     if (error == NULL) {
-        return ngx_vantage_send_json(r, status, "missing_token",
-                                     "no bearer token in the request");
+        return ngx_vantage_send_json(r, status, "missing_token", missing);
     }
 
     return ngx_vantage_send_json(r, status, error, reason);
@@ -596,6 +678,10 @@ ngx_vantage_jwt_set_headers(ngx_http_request_t *r,
 
         if (ngx_vantage_headers_in_remove(r, &ch[i].lowcase) != NGX_OK) {
             return NGX_ERROR;
+        }
+
+        if (!jctx->verified) {
+            continue;
         }
 
         value = &jctx->values[ch[i].claim];
@@ -644,7 +730,7 @@ ngx_vantage_jwt_set_headers(ngx_http_request_t *r,
  * ngx_list_push() never writes past a shortened or split last part: that
  * part is marked full, so the next push starts a new part.
  */
-static ngx_int_t
+ngx_int_t
 ngx_vantage_headers_in_remove(ngx_http_request_t *r, ngx_str_t *lowcase)
 {
     ngx_uint_t        i, last_touched;

@@ -162,6 +162,34 @@ static ngx_command_t  ngx_vantage_commands[] = {
       0,
       NULL },
 
+    { ngx_string("vantage_auth"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
+      ngx_vantage_auth_conf,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("vantage_api_key"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_vantage_loc_conf_t, api_key),
+      NULL },
+
+    { ngx_string("vantage_api_keys"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_vantage_apikey_keys_conf,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("vantage_api_key_from"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_vantage_apikey_from_conf,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("vantage_redis"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
       ngx_vantage_redis_conf,
@@ -342,6 +370,10 @@ ngx_module_t  ngx_vantage_module = {
 static ngx_int_t
 ngx_vantage_preconfiguration(ngx_conf_t *cf)
 {
+    if (ngx_vantage_apikey_add_variables(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     return ngx_vantage_jwt_add_variables(cf);
 }
 
@@ -378,6 +410,9 @@ ngx_vantage_create_main_conf(ngx_conf_t *cf)
     if (ngx_array_init(&vmcf->keysets, cf->pool, 2,
                        sizeof(ngx_vantage_jwks_t *))
         != NGX_OK
+        || ngx_array_init(&vmcf->apikeysets, cf->pool, 1,
+                          sizeof(ngx_vantage_apikeys_t *))
+           != NGX_OK
         || ngx_array_init(&vmcf->claims, cf->pool, 8,
                           sizeof(ngx_vantage_claim_t))
            != NGX_OK)
@@ -439,6 +474,9 @@ ngx_vantage_create_loc_conf(ngx_conf_t *cf)
     vlcf->max_keys_tried = NGX_CONF_UNSET_UINT;
     vlcf->claim_headers = NGX_CONF_UNSET_PTR;
     vlcf->cache = NGX_CONF_UNSET_PTR;
+    vlcf->api_key = NGX_CONF_UNSET;
+    vlcf->api_keys = NGX_CONF_UNSET_PTR;
+    vlcf->api_key_from = NGX_CONF_UNSET_PTR;
     vlcf->limits = NGX_CONF_UNSET_PTR;
     vlcf->rl_status = NGX_CONF_UNSET_UINT;
     vlcf->rl_headers = NGX_CONF_UNSET_UINT;
@@ -487,7 +525,8 @@ ngx_vantage_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         return NGX_CONF_ERROR;
     }
 
-    if (ngx_vantage_rl_merge(cf, prev, conf) != NGX_CONF_OK
+    if (ngx_vantage_apikey_merge(cf, prev, conf) != NGX_CONF_OK
+        || ngx_vantage_rl_merge(cf, prev, conf) != NGX_CONF_OK
         || ngx_vantage_dispatch_merge(cf, prev, conf) != NGX_CONF_OK)
     {
         return NGX_CONF_ERROR;
@@ -557,7 +596,9 @@ ngx_vantage_init_process(ngx_cycle_t *cycle)
 {
     ngx_vantage_main_conf_t  *vmcf;
 
-    if (ngx_vantage_jwks_init_process(cycle) != NGX_OK) {
+    if (ngx_vantage_jwks_init_process(cycle) != NGX_OK
+        || ngx_vantage_apikey_init_process(cycle) != NGX_OK)
+    {
         return NGX_ERROR;
     }
 

@@ -11,6 +11,7 @@
 #include <openssl/evp.h>
 
 #include "vc_jwt.h"
+#include "vc_apikeys.h"
 #include "vc_ratelimit.h"
 #include "ngx_vantage_redis.h"
 #include "ngx_vantage_worker.h"
@@ -46,8 +47,39 @@ typedef struct {
 } ngx_vantage_jwks_t;
 
 
+/* an API key file, shared like a key file, watched the same way */
+typedef struct {
+    ngx_str_t                   path;      /* full name, NUL-terminated */
+    vc_apikeys_t               *set;       /* in force in this process */
+    ngx_file_uniq_t             uniq;      /* the file as last loaded */
+    time_t                      mtime;
+    long                        mtime_nsec;
+    off_t                       size;
+    ngx_uint_t                  failed;    /* its last change did not load */
+    ngx_event_t                 timer;
+} ngx_vantage_apikeys_t;
+
+
+#define NGX_VANTAGE_APIKEY_HEADER  0
+#define NGX_VANTAGE_APIKEY_QUERY   1
+
+
+/* where a request's API key is looked for */
+typedef struct {
+    ngx_uint_t                  type;
+    ngx_str_t                   name;      /* header or argument name */
+    ngx_str_t                   lowcase;   /* of a header name */
+} ngx_vantage_apikey_src_t;
+
+
+/* the schemes of WWW-Authenticate, and which one a refusal is about */
+#define NGX_VANTAGE_AUTH_JWT       0x01
+#define NGX_VANTAGE_AUTH_API_KEY   0x02
+
+
 typedef struct {
     ngx_array_t                 keysets;   /* ngx_vantage_jwks_t * */
+    ngx_array_t                 apikeysets;  /* ngx_vantage_apikeys_t * */
     ngx_array_t                 claims;    /* ngx_vantage_claim_t */
     /* SHA-256 of the claims' kinds and names, in order: in the cache key */
     u_char                      claims_digest[32];
@@ -83,6 +115,10 @@ typedef struct {
     ngx_array_t                *claim_headers; /* ngx_vantage_claim_header_t */
     ngx_shm_zone_t             *cache;
 
+    ngx_flag_t                  api_key;
+    ngx_vantage_apikeys_t      *api_keys;
+    ngx_array_t                *api_key_from;  /* ngx_vantage_apikey_src_t */
+
     ngx_array_t                *limits;        /* ngx_vantage_rl_limit_t */
     ngx_uint_t                  rl_status;
     ngx_uint_t                  rl_headers;
@@ -113,6 +149,15 @@ typedef struct {
                                               absent */
     unsigned                    verified:1;
 } ngx_vantage_jwt_ctx_t;
+
+
+/* the key that authenticated the request: copies, a reload frees the set */
+typedef struct {
+    ngx_str_t                   id;
+    ngx_str_t                   tenant;
+    ngx_str_t                   scopes;
+    unsigned                    verified:1;
+} ngx_vantage_apikey_ctx_t;
 
 
 #define NGX_VANTAGE_RL_HEADERS_OFF     0
@@ -165,6 +210,7 @@ typedef struct {
  */
 typedef struct {
     ngx_vantage_jwt_ctx_t       jwt;
+    ngx_vantage_apikey_ctx_t    apikey;
     ngx_vantage_rl_ctx_t        rl;
     void                       *dispatch;  /* ngx_vantage_dispatch_ctx_t */
 } ngx_vantage_ctx_t;
@@ -202,6 +248,24 @@ char *ngx_vantage_jwt_algorithms(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_vantage_jwt_merge_policy(ngx_conf_t *cf,
     ngx_vantage_loc_conf_t *vlcf);
+ngx_int_t ngx_vantage_auth_refuse(ngx_http_request_t *r,
+    ngx_vantage_loc_conf_t *vlcf, ngx_uint_t scheme, ngx_uint_t status,
+    const char *error, const char *reason, ngx_str_t *id);
+ngx_int_t ngx_vantage_headers_in_remove(ngx_http_request_t *r,
+    ngx_str_t *lowcase);
+
+/* ngx_vantage_apikey.c */
+char *ngx_vantage_apikey_keys_conf(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_vantage_apikey_from_conf(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_vantage_auth_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+char *ngx_vantage_apikey_merge(ngx_conf_t *cf, ngx_vantage_loc_conf_t *prev,
+    ngx_vantage_loc_conf_t *conf);
+ngx_int_t ngx_vantage_apikey_add_variables(ngx_conf_t *cf);
+ngx_int_t ngx_vantage_apikey_init_process(ngx_cycle_t *cycle);
+ngx_int_t ngx_vantage_apikey_authenticate(ngx_http_request_t *r,
+    ngx_vantage_loc_conf_t *vlcf, ngx_vantage_apikey_ctx_t *actx);
 
 /* ngx_vantage_ratelimit.c */
 ngx_int_t ngx_vantage_rl_init(ngx_conf_t *cf);

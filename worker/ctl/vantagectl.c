@@ -30,6 +30,7 @@ typedef struct {
     unsigned                    opts;      /* VCTL_OPT_* it accepts */
     int                         min;       /* operands after the words */
     int                         max;       /* -1: any number */
+    unsigned                    local;     /* works on files, no Redis */
 } vctl_command_t;
 
 
@@ -38,17 +39,25 @@ typedef struct {
     (VCTL_OPT_TYPE|VCTL_OPT_TENANT|VCTL_OPT_SINCE|VCTL_OPT_ALL)
 
 static const vctl_command_t  vctl_commands[] = {
-    { "health", NULL, NULL, 0, 0, 0 },
+    { "health", NULL, NULL, 0, 0, 0, 0 },
     { "jobs", "list", vctl_jobs_list,
-      VCTL_OPT_STATE|VCTL_OPT_TYPE|VCTL_OPT_TENANT|VCTL_OPT_LIMIT, 0, 0 },
-    { "jobs", "show", vctl_jobs_show, VCTL_OPT_BODY, 1, 1 },
+      VCTL_OPT_STATE|VCTL_OPT_TYPE|VCTL_OPT_TENANT|VCTL_OPT_LIMIT, 0, 0, 0 },
+    { "jobs", "show", vctl_jobs_show, VCTL_OPT_BODY, 1, 1, 0 },
     { "dlq", "list", vctl_dlq_list,
-      VCTL_OPT_TYPE|VCTL_OPT_TENANT|VCTL_OPT_SINCE|VCTL_OPT_LIMIT, 0, 0 },
-    { "dlq", "show", vctl_dlq_show, VCTL_OPT_BODY, 1, 1 },
-    { "dlq", "replay", vctl_dlq_replay, VCTL_SELECT, 0, -1 },
-    { "dlq", "purge", vctl_dlq_purge, VCTL_SELECT, 0, -1 },
-    { "dlq", "skip", vctl_dlq_skip, 0, 1, 1 },
-    { NULL, NULL, NULL, 0, 0, 0 }
+      VCTL_OPT_TYPE|VCTL_OPT_TENANT|VCTL_OPT_SINCE|VCTL_OPT_LIMIT, 0, 0, 0 },
+    { "dlq", "show", vctl_dlq_show, VCTL_OPT_BODY, 1, 1, 0 },
+    { "dlq", "replay", vctl_dlq_replay, VCTL_SELECT, 0, -1, 0 },
+    { "dlq", "purge", vctl_dlq_purge, VCTL_SELECT, 0, -1, 0 },
+    { "dlq", "skip", vctl_dlq_skip, 0, 1, 1, 0 },
+    { "apikey", "create", vctl_apikey_create,
+      VCTL_OPT_FILE|VCTL_OPT_ID|VCTL_OPT_TENANT|VCTL_OPT_SCOPE
+      |VCTL_OPT_EXPIRES, 0, 0, 1 },
+    { "apikey", "list", vctl_apikey_list, VCTL_OPT_FILE, 0, 0, 1 },
+    { "apikey", "revoke", vctl_apikey_revoke, VCTL_OPT_FILE|VCTL_OPT_ID,
+      0, 0, 1 },
+    { "apikey", "disable", vctl_apikey_revoke, VCTL_OPT_FILE|VCTL_OPT_ID,
+      0, 0, 1 },
+    { NULL, NULL, NULL, 0, 0, 0, 0 }
 };
 
 
@@ -63,6 +72,10 @@ static const struct {
     { VCTL_OPT_SINCE, "--since" },
     { VCTL_OPT_BODY, "--body" },
     { VCTL_OPT_ALL, "--all" },
+    { VCTL_OPT_FILE, "--file" },
+    { VCTL_OPT_ID, "--id" },
+    { VCTL_OPT_SCOPE, "--scope" },
+    { VCTL_OPT_EXPIRES, "--expires" },
     { 0, NULL }
 };
 
@@ -143,6 +156,12 @@ main(int argc, char **argv)
     memset(&ctl, 0, sizeof(vctl_t));
     ctl.args = &args;
 
+    if (cmd->local) {
+        rc = cmd->handler(&ctl);
+        free(args.scopes);
+        return rc;
+    }
+
     if (vctl_redis_connect(&ctl) != VCTL_OK) {
         if (cmd->handler == NULL) {
             /* health reports an unreachable Redis as its own result */
@@ -191,6 +210,14 @@ vctl_usage(FILE *f)
 "  dlq skip <id>              take a dead ordered job (on_dead=block) out\n"
 "                             of its ordering list and wake the next one\n"
 "\n"
+"API keys (the file of vantage_api_keys; no Redis):\n"
+"  apikey create --file F --id ID --tenant T [--scope S]... [--expires E]\n"
+"                             add a key and print it, once, on stdout;\n"
+"                             E is an RFC 3339 time or a duration (90d)\n"
+"  apikey list --file F       ids, tenants, scopes, expiry, status\n"
+"  apikey revoke --file F --id ID   remove a key\n"
+"  apikey disable --file F --id ID  keep a key but refuse it\n"
+"\n"
 "Options:\n"
 "  --redis <host:port|unix:path>  Redis (default $VANTAGE_REDIS, else\n"
 "                             127.0.0.1:6379)\n"
@@ -232,6 +259,10 @@ vctl_parse_args(int argc, char **argv, vctl_args_t *args)
         { "since",         required_argument, NULL, 'S' },
         { "body",          no_argument,       NULL, 'b' },
         { "all",           no_argument,       NULL, 'a' },
+        { "file",          required_argument, NULL, 'f' },
+        { "id",            required_argument, NULL, 'i' },
+        { "scope",         required_argument, NULL, 'c' },
+        { "expires",       required_argument, NULL, 'e' },
         { "help",          no_argument,       NULL, 'h' },
         { "version",       no_argument,       NULL, 'V' },
         { NULL, 0, NULL, 0 }
@@ -239,6 +270,13 @@ vctl_parse_args(int argc, char **argv, vctl_args_t *args)
 
     memset(args, 0, sizeof(vctl_args_t));
     args->limit = 50;
+
+    /* at most one --scope an argument */
+    args->scopes = calloc(argc + 1, sizeof(char *));
+    if (args->scopes == NULL) {
+        vctl_error("out of memory");
+        return VCTL_ERROR;
+    }
 
     env = getenv("VANTAGE_REDIS");
     args->redis = (env != NULL && env[0] != '\0') ? env : "127.0.0.1:6379";
@@ -324,6 +362,26 @@ vctl_parse_args(int argc, char **argv, vctl_args_t *args)
 
         case 'a':
             args->given |= VCTL_OPT_ALL;
+            break;
+
+        case 'f':
+            args->file = optarg;
+            args->given |= VCTL_OPT_FILE;
+            break;
+
+        case 'i':
+            args->key_id = optarg;
+            args->given |= VCTL_OPT_ID;
+            break;
+
+        case 'c':
+            args->scopes[args->nscopes++] = optarg;
+            args->given |= VCTL_OPT_SCOPE;
+            break;
+
+        case 'e':
+            args->expires = optarg;
+            args->given |= VCTL_OPT_EXPIRES;
             break;
 
         case 'h':

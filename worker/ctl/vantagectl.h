@@ -36,6 +36,10 @@
 #define VCTL_OPT_SINCE     0x10
 #define VCTL_OPT_BODY      0x20
 #define VCTL_OPT_ALL       0x40
+#define VCTL_OPT_FILE      0x80
+#define VCTL_OPT_ID        0x100
+#define VCTL_OPT_SCOPE     0x200
+#define VCTL_OPT_EXPIRES   0x400
 
 #define VCTL_KEY_JOB       "{vq}:job:"
 #define VCTL_KEY_ATT       "{vq}:att:"
@@ -57,6 +61,11 @@ typedef struct {
     const char                 *tenant;
     long                        limit;
     int64_t                     since_ms;
+    const char                 *file;       /* apikey: the key file */
+    const char                 *key_id;
+    const char                 *expires;
+    char                      **scopes;
+    int                         nscopes;
     unsigned                    given;      /* VCTL_OPT_* seen */
     unsigned                    json:1;
     unsigned                    help:1;
@@ -143,6 +152,11 @@ int vctl_dlq_show(vctl_t *ctl);
 int vctl_dlq_replay(vctl_t *ctl);
 int vctl_dlq_purge(vctl_t *ctl);
 int vctl_dlq_skip(vctl_t *ctl);
+
+/* ctl_apikey.c: the key file of vantage_api_keys, no Redis */
+int vctl_apikey_create(vctl_t *ctl);
+int vctl_apikey_list(vctl_t *ctl);
+int vctl_apikey_revoke(vctl_t *ctl);
 
 /* ctl_health.c */
 int vctl_health(vctl_t *ctl, int connected);
