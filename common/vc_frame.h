@@ -41,8 +41,9 @@ typedef enum {
     VC_FRAME_PING = 1,           /* liveness; reply: empty */
     VC_FRAME_DISPATCH = 2,       /* a job to persist; reply: its id, status */
     VC_FRAME_JOB_STATUS = 3,     /* reply: the job's state, for /jobs/<id> */
-    VC_FRAME_FETCH = 4           /* an outbound fetch for the module (keys,
-                                    introspection): later issues */
+    VC_FRAME_FETCH = 4           /* an outbound fetch for the module: a key
+                                    set, a discovery document, a token's
+                                    introspection */
 } vc_frame_type_e;
 
 
@@ -62,8 +63,15 @@ typedef enum {
     VC_TAG_METHOD = 25,
     VC_TAG_URI = 26,
     VC_TAG_ORDERING_KEY = 27,    /* jobs with one key run one at a time */
-    VC_TAG_REPLAYED = 28         /* reply: an idempotent repeat; empty,
+    VC_TAG_REPLAYED = 28,        /* reply: an idempotent repeat; empty,
                                     sent with VC_FRAME_TAG_OPTIONAL */
+    VC_TAG_IDP = 29,             /* FETCH: the worker's [idp <name>] */
+    VC_TAG_FETCH_KIND = 30,      /* FETCH: jwks, discovery or introspect */
+    VC_TAG_TOKEN = 31,           /* FETCH introspect: the client's token */
+    VC_TAG_AGE = 32,             /* reply: seconds since fetched, 4 bytes */
+    VC_TAG_MAX_AGE = 33,         /* reply: seconds it stays fresh, 4 bytes */
+    VC_TAG_STALE = 34            /* reply: empty, optional: the last good
+                                    copy, past its time */
 } vc_frame_tag_e;
 
 

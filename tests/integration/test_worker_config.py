@@ -237,10 +237,14 @@ def test_worker_md_example_passes_check(worker_bin, tmp):
     """The file shown in docs/WORKER.md, its secret files made in tmp."""
     with open(os.path.join(vh.REPO, "docs", "WORKER.md")) as f:
         blocks = re.findall(r"^```ini\n(.*?)^```", f.read(), re.M | re.S)
-    assert len(blocks) == 1
+    # the whole file, then the [idp] section on its own
+    assert len(blocks) == 2 and blocks[1].startswith("[idp ")
     secret = write(os.path.join(tmp, "secret"), "x\n", mode=0o600)
-    text, n = re.subn(r"/etc/vantage/secrets/\w+", secret, blocks[0])
-    assert n == 2
+    ca = write(os.path.join(tmp, "ca.pem"), "x\n")
+    text, n = re.subn(r"/etc/vantage/secrets/\w+", secret,
+                      blocks[0] + blocks[1])
+    assert n == 3
+    text = text.replace("/etc/vantage/idp-ca.pem", ca)
     path = write(os.path.join(tmp, "worker.conf"), text)
     p = check(worker_bin, path)
     assert (p.returncode, p.stderr) == \

@@ -888,6 +888,125 @@ test_secret_files(void **state)
 }
 
 
+/* [idp <name>]: defaults, every key, the rules between them */
+static void
+test_idp(void **state)
+{
+    char                  cwdbuf[1024], text[8192], expected[2048];
+    vw_conf_t            *conf;
+    const vw_conf_idp_t  *idp;
+
+    assert_non_null(getcwd(cwdbuf, sizeof(cwdbuf)));
+    write_file("secret", "SECRET-client\n", 14);
+    write_file("ca.pem", "not checked here\n", 17);
+
+    conf = load_ok(W "[idp a]\ndiscovery = https://idp.example.com/\n");
+    idp = vw_conf_idp(conf, "a", 1);
+    assert_non_null(idp);
+    assert_string_equal(idp->discovery, "https://idp.example.com/");
+    assert_null(idp->jwks_url);
+    assert_null(idp->introspection_url);
+    assert_null(idp->ca_file);
+    assert_null(idp->client_id);
+    assert_null(idp->client_secret);
+    assert_int_equal(idp->auth, VW_IDP_AUTH_BASIC);
+    assert_int_equal(idp->min_refresh_ms, 60 * SEC);
+    assert_int_equal(idp->max_age_cap_ms, 24 * HOUR);
+    assert_int_equal(idp->timeout_ms, 5 * SEC);
+    assert_null(vw_conf_idp(conf, "b", 1));
+    assert_null(vw_conf_idp(conf, "aa", 2));
+    vw_conf_free(conf);
+
+    snprintf(text, sizeof(text), W "[idp corp.okta]\n"
+             "jwks_url = https://idp.example.com/keys\n"
+             "introspection_url = https://idp.example.com/introspect\n"
+             "ca_file = %s/ca.pem\n"
+             "client_id = vantage gateway\n"
+             "client_secret_file = %s/secret\n"
+             "auth = client_secret_post\n"
+             "min_refresh = 30s\n"
+             "max_age_cap = 1h\n"
+             "timeout = 1500ms\n"
+             "[idp b]\nintrospection_url = https://b.example.com/i\n"
+             "client_id = b\nclient_secret_file = %s/secret\n",
+             cwdbuf, cwdbuf, cwdbuf);
+    conf = load_ok(text);
+    idp = vw_conf_idp(conf, "corp.okta", 9);
+    assert_non_null(idp);
+    assert_string_equal(idp->jwks_url, "https://idp.example.com/keys");
+    assert_string_equal(idp->introspection_url,
+                        "https://idp.example.com/introspect");
+    assert_string_equal(idp->client_id, "vantage gateway");
+    assert_string_equal(idp->client_secret, "SECRET-client");
+    assert_int_equal(idp->auth, VW_IDP_AUTH_POST);
+    assert_int_equal(idp->min_refresh_ms, 30 * SEC);
+    assert_int_equal(idp->max_age_cap_ms, HOUR);
+    assert_int_equal(idp->timeout_ms, 1500);
+    assert_non_null(strstr(idp->ca_file, "/ca.pem"));
+    assert_non_null(vw_conf_idp(conf, "b", 1));
+    vw_conf_free(conf);
+
+    load_err(W "[idp]\n", "worker.conf:4: [idp]: needs a name: [idp <name>]");
+    load_err(W "[idp a/b]\n", "worker.conf:4: [idp a/b]: \"a/b\" is not a "
+             "valid idp name: use 1 to 128 of A-Z a-z 0-9 . _ -");
+    load_err(W "[idp a]\n", "worker.conf:4: discovery: missing in [idp a]: "
+             "it needs discovery, jwks_url or introspection_url");
+    load_err(W "[idp a]\ndiscovery = http://idp.example.com\n",
+             "worker.conf:5: discovery: \"http://idp.example.com\" is not "
+             "an https:// URL");
+    load_err(W "[idp a]\njwks_url = https:///keys\n",
+             "worker.conf:5: jwks_url: \"https:///keys\" is not an https:// "
+             "URL");
+    load_err(W "[idp a]\ndiscovery = https://a\njwks_url = https://a/k\n",
+             "worker.conf:6: jwks_url: [idp a] has discovery at line 5: "
+             "give one of them, not both");
+    load_err(W "[idp a]\nintrospection_url = https://a/i\n",
+             "worker.conf:5: client_id: missing in [idp a]: "
+             "introspection_url needs client_id and client_secret_file");
+    load_err(W "[idp a]\nintrospection_url = https://a/i\nclient_id = x\n",
+             "worker.conf:5: client_secret_file: missing in [idp a]: "
+             "introspection_url needs client_id and client_secret_file");
+    load_err(W "[idp a]\ndiscovery = https://a\nclient_id = x\n",
+             "worker.conf:6: client_secret_file: missing in [idp a]: "
+             "client_id and client_secret_file go together");
+    /* the value is not quoted: it may be the secret itself */
+    load_err(W "[idp a]\ndiscovery = https://a\n"
+             "client_secret_file = SECRET-pasted\n",
+             "worker.conf:6: client_secret_file: expected the absolute path "
+             "of a file holding the client secret");
+    load_err(W "[idp a]\ndiscovery = https://a\nca_file = ca.pem\n",
+             "worker.conf:6: ca_file: \"ca.pem\" is not an absolute path");
+    load_err(W "[idp a]\ndiscovery = https://a\nca_file = /nonexistent\n",
+             "worker.conf:6: ca_file: cannot read \"/nonexistent\": No such "
+             "file or directory");
+    load_err(W "[idp a]\ndiscovery = https://a\nauth = basic\n",
+             "worker.conf:6: auth: \"basic\" is not client_secret_basic or "
+             "client_secret_post");
+    load_err(W "[idp a]\ndiscovery = https://a\nmin_refresh = 500ms\n",
+             "worker.conf:6: min_refresh: \"500ms\" is less than 1s");
+    load_err(W "[idp a]\ndiscovery = https://a\ntimeout = 6m\n",
+             "worker.conf:6: timeout: \"6m\" is more than 5m");
+    load_err(W "[idp a]\ndiscovery = https://a\nmin_refresh = 2d\n",
+             "worker.conf:6: min_refresh: 2d is more than max_age_cap (1d)");
+    load_err(W "[idp a]\ndiscovery = https://a\nmax_age_cap = 10s\n",
+             "worker.conf:6: max_age_cap: 10s is less than min_refresh "
+             "(1m)");
+    load_err(W "[idp a]\ndiscovery = https://a\n[idp a]\n",
+             "worker.conf:6: [idp a]: duplicate section, first at line 4");
+    load_err(W "[idp a]\ndiscovery = https://a\nurl = https://a\n",
+             "worker.conf:6: url: unknown key in [idp a]");
+
+    /* the secret file's content never shows */
+    write_file("bad-secret", "SECRET-one\nSECRET-two\n", 22);
+    snprintf(text, sizeof(text), W "[idp a]\ndiscovery = https://a\n"
+             "client_secret_file = %s/bad-secret\n", cwdbuf);
+    snprintf(expected, sizeof(expected), "worker.conf:6: client_secret_file: "
+             "\"%s/bad-secret\" holds CR, LF or another control character "
+             "before its end", cwdbuf);
+    load_err(text, expected);
+}
+
+
 int
 main(void)
 {
@@ -907,6 +1026,7 @@ main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_error_no_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_secret_files, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_idp, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -2,14 +2,16 @@
 
 /*
  * The file is INI (docs/WORKER.md, "The configuration file"): [worker],
- * [target <name>] and [job <type>] sections of "key = value" lines.  The
+ * [target <name>], [job <type>] and [idp <name>] sections of "key = value"
+ * lines.  The
  * reader is strict: a key it does not know, a key given twice, a value it
  * cannot parse or a rule between values that does not hold stops the load
  * with one line naming the file, the line and the key, so that a typo never
  * turns silently into a default.  The first error wins; nothing is logged
  * here, the caller decides where the line goes.
  *
- * Secrets (secret_header values, the Redis password) are read from files
+ * Secrets (secret_header values, the Redis password, an identity
+ * provider's client secret) are read from files
  * named in the configuration.  No error message quotes a secret or a value
  * that may be one: header values are never quoted, and a path that is not
  * absolute is refused without quoting it, in case a value was pasted where
@@ -54,7 +56,8 @@
 typedef enum {
     VW_CONF_WORKER = 0,
     VW_CONF_TARGET,
-    VW_CONF_JOB
+    VW_CONF_JOB,
+    VW_CONF_IDP
 } vw_conf_kind_e;
 
 
@@ -83,6 +86,7 @@ typedef struct {
     vw_conf_sect_t             *sect;       /* the one being read */
     vw_conf_target_t          **targets_tail;
     vw_conf_job_t             **jobs_tail;
+    vw_conf_idp_t             **idps_tail;
 } vw_conf_ctx_t;
 
 
@@ -136,6 +140,16 @@ static int vw_conf_set_secret_header(vw_conf_ctx_t *ctx,
 static int vw_conf_set_ordering(vw_conf_ctx_t *ctx, const vw_conf_key_t *key,
     const char *value, void *obj);
 static int vw_conf_set_on_dead(vw_conf_ctx_t *ctx, const vw_conf_key_t *key,
+    const char *value, void *obj);
+static int vw_conf_set_https_url(vw_conf_ctx_t *ctx, const vw_conf_key_t *key,
+    const char *value, void *obj);
+static int vw_conf_set_ca_file(vw_conf_ctx_t *ctx, const vw_conf_key_t *key,
+    const char *value, void *obj);
+static int vw_conf_set_client_id(vw_conf_ctx_t *ctx, const vw_conf_key_t *key,
+    const char *value, void *obj);
+static int vw_conf_set_client_secret(vw_conf_ctx_t *ctx,
+    const vw_conf_key_t *key, const char *value, void *obj);
+static int vw_conf_set_auth(vw_conf_ctx_t *ctx, const vw_conf_key_t *key,
     const char *value, void *obj);
 
 
@@ -224,6 +238,40 @@ static const vw_conf_key_t  vw_conf_job_keys[] = {
     { NULL, NULL, 0, 0, 0, 0 }
 };
 
+/* the indexes of the idp keys that the checks after reading look at */
+enum {
+    VW_CONF_IDP_DISCOVERY = 0,
+    VW_CONF_IDP_JWKS_URL,
+    VW_CONF_IDP_INTROSPECTION_URL,
+    VW_CONF_IDP_CLIENT_ID = 4,
+    VW_CONF_IDP_CLIENT_SECRET,
+    VW_CONF_IDP_MIN_REFRESH = 7,
+    VW_CONF_IDP_MAX_AGE_CAP
+};
+
+static const vw_conf_key_t  vw_conf_idp_keys[] = {
+    { "discovery", vw_conf_set_https_url,
+      vw_off(vw_conf_idp_t, discovery), 0, 0, 0 },
+    { "jwks_url", vw_conf_set_https_url,
+      vw_off(vw_conf_idp_t, jwks_url), 0, 0, 0 },
+    { "introspection_url", vw_conf_set_https_url,
+      vw_off(vw_conf_idp_t, introspection_url), 0, 0, 0 },
+    { "ca_file", vw_conf_set_ca_file, 0, 0, 0, 0 },
+    { "client_id", vw_conf_set_client_id, 0, 0, 0, 0 },
+    { "client_secret_file", vw_conf_set_client_secret, 0, 0, 0, 0 },
+    { "auth", vw_conf_set_auth, 0, 0, 0, 0 },
+    { "min_refresh", vw_conf_set_duration,
+      vw_off(vw_conf_idp_t, min_refresh_ms), VW_CONF_SECOND,
+      VW_CONF_DURATION_MAX, 0 },
+    { "max_age_cap", vw_conf_set_duration,
+      vw_off(vw_conf_idp_t, max_age_cap_ms), VW_CONF_SECOND,
+      VW_CONF_DURATION_MAX, 0 },
+    /* a FETCH waits for it (twice with discovery): keep it short */
+    { "timeout", vw_conf_set_duration,
+      vw_off(vw_conf_idp_t, timeout_ms), 1, 5 * VW_CONF_MINUTE, 0 },
+    { NULL, NULL, 0, 0, 0, 0 }
+};
+
 /* the worker's own keys that the checks after reading look at */
 enum {
     VW_CONF_WORKER_LISTEN = 0,
@@ -237,10 +285,11 @@ enum {
 
 
 static const vw_conf_key_t  *vw_conf_keys[] = {
-    vw_conf_worker_keys, vw_conf_target_keys, vw_conf_job_keys
+    vw_conf_worker_keys, vw_conf_target_keys, vw_conf_job_keys,
+    vw_conf_idp_keys
 };
 
-static const char  *vw_conf_kinds[] = { "worker", "target", "job" };
+static const char  *vw_conf_kinds[] = { "worker", "target", "job", "idp" };
 
 
 static int vw_conf_read(vw_conf_ctx_t *ctx, FILE *f);
@@ -248,6 +297,7 @@ static int vw_conf_line(vw_conf_ctx_t *ctx, char *line);
 static int vw_conf_section(vw_conf_ctx_t *ctx, char *p);
 static int vw_conf_finish(vw_conf_ctx_t *ctx);
 static int vw_conf_finish_job(vw_conf_ctx_t *ctx, vw_conf_sect_t *s);
+static int vw_conf_finish_idp(vw_conf_ctx_t *ctx, vw_conf_sect_t *s);
 static int vw_conf_error(vw_conf_ctx_t *ctx, unsigned line, const char *key,
     const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 static const char *vw_conf_quote(char *buf, size_t size, const char *s);
@@ -342,6 +392,7 @@ vw_conf_load(const char *file, char *err, size_t errlen)
 
     ctx.targets_tail = &ctx.conf->targets;
     ctx.jobs_tail = &ctx.conf->jobs;
+    ctx.idps_tail = &ctx.conf->idps;
 
     ctx.conf->file = strdup(file);
 
@@ -388,9 +439,22 @@ vw_conf_free(vw_conf_t *conf)
     vw_conf_job_t     *job, *next_job;
     vw_conf_header_t  *h, *next_h;
     vw_conf_target_t  *t, *next_t;
+    vw_conf_idp_t     *idp, *next_idp;
 
     if (conf == NULL) {
         return;
+    }
+
+    for (idp = conf->idps; idp != NULL; idp = next_idp) {
+        next_idp = idp->next;
+        free(idp->name);
+        free(idp->discovery);
+        free(idp->jwks_url);
+        free(idp->introspection_url);
+        free(idp->ca_file);
+        free(idp->client_id);
+        vw_conf_secret_free(idp->client_secret);
+        free(idp);
     }
 
     for (job = conf->jobs; job != NULL; job = next_job) {
@@ -444,6 +508,25 @@ vw_conf_job(const vw_conf_t *conf, const char *type, size_t len)
     for (job = conf->jobs; job != NULL; job = job->next) {
         if (strlen(job->type) == len && memcmp(job->type, type, len) == 0) {
             return job;
+        }
+    }
+
+    return NULL;
+}
+
+
+const vw_conf_idp_t *
+vw_conf_idp(const vw_conf_t *conf, const char *name, size_t len)
+{
+    const vw_conf_idp_t  *idp;
+
+    if (conf == NULL) {
+        return NULL;
+    }
+
+    for (idp = conf->idps; idp != NULL; idp = idp->next) {
+        if (strlen(idp->name) == len && memcmp(idp->name, name, len) == 0) {
+            return idp;
         }
     }
 
@@ -595,7 +678,7 @@ vw_conf_line(vw_conf_ctx_t *ctx, char *line)
 }
 
 
-/* "[worker]", "[target <name>]" or "[job <type>]" */
+/* "[worker]", "[target <name>]", "[job <type>]" or "[idp <name>]" */
 static int
 vw_conf_section(vw_conf_ctx_t *ctx, char *p)
 {
@@ -606,6 +689,7 @@ vw_conf_section(vw_conf_ctx_t *ctx, char *p)
     vw_conf_job_t     *job;
     vw_conf_sect_t    *s;
     vw_conf_target_t  *t;
+    vw_conf_idp_t     *idp;
 
     /* the "key" of a message is the section's line as written, printable */
     len = strlen(p);
@@ -631,13 +715,13 @@ vw_conf_section(vw_conf_ctx_t *ctx, char *p)
 
     p = head;
 
-    for (kind = 0; kind < 3; kind++) {
+    for (kind = 0; kind < 4; kind++) {
         if (strcmp(word, vw_conf_kinds[kind]) == 0) {
             break;
         }
     }
 
-    if (kind == 3) {
+    if (kind == 4) {
         return vw_conf_error(ctx, ctx->line, p, "unknown section");
     }
 
@@ -656,7 +740,8 @@ vw_conf_section(vw_conf_ctx_t *ctx, char *p)
                                  "use 1 to %d of A-Z a-z 0-9 . _ -",
                                  vw_conf_quote(q, sizeof(q), name),
                                  kind == VW_CONF_JOB ? "job type"
-                                                     : "target name",
+                                 : kind == VW_CONF_IDP ? "idp name"
+                                                       : "target name",
                                  VW_CONF_NAME_MAX);
         }
     }
@@ -700,6 +785,29 @@ vw_conf_section(vw_conf_ctx_t *ctx, char *p)
         }
 
         s->obj = t;
+        return VW_OK;
+    }
+
+    if (kind == VW_CONF_IDP) {
+        idp = calloc(1, sizeof(vw_conf_idp_t));
+        if (idp == NULL) {
+            return vw_conf_error(ctx, ctx->line, p, "out of memory");
+        }
+
+        *ctx->idps_tail = idp;
+        ctx->idps_tail = &idp->next;
+        s->obj = idp;
+
+        idp->name = strdup(name);
+        if (idp->name == NULL) {
+            return vw_conf_error(ctx, ctx->line, p, "out of memory");
+        }
+
+        idp->auth = VW_IDP_AUTH_BASIC;
+        idp->min_refresh_ms = 60 * VW_CONF_SECOND;
+        idp->max_age_cap_ms = 24 * VW_CONF_HOUR;
+        idp->timeout_ms = 5 * VW_CONF_SECOND;
+
         return VW_OK;
     }
 
@@ -795,6 +903,10 @@ vw_conf_finish(vw_conf_ctx_t *ctx)
     slowest = NULL;
 
     for (s = ctx->sects; s != NULL; s = s->next) {
+        if (s->kind == VW_CONF_IDP && vw_conf_finish_idp(ctx, s) != VW_OK) {
+            return VW_ERROR;
+        }
+
         if (s->kind != VW_CONF_JOB) {
             continue;
         }
@@ -934,6 +1046,75 @@ vw_conf_finish_job(vw_conf_ctx_t *ctx, vw_conf_sect_t *s)
     }
 
     job->target = t;
+
+    return VW_OK;
+}
+
+
+static int
+vw_conf_finish_idp(vw_conf_ctx_t *ctx, vw_conf_sect_t *s)
+{
+    char            a[32], b[32], label[VW_CONF_NAME_MAX + 16];
+    vw_conf_idp_t  *idp = s->obj;
+
+    vw_conf_label(s, label, sizeof(label));
+
+    if (idp->discovery != NULL && idp->jwks_url != NULL) {
+        return vw_conf_error(ctx, s->lines[VW_CONF_IDP_JWKS_URL], "jwks_url",
+                             "%s has discovery at line %u: give one of "
+                             "them, not both", label,
+                             s->lines[VW_CONF_IDP_DISCOVERY]);
+    }
+
+    if (idp->discovery == NULL && idp->jwks_url == NULL
+        && idp->introspection_url == NULL)
+    {
+        return vw_conf_error(ctx, s->line, "discovery", "missing in %s: it "
+                             "needs discovery, jwks_url or "
+                             "introspection_url", label);
+    }
+
+    if (idp->introspection_url != NULL) {
+        /* RFC 7662 section 2.1: the caller authenticates */
+        if (idp->client_id == NULL) {
+            return vw_conf_error(ctx, s->lines[VW_CONF_IDP_INTROSPECTION_URL],
+                                 "client_id", "missing in %s: "
+                                 "introspection_url needs client_id and "
+                                 "client_secret_file", label);
+        }
+
+        if (idp->client_secret == NULL) {
+            return vw_conf_error(ctx, s->lines[VW_CONF_IDP_INTROSPECTION_URL],
+                                 "client_secret_file", "missing in %s: "
+                                 "introspection_url needs client_id and "
+                                 "client_secret_file", label);
+        }
+    }
+
+    if ((idp->client_id == NULL) != (idp->client_secret == NULL)) {
+        return vw_conf_error(ctx,
+                             idp->client_id ? s->lines[VW_CONF_IDP_CLIENT_ID]
+                             : s->lines[VW_CONF_IDP_CLIENT_SECRET],
+                             idp->client_id ? "client_secret_file"
+                                            : "client_id",
+                             "missing in %s: client_id and "
+                             "client_secret_file go together", label);
+    }
+
+    if (idp->min_refresh_ms > idp->max_age_cap_ms) {
+        vw_conf_fmt_ms(a, sizeof(a), idp->min_refresh_ms);
+        vw_conf_fmt_ms(b, sizeof(b), idp->max_age_cap_ms);
+
+        if (s->lines[VW_CONF_IDP_MIN_REFRESH]) {
+            return vw_conf_error(ctx, s->lines[VW_CONF_IDP_MIN_REFRESH],
+                                 "min_refresh", "%s is more than "
+                                 "max_age_cap (%s)", a, b);
+        }
+
+        return vw_conf_error(ctx, s->lines[VW_CONF_IDP_MAX_AGE_CAP],
+                             "max_age_cap", "%s is less than min_refresh "
+                             "(%s)", b, a);
+    }
 
     return VW_OK;
 }
@@ -1887,6 +2068,126 @@ vw_conf_set_on_dead(vw_conf_ctx_t *ctx, const vw_conf_key_t *key,
     } else {
         return vw_conf_error(ctx, ctx->line, key->name,
                              "%s is not proceed or block",
+                             vw_conf_quote(q, sizeof(q), value));
+    }
+
+    return VW_OK;
+}
+
+
+/*
+ * An identity provider's URL: https:// only, since the key set it serves
+ * decides who gets in, with a host and nothing a request line could not
+ * carry.
+ */
+static int
+vw_conf_set_https_url(vw_conf_ctx_t *ctx, const vw_conf_key_t *key,
+    const char *value, void *obj)
+{
+    char        q[VW_CONF_QUOTE_MAX * 4 + 8];
+    const char *p;
+
+    if (strncmp(value, "https://", 8) != 0
+        || strchr("/?#:", value[8]) != NULL)
+    {
+        goto invalid;
+    }
+
+    for (p = value; *p; p++) {
+        if ((unsigned char) *p <= 0x20 || *p == 0x7f) {
+            goto invalid;
+        }
+    }
+
+    return vw_conf_set_string(ctx, key, value,
+                              (char **) ((char *) obj + key->offset));
+
+invalid:
+
+    return vw_conf_error(ctx, ctx->line, key->name,
+                         "%s is not an https:// URL",
+                         vw_conf_quote(q, sizeof(q), value));
+}
+
+
+/* a PEM file of CAs, read by curl at each fetch: here only checked */
+static int
+vw_conf_set_ca_file(vw_conf_ctx_t *ctx, const vw_conf_key_t *key,
+    const char *value, void *obj)
+{
+    char            q[VW_CONF_QUOTE_MAX * 4 + 8];
+    vw_conf_idp_t  *idp = obj;
+
+    vw_conf_quote(q, sizeof(q), value);
+
+    if (value[0] != '/') {
+        return vw_conf_error(ctx, ctx->line, key->name,
+                             "%s is not an absolute path", q);
+    }
+
+    if (access(value, R_OK) != 0) {
+        return vw_conf_error(ctx, ctx->line, key->name, "cannot read %s: %s",
+                             q, strerror(errno));
+    }
+
+    return vw_conf_set_string(ctx, key, value, &idp->ca_file);
+}
+
+
+static int
+vw_conf_set_client_id(vw_conf_ctx_t *ctx, const vw_conf_key_t *key,
+    const char *value, void *obj)
+{
+    char            q[VW_CONF_QUOTE_MAX * 4 + 8];
+    size_t          len;
+    vw_conf_idp_t  *idp = obj;
+
+    len = strlen(value);
+
+    if (len > 255 || !vw_conf_valid_value(value, len)) {
+        return vw_conf_error(ctx, ctx->line, key->name,
+                             "%s is not 1 to 255 printable characters",
+                             vw_conf_quote(q, sizeof(q), value));
+    }
+
+    return vw_conf_set_string(ctx, key, value, &idp->client_id);
+}
+
+
+static int
+vw_conf_set_client_secret(vw_conf_ctx_t *ctx, const vw_conf_key_t *key,
+    const char *value, void *obj)
+{
+    vw_conf_idp_t  *idp = obj;
+
+    if (value[0] != '/') {
+        /* not quoted: it may be the secret itself */
+        return vw_conf_error(ctx, ctx->line, key->name,
+                             "expected the absolute path of a file holding "
+                             "the client secret");
+    }
+
+    return vw_conf_read_secret(ctx, key->name, value, &idp->client_secret);
+}
+
+
+static int
+vw_conf_set_auth(vw_conf_ctx_t *ctx, const vw_conf_key_t *key,
+    const char *value, void *obj)
+{
+    char            q[VW_CONF_QUOTE_MAX * 4 + 8];
+    vw_conf_idp_t  *idp = obj;
+
+    if (strcmp(value, "client_secret_basic") == 0) {
+        idp->auth = VW_IDP_AUTH_BASIC;
+
+    } else if (strcmp(value, "client_secret_post") == 0) {
+        idp->auth = VW_IDP_AUTH_POST;
+
+    } else {
+        return vw_conf_error(ctx, ctx->line, key->name,
+                             "%s is not client_secret_basic or "
+                             "client_secret_post",
                              vw_conf_quote(q, sizeof(q), value));
     }
 

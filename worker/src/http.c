@@ -42,6 +42,9 @@ static size_t vw_http_write(char *ptr, size_t size, size_t nmemb,
     void *userdata);
 static size_t vw_http_header(char *ptr, size_t size, size_t nmemb,
     void *userdata);
+static size_t vw_http_write_big(vw_http_req_t *req, const char *ptr,
+    size_t n);
+static long long vw_http_max_age(const char *p, size_t n);
 
 
 uint64_t
@@ -126,6 +129,10 @@ vw_http_request(vw_http_t *http, vw_http_req_t *req)
     req->errbuf[0] = '\0';
     req->resp_len = 0;
     req->retry_after = -1;
+    req->max_age = -1;
+    req->big = NULL;
+    req->big_len = 0;
+    req->too_large = 0;
     req->ms = 0;
     req->http = http;
 
@@ -136,7 +143,17 @@ vw_http_request(vw_http_t *http, vw_http_req_t *req)
     }
 
     curl_easy_setopt(easy, CURLOPT_URL, req->url);
-    curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR,
+                     req->https_only ? "https" : "http,https");
+
+    /* curl's defaults, said again: no option of this file turns them off */
+    curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, 1L);
+    curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, 2L);
+
+    if (req->ca_file != NULL) {
+        curl_easy_setopt(easy, CURLOPT_CAINFO, req->ca_file);
+    }
+
     curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long) req->timeout_ms);
     curl_easy_setopt(easy, CURLOPT_HTTPHEADER, req->headers);
@@ -188,6 +205,10 @@ vw_http_cancel(vw_http_req_t *req)
     curl_multi_remove_handle(req->http->multi, req->easy);
     curl_easy_cleanup(req->easy);
     req->easy = NULL;
+
+    free(req->big);
+    req->big = NULL;
+    req->big_len = 0;
 }
 
 
@@ -310,7 +331,9 @@ vw_http_check(vw_http_t *http)
             req->timed_out = (res == CURLE_OPERATION_TIMEDOUT);
             /* curl's detail when it has one: it names the cause */
             snprintf(req->error, sizeof(req->error), "%.120s",
-                     req->errbuf[0] ? req->errbuf : curl_easy_strerror(res));
+                     req->too_large ? "the response is too large"
+                     : req->errbuf[0] ? req->errbuf
+                     : curl_easy_strerror(res));
         }
 
         curl_multi_remove_handle(http->multi, easy);
@@ -323,6 +346,33 @@ vw_http_check(vw_http_t *http)
 }
 
 
+/* the whole body, up to body_max; more ends the transfer (CURLE_WRITE_ERROR) */
+static size_t
+vw_http_write_big(vw_http_req_t *req, const char *ptr, size_t n)
+{
+    size_t          size;
+    unsigned char  *p;
+
+    if (n > req->body_max - req->big_len) {
+        req->too_large = 1;
+        return 0;
+    }
+
+    size = req->big_len + n + 1;
+    p = realloc(req->big, size);
+    if (p == NULL) {
+        return 0;
+    }
+
+    memcpy(p + req->big_len, ptr, n);
+    req->big = p;
+    req->big_len += n;
+    req->big[req->big_len] = '\0';
+
+    return n;
+}
+
+
 static size_t
 vw_http_write(char *ptr, size_t size, size_t nmemb, void *userdata)
 {
@@ -330,6 +380,11 @@ vw_http_write(char *ptr, size_t size, size_t nmemb, void *userdata)
     vw_http_req_t  *req = userdata;
 
     n = size * nmemb;
+
+    if (req->body_max) {
+        return vw_http_write_big(req, ptr, n);
+    }
+
     room = VW_HTTP_BODY_KEEP - req->resp_len;
 
     /* the rest is read and dropped: only the start is kept for the DLQ */
@@ -337,6 +392,70 @@ vw_http_write(char *ptr, size_t size, size_t nmemb, void *userdata)
     req->resp_len += n < room ? n : room;
 
     return n;
+}
+
+
+/*
+ * A Cache-Control value's freshness in seconds (RFC 9111 section 5.2.2):
+ * max-age=N, 0 for no-cache or no-store (they win over max-age), -1 when
+ * it says neither.  s-maxage is for shared caches, which the worker is
+ * not.
+ */
+static long long
+vw_http_max_age(const char *p, size_t n)
+{
+    long long    age, d;
+    const char  *end, *tok;
+    size_t       len;
+
+    age = -1;
+    end = p + n;
+
+    while (p < end) {
+        while (p < end && (*p == ' ' || *p == '\t' || *p == ',')) {
+            p++;
+        }
+
+        tok = p;
+
+        while (p < end && *p != ',' && *p != '\r' && *p != '\n') {
+            p++;
+        }
+
+        len = (size_t) (p - tok);
+
+        if ((len == 8 && strncasecmp(tok, "no-store", 8) == 0)
+            || (len == 8 && strncasecmp(tok, "no-cache", 8) == 0))
+        {
+            return 0;
+        }
+
+        if (len > 8 && strncasecmp(tok, "max-age=", 8) == 0) {
+            tok += 8;
+            if (tok < p && *tok == '"') {
+                tok++;
+            }
+
+            d = 0;
+
+            while (tok < p && *tok >= '0' && *tok <= '9') {
+                /* RFC 9111 section 1.2.2: a too large number is 2^31 */
+                if (d < 2147483648LL) {
+                    d = d * 10 + (*tok - '0');
+                }
+
+                tok++;
+            }
+
+            age = d > 2147483648LL ? 2147483648LL : d;
+        }
+
+        if (p < end && (*p == '\r' || *p == '\n')) {
+            break;
+        }
+    }
+
+    return age;
 }
 
 
@@ -354,9 +473,14 @@ vw_http_header(char *ptr, size_t size, size_t nmemb, void *userdata)
                                                         time(NULL));
     }
 
+    if (n > 14 && strncasecmp(ptr, "Cache-Control:", 14) == 0) {
+        req->max_age = vw_http_max_age(ptr + 14, n - 14);
+    }
+
     /* a status line: headers of an earlier 1xx response do not count */
     if (n > 5 && strncmp(ptr, "HTTP/", 5) == 0) {
         req->retry_after = -1;
+        req->max_age = -1;
     }
 
     return n;

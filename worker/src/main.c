@@ -27,6 +27,7 @@
 #include "vw_conf.h"
 #include "vw_core.h"
 #include "vw_engine.h"
+#include "vw_fetch.h"
 
 
 /* the long option without a short one */
@@ -77,6 +78,7 @@ main(int argc, char **argv)
     vw_conf_t             *conf;
     vw_queue_t            *queue;
     vw_server_t           *server;
+    vw_fetch_t            *fetch;
     struct event          *sigint, *sigterm, *sighup;
     struct event_base     *base;
     static vw_main_args_t  args;   /* the reload reads it again */
@@ -160,6 +162,7 @@ main(int argc, char **argv)
     sighup = NULL;
     queue = NULL;
     server = NULL;
+    fetch = NULL;
 
     sigint = evsignal_new(base, SIGINT, vw_main_signal_handler, base);
     if (sigint == NULL || evsignal_add(sigint, NULL) != 0) {
@@ -210,6 +213,14 @@ main(int argc, char **argv)
         if (vw_main_engine == NULL) {
             goto done;
         }
+
+        /* FETCH: the [idp] sections; the set of them may change on reload */
+        fetch = vw_fetch_create(base);
+        if (fetch == NULL) {
+            goto done;
+        }
+
+        vw_server_set_fetch(server, fetch);
     }
 
     /* the signal events stay pending, so the loop runs until one fires */
@@ -225,6 +236,8 @@ done:
 
     vw_engine_free(vw_main_engine);
     vw_server_free(server);
+    /* after the server: it answers the FETCHes of closed connections */
+    vw_fetch_free(fetch);
     vw_queue_free(queue);
 
     if (sighup != NULL) {

@@ -22,6 +22,7 @@
 #include "vw_conf.h"
 #include "vw_core.h"
 #include "vw_engine.h"
+#include "vw_fetch.h"
 
 
 struct vw_server_s {
@@ -32,6 +33,7 @@ struct vw_server_s {
     vw_queue_t                 *queue;
     struct vw_conn_s           *conns;     /* open, for vw_server_free() */
     vw_engine_conf_pt           conf;
+    vw_fetch_t                 *fetch;     /* NULL: FETCH answers 501 */
 };
 
 
@@ -75,6 +77,9 @@ static void vw_server_reply_state(vw_conn_t *conn, unsigned type,
 static void vw_server_job_status(vw_conn_t *conn, uint64_t id,
     const unsigned char *fields, size_t len);
 static void vw_server_status_read(void *data, int rc, void *reply);
+static void vw_server_fetch(vw_conn_t *conn, uint64_t id,
+    const unsigned char *fields, size_t len);
+static void vw_server_fetched(void *data, const vw_fetch_result_t *res);
 
 
 vw_server_t *
@@ -199,6 +204,13 @@ void
 vw_server_set_conf(vw_server_t *srv, vw_engine_conf_pt conf)
 {
     srv->conf = conf;
+}
+
+
+void
+vw_server_set_fetch(vw_server_t *srv, vw_fetch_t *fetch)
+{
+    srv->fetch = fetch;
 }
 
 
@@ -388,6 +400,17 @@ vw_server_frame(vw_conn_t *conn, const vc_frame_header_t *h,
 
     case VC_FRAME_JOB_STATUS:
         vw_server_job_status(conn, h->id, fields, h->length);
+        return;
+
+    case VC_FRAME_FETCH:
+        if (conn->server->fetch != NULL) {
+            vw_server_fetch(conn, h->id, fields, h->length);
+            return;
+        }
+
+        /* without a configuration file there is no [idp] to fetch from */
+        vw_server_reply(conn, h->type, h->id, 501, "not implemented", NULL,
+                        0);
         return;
 
     default:
@@ -944,4 +967,187 @@ vw_server_status_read(void *data, int rc, void *reply)
     }
 
     free(st);
+}
+
+
+typedef struct {
+    vw_conn_t                  *conn;
+    uint64_t                    id;
+} vw_fetching_t;
+
+
+/*
+ * FETCH: IDP names an [idp] of the worker's configuration, FETCH_KIND
+ * says what of it (jwks, discovery, introspect), TOKEN is introspect's.
+ * The module never names a URL or a credential: the worker calls only the
+ * providers its own configuration lists, with its own secrets.
+ */
+static void
+vw_server_fetch(vw_conn_t *conn, uint64_t id, const unsigned char *fields,
+    size_t len)
+{
+    vw_str_t              idp, kind, token, *single;
+    const char           *err;
+    vw_fetching_t        *fx;
+    vc_frame_field_t      f;
+    vw_fetch_kind_e       k;
+    const unsigned char  *pos, *end;
+
+    static const unsigned char  known[64] = {
+        [VC_TAG_IDP] = 1, [VC_TAG_FETCH_KIND] = 1, [VC_TAG_TOKEN] = 1
+    };
+
+    if (vc_frame_fields_check(fields, len, known, &err) != VC_OK) {
+        vw_server_reply(conn, VC_FRAME_FETCH, id, 400, err, NULL, 0);
+        return;
+    }
+
+    memset(&idp, 0, sizeof(vw_str_t));
+    memset(&kind, 0, sizeof(vw_str_t));
+    memset(&token, 0, sizeof(vw_str_t));
+
+    pos = fields;
+    end = fields + len;
+
+    while (len && vc_frame_field_next(&pos, end, &f, &err) == VC_OK) {
+        switch (f.tag) {
+        case VC_TAG_IDP:         single = &idp; break;
+        case VC_TAG_FETCH_KIND:  single = &kind; break;
+        case VC_TAG_TOKEN:       single = &token; break;
+        default:                 continue;
+        }
+
+        if (single->data != NULL) {
+            vw_server_reply(conn, VC_FRAME_FETCH, id, 400,
+                            "a field given twice", NULL, 0);
+            return;
+        }
+
+        single->data = f.len ? f.value : (const unsigned char *) "";
+        single->len = f.len;
+    }
+
+    if (!vw_server_valid_type(&idp)) {
+        vw_server_reply(conn, VC_FRAME_FETCH, id, 400, "the idp is missing "
+                        "or not [A-Za-z0-9._-]{1,128}", NULL, 0);
+        return;
+    }
+
+#define vw_kind_is(s)                                                        \
+    (kind.len == sizeof(s) - 1 && memcmp(kind.data, s, sizeof(s) - 1) == 0)
+
+    if (kind.data != NULL && vw_kind_is("jwks")) {
+        k = VW_FETCH_JWKS;
+
+    } else if (kind.data != NULL && vw_kind_is("discovery")) {
+        k = VW_FETCH_DISCOVERY;
+
+    } else if (kind.data != NULL && vw_kind_is("introspect")) {
+        k = VW_FETCH_INTROSPECT;
+
+    } else {
+        vw_server_reply(conn, VC_FRAME_FETCH, id, 400, "the fetch kind is "
+                        "missing or not jwks, discovery or introspect",
+                        NULL, 0);
+        return;
+    }
+
+#undef vw_kind_is
+
+    if ((k == VW_FETCH_INTROSPECT) != (token.data != NULL)) {
+        vw_server_reply(conn, VC_FRAME_FETCH, id, 400,
+                        k == VW_FETCH_INTROSPECT
+                        ? "introspect needs a token"
+                        : "a token is for introspect only", NULL, 0);
+        return;
+    }
+
+    fx = malloc(sizeof(vw_fetching_t));
+    if (fx == NULL) {
+        vw_server_reply(conn, VC_FRAME_FETCH, id, 503,
+                        "the worker is out of memory", NULL, 1);
+        return;
+    }
+
+    fx->conn = conn;
+    fx->id = id;
+    conn->pending++;
+
+    /* the handler may run from within this call */
+    vw_fetch_start(conn->server->fetch, (const char *) idp.data, idp.len, k,
+                   token.data, token.len, vw_server_fetched, fx);
+}
+
+
+static void
+vw_server_fetched(void *data, const vw_fetch_result_t *res)
+{
+    size_t          len, elen;
+    vw_conn_t      *conn;
+    unsigned char  *buf, *p;
+    vw_fetching_t  *fx = data;
+
+    conn = fx->conn;
+    conn->pending--;
+
+    if (conn->bev == NULL) {
+        if (conn->pending == 0) {
+            free(conn);
+        }
+
+        free(fx);
+        return;
+    }
+
+    elen = res->error ? strlen(res->error) : 0;
+    if (elen > 256) {
+        elen = 256;
+    }
+
+    len = VC_FRAME_FIELD_HEADER + 4
+          + (res->error ? VC_FRAME_FIELD_HEADER + elen : 0)
+          + (res->body ? VC_FRAME_FIELD_HEADER + res->body_len : 0)
+          + (res->cached ? 2 * (VC_FRAME_FIELD_HEADER + 4) : 0)
+          + (res->stale ? VC_FRAME_FIELD_HEADER : 0)
+          + (res->status == 503 ? VC_FRAME_FIELD_HEADER + 4 : 0);
+
+    buf = malloc(VC_FRAME_HEADER_LEN + len);
+    if (buf == NULL) {
+        vw_server_reply(conn, VC_FRAME_FETCH, fx->id, 503,
+                        "the worker is out of memory", NULL, 1);
+        free(fx);
+        return;
+    }
+
+    p = vc_frame_header_put(buf, VC_FRAME_FETCH | VC_FRAME_REPLY, fx->id,
+                            (uint32_t) len);
+    p = vc_frame_field_put_uint32(p, VC_TAG_STATUS, res->status);
+
+    if (res->error) {
+        p = vc_frame_field_put(p, VC_TAG_ERROR, res->error, (uint32_t) elen);
+    }
+
+    if (res->status == 503) {
+        p = vc_frame_field_put_uint32(p, VC_TAG_RETRY_AFTER, 1);
+    }
+
+    if (res->cached) {
+        p = vc_frame_field_put_uint32(p, VC_TAG_AGE, res->age);
+        p = vc_frame_field_put_uint32(p, VC_TAG_MAX_AGE, res->max_age);
+    }
+
+    if (res->stale) {
+        p = vc_frame_field_put(p, VC_TAG_STALE | VC_FRAME_TAG_OPTIONAL, "",
+                               0);
+    }
+
+    if (res->body) {
+        p = vc_frame_field_put(p, VC_TAG_BODY, res->body,
+                               (uint32_t) res->body_len);
+    }
+
+    bufferevent_write(conn->bev, buf, (size_t) (p - buf));
+
+    free(buf);
+    free(fx);
 }

@@ -69,6 +69,37 @@ struct vw_conf_job_s {
 };
 
 
+typedef enum {
+    VW_IDP_AUTH_BASIC = 0,      /* client_secret_basic, the default */
+    VW_IDP_AUTH_POST            /* client_secret_post */
+} vw_idp_auth_e;
+
+
+typedef struct vw_conf_idp_s  vw_conf_idp_t;
+
+/*
+ * [idp <name>]: an identity provider the module names in FETCH
+ * (docs/PROTOCOL.md).  Every URL is https://; the worker verifies the
+ * provider's certificate against ca_file, or the system's CAs.
+ */
+struct vw_conf_idp_s {
+    char                       *name;
+    char                       *discovery;   /* the issuer: discovery reads
+                                                <issuer>/.well-known/
+                                                openid-configuration */
+    char                       *jwks_url;    /* or the key set's URL */
+    char                       *introspection_url;
+    char                       *ca_file;     /* NULL: the system's CAs */
+    char                       *client_id;
+    char                       *client_secret;   /* read from the file */
+    vw_idp_auth_e               auth;
+    uint64_t                    min_refresh_ms;   /* default 60 s */
+    uint64_t                    max_age_cap_ms;   /* default 24 h */
+    uint64_t                    timeout_ms;       /* default 5 s */
+    vw_conf_idp_t              *next;
+};
+
+
 typedef struct {
     char                       *file;       /* the path it was read from */
     char                       *listen;     /* the socket path, no "unix:" */
@@ -91,6 +122,7 @@ typedef struct {
     size_t                      max_frame;   /* default 16 MiB + 64 KiB */
     vw_conf_target_t           *targets;
     vw_conf_job_t              *jobs;
+    vw_conf_idp_t              *idps;
 } vw_conf_t;
 
 
@@ -120,6 +152,10 @@ const vw_conf_job_t *vw_conf_job(const vw_conf_t *conf, const char *type,
 /* the target of that name (implicit ones included), or NULL */
 const vw_conf_target_t *vw_conf_target(const vw_conf_t *conf,
     const char *name);
+
+/* the identity provider of that name, or NULL */
+const vw_conf_idp_t *vw_conf_idp(const vw_conf_t *conf, const char *name,
+    size_t len);
 
 /*
  * main.c: the configuration in force.  SIGHUP swaps in a new one and frees

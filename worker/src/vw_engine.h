@@ -46,6 +46,10 @@ void vw_engine_drain(vw_engine_t *e, vw_engine_drained_pt handler,
  */
 void vw_server_set_conf(vw_server_t *srv, vw_engine_conf_pt conf);
 
+/* server.c: FETCH goes to fetch (vw_fetch.h); without one it is 501 */
+struct vw_fetch_s;
+void vw_server_set_fetch(vw_server_t *srv, struct vw_fetch_s *fetch);
+
 /* Frees the engine; jobs still held are left to the visibility timeout. */
 void vw_engine_free(vw_engine_t *e);
 

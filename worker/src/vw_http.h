@@ -32,6 +32,12 @@ struct vw_http_req_s {
     uint64_t                    timeout_ms;
     vw_http_done_pt             handler;
     void                       *data;
+    const char                 *ca_file;      /* NULL: the system's CAs */
+    size_t                      body_max;     /* 0: keep VW_HTTP_BODY_KEEP
+                                                 bytes in resp; else the
+                                                 whole body in big, and a
+                                                 longer one fails */
+    unsigned                    https_only:1;
 
     /* the result, set before the handler runs */
     long                        status;       /* 0: no response */
@@ -41,7 +47,16 @@ struct vw_http_req_s {
     unsigned char               resp[VW_HTTP_BODY_KEEP];
     size_t                      resp_len;
     long long                   retry_after;  /* seconds, -1: none */
+    long long                   max_age;      /* Cache-Control max-age,
+                                                 0 for no-cache or no-store,
+                                                 -1: none */
     uint64_t                    ms;           /* how long it took */
+    unsigned char              *big;          /* with body_max: malloc()ed,
+                                                 NUL-terminated, the
+                                                 caller's to free(); may be
+                                                 NULL when empty */
+    size_t                      big_len;
+    unsigned                    too_large:1;  /* more than body_max */
 
     /* private */
     CURL                       *easy;

@@ -1,0 +1,419 @@
+"""idp.py -- an OpenID Connect identity provider for the worker's tests.
+
+A ThreadingHTTPServer over HTTPS on a free 127.0.0.1 port, with a
+certificate from a test CA (tests/integration/vantage_harness.TestPKI's
+files, or a CA of its own written to a temporary directory), or an
+untrusted self-signed certificate (untrusted=True):
+
+    /.well-known/openid-configuration  issuer, jwks_uri,
+                                       introspection_endpoint, token_endpoint
+    /jwks                              the public keys (RSA and EC, made with
+                                       cryptography), Cache-Control max-age
+    /introspect                        RFC 7662: POST token=..., client
+                                       authenticated by client_secret_basic or
+                                       client_secret_post
+
+    idp = IdP()                        # its own CA; idp.ca_file, idp.url
+    idp.rotate()                       # a new RSA key with a new kid
+    idp.retire(kid)                    # removes one
+    idp.max_age = 2                    # the next /jwks's Cache-Control
+    idp.add_token("tok", sub="u1", scope="read", active=True)
+    idp.fail("/jwks", "500")           # or "down", "invalid", ("delay", 2.0)
+    idp.fail("/jwks", None)            # answers again
+    idp.count("/jwks")                 # requests received on that path
+    idp.requests("/introspect")        # what they carried (auth parsed)
+
+"down" closes each connection as soon as it is accepted, before TLS
+(the client sees a reset or EOF); idp.stop() stops listening altogether
+(connection refused) and idp.start() listens again on the same port.
+The tests import it; it also runs on its own:
+
+    /usr/bin/python3 tests/fakes/idp.py --port 8443 --dir /tmp/idp
+
+which writes ca.pem into --dir and prints the issuer URL.  Standard
+library and python3-cryptography only.
+"""
+
+import argparse
+import base64
+import datetime
+import http.server
+import ipaddress
+import json
+import os
+import signal
+import socket
+import ssl
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import NameOID
+
+
+WELL_KNOWN = "/.well-known/openid-configuration"
+
+
+def _b64u(n, length=None):
+    if length is None:
+        length = (n.bit_length() + 7) // 8
+    return base64.urlsafe_b64encode(n.to_bytes(length, "big")) \
+        .rstrip(b"=").decode()
+
+
+def _name(cn):
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+
+def make_ca(directory, untrusted=False):
+    """Writes a CA (or, untrusted, a lone self-signed certificate) and a
+    server certificate for 127.0.0.1 and localhost into directory.
+    Returns (ca_file, cert_file, key_file); ca_file is None untrusted."""
+    now = datetime.datetime.now(datetime.timezone.utc)
+    pem = serialization.Encoding.PEM
+    key = ec.generate_private_key(ec.SECP256R1())
+    san = x509.SubjectAlternativeName([
+        x509.DNSName("localhost"),
+        x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
+    if untrusted:
+        cert = (x509.CertificateBuilder()
+                .subject_name(_name("localhost")).issuer_name(
+                    _name("localhost"))
+                .public_key(key.public_key())
+                .serial_number(x509.random_serial_number())
+                .not_valid_before(now - datetime.timedelta(hours=1))
+                .not_valid_after(now + datetime.timedelta(days=2))
+                .add_extension(san, critical=False)
+                .sign(key, hashes.SHA256()))
+        ca_file = None
+    else:
+        ca_key = ec.generate_private_key(ec.SECP256R1())
+        ca = (x509.CertificateBuilder()
+              .subject_name(_name("Vantage IdP test CA"))
+              .issuer_name(_name("Vantage IdP test CA"))
+              .public_key(ca_key.public_key())
+              .serial_number(x509.random_serial_number())
+              .not_valid_before(now - datetime.timedelta(hours=1))
+              .not_valid_after(now + datetime.timedelta(days=2))
+              .add_extension(x509.BasicConstraints(ca=True, path_length=0),
+                             critical=True)
+              .sign(ca_key, hashes.SHA256()))
+        cert = (x509.CertificateBuilder()
+                .subject_name(_name("localhost"))
+                .issuer_name(ca.subject)
+                .public_key(key.public_key())
+                .serial_number(x509.random_serial_number())
+                .not_valid_before(now - datetime.timedelta(hours=1))
+                .not_valid_after(now + datetime.timedelta(days=2))
+                .add_extension(san, critical=False)
+                .add_extension(x509.BasicConstraints(ca=False,
+                                                     path_length=None),
+                               critical=True)
+                .sign(ca_key, hashes.SHA256()))
+        ca_file = os.path.join(directory, "ca.pem")
+        with open(ca_file, "wb") as f:
+            f.write(ca.public_bytes(pem))
+    cert_file = os.path.join(directory, "server.pem")
+    key_file = os.path.join(directory, "server.key")
+    with open(cert_file, "wb") as f:
+        f.write(cert.public_bytes(pem))
+    with open(key_file, "wb") as f:
+        f.write(key.private_bytes(pem, serialization.PrivateFormat.PKCS8,
+                                  serialization.NoEncryption()))
+    return ca_file, cert_file, key_file
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def setup(self):
+        # the handshake in the request's thread, not the accepting one
+        # headers and body go in two writes: no delayed-ACK stall between
+        self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.request.do_handshake()
+        super().setup()
+
+    def log_message(self, fmt, *args):
+        pass
+
+    def _send(self, status, body, headers=()):
+        if isinstance(body, (dict, list)):
+            body = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        for k, v in headers:
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _serve(self):
+        idp = self.server.idp
+        path = self.path.split("?")[0]
+        n = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(n) if n else b""
+        rec = {"method": self.command, "path": path,
+               "headers": {k.lower(): v for k, v in self.headers.items()},
+               "body": body, "time": time.time()}
+        if idp.down:
+            # a connection kept open from before: it goes down too
+            mode = "close"
+        else:
+            with idp.lock:
+                idp.log.append(rec)
+                mode = idp.modes.get(path)
+        if isinstance(mode, tuple) and mode[0] == "delay":
+            time.sleep(mode[1])
+            mode = None
+        if mode == "500":
+            return self._send(500, b'{"error":"server_error"}')
+        if mode == "invalid":
+            return self._send(200, b'{"keys": [ this is not JSON',
+                              [("Cache-Control", "max-age=%d" %
+                                idp.max_age)])
+        if mode == "close":
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        if path == WELL_KNOWN and self.command == "GET":
+            return self._send(200, idp.discovery_document())
+        if path == "/jwks" and self.command == "GET":
+            headers = []
+            if idp.max_age is not None:
+                headers.append(("Cache-Control",
+                                "public, max-age=%d" % idp.max_age))
+            return self._send(200, idp.jwks(), headers)
+        if path == "/introspect" and self.command == "POST":
+            return self._introspect(idp, rec)
+        return self._send(404, b'{"error":"not_found"}')
+
+    def _introspect(self, idp, rec):
+        form = urllib.parse.parse_qs(rec["body"].decode("ascii", "replace"),
+                                     keep_blank_values=True)
+        form = {k: v[0] for k, v in form.items()}
+        auth = rec["headers"].get("authorization", "")
+        client = None
+        if auth.startswith("Basic "):
+            raw = base64.b64decode(auth[6:]).decode()
+            cid, _, secret = raw.partition(":")
+            # RFC 6749 section 2.3.1: each part form-urlencoded first
+            client = ("client_secret_basic", urllib.parse.unquote_plus(cid),
+                      urllib.parse.unquote_plus(secret))
+        elif "client_id" in form:
+            client = ("client_secret_post", form.get("client_id"),
+                      form.get("client_secret"))
+        rec["client"] = client
+        rec["form"] = form
+        if client is None or idp.clients.get(client[1]) != client[2]:
+            return self._send(401, b'{"error":"invalid_client"}',
+                              [("WWW-Authenticate", 'Basic realm="idp"')])
+        claims = idp.tokens.get(form.get("token"))
+        if claims is None or not claims.get("active"):
+            return self._send(200, {"active": False})
+        return self._send(200, claims)
+
+    do_GET = do_POST = _serve
+
+
+class _Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def get_request(self):
+        sock, addr = self.socket.accept()
+        if self.idp.down:
+            # accepted and closed at once: no TLS, no HTTP
+            sock.close()
+            raise OSError("down")
+        return self.idp.ssl_context.wrap_socket(
+            sock, server_side=True, do_handshake_on_connect=False), addr
+
+    def handle_error(self, request, client_address):
+        pass
+
+
+class IdP:
+    """The identity provider; see the module's docstring."""
+
+    def __init__(self, pki=None, directory=None, untrusted=False, port=0,
+                 max_age=300, clients=None):
+        self.dir = directory or tempfile.mkdtemp(prefix="idp-")
+        if pki is not None and not untrusted:
+            self.ca_file, cert, key = pki.ca_file, pki.cert_file, pki.key_file
+        else:
+            self.ca_file, cert, key = make_ca(self.dir, untrusted)
+        self.ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self.ssl_context.load_cert_chain(cert, key)
+        self.lock = threading.Lock()
+        self.log = []
+        self.modes = {}
+        self.down = False
+        self.max_age = max_age
+        self.clients = dict(clients or {"vantage": "s3cr3t-client+/="})
+        self.tokens = {}
+        self.keys = []          # [(kid, private key)]
+        self._n = 0
+        self.rotate()
+        self.rotate(kind="ec")
+        self.port = port
+        self.server = None
+        self.thread = None
+        self.start()
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def start(self):
+        """Listens (again, on the same port once it has one)."""
+        assert self.server is None
+        self.down = False
+        self.server = _Server(("127.0.0.1", self.port), _Handler,
+                              bind_and_activate=True)
+        self.server.idp = self
+        self.port = self.server.server_address[1]
+        self.url = "https://127.0.0.1:%d" % self.port
+        self.issuer = self.url
+        self.thread = threading.Thread(target=self.server.serve_forever,
+                                       kwargs={"poll_interval": 0.05},
+                                       daemon=True)
+        self.thread.start()
+        return self
+
+    def stop(self):
+        """Stops listening: connections are refused, and those kept open
+        are closed at their next request."""
+        self.down = True
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+            self.server = None
+
+    close = stop
+
+    # -- keys --------------------------------------------------------------
+
+    def rotate(self, kind="rsa"):
+        """Adds a key with a new kid; returns the kid."""
+        self._n += 1
+        kid = "%s-%d-%d" % (kind, self._n, int(time.time()))
+        if kind == "rsa":
+            key = rsa.generate_private_key(public_exponent=65537,
+                                           key_size=2048)
+        else:
+            key = ec.generate_private_key(ec.SECP256R1())
+        with self.lock:
+            self.keys.append((kid, key))
+        return kid
+
+    def retire(self, kid):
+        with self.lock:
+            self.keys = [(k, v) for k, v in self.keys if k != kid]
+
+    def kids(self):
+        with self.lock:
+            return [k for k, _ in self.keys]
+
+    def private_key(self, kid):
+        with self.lock:
+            return dict(self.keys)[kid]
+
+    def jwks(self):
+        out = []
+        with self.lock:
+            keys = list(self.keys)
+        for kid, key in keys:
+            pub = key.public_key().public_numbers()
+            if isinstance(key, rsa.RSAPrivateKey):
+                out.append({"kty": "RSA", "kid": kid, "use": "sig",
+                            "alg": "RS256", "n": _b64u(pub.n),
+                            "e": _b64u(pub.e)})
+            else:
+                out.append({"kty": "EC", "kid": kid, "use": "sig",
+                            "alg": "ES256", "crv": "P-256",
+                            "x": _b64u(pub.x, 32), "y": _b64u(pub.y, 32)})
+        return {"keys": out}
+
+    def discovery_document(self):
+        return {"issuer": self.issuer,
+                "jwks_uri": self.url + "/jwks",
+                "introspection_endpoint": self.url + "/introspect",
+                "token_endpoint": self.url + "/token",
+                "id_token_signing_alg_values_supported": ["RS256", "ES256"]}
+
+    # -- introspection -----------------------------------------------------
+
+    def add_token(self, token, active=True, sub="user-1", scope="read",
+                  client_id="advisor-app", exp=None, **extra):
+        claims = {"active": active}
+        if active:
+            claims.update({"sub": sub, "scope": scope, "client_id": client_id,
+                           "exp": exp or int(time.time()) + 3600})
+            claims.update(extra)
+        self.tokens[token] = claims
+
+    # -- failures and counters ---------------------------------------------
+
+    def fail(self, path, mode):
+        """mode: None (answer), "down" (every path: accept and close),
+        "500", "invalid" (a body that is not JSON), "close" (close the
+        connection after the request), or ("delay", seconds)."""
+        if mode == "down":
+            self.down = True
+            return
+        if mode is None and path is None:
+            self.down = False
+        with self.lock:
+            if mode is None:
+                self.modes.pop(path, None)
+            else:
+                self.modes[path] = mode
+
+    def up(self):
+        """Undoes every failure mode."""
+        self.down = False
+        with self.lock:
+            self.modes.clear()
+
+    def count(self, path):
+        with self.lock:
+            return sum(1 for r in self.log if r["path"] == path)
+
+    def requests(self, path=None):
+        with self.lock:
+            return [r for r in self.log if path is None or r["path"] == path]
+
+    def reset_counts(self):
+        with self.lock:
+            self.log = []
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--dir", help="where ca.pem and the certificate go")
+    ap.add_argument("--untrusted", action="store_true",
+                    help="a self-signed certificate, in no CA's name")
+    ap.add_argument("--max-age", type=int, default=300)
+    args = ap.parse_args()
+    d = args.dir or tempfile.mkdtemp(prefix="idp-")
+    os.makedirs(d, exist_ok=True)
+    idp = IdP(directory=d, untrusted=args.untrusted, port=args.port,
+              max_age=args.max_age)
+    idp.add_token("demo-active-token", sub="demo-user", scope="read write")
+    print(json.dumps({"issuer": idp.issuer, "ca_file": idp.ca_file,
+                      "client_id": "vantage",
+                      "client_secret_hint": "see idp.py: clients"}),
+          flush=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *a: stop.set())
+    signal.signal(signal.SIGINT, lambda *a: stop.set())
+    stop.wait()
+    idp.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,492 @@
+"""test_worker_fetch.py -- vantage-worker's FETCH: key sets and introspection.
+
+The real worker (started with a configuration file holding [idp]
+sections, a real redis-server behind it) and tests/fakes/idp.py as the
+identity provider over HTTPS, its certificate from the harness's test CA
+given to the worker as ca_file.  Frames are worker_harness's own.  What
+is checked: discovery then the key set, Cache-Control max-age honoured
+and clamped (counted at the provider), the refresh before expiry and a
+rotation seen through it, the last good set served stale when the
+provider is down or answers 500 or garbage, an untrusted certificate
+refused, one request at the provider for 20 FETCHes at once,
+introspection with client_secret_basic and client_secret_post (the
+credentials parsed at the provider), timeouts, the request errors, and
+no secret or token in the worker's log.
+"""
+
+import json
+import os
+import re
+import socket
+import sys
+import tempfile
+import time
+
+import pytest
+
+import vantage_harness as vh
+import worker_harness as wh
+from worker_harness import FETCH, OPTIONAL, REPLY, T_BODY, T_STATUS
+
+sys.path.insert(0, os.path.join(vh.REPO, "tests", "fakes"))
+from idp import IdP, WELL_KNOWN                  # noqa: E402
+
+
+T_IDP = 29
+T_FETCH_KIND = 30
+T_TOKEN = 31
+T_AGE = 32
+T_MAX_AGE = 33
+T_STALE = 34
+
+CLIENT_SECRET = "s3cr3t-client+/="
+TOKENS = ("tok-active-7f3e9a", "tok-inactive-1b2c3d", "tok-unknown-0a9b8c")
+LOG_FORBIDDEN = re.compile(r"AddressSanitizer|LeakSanitizer|runtime error:")
+
+
+# --------------------------------------------------------------------------
+# fixtures
+
+@pytest.fixture(scope="module", autouse=True)
+def _no_worker_left():
+    yield
+    left = wh.stop_all_workers()
+    assert not left, "workers left running: %r" % left
+
+
+@pytest.fixture
+def worker_bin():
+    if not wh.worker_available():
+        pytest.skip("worker not built: %s (run make worker)"
+                    % wh.worker_path())
+    return wh.worker_path()
+
+
+@pytest.fixture
+def tmp(base_dir):
+    return vh.make_dir(tempfile.mkdtemp(prefix="worker-fetch-",
+                                        dir=base_dir))
+
+
+@pytest.fixture
+def idp(pki, tmp):
+    p = IdP(pki=pki, directory=tmp, max_age=300)
+    p.add_token(TOKENS[0], sub="advisor-42", scope="read write",
+                client_id="advisor-app")
+    p.add_token(TOKENS[1], active=False)
+    yield p
+    p.stop()
+
+
+@pytest.fixture
+def secret_file(tmp):
+    return vh.write_file(os.path.join(tmp, "client-secret"),
+                         CLIENT_SECRET + "\n", mode=0o600)
+
+
+def idp_section(name, idp, secret_file, ca_file=None, discovery=True,
+                extra=""):
+    url = idp.url
+    return ("[idp %s]\n" % name
+            + ("discovery = %s\n" % url if discovery
+               else "jwks_url = %s/jwks\n" % url)
+            + "introspection_url = %s/introspect\n" % url
+            + "ca_file = %s\n" % (ca_file or idp.ca_file)
+            + "client_id = vantage\n"
+            + "client_secret_file = %s\n" % secret_file
+            + extra)
+
+
+@pytest.fixture
+def start_worker(base_dir, redis_server, worker_bin):
+    """start_worker(sections) -> a started Worker whose file is [worker]
+    and the sections given; its log is checked at teardown."""
+    made = []
+
+    def make(sections):
+        text = ("[worker]\nlisten = {listen}\nredis = {redis}\n"
+                + "".join(sections))
+        w = wh.Worker(base_dir, redis_server.address, config=text)
+        made.append(w)
+        w.start()
+        return w
+
+    yield make
+    problems = []
+    for w in made:
+        w.close(keep=True)
+        text = w.log_text()
+        print(w.log_tail())
+        problems += ["%s: %s" % (w.log_file, l) for l in text.splitlines()
+                     if LOG_FORBIDDEN.search(l)]
+        # no secret and no token is ever logged, whatever happened
+        for s in (CLIENT_SECRET,) + TOKENS:
+            assert s not in text, "%r in the worker's log" % s
+    assert not problems, "worker log:\n" + "\n".join(problems)
+
+
+@pytest.fixture
+def worker(start_worker, idp, secret_file):
+    """A worker with [idp main] (discovery, 1 s to 1 h, timeout 1 s)."""
+    return start_worker([idp_section("main", idp, secret_file,
+                                     extra="min_refresh = 1s\n"
+                                           "timeout = 1s\n")])
+
+
+# --------------------------------------------------------------------------
+# helpers
+
+class Reply:
+    def __init__(self, frame):
+        self.frame = frame
+        self.status = frame.status
+        self.error = frame.error
+        body = frame.get(T_BODY)
+        self.raw = body
+        self.json = json.loads(body) if body is not None else None
+        self.age = frame._u32(T_AGE)
+        self.max_age = frame._u32(T_MAX_AGE)
+        self.stale = (T_STALE | OPTIONAL) in frame.tags()
+
+    def kids(self):
+        return sorted(k["kid"] for k in self.json["keys"])
+
+    def __repr__(self):
+        return "<Reply %r>" % self.frame
+
+
+def fetch_fields(idp="main", kind="jwks", token=None):
+    f = []
+    if idp is not None:
+        f.append((T_IDP, idp))
+    if kind is not None:
+        f.append((T_FETCH_KIND, kind))
+    if token is not None:
+        f.append((T_TOKEN, token))
+    return f
+
+
+def fetch(worker, idp="main", kind="jwks", token=None, fid=7, seconds=5.0):
+    with wh.FrameClient(worker.socket_path) as c:
+        r = c.request(FETCH, fid, fetch_fields(idp, kind, token), seconds)
+    assert r.type == FETCH | REPLY and r.id == fid, r
+    assert T_STATUS in r.tags(), r
+    return Reply(r)
+
+
+def fetch_lines(worker, **match):
+    out = []
+    for o in worker.log_lines():
+        if o.get("msg") != "idp fetch":
+            continue
+        if all(o.get(k) == v for k, v in match.items()):
+            out.append(o)
+    return out
+
+
+def wait_count(idp, path, n, seconds=5.0):
+    vh.wait_for(lambda: idp.count(path) >= n, seconds,
+                what="%d requests for %s (got %d)"
+                % (n, path, idp.count(path)))
+
+
+# --------------------------------------------------------------------------
+# key sets
+
+def test_discovery_then_jwks(worker, idp):
+    r = fetch(worker)
+    assert r.status == 200, r
+    assert r.kids() == sorted(idp.kids())
+    assert {k["kty"] for k in r.json["keys"]} == {"RSA", "EC"}
+    assert r.stale is False and r.error is None
+    assert r.age == 0 and 298 <= r.max_age <= 300, r
+    assert idp.count(WELL_KNOWN) == 1 and idp.count("/jwks") == 1
+
+    # the discovery document, from the same refresh
+    d = fetch(worker, kind="discovery")
+    assert d.status == 200, d
+    assert d.json["issuer"] == idp.issuer
+    assert d.json["jwks_uri"] == idp.url + "/jwks"
+    assert idp.count(WELL_KNOWN) == 1 and idp.count("/jwks") == 1
+
+    lines = fetch_lines(worker, outcome="ok")
+    assert [(l["kind"], l["host"], l["status"]) for l in lines] == [
+        ("discovery", "127.0.0.1:%d" % idp.port, "200"),
+        ("jwks", "127.0.0.1:%d" % idp.port, "200")], lines
+    assert all(l["idp"] == "main" and l["ms"].isdigit() for l in lines)
+
+
+def test_jwks_url_without_discovery(start_worker, idp, secret_file):
+    w = start_worker([idp_section("direct", idp, secret_file,
+                                  discovery=False)])
+    r = fetch(w, idp="direct")
+    assert r.status == 200 and r.kids() == sorted(idp.kids()), r
+    assert idp.count(WELL_KNOWN) == 0 and idp.count("/jwks") == 1
+    r = fetch(w, idp="direct", kind="discovery")
+    assert r.status == 400, r
+    assert r.error == "the identity provider has no discovery configured"
+
+
+def test_max_age_honoured(worker, idp):
+    idp.max_age = 3
+    r = fetch(worker)
+    assert r.status == 200 and 2 <= r.max_age <= 3, r
+    for _ in range(10):
+        assert fetch(worker).status == 200
+    # nothing new before 4/5 of 3 s
+    assert idp.count("/jwks") == 1
+
+
+def test_max_age_clamped_up_to_min_refresh(start_worker, idp, secret_file):
+    idp.max_age = 0        # "max-age=0": as no-cache
+    w = start_worker([idp_section("main", idp, secret_file,
+                                  extra="min_refresh = 5s\n")])
+    r = fetch(w)
+    assert r.status == 200 and 4 <= r.max_age <= 5, r
+    t = time.monotonic()
+    while time.monotonic() - t < 1.0:
+        assert fetch(w).status == 200
+    assert idp.count("/jwks") == 1
+
+
+def test_max_age_clamped_down_to_cap(start_worker, idp, secret_file):
+    idp.max_age = 3600
+    w = start_worker([idp_section("main", idp, secret_file,
+                                  extra="min_refresh = 1s\n"
+                                        "max_age_cap = 2s\n")])
+    r = fetch(w)
+    assert r.status == 200 and r.max_age <= 2, r
+    # refreshed at 4/5 of 2 s, by the timer, with no FETCH asking
+    wait_count(idp, "/jwks", 2, seconds=4)
+    gap = idp.requests("/jwks")[1]["time"] - idp.requests("/jwks")[0]["time"]
+    assert 1.3 <= gap < 2.0, gap
+
+
+def test_refresh_before_expiry_shows_rotation(worker, idp):
+    idp.max_age = 2
+    r = fetch(worker)
+    old = r.kids()
+    new = idp.rotate()
+    first = idp.requests("/jwks")[0]["time"]
+    wait_count(idp, "/jwks", 2, seconds=4)
+    second = idp.requests("/jwks")[1]["time"]
+    # before the 2 s were over: at 4/5 of them
+    assert 1.3 <= second - first < 2.0, second - first
+    r = fetch(worker)
+    assert r.status == 200 and not r.stale, r
+    assert new in r.kids() and set(old) < set(r.kids())
+    assert r.age <= 1
+    # retired keys go at the next refresh
+    idp.retire(old[0])
+    wait_count(idp, "/jwks", 3, seconds=4)
+    vh.wait_for(lambda: old[0] not in fetch(worker).kids(), 2,
+                what="the retired key to go")
+
+
+@pytest.mark.parametrize("mode", ["500", "invalid", "down", "stopped",
+                                  "empty"])
+def test_stale_if_error(worker, idp, mode):
+    idp.max_age = 1
+    good = fetch(worker)
+    assert good.status == 200 and not good.stale, good
+    if mode == "stopped":
+        idp.stop()
+    elif mode == "empty":
+        idp.retire(idp.kids()[0])
+        idp.retire(idp.kids()[0])
+    else:
+        idp.fail("/jwks", mode)
+    time.sleep(1.3)
+    r = fetch(worker)
+    assert r.status == 200, r
+    assert r.stale is True and r.max_age == 0 and r.age >= 1, r
+    assert r.raw == good.raw
+    assert r.error in ("the identity provider answered 500",
+                       "the identity provider's key set is not valid",
+                       "cannot reach the identity provider"), r
+    outcome = {"500": "http_error", "invalid": "invalid", "empty": "invalid",
+               "down": "unreachable", "stopped": "unreachable"}[mode]
+    assert fetch_lines(worker, outcome=outcome), worker.log_tail()
+
+    # the provider comes back: a fresh set again, without a restart
+    if mode == "stopped":
+        idp.start()
+    elif mode == "empty":
+        idp.rotate()
+    else:
+        idp.up()
+    vh.wait_for(lambda: not fetch(worker).stale, 5,
+                what="a fresh key set after the provider came back")
+
+
+def test_no_set_yet_and_provider_down(worker, idp):
+    idp.fail("/jwks", "500")
+    r = fetch(worker)
+    assert r.status == 502 and r.raw is None, r
+    assert r.error == "the identity provider answered 500"
+    # asked again at once: the failure is remembered, the provider spared
+    n = idp.count("/jwks")
+    assert fetch(worker).status == 502
+    assert idp.count("/jwks") == n
+
+
+def test_untrusted_certificate(start_worker, pki, tmp, secret_file):
+    bad = IdP(directory=vh.make_dir(os.path.join(tmp, "bad")),
+              untrusted=True)
+    try:
+        # the harness's CA, which did not sign the provider's certificate
+        w = start_worker([idp_section("bad", bad, secret_file,
+                                      ca_file=pki.ca_file)])
+        r = fetch(w, idp="bad")
+        assert r.status == 502 and r.raw is None, r
+        assert r.error == "cannot reach the identity provider"
+        # no HTTP request got through the handshake
+        assert bad.count(WELL_KNOWN) == 0
+        lines = fetch_lines(w, outcome="unreachable", idp="bad")
+        assert lines and "certificate" in lines[0]["reason"].lower(), lines
+        # introspection is refused the same way
+        r = fetch(w, idp="bad", kind="introspect", token=TOKENS[0])
+        assert r.status == 502, r
+        assert bad.count("/introspect") == 0
+    finally:
+        bad.stop()
+
+
+def test_single_flight(worker, idp):
+    idp.fail(WELL_KNOWN, ("delay", 0.5))
+    clients = [wh.FrameClient(worker.socket_path) for _ in range(20)]
+    try:
+        for i, c in enumerate(clients):
+            c.send_frame(FETCH, 100 + i, fetch_fields())
+        replies = [Reply(c.recv_frame(5)) for c in clients]
+    finally:
+        for c in clients:
+            c.close()
+    assert [r.status for r in replies] == [200] * 20, replies
+    assert len({r.raw for r in replies}) == 1
+    assert idp.count(WELL_KNOWN) == 1 and idp.count("/jwks") == 1
+
+
+def test_provider_slow_timeout_504(worker, idp):
+    idp.fail("/jwks", ("delay", 2.5))
+    t = time.monotonic()
+    r = fetch(worker)
+    assert r.status == 504, r
+    assert r.error == "the identity provider did not answer in time"
+    assert time.monotonic() - t < 2.4
+    assert fetch_lines(worker, outcome="timeout", kind="jwks")
+
+
+# --------------------------------------------------------------------------
+# introspection
+
+def test_introspect_basic(worker, idp):
+    r = fetch(worker, kind="introspect", token=TOKENS[0])
+    assert r.status == 200, r
+    assert r.json["active"] is True
+    assert r.json["sub"] == "advisor-42" and r.json["scope"] == "read write"
+    assert r.json["client_id"] == "advisor-app"
+    assert r.json["exp"] > time.time()
+    assert r.age is None and not r.stale
+    rec = idp.requests("/introspect")[-1]
+    assert rec["client"] == ("client_secret_basic", "vantage", CLIENT_SECRET)
+    assert rec["form"] == {"token": TOKENS[0]}
+    assert rec["headers"]["content-type"] == \
+        "application/x-www-form-urlencoded"
+
+    for token in TOKENS[1:]:
+        r = fetch(worker, kind="introspect", token=token)
+        assert r.status == 200 and r.json == {"active": False}, r
+
+    lines = fetch_lines(worker, kind="introspect", outcome="ok")
+    assert len(lines) == 3
+
+
+def test_introspect_post(start_worker, idp, secret_file):
+    w = start_worker([idp_section("post", idp, secret_file,
+                                  extra="auth = client_secret_post\n")])
+    r = fetch(w, idp="post", kind="introspect", token=TOKENS[0])
+    assert r.status == 200 and r.json["active"] is True, r
+    rec = idp.requests("/introspect")[-1]
+    assert "authorization" not in rec["headers"]
+    assert rec["client"] == ("client_secret_post", "vantage", CLIENT_SECRET)
+    assert rec["form"] == {"token": TOKENS[0], "client_id": "vantage",
+                           "client_secret": CLIENT_SECRET}
+
+
+def test_introspect_wrong_secret(start_worker, idp, tmp):
+    wrong = vh.write_file(os.path.join(tmp, "wrong"), "not-the-secret\n",
+                          mode=0o600)
+    w = start_worker([idp_section("main", idp, wrong)])
+    r = fetch(w, kind="introspect", token=TOKENS[0])
+    assert r.status == 502, r
+    assert r.error == ("the identity provider refused the worker's client "
+                       "credentials (401)")
+    assert "not-the-secret" not in w.log_text()
+
+
+@pytest.mark.parametrize("mode,status,error", [
+    ("down", 502, "cannot reach the identity provider"),
+    ("500", 502, "the identity provider answered 500"),
+    ("invalid", 502, "the identity provider's introspection answer is not "
+                     "valid"),
+    (("delay", 2.5), 504, "the identity provider did not answer in time"),
+])
+def test_introspect_failures(worker, idp, mode, status, error):
+    idp.fail("/introspect", mode)
+    r = fetch(worker, kind="introspect", token=TOKENS[0])
+    assert (r.status, r.error, r.raw) == (status, error, None), r
+
+
+# --------------------------------------------------------------------------
+# the request
+
+@pytest.mark.parametrize("fields,status,error", [
+    (fetch_fields(idp="nope"), 404, "no such identity provider"),
+    (fetch_fields(idp=None), 400,
+     "the idp is missing or not [A-Za-z0-9._-]{1,128}"),
+    (fetch_fields(kind=None), 400,
+     "the fetch kind is missing or not jwks, discovery or introspect"),
+    (fetch_fields(kind="keys"), 400,
+     "the fetch kind is missing or not jwks, discovery or introspect"),
+    (fetch_fields(token="x"), 400, "a token is for introspect only"),
+    (fetch_fields(kind="introspect"), 400, "introspect needs a token"),
+    (fetch_fields(kind="introspect", token="a b"), 400,
+     "the token holds a byte that is not printable ASCII"),
+    (fetch_fields(kind="introspect", token="t" * 16385), 400,
+     "the token is missing or longer than 16384 bytes"),
+    (fetch_fields() + [(T_IDP, "main")], 400, "a field given twice"),
+    (fetch_fields() + [(63, "x")], 400, None),
+    (fetch_fields() + [(63 | OPTIONAL, "x")], 200, None),
+])
+def test_request_errors(worker, idp, fields, status, error):
+    with wh.FrameClient(worker.socket_path) as c:
+        r = c.request(FETCH, 9, fields, 5)
+        assert r.status == status, r
+        if error is not None:
+            assert r.error == error, r
+        # the connection stays usable
+        assert c.ping(10).status == 200
+
+
+def test_introspect_not_configured(start_worker, idp, secret_file):
+    w = start_worker(["[idp keys]\ndiscovery = %s\nca_file = %s\n"
+                      % (idp.url, idp.ca_file)])
+    r = fetch(w, idp="keys", kind="introspect", token=TOKENS[0])
+    assert r.status == 400, r
+    assert r.error == "the identity provider has no introspection configured"
+    assert fetch(w, idp="keys").status == 200
+
+
+def test_peer_gone_before_the_answer(worker, idp):
+    """A FETCH whose connection closes while the provider is slow: the
+    worker drops the answer and keeps serving."""
+    idp.fail(WELL_KNOWN, ("delay", 0.5))
+    c = wh.FrameClient(worker.socket_path)
+    c.send_frame(FETCH, 1, fetch_fields())
+    c.close()
+    time.sleep(0.8)
+    idp.up()
+    r = fetch(worker)
+    assert r.status == 200, r
+    assert worker.running()
