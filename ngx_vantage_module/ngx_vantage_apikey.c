@@ -5,17 +5,13 @@
 #include "ngx_vantage_module.h"
 
 
-#define NGX_VANTAGE_APIKEYS_MAX_SIZE  (4 * 1024 * 1024)
-
 /* longer than any key vantagectl makes; bounds the hashing of junk */
 #define NGX_VANTAGE_APIKEY_MAX_LEN    1024
 
 
-static ngx_int_t ngx_vantage_apikeys_load(ngx_vantage_apikeys_t *ak,
-    ngx_log_t *log, ngx_file_info_t *fi, vc_apikeys_t **set, char *errstr);
-static void ngx_vantage_apikeys_free(vc_apikeys_t *set);
-static void ngx_vantage_apikeys_cleanup(void *data);
-static void ngx_vantage_apikeys_check(ngx_event_t *ev);
+static ngx_int_t ngx_vantage_apikeys_load(u_char *buf, size_t size,
+    ngx_log_t *log, void **data, size_t *nkeys, char *errstr);
+static void ngx_vantage_apikeys_free(void *data);
 static ngx_table_elt_t *ngx_vantage_apikey_header(ngx_http_request_t *r,
     ngx_vantage_apikey_src_t *src);
 static ngx_int_t ngx_vantage_apikey_variable(ngx_http_request_t *r,
@@ -43,6 +39,15 @@ static ngx_http_variable_t  ngx_vantage_apikey_vars[] = {
 };
 
 
+/* read and reloaded by ngx_vantage_watch.c, parsed here */
+static ngx_vantage_watch_kind_t  ngx_vantage_apikeys_kind = {
+    "vantage api key",
+    4 * 1024 * 1024,
+    ngx_vantage_apikeys_load,
+    ngx_vantage_apikeys_free
+};
+
+
 /*
  * vantage_api_keys file: read and checked here, so that a bad file fails
  * "nginx -t" with the entry and the problem; each worker process then
@@ -53,294 +58,61 @@ ngx_vantage_apikey_keys_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_vantage_loc_conf_t *vlcf = conf;
 
-    char                      errstr[VC_ERRSTR_LEN];
-    ngx_str_t                *value, path;
-    ngx_uint_t                i;
-    ngx_file_info_t           fi;
-    ngx_pool_cleanup_t       *cln;
-    ngx_vantage_apikeys_t    *ak, **akp;
-    ngx_vantage_main_conf_t  *vmcf;
+    ngx_str_t  *value;
 
     if (vlcf->api_keys != NGX_CONF_UNSET_PTR) {
         return "is duplicate";
     }
 
     value = cf->args->elts;
-    path = value[1];
 
-    if (ngx_conf_full_name(cf->cycle, &path, 1) != NGX_OK) {
+    vlcf->api_keys = ngx_vantage_watch_add(cf, cmd, &value[1],
+                                           &ngx_vantage_apikeys_kind);
+    if (vlcf->api_keys == NULL) {
         return NGX_CONF_ERROR;
     }
-
-    vmcf = ngx_http_conf_get_module_main_conf(cf, ngx_vantage_module);
-    akp = vmcf->apikeysets.elts;
-
-    for (i = 0; i < vmcf->apikeysets.nelts; i++) {
-        if (akp[i]->path.len == path.len
-            && ngx_strncmp(akp[i]->path.data, path.data, path.len) == 0)
-        {
-            vlcf->api_keys = akp[i];
-            return NGX_CONF_OK;
-        }
-    }
-
-    ak = ngx_pcalloc(cf->pool, sizeof(ngx_vantage_apikeys_t));
-    if (ak == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    /* ngx_conf_full_name() leaves the name NUL-terminated */
-    ak->path = path;
-
-    if (ngx_vantage_apikeys_load(ak, cf->log, &fi, &ak->set, errstr)
-        != NGX_OK)
-    {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "%V \"%V\": %s",
-                           &cmd->name, &value[1], errstr);
-        return NGX_CONF_ERROR;
-    }
-
-    cln = ngx_pool_cleanup_add(cf->pool, 0);
-    if (cln == NULL) {
-        ngx_vantage_apikeys_free(ak->set);
-        return NGX_CONF_ERROR;
-    }
-
-    cln->handler = ngx_vantage_apikeys_cleanup;
-    cln->data = ak;
-
-    akp = ngx_array_push(&vmcf->apikeysets);
-    if (akp == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    *akp = ak;
-    vlcf->api_keys = ak;
 
     return NGX_CONF_OK;
 }
 
 
-/*
- * Reads and parses the file into a new set.  Called at configuration time
- * and from a timer in each worker process, never from a request handler;
- * the file is local and small.
- */
+/* parses the bytes of an API key file into a new set */
 static ngx_int_t
-ngx_vantage_apikeys_load(ngx_vantage_apikeys_t *ak, ngx_log_t *log,
-    ngx_file_info_t *fi, vc_apikeys_t **set, char *errstr)
+ngx_vantage_apikeys_load(u_char *buf, size_t size, ngx_log_t *log,
+    void **data, size_t *nkeys, char *errstr)
 {
-    u_char        *buf;
-    size_t         size;
-    ssize_t        n;
-    ngx_fd_t       fd;
-    ngx_err_t      err;
     vc_apikeys_t  *s;
-
-    buf = NULL;
-    s = NULL;
-
-    fd = ngx_open_file(ak->path.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
-    if (fd == NGX_INVALID_FILE) {
-        err = ngx_errno;
-        ngx_snprintf((u_char *) errstr, VC_ERRSTR_LEN, "cannot open: %s%Z",
-                     strerror(err));
-        return NGX_ERROR;
-    }
-
-    if (ngx_fd_info(fd, fi) == NGX_FILE_ERROR) {
-        err = ngx_errno;
-        ngx_snprintf((u_char *) errstr, VC_ERRSTR_LEN, "cannot stat: %s%Z",
-                     strerror(err));
-        goto failed;
-    }
-
-    size = ngx_file_size(fi);
-
-    if (size > NGX_VANTAGE_APIKEYS_MAX_SIZE) {
-        ngx_cpystrn((u_char *) errstr, (u_char *) "file is larger than 4m",
-                    VC_ERRSTR_LEN);
-        goto failed;
-    }
-
-    buf = ngx_alloc(size + 1, log);
-    if (buf == NULL) {
-        ngx_cpystrn((u_char *) errstr, (u_char *) "out of memory",
-                    VC_ERRSTR_LEN);
-        goto failed;
-    }
-
-    n = ngx_read_fd(fd, buf, size);
-
-    if (n < 0 || (size_t) n != size) {
-        ngx_cpystrn((u_char *) errstr, (u_char *) "short read",
-                    VC_ERRSTR_LEN);
-        goto failed;
-    }
 
     s = ngx_calloc(sizeof(vc_apikeys_t), log);
     if (s == NULL) {
         ngx_cpystrn((u_char *) errstr, (u_char *) "out of memory",
                     VC_ERRSTR_LEN);
-        goto failed;
+        return NGX_ERROR;
     }
 
     if (vc_apikeys_load(s, (char *) buf, size, errstr, VC_ERRSTR_LEN)
         != VC_OK)
     {
-        goto failed;
+        ngx_free(s);
+        return NGX_ERROR;
     }
 
-    ngx_free(buf);
-    ngx_close_file(fd);
-
-    ak->uniq = ngx_file_uniq(fi);
-    ak->mtime = ngx_file_mtime(fi);
-    ak->mtime_nsec = fi->st_mtim.tv_nsec;
-    ak->size = ngx_file_size(fi);
-
-    *set = s;
+    *data = s;
+    *nkeys = s->nkeys;
 
     return NGX_OK;
-
-failed:
-
-    if (buf) {
-        ngx_free(buf);
-    }
-
-    if (s) {
-        ngx_free(s);
-    }
-
-    ngx_close_file(fd);
-
-    return NGX_ERROR;
 }
 
 
 static void
-ngx_vantage_apikeys_free(vc_apikeys_t *set)
+ngx_vantage_apikeys_free(void *data)
 {
+    vc_apikeys_t  *set = data;
+
     if (set) {
         vc_apikeys_free(set);
         ngx_free(set);
     }
-}
-
-
-static void
-ngx_vantage_apikeys_cleanup(void *data)
-{
-    ngx_vantage_apikeys_t  *ak = data;
-
-    ngx_vantage_apikeys_free(ak->set);
-    ak->set = NULL;
-}
-
-
-ngx_int_t
-ngx_vantage_apikey_init_process(ngx_cycle_t *cycle)
-{
-    ngx_uint_t                 i;
-    ngx_vantage_apikeys_t    **akp;
-    ngx_vantage_main_conf_t   *vmcf;
-
-    if (ngx_get_conf(cycle->conf_ctx, ngx_http_module) == NULL) {
-        return NGX_OK;
-    }
-
-    vmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_vantage_module);
-    if (vmcf == NULL) {
-        return NGX_OK;
-    }
-
-    akp = vmcf->apikeysets.elts;
-
-    for (i = 0; i < vmcf->apikeysets.nelts; i++) {
-        akp[i]->timer.handler = ngx_vantage_apikeys_check;
-        akp[i]->timer.data = akp[i];
-        akp[i]->timer.log = cycle->log;
-
-        /* a worker process that is shutting down does not wait for it */
-        akp[i]->timer.cancelable = 1;
-
-        ngx_add_timer(&akp[i]->timer, vmcf->keys_check_interval);
-    }
-
-    return NGX_OK;
-}
-
-
-static void
-ngx_vantage_apikeys_check(ngx_event_t *ev)
-{
-    ngx_vantage_apikeys_t *ak = ev->data;
-
-    char                      errstr[VC_ERRSTR_LEN];
-    vc_apikeys_t             *set;
-    ngx_file_info_t           fi;
-    ngx_vantage_main_conf_t  *vmcf;
-
-    if (ngx_exiting || ngx_terminate || ngx_quit) {
-        return;
-    }
-
-    vmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle, ngx_vantage_module);
-
-    ngx_add_timer(ev, vmcf->keys_check_interval);
-
-    if (ngx_file_info(ak->path.data, &fi) == NGX_FILE_ERROR) {
-        if (!ak->failed) {
-            ngx_log_error(NGX_LOG_ERR, ev->log, ngx_errno,
-                          "vantage api key: key file \"%V\" cannot be read, "
-                          "the keys loaded before stay in force",
-                          &ak->path);
-            ak->failed = 1;
-        }
-
-        return;
-    }
-
-    if (ngx_file_uniq(&fi) == ak->uniq
-        && ngx_file_mtime(&fi) == ak->mtime
-        && fi.st_mtim.tv_nsec == ak->mtime_nsec
-        && ngx_file_size(&fi) == ak->size)
-    {
-        return;
-    }
-
-    if (ngx_vantage_apikeys_load(ak, ev->log, &fi, &set, errstr) != NGX_OK) {
-
-        /* remembered as it is now: a bad file is logged once per change */
-
-        ngx_log_error(NGX_LOG_ERR, ev->log, 0,
-                      "vantage api key: key file \"%V\" not reloaded: %s; "
-                      "the keys loaded before stay in force",
-                      &ak->path, errstr);
-
-        ak->failed = 1;
-        ak->uniq = ngx_file_uniq(&fi);
-        ak->mtime = ngx_file_mtime(&fi);
-        ak->mtime_nsec = fi.st_mtim.tv_nsec;
-        ak->size = ngx_file_size(&fi);
-
-        return;
-    }
-
-    ngx_log_error(NGX_LOG_NOTICE, ev->log, 0,
-                  "vantage api key: key file \"%V\" reloaded, %uz keys",
-                  &ak->path, set->nkeys);
-
-    /*
-     * no request points into the old set: the check never suspends, and
-     * what the variables show was copied into the request's pool
-     */
-
-    ngx_vantage_apikeys_free(ak->set);
-
-    ak->set = set;
-    ak->failed = 0;
 }
 
 
@@ -429,7 +201,7 @@ ngx_vantage_apikey_authenticate(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    k = vc_apikeys_find(vlcf->api_keys->set, digest);
+    k = vc_apikeys_find(vlcf->api_keys->data, digest);
 
     if (k == NULL) {
         return ngx_vantage_auth_refuse(r, vlcf, NGX_VANTAGE_AUTH_API_KEY,

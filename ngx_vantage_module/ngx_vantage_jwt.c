@@ -170,6 +170,10 @@ ngx_vantage_jwt_handler(ngx_http_request_t *r)
          */
         /* one context per process, reset by each EVP_DigestInit_ex() */
         static EVP_MD_CTX  *md;
+        vc_keyset_t        *ks;
+
+        /* the keys in force now: the watcher swaps them on a reload */
+        ks = vlcf->keys->data;
 
         if (md == NULL) {
             md = EVP_MD_CTX_new();
@@ -179,7 +183,7 @@ ngx_vantage_jwt_handler(ngx_http_request_t *r)
             || EVP_DigestInit_ex(md, ngx_vantage_sha256(), NULL) != 1
             || EVP_DigestUpdate(md, vlcf->policy_digest, 32) != 1
             || EVP_DigestUpdate(md, vmcf->claims_digest, 32) != 1
-            || EVP_DigestUpdate(md, vlcf->keys->keys->digest, 32) != 1
+            || EVP_DigestUpdate(md, ks->digest, 32) != 1
             || EVP_DigestUpdate(md, token.data, token.len) != 1
             || EVP_DigestFinal_ex(md, key, NULL) != 1)
         {
@@ -286,7 +290,7 @@ ngx_vantage_jwt_verify(ngx_http_request_t *r, ngx_vantage_loc_conf_t *vlcf,
     ngx_memzero(&jwt, sizeof(vc_jwt_t));
 
     if (vc_jwt_parse(&jwt, (char *) token->data, token->len) != VC_OK
-        || vc_jwt_verify(&jwt, vlcf->keys->keys, &vlcf->policy) != VC_OK)
+        || vc_jwt_verify(&jwt, vlcf->keys->data, &vlcf->policy) != VC_OK)
     {
         rc = ngx_vantage_jwt_refuse(r, vlcf, NGX_HTTP_UNAUTHORIZED,
                                     "invalid_token", jwt.reason);

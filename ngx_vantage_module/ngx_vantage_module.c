@@ -407,12 +407,9 @@ ngx_vantage_create_main_conf(ngx_conf_t *cf)
         return NULL;
     }
 
-    if (ngx_array_init(&vmcf->keysets, cf->pool, 2,
-                       sizeof(ngx_vantage_jwks_t *))
+    if (ngx_array_init(&vmcf->watches, cf->pool, 2,
+                       sizeof(ngx_vantage_watch_t *))
         != NGX_OK
-        || ngx_array_init(&vmcf->apikeysets, cf->pool, 1,
-                          sizeof(ngx_vantage_apikeys_t *))
-           != NGX_OK
         || ngx_array_init(&vmcf->claims, cf->pool, 8,
                           sizeof(ngx_vantage_claim_t))
            != NGX_OK)
@@ -596,9 +593,7 @@ ngx_vantage_init_process(ngx_cycle_t *cycle)
 {
     ngx_vantage_main_conf_t  *vmcf;
 
-    if (ngx_vantage_jwks_init_process(cycle) != NGX_OK
-        || ngx_vantage_apikey_init_process(cycle) != NGX_OK)
-    {
+    if (ngx_vantage_watch_init_process(cycle) != NGX_OK) {
         return NGX_ERROR;
     }
 

@@ -34,30 +34,36 @@ typedef struct {
 } ngx_vantage_claim_t;
 
 
-/* a key file, shared by every location that names it */
+/*
+ * What one kind of watched file (JWT keys, API keys) does with the bytes
+ * ngx_vantage_watch.c reads: "load" parses them into *data and counts the
+ * keys for the log, or fills errstr (VC_ERRSTR_LEN) and returns NGX_ERROR
+ * having freed what it made; "free" releases what "load" made, or NULL.
+ */
+typedef ngx_int_t (*ngx_vantage_watch_load_pt)(u_char *buf, size_t size,
+    ngx_log_t *log, void **data, size_t *nkeys, char *errstr);
+typedef void (*ngx_vantage_watch_free_pt)(void *data);
+
+typedef struct {
+    char                       *log_name;  /* "vantage jwt" in messages */
+    size_t                      max_size;  /* a whole number of megabytes */
+    ngx_vantage_watch_load_pt   load;
+    ngx_vantage_watch_free_pt   free;
+} ngx_vantage_watch_kind_t;
+
+
+/* a key file, shared by every location that names it for the same kind */
 typedef struct {
     ngx_str_t                   path;      /* full name, NUL-terminated */
-    vc_keyset_t                *keys;      /* in force in this process */
+    ngx_vantage_watch_kind_t   *kind;
+    void                       *data;      /* in force in this process */
     ngx_file_uniq_t             uniq;      /* the file as last loaded */
     time_t                      mtime;
     long                        mtime_nsec;
     off_t                       size;
     ngx_uint_t                  failed;    /* its last change did not load */
     ngx_event_t                 timer;
-} ngx_vantage_jwks_t;
-
-
-/* an API key file, shared like a key file, watched the same way */
-typedef struct {
-    ngx_str_t                   path;      /* full name, NUL-terminated */
-    vc_apikeys_t               *set;       /* in force in this process */
-    ngx_file_uniq_t             uniq;      /* the file as last loaded */
-    time_t                      mtime;
-    long                        mtime_nsec;
-    off_t                       size;
-    ngx_uint_t                  failed;    /* its last change did not load */
-    ngx_event_t                 timer;
-} ngx_vantage_apikeys_t;
+} ngx_vantage_watch_t;
 
 
 #define NGX_VANTAGE_APIKEY_HEADER  0
@@ -78,8 +84,7 @@ typedef struct {
 
 
 typedef struct {
-    ngx_array_t                 keysets;   /* ngx_vantage_jwks_t * */
-    ngx_array_t                 apikeysets;  /* ngx_vantage_apikeys_t * */
+    ngx_array_t                 watches;   /* ngx_vantage_watch_t * */
     ngx_array_t                 claims;    /* ngx_vantage_claim_t */
     /* SHA-256 of the claims' kinds and names, in order: in the cache key */
     u_char                      claims_digest[32];
@@ -105,7 +110,7 @@ typedef struct {
     ngx_flag_t                  jwt;
     ngx_http_complex_value_t   *token;
     size_t                      max_size;
-    ngx_vantage_jwks_t         *keys;
+    ngx_vantage_watch_t        *keys;      /* data: vc_keyset_t */
     ngx_uint_t                  algs;
     ngx_array_t                *requires;      /* vc_require_t */
     ngx_flag_t                  require_exp;
@@ -116,7 +121,7 @@ typedef struct {
     ngx_shm_zone_t             *cache;
 
     ngx_flag_t                  api_key;
-    ngx_vantage_apikeys_t      *api_keys;
+    ngx_vantage_watch_t        *api_keys;  /* data: vc_apikeys_t */
     ngx_array_t                *api_key_from;  /* ngx_vantage_apikey_src_t */
 
     ngx_array_t                *limits;        /* ngx_vantage_rl_limit_t */
@@ -263,7 +268,6 @@ char *ngx_vantage_auth_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 char *ngx_vantage_apikey_merge(ngx_conf_t *cf, ngx_vantage_loc_conf_t *prev,
     ngx_vantage_loc_conf_t *conf);
 ngx_int_t ngx_vantage_apikey_add_variables(ngx_conf_t *cf);
-ngx_int_t ngx_vantage_apikey_init_process(ngx_cycle_t *cycle);
 ngx_int_t ngx_vantage_apikey_authenticate(ngx_http_request_t *r,
     ngx_vantage_loc_conf_t *vlcf, ngx_vantage_apikey_ctx_t *actx);
 
@@ -289,7 +293,11 @@ char *ngx_vantage_dispatch_merge(ngx_conf_t *cf, ngx_vantage_loc_conf_t *prev,
 
 /* ngx_vantage_jwks.c */
 char *ngx_vantage_jwks_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
-ngx_int_t ngx_vantage_jwks_init_process(ngx_cycle_t *cycle);
+
+/* ngx_vantage_watch.c */
+ngx_vantage_watch_t *ngx_vantage_watch_add(ngx_conf_t *cf,
+    ngx_command_t *cmd, ngx_str_t *name, ngx_vantage_watch_kind_t *kind);
+ngx_int_t ngx_vantage_watch_init_process(ngx_cycle_t *cycle);
 
 /* ngx_vantage_jwt_cache.c */
 char *ngx_vantage_jwt_cache_conf(ngx_conf_t *cf, ngx_command_t *cmd,
