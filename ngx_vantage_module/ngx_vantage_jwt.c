@@ -923,19 +923,7 @@ ngx_vantage_jwt_claims_variable(ngx_http_request_t *r,
 ngx_int_t
 ngx_vantage_jwt_add_variables(ngx_conf_t *cf)
 {
-    ngx_http_variable_t  *var, *v;
-
-    for (v = ngx_vantage_jwt_vars; v->name.len; v++) {
-        var = ngx_http_add_variable(cf, &v->name, v->flags);
-        if (var == NULL) {
-            return NGX_ERROR;
-        }
-
-        var->get_handler = v->get_handler;
-        var->data = v->data;
-    }
-
-    return NGX_OK;
+    return ngx_vantage_add_variables(cf, ngx_vantage_jwt_vars);
 }
 
 

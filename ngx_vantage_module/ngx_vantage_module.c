@@ -618,6 +618,29 @@ ngx_vantage_exit_process(ngx_cycle_t *cycle)
 
 
 /*
+ * Adds each variable of a table ending in ngx_http_null_variable; each
+ * file (JWT, API key) keeps its table beside the handlers it names.
+ */
+ngx_int_t
+ngx_vantage_add_variables(ngx_conf_t *cf, ngx_http_variable_t *vars)
+{
+    ngx_http_variable_t  *var, *v;
+
+    for (v = vars; v->name.len; v++) {
+        var = ngx_http_add_variable(cf, &v->name, v->flags);
+        if (var == NULL) {
+            return NGX_ERROR;
+        }
+
+        var->get_handler = v->get_handler;
+        var->data = v->data;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
  * Registers a value every verified token yields; returns its index, the
  * same in every process, or NGX_ERROR.
  */

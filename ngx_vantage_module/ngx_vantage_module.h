@@ -236,6 +236,8 @@ ngx_int_t ngx_vantage_add_header(ngx_http_request_t *r, const char *name,
 char *ngx_vantage_check_realm(ngx_str_t *realm);
 ngx_int_t ngx_vantage_claim_add(ngx_conf_t *cf, ngx_vantage_main_conf_t *vmcf,
     ngx_str_t *name, ngx_uint_t kind);
+ngx_int_t ngx_vantage_add_variables(ngx_conf_t *cf,
+    ngx_http_variable_t *vars);
 
 /* ngx_vantage_jwt.c */
 ngx_int_t ngx_vantage_jwt_handler(ngx_http_request_t *r);
