@@ -92,14 +92,14 @@ REDIS_PORT=${JOBS_REDIS_PORT:-19579}
 CONF_DIR=$ROOT/conf/bench
 PY=/usr/bin/python3
 RUN=$OUT/jobs-run
+PIDDIR=$RUN/pids
+BENCH_TAG=bench-jobs
+BENCH_STOP_TRIES=100
+# shellcheck source=lua-free-scripts/bench-lib.sh
+. "$ROOT/lua-free-scripts/bench-lib.sh"
 
-log() { printf '[bench-jobs %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
-
-for v in ROUNDS JOBS WARM_JOBS CONNS THREADS CONCURRENCY POLL_MS DRAIN_TIMEOUT SUT_CPU LOAD_CPU \
-         WORKER_CPU REDIS_CPU WAIT_IDLE GW_PORT TARGET_PORT REDIS_PORT; do
-  [[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a non-negative integer, not \"${!v}\""
-done
+need_uints ROUNDS JOBS WARM_JOBS CONNS THREADS CONCURRENCY POLL_MS DRAIN_TIMEOUT SUT_CPU LOAD_CPU \
+           WORKER_CPU REDIS_CPU WAIT_IDLE GW_PORT TARGET_PORT REDIS_PORT
 (( ROUNDS > 0 && JOBS > 0 && CONNS > 0 && POLL_MS > 0 )) || die "ROUNDS, JOBS, CONNS and POLL_MS must be positive"
 for p in $POLICIES; do
   [[ $p == always || $p == everysec || $p == no ]] || die "POLICIES: \"$p\" is not always, everysec or no"
@@ -107,9 +107,7 @@ done
 
 # ---------------------------------------------------------------- prerequisites
 [[ -x $NGINX ]] || die "$NGINX not found (lua-free-scripts/install-deps.sh)"
-for cmd in h2load taskset redis-server redis-cli curl; do
-  command -v "$cmd" >/dev/null || die "$cmd not found (lua-free-scripts/install-deps.sh)"
-done
+need_cmds h2load taskset redis-server redis-cli curl
 [[ -f $MODULE ]] || die "$MODULE not found: make all"
 [[ -x $WORKER_BIN ]] || die "$WORKER_BIN not found: make all"
 for f in jobs-gateway jobs-target jobs-worker; do
@@ -122,81 +120,16 @@ done
 [[ $SUT_CPU != "$LOAD_CPU" ]] || log "WARNING: SUT_CPU equals LOAD_CPU: Vantage shares its core with the load"
 
 # ---------------------------------------------------------------- processes
-PIDDIR=$RUN/pids
-STARTED=()    # "pid:name", in start order
-
-stop_pid() { # pid name
-  local pid=$1 i
-  kill -0 "$pid" 2>/dev/null || return 0
-  kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < 100; i++)); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
-  log "$2 (pid $pid) did not stop on TERM; sending KILL"
-  kill -KILL "$pid" 2>/dev/null || true
-}
-
-stop_all() { # stops what is in STARTED, last started first
-  local i e
-  for ((i = ${#STARTED[@]} - 1; i >= 0; i--)); do
-    e=${STARTED[$i]}
-    stop_pid "${e%%:*}" "${e#*:}"
-    wait "${e%%:*}" 2>/dev/null || true
-    rm -f "$PIDDIR/${e#*:}.pid"
-  done
-  STARTED=()
-}
-
 POLLER=
-cleanup() {
-  local rc=$?
-  trap - EXIT INT TERM
+cleanup_hook() { # the done-count poller is no process of STARTED
   if [[ -n $POLLER ]]; then kill "$POLLER" 2>/dev/null || true; wait "$POLLER" 2>/dev/null || true; fi
-  local n=${#STARTED[@]}
-  stop_all
-  (( n == 0 )) || log "stopped $n process(es)"
-  exit "$rc"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+trap_cleanup
+stop_leftovers
 
-# Leftovers of a run that was killed hard: only pids from our pid files whose
-# command line still names our run directory.
-if [[ -d $PIDDIR ]]; then
-  for f in "$PIDDIR"/*.pid; do
-    [[ -e $f ]] || continue
-    pid=$(cat "$f" 2>/dev/null || true)
-    if [[ $pid =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null \
-       && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$RUN"; then
-      log "stopping leftover $(basename "$f" .pid) (pid $pid) from an earlier run"
-      stop_pid "$pid" "$(basename "$f" .pid)"
-    fi
-    rm -f "$f"
-  done
-fi
-
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 for p in "$GW_PORT" "$TARGET_PORT" "$REDIS_PORT"; do
   port_open "$p" && die "127.0.0.1:$p is already in use (set JOBS_GW_PORT / JOBS_TARGET_PORT / JOBS_REDIS_PORT)"
 done
-
-wait_ready() { # test-command pid name
-  local i
-  for ((i = 0; i < 100; i++)); do
-    eval "$1" && return 0
-    kill -0 "$2" 2>/dev/null || die "$3 exited during startup (see $RUN/logs)"
-    sleep 0.1
-  done
-  die "$3 was not ready within 10s"
-}
-
-LAST_PID=
-start_bg() { # name cpu cmd...  (sets LAST_PID)
-  local name=$1 cpu=$2; shift 2
-  taskset -c "$cpu" "$@" >"$RUN/logs/$name.out" 2>&1 &
-  LAST_PID=$!
-  STARTED+=("$LAST_PID:$name")
-  echo "$LAST_PID" >"$PIDDIR/$name.pid"
-}
 
 # ---------------------------------------------------------------- files
 rm -rf "$RUN"
@@ -213,31 +146,6 @@ render() { # src dst dir
   sed -e "s#@MODULE@#$RUN/bin/ngx_vantage_module.so#g" -e "s#@WORKER_SOCK@#$3/worker.sock#g" \
       -e "s#@GW_PORT@#$GW_PORT#g" -e "s#@TARGET_PORT@#$TARGET_PORT#g" \
       -e "s#@REDIS_PORT@#$REDIS_PORT#g" -e "s#@CONCURRENCY@#$CONCURRENCY#g" "$1" >"$2"
-}
-
-CLK_TCK=$(getconf CLK_TCK)
-pid_ticks() { # pid -> utime+stime of that process alone (0 when gone)
-  [[ -r /proc/$1/stat ]] || { echo 0; return; }
-  sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | awk '{print $12 + $13}' || echo 0
-}
-tree_ticks() { # master pid -> utime+stime of it and its children
-  local p t=0 pids
-  mapfile -t pids < <(ps -o pid= --ppid "$1" | tr -d ' ')
-  for p in "$1" "${pids[@]}"; do
-    [[ -n $p ]] || continue
-    t=$(( t + $(pid_ticks "$p") ))
-  done
-  echo "$t"
-}
-cpu_jiffies() { # N -> "busy total" of cpuN
-  awk -v c="cpu$1" '$1 == c {t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t}' /proc/stat
-}
-machine_busy() { # -> % of all CPUs busy over one second
-  local b0 t0 b1 t1
-  read -r b0 t0 < <(awk '/^cpu /{t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t}' /proc/stat)
-  sleep 1
-  read -r b1 t1 < <(awk '/^cpu /{t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t}' /proc/stat)
-  echo $(( t1 > t0 ? 100 * (b1 - b0) / (t1 - t0) : 0 ))
 }
 
 RCLI=(redis-cli -h 127.0.0.1 -p "$REDIS_PORT")
@@ -374,13 +282,7 @@ cost() {
 
 inflight() { "${RCLI[@]}" get '{vq}:inflight' 2>/dev/null | awk '{print $1 + 0}'; }
 
-idle_busy=$(machine_busy)
-if (( idle_busy >= 10 && WAIT_IDLE > 0 )); then
-  log "the machine is ${idle_busy}% busy; waiting up to ${WAIT_IDLE}s for it to quieten (WAIT_IDLE)"
-  deadline=$(( SECONDS + WAIT_IDLE ))
-  while (( idle_busy >= 10 && SECONDS < deadline )); do sleep 4; idle_busy=$(machine_busy); done
-fi
-(( idle_busy < 10 )) || log "WARNING: the machine is ${idle_busy}% busy before the load starts: figures will be noisy"
+wait_idle
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 
 RAW=$OUT/jobs-raw.tsv
@@ -490,7 +392,7 @@ done
 # ---------------------------------------------------------------- summary
 {
   echo "date: $(date -u '+%Y-%m-%d %H:%M:%S UTC'); load average before: $LOAD_BEFORE"
-  echo "host: $ncpu CPU(s), $(awk -F: '/model name/ {sub(/^ +/, "", $2); print $2; exit}' /proc/cpuinfo), kernel $(uname -r)"
+  host_line
   echo "software: nginx $("$NGINX" -v 2>&1 | sed 's/.*\///'); $(redis-server --version | awk '{print $1, $2, $3}'); h2load $(h2load --version | awk '{print $2}')"
   echo "module sha256 $MODULE_SHA..., worker sha256 $WORKER_SHA..."
   echo "layout: gateway nginx (master + 1 worker) on cpu $SUT_CPU, vantage-worker on cpu $WORKER_CPU, redis-server on cpu $REDIS_CPU; h2load, target nginx and the done-count poller on cpu $LOAD_CPU"

@@ -81,9 +81,11 @@ DEAD_PORT=${DEAD_PORT:-19378}
 PEERS_DIR=${PEERS_DIR-/work/shared/bench/peers}
 PY=/usr/bin/python3
 RUN=$OUT/run
-
-log() { printf '[bench %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
+PIDDIR=$RUN/pids
+BENCH_TAG=bench
+BENCH_STOP_TRIES=50
+# shellcheck source=lua-free-scripts/bench-lib.sh
+. "$ROOT/lua-free-scripts/bench-lib.sh"
 
 # id | token wrk sends | location body | http body
 RL='rate=1000000r/s burst=1000000'
@@ -111,17 +113,13 @@ for c in "${CONFIGS[@]}"; do [[ $c == v-* ]] && NEED_MODULE=1; done
 NEED_REDIS=0
 for c in "${CONFIGS[@]}"; do [[ $c == *@REDIS_PORT@* ]] && NEED_REDIS=1; done
 
-for v in ROUNDS DURATION WARMUP PREWARM CONNS THREADS GW_CPU LOAD_CPU BACKEND_PORT GW_BASE_PORT \
-         REDIS_PORT DEAD_PORT WAIT_IDLE; do
-  [[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a non-negative integer, not \"${!v}\""
-done
+need_uints ROUNDS DURATION WARMUP PREWARM CONNS THREADS GW_CPU LOAD_CPU BACKEND_PORT GW_BASE_PORT \
+           REDIS_PORT DEAD_PORT WAIT_IDLE
 (( ROUNDS > 0 && DURATION > 0 )) || die "ROUNDS and DURATION must be positive"
 
 # ---------------------------------------------------------------- prerequisites
 [[ -x $NGINX ]] || die "$NGINX not found (lua-free-scripts/install-deps.sh)"
-for cmd in wrk curl taskset redis-server redis-cli; do
-  command -v "$cmd" >/dev/null || die "$cmd not found (lua-free-scripts/install-deps.sh)"
-done
+need_cmds wrk curl taskset redis-server redis-cli
 $PY -c 'import jwt, cryptography' 2>/dev/null \
   || die "$PY lacks PyJWT/cryptography (apt-get install python3-jwt python3-cryptography)"
 if (( NEED_MODULE )); then
@@ -132,74 +130,14 @@ ncpu=$(nproc)
 [[ $GW_CPU != "$LOAD_CPU" ]] || log "WARNING: GW_CPU equals LOAD_CPU: the gateway shares its core with the load"
 
 # ---------------------------------------------------------------- processes
-PIDDIR=$RUN/pids
-STARTED=()    # "pid:name"
+trap_cleanup
+stop_leftovers
 
-stop_pid() { # pid name
-  local pid=$1 i
-  kill -0 "$pid" 2>/dev/null || return 0
-  kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < 50; i++)); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
-  log "$2 (pid $pid) did not stop on TERM; sending KILL"
-  kill -KILL "$pid" 2>/dev/null || true
-}
-
-cleanup() {
-  local rc=$? i e
-  trap - EXIT INT TERM
-  for ((i = ${#STARTED[@]} - 1; i >= 0; i--)); do
-    e=${STARTED[$i]}
-    stop_pid "${e%%:*}" "${e#*:}"
-    rm -f "$PIDDIR/${e#*:}.pid"
-  done
-  (( ${#STARTED[@]} == 0 )) || log "stopped ${#STARTED[@]} process(es)"
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# Leftovers of a run that was killed hard: only pids from our pid files whose
-# command line still names our run directory.
-if [[ -d $PIDDIR ]]; then
-  for f in "$PIDDIR"/*.pid; do
-    [[ -e $f ]] || continue
-    pid=$(cat "$f" 2>/dev/null || true)
-    if [[ $pid =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null \
-       && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$RUN"; then
-      log "stopping leftover $(basename "$f" .pid) (pid $pid) from an earlier run"
-      stop_pid "$pid" "$(basename "$f" .pid)"
-    fi
-    rm -f "$f"
-  done
-fi
-
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 ports=("$BACKEND_PORT" "$REDIS_PORT" "$DEAD_PORT")
 for ((i = 0; i < ${#CONFIGS[@]}; i++)); do ports+=($((GW_BASE_PORT + i))); done
 for p in "${ports[@]}"; do
   port_open "$p" && die "127.0.0.1:$p is already in use (set BACKEND_PORT / GW_BASE_PORT)"
 done
-
-wait_port() { # port pid name
-  local i
-  for ((i = 0; i < 100; i++)); do
-    port_open "$1" && return 0
-    kill -0 "$2" 2>/dev/null || die "$3 exited during startup (see $RUN/logs and its error.log)"
-    sleep 0.1
-  done
-  die "$3 did not open 127.0.0.1:$1 within 10s"
-}
-
-LAST_PID=
-start_bg() { # name cpu cmd...  (the command stays in the foreground; sets LAST_PID)
-  local name=$1 cpu=$2 f; shift 2
-  f=${name//\//_}
-  taskset -c "$cpu" "$@" >"$RUN/logs/$f.out" 2>&1 &
-  LAST_PID=$!
-  STARTED+=("$LAST_PID:$f")
-  echo "$LAST_PID" >"$PIDDIR/$f.pid"
-}
 
 # ---------------------------------------------------------------- files
 rm -rf "$RUN"
@@ -498,25 +436,6 @@ for id in "${IDS[@]}"; do
 done
 
 # ---------------------------------------------------------------- measuring
-CLK_TCK=$(getconf CLK_TCK)
-pid_ticks() { # pid (may be empty) -> utime+stime of that process alone
-  [[ -n $1 && -r /proc/$1/stat ]] || { echo 0; return; }
-  sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'
-}
-proc_ticks() { # master pid -> utime+stime of the master and its children
-  local p t=0 pids
-  mapfile -t pids < <(ps -o pid= --ppid "$1" | tr -d ' ')
-  for p in "$1" "${pids[@]}"; do
-    [[ -r /proc/$p/stat ]] || continue
-    # fields 14 and 15, counted after the ")" that ends the command name
-    t=$(( t + $(sed 's/.*) //' "/proc/$p/stat" | awk '{print $12 + $13}') ))
-  done
-  echo "$t"
-}
-cpu_jiffies() { # N -> "busy total" of cpuN
-  awk -v c="cpu$1" '$1 == c {t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t}' /proc/stat
-}
-
 # wrk's text output -> "rps p50_us p99_us requests non2xx sockerr"
 parse_wrk() {
   awk '
@@ -549,24 +468,8 @@ run_wrk() { # id seconds outfile
         "http://127.0.0.1:${GW_PORT[$1]}/" >"$3" 2>&1
 }
 
-# Someone else's compile or test on the same two cores shows up here, and in
-# the cpuN busy columns (cpu$GW_CPU busy well above gw CPU % is foreign load).
-machine_busy() { # -> % of all CPUs busy over one second
-  local b0 t0 b1 t1
-  read -r b0 t0 < <(awk '/^cpu /{t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t}' /proc/stat)
-  sleep 1
-  read -r b1 t1 < <(awk '/^cpu /{t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t}' /proc/stat)
-  echo $(( t1 > t0 ? 100 * (b1 - b0) / (t1 - t0) : 0 ))
-}
-idle_busy=$(machine_busy)
-if (( idle_busy >= 10 && WAIT_IDLE > 0 )); then
-  log "the machine is ${idle_busy}% busy; waiting up to ${WAIT_IDLE}s for it to quieten (WAIT_IDLE)"
-  deadline=$(( SECONDS + WAIT_IDLE ))
-  while (( idle_busy >= 10 && SECONDS < deadline )); do
-    sleep 4; idle_busy=$(machine_busy)
-  done
-fi
-(( idle_busy < 10 )) || log "WARNING: the machine is ${idle_busy}% busy before the load starts: figures will be noisy"
+# (cpu$GW_CPU busy well above gw CPU % is foreign load)
+wait_idle
 
 RAW=$OUT/raw.tsv
 printf 'round\tid\trps\tp50_us\tp99_us\trequests\tnon2xx\tsock_err\tgw_cpu_us\tgw_cpu_pct\tredis_cpu_us\tcpu%s_busy_pct\tcpu%s_busy_pct\n' \
@@ -580,10 +483,10 @@ for ((r = 1; r <= ROUNDS; r++)); do
     (( WARMUP == 0 )) || run_wrk "$id" "$WARMUP" "$RUN/logs/wrk-$id-r$r-warmup.txt" || true
     sleep 0.5
     out=$RUN/logs/wrk-$id-r$r.txt
-    n0=$(date +%s%N); c0=$(proc_ticks "${GW_PID[$id]}"); rc0=$(pid_ticks "$REDIS_PID")
+    n0=$(date +%s%N); c0=$(tree_ticks "${GW_PID[$id]}"); rc0=$(pid_ticks "$REDIS_PID")
     read -r g0 gt0 < <(cpu_jiffies "$GW_CPU"); read -r l0 lt0 < <(cpu_jiffies "$LOAD_CPU")
     run_wrk "$id" "$DURATION" "$out" || die "wrk failed for $id (see $out)"
-    n1=$(date +%s%N); c1=$(proc_ticks "${GW_PID[$id]}"); rc1=$(pid_ticks "$REDIS_PID")
+    n1=$(date +%s%N); c1=$(tree_ticks "${GW_PID[$id]}"); rc1=$(pid_ticks "$REDIS_PID")
     read -r g1 gt1 < <(cpu_jiffies "$GW_CPU"); read -r l1 lt1 < <(cpu_jiffies "$LOAD_CPU")
     read -r rps p50 p99 req non2xx sock < <(parse_wrk <"$out") \
       || die "cannot parse wrk's output for $id (see $out)"
@@ -612,7 +515,7 @@ done
 # ---------------------------------------------------------------- summary
 {
   echo "date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
-  echo "host: $ncpu CPU(s), $(awk -F: '/model name/ {sub(/^ +/, "", $2); print $2; exit}' /proc/cpuinfo), kernel $(uname -r)"
+  host_line
   echo "nginx: $("$NGINX" -v 2>&1 | sed 's/.*: //'); wrk $(wrk -v 2>&1 | awk 'NR == 1 {print $2}'); $(openssl version | awk '{print $1, $2}')"
   if (( NEED_MODULE )); then
     echo "module: $MODULE (sha256 $MODULE_SHA..., built $(date -u -r "$MODULE" '+%Y-%m-%d %H:%M UTC'))"

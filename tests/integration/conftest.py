@@ -16,11 +16,28 @@
   redis_factory                   function: redis_factory(start=True, **kw)
                                   -> a RedisServer(base_dir, **kw), all
                                   closed at teardown
+  worker_bin                      build/vantage-worker; skips when not built
+  worker_redis                    the Redis of worker_factory's workers:
+                                  redis_server unless a module overrides it
+  worker_factory                  function: worker_factory(config=None,
+                                  args=(), redis=None, start=True, n=None)
+                                  -> a Worker (n given: a list of n), all
+                                  stopped at teardown; .socket_mode and
+                                  .secrets are per-module options
+  worker                          worker_factory(): one started Worker
+  rc                              a redis client (bytes) for worker_redis
+  target                          tests/fakes/http_target.py's HttpTarget,
+                                  the vendor the workers deliver to
 
 After every test, each nginx the test used must have logged no [alert],
 no [emerg] and no sanitizer report, and no token the test sent may appear
 in its error.log.  @pytest.mark.log_allow("regex", ...) exempts matching
 lines for one test.
+
+After every test, each vantage-worker the test made with worker_factory
+must have logged no sanitizer report and none of the factory's .secrets;
+its log's tail is printed (pytest shows it when the test failed).  No
+vantage-worker outlives its test module.
 
 No redis-server outlives the run: what a fixture did not close is stopped
 at session end (and at exit).  A Redis directory is kept, like the nginx
@@ -30,11 +47,13 @@ prefixes, once a test has failed or with VANTAGE_KEEP_TMP.
 import os
 import re
 import shutil
+import sys
 import tempfile
 
 import pytest
 
 import vantage_harness as vh
+import worker_harness as wh
 
 
 def pytest_configure(config):
@@ -245,3 +264,120 @@ def redis_factory(base_dir):
     f = _RedisFactory(base_dir)
     yield f
     f.close()
+
+
+# --------------------------------------------------------------------------
+# vantage-worker
+
+WORKER_LOG_FORBIDDEN = re.compile(
+    r"AddressSanitizer|LeakSanitizer|runtime error:")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _no_worker_left():
+    yield
+    left = wh.stop_all_workers()
+    assert not left, "workers left running: %r" % left
+
+
+@pytest.fixture
+def worker_bin():
+    if not wh.worker_available():
+        pytest.skip("worker not built: %s (run make worker)"
+                    % wh.worker_path())
+    return wh.worker_path()
+
+
+@pytest.fixture
+def worker_redis(redis_server):
+    """The RedisServer worker_factory's workers use unless told another
+    address; a module overrides this fixture to give its own."""
+    return redis_server
+
+
+class _WorkerFactory:
+    """worker_factory(config=None, args=(), redis=None, start=True, n=None):
+    a Worker (config: the text of its file, with {listen} and {redis};
+    redis: an address instead of worker_redis's), started unless start is
+    False; with n, a list of n of them.
+
+    Options a module sets on the fixture's value:
+      socket_mode   chmod'ed on the socket after each start (0o777: nginx's
+                    workers, user nobody, connect to it)
+      secrets       strings that must never appear in a worker's log
+    """
+
+    def __init__(self, base_dir, redis):
+        self.base_dir = base_dir
+        self.redis = redis
+        self.socket_mode = None
+        self.secrets = ()
+        self.instances = []
+
+    def __call__(self, config=None, args=(), redis=None, start=True,
+                 n=None):
+        made = []
+        for _ in range(1 if n is None else n):
+            w = wh.Worker(self.base_dir, redis or self.redis.address, args,
+                          config=config)
+            self.instances.append(w)
+            if start:
+                self.start(w)
+            made.append(w)
+        return made[0] if n is None else made
+
+    def start(self, w):
+        """Starts w (again: after it exited, or was killed) and opens its
+        socket to socket_mode."""
+        w.start()
+        if self.socket_mode is not None:
+            os.chmod(w.socket_path, self.socket_mode)
+        return w
+
+    def close(self):
+        """Stops every worker (keeping its directory for base_dir's fate)
+        and prints its log's tail; returns what its log must not hold."""
+        problems = []
+        for w in self.instances:
+            w.close(keep=True)
+            text = w.log_text()
+            print(w.log_tail())
+            problems += ["%s: %s" % (w.log_file, l)
+                         for l in text.splitlines()
+                         if WORKER_LOG_FORBIDDEN.search(l)]
+            problems += ["%s: a secret was logged: %r" % (w.log_file, s)
+                         for s in self.secrets if s in text]
+        return problems
+
+
+@pytest.fixture
+def worker_factory(base_dir, worker_redis, worker_bin):
+    f = _WorkerFactory(base_dir, worker_redis)
+    yield f
+    problems = f.close()
+    assert not problems, "worker log:\n" + "\n".join(problems)
+
+
+@pytest.fixture
+def worker(worker_factory):
+    """A started Worker against worker_redis."""
+    return worker_factory()
+
+
+@pytest.fixture
+def rc(worker_redis):
+    """A redis client (bytes) for worker_redis."""
+    return worker_redis.client()
+
+
+@pytest.fixture
+def target():
+    """An HttpTarget (tests/fakes/http_target.py) on a free port, closed at
+    teardown."""
+    fakes = os.path.join(vh.REPO, "tests", "fakes")
+    if fakes not in sys.path:
+        sys.path.insert(0, fakes)
+    from http_target import HttpTarget
+    t = HttpTarget()
+    yield t
+    t.close()

@@ -19,7 +19,6 @@ import jwt
 import pytest
 
 import vantage_harness as vh
-import worker_harness as wh
 
 
 HEX32 = re.compile(r"[0-9a-f]{32}")
@@ -37,42 +36,12 @@ def job_key(job_id):
 # --------------------------------------------------------------------------
 # fixtures
 
-@pytest.fixture(scope="module", autouse=True)
-def _no_worker_left():
-    yield
-    left = wh.stop_all_workers()
-    assert not left, "workers left running: %r" % left
-
-
 @pytest.fixture
-def worker_factory(base_dir, redis_server):
-    if not wh.worker_available():
-        pytest.skip("worker not built: %s" % wh.worker_path())
-    made = []
-
-    def make(redis=None, start=True):
-        w = wh.Worker(base_dir, redis or redis_server.address)
-        made.append(w)
-        if start:
-            w.start()
-            # nginx's workers run as nobody: they must be able to connect
-            os.chmod(w.socket_path, 0o777)
-        return w
-
-    yield make
-    for w in made:
-        w.close(keep=True)
-        print(w.log_tail())
-
-
-@pytest.fixture
-def worker(worker_factory):
-    return worker_factory()
-
-
-@pytest.fixture
-def rc(redis_server):
-    return redis_server.client()
+def worker_factory(worker_factory):
+    """conftest's: worker_factory(redis=None, start=True)."""
+    # nginx's workers run as nobody: they must be able to connect
+    worker_factory.socket_mode = 0o777
+    return worker_factory
 
 
 def conf(worker, extra_http="", timeout="2s", max_body="16k"):

@@ -19,9 +19,7 @@ and on what the clients were told:
 
 import json
 import os
-import re
 import signal
-import sys
 import threading
 import time
 import uuid
@@ -32,23 +30,12 @@ import pytest
 import vantage_harness as vh
 import worker_harness as wh
 
-sys.path.insert(0, os.path.join(vh.REPO, "tests", "fakes"))
-from http_target import HttpTarget          # noqa: E402
-
 # timing bounds in real time (reclaim after the visibility timeout)
 pytestmark = pytest.mark.timing
 
-LOG_FORBIDDEN = re.compile(r"AddressSanitizer|LeakSanitizer|runtime error:")
 # what the failures below make nginx log on purpose
 ALLOW_WORKER = r"\[error\] .*vantage worker: "
 CONCURRENCY = 4
-
-
-@pytest.fixture
-def target():
-    t = HttpTarget()
-    yield t
-    t.close()
 
 
 @pytest.fixture
@@ -57,52 +44,27 @@ def redis(redis_factory):
 
 
 @pytest.fixture
-def rc(redis):
-    return redis.client()
+def worker_redis(redis):
+    return redis
 
 
 @pytest.fixture
-def workers(base_dir, redis):
+def workers(worker_factory):
     """workers(conf_text, n=1) -> [Worker] started with the file; their
-    sockets open to nginx's workers (user nobody)."""
-    if not wh.worker_available():
-        pytest.skip("worker not built")
-    made = []
+    sockets open to nginx's workers (user nobody).  workers.start(w)
+    starts w again the same way."""
+    worker_factory.socket_mode = 0o777
 
     def make(conf, n=1):
-        out = []
-        for _ in range(n):
-            w = wh.Worker(base_dir, redis.address)
-            path = os.path.join(w.dir, "worker.conf")
-            with open(path, "w") as f:
-                f.write(conf.replace(
-                    "[worker]\n", "[worker]\nlisten = unix:%s\nredis = %s\n"
-                    % (w.socket_path, redis.address), 1))
-            w.args = ["-c", path]
-            made.append(w)
-            out.append(start(w))
-        return out
+        return worker_factory(conf, n=n)
 
-    yield make
-    problems = []
-    for w in made:
-        w.close(keep=True)
-        print(w.log_tail())
-        problems += [l for l in w.log_text().splitlines()
-                     if LOG_FORBIDDEN.search(l)]
-    assert not problems, problems
-
-
-def start(w):
-    w.proc = None
-    w.start()
-    os.chmod(w.socket_path, 0o777)
-    return w
+    make.start = worker_factory.start
+    return make
 
 
 def worker_conf(target, job="backoff_base = 100ms\nbackoff_cap = 500ms\n",
                 worker="", vt="6500ms"):
-    return ("[worker]\nvisibility_timeout = %s\nshutdown_timeout = 1s\n"
+    return (wh.CONFIG_HEAD + "visibility_timeout = %s\nshutdown_timeout = 1s\n"
             "concurrency = %d\n%s\n"
             "[job e2e.orders]\nconnector = http\nurl = %s\ntimeout = 1s\n"
             "max_attempts = 20\n%s\n"
@@ -192,7 +154,7 @@ def test_crash_restart_and_reload_lose_nothing(workers, target, redis, rc,
     reached(total // 4)
     a.send_signal(signal.SIGKILL)            # mid-batch: jobs in flight
     assert a.wait(5) is not None
-    start(a)                                 # a new consumer name (pid)
+    workers.start(a)                         # a new consumer name (pid)
 
     reached(total // 2)
     redis.kill()                             # a crash; AOF, fsync always

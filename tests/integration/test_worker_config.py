@@ -30,7 +30,6 @@ from worker_harness import DISPATCH, PING, REPLY, T_JOB_ID
 
 EXAMPLE = os.path.join(vh.REPO, "conf", "vantage-worker.conf")
 UNIT = os.path.join(vh.REPO, "conf", "vantage-worker.service")
-LOG_FORBIDDEN = re.compile(r"AddressSanitizer|LeakSanitizer|runtime error:")
 SECRET = "Bearer tok-9f8e7d6c5b4a"
 PASSWORD = "pw-3c2b1a0f9e8d"
 
@@ -50,52 +49,18 @@ def conf_text(jobs="", worker="", job_extra=""):
 # --------------------------------------------------------------------------
 # fixtures
 
-@pytest.fixture(scope="module", autouse=True)
-def _no_worker_left():
-    yield
-    left = wh.stop_all_workers()
-    assert not left, "workers left running: %r" % left
-
-
-@pytest.fixture
-def worker_bin():
-    if not wh.worker_available():
-        pytest.skip("worker not built: %s (run make worker)"
-                    % wh.worker_path())
-    return wh.worker_path()
-
-
 @pytest.fixture
 def tmp(base_dir):
     return vh.make_dir(tempfile.mkdtemp(prefix="worker-conf-", dir=base_dir))
 
 
 @pytest.fixture
-def worker_factory(base_dir, redis_server, worker_bin):
-    """worker_factory(config=None, args=(), redis=None, start=True)."""
-    made = []
-
-    def make(config=None, args=(), redis=None, start=True):
-        w = wh.Worker(base_dir, redis or redis_server.address, args,
-                      config=config)
-        made.append(w)
-        if start:
-            w.start()
-        return w
-
-    yield make
-    problems = []
-    for w in made:
-        w.close(keep=True)
-        text = w.log_text()
-        print(w.log_tail())
-        problems += ["%s: %s" % (w.log_file, l) for l in text.splitlines()
-                     if LOG_FORBIDDEN.search(l)]
-        # nothing a test used as a secret may reach the log
-        for secret in (SECRET, PASSWORD, "wrong-" + PASSWORD):
-            if secret in text:
-                problems.append("%s: a secret was logged" % w.log_file)
-    assert not problems, "worker log:\n" + "\n".join(problems)
+def worker_factory(worker_factory):
+    """conftest's: worker_factory(config=None, args=(), redis=None,
+    start=True)."""
+    # nothing a test used as a secret may reach the log
+    worker_factory.secrets = (SECRET, PASSWORD, "wrong-" + PASSWORD)
+    return worker_factory
 
 
 def check(worker_bin, path, cwd=None):

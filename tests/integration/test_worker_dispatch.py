@@ -36,9 +36,6 @@ STREAM = b"{vq}:jobs"
 MINIMAL_KEYS = {b"type", b"tenant", b"state", b"attempts", b"created_ms"}
 UNAVAILABLE = "the job queue is unavailable"
 
-# what must never appear in the worker's log
-LOG_FORBIDDEN = re.compile(r"AddressSanitizer|LeakSanitizer|runtime error:")
-
 
 def job_key(job_id):
     if isinstance(job_id, str):
@@ -52,58 +49,6 @@ def now_ms():
 
 # --------------------------------------------------------------------------
 # fixtures
-
-@pytest.fixture(scope="module", autouse=True)
-def _no_worker_left():
-    yield
-    left = wh.stop_all_workers()
-    assert not left, "workers left running: %r" % left
-
-
-@pytest.fixture
-def worker_bin():
-    if not wh.worker_available():
-        pytest.skip("worker not built: %s (run make worker)"
-                    % wh.worker_path())
-    return wh.worker_path()
-
-
-@pytest.fixture
-def worker_factory(base_dir, redis_server, worker_bin):
-    """worker_factory(args=(), redis=None, start=True) -> a Worker against
-    redis_server (or the address given), stopped at teardown."""
-    made = []
-
-    def make(args=(), redis=None, start=True):
-        w = wh.Worker(base_dir, redis or redis_server.address, args)
-        made.append(w)
-        if start:
-            w.start()
-        return w
-
-    yield make
-    problems = []
-    for w in made:
-        w.close(keep=True)     # base_dir goes, or stays after a failure
-        text = w.log_text()
-        # shown by pytest when the test failed
-        print(w.log_tail())
-        problems += ["%s: %s" % (w.log_file, l) for l in text.splitlines()
-                     if LOG_FORBIDDEN.search(l)]
-    assert not problems, "worker log:\n" + "\n".join(problems)
-
-
-@pytest.fixture
-def worker(worker_factory):
-    """A started Worker against the redis_server fixture."""
-    return worker_factory()
-
-
-@pytest.fixture
-def rc(redis_server):
-    """A redis client (bytes) for redis_server."""
-    return redis_server.client()
-
 
 # --------------------------------------------------------------------------
 # helpers

@@ -12,10 +12,8 @@ import calendar
 import hashlib
 import json
 import os
-import re
 import shutil
 import signal
-import sys
 import time
 
 import pytest
@@ -26,19 +24,8 @@ from worker_harness import (T_BODY, T_CORRELATION_ID, T_HEADER,
                             T_IDEMPOTENCY_KEY, T_JOB_ID, T_JOB_STATE,
                             T_JOB_TYPE, T_TENANT)
 
-sys.path.insert(0, os.path.join(vh.REPO, "tests", "fakes"))
-from http_target import HttpTarget          # noqa: E402
-
 T_ORDERING_KEY = 27
-LOG_FORBIDDEN = re.compile(r"AddressSanitizer|LeakSanitizer|runtime error:")
 TOL = 0.2
-
-
-@pytest.fixture
-def target():
-    t = HttpTarget()
-    yield t
-    t.close()
 
 
 @pytest.fixture
@@ -47,46 +34,22 @@ def redis(redis_factory):
 
 
 @pytest.fixture
-def rc(redis):
-    return redis.client()
+def worker_redis(redis):
+    return redis
 
 
 @pytest.fixture
-def workers(base_dir, redis):
-    """workers(conf_text, n=1) -> [Worker], stopped at teardown."""
-    if not wh.worker_available():
-        pytest.skip("worker not built")
-    made = []
-
-    def make(conf, n=1):
-        out = []
-        for _ in range(n):
-            w = wh.Worker(base_dir, redis.address)
-            path = os.path.join(w.dir, "worker.conf")
-            with open(path, "w") as f:
-                f.write(conf.replace("[worker]\n", "[worker]\nlisten = unix:%s"
-                                     "\nredis = %s\n" % (w.socket_path,
-                                                          redis.address), 1))
-            w.args = ["-c", path]
-            made.append(w)
-            out.append(w.start())
-        return out
-
-    yield make
-    problems = []
-    for w in made:
-        w.close(keep=True)
-        print(w.log_tail())
-        problems += [l for l in w.log_text().splitlines()
-                     if LOG_FORBIDDEN.search(l)]
-    assert not problems, problems
+def workers(worker_factory):
+    """workers(conf_text, n=1) -> [Worker] (conftest's worker_factory)."""
+    return lambda conf, n=1: worker_factory(conf, n=n)
 
 
 def conf(target, jobs, worker="", targets="", timeout="1s", vt="6500ms"):
     """jobs: {type: "key = value\n..."}; url paths relative to target.
     conf.c wants visibility_timeout above every job timeout + 5 s."""
-    text = "[worker]\nvisibility_timeout = %s\nshutdown_timeout = 1s\n" \
-           "ordering_recheck = 200ms\n" % vt + worker + "\n" + targets + "\n"
+    text = wh.CONFIG_HEAD \
+        + "visibility_timeout = %s\nshutdown_timeout = 1s\n" \
+          "ordering_recheck = 200ms\n" % vt + worker + "\n" + targets + "\n"
     for name, body in jobs.items():
         body = body.replace("URL", target.url(""))
         text += "[job %s]\nconnector = http\ntimeout = %s\n%s\n" \
@@ -621,7 +584,7 @@ def test_idle_consumers_removed_deleted_entries_logged(workers, target, rc):
     visibility timeouts leave the group; entries deleted from the stream
     while pending (XAUTOCLAIM's third element) are logged, not run."""
     # no job type: visibility_timeout may be short, so 10 x is 3 s
-    w, = workers("[worker]\nvisibility_timeout = 300ms\n")
+    w, = workers(wh.CONFIG_HEAD + "visibility_timeout = 300ms\n")
     vh.wait_for(lambda: rc.exists("{vq}:jobs"), 5, what="the group")
     rc.xgroup_createconsumer("{vq}:jobs", "vantage", "ghost-old")
     # a ghost that held an entry that was then deleted, in one
@@ -736,12 +699,11 @@ def test_engine_under_valgrind(base_dir, redis, target):
     exits 0 under memcheck, with no error and no definite leak."""
     if not wh.worker_available():
         pytest.skip("worker not built")
-    text = "[worker]\nlisten = {listen}\nredis = {redis}\n" + conf(
-        target, {"ok": "url = URL/ok",
-                 "flaky": "url = URL/flaky\nbackoff_base = 50ms",
-                 "bad": "url = URL/bad",
-                 "ord": "url = URL/ord\nordering = on"},
-        timeout="2s", vt="8s")[len("[worker]\n"):]
+    text = conf(target, {"ok": "url = URL/ok",
+                         "flaky": "url = URL/flaky\nbackoff_base = 50ms",
+                         "bad": "url = URL/bad",
+                         "ord": "url = URL/ord\nordering = on"},
+                timeout="2s", vt="8s")
     target.script("/flaky", [(503, {}, b"")])
     target.default("/bad", (400, {}, b'{"ssn":"123-45-6789"}'))
     w = ValgrindWorker(base_dir, redis.address, config=text)
@@ -792,7 +754,7 @@ def test_entry_without_job_and_type_removed_by_reload(workers, target, rc):
     assert not rc.exists("{vq}:job:" + ghost)
     assert rc.xpending("{vq}:jobs", "vantage")["pending"] == 0
     # the type goes; a job of it was already accepted
-    path = w.args[1]
+    path = w.config_file
     with open(path) as f:
         text = f.read()
     with open(path, "w") as f:

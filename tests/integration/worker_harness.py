@@ -278,6 +278,9 @@ WORKER_LIVE = []
 
 _UNIX_PATH_MAX = 107
 
+# the head of a configuration file given to Worker(config=...)
+CONFIG_HEAD = "[worker]\nlisten = {listen}\nredis = {redis}\n"
+
 
 def worker_path():
     return WORKER

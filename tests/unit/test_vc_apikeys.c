@@ -161,7 +161,29 @@ expect_error(const char *doc, const char *want)
 static void
 test_errors_name_entry_and_problem(void **state)
 {
-    char  doc[1024];
+    /* one entry, {"id": "a1", "sha256": h1 and these members} */
+    static const struct {
+        const char  *members;
+        const char  *want;
+    } one[] = {
+        { "", "entry 1 (id \"a1\"): \"tenant\" must be" },
+        { ", \"tenant\": \"a b\"", "\"tenant\" must be" },
+        { ", \"tenant\": \"t\", \"scopes\": \"read\"",
+          "\"scopes\" must be an array" },
+        { ", \"tenant\": \"t\", \"scopes\": [\"read\", \"a\\\"b\"]",
+          "scope 2 must be" },
+        { ", \"tenant\": \"t\", \"expire\": 5",
+          "entry 1 (id \"a1\"): unknown member \"expire\"" },
+        { ", \"tenant\": \"t\", \"expires\": \"tomorrow\"",
+          "\"expires\" must be" },
+        { ", \"tenant\": \"t\", \"expires\": -1", "\"expires\" must be" },
+        { ", \"tenant\": \"t\", \"disabled\": 1",
+          "\"disabled\" must be true or false" },
+        { ", \"tenant\": \"t\", \"note\": 1", "\"note\" must be a string" },
+    };
+
+    char    doc[1024];
+    size_t  i;
 
     expect_error("", "invalid JSON");
     expect_error("[]", "not a JSON object with one member");
@@ -182,42 +204,11 @@ test_errors_name_entry_and_problem(void **state)
              "\"%.63sg\", \"tenant\": \"t\"}]}", h1);
     expect_error(doc, "\"sha256\" must be 64 hex");
 
-    snprintf(doc, sizeof(doc), "{\"keys\": [{\"id\": \"a1\", \"sha256\": "
-             "\"%s\"}]}", h1);
-    expect_error(doc, "entry 1 (id \"a1\"): \"tenant\" must be");
-
-    snprintf(doc, sizeof(doc), "{\"keys\": [{\"id\": \"a1\", \"sha256\": "
-             "\"%s\", \"tenant\": \"a b\"}]}", h1);
-    expect_error(doc, "\"tenant\" must be");
-
-    snprintf(doc, sizeof(doc), "{\"keys\": [{\"id\": \"a1\", \"sha256\": "
-             "\"%s\", \"tenant\": \"t\", \"scopes\": \"read\"}]}", h1);
-    expect_error(doc, "\"scopes\" must be an array");
-
-    snprintf(doc, sizeof(doc), "{\"keys\": [{\"id\": \"a1\", \"sha256\": "
-             "\"%s\", \"tenant\": \"t\", \"scopes\": [\"read\", \"a\\\"b\"]}"
-             "]}", h1);
-    expect_error(doc, "scope 2 must be");
-
-    snprintf(doc, sizeof(doc), "{\"keys\": [{\"id\": \"a1\", \"sha256\": "
-             "\"%s\", \"tenant\": \"t\", \"expire\": 5}]}", h1);
-    expect_error(doc, "entry 1 (id \"a1\"): unknown member \"expire\"");
-
-    snprintf(doc, sizeof(doc), "{\"keys\": [{\"id\": \"a1\", \"sha256\": "
-             "\"%s\", \"tenant\": \"t\", \"expires\": \"tomorrow\"}]}", h1);
-    expect_error(doc, "\"expires\" must be");
-
-    snprintf(doc, sizeof(doc), "{\"keys\": [{\"id\": \"a1\", \"sha256\": "
-             "\"%s\", \"tenant\": \"t\", \"expires\": -1}]}", h1);
-    expect_error(doc, "\"expires\" must be");
-
-    snprintf(doc, sizeof(doc), "{\"keys\": [{\"id\": \"a1\", \"sha256\": "
-             "\"%s\", \"tenant\": \"t\", \"disabled\": 1}]}", h1);
-    expect_error(doc, "\"disabled\" must be true or false");
-
-    snprintf(doc, sizeof(doc), "{\"keys\": [{\"id\": \"a1\", \"sha256\": "
-             "\"%s\", \"tenant\": \"t\", \"note\": 1}]}", h1);
-    expect_error(doc, "\"note\" must be a string");
+    for (i = 0; i < sizeof(one) / sizeof(one[0]); i++) {
+        snprintf(doc, sizeof(doc), "{\"keys\": [{\"id\": \"a1\", \"sha256\": "
+                 "\"%s\"%s}]}", h1, one[i].members);
+        expect_error(doc, one[i].want);
+    }
 
     snprintf(doc, sizeof(doc), "{\"keys\": [{\"id\": \"a1\", \"sha256\": "
              "\"%s\", \"tenant\": \"t\"}, {\"id\": \"a1\", \"sha256\": "
