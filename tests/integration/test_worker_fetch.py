@@ -16,7 +16,6 @@ no secret or token in the worker's log.
 
 import json
 import os
-import socket
 import sys
 import tempfile
 import time
