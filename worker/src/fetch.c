@@ -146,6 +146,8 @@ static void vw_fetch_answer(vw_fetch_idp_t *st, vw_fetch_kind_e kind,
 static void vw_fetch_timer(evutil_socket_t fd, short what, void *arg);
 static void vw_fetch_schedule(vw_fetch_idp_t *st, uint64_t ms);
 static char *vw_fetch_source(const vw_conf_idp_t *idp);
+static int vw_fetch_idp_follow(vw_fetch_idp_t *st,
+    const vw_conf_idp_t *idp);
 static void vw_fetch_introspect(vw_fetch_t *f, const vw_conf_idp_t *idp,
     const unsigned char *token, size_t token_len, vw_fetch_done_pt handler,
     void *data);
@@ -213,7 +215,6 @@ vw_fetch_start(vw_fetch_t *f, const char *name, size_t len,
     vw_fetch_kind_e kind, const unsigned char *token, size_t token_len,
     vw_fetch_done_pt handler, void *data)
 {
-    char                  *source;
     uint64_t               now;
     vw_fetch_idp_t        *st;
     vw_fetch_waiter_t     *w;
@@ -250,20 +251,9 @@ vw_fetch_start(vw_fetch_t *f, const char *name, size_t len,
     }
 
     if (!st->running) {
-        source = vw_fetch_source(idp);
-        if (source == NULL) {
+        if (vw_fetch_idp_follow(st, idp) != VW_OK) {
             vw_fetch_error(handler, data, 503, "the worker is out of memory");
             return;
-        }
-
-        /* a reload pointed the provider elsewhere: what was kept is void */
-        if (st->source == NULL || strcmp(source, st->source) != 0) {
-            vw_fetch_idp_reset(st);
-            free(st->source);
-            st->source = source;
-
-        } else {
-            free(source);
         }
 
         now = vw_http_monotonic_ms();
@@ -381,6 +371,34 @@ vw_fetch_idp_reset(vw_fetch_idp_t *st)
     st->failed = 0;
     st->retry_ms = 0;
     st->backoff_ms = 0;
+}
+
+
+/*
+ * Keeps the provider's state in step with its configuration: when a reload
+ * pointed it elsewhere (another URL or CA file), what was kept is void.
+ * Returns VW_OK, or VW_ERROR when out of memory.
+ */
+static int
+vw_fetch_idp_follow(vw_fetch_idp_t *st, const vw_conf_idp_t *idp)
+{
+    char  *source;
+
+    source = vw_fetch_source(idp);
+    if (source == NULL) {
+        return VW_ERROR;
+    }
+
+    if (st->source == NULL || strcmp(source, st->source) != 0) {
+        vw_fetch_idp_reset(st);
+        free(st->source);
+        st->source = source;
+
+    } else {
+        free(source);
+    }
+
+    return VW_OK;
 }
 
 
@@ -789,7 +807,6 @@ vw_fetch_schedule(vw_fetch_idp_t *st, uint64_t ms)
 static void
 vw_fetch_timer(evutil_socket_t fd, short what, void *arg)
 {
-    char                 *source;
     vw_fetch_idp_t       *st = arg, **pp;
     const vw_conf_idp_t  *idp;
 
@@ -810,19 +827,9 @@ vw_fetch_timer(evutil_socket_t fd, short what, void *arg)
         return;
     }
 
-    source = vw_fetch_source(idp);
-    if (source == NULL) {
+    if (vw_fetch_idp_follow(st, idp) != VW_OK) {
         vw_fetch_schedule(st, VW_FETCH_BACKOFF_MIN);
         return;
-    }
-
-    if (st->source == NULL || strcmp(source, st->source) != 0) {
-        vw_fetch_idp_reset(st);
-        free(st->source);
-        st->source = source;
-
-    } else {
-        free(source);
     }
 
     vw_fetch_refresh(st, idp);
