@@ -289,10 +289,19 @@ def worker_bin():
 
 
 @pytest.fixture
-def worker_redis(redis_server):
+def redis(redis_factory):
+    """A RedisServer with the append-only file on, as jobs are kept in
+    production: for the tests that restart Redis and count what survives."""
+    return redis_factory(appendonly=True)
+
+
+@pytest.fixture
+def worker_redis(request):
     """The RedisServer worker_factory's workers use unless told another
-    address; a module overrides this fixture to give its own."""
-    return redis_server
+    address: redis_server, or the fixture a module names in WORKER_REDIS
+    (e.g. "redis", the append-only one)."""
+    return request.getfixturevalue(getattr(request.module, "WORKER_REDIS",
+                                           "redis_server"))
 
 
 class _WorkerFactory:

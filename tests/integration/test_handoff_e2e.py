@@ -36,16 +36,8 @@ pytestmark = pytest.mark.timing
 # what the failures below make nginx log on purpose
 ALLOW_WORKER = r"\[error\] .*vantage worker: "
 CONCURRENCY = 4
-
-
-@pytest.fixture
-def redis(redis_factory):
-    return redis_factory(appendonly=True)
-
-
-@pytest.fixture
-def worker_redis(redis):
-    return redis
+# the workers keep jobs in the append-only Redis that tests restart
+WORKER_REDIS = "redis"
 
 
 @pytest.fixture

@@ -22,20 +22,11 @@ import vantage_harness as vh
 import worker_harness as wh
 from worker_harness import (T_BODY, T_CORRELATION_ID, T_HEADER,
                             T_IDEMPOTENCY_KEY, T_JOB_ID, T_JOB_STATE,
-                            T_JOB_TYPE, T_TENANT)
+                            T_JOB_TYPE, T_ORDERING_KEY, T_TENANT)
 
-T_ORDERING_KEY = 27
+# the workers keep jobs in the append-only Redis that tests restart
+WORKER_REDIS = "redis"
 TOL = 0.2
-
-
-@pytest.fixture
-def redis(redis_factory):
-    return redis_factory(appendonly=True)
-
-
-@pytest.fixture
-def worker_redis(redis):
-    return redis
 
 
 @pytest.fixture

@@ -24,18 +24,12 @@ import pytest
 
 import vantage_harness as vh
 import worker_harness as wh
-from worker_harness import FETCH, OPTIONAL, REPLY, T_BODY, T_STATUS
+from worker_harness import (FETCH, OPTIONAL, REPLY, T_AGE, T_BODY,
+                            T_FETCH_KIND, T_IDP, T_MAX_AGE, T_STALE,
+                            T_STATUS, T_TOKEN)
 
 sys.path.insert(0, os.path.join(vh.REPO, "tests", "fakes"))
 from idp import IdP, WELL_KNOWN                  # noqa: E402
-
-
-T_IDP = 29
-T_FETCH_KIND = 30
-T_TOKEN = 31
-T_AGE = 32
-T_MAX_AGE = 33
-T_STALE = 34
 
 CLIENT_SECRET = "s3cr3t-client+/="
 TOKENS = ("tok-active-7f3e9a", "tok-inactive-1b2c3d", "tok-unknown-0a9b8c")

@@ -56,6 +56,14 @@ T_JOB_ID = 23
 T_JOB_STATE = 24
 T_METHOD = 25
 T_URI = 26
+T_ORDERING_KEY = 27
+T_REPLAYED = 28
+T_IDP = 29
+T_FETCH_KIND = 30
+T_TOKEN = 31
+T_AGE = 32
+T_MAX_AGE = 33
+T_STALE = 34
 
 # what a decoder here accepts from the worker before calling it broken
 MAX_REPLY = 64 << 20
