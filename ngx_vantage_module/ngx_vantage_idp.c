@@ -684,6 +684,7 @@ ngx_vantage_idp_keys(ngx_http_request_t *r, ngx_vantage_loc_conf_t *vlcf,
     json_t              *iss;
     ngx_uint_t           i;
     const char          *s;
+    ngx_log_handler_pt   handler;
     ngx_vantage_idp_t   *idp, **idpp;
 
     iss = json_object_get(jwt->claims, "iss");
@@ -727,9 +728,16 @@ ngx_vantage_idp_keys(ngx_http_request_t *r, ngx_vantage_loc_conf_t *vlcf,
 
     if (idp->keys == NULL) {
         if (ctx->auth.waited) {
+            /* without the request line, which may carry a token */
+            handler = r->connection->log->handler;
+            r->connection->log->handler = NULL;
+
             ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                           "vantage jwt: no key set from \"%V\" within "
-                          "%M ms", &idp->url, vlcf->keys_wait);
+                          "%M ms, client: %V", &idp->url, vlcf->keys_wait,
+                          &r->connection->addr_text);
+
+            r->connection->log->handler = handler;
 
             *rc = ngx_vantage_auth_unavailable(r, "the identity provider's "
                                                "keys are not available yet");

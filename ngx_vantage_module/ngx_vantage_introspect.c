@@ -639,19 +639,29 @@ static ngx_int_t
 ngx_vantage_introspect_failed(ngx_http_request_t *r,
     ngx_vantage_loc_conf_t *vlcf, const char *reason, ngx_str_t *detail)
 {
-    u_char  *p;
-    size_t   len;
+    u_char              *p;
+    size_t               len;
+    ngx_log_handler_pt   handler;
+
+    /* without the request line, which may carry a token in its query */
+
+    handler = r->connection->log->handler;
+    r->connection->log->handler = NULL;
 
     if (detail && detail->len) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "vantage introspect: \"%V\": %s: %V",
-                      &vlcf->introspect->url, reason, detail);
+                      "vantage introspect: \"%V\": %s: %V, client: %V",
+                      &vlcf->introspect->url, reason, detail,
+                      &r->connection->addr_text);
 
     } else {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "vantage introspect: \"%V\": %s",
-                      &vlcf->introspect->url, reason);
+                      "vantage introspect: \"%V\": %s, client: %V",
+                      &vlcf->introspect->url, reason,
+                      &r->connection->addr_text);
     }
+
+    r->connection->log->handler = handler;
 
     if (vlcf->introspect_failure == NGX_HTTP_UNAUTHORIZED) {
         return ngx_vantage_auth_refuse(r, vlcf, NGX_VANTAGE_AUTH_INTROSPECT,
