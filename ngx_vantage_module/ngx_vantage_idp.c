@@ -31,6 +31,7 @@ static char *ngx_vantage_idp_check_url(ngx_str_t *url);
 static ngx_vantage_idp_t *ngx_vantage_idp_add(ngx_conf_t *cf,
     ngx_command_t *cmd, ngx_str_t *url, ngx_str_t *issuer, time_t refetch,
     ngx_uint_t discovery);
+static void ngx_vantage_idp_cleanup(void *data);
 static void ngx_vantage_idp_timer(ngx_event_t *ev);
 static void ngx_vantage_idp_fetch(ngx_vantage_idp_t *idp,
     ngx_uint_t refetch);
@@ -203,6 +204,7 @@ ngx_vantage_idp_add(ngx_conf_t *cf, ngx_command_t *cmd, ngx_str_t *url,
     ngx_str_t *issuer, time_t refetch, ngx_uint_t discovery)
 {
     ngx_uint_t                i;
+    ngx_pool_cleanup_t       *cln;
     ngx_vantage_idp_t        *idp, **idpp;
     ngx_vantage_main_conf_t  *vmcf;
 
@@ -267,6 +269,16 @@ ngx_vantage_idp_add(ngx_conf_t *cf, ngx_command_t *cmd, ngx_str_t *url,
     idp->refetch = refetch;
     idp->discovery = discovery;
     ngx_queue_init(&idp->waiting);
+
+    /* the set a worker process holds goes with its cycle */
+
+    cln = ngx_pool_cleanup_add(cf->pool, 0);
+    if (cln == NULL) {
+        return NULL;
+    }
+
+    cln->handler = ngx_vantage_idp_cleanup;
+    cln->data = idp;
 
     idpp = ngx_array_push(&vmcf->idps);
     if (idpp == NULL) {
@@ -391,6 +403,19 @@ ngx_vantage_idp_init_process(ngx_cycle_t *cycle)
     }
 
     return NGX_OK;
+}
+
+
+static void
+ngx_vantage_idp_cleanup(void *data)
+{
+    ngx_vantage_idp_t  *idp = data;
+
+    if (idp->keys) {
+        vc_keyset_free(idp->keys);
+        ngx_free(idp->keys);
+        idp->keys = NULL;
+    }
 }
 
 
