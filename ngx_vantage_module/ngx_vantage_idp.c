@@ -391,9 +391,6 @@ ngx_vantage_idp_init_process(ngx_cycle_t *cycle)
             idp->refetch = NGX_VANTAGE_IDP_REFETCH;
         }
 
-        /* no sooner than the interval after start */
-        idp->refetched = ngx_time();
-
         idp->timer.handler = ngx_vantage_idp_timer;
         idp->timer.data = idp;
         idp->timer.log = cycle->log;
