@@ -5,7 +5,8 @@
  * loop, over curl with the provider's certificate verified (ca_file or
  * the system's CAs; https:// only, no redirects).
  *
- * Key sets are kept per [idp] in memory.  One refresh runs at a time per
+ * Key sets are kept per [idp] in memory, under the section's name, however
+ * a FETCH named it (by name or by URL).  One refresh runs at a time per
  * provider, and every FETCH that comes while it runs waits for it (single
  * flight).  A set lives for the response's Cache-Control max-age, clamped
  * to [min_refresh, max_age_cap] (min_refresh when the provider says none,
@@ -15,6 +16,12 @@
  * good set in place: it is served marked stale once its time is over,
  * and refreshes are tried again after 1 s, doubling up to min_refresh.
  * Meanwhile a FETCH does not call the provider again on its own.
+ *
+ * A FETCH with MAX_AGE (the module met a kid the set does not have) asks
+ * for a refresh of a set at least that old, even a fresh one, unless a
+ * failure's backoff is pending; it joins the refresh running, if any, and
+ * is answered when it ends.  So the provider sees one such request per
+ * MAX_AGE at most, however many FETCHes carry it.
  *
  * Introspection is not cached here: each FETCH is one POST (RFC 7662),
  * with the client credentials of the worker's configuration.  No log
@@ -213,14 +220,25 @@ vw_fetch_free(vw_fetch_t *f)
 void
 vw_fetch_start(vw_fetch_t *f, const char *name, size_t len,
     vw_fetch_kind_e kind, const unsigned char *token, size_t token_len,
-    vw_fetch_done_pt handler, void *data)
+    int64_t max_age, vw_fetch_done_pt handler, void *data)
 {
-    uint64_t               now;
+    uint64_t               now, young;
     vw_fetch_idp_t        *st;
     vw_fetch_waiter_t     *w;
     const vw_conf_idp_t   *idp;
 
-    idp = vw_conf_idp(vw_conf_current(), name, len);
+    if (len > 8 && memcmp(name, "https://", 8) == 0) {
+        /*
+         * a URL of the module's directives: the section that lists it for
+         * this kind (no two sections share one, conf.c sees to it), from
+         * here on as if named; so a name and a URL share one key set
+         */
+        idp = vw_conf_idp_url(vw_conf_current(), name, len,
+                              kind != VW_FETCH_INTROSPECT);
+
+    } else {
+        idp = vw_conf_idp(vw_conf_current(), name, len);
+    }
 
     if (idp == NULL) {
         vw_fetch_error(handler, data, 404, "no such identity provider");
@@ -244,7 +262,7 @@ vw_fetch_start(vw_fetch_t *f, const char *name, size_t len,
         return;
     }
 
-    st = vw_fetch_idp_get(f, name, len);
+    st = vw_fetch_idp_get(f, idp->name, strlen(idp->name));
     if (st == NULL) {
         vw_fetch_error(handler, data, 503, "the worker is out of memory");
         return;
@@ -258,7 +276,17 @@ vw_fetch_start(vw_fetch_t *f, const char *name, size_t len,
 
         now = vw_http_monotonic_ms();
 
-        if (st->jwks != NULL && now < st->fetched_ms + st->ttl_ms) {
+        /*
+         * MAX_AGE: the module met a kid this set lacks.  A set at least
+         * that old (1 s at least) is refreshed on demand, so that however
+         * many FETCHes ask, the provider sees one request per MAX_AGE.
+         */
+        young = max_age < 0 ? (uint64_t) -1
+                : (max_age > 0 ? (uint64_t) max_age : 1) * 1000;
+
+        if (st->jwks != NULL && now < st->fetched_ms + st->ttl_ms
+            && now - st->fetched_ms < young)
+        {
             vw_fetch_answer(st, kind, handler, data);
             return;
         }

@@ -25,6 +25,10 @@
 #include "vw_fetch.h"
 
 
+/* the longest URL FETCH's IDP may be; a longer one is no [idp]'s */
+#define VW_SERVER_URL_MAX  4096
+
+
 struct vw_server_s {
     struct event_base          *base;
     struct evconnlistener      *listener;
@@ -436,6 +440,36 @@ vw_server_valid_type(const vw_str_t *s)
         if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
               || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-'))
         {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+/*
+ * FETCH's IDP: an [idp] section's name, or a URL its file lists (the
+ * module names providers by the URLs of its own directives); which
+ * section, if any, is fetch.c's to find
+ */
+static int
+vw_server_valid_idp(const vw_str_t *s)
+{
+    size_t  i;
+
+    if (s->data == NULL || s->len <= 8
+        || memcmp(s->data, "https://", 8) != 0)
+    {
+        return vw_server_valid_type(s);
+    }
+
+    if (s->len > VW_SERVER_URL_MAX) {
+        return 0;
+    }
+
+    for (i = 8; i < s->len; i++) {
+        if (s->data[i] <= 0x20 || s->data[i] >= 0x7f) {
             return 0;
         }
     }
@@ -977,16 +1011,20 @@ typedef struct {
 
 
 /*
- * FETCH: IDP names an [idp] of the worker's configuration, FETCH_KIND
- * says what of it (jwks, discovery, introspect), TOKEN is introspect's.
- * The module never names a URL or a credential: the worker calls only the
+ * FETCH: IDP names an [idp] of the worker's configuration, by its name or
+ * by one of its URLs, FETCH_KIND says what of it (jwks, discovery,
+ * introspect), TOKEN is introspect's, MAX_AGE asks for a refresh of a
+ * key set at least that old.  A URL only selects a section that lists
+ * it, and the module never sends a credential: the worker calls only the
  * providers its own configuration lists, with its own secrets.
  */
 static void
 vw_server_fetch(vw_conn_t *conn, uint64_t id, const unsigned char *fields,
     size_t len)
 {
-    vw_str_t              idp, kind, token, *single;
+    int64_t               max_age;
+    uint32_t              v;
+    vw_str_t              idp, kind, token, age, *single;
     const char           *err;
     vw_fetching_t        *fx;
     vc_frame_field_t      f;
@@ -994,7 +1032,8 @@ vw_server_fetch(vw_conn_t *conn, uint64_t id, const unsigned char *fields,
     const unsigned char  *pos, *end;
 
     static const unsigned char  known[64] = {
-        [VC_TAG_IDP] = 1, [VC_TAG_FETCH_KIND] = 1, [VC_TAG_TOKEN] = 1
+        [VC_TAG_IDP] = 1, [VC_TAG_FETCH_KIND] = 1, [VC_TAG_TOKEN] = 1,
+        [VC_TAG_MAX_AGE] = 1
     };
 
     if (vc_frame_fields_check(fields, len, known, &err) != VC_OK) {
@@ -1005,6 +1044,7 @@ vw_server_fetch(vw_conn_t *conn, uint64_t id, const unsigned char *fields,
     memset(&idp, 0, sizeof(vw_str_t));
     memset(&kind, 0, sizeof(vw_str_t));
     memset(&token, 0, sizeof(vw_str_t));
+    memset(&age, 0, sizeof(vw_str_t));
 
     pos = fields;
     end = fields + len;
@@ -1014,6 +1054,7 @@ vw_server_fetch(vw_conn_t *conn, uint64_t id, const unsigned char *fields,
         case VC_TAG_IDP:         single = &idp; break;
         case VC_TAG_FETCH_KIND:  single = &kind; break;
         case VC_TAG_TOKEN:       single = &token; break;
+        case VC_TAG_MAX_AGE:     single = &age; break;
         default:                 continue;
         }
 
@@ -1027,9 +1068,10 @@ vw_server_fetch(vw_conn_t *conn, uint64_t id, const unsigned char *fields,
         single->len = f.len;
     }
 
-    if (!vw_server_valid_type(&idp)) {
+    if (!vw_server_valid_idp(&idp)) {
         vw_server_reply(conn, VC_FRAME_FETCH, id, 400, "the idp is missing "
-                        "or not [A-Za-z0-9._-]{1,128}", NULL, 0);
+                        "or not [A-Za-z0-9._-]{1,128} or an https:// URL",
+                        NULL, 0);
         return;
     }
 
@@ -1062,6 +1104,30 @@ vw_server_fetch(vw_conn_t *conn, uint64_t id, const unsigned char *fields,
         return;
     }
 
+    /*
+     * MAX_AGE in a request: the module met a kid the set lacks, and asks
+     * for a refresh unless the set is younger than that (fetch.c)
+     */
+    max_age = -1;
+
+    if (age.data != NULL) {
+        if (k == VW_FETCH_INTROSPECT) {
+            vw_server_reply(conn, VC_FRAME_FETCH, id, 400, "a max age is "
+                            "for jwks and discovery only", NULL, 0);
+            return;
+        }
+
+        if (age.len != 4) {
+            vw_server_reply(conn, VC_FRAME_FETCH, id, 400, "the max age is "
+                            "not a 4-byte integer", NULL, 0);
+            return;
+        }
+
+        v = ((uint32_t) age.data[0] << 24) | ((uint32_t) age.data[1] << 16)
+            | ((uint32_t) age.data[2] << 8) | age.data[3];
+        max_age = (int64_t) v;
+    }
+
     fx = malloc(sizeof(vw_fetching_t));
     if (fx == NULL) {
         vw_server_reply(conn, VC_FRAME_FETCH, id, 503,
@@ -1075,7 +1141,7 @@ vw_server_fetch(vw_conn_t *conn, uint64_t id, const unsigned char *fields,
 
     /* the handler may run from within this call */
     vw_fetch_start(conn->server->fetch, (const char *) idp.data, idp.len, k,
-                   token.data, token.len, vw_server_fetched, fx);
+                   token.data, token.len, max_age, vw_server_fetched, fx);
 }
 
 
