@@ -62,6 +62,7 @@ UNKNOWN_KID = "unknown key id"
 BAD_SIGNATURE = "signature verification failed"
 NOT_ACTIVE = "the token is not active"
 CHECK_FAILED = "the token could not be checked: "      # + the cause
+CHECK_FAILED_401 = "the token could not be checked"     # failure 401
 SCOPE_REFUSED = 'claim "scope" not accepted'
 MISSING_BEARER = "no bearer token in the request"
 MISSING_ANY = "no bearer token or API key in the request"
@@ -824,9 +825,7 @@ def test_introspection_provider_fails(intro, idp, mode):
     idp.fail("/introspect", mode)
     assert_check_failed(intro.get("/intro/x", OPAQUE["down"]))
     r = intro.get("/fail401/x", OPAQUE["down"])
-    assert r.status == 401 and r.json["error"] == "invalid_token", r
-    assert r.json["error_description"].startswith(CHECK_FAILED), r
-    assert_invalid(r, r.json["error_description"])
+    assert_invalid(r, CHECK_FAILED_401)
     assert "Retry-After" not in r.headers, r
     # a failure is not cached
     idp.up()
@@ -838,8 +837,8 @@ def test_introspection_provider_fails(intro, idp, mode):
 def test_introspection_worker_unreachable(intro, idp):
     intro.worker.stop()
     assert_check_failed(intro.get("/intro/x", OPAQUE["active"]))
-    r = intro.get("/fail401/x", OPAQUE["active"])
-    assert r.status == 401 and r.json["error"] == "invalid_token", r
+    assert_invalid(intro.get("/fail401/x", OPAQUE["active"]),
+                   CHECK_FAILED_401)
     assert idp.count("/introspect") == 0
 
 
