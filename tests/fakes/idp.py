@@ -15,6 +15,7 @@ untrusted self-signed certificate (untrusted=True):
 
     idp = IdP()                        # its own CA; idp.ca_file, idp.url
     idp.rotate()                       # a new RSA key with a new kid
+                                       # (no two instances share a kid)
     idp.retire(kid)                    # removes one
     idp.max_age = 2                    # the next /jwks's Cache-Control
     idp.add_token("tok", sub="u1", scope="read", active=True)
@@ -299,9 +300,10 @@ class IdP:
     # -- keys --------------------------------------------------------------
 
     def rotate(self, kind="rsa"):
-        """Adds a key with a new kid; returns the kid."""
+        """Adds a key with a new kid, unique across IdP instances too;
+        returns the kid."""
         self._n += 1
-        kid = "%s-%d-%d" % (kind, self._n, int(time.time()))
+        kid = "%s-%d-%s" % (kind, self._n, os.urandom(4).hex())
         if kind == "rsa":
             key = rsa.generate_private_key(public_exponent=65537,
                                            key_size=2048)

@@ -607,6 +607,7 @@ def test_first_fetch_beyond_the_wait(stack, idp):
 def test_issuer_selects_the_source(stack, idp_factory, keys):
     a = idp_factory()
     b = idp_factory()
+    c = idp_factory()
     hs = keys.path("hs.secret")
     srcs_ab = ("vantage_jwt_discovery %s;\n"
                "            vantage_jwt_jwks_url %s/jwks issuer=%s;"
@@ -614,12 +615,13 @@ def test_issuer_selects_the_source(stack, idp_factory, keys):
     body = "ok $vantage_auth_scheme $vantage_jwt_claim_iss " \
            "[$vantage_jwt_keys_age]"
     s = stack([idp_section("a", a, introspection=False),
-               idp_section("b", b, source="jwks_url", introspection=False)],
+               idp_section("b", b, source="jwks_url", introspection=False),
+               idp_section("c", c, source="jwks_url", introspection=False)],
               location("/multi/", "jwt", srcs_ab + "\n            "
                        "vantage_jwt_keys %s;" % hs, body)
               + location("/two/", "jwt", srcs_ab, body)
               + location("/open-iss/", "jwt",
-                         "vantage_jwt_jwks_url %s/jwks;" % b.url, body))
+                         "vantage_jwt_jwks_url %s/jwks;" % c.url, body))
     wait_loaded(a)
     wait_loaded(b)
     assert (a.count(WELL_KNOWN), b.count(WELL_KNOWN)) == (1, 0)
@@ -648,10 +650,12 @@ def test_issuer_selects_the_source(stack, idp_factory, keys):
     r = s.get("/multi/x", mint(keys.hs, "HS256", claims(iss=a.issuer)))
     assert r.status == 401 and r.json["error"] == "invalid_token", r
 
-    # a jwks_url without issuer= takes any issuer, or none
-    ok(s.get("/open-iss/x", sign(b, iss="https://any.example")),
+    # a jwks_url without issuer= takes any issuer, or none (a URL has one
+    # issuer, or none, in the whole configuration: c is not b)
+    ok(s.get("/open-iss/x", sign(c, iss="https://any.example")),
        "https://any.example")
-    ok(s.get("/open-iss/x", sign(b, iss=None)), "")
+    ok(s.get("/open-iss/x", sign(c, iss=None)), "")
+    ok(s.get("/open-iss/x", sign(c, iss=a.issuer)), a.issuer)
     assert a.count("/introspect") == b.count("/introspect") == 0
 
 
@@ -1061,47 +1065,69 @@ def test_valid_configuration(check, keys):
     assert rc == 0, out
 
 
-@pytest.mark.parametrize("server, http, worker, texts", [
-    ("location / { vantage_auth jwt; "
-     "vantage_jwt_discovery http://idp.example.com; return 204; }", "", True,
-     ["vantage_jwt_discovery", "https"]),
-    ("location / { vantage_auth jwt; "
-     "vantage_jwt_jwks_url http://idp.example.com/jwks; return 204; }", "",
-     True, ["vantage_jwt_jwks_url", "https"]),
-    ("location / { vantage_auth introspect; "
-     "vantage_introspect http://idp.example.com/i; return 204; }", "", True,
-     ["vantage_introspect", "https"]),
-    ("location / { vantage_auth introspect; "
-     "vantage_introspect https://idp.example.com/i; return 204; }", "",
-     False, ["vantage_introspect", "vantage_worker"]),
-    ("location / { vantage_auth jwt; "
-     "vantage_jwt_discovery https://idp.example.com; return 204; }", "",
-     False, ["vantage_jwt_discovery", "vantage_worker"]),
-    ("location / { vantage_auth jwt; "
-     "vantage_jwt_jwks_url https://a.example.com/jwks; "
-     "vantage_jwt_jwks_url https://b.example.com/jwks; return 204; }", "",
-     True, ["vantage_jwt_jwks_url", "issuer"]),
-    ("location / { vantage_auth jwt; "
-     "vantage_jwt_jwks_url https://a.example.com/jwks; "
-     "vantage_jwt_keys @KEYS@; return 204; }", "", True, ["issuer"]),
-    ("location / { vantage_auth jwt; "
-     "vantage_jwt_discovery https://idp.example.com refetch=soon; "
-     "return 204; }", "", True, ["refetch=soon"]),
-    ("location / { vantage_auth introspect; "
-     "vantage_introspect https://idp.example.com/i tokens=some; "
-     "return 204; }", "", True, ["tokens=some"]),
-    ("vantage_introspect_failure 500;", "", True,
-     ["vantage_introspect_failure"]),
-    ("location / { vantage_auth introspect; return 204; }", "", True,
-     ["vantage_introspect"]),
-    ("location / { vantage_auth any introspect; return 204; }", "", True,
-     ['invalid value "any"']),
+NOT_HTTPS = "is not an https:// URL"
+VERIFY = "(the worker calls only providers it can verify)"
+ISSUERLESS = ('more than one key source without an issuer applies here '
+              '("vantage_jwt_keys", or "vantage_jwt_jwks_url" without '
+              'issuer=): a token could not be matched to one')
+
+
+def _loc(*lines, auth="jwt"):
+    return "location / { vantage_auth %s; %s return 204; }" % (
+        auth, " ".join(l + ";" for l in lines))
+
+
+@pytest.mark.parametrize("server, worker, texts", [
+    (_loc("vantage_jwt_discovery http://idp.example.com"), True,
+     ['"vantage_jwt_discovery": the URL "http://idp.example.com" '
+      + NOT_HTTPS + " " + VERIFY]),
+    (_loc("vantage_jwt_jwks_url http://idp.example.com/jwks"), True,
+     ['"vantage_jwt_jwks_url": the URL "http://idp.example.com/jwks" '
+      + NOT_HTTPS + " " + VERIFY]),
+    (_loc("vantage_introspect http://idp.example.com/i", auth="introspect"),
+     True, ['"vantage_introspect": the URL "http://idp.example.com/i" '
+            + NOT_HTTPS]),
+    (_loc("vantage_introspect https://idp.example.com/i", auth="introspect"),
+     False, ['"vantage_introspect" needs "vantage_worker": tokens are '
+             'introspected by vantage-worker']),
+    (_loc("vantage_jwt_discovery https://idp.example.com"), False,
+     ['"vantage_jwt_jwks_url" and "vantage_jwt_discovery" need '
+      '"vantage_worker": key sets are fetched by vantage-worker']),
+    (_loc("vantage_jwt_jwks_url https://a.example.com/jwks",
+          "vantage_jwt_jwks_url https://b.example.com/jwks"), True,
+     [ISSUERLESS]),
+    (_loc("vantage_jwt_jwks_url https://a.example.com/jwks",
+          "vantage_jwt_keys @KEYS@"), True, [ISSUERLESS]),
+    (_loc("vantage_jwt_jwks_url https://a.example.com/jwks "
+          "issuer=https://a.example.com",
+          "vantage_jwt_discovery https://a.example.com"), True,
+     ['two key sets for the issuer "https://a.example.com" apply']),
+    (_loc("vantage_jwt_jwks_url https://a.example.com/jwks "
+          "issuer=https://a.example.com")
+     + _loc("vantage_jwt_jwks_url https://a.example.com/jwks "
+            "issuer=https://b.example.com").replace("location /",
+                                                    "location /b/"), True,
+     ['"vantage_jwt_jwks_url": "https://a.example.com/jwks" is named '
+      'elsewhere with another directive or issuer']),
+    (_loc("vantage_jwt_discovery https://idp.example.com refetch=soon"),
+     True, ['"vantage_jwt_discovery": invalid refetch "refetch=soon": a '
+            'time of 1s or more']),
+    (_loc("vantage_introspect https://idp.example.com/i tokens=some",
+          auth="introspect"), True,
+     ['"vantage_introspect": invalid parameter "tokens=some"']),
+    ("vantage_introspect_failure 500;", True, ['invalid value "500"']),
+    (_loc(auth="introspect"), True,
+     ['introspection is on but no "vantage_introspect" applies here']),
+    ("location / { vantage_auth any introspect; return 204; }", True,
+     ['invalid value "any": use off, any, or one or more of jwt, '
+      'introspect and api_key']),
 ], ids=["discovery-http", "jwks-url-http", "introspect-http",
         "introspect-no-worker", "discovery-no-worker",
-        "two-issuerless-urls", "issuerless-url-and-file", "refetch-value",
+        "two-issuerless-urls", "issuerless-url-and-file",
+        "two-sets-one-issuer", "one-url-two-issuers", "refetch-value",
         "tokens-value", "failure-value", "introspect-unconfigured",
         "auth-any-introspect"])
-def test_configuration_errors(check, keys, server, http, worker, texts):
-    rc, out = check(server.replace("@KEYS@", keys.path("jwks.json")), http,
-                    worker)
+def test_configuration_errors(check, keys, server, worker, texts):
+    rc, out = check(server.replace("@KEYS@", keys.path("jwks.json")),
+                    worker=worker)
     _emerg(rc, out, *texts)
