@@ -287,9 +287,11 @@ def jwt_ok(r, sub="alice"):
 
 
 def location(path, auth, directives, body=JWT_BODY):
+    """auth: vantage_auth's value (None: no vantage_auth line)."""
+    auth = "" if auth is None else "vantage_auth %s;" % auth
     return f"""
         location {path} {{
-            vantage_auth {auth};
+            {auth}
             {directives}
             {vh.respond(body)}
         }}"""
@@ -335,6 +337,26 @@ def test_discovery_keys_loaded_at_startup(stack, idp):
     time.sleep(2.2)
     assert jwt_ok(s.get("/jwt/x", sign(idp))) >= 2
     assert idp.count("/jwks") == 1
+
+
+def test_vantage_jwt_on_and_reload(stack, idp):
+    """vantage_jwt on is vantage_auth jwt; after a reload the new worker
+    processes load the set again, from the worker's cache."""
+    s = stack([idp_section("main", idp, introspection=False)],
+              location("/on/", None, "vantage_jwt on;\n            "
+                       "vantage_jwt_discovery %s;" % idp.url))
+    wait_loaded(idp)
+    token = sign(idp)
+    for _ in range(4):
+        jwt_ok(s.get("/on/x", token, new_connection=True))
+    assert_missing(s.get("/on/x"))
+    mark = s.nginx.log_size()
+    s.nginx.reload(wait_old_exit=True)
+    s.client.close()
+    for _ in range(4):
+        jwt_ok(s.get("/on/x", token, new_connection=True))
+    assert (idp.count(WELL_KNOWN), idp.count("/jwks")) == (1, 1)
+    assert "no key set" not in s.log(mark)
 
 
 def test_discovery_refusals(stack, idp, idp_factory):
@@ -501,7 +523,11 @@ def test_random_kid_flood_one_fetch_per_interval(stack, idp):
 # --------------------------------------------------------------------------
 # the provider fails after the first load: stale if error
 
-STALE_WARN = r"\[warn\] \d+#\d+: .*%s"
+# the [warn] of a refresh that failed while a set is held: the provider
+# and the age of the set still in use
+STALE_WARN = (r'\[warn\] \d+#\d+: vantage jwt: (?:the identity provider '
+              r'"%(url)s" fails \(.+\); its key set in use is|no key set for '
+              r'"%(url)s": .+; the set in use is) (\d+) s old')
 
 
 @pytest.mark.timing
@@ -531,11 +557,11 @@ def test_provider_fails_cached_keys_accepted(stack, idp, mode):
                    UNKNOWN_KID)
 
     # nginx says the keys are stale, naming the provider and the age
-    warn = re.compile(STALE_WARN % re.escape(idp.url))
+    warn = re.compile(STALE_WARN % {"url": re.escape(idp.url)})
     vh.wait_for(lambda: warn.search(s.log(mark)), 5,
                 what="a [warn] naming the provider")
-    lines = [l for l in s.log(mark).splitlines() if warn.search(l)]
-    assert any(re.search(r"\b\d+ ?s\b|age", l) for l in lines), lines
+    ages = [int(m.group(1)) for m in warn.finditer(s.log(mark))]
+    assert max(ages) >= 2, ages
     outcome = {"500": "http_error", "invalid": "invalid",
                "down": "unreachable", "stopped": "unreachable"}[mode]
     assert worker_fetch_lines(s.worker, outcome=outcome), \
