@@ -429,13 +429,22 @@ ngx_vantage_auth_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_str_t   *value;
     ngx_uint_t   i, schemes;
 
-    if (vlcf->jwt != NGX_CONF_UNSET || vlcf->api_key != NGX_CONF_UNSET) {
+    if (vlcf->jwt != NGX_CONF_UNSET || vlcf->api_key != NGX_CONF_UNSET
+        || vlcf->introspect_on != NGX_CONF_UNSET
+        || vlcf->auth_any != NGX_CONF_UNSET_UINT)
+    {
         return "conflicts with \"vantage_jwt\", \"vantage_api_key\" or "
                "another \"vantage_auth\" in the same block";
     }
 
     value = cf->args->elts;
     schemes = 0;
+
+    if (cf->args->nelts == 2 && ngx_strcmp(value[1].data, "any") == 0) {
+        /* every authenticator configured where it applies: see merge */
+        vlcf->auth_any = 1;
+        return NGX_CONF_OK;
+    }
 
     for (i = 1; i < cf->args->nelts; i++) {
 
@@ -445,23 +454,90 @@ ngx_vantage_auth_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         } else if (ngx_strcmp(value[i].data, "api_key") == 0) {
             schemes |= NGX_VANTAGE_AUTH_API_KEY;
 
-        } else if ((ngx_strcmp(value[i].data, "any") == 0
-                    || ngx_strcmp(value[i].data, "off") == 0)
+        } else if (ngx_strcmp(value[i].data, "introspect") == 0) {
+            schemes |= NGX_VANTAGE_AUTH_INTROSPECT;
+
+        } else if (ngx_strcmp(value[i].data, "off") == 0
                    && cf->args->nelts == 2)
         {
-            schemes = value[i].data[1] == 'n'
-                      ? NGX_VANTAGE_AUTH_JWT|NGX_VANTAGE_AUTH_API_KEY : 0;
+            schemes = 0;
 
         } else {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "invalid value \"%V\": use off, jwt, api_key "
-                               "or any", &value[i]);
+                               "invalid value \"%V\": use off, any, or one "
+                               "or more of jwt, introspect and api_key",
+                               &value[i]);
             return NGX_CONF_ERROR;
         }
     }
 
+    vlcf->auth_any = 0;
     vlcf->jwt = (schemes & NGX_VANTAGE_AUTH_JWT) ? 1 : 0;
     vlcf->api_key = (schemes & NGX_VANTAGE_AUTH_API_KEY) ? 1 : 0;
+    vlcf->introspect_on = (schemes & NGX_VANTAGE_AUTH_INTROSPECT) ? 1 : 0;
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * Which authenticators a location accepts.  "vantage_auth any" is
+ * resolved here, where the key sources of the location are known: each
+ * authenticator with a source that applies, and at least one.  A block
+ * that says "vantage_jwt" or "vantage_api_key" itself does not inherit
+ * "any" from outside.  Runs before the authenticators' own merges.
+ */
+char *
+ngx_vantage_auth_merge(ngx_conf_t *cf, ngx_vantage_loc_conf_t *prev,
+    ngx_vantage_loc_conf_t *conf)
+{
+    if (conf->auth_any == 1
+        && (conf->jwt != NGX_CONF_UNSET || conf->api_key != NGX_CONF_UNSET))
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"vantage_auth any\" conflicts with "
+                           "\"vantage_jwt\", \"vantage_api_key\" or "
+                           "\"vantage_auth\" in the same block");
+        return NGX_CONF_ERROR;
+    }
+
+    if (conf->auth_any == NGX_CONF_UNSET_UINT) {
+        if (conf->jwt != NGX_CONF_UNSET || conf->api_key != NGX_CONF_UNSET
+            || conf->introspect_on != NGX_CONF_UNSET)
+        {
+            conf->auth_any = 0;
+
+        } else {
+            conf->auth_any = (prev->auth_any == NGX_CONF_UNSET_UINT)
+                             ? 0 : prev->auth_any;
+        }
+    }
+
+    if (!conf->auth_any) {
+        ngx_conf_merge_value(conf->jwt, prev->jwt, 0);
+        ngx_conf_merge_value(conf->api_key, prev->api_key, 0);
+        ngx_conf_merge_value(conf->introspect_on, prev->introspect_on, 0);
+        return NGX_CONF_OK;
+    }
+
+    ngx_conf_merge_ptr_value(conf->keys, prev->keys, NULL);
+    ngx_conf_merge_ptr_value(conf->idps, prev->idps, NULL);
+    ngx_conf_merge_ptr_value(conf->api_keys, prev->api_keys, NULL);
+    ngx_conf_merge_ptr_value(conf->introspect, prev->introspect, NULL);
+
+    conf->jwt = (conf->keys || conf->idps) ? 1 : 0;
+    conf->api_key = conf->api_keys ? 1 : 0;
+    conf->introspect_on = conf->introspect ? 1 : 0;
+
+    if (!conf->jwt && !conf->api_key && !conf->introspect_on) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"vantage_auth any\" but no authenticator is "
+                           "configured here: give it \"vantage_jwt_keys\", "
+                           "\"vantage_jwt_jwks_url\", "
+                           "\"vantage_jwt_discovery\", "
+                           "\"vantage_introspect\" or \"vantage_api_keys\"");
+        return NGX_CONF_ERROR;
+    }
 
     return NGX_CONF_OK;
 }
@@ -473,7 +549,6 @@ ngx_vantage_apikey_merge(ngx_conf_t *cf, ngx_vantage_loc_conf_t *prev,
 {
     ngx_vantage_apikey_src_t  *src;
 
-    ngx_conf_merge_value(conf->api_key, prev->api_key, 0);
     ngx_conf_merge_ptr_value(conf->api_keys, prev->api_keys, NULL);
     ngx_conf_merge_ptr_value(conf->api_key_from, prev->api_key_from, NULL);
 

@@ -13,19 +13,14 @@
 static ngx_int_t ngx_vantage_jwt_token(ngx_http_request_t *r,
     ngx_vantage_loc_conf_t *vlcf, ngx_str_t *token);
 static ngx_int_t ngx_vantage_jwt_verify(ngx_http_request_t *r,
-    ngx_vantage_loc_conf_t *vlcf, ngx_vantage_jwt_ctx_t *jctx,
+    ngx_vantage_loc_conf_t *vlcf, ngx_vantage_ctx_t *ctx,
     ngx_str_t *token, u_char *key);
-static ngx_int_t ngx_vantage_jwt_extract(ngx_http_request_t *r,
-    ngx_vantage_jwt_ctx_t *jctx, vc_jwt_t *jwt);
-static u_char *ngx_vantage_jwt_serialize(ngx_http_request_t *r,
-    ngx_vantage_jwt_ctx_t *jctx, size_t *len);
-static ngx_int_t ngx_vantage_jwt_deserialize(ngx_http_request_t *r,
-    ngx_vantage_jwt_ctx_t *jctx, ngx_str_t *blob);
+static ngx_int_t ngx_vantage_jwt_cached(ngx_http_request_t *r,
+    ngx_vantage_loc_conf_t *vlcf, ngx_vantage_jwt_ctx_t *jctx,
+    ngx_str_t *blob);
 static ngx_int_t ngx_vantage_jwt_refuse(ngx_http_request_t *r,
     ngx_vantage_loc_conf_t *vlcf, ngx_uint_t status, const char *error,
     const char *reason);
-static ngx_int_t ngx_vantage_jwt_set_headers(ngx_http_request_t *r,
-    ngx_vantage_loc_conf_t *vlcf, ngx_vantage_jwt_ctx_t *jctx);
 static ngx_int_t ngx_vantage_jwt_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_vantage_jwt_prefix_variable(ngx_http_request_t *r,
@@ -81,39 +76,49 @@ ngx_vantage_jwt_handler(ngx_http_request_t *r)
 
     vlcf = ngx_http_get_module_loc_conf(r, ngx_vantage_module);
 
-    if (!vlcf->jwt && !vlcf->api_key) {
+    if (!vlcf->jwt && !vlcf->api_key && !vlcf->introspect_on) {
         return NGX_DECLINED;
     }
 
     ctx = ngx_vantage_get_ctx(r);
 
-    if (ctx != NULL
-        && ((vlcf->jwt && ctx->jwt.verified)
-            || (vlcf->api_key && ctx->apikey.verified)))
-    {
-        /*
-         * an internal redirect of a request that was authenticated already
-         * by a scheme this location accepts: once per main request, but
-         * this location's headers still apply
-         */
+    if (ctx != NULL) {
 
-        if (ngx_vantage_jwt_set_headers(r, vlcf, &ctx->jwt) != NGX_OK) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        if (ctx->auth.state == NGX_VANTAGE_AUTH_WAITING) {
+            /* for a key set or an introspection: woken by its answer */
+            return NGX_AGAIN;
         }
 
-        return NGX_OK;
-    }
+        if ((ctx->jwt.verified
+             && (ctx->jwt.introspected ? vlcf->introspect_on : vlcf->jwt))
+            || (vlcf->api_key && ctx->apikey.verified))
+        {
+            /*
+             * an internal redirect of a request that was authenticated
+             * already by a scheme this location accepts: once per main
+             * request, but this location's headers still apply
+             */
 
-    if (ctx == NULL) {
+            if (ngx_vantage_jwt_set_headers(r, vlcf, &ctx->jwt) != NGX_OK) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+            return NGX_OK;
+        }
+
+    } else {
         ctx = ngx_vantage_create_ctx(r);
         if (ctx == NULL) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
     }
 
-    /* a request that carries an API key is decided by that key */
+    /*
+     * A request that carries an API key is decided by that key.  One that
+     * waited for a key set or an introspection had none.
+     */
 
-    if (vlcf->api_key) {
+    if (vlcf->api_key && ctx->auth.state == NGX_VANTAGE_AUTH_IDLE) {
         rc = ngx_vantage_apikey_authenticate(r, vlcf, &ctx->apikey);
 
         if (rc == NGX_OK) {
@@ -130,7 +135,7 @@ ngx_vantage_jwt_handler(ngx_http_request_t *r)
             return rc;
         }
 
-        if (!vlcf->jwt) {
+        if (!vlcf->jwt && !vlcf->introspect_on) {
             return ngx_vantage_auth_refuse(r, vlcf, NGX_VANTAGE_AUTH_API_KEY,
                                            NGX_HTTP_UNAUTHORIZED, NULL, NULL,
                                            NULL);
@@ -154,10 +159,16 @@ ngx_vantage_jwt_handler(ngx_http_request_t *r)
 
     vmcf = ngx_http_get_module_main_conf(r, ngx_vantage_module);
 
-    ctx->jwt.values = ngx_pcalloc(r->pool,
-                                  vmcf->claims.nelts * sizeof(ngx_str_t));
-    if (ctx->jwt.values == NULL && vmcf->claims.nelts) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    if (ctx->jwt.values == NULL) {
+        ctx->jwt.values = ngx_pcalloc(r->pool,
+                                      vmcf->claims.nelts * sizeof(ngx_str_t));
+        if (ctx->jwt.values == NULL && vmcf->claims.nelts) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    if (ngx_vantage_introspect_wants(vlcf, &token)) {
+        return ngx_vantage_introspect_handler(r, vlcf, ctx, &token);
     }
 
     if (vlcf->cache) {
@@ -170,33 +181,32 @@ ngx_vantage_jwt_handler(ngx_http_request_t *r)
          */
         /* one context per process, reset by each EVP_DigestInit_ex() */
         static EVP_MD_CTX  *md;
-        vc_keyset_t        *ks;
-
-        /* the keys in force now: the watcher swaps them on a reload */
-        ks = vlcf->keys->data;
 
         if (md == NULL) {
             md = EVP_MD_CTX_new();
         }
 
+        /* the keys in force now: the watcher and the worker swap them */
+
         if (md == NULL
             || EVP_DigestInit_ex(md, ngx_vantage_sha256(), NULL) != 1
             || EVP_DigestUpdate(md, vlcf->policy_digest, 32) != 1
             || EVP_DigestUpdate(md, vmcf->claims_digest, 32) != 1
-            || EVP_DigestUpdate(md, ks->digest, 32) != 1
+            || ngx_vantage_idp_keys_digest(vlcf, md) != NGX_OK
             || EVP_DigestUpdate(md, token.data, token.len) != 1
             || EVP_DigestFinal_ex(md, key, NULL) != 1)
         {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        if (ngx_vantage_jwt_cache_get(vlcf->cache, key, r->pool, &blob)
-            == NGX_OK)
+        if (ctx->auth.state == NGX_VANTAGE_AUTH_IDLE
+            && ngx_vantage_jwt_cache_get(vlcf->cache, key, r->pool, &blob)
+               == NGX_OK)
         {
             ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                            "vantage jwt: cache hit");
 
-            if (ngx_vantage_jwt_deserialize(r, &ctx->jwt, &blob) == NGX_OK) {
+            if (ngx_vantage_jwt_cached(r, vlcf, &ctx->jwt, &blob) == NGX_OK) {
                 goto verified;
             }
 
@@ -208,7 +218,7 @@ ngx_vantage_jwt_handler(ngx_http_request_t *r)
         }
     }
 
-    rc = ngx_vantage_jwt_verify(r, vlcf, &ctx->jwt, &token,
+    rc = ngx_vantage_jwt_verify(r, vlcf, ctx, &token,
                                 vlcf->cache ? key : NULL);
     if (rc != NGX_OK) {
         return rc;
@@ -278,20 +288,40 @@ ngx_vantage_jwt_token(ngx_http_request_t *r, ngx_vantage_loc_conf_t *vlcf,
 
 static ngx_int_t
 ngx_vantage_jwt_verify(ngx_http_request_t *r, ngx_vantage_loc_conf_t *vlcf,
-    ngx_vantage_jwt_ctx_t *jctx, ngx_str_t *token, u_char *key)
+    ngx_vantage_ctx_t *ctx, ngx_str_t *token, u_char *key)
 {
     u_char        *blob;
     size_t         len;
     time_t         expires;
+    uint32_t       source;
     vc_jwt_t       jwt;
     ngx_int_t      rc;
+    ngx_uint_t     i;
+    vc_keyset_t   *ks;
     vc_verdict_e   verdict;
+    ngx_vantage_idp_t  **idpp;
 
     ngx_memzero(&jwt, sizeof(vc_jwt_t));
 
-    if (vc_jwt_parse(&jwt, (char *) token->data, token->len) != VC_OK
-        || vc_jwt_verify(&jwt, vlcf->keys->data, &vlcf->policy) != VC_OK)
-    {
+    if (vc_jwt_parse(&jwt, (char *) token->data, token->len) != VC_OK) {
+        rc = ngx_vantage_jwt_refuse(r, vlcf, NGX_HTTP_UNAUTHORIZED,
+                                    "invalid_token", jwt.reason);
+        goto done;
+    }
+
+    if (vlcf->idps) {
+        /* the issuer's keys; the request may wait for them (NGX_AGAIN) */
+        ks = ngx_vantage_idp_keys(r, vlcf, ctx, &jwt, &rc);
+        if (ks == NULL) {
+            goto done;
+        }
+
+    } else {
+        ks = vlcf->keys->data;
+        ctx->jwt.idp = NULL;
+    }
+
+    if (vc_jwt_verify(&jwt, ks, &vlcf->policy) != VC_OK) {
         rc = ngx_vantage_jwt_refuse(r, vlcf, NGX_HTTP_UNAUTHORIZED,
                                     "invalid_token", jwt.reason);
         goto done;
@@ -312,7 +342,7 @@ ngx_vantage_jwt_verify(ngx_http_request_t *r, ngx_vantage_loc_conf_t *vlcf,
         goto done;
     }
 
-    if (ngx_vantage_jwt_extract(r, jctx, &jwt) != NGX_OK) {
+    if (ngx_vantage_jwt_extract(r, &ctx->jwt, &jwt) != NGX_OK) {
         rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
         goto done;
     }
@@ -326,11 +356,29 @@ ngx_vantage_jwt_verify(ngx_http_request_t *r, ngx_vantage_loc_conf_t *vlcf,
             expires = jwt.exp + vlcf->leeway;
         }
 
-        blob = ngx_vantage_jwt_serialize(r, jctx, &len);
+        /* the entry names its key source: 0, a file; i + 1, idps[i] */
+
+        source = 0;
+
+        if (ctx->jwt.idp) {
+            idpp = vlcf->idps->elts;
+
+            for (i = 0; i < vlcf->idps->nelts; i++) {
+                if (idpp[i] == ctx->jwt.idp) {
+                    source = i + 1;
+                    break;
+                }
+            }
+        }
+
+        blob = ngx_vantage_jwt_serialize(r, &ctx->jwt, sizeof(uint32_t),
+                                         &len);
         if (blob == NULL) {
             rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
             goto done;
         }
+
+        ngx_memcpy(blob, &source, sizeof(uint32_t));
 
         ngx_vantage_jwt_cache_put(vlcf->cache, key, expires, blob, len);
     }
@@ -343,7 +391,37 @@ done:
 }
 
 
+/* a cache entry: the key source it was verified with, then the values */
 static ngx_int_t
+ngx_vantage_jwt_cached(ngx_http_request_t *r, ngx_vantage_loc_conf_t *vlcf,
+    ngx_vantage_jwt_ctx_t *jctx, ngx_str_t *blob)
+{
+    uint32_t             source;
+    ngx_vantage_idp_t  **idpp;
+
+    if (blob->len < sizeof(uint32_t)) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(&source, blob->data, sizeof(uint32_t));
+
+    jctx->idp = NULL;
+
+    if (source) {
+        if (vlcf->idps == NULL || source > vlcf->idps->nelts) {
+            return NGX_ERROR;
+        }
+
+        idpp = vlcf->idps->elts;
+        jctx->idp = idpp[source - 1];
+    }
+
+    return ngx_vantage_jwt_deserialize(r, jctx, blob->data + sizeof(uint32_t),
+                                       blob->data + blob->len);
+}
+
+
+ngx_int_t
 ngx_vantage_jwt_extract(ngx_http_request_t *r, ngx_vantage_jwt_ctx_t *jctx,
     vc_jwt_t *jwt)
 {
@@ -399,10 +477,13 @@ ngx_vantage_jwt_extract(ngx_http_request_t *r, ngx_vantage_jwt_ctx_t *jctx,
 }
 
 
-/* values as (uint32 length | NGX_VANTAGE_JWT_ABSENT, bytes) in claim order */
-static u_char *
+/*
+ * Values as (uint32 length | NGX_VANTAGE_JWT_ABSENT, bytes) in claim order,
+ * after reserve bytes left for the caller's use.
+ */
+u_char *
 ngx_vantage_jwt_serialize(ngx_http_request_t *r, ngx_vantage_jwt_ctx_t *jctx,
-    size_t *len)
+    size_t reserve, size_t *len)
 {
     u_char                   *blob, *p;
     uint32_t                  n;
@@ -411,7 +492,7 @@ ngx_vantage_jwt_serialize(ngx_http_request_t *r, ngx_vantage_jwt_ctx_t *jctx,
 
     vmcf = ngx_http_get_module_main_conf(r, ngx_vantage_module);
 
-    *len = 0;
+    *len = reserve;
 
     for (i = 0; i < vmcf->claims.nelts; i++) {
         *len += sizeof(uint32_t) + jctx->values[i].len;
@@ -422,7 +503,7 @@ ngx_vantage_jwt_serialize(ngx_http_request_t *r, ngx_vantage_jwt_ctx_t *jctx,
         return NULL;
     }
 
-    p = blob;
+    p = blob + reserve;
 
     for (i = 0; i < vmcf->claims.nelts; i++) {
         if (jctx->values[i].data == NULL) {
@@ -440,19 +521,15 @@ ngx_vantage_jwt_serialize(ngx_http_request_t *r, ngx_vantage_jwt_ctx_t *jctx,
 }
 
 
-static ngx_int_t
+ngx_int_t
 ngx_vantage_jwt_deserialize(ngx_http_request_t *r,
-    ngx_vantage_jwt_ctx_t *jctx, ngx_str_t *blob)
+    ngx_vantage_jwt_ctx_t *jctx, u_char *p, u_char *last)
 {
-    u_char                   *p, *last;
     uint32_t                  n;
     ngx_uint_t                i;
     ngx_vantage_main_conf_t  *vmcf;
 
     vmcf = ngx_http_get_module_main_conf(r, ngx_vantage_module);
-
-    p = blob->data;
-    last = p + blob->len;
 
     for (i = 0; i < vmcf->claims.nelts; i++) {
 
@@ -513,13 +590,21 @@ ngx_vantage_auth_refuse(ngx_http_request_t *r, ngx_vantage_loc_conf_t *vlcf,
     size_t                     len;
     u_char                    *p, *q;
     ngx_uint_t                 i, schemes, s;
-    const char                *name, *missing;
+    const char                *name, *missing, *logname;
     ngx_table_elt_t           *h, *first;
     ngx_log_handler_pt         handler;
     ngx_http_err_page_t       *err_page;
     ngx_http_core_loc_conf_t  *clcf;
 
-    schemes = (vlcf->jwt ? NGX_VANTAGE_AUTH_JWT : 0)
+    /* a token refused by introspection is refused as a Bearer token */
+
+    logname = (scheme == NGX_VANTAGE_AUTH_INTROSPECT) ? "introspect" : "jwt";
+
+    if (scheme == NGX_VANTAGE_AUTH_INTROSPECT) {
+        scheme = NGX_VANTAGE_AUTH_JWT;
+    }
+
+    schemes = (vlcf->jwt || vlcf->introspect_on ? NGX_VANTAGE_AUTH_JWT : 0)
               | (vlcf->api_key ? NGX_VANTAGE_AUTH_API_KEY : 0);
 
     switch (schemes) {
@@ -551,9 +636,10 @@ ngx_vantage_auth_refuse(ngx_http_request_t *r, ngx_vantage_loc_conf_t *vlcf,
 
     } else if (scheme == NGX_VANTAGE_AUTH_JWT) {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      "vantage jwt: token refused (%s): \"%s\", "
+                      "vantage %s: token refused (%s): \"%s\", "
                       "client: %V, uri: \"%V\"",
-                      error, reason, &r->connection->addr_text, &r->uri);
+                      logname, error, reason, &r->connection->addr_text,
+                      &r->uri);
 
     } else if (id) {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
@@ -660,7 +746,7 @@ ngx_vantage_auth_refuse(ngx_http_request_t *r, ngx_vantage_loc_conf_t *vlcf,
 }
 
 
-static ngx_int_t
+ngx_int_t
 ngx_vantage_jwt_set_headers(ngx_http_request_t *r,
     ngx_vantage_loc_conf_t *vlcf, ngx_vantage_jwt_ctx_t *jctx)
 {
@@ -1362,7 +1448,12 @@ ngx_vantage_jwt_merge_policy(ngx_conf_t *cf, ngx_vantage_loc_conf_t *vlcf)
         vlcf->policy.nrequires = vlcf->requires->nelts;
     }
 
-    if (!vlcf->jwt) {
+    /* introspection answers need not carry exp (RFC 7662 2.2) */
+
+    vlcf->intro_policy = vlcf->policy;
+    vlcf->intro_policy.require_exp = 0;
+
+    if (!vlcf->jwt && !vlcf->introspect_on) {
         return NGX_CONF_OK;
     }
 

@@ -51,7 +51,6 @@ ngx_vantage_jwt_cache_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_str_t                *value, name, s;
     ngx_uint_t                i;
     ngx_shm_zone_t           *shm_zone;
-    ngx_vantage_jwt_cache_t  *cache;
 
     if (vlcf->cache != NGX_CONF_UNSET_PTR) {
         return "is duplicate";
@@ -135,9 +134,32 @@ ngx_vantage_jwt_cache_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    shm_zone = ngx_shared_memory_add(cf, &name, size, &ngx_vantage_module);
+    shm_zone = ngx_vantage_jwt_cache_zone(cf, &name, size, ttl);
     if (shm_zone == NULL) {
         return NGX_CONF_ERROR;
+    }
+
+    vlcf->cache = shm_zone;
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * The cache zone of that name, made on first use; NULL when it is used
+ * with another ttl (logged) or out of memory.  Introspection answers share
+ * it with verified tokens, under keys of their own.
+ */
+ngx_shm_zone_t *
+ngx_vantage_jwt_cache_zone(ngx_conf_t *cf, ngx_str_t *name, ssize_t size,
+    time_t ttl)
+{
+    ngx_shm_zone_t           *shm_zone;
+    ngx_vantage_jwt_cache_t  *cache;
+
+    shm_zone = ngx_shared_memory_add(cf, name, size, &ngx_vantage_module);
+    if (shm_zone == NULL) {
+        return NULL;
     }
 
     if (shm_zone->data) {
@@ -145,18 +167,17 @@ ngx_vantage_jwt_cache_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
         if (cache->ttl != ttl) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "%V: zone \"%V\" is already used with "
-                               "another ttl", &cmd->name, &name);
-            return NGX_CONF_ERROR;
+                               "\"vantage_jwt_cache\" zone \"%V\" is already "
+                               "used with another ttl", name);
+            return NULL;
         }
 
-        vlcf->cache = shm_zone;
-        return NGX_CONF_OK;
+        return shm_zone;
     }
 
     cache = ngx_pcalloc(cf->pool, sizeof(ngx_vantage_jwt_cache_t));
     if (cache == NULL) {
-        return NGX_CONF_ERROR;
+        return NULL;
     }
 
     cache->ttl = ttl;
@@ -164,9 +185,7 @@ ngx_vantage_jwt_cache_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     shm_zone->init = ngx_vantage_jwt_cache_init_zone;
     shm_zone->data = cache;
 
-    vlcf->cache = shm_zone;
-
-    return NGX_CONF_OK;
+    return shm_zone;
 }
 
 

@@ -62,6 +62,14 @@ static ngx_conf_enum_t  ngx_vantage_rl_on_error[] = {
 };
 
 
+/* what a request gets when its token could not be introspected */
+static ngx_conf_enum_t  ngx_vantage_introspect_failures[] = {
+    { ngx_string("503"), NGX_HTTP_SERVICE_UNAVAILABLE },
+    { ngx_string("401"), NGX_HTTP_UNAUTHORIZED },
+    { ngx_null_string, 0 }
+};
+
+
 static ngx_command_t  ngx_vantage_commands[] = {
 
     { ngx_string("vantage_jwt"),
@@ -91,6 +99,48 @@ static ngx_command_t  ngx_vantage_commands[] = {
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
+
+    { ngx_string("vantage_jwt_jwks_url"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_vantage_idp_conf,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("vantage_jwt_discovery"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
+      ngx_vantage_idp_conf,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      1,                                   /* discovery */
+      NULL },
+
+    { ngx_string("vantage_jwt_keys_wait"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_vantage_loc_conf_t, keys_wait),
+      NULL },
+
+    { ngx_string("vantage_introspect"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_vantage_introspect_conf,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("vantage_introspect_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_vantage_loc_conf_t, introspect_timeout),
+      NULL },
+
+    { ngx_string("vantage_introspect_failure"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_vantage_loc_conf_t, introspect_failure),
+      &ngx_vantage_introspect_failures },
 
     { ngx_string("vantage_jwt_keys_check_interval"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
@@ -370,7 +420,9 @@ ngx_module_t  ngx_vantage_module = {
 static ngx_int_t
 ngx_vantage_preconfiguration(ngx_conf_t *cf)
 {
-    if (ngx_vantage_apikey_add_variables(cf) != NGX_OK) {
+    if (ngx_vantage_apikey_add_variables(cf) != NGX_OK
+        || ngx_vantage_idp_add_variables(cf) != NGX_OK)
+    {
         return NGX_ERROR;
     }
 
@@ -412,6 +464,9 @@ ngx_vantage_create_main_conf(ngx_conf_t *cf)
         != NGX_OK
         || ngx_array_init(&vmcf->claims, cf->pool, 8,
                           sizeof(ngx_vantage_claim_t))
+           != NGX_OK
+        || ngx_array_init(&vmcf->idps, cf->pool, 2,
+                          sizeof(ngx_vantage_idp_t *))
            != NGX_OK)
     {
         return NULL;
@@ -471,6 +526,13 @@ ngx_vantage_create_loc_conf(ngx_conf_t *cf)
     vlcf->max_keys_tried = NGX_CONF_UNSET_UINT;
     vlcf->claim_headers = NGX_CONF_UNSET_PTR;
     vlcf->cache = NGX_CONF_UNSET_PTR;
+    vlcf->idps = NGX_CONF_UNSET_PTR;
+    vlcf->keys_wait = NGX_CONF_UNSET_MSEC;
+    vlcf->introspect_on = NGX_CONF_UNSET;
+    vlcf->introspect = NGX_CONF_UNSET_PTR;
+    vlcf->introspect_timeout = NGX_CONF_UNSET_MSEC;
+    vlcf->introspect_failure = NGX_CONF_UNSET_UINT;
+    vlcf->auth_any = NGX_CONF_UNSET_UINT;
     vlcf->api_key = NGX_CONF_UNSET;
     vlcf->api_keys = NGX_CONF_UNSET_PTR;
     vlcf->api_key_from = NGX_CONF_UNSET_PTR;
@@ -496,7 +558,10 @@ ngx_vantage_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_vantage_loc_conf_t  *prev = parent;
     ngx_vantage_loc_conf_t  *conf = child;
 
-    ngx_conf_merge_value(conf->jwt, prev->jwt, 0);
+    if (ngx_vantage_auth_merge(cf, prev, conf) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
+
     ngx_conf_merge_ptr_value(conf->token, prev->token, NULL);
     ngx_conf_merge_size_value(conf->max_size, prev->max_size, 8192);
     ngx_conf_merge_ptr_value(conf->keys, prev->keys, NULL);
@@ -515,14 +580,20 @@ ngx_vantage_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         return NGX_CONF_ERROR;
     }
 
-    if (conf->jwt && conf->keys == NULL) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"vantage_jwt\" is on but no \"vantage_jwt_keys\" "
-                           "applies here");
+    if (ngx_vantage_idp_merge(cf, prev, conf) != NGX_CONF_OK) {
         return NGX_CONF_ERROR;
     }
 
-    if (ngx_vantage_apikey_merge(cf, prev, conf) != NGX_CONF_OK
+    if (conf->jwt && conf->keys == NULL && conf->idps == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"vantage_jwt\" is on but no \"vantage_jwt_keys\", "
+                           "\"vantage_jwt_jwks_url\" or "
+                           "\"vantage_jwt_discovery\" applies here");
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_vantage_introspect_merge(cf, prev, conf) != NGX_CONF_OK
+        || ngx_vantage_apikey_merge(cf, prev, conf) != NGX_CONF_OK
         || ngx_vantage_rl_merge(cf, prev, conf) != NGX_CONF_OK
         || ngx_vantage_dispatch_merge(cf, prev, conf) != NGX_CONF_OK)
     {
@@ -600,7 +671,8 @@ ngx_vantage_init_process(ngx_cycle_t *cycle)
     vmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_vantage_module);
 
     if (vmcf != NULL && vmcf->worker != NULL
-        && ngx_vantage_worker_init_process(cycle, vmcf->worker) != NGX_OK)
+        && (ngx_vantage_worker_init_process(cycle, vmcf->worker) != NGX_OK
+            || ngx_vantage_idp_init_process(cycle) != NGX_OK))
     {
         return NGX_ERROR;
     }
@@ -756,9 +828,12 @@ ngx_vantage_create_ctx(ngx_http_request_t *r)
 static void
 ngx_vantage_ctx_cleanup(void *data)
 {
+    ngx_vantage_ctx_t  *ctx = data;
+
     /* everything the context points to lives in the request pool */
 
-    ngx_vantage_rl_ctx_cleanup(data);
+    ngx_vantage_auth_wait_cleanup(&ctx->auth);
+    ngx_vantage_rl_ctx_cleanup(ctx);
 }
 
 

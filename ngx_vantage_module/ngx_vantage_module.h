@@ -81,6 +81,42 @@ typedef struct {
 /* the schemes of WWW-Authenticate, and which one a refusal is about */
 #define NGX_VANTAGE_AUTH_JWT       0x01
 #define NGX_VANTAGE_AUTH_API_KEY   0x02
+#define NGX_VANTAGE_AUTH_INTROSPECT  0x04    /* a Bearer challenge too */
+
+
+/*
+ * A key set an identity provider publishes, fetched by vantage-worker
+ * (FETCH) and kept by each nginx worker process: one per URL, shared by
+ * every location that names it.
+ */
+typedef struct {
+    ngx_str_t                   url;       /* what FETCH names; NUL-ended */
+    ngx_str_t                   issuer;    /* tokens' iss; empty: any */
+    time_t                      refetch;   /* an unknown kid: at most once
+                                              in this many seconds */
+    unsigned                    discovery:1;
+
+    /* in this process */
+    vc_keyset_t                *keys;      /* NULL until the first set */
+    time_t                      fetched;   /* when the worker fetched it */
+    time_t                      refetched; /* the last unknown-kid fetch */
+    ngx_msec_t                  backoff;
+    ngx_vantage_worker_call_t  *call;      /* the fetch running */
+    ngx_event_t                 timer;     /* the next fetch */
+    ngx_queue_t                 waiting;   /* ngx_vantage_auth_ctx_t */
+    unsigned                    stale:1;
+    unsigned                    refetching:1;   /* the call running is */
+    unsigned                    want_refetch:1; /* once it has ended */
+} ngx_vantage_idp_t;
+
+
+/* an introspection endpoint (RFC 7662) a location sends opaque tokens to */
+typedef struct {
+    ngx_str_t                   url;       /* what FETCH names */
+    ngx_uint_t                  all;       /* every token, JWTs too */
+    time_t                      cache_max;
+    time_t                      negative;
+} ngx_vantage_introspect_conf_t;
 
 
 typedef struct {
@@ -95,6 +131,8 @@ typedef struct {
     ngx_vantage_worker_conf_t  *worker;
     ngx_int_t                   sub_claim;  /* index of "sub", or unset */
     ngx_int_t                   request_id_index;
+    ngx_array_t                 idps;      /* ngx_vantage_idp_t * */
+    ngx_shm_zone_t             *intro_cache;  /* when a location has none */
 } ngx_vantage_main_conf_t;
 
 
@@ -119,6 +157,15 @@ typedef struct {
     ngx_str_t                   realm;
     ngx_array_t                *claim_headers; /* ngx_vantage_claim_header_t */
     ngx_shm_zone_t             *cache;
+    ngx_array_t                *idps;      /* ngx_vantage_idp_t * */
+    ngx_msec_t                  keys_wait;
+
+    ngx_flag_t                  introspect_on;
+    ngx_vantage_introspect_conf_t  *introspect;
+    ngx_msec_t                  introspect_timeout;
+    ngx_uint_t                  introspect_failure;  /* 503 or 401 */
+    ngx_uint_t                  auth_any;  /* vantage_auth any: resolved
+                                              by merge */
 
     ngx_flag_t                  api_key;
     ngx_vantage_watch_t        *api_keys;  /* data: vc_apikeys_t */
@@ -145,6 +192,7 @@ typedef struct {
 
     /* built by merge from the above */
     vc_policy_t                 policy;
+    vc_policy_t                 intro_policy;  /* exp not required */
     u_char                      policy_digest[32];
 } ngx_vantage_loc_conf_t;
 
@@ -152,8 +200,34 @@ typedef struct {
 typedef struct {
     ngx_str_t                  *values;    /* one per claim; data NULL if
                                               absent */
+    ngx_vantage_idp_t          *idp;       /* whose set verified it */
     unsigned                    verified:1;
+    unsigned                    introspected:1;
 } ngx_vantage_jwt_ctx_t;
+
+
+#define NGX_VANTAGE_AUTH_IDLE       0
+#define NGX_VANTAGE_AUTH_WAITING    1     /* for a key set or an answer */
+#define NGX_VANTAGE_AUTH_RESUMED    2
+
+
+/* a request waiting for a provider's key set or an introspection */
+typedef struct {
+    ngx_http_request_t         *request;
+    ngx_uint_t                  state;
+    ngx_queue_t                 queue;     /* in idp->waiting */
+    ngx_vantage_idp_t          *idp;
+    ngx_event_t                 timer;
+    ngx_vantage_worker_call_t  *call;      /* an introspection */
+    unsigned                    waited:1;  /* woken once: decide now */
+    unsigned                    timed_out:1;
+
+    /* the introspection's answer, copied into the request's pool */
+    ngx_uint_t                  outcome;
+    uint32_t                    status;
+    ngx_str_t                   error;
+    ngx_str_t                   body;
+} ngx_vantage_auth_ctx_t;
 
 
 /* the key that authenticated the request: copies, a reload frees the set */
@@ -215,6 +289,7 @@ typedef struct {
  */
 typedef struct {
     ngx_vantage_jwt_ctx_t       jwt;
+    ngx_vantage_auth_ctx_t      auth;
     ngx_vantage_apikey_ctx_t    apikey;
     ngx_vantage_rl_ctx_t        rl;
     void                       *dispatch;  /* ngx_vantage_dispatch_ctx_t */
@@ -260,6 +335,14 @@ ngx_int_t ngx_vantage_auth_refuse(ngx_http_request_t *r,
     const char *error, const char *reason, ngx_str_t *id);
 ngx_int_t ngx_vantage_headers_in_remove(ngx_http_request_t *r,
     ngx_str_t *lowcase);
+ngx_int_t ngx_vantage_jwt_extract(ngx_http_request_t *r,
+    ngx_vantage_jwt_ctx_t *jctx, vc_jwt_t *jwt);
+u_char *ngx_vantage_jwt_serialize(ngx_http_request_t *r,
+    ngx_vantage_jwt_ctx_t *jctx, size_t reserve, size_t *len);
+ngx_int_t ngx_vantage_jwt_deserialize(ngx_http_request_t *r,
+    ngx_vantage_jwt_ctx_t *jctx, u_char *p, u_char *last);
+ngx_int_t ngx_vantage_jwt_set_headers(ngx_http_request_t *r,
+    ngx_vantage_loc_conf_t *vlcf, ngx_vantage_jwt_ctx_t *jctx);
 
 /* ngx_vantage_apikey.c */
 char *ngx_vantage_apikey_keys_conf(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -267,6 +350,8 @@ char *ngx_vantage_apikey_keys_conf(ngx_conf_t *cf, ngx_command_t *cmd,
 char *ngx_vantage_apikey_from_conf(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_vantage_auth_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+char *ngx_vantage_auth_merge(ngx_conf_t *cf, ngx_vantage_loc_conf_t *prev,
+    ngx_vantage_loc_conf_t *conf);
 char *ngx_vantage_apikey_merge(ngx_conf_t *cf, ngx_vantage_loc_conf_t *prev,
     ngx_vantage_loc_conf_t *conf);
 ngx_int_t ngx_vantage_apikey_add_variables(ngx_conf_t *cf);
@@ -296,6 +381,34 @@ char *ngx_vantage_dispatch_merge(ngx_conf_t *cf, ngx_vantage_loc_conf_t *prev,
 /* ngx_vantage_jwks.c */
 char *ngx_vantage_jwks_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 
+/* ngx_vantage_idp.c */
+char *ngx_vantage_idp_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+char *ngx_vantage_idp_merge(ngx_conf_t *cf, ngx_vantage_loc_conf_t *prev,
+    ngx_vantage_loc_conf_t *conf);
+ngx_int_t ngx_vantage_idp_init_process(ngx_cycle_t *cycle);
+ngx_int_t ngx_vantage_idp_add_variables(ngx_conf_t *cf);
+vc_keyset_t *ngx_vantage_idp_keys(ngx_http_request_t *r,
+    ngx_vantage_loc_conf_t *vlcf, ngx_vantage_ctx_t *ctx, vc_jwt_t *jwt,
+    ngx_int_t *rc);
+ngx_int_t ngx_vantage_idp_keys_digest(ngx_vantage_loc_conf_t *vlcf,
+    EVP_MD_CTX *md);
+void ngx_vantage_auth_wait_cleanup(ngx_vantage_auth_ctx_t *actx);
+ngx_int_t ngx_vantage_auth_wait(ngx_http_request_t *r,
+    ngx_vantage_auth_ctx_t *actx, ngx_vantage_idp_t *idp, ngx_msec_t timeout);
+void ngx_vantage_auth_resume(ngx_vantage_auth_ctx_t *actx);
+ngx_int_t ngx_vantage_auth_unavailable(ngx_http_request_t *r,
+    const char *description);
+
+/* ngx_vantage_introspect.c */
+char *ngx_vantage_introspect_conf(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_vantage_introspect_merge(ngx_conf_t *cf,
+    ngx_vantage_loc_conf_t *prev, ngx_vantage_loc_conf_t *conf);
+ngx_uint_t ngx_vantage_introspect_wants(ngx_vantage_loc_conf_t *vlcf,
+    ngx_str_t *token);
+ngx_int_t ngx_vantage_introspect_handler(ngx_http_request_t *r,
+    ngx_vantage_loc_conf_t *vlcf, ngx_vantage_ctx_t *ctx, ngx_str_t *token);
+
 /* ngx_vantage_watch.c */
 ngx_vantage_watch_t *ngx_vantage_watch_add(ngx_conf_t *cf,
     ngx_command_t *cmd, ngx_str_t *name, ngx_vantage_watch_kind_t *kind);
@@ -304,6 +417,8 @@ ngx_int_t ngx_vantage_watch_init_process(ngx_cycle_t *cycle);
 /* ngx_vantage_jwt_cache.c */
 char *ngx_vantage_jwt_cache_conf(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+ngx_shm_zone_t *ngx_vantage_jwt_cache_zone(ngx_conf_t *cf, ngx_str_t *name,
+    ssize_t size, time_t ttl);
 ngx_int_t ngx_vantage_jwt_cache_get(ngx_shm_zone_t *zone, u_char *key,
     ngx_pool_t *pool, ngx_str_t *value);
 time_t ngx_vantage_jwt_cache_expires(ngx_shm_zone_t *zone);

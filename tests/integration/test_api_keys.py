@@ -579,8 +579,12 @@ def test_bad_key_file(check, base_dir, doc, problem):
 @pytest.mark.parametrize("server, texts", [
     ("location / { vantage_api_key on; return 204; }",
      ['API key authentication is on but no "vantage_api_keys" applies']),
-    ("location / { vantage_auth any; vantage_api_keys @K@; return 204; }",
-     ['"vantage_jwt" is on but no "vantage_jwt_keys"']),
+    ("location / { vantage_auth any; return 204; }",
+     ['"vantage_auth any" but no authenticator is configured here']),
+    ("location / { vantage_auth any; vantage_jwt on; vantage_api_keys @K@; "
+     "return 204; }",
+     ['"vantage_auth any" conflicts with "vantage_jwt", "vantage_api_key" '
+      'or "vantage_auth" in the same block']),
     ("vantage_api_keys /nonexistent/keys.json;",
      ['vantage_api_keys "/nonexistent/keys.json": cannot open']),
     ("vantage_api_key_from cookie=k;",
@@ -595,9 +599,9 @@ def test_bad_key_file(check, base_dir, doc, problem):
       '"vantage_api_key" or another "vantage_auth" in the same block']),
     ("vantage_auth jwt; vantage_api_key on;",
      ['"vantage_api_key" directive is duplicate']),
-], ids=["no-file", "any-without-jwt-keys", "missing-file", "from-param",
-        "from-empty", "from-authorization", "auth-value", "auth-any-jwt",
-        "auth-after-jwt", "api-key-after-auth"])
+], ids=["no-file", "any-without-sources", "any-and-jwt", "missing-file",
+        "from-param", "from-empty", "from-authorization", "auth-value",
+        "auth-any-jwt", "auth-after-jwt", "api-key-after-auth"])
 def test_configuration_errors(check, akeys, server, texts):
     rc, out = check(server=server.replace("@K@", akeys["path"]))
     _emerg(rc, out, *texts)
