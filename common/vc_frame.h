@@ -65,11 +65,15 @@ typedef enum {
     VC_TAG_ORDERING_KEY = 27,    /* jobs with one key run one at a time */
     VC_TAG_REPLAYED = 28,        /* reply: an idempotent repeat; empty,
                                     sent with VC_FRAME_TAG_OPTIONAL */
-    VC_TAG_IDP = 29,             /* FETCH: the worker's [idp <name>] */
+    VC_TAG_IDP = 29,             /* FETCH: the worker's [idp <name>], by
+                                    name or by a URL the section lists */
     VC_TAG_FETCH_KIND = 30,      /* FETCH: jwks, discovery or introspect */
     VC_TAG_TOKEN = 31,           /* FETCH introspect: the client's token */
     VC_TAG_AGE = 32,             /* reply: seconds since fetched, 4 bytes */
-    VC_TAG_MAX_AGE = 33,         /* reply: seconds it stays fresh, 4 bytes */
+    VC_TAG_MAX_AGE = 33,         /* seconds, 4 bytes; reply: how long it
+                                    stays fresh; FETCH of a key set: a
+                                    kid was missing, refresh a set at
+                                    least this old */
     VC_TAG_STALE = 34            /* reply: empty, optional: the last good
                                     copy, past its time */
 } vc_frame_tag_e;

@@ -13,7 +13,9 @@ introspection with client_secret_basic and client_secret_post (the
 credentials parsed at the provider), timeouts, the request errors, and
 no secret or token in the worker's log.  A provider may be named by a
 URL its section lists, as nginx.conf names it: the same key set and the
-same single flight as by name, and a 404 for another kind's URL.
+same single flight as by name, and a 404 for another kind's URL.  A
+FETCH with MAX_AGE (a kid the module did not find) refreshes a set at
+least that old, once for any number of them.
 """
 
 import json
@@ -114,7 +116,7 @@ class Reply:
         return "<Reply %r>" % self.frame
 
 
-def fetch_fields(idp="main", kind="jwks", token=None):
+def fetch_fields(idp="main", kind="jwks", token=None, max_age=None):
     f = []
     if idp is not None:
         f.append((T_IDP, idp))
@@ -122,12 +124,16 @@ def fetch_fields(idp="main", kind="jwks", token=None):
         f.append((T_FETCH_KIND, kind))
     if token is not None:
         f.append((T_TOKEN, token))
+    if max_age is not None:
+        f.append((T_MAX_AGE, wh.u32(max_age)))
     return f
 
 
-def fetch(worker, idp="main", kind="jwks", token=None, fid=7, seconds=5.0):
+def fetch(worker, idp="main", kind="jwks", token=None, fid=7, seconds=5.0,
+          max_age=None):
     with wh.FrameClient(worker.socket_path) as c:
-        r = c.request(FETCH, fid, fetch_fields(idp, kind, token), seconds)
+        r = c.request(FETCH, fid, fetch_fields(idp, kind, token, max_age),
+                      seconds)
     assert r.type == FETCH | REPLY and r.id == fid, r
     assert T_STATUS in r.tags(), r
     return Reply(r)
@@ -337,6 +343,116 @@ def test_provider_slow_timeout_504(worker, idp):
 
 
 # --------------------------------------------------------------------------
+# refresh on demand: MAX_AGE in the request (a kid the module did not find)
+
+@pytest.fixture
+def slow_worker(start_worker, idp, secret_file):
+    """[idp main] whose sets live 5 min (min_refresh 60 s, the provider's
+    max-age 300): no scheduled refresh during a test."""
+    return start_worker([idp_section("main", idp, secret_file,
+                                     extra="min_refresh = 60s\n")])
+
+
+def concurrent_fetches(worker, n, **kw):
+    clients = [wh.FrameClient(worker.socket_path) for _ in range(n)]
+    try:
+        for i, c in enumerate(clients):
+            c.send_frame(FETCH, 200 + i, fetch_fields(**kw))
+        return [Reply(c.recv_frame(5)) for c in clients]
+    finally:
+        for c in clients:
+            c.close()
+
+
+@pytest.mark.timing
+def test_max_age_refreshes_a_set_that_old_once(slow_worker, idp):
+    w = slow_worker
+    first = fetch(w)
+    fetched = time.monotonic()
+    assert first.status == 200 and first.age == 0, first
+    assert fetch(w).raw == first.raw
+    assert idp.count("/jwks") == 1
+
+    # younger than 1 s: MAX_AGE 1, and 0 (taken as 1), change nothing
+    for max_age in (1, 0):
+        r = fetch(w, max_age=max_age)
+        assert r.status == 200 and r.raw == first.raw, r
+    assert time.monotonic() - fetched < 1.0, "too slow to test this"
+    assert idp.count("/jwks") == 1
+
+    # a key the provider has and the set has not
+    new = idp.rotate()
+    assert new not in fetch(w).kids()
+    assert fetch(w, max_age=30).raw == first.raw
+    assert idp.count("/jwks") == 1
+
+    # older than MAX_AGE: ten FETCHes at once, one request, all see it
+    time.sleep(max(0.0, 1.2 - (time.monotonic() - fetched)))
+    idp.fail("/jwks", ("delay", 0.3))
+    replies = concurrent_fetches(w, 10, max_age=1)
+    assert [r.status for r in replies] == [200] * 10, replies
+    assert all(new in r.kids() and r.age == 0 and not r.stale
+               and r.error is None for r in replies), replies
+    assert len({r.raw for r in replies}) == 1
+    assert idp.count("/jwks") == 2
+    assert idp.count(WELL_KNOWN) == 2     # the discovery read again with it
+    idp.up()
+
+    # that set is young again
+    for max_age in (0, 1, 60):
+        r = fetch(w, max_age=max_age)
+        assert r.status == 200 and r.raw == replies[0].raw, r
+    assert idp.count("/jwks") == 2
+    assert [l["kind"] for l in fetch_lines(w, outcome="ok")] == \
+        ["discovery", "jwks", "discovery", "jwks"]
+
+
+def test_max_age_discovery_and_by_url(slow_worker, idp):
+    """MAX_AGE with kind discovery, and a provider named by URL: the same
+    set, refreshed once for both."""
+    w = slow_worker
+    d = fetch(w, kind="discovery")
+    assert d.status == 200, d
+    new = idp.rotate()
+    time.sleep(1.2)
+    d = fetch(w, idp=idp.url, kind="discovery", max_age=1)
+    assert d.status == 200 and d.age == 0, d
+    assert d.json["jwks_uri"] == idp.url + "/jwks"
+    assert (idp.count(WELL_KNOWN), idp.count("/jwks")) == (2, 2)
+    r = fetch(w, max_age=1)
+    assert r.status == 200 and new in r.kids(), r
+    assert (idp.count(WELL_KNOWN), idp.count("/jwks")) == (2, 2)
+
+
+def test_max_age_waits_out_a_failure_backoff(slow_worker, idp):
+    """A refresh on demand that fails keeps the set (still fresh: no
+    STALE), and until the retry a MAX_AGE does not call the provider."""
+    w = slow_worker
+    good = fetch(w)
+    assert good.status == 200, good
+    time.sleep(1.2)
+    idp.fail("/jwks", "500")
+    r = fetch(w, max_age=1)
+    assert r.status == 200 and r.raw == good.raw, r
+    assert not r.stale and r.error is None and r.age >= 1, r
+    assert idp.count("/jwks") == 2
+    # the backoff (1 s) is pending: answered from memory
+    r = fetch(w, max_age=1)
+    assert r.status == 200 and r.raw == good.raw, r
+    assert idp.count("/jwks") == 2
+    assert len(fetch_lines(w, outcome="http_error", kind="jwks")) == 1
+
+
+def test_max_age_without_a_set_is_a_plain_fetch(slow_worker, idp):
+    r = fetch(slow_worker, max_age=1)
+    assert r.status == 200 and r.age == 0, r
+    assert r.kids() == sorted(idp.kids())
+    assert idp.count("/jwks") == 1
+    assert fetch(slow_worker, max_age=1).raw == r.raw
+    assert idp.count("/jwks") == 1
+
+
+# --------------------------------------------------------------------------
 # a provider named by URL, as the module's directives name it
 
 def test_by_discovery_url(worker, idp):
@@ -514,6 +630,17 @@ def test_introspect_failures(worker, idp, mode, status, error):
     (fetch_fields(kind="introspect", token="t" * 16385), 400,
      "the token is missing or longer than 16384 bytes"),
     (fetch_fields() + [(T_IDP, "main")], 400, "a field given twice"),
+    (fetch_fields(kind="introspect", token="t", max_age=1), 400,
+     "a max age is for jwks and discovery only"),
+    (fetch_fields() + [(T_MAX_AGE, b"\x00\x01")], 400,
+     "the max age is not a 4-byte integer"),
+    (fetch_fields() + [(T_MAX_AGE, b"")], 400,
+     "the max age is not a 4-byte integer"),
+    (fetch_fields() + [(T_MAX_AGE, b"\x00\x00\x00\x00\x01")], 400,
+     "the max age is not a 4-byte integer"),
+    (fetch_fields(max_age=1) + [(T_MAX_AGE, wh.u32(1))], 400,
+     "a field given twice"),
+    (fetch_fields(max_age=0xFFFFFFFF), 200, None),
     (fetch_fields() + [(63, "x")], 400, None),
     (fetch_fields() + [(63 | OPTIONAL, "x")], 200, None),
 ])

@@ -17,6 +17,12 @@
  * and refreshes are tried again after 1 s, doubling up to min_refresh.
  * Meanwhile a FETCH does not call the provider again on its own.
  *
+ * A FETCH with MAX_AGE (the module met a kid the set does not have) asks
+ * for a refresh of a set at least that old, even a fresh one, unless a
+ * failure's backoff is pending; it joins the refresh running, if any, and
+ * is answered when it ends.  So the provider sees one such request per
+ * MAX_AGE at most, however many FETCHes carry it.
+ *
  * Introspection is not cached here: each FETCH is one POST (RFC 7662),
  * with the client credentials of the worker's configuration.  No log
  * line or reply carries a token or a secret; their buffers are cleared
@@ -214,9 +220,9 @@ vw_fetch_free(vw_fetch_t *f)
 void
 vw_fetch_start(vw_fetch_t *f, const char *name, size_t len,
     vw_fetch_kind_e kind, const unsigned char *token, size_t token_len,
-    vw_fetch_done_pt handler, void *data)
+    int64_t max_age, vw_fetch_done_pt handler, void *data)
 {
-    uint64_t               now;
+    uint64_t               now, young;
     vw_fetch_idp_t        *st;
     vw_fetch_waiter_t     *w;
     const vw_conf_idp_t   *idp;
@@ -270,7 +276,17 @@ vw_fetch_start(vw_fetch_t *f, const char *name, size_t len,
 
         now = vw_http_monotonic_ms();
 
-        if (st->jwks != NULL && now < st->fetched_ms + st->ttl_ms) {
+        /*
+         * MAX_AGE: the module met a kid this set lacks.  A set at least
+         * that old (1 s at least) is refreshed on demand, so that however
+         * many FETCHes ask, the provider sees one request per MAX_AGE.
+         */
+        young = max_age < 0 ? (uint64_t) -1
+                : (max_age > 0 ? (uint64_t) max_age : 1) * 1000;
+
+        if (st->jwks != NULL && now < st->fetched_ms + st->ttl_ms
+            && now - st->fetched_ms < young)
+        {
             vw_fetch_answer(st, kind, handler, data);
             return;
         }

@@ -1013,15 +1013,18 @@ typedef struct {
 /*
  * FETCH: IDP names an [idp] of the worker's configuration, by its name or
  * by one of its URLs, FETCH_KIND says what of it (jwks, discovery,
- * introspect), TOKEN is introspect's.  A URL only selects a section that
- * lists it, and the module never sends a credential: the worker calls
- * only the providers its own configuration lists, with its own secrets.
+ * introspect), TOKEN is introspect's, MAX_AGE asks for a refresh of a
+ * key set at least that old.  A URL only selects a section that lists
+ * it, and the module never sends a credential: the worker calls only the
+ * providers its own configuration lists, with its own secrets.
  */
 static void
 vw_server_fetch(vw_conn_t *conn, uint64_t id, const unsigned char *fields,
     size_t len)
 {
-    vw_str_t              idp, kind, token, *single;
+    int64_t               max_age;
+    uint32_t              v;
+    vw_str_t              idp, kind, token, age, *single;
     const char           *err;
     vw_fetching_t        *fx;
     vc_frame_field_t      f;
@@ -1029,7 +1032,8 @@ vw_server_fetch(vw_conn_t *conn, uint64_t id, const unsigned char *fields,
     const unsigned char  *pos, *end;
 
     static const unsigned char  known[64] = {
-        [VC_TAG_IDP] = 1, [VC_TAG_FETCH_KIND] = 1, [VC_TAG_TOKEN] = 1
+        [VC_TAG_IDP] = 1, [VC_TAG_FETCH_KIND] = 1, [VC_TAG_TOKEN] = 1,
+        [VC_TAG_MAX_AGE] = 1
     };
 
     if (vc_frame_fields_check(fields, len, known, &err) != VC_OK) {
@@ -1040,6 +1044,7 @@ vw_server_fetch(vw_conn_t *conn, uint64_t id, const unsigned char *fields,
     memset(&idp, 0, sizeof(vw_str_t));
     memset(&kind, 0, sizeof(vw_str_t));
     memset(&token, 0, sizeof(vw_str_t));
+    memset(&age, 0, sizeof(vw_str_t));
 
     pos = fields;
     end = fields + len;
@@ -1049,6 +1054,7 @@ vw_server_fetch(vw_conn_t *conn, uint64_t id, const unsigned char *fields,
         case VC_TAG_IDP:         single = &idp; break;
         case VC_TAG_FETCH_KIND:  single = &kind; break;
         case VC_TAG_TOKEN:       single = &token; break;
+        case VC_TAG_MAX_AGE:     single = &age; break;
         default:                 continue;
         }
 
@@ -1098,6 +1104,30 @@ vw_server_fetch(vw_conn_t *conn, uint64_t id, const unsigned char *fields,
         return;
     }
 
+    /*
+     * MAX_AGE in a request: the module met a kid the set lacks, and asks
+     * for a refresh unless the set is younger than that (fetch.c)
+     */
+    max_age = -1;
+
+    if (age.data != NULL) {
+        if (k == VW_FETCH_INTROSPECT) {
+            vw_server_reply(conn, VC_FRAME_FETCH, id, 400, "a max age is "
+                            "for jwks and discovery only", NULL, 0);
+            return;
+        }
+
+        if (age.len != 4) {
+            vw_server_reply(conn, VC_FRAME_FETCH, id, 400, "the max age is "
+                            "not a 4-byte integer", NULL, 0);
+            return;
+        }
+
+        v = ((uint32_t) age.data[0] << 24) | ((uint32_t) age.data[1] << 16)
+            | ((uint32_t) age.data[2] << 8) | age.data[3];
+        max_age = (int64_t) v;
+    }
+
     fx = malloc(sizeof(vw_fetching_t));
     if (fx == NULL) {
         vw_server_reply(conn, VC_FRAME_FETCH, id, 503,
@@ -1111,7 +1141,7 @@ vw_server_fetch(vw_conn_t *conn, uint64_t id, const unsigned char *fields,
 
     /* the handler may run from within this call */
     vw_fetch_start(conn->server->fetch, (const char *) idp.data, idp.len, k,
-                   token.data, token.len, vw_server_fetched, fx);
+                   token.data, token.len, max_age, vw_server_fetched, fx);
 }
 
 

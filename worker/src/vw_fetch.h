@@ -51,11 +51,13 @@ void vw_fetch_free(vw_fetch_t *f);
  * key set and one refresh.  handler runs exactly once: from within this
  * call when the answer is known at once (a fresh cached key set, an
  * unknown provider), else later from the loop.  token is introspect's
- * only; it is copied.
+ * only; it is copied.  max_age (seconds; -1: none) is a key set's or a
+ * discovery's only: a set at least max(max_age, 1) s old is refreshed
+ * first, unless a failed refresh's backoff is pending.
  */
 void vw_fetch_start(vw_fetch_t *f, const char *idp, size_t idp_len,
     vw_fetch_kind_e kind, const unsigned char *token, size_t token_len,
-    vw_fetch_done_pt handler, void *data);
+    int64_t max_age, vw_fetch_done_pt handler, void *data);
 
 
 #endif /* VW_FETCH_H */
