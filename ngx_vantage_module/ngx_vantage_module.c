@@ -213,7 +213,7 @@ static ngx_command_t  ngx_vantage_commands[] = {
       NULL },
 
     { ngx_string("vantage_auth"),
-      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE123,
       ngx_vantage_auth_conf,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
