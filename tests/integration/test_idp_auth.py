@@ -464,7 +464,9 @@ def test_rotation_by_refresh_then_retire(stack, idp):
     once the old key is retired its tokens are refused after the next."""
     idp.max_age = 2
     s = stack([idp_section("main", idp, introspection=False)],
-              discovery_location(idp, refetch="60s"))
+              discovery_location(idp, refetch="60s")
+              + discovery_location(idp, "/cached/", refetch="60s",
+                                   extra="vantage_jwt_cache zone=vrot:1m;"))
     wait_loaded(idp)
     old_kid = idp.kids()[0]
     old = sign(idp, old_kid)
@@ -476,22 +478,56 @@ def test_rotation_by_refresh_then_retire(stack, idp):
                             per_process(s, "/jwt/x", new)), 8,
                 interval=0.2, what="the new key in every process")
     for token in (old, new):
-        for _, r in per_process(s, "/jwt/x", token):
-            jwt_ok(r)
+        for path in ("/jwt/x", "/cached/x"):
+            for _, r in per_process(s, path, token):
+                jwt_ok(r)
 
     idp.retire(old_kid)
     retired = error_body("invalid_token", UNKNOWN_KID)
     vh.wait_for(lambda: all((r.status, r.body) == (401, retired) for _, r in
                             per_process(s, "/jwt/x", old)), 8,
                 interval=0.2, what="the retired key to go from every process")
-    for _, r in per_process(s, "/jwt/x", old):
-        assert_invalid(r, UNKNOWN_KID)
-    for _, r in per_process(s, "/jwt/x", new):
-        jwt_ok(r)
+    # a token verified with a set that is gone is not taken from the cache
+    for path in ("/jwt/x", "/cached/x"):
+        for _, r in per_process(s, path, old):
+            assert_invalid(r, UNKNOWN_KID)
+        for _, r in per_process(s, path, new):
+            jwt_ok(r)
 
 
 # --------------------------------------------------------------------------
 # unknown kids
+
+@pytest.mark.timing
+def test_requests_wait_for_the_refetch(stack, idp):
+    """A new key, and the provider slow to serve the set: the requests
+    that meet the new kid while the refetch runs wait for it, and one set
+    request serves them all."""
+    s = stack([idp_section("main", idp, introspection=False)],
+              discovery_location(idp, refetch="1s"), worker_processes=1)
+    wait_loaded(idp)
+    jwt_ok(s.get("/jwt/x", sign(idp)))
+    # the worker refreshes on demand a set at least refetch old
+    time.sleep(1.2)
+    kid = idp.rotate()
+    idp.fail("/jwks", ("delay", 1.0))
+    base = idp.count("/jwks")
+    results = []
+
+    def one():
+        c = s.new_client()
+        results.append(c.get("/jwt/x", sign(idp, kid)))
+
+    threads = [threading.Thread(target=one) for _ in range(6)]
+    for t in threads:
+        t.start()
+        time.sleep(0.05)
+    for t in threads:
+        t.join(vh.timeout(10))
+    for r in results:
+        jwt_ok(r)
+    assert len(results) == 6
+    assert idp.count("/jwks") - base == 1
 
 @pytest.mark.load
 @pytest.mark.timing
@@ -578,6 +614,15 @@ def test_provider_fails_cached_keys_accepted(stack, idp, mode):
                "down": "unreachable", "stopped": "unreachable"}[mode]
     assert worker_fetch_lines(s.worker, outcome=outcome), \
         s.worker.log_tail()
+
+    # the provider is back: a fresh set in every process, no restart
+    if mode == "stopped":
+        idp.start()
+    else:
+        idp.up()
+    vh.wait_for(lambda: all(jwt_ok(r) <= 1 for _, r in
+                            per_process(s, "/jwt/x", token)), 10,
+                interval=0.2, what="a fresh set after the provider came back")
 
 
 # --------------------------------------------------------------------------
@@ -781,6 +826,14 @@ def test_introspection_positive(intro, idp, backend):
     # exp is not required of an answer
     intro_ok(intro.get("/short/x", OPAQUE["noexp"]), "svc-1", "write",
              "advisor-app")
+
+
+def test_introspection_over_h2(intro, idp):
+    c = intro.new_client("h2")
+    intro_ok(c.get("/short/x", OPAQUE["reader"]), "reader-7", "read",
+             "reports")
+    assert_invalid(c.get("/short/x", OPAQUE["inactive"]), NOT_ACTIVE)
+    assert idp.count("/introspect") == 2
 
 
 def test_introspection_negative(intro, idp):
