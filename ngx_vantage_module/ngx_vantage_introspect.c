@@ -451,7 +451,7 @@ ngx_vantage_introspect_reply(void *data, ngx_uint_t outcome, u_char *fields,
 
         actx->status = status;
 
-        actx->error.data = ngx_pstrdup(r->pool, &error);
+        actx->error.data = error.len ? ngx_pstrdup(r->pool, &error) : NULL;
         actx->body.data = ngx_pnalloc(r->pool, body.len + 1);
 
         if ((error.len && actx->error.data == NULL)
@@ -461,7 +461,11 @@ ngx_vantage_introspect_reply(void *data, ngx_uint_t outcome, u_char *fields,
 
         } else {
             actx->error.len = error.len;
-            ngx_memcpy(actx->body.data, body.data, body.len);
+
+            if (body.len) {
+                ngx_memcpy(actx->body.data, body.data, body.len);
+            }
+
             actx->body.data[body.len] = '\0';
             actx->body.len = body.len;
         }
