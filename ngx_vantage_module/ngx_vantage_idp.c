@@ -545,6 +545,11 @@ ngx_vantage_idp_reply(void *data, ngx_uint_t outcome, u_char *fields,
         }
     }
 
+    if (error.len == 0) {
+        /* %V copies from data: never from NULL */
+        ngx_str_set(&error, "no reason given");
+    }
+
     if (outcome != NGX_VANTAGE_WORKER_REPLY) {
         err = (u_char *) (outcome == NGX_VANTAGE_WORKER_TIMEOUT
                           ? "the worker did not answer in time"
