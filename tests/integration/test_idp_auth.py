@@ -531,12 +531,15 @@ def test_requests_wait_for_the_refetch(stack, idp):
 
 @pytest.mark.load
 @pytest.mark.timing
-def test_random_kid_flood_one_fetch_per_interval(stack, idp):
+@pytest.mark.parametrize("processes", [1, 2])
+def test_random_kid_flood_one_fetch_per_interval(stack, idp, processes):
     """refetch=2s, random kids for 3 s: at most 2 extra key-set requests
-    at the provider, every such token 401, valid tokens unaffected.  One
-    worker process, so the interval is the provider's alone."""
+    at the provider, every such token 401, valid tokens unaffected.  With
+    two worker processes too: the worker refreshes on demand only a set
+    at least refetch old, whoever asks."""
     s = stack([idp_section("main", idp, introspection=False)],
-              discovery_location(idp, refetch="2s"), worker_processes=1)
+              discovery_location(idp, refetch="2s"),
+              worker_processes=processes)
     wait_loaded(idp)
     good = sign(idp)
     jwt_ok(s.get("/jwt/x", good))
@@ -549,7 +552,7 @@ def test_random_kid_flood_one_fetch_per_interval(stack, idp):
     while sent < 200 and time.monotonic() - start < 3.0:
         t = jwt.encode(claims(iss=idp.issuer), key, algorithm="RS256",
                        headers={"kid": "k-" + uuid.uuid4().hex})
-        r = s.get("/jwt/x", t)
+        r = s.get("/jwt/x", t, new_connection=processes > 1)
         sent += 1
         if (r.status, r.body) != (401, refused) or \
                 r.headers.get_list("WWW-Authenticate") != challenges(
@@ -665,6 +668,28 @@ def test_first_fetch_waited_for(stack, idp, transport_):
 
 
 @pytest.mark.timing
+def test_worker_started_after_nginx(module_available, nginx_factory,
+                                    worker_factory, client_for, idp):
+    """No worker at nginx's start: 503 after the wait, then the keys once
+    the worker is there, without a reload."""
+    worker_factory.socket_mode = 0o777
+    w = worker_factory(wh.CONFIG_HEAD + idp_section(
+        "main", idp, introspection=False), start=False)
+    n = nginx_factory(name="idp-late", http=vh.RESPONDER_SERVER
+                      + "    vantage_worker unix:%s;\n" % w.socket_path,
+                      server=discovery_location(
+                          idp, extra="vantage_jwt_keys_wait 500ms;"))
+    c = client_for(n)
+    token = sign(idp)
+    assert_keys_unavailable(c.get("/jwt/x", token))
+    worker_factory.start(w)
+    vh.wait_for(lambda: c.get("/jwt/x", token, new_connection=True)
+                .status == 200, 15, interval=0.2,
+                what="the keys once the worker is up")
+    assert idp.count("/jwks") == 1
+
+
+@pytest.mark.timing
 def test_first_fetch_beyond_the_wait(stack, idp):
     idp.fail("/jwks", ("delay", 4.0))
     s = stack([idp_section("main", idp, introspection=False,
@@ -768,6 +793,7 @@ def intro(stack, idp, secret_file, backend):
       /fail401/   vantage_introspect_failure 401
       /timeout/   vantage_introspect_timeout 1s
       /zone/      the location's own vantage_jwt_cache zone
+      /noneg/     negative=0
     """
     url = idp.url + "/introspect"
     server = f"""
@@ -789,6 +815,7 @@ def intro(stack, idp, secret_file, backend):
         intro_location("/fail401/", url, "vantage_introspect_failure 401;"),
         intro_location("/timeout/", url, "vantage_introspect_timeout 1s;"),
         intro_location("/zone/", url, "vantage_jwt_cache zone=vintro:1m;"),
+        intro_location("/noneg/", url + " negative=0"),
     ])
     return stack([idp_section("main", idp, secret_file,
                               extra="min_refresh = 1s\ntimeout = 8s\n")],
@@ -814,6 +841,15 @@ def test_introspection_positive(intro, idp, backend):
     assert header_values(echo, "x-tenant") == []
     assert header_values(echo, "x-scheme") == ["introspect"]
     assert header_values(echo, "x-age") == ["[]"]
+    assert idp.introspected(OPAQUE["active"]) == 1
+    # from the cache, in every process: the same claims, the same scheme
+    for _, r in per_process(intro, "/intro/x", OPAQUE["active"]):
+        assert r.status == 200, r
+        echo = json.loads(r.body)
+        assert [header_values(echo, h) for h in (
+            "x-sub", "x-scope", "x-client-id", "x-scheme", "x-age")] == [
+            ["advisor-42"], ["read write"], ["advisor-app"], ["introspect"],
+            ["[]"]], r
     assert idp.introspected(OPAQUE["active"]) == 1
     rec = idp.requests("/introspect")[-1]
     assert rec["form"] == {"token": OPAQUE["active"]}
@@ -899,6 +935,18 @@ def test_introspection_negative_cached(intro, idp):
     for _, r in per_process(intro, "/scope/x", OPAQUE["reader"]):
         assert_refused(r, 403, "insufficient_scope", SCOPE_REFUSED)
     assert idp.introspected(OPAQUE["reader"]) == 1
+
+
+def test_introspection_negative_zero_not_cached(intro, idp):
+    for _ in range(3):
+        assert_invalid(intro.get("/noneg/x", OPAQUE["inactive"]), NOT_ACTIVE)
+    assert idp.introspected(OPAQUE["inactive"]) == 3
+
+
+def test_introspection_past_exp_refused(intro, idp):
+    idp.add_token(OPAQUE["short"], sub="old", scope="read",
+                  exp=int(time.time()) - 60)
+    assert_invalid(intro.get("/short/x", OPAQUE["short"]), "token expired")
 
 
 def test_introspection_scope_refused(intro, idp):
