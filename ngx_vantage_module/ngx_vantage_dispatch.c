@@ -745,12 +745,11 @@ ngx_vantage_dispatch_reply(void *data, ngx_uint_t outcome, u_char *fields,
     json_t                      *state, *s;
     ngx_int_t                    rc;
     ngx_str_t                    job_id, error, job_state, body, location;
-    const char                  *err, *code;
+    const char                  *code;
     ngx_connection_t            *c;
-    vc_frame_field_t             f;
     ngx_http_request_t          *r;
     ngx_vantage_loc_conf_t      *vlcf;
-    const unsigned char         *pos, *end;
+    ngx_vantage_worker_reply_t   rep;
 
     r = ctx->request;
     c = r->connection;
@@ -767,51 +766,14 @@ ngx_vantage_dispatch_reply(void *data, ngx_uint_t outcome, u_char *fields,
         goto done;
     }
 
-    status = 0;
-    retry = 0;
-    replayed = 0;
-    ngx_str_null(&job_id);
-    ngx_str_null(&error);
-    ngx_str_null(&job_state);
+    ngx_vantage_worker_reply_read(fields, len, &rep);
 
-    pos = fields;
-    end = fields + len;
-
-    while (vc_frame_field_next(&pos, end, &f, &err) == VC_OK) {
-
-        switch (f.tag & ~VC_FRAME_TAG_OPTIONAL) {
-
-        case VC_TAG_STATUS:
-            (void) vc_frame_field_uint32(&f, &status);
-            break;
-
-        case VC_TAG_RETRY_AFTER:
-            (void) vc_frame_field_uint32(&f, &retry);
-            break;
-
-        case VC_TAG_ERROR:
-            error.data = (u_char *) f.value;
-            error.len = f.len;
-            break;
-
-        case VC_TAG_JOB_ID:
-            job_id.data = (u_char *) f.value;
-            job_id.len = f.len;
-            break;
-
-        case VC_TAG_JOB_STATE:
-            job_state.data = (u_char *) f.value;
-            job_state.len = f.len;
-            break;
-
-        case VC_TAG_REPLAYED:
-            replayed = 1;
-            break;
-
-        default:
-            break;
-        }
-    }
+    status = rep.status;
+    retry = rep.retry_after;
+    replayed = rep.replayed;
+    job_id = rep.job_id;
+    error = rep.error;
+    job_state = rep.job_state;
 
     if (status < 200 || status > 599) {
         ngx_log_error(NGX_LOG_ERR, c->log, 0,

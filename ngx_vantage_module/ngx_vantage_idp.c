@@ -408,11 +408,8 @@ ngx_vantage_idp_cleanup(void *data)
 {
     ngx_vantage_idp_t  *idp = data;
 
-    if (idp->keys) {
-        vc_keyset_free(idp->keys);
-        ngx_free(idp->keys);
-        idp->keys = NULL;
-    }
+    ngx_vantage_jwks_free(idp->keys);
+    idp->keys = NULL;
 }
 
 
@@ -482,71 +479,30 @@ ngx_vantage_idp_reply(void *data, ngx_uint_t outcome, u_char *fields,
 {
     ngx_vantage_idp_t  *idp = data;
 
-    char                 errstr[VC_ERRSTR_LEN];
-    u_char              *err;
-    uint32_t             status, age, max_age;
-    ngx_str_t            error, body;
-    ngx_msec_t           next;
-    ngx_uint_t           stale, level;
-    vc_frame_field_t     f;
-    const char          *ferr;
-    ngx_cycle_t         *cycle;
-    const unsigned char *pos, *end;
+    char                         errstr[VC_ERRSTR_LEN];
+    u_char                      *err;
+    uint32_t                     status;
+    ngx_str_t                    error, body;
+    ngx_msec_t                   next;
+    ngx_uint_t                   stale, level;
+    ngx_cycle_t                 *cycle;
+    ngx_vantage_worker_reply_t   rep;
 
     cycle = (ngx_cycle_t *) ngx_cycle;
     idp->call = NULL;
     idp->refetching = 0;
 
-    status = 0;
-    age = 0;
-    max_age = 0;
-    stale = 0;
-    ngx_str_null(&error);
-    ngx_str_null(&body);
     errstr[0] = '\0';
 
-    if (outcome == NGX_VANTAGE_WORKER_REPLY) {
-        pos = fields;
-        end = fields + len;
+    ngx_vantage_worker_reply_read(fields, outcome == NGX_VANTAGE_WORKER_REPLY
+                                          ? len : 0, &rep);
 
-        while (vc_frame_field_next(&pos, end, &f, &ferr) == VC_OK) {
-
-            switch (f.tag & ~VC_FRAME_TAG_OPTIONAL) {
-
-            case VC_TAG_STATUS:
-                (void) vc_frame_field_uint32(&f, &status);
-                break;
-
-            case VC_TAG_ERROR:
-                error.data = (u_char *) f.value;
-                error.len = f.len;
-                break;
-
-            case VC_TAG_AGE:
-                (void) vc_frame_field_uint32(&f, &age);
-                break;
-
-            case VC_TAG_MAX_AGE:
-                (void) vc_frame_field_uint32(&f, &max_age);
-                break;
-
-            case VC_TAG_STALE:
-                stale = 1;
-                break;
-
-            case VC_TAG_BODY:
-                body.data = (u_char *) f.value;
-                body.len = f.len;
-                break;
-
-            default:
-                break;
-            }
-        }
-    }
+    status = rep.status;
+    stale = rep.stale;
+    error = rep.error;
+    body = rep.body;
 
     if (error.len == 0) {
-        /* %V copies from data: never from NULL */
         ngx_str_set(&error, "no reason given");
     }
 
@@ -560,8 +516,8 @@ ngx_vantage_idp_reply(void *data, ngx_uint_t outcome, u_char *fields,
         ngx_snprintf((u_char *) errstr, sizeof(errstr) - 1,
                      "the worker answered %uD: %V%Z", status, &error);
 
-    } else if (ngx_vantage_idp_load(idp, body.data, body.len, age, stale,
-                                    errstr)
+    } else if (ngx_vantage_idp_load(idp, body.data, body.len, rep.age,
+                                    stale, errstr)
                == NGX_OK)
     {
         if (stale) {
@@ -574,7 +530,7 @@ ngx_vantage_idp_reply(void *data, ngx_uint_t outcome, u_char *fields,
 
         } else {
             idp->backoff = 0;
-            next = (max_age ? max_age : 1) * 1000;
+            next = (rep.max_age ? rep.max_age : 1) * 1000;
         }
 
         goto done;
@@ -635,28 +591,24 @@ static ngx_int_t
 ngx_vantage_idp_load(ngx_vantage_idp_t *idp, u_char *body, size_t len,
     time_t age, ngx_uint_t stale, char *errstr)
 {
+    void         *data;
+    size_t        nkeys;
     vc_keyset_t  *ks;
     ngx_cycle_t  *cycle;
 
     cycle = (ngx_cycle_t *) ngx_cycle;
 
-    ks = ngx_calloc(sizeof(vc_keyset_t), cycle->log);
-    if (ks == NULL) {
-        ngx_cpystrn((u_char *) errstr, (u_char *) "out of memory",
-                    VC_ERRSTR_LEN);
+    if (ngx_vantage_jwks_load(body, len, cycle->log, &data, &nkeys, errstr)
+        != NGX_OK)
+    {
         return NGX_ERROR;
     }
 
-    if (vc_keyset_load(ks, body, len, errstr, VC_ERRSTR_LEN) != VC_OK) {
-        vc_keyset_free(ks);
-        ngx_free(ks);
-        return NGX_ERROR;
-    }
+    ks = data;
 
     if (idp->keys && ngx_memcmp(idp->keys->digest, ks->digest, 32) == 0) {
         /* the same set, fetched again */
-        vc_keyset_free(ks);
-        ngx_free(ks);
+        ngx_vantage_jwks_free(ks);
 
     } else {
         ngx_log_error(NGX_LOG_NOTICE, cycle->log, 0,
@@ -664,11 +616,7 @@ ngx_vantage_idp_load(ngx_vantage_idp_t *idp, u_char *body, size_t len,
                       ks->nkeys, ks->nkeys == 1 ? "" : "s", &idp->url,
                       idp->keys ? ", replacing the previous set" : "");
 
-        if (idp->keys) {
-            vc_keyset_free(idp->keys);
-            ngx_free(idp->keys);
-        }
-
+        ngx_vantage_jwks_free(idp->keys);
         idp->keys = ks;
     }
 

@@ -408,46 +408,20 @@ ngx_vantage_introspect_reply(void *data, ngx_uint_t outcome, u_char *fields,
 {
     ngx_vantage_auth_ctx_t  *actx = data;
 
-    uint32_t              status;
-    ngx_str_t             error, body;
-    vc_frame_field_t      f;
-    const char           *err;
-    ngx_http_request_t   *r;
-    const unsigned char  *pos, *end;
+    uint32_t                     status;
+    ngx_str_t                    error, body;
+    ngx_http_request_t          *r;
+    ngx_vantage_worker_reply_t   rep;
 
     r = actx->request;
     actx->call = NULL;
     actx->outcome = outcome;
-    status = 0;
-    ngx_str_null(&error);
-    ngx_str_null(&body);
-
     if (outcome == NGX_VANTAGE_WORKER_REPLY) {
-        pos = fields;
-        end = fields + len;
+        ngx_vantage_worker_reply_read(fields, len, &rep);
 
-        while (vc_frame_field_next(&pos, end, &f, &err) == VC_OK) {
-
-            switch (f.tag & ~VC_FRAME_TAG_OPTIONAL) {
-
-            case VC_TAG_STATUS:
-                (void) vc_frame_field_uint32(&f, &status);
-                break;
-
-            case VC_TAG_ERROR:
-                error.data = (u_char *) f.value;
-                error.len = f.len;
-                break;
-
-            case VC_TAG_BODY:
-                body.data = (u_char *) f.value;
-                body.len = f.len;
-                break;
-
-            default:
-                break;
-            }
-        }
+        status = rep.status;
+        error = rep.error;
+        body = rep.body;
 
         actx->status = status;
 

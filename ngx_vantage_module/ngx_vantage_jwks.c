@@ -3,9 +3,6 @@
 #include "ngx_vantage_module.h"
 
 
-static ngx_int_t ngx_vantage_jwks_load(u_char *buf, size_t size,
-    ngx_log_t *log, void **data, size_t *nkeys, char *errstr);
-static void ngx_vantage_jwks_free(void *data);
 
 
 /* read and reloaded by ngx_vantage_watch.c, parsed here */
@@ -44,8 +41,8 @@ ngx_vantage_jwks_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
-/* parses the bytes of a key file into a new keyset */
-static ngx_int_t
+/* parses the bytes of a key file, or of a provider's set, into a new keyset */
+ngx_int_t
 ngx_vantage_jwks_load(u_char *buf, size_t size, ngx_log_t *log, void **data,
     size_t *nkeys, char *errstr)
 {
@@ -71,7 +68,7 @@ ngx_vantage_jwks_load(u_char *buf, size_t size, ngx_log_t *log, void **data,
 }
 
 
-static void
+void
 ngx_vantage_jwks_free(void *data)
 {
     vc_keyset_t  *ks = data;

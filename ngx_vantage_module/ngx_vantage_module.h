@@ -380,6 +380,9 @@ char *ngx_vantage_dispatch_merge(ngx_conf_t *cf, ngx_vantage_loc_conf_t *prev,
 
 /* ngx_vantage_jwks.c */
 char *ngx_vantage_jwks_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+ngx_int_t ngx_vantage_jwks_load(u_char *buf, size_t size, ngx_log_t *log,
+    void **data, size_t *nkeys, char *errstr);
+void ngx_vantage_jwks_free(void *data);
 
 /* ngx_vantage_idp.c */
 char *ngx_vantage_idp_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);

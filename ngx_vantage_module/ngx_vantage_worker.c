@@ -980,3 +980,80 @@ ngx_vantage_worker_replies(ngx_vantage_worker_t *st)
 
     return NGX_OK;
 }
+
+
+void
+ngx_vantage_worker_reply_read(u_char *fields, size_t len,
+    ngx_vantage_worker_reply_t *rep)
+{
+    ngx_str_t            *str;
+    vc_frame_field_t      f;
+    const char           *err;
+    const unsigned char  *pos, *end;
+
+    ngx_memzero(rep, sizeof(ngx_vantage_worker_reply_t));
+
+    rep->error.data = (u_char *) "";
+    rep->body.data = (u_char *) "";
+    rep->job_id.data = (u_char *) "";
+    rep->job_state.data = (u_char *) "";
+
+    pos = fields;
+    end = fields + len;
+
+    while (vc_frame_field_next(&pos, end, &f, &err) == VC_OK) {
+
+        str = NULL;
+
+        switch (f.tag & ~VC_FRAME_TAG_OPTIONAL) {
+
+        case VC_TAG_STATUS:
+            (void) vc_frame_field_uint32(&f, &rep->status);
+            break;
+
+        case VC_TAG_RETRY_AFTER:
+            (void) vc_frame_field_uint32(&f, &rep->retry_after);
+            break;
+
+        case VC_TAG_AGE:
+            (void) vc_frame_field_uint32(&f, &rep->age);
+            break;
+
+        case VC_TAG_MAX_AGE:
+            (void) vc_frame_field_uint32(&f, &rep->max_age);
+            break;
+
+        case VC_TAG_ERROR:
+            str = &rep->error;
+            break;
+
+        case VC_TAG_BODY:
+            str = &rep->body;
+            break;
+
+        case VC_TAG_JOB_ID:
+            str = &rep->job_id;
+            break;
+
+        case VC_TAG_JOB_STATE:
+            str = &rep->job_state;
+            break;
+
+        case VC_TAG_REPLAYED:
+            rep->replayed = 1;
+            break;
+
+        case VC_TAG_STALE:
+            rep->stale = 1;
+            break;
+
+        default:
+            break;
+        }
+
+        if (str && f.len) {
+            str->data = (u_char *) f.value;
+            str->len = f.len;
+        }
+    }
+}

@@ -47,6 +47,21 @@ typedef void (*ngx_vantage_worker_handler_pt)(void *data, ngx_uint_t outcome,
 typedef struct ngx_vantage_worker_call_s  ngx_vantage_worker_call_t;
 
 
+/* the fields of a reply the module reads; strings point into the frame */
+typedef struct {
+    uint32_t                    status;    /* 0: none */
+    uint32_t                    retry_after;
+    uint32_t                    age;
+    uint32_t                    max_age;
+    ngx_str_t                   error;
+    ngx_str_t                   body;
+    ngx_str_t                   job_id;
+    ngx_str_t                   job_state;
+    unsigned                    replayed:1;
+    unsigned                    stale:1;
+} ngx_vantage_worker_reply_t;
+
+
 char *ngx_vantage_worker_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 ngx_int_t ngx_vantage_worker_init_process(ngx_cycle_t *cycle,
     ngx_vantage_worker_conf_t *conf);
@@ -62,6 +77,13 @@ void ngx_vantage_worker_exit_process(ngx_cycle_t *cycle);
 ngx_vantage_worker_call_t *ngx_vantage_worker_call(ngx_uint_t type,
     ngx_vantage_worker_field_t *fields, ngx_uint_t nfields,
     ngx_vantage_worker_handler_pt handler, void *data);
+
+/*
+ * Reads a reply's fields into rep; absent ones are 0 or empty (with data
+ * never NULL, so that they format and copy as empty strings).
+ */
+void ngx_vantage_worker_reply_read(u_char *fields, size_t len,
+    ngx_vantage_worker_reply_t *rep);
 
 /* the caller has gone away: the handler will not be called */
 void ngx_vantage_worker_cancel(ngx_vantage_worker_call_t *call);
