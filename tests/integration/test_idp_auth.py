@@ -13,15 +13,17 @@ What is shown:
   - rotation with no valid token refused while the provider publishes a
     new key, signs with it, then retires the old one;
   - a flood of unknown kids costs at most one key-set fetch per refetch
-    interval;
+    interval, with one worker process or two; requests that meet a new
+    kid while its refetch runs wait for it;
+  - a reload's new processes, and a worker that starts after nginx;
   - the provider down, answering 500 or garbage after the first load:
     the cached keys go on verifying, and nginx warns that they are stale;
   - a provider whose certificate is not trusted: no keys, 503;
   - the first fetch waited for (vantage_jwt_keys_wait), or 503;
   - introspection of opaque tokens (RFC 7662): claims to variables and
     headers, positive and negative caching, failures (503, or 401 with
-    vantage_introspect_failure), its timeout, scope refusals, the
-    client's authentication as the provider saw it;
+    vantage_introspect_failure), its timeout, scope refusals, a past
+    exp, the client's authentication as the provider saw it;
   - vantage_auth any with a JWT, an opaque token and an API key in one
     location; the challenges; $vantage_auth_scheme;
   - nginx -t errors of the new directives.
