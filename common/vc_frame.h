@@ -38,7 +38,9 @@
 
 
 typedef enum {
-    VC_FRAME_PING = 1,           /* liveness; reply: empty */
+    VC_FRAME_PING = 1,           /* readiness; reply: STATUS 200, or 503
+                                    with ERROR until the worker can take
+                                    work */
     VC_FRAME_DISPATCH = 2,       /* a job to persist; reply: its id, status */
     VC_FRAME_JOB_STATUS = 3,     /* reply: the job's state, for /jobs/<id> */
     VC_FRAME_FETCH = 4           /* an outbound fetch for the module: a key

@@ -301,8 +301,26 @@ start_worker() {
     setsid "$WORKER" -c "$PREFIX/worker.conf" >>"$PREFIX/worker.log" 2>&1 &
     pid=$!
     demo_started worker "$pid"
-    wait_up vantage-worker "$pid" "$PREFIX/worker.log" worker_ping "$sock"
+    wait_worker_ready "$pid" "$sock"
     log "vantage-worker (pid $pid) serving $sock ($(worker_listening))"
+}
+
+
+# wait_worker_ready pid socket: waits up to 10 s for PING to answer 200,
+# which the worker sends once its queue can take jobs (docs/PROTOCOL.md);
+# on failure shows PING's last answer and the log's tail, and dies
+wait_worker_ready() {
+    local got answer="none (the socket took no PING)"
+    local deadline=$((SECONDS + 10))
+    while ((SECONDS < deadline)); do
+        got=$(worker_ping "$2") && return 0
+        [[ -n $got ]] && answer=$got
+        kill -0 "$1" 2>/dev/null || { tail -5 "$PREFIX/worker.log" >&2;
+                                      die "vantage-worker exited during startup"; }
+        sleep 0.1
+    done
+    tail -20 "$PREFIX/worker.log" >&2
+    die "vantage-worker not ready within 10s; PING's last answer: $answer (see $PREFIX/worker.log)"
 }
 
 
@@ -323,7 +341,9 @@ EOF
 }
 
 
-# worker_ping socket: a PING frame of the hand-off protocol (docs/PROTOCOL.md)
+# worker_ping socket: a PING frame of the hand-off protocol
+# (docs/PROTOCOL.md); exits 0 on STATUS 200, else 1 after printing what
+# came back ("503: the worker is not ready: ..."; nothing when no reply)
 worker_ping() {
     $PY - "$1" <<'EOF' 2>/dev/null
 import socket, struct, sys
@@ -331,13 +351,31 @@ s = socket.socket(socket.AF_UNIX)
 s.settimeout(2)
 s.connect(sys.argv[1])
 s.sendall(b"VW\x01\x01" + struct.pack(">QI", 1, 0))
-h = b""
-while len(h) < 16:
-    c = s.recv(16 - len(h))
-    if not c:
-        sys.exit(1)
-    h += c
-sys.exit(0 if h[:4] == b"VW\x01\x81" else 1)
+def read(n):
+    b = b""
+    while len(b) < n:
+        c = s.recv(n - len(b))
+        if not c:
+            sys.exit(1)
+        b += c
+    return b
+h = read(16)
+if h[:4] != b"VW\x01\x81":
+    sys.exit(1)
+body = read(struct.unpack(">I", h[12:16])[0])
+status, error, pos = None, "", 0
+while pos + 6 <= len(body):
+    tag, n = struct.unpack(">HI", body[pos:pos + 6])
+    v = body[pos + 6:pos + 6 + n]
+    pos += 6 + n
+    if tag == 1 and n == 4:
+        status = struct.unpack(">I", v)[0]
+    elif tag == 2:
+        error = v.decode("utf-8", "replace")
+if status == 200:
+    sys.exit(0)
+print("%s %s" % (status, error) if error else str(status))
+sys.exit(1)
 EOF
 }
 

@@ -100,9 +100,8 @@ def ping_ok(w, fid=7):
 
 
 def dispatch_ok(w, job_type="http.example", fid=11):
-    # the queue takes jobs once its connection has checked Redis
-    wait_log(w, lambda o: o.get("msg") == "Redis keeps every job",
-             what="the queue's connection")
+    # the queue takes jobs once its connection has checked Redis: PING 200
+    w.wait_ping(200)
     with wh.FrameClient(w.socket_path) as c:
         r = c.dispatch(fid, wh.dispatch_fields(job_type), seconds=5)
     assert r.type == DISPATCH | REPLY and r.id == fid, r

@@ -25,9 +25,9 @@ import pytest
 import vantage_harness as vh
 import worker_harness as wh
 from worker_harness import (DISPATCH, FETCH, JOB_STATUS, PING, REPLY,
-                            T_BODY, T_CORRELATION_ID, T_HEADER,
+                            T_BODY, T_CORRELATION_ID, T_ERROR, T_HEADER,
                             T_IDEMPOTENCY_KEY, T_JOB_ID, T_JOB_STATE,
-                            T_JOB_TYPE, T_METHOD, T_STATUS,
+                            T_JOB_TYPE, T_METHOD, T_RETRY_AFTER, T_STATUS,
                             T_SUBJECT, T_TENANT, T_URI, OPTIONAL, u32)
 
 
@@ -112,6 +112,72 @@ def test_ping_pipelined_keeps_ids(worker):
     got = [c.recv_frame() for _ in ids]
     assert sorted(r.id for r in got) == sorted(ids)
     assert all(r.type == 0x81 and r.status == 200 for r in got), got
+
+
+NOT_READY = "the worker is not ready: "
+
+
+def test_ping_503_until_redis_is_up(worker_factory, redis_factory):
+    """A worker started before its Redis: PING says why it takes no work,
+    and turns 200 once the queue's connection has checked Redis."""
+    r = redis_factory(start=False)
+    w = worker_factory(redis=r.address, start=False)
+    w.wait_ready = False
+    worker_factory.start(w)
+    # the queue's first connection has failed (the reason is set with
+    # this line, in the same callback)
+    vh.wait_for(lambda: any(o.get("msg") == "cannot connect to Redis"
+                            for o in w.log_lines()), 5,
+                what="the queue's failed connection")
+    for fid in (1, 2):
+        p = w.client().ping(fid)
+        assert (p.type, p.id) == (PING | REPLY, fid), p
+        assert p.fields == [
+            (T_STATUS, u32(503)),
+            (T_ERROR, (NOT_READY + "cannot connect to Redis (Connection "
+                       "refused)").encode()),
+            (T_RETRY_AFTER, u32(1))], p
+    refused(w.client().dispatch(3, fields()), 3, 503, UNAVAILABLE)
+
+    r.start()
+    p = w.wait_ping(200, seconds=5)
+    assert p.fields == [(T_STATUS, u32(200))], p
+    # 200 means what it says: a DISPATCH is taken at once
+    accepted(w.client().dispatch(4, fields()), 4)
+    assert '"msg":"Redis keeps every job"' in w.log_text()
+
+
+def test_worker_start_says_why_it_is_not_ready(worker_factory, redis_factory):
+    """The harness waits for PING 200; when it does not come, its error
+    shows the last answer and the worker's log."""
+    r = redis_factory(start=False)
+    w = worker_factory(redis=r.address, start=False)
+    with pytest.raises(RuntimeError) as e:
+        w.start(seconds=1.5)
+    msg = str(e.value)
+    assert "vantage-worker did not answer PING with 200 within" in msg, msg
+    assert ("the last answer: 503 'the worker is not ready: cannot connect "
+            "to Redis (Connection refused)'") in msg, msg
+    assert '"msg":"cannot connect to Redis"' in msg, msg
+    assert not w.running()
+
+
+def test_ping_503_while_redis_is_away(worker, redis_server):
+    assert worker.client().ping(1).status == 200
+    redis_server.stop()
+
+    def not_ready():
+        p = worker.ping_reply()
+        return p if p is not None and p.status == 503 else None
+
+    p = vh.wait_for(not_ready, 5, what="PING 503")
+    assert p.error in (NOT_READY + "the connection to Redis was lost",
+                       NOT_READY + "cannot connect to Redis (Connection "
+                       "refused)"), p
+    assert p.retry_after == 1, p
+    redis_server.restart()
+    assert worker.wait_ping(200, seconds=5).status == 200
+    accepted(worker.client().dispatch(2, fields()), 2)
 
 
 def test_listening_socket_log_and_stale_socket(worker_factory):
@@ -628,6 +694,10 @@ def test_takes_no_job_after_the_policy_turns_evicting(worker, rc):
         return "Redis may evict accepted jobs" in worker.log_text()
 
     vh.wait_for(refusing, vh.timeout(5), what="the policy logged")
+    p = worker.client().ping(1)
+    assert (p.status, p.error, p.retry_after) == \
+        (503, "the worker is not ready: Redis's maxmemory-policy "
+         "allkeys-random may evict accepted jobs", 1), p
     n = len(stream(rc))
     for fid in range(2, 7):
         refused(worker.client().dispatch(fid, fields()), fid, 503,

@@ -520,6 +520,13 @@ def test_wrong_redis_password_logged_and_retried(base_dir, redis_factory,
                     if "NOAUTH" in o.get("reason", "")]
         ts = [log_time(o) for o in refusals]
         assert ts[1] - ts[0] >= 0.45, ts
+        # the queue's own connection is refused as well: PING says so
+        why = "the worker is not ready: Redis refused the password"
+        p = vh.wait_for(lambda: (lambda p: p if p is not None
+                                 and p.error == why else None)(
+                                     w.ping_reply()), 5,
+                        what="PING 503, the password refused")
+        assert (p.status, p.retry_after) == (503, 1), p
         # the password comes back: the engine picks it up alone
         rc.config_set("requirepass", "right-pass-1")
         jid = "e" * 32

@@ -383,41 +383,62 @@ class Worker:
         return self
 
     def start(self, seconds=5):
-        """Starts the worker and waits until its socket answers PING and
-        its queue has checked Redis (unless wait_ready is False)."""
+        """Starts the worker and waits until it answers PING with 200: it
+        listens and its queue can take jobs (docs/PROTOCOL.md, PING).
+        With wait_ready False, any answer to PING will do: a worker whose
+        Redis is not up yet answers 503."""
         self.spawn()
-
-        def up():
-            if self.proc.poll() is not None:
-                self.returncode = self.proc.returncode
-                self.proc = None
-                raise RuntimeError("vantage-worker exited with %s at start:"
-                                   "\n%s" % (self.returncode,
-                                             self.log_text()))
-            return self._ping()
-
-        def ready():
-            # PING is answered before the queue's own connection has checked
-            # Redis's eviction policy; a DISPATCH before that gets a 503
-            return up() and '"msg":"Redis keeps every job"' in self.log_text()
-
         try:
-            vh.wait_for(ready if self.wait_ready else up, seconds,
-                        what="vantage-worker to answer PING")
-        except TimeoutError:
+            self.wait_ping(200 if self.wait_ready else None, seconds)
+        except RuntimeError:
             self.stop()
-            raise RuntimeError("vantage-worker did not answer PING within "
-                               "%.1fs:\n%s" % (vh.timeout(seconds),
-                                               self.log_text()))
+            raise
         return self
 
-    def _ping(self):
+    def ping_reply(self, fid=0x5057, seconds=0.5):
+        """PING's answer (a Frame), or None when the socket does not take
+        the connection or answers no PING reply in time."""
         try:
-            with FrameClient(self.socket_path, seconds=0.5) as c:
-                r = c.ping(fid=0x5057, seconds=0.5)
-                return r.type == PING | REPLY and r.id == 0x5057
+            with FrameClient(self.socket_path, seconds=seconds) as c:
+                r = c.ping(fid=fid, seconds=seconds)
         except (OSError, EOFError, TimeoutError, ValueError):
-            return False
+            return None
+        if r.type != PING | REPLY or r.id != fid:
+            return None
+        return r
+
+    def wait_ping(self, status=200, seconds=5):
+        """Waits until PING is answered with status (None: answered at
+        all) and returns the answer.  RuntimeError, with the last answer
+        and the log's tail, when the worker exits or the time is up."""
+        last = [None]
+
+        def answered():
+            if self.proc is None or self.proc.poll() is not None:
+                if self.proc is not None:
+                    self.returncode = self.proc.returncode
+                    self.proc = None
+                raise RuntimeError("vantage-worker exited with %s while "
+                                   "waiting for PING:\n%s"
+                                   % (self.returncode, self.log_tail()))
+            r = self.ping_reply()
+            if r is not None:
+                last[0] = r
+            if r is not None and (status is None or r.status == status):
+                return r
+            return None
+
+        try:
+            return vh.wait_for(answered, seconds,
+                               what="vantage-worker to answer PING")
+        except TimeoutError:
+            r = last[0]
+            raise RuntimeError(
+                "vantage-worker did not answer PING%s within %.1fs; the "
+                "last answer: %s\n%s"
+                % (" with %d" % status if status else "", vh.timeout(seconds),
+                   "none" if r is None else "%s %r" % (r.status, r.error),
+                   self.log_tail()))
 
     def client(self, seconds=2.0):
         c = FrameClient(self.socket_path, seconds)

@@ -20,6 +20,7 @@
  * volatile-* policies never pick them.
  */
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,6 +71,8 @@ struct vw_queue_s {
     unsigned                connected:1;
     unsigned                closing:1;
     unsigned                safe:1;    /* its eviction policy was checked */
+    unsigned                refused:1; /* Redis refused the password */
+    char                    reason[VW_ERRSTR_LEN];  /* why not ready */
 };
 
 
@@ -86,6 +89,8 @@ static void vw_queue_policy(redisAsyncContext *ac, void *reply,
     void *privdata);
 static void vw_queue_auth(redisAsyncContext *ac, void *reply,
     void *privdata);
+static void vw_queue_not_ready(vw_queue_t *q, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 
 /*
@@ -143,6 +148,7 @@ vw_queue_create(struct event_base *base, const char *addr,
     }
 
     q->base = base;
+    vw_queue_not_ready(q, "connecting to Redis");
 
     if (password != NULL) {
         q->password = strdup(password);
@@ -222,6 +228,7 @@ vw_queue_connect(vw_queue_t *q)
     if (ac->err) {
         vw_log("error", "cannot connect to Redis", "reason", ac->errstr,
                NULL);
+        vw_queue_not_ready(q, "cannot connect to Redis (%s)", ac->errstr);
         redisAsyncFree(ac);
         return VW_ERROR;
     }
@@ -250,6 +257,8 @@ vw_queue_connected(const redisAsyncContext *ac, int status)
     if (status != REDIS_OK) {
         vw_log("error", "cannot connect to Redis", "reason",
                ac->errstr ? ac->errstr : "error", NULL);
+        vw_queue_not_ready(q, "cannot connect to Redis (%s)",
+                           ac->errstr ? ac->errstr : "error");
 
         /* hiredis frees the context after this */
         q->ac = NULL;
@@ -260,7 +269,9 @@ vw_queue_connected(const redisAsyncContext *ac, int status)
 
     q->connected = 1;
     q->safe = 0;
+    q->refused = 0;
     vw_log("info", "connected to Redis", NULL);
+    vw_queue_not_ready(q, "checking Redis's maxmemory-policy");
 
     /* sent on a connected context: queued first, before any job */
     if (q->password != NULL) {
@@ -290,6 +301,8 @@ vw_queue_auth(redisAsyncContext *ac, void *reply, void *privdata)
         /* Redis's message names no password */
         vw_log("error", "Redis refused the password: taking no job",
                "reason", r->str, NULL);
+        q->refused = 1;
+        vw_queue_not_ready(q, "Redis refused the password");
     }
 }
 
@@ -341,6 +354,12 @@ vw_queue_policy(redisAsyncContext *ac, void *reply, void *privdata)
         vw_log("error", "cannot read Redis's maxmemory-policy: taking no "
                "job", "reason", r->type == REDIS_REPLY_ERROR ? r->str : "",
                NULL);
+
+        /* behind a refused AUTH, that is the reason to give */
+        if (!q->refused) {
+            vw_queue_not_ready(q, "cannot read Redis's maxmemory-policy");
+        }
+
         return;
     }
 
@@ -349,6 +368,7 @@ vw_queue_policy(redisAsyncContext *ac, void *reply, void *privdata)
     if (rc == VW_ERROR) {
         vw_log("error", "Redis's INFO names no maxmemory_policy: taking no "
                "job", NULL);
+        vw_queue_not_ready(q, "Redis's INFO names no maxmemory_policy");
         return;
     }
 
@@ -358,11 +378,47 @@ vw_queue_policy(redisAsyncContext *ac, void *reply, void *privdata)
         vw_log("error", "Redis may evict accepted jobs: taking no job until "
                "its maxmemory-policy is noeviction or volatile-*",
                "maxmemory_policy", name, NULL);
+        vw_queue_not_ready(q, "Redis's maxmemory-policy %s may evict "
+                           "accepted jobs", name);
         return;
     }
 
     q->safe = 1;
+    q->reason[0] = '\0';
+
+    /* from here on PING answers 200 (server.c) */
     vw_log("info", "Redis keeps every job", "maxmemory_policy", name, NULL);
+}
+
+
+/*
+ * VW_OK when a push may be sent: connected, the password (if any)
+ * accepted, the eviction policy checked.  Else VW_AGAIN, with *reason
+ * saying what is missing, safe to show (no secret, no address).
+ */
+int
+vw_queue_ready(vw_queue_t *q, const char **reason)
+{
+    if (q->ac != NULL && q->connected && q->safe) {
+        *reason = NULL;
+        return VW_OK;
+    }
+
+    *reason = q->reason[0] ? q->reason : "connecting to Redis";
+
+    return VW_AGAIN;
+}
+
+
+/* records why the queue takes no job, for PING's 503 */
+static void
+vw_queue_not_ready(vw_queue_t *q, const char *fmt, ...)
+{
+    va_list  ap;
+
+    va_start(ap, fmt);
+    vsnprintf(q->reason, sizeof(q->reason), fmt, ap);
+    va_end(ap);
 }
 
 
@@ -381,6 +437,7 @@ vw_queue_disconnected(const redisAsyncContext *ac, int status)
     if (q->connected) {
         vw_log("error", "connection to Redis lost", "reason",
                ac->errstr ? ac->errstr : "closed", NULL);
+        vw_queue_not_ready(q, "the connection to Redis was lost");
     }
 
     q->connected = 0;

@@ -64,6 +64,7 @@ static void vw_server_read(struct bufferevent *bev, void *arg);
 static void vw_server_event(struct bufferevent *bev, short what, void *arg);
 static void vw_server_written(struct bufferevent *bev, void *arg);
 static void vw_server_close(vw_conn_t *conn);
+static void vw_server_ping(vw_conn_t *conn, uint64_t id);
 static void vw_server_frame(vw_conn_t *conn, const vc_frame_header_t *h,
     const unsigned char *fields);
 static void vw_server_dispatch(vw_conn_t *conn, uint64_t id,
@@ -395,7 +396,7 @@ vw_server_frame(vw_conn_t *conn, const vc_frame_header_t *h,
     switch (h->type) {
 
     case VC_FRAME_PING:
-        vw_server_reply(conn, h->type, h->id, 200, NULL, NULL, 0);
+        vw_server_ping(conn, h->id);
         return;
 
     case VC_FRAME_DISPATCH:
@@ -422,6 +423,31 @@ vw_server_frame(vw_conn_t *conn, const vc_frame_header_t *h,
                         0);
         return;
     }
+}
+
+
+/*
+ * PING: 200 once the worker can take work, that is once its queue can make
+ * a job durable (Redis connected, the password accepted, the eviction
+ * policy checked: queue.c's "Redis keeps every job"), and 503 with the
+ * reason and RETRY_AFTER 1 until then, or again while Redis is away.  A
+ * worker without a queue would be ready once listening.
+ */
+static void
+vw_server_ping(vw_conn_t *conn, uint64_t id)
+{
+    char         err[VW_ERRSTR_LEN + 32];
+    const char  *reason;
+
+    if (conn->server->queue == NULL
+        || vw_queue_ready(conn->server->queue, &reason) == VW_OK)
+    {
+        vw_server_reply(conn, VC_FRAME_PING, id, 200, NULL, NULL, 0);
+        return;
+    }
+
+    snprintf(err, sizeof(err), "the worker is not ready: %s", reason);
+    vw_server_reply(conn, VC_FRAME_PING, id, 503, err, NULL, 1);
 }
 
 

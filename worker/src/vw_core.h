@@ -91,6 +91,7 @@ void vw_queue_free(vw_queue_t *q);
 int vw_queue_push(vw_queue_t *q, const vw_job_t *job,
     const vw_queue_limits_t *lim, vw_queue_push_pt handler, void *data);
 int vw_queue_policy_safe(const char *info, const char **policy, size_t *len);
+int vw_queue_ready(vw_queue_t *q, const char **reason);
 int vw_queue_check(const char *addr, const char *password);
 int vw_queue_status(vw_queue_t *q, const char *job_id,
     vw_queue_status_pt handler, void *data);
