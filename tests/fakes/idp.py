@@ -15,13 +15,16 @@ untrusted self-signed certificate (untrusted=True):
 
     idp = IdP()                        # its own CA; idp.ca_file, idp.url
     idp.rotate()                       # a new RSA key with a new kid
+                                       # (no two instances share a kid)
     idp.retire(kid)                    # removes one
     idp.max_age = 2                    # the next /jwks's Cache-Control
     idp.add_token("tok", sub="u1", scope="read", active=True)
+    idp.add_token("t2", exp=False)     # an active answer without exp
     idp.fail("/jwks", "500")           # or "down", "invalid", ("delay", 2.0)
     idp.fail("/jwks", None)            # answers again
     idp.count("/jwks")                 # requests received on that path
     idp.requests("/introspect")        # what they carried (auth parsed)
+    idp.introspected("tok")            # /introspect requests about "tok"
 
 "down" closes each connection as soon as it is accepted, before TLS
 (the client sees a reset or EOF); idp.stop() stops listening altogether
@@ -297,9 +300,10 @@ class IdP:
     # -- keys --------------------------------------------------------------
 
     def rotate(self, kind="rsa"):
-        """Adds a key with a new kid; returns the kid."""
+        """Adds a key with a new kid, unique across IdP instances too;
+        returns the kid."""
         self._n += 1
-        kid = "%s-%d-%d" % (kind, self._n, int(time.time()))
+        kid = "%s-%d-%s" % (kind, self._n, os.urandom(4).hex())
         if kind == "rsa":
             key = rsa.generate_private_key(public_exponent=65537,
                                            key_size=2048)
@@ -348,12 +352,22 @@ class IdP:
 
     def add_token(self, token, active=True, sub="user-1", scope="read",
                   client_id="advisor-app", exp=None, **extra):
+        """The answer /introspect gives for token: {"active": false}, or
+        sub, scope, client_id, exp (default an hour from now; False: no
+        exp member at all) and the extra members."""
         claims = {"active": active}
         if active:
-            claims.update({"sub": sub, "scope": scope, "client_id": client_id,
-                           "exp": exp or int(time.time()) + 3600})
+            claims.update({"sub": sub, "scope": scope, "client_id": client_id})
+            if exp is not False:
+                claims["exp"] = exp or int(time.time()) + 3600
             claims.update(extra)
         self.tokens[token] = claims
+
+    def introspected(self, token):
+        """How many /introspect requests asked about token."""
+        with self.lock:
+            return sum(1 for r in self.log if r["path"] == "/introspect"
+                       and r.get("form", {}).get("token") == token)
 
     # -- failures and counters ---------------------------------------------
 
