@@ -496,6 +496,39 @@ def test_redis_password_from_a_file(worker_factory, redis_factory, tmp):
     dispatch_ok(w, fid=12)
 
 
+def test_redis_password_changed_and_restored(worker_factory, redis_factory,
+                                             tmp):
+    """A password changed under a running worker: its next connection is
+    refused and PING says why; once Redis takes the password again, the
+    worker's next attempt (within 5 s) is ready, without a restart."""
+    r = redis_factory(password=PASSWORD)
+    pw = write(os.path.join(tmp, "redis.pw"), PASSWORD + "\n", mode=0o600)
+    w = worker_factory(config=conf_text(
+        worker="redis_password_file = %s\n" % pw), redis=r.address)
+    dispatch_ok(w)
+
+    admin = r.client()
+    admin.config_set("requirepass", "rotated-" + PASSWORD)
+    admin.execute_command("CLIENT", "KILL", "TYPE", "normal",
+                          "SKIPME", "yes")
+    def refused():
+        # "the connection to Redis was lost" comes first, then the refusal
+        a = w.ping_reply()
+        return a if a is not None and "password" in (a.error or "") else None
+
+    p = vh.wait_for(refused, vh.timeout(5), what="PING naming the password")
+    assert (p.status, p.error, p.retry_after) == \
+        (503, "the worker is not ready: Redis refused the password", 1), p
+
+    admin.config_set("requirepass", PASSWORD)
+    w.wait_ping(200, seconds=vh.timeout(8))
+    dispatch_ok(w, fid=13)
+    # one refusal logged per attempt, not one a second
+    refusals = [o for o in w.log_lines()
+                if o.get("msg") == "Redis refused the password: taking no job"]
+    assert 1 <= len(refusals) <= 3, w.log_tail()
+
+
 def test_wrong_redis_password_refuses_to_start(worker_factory, redis_factory,
                                                tmp):
     r = redis_factory(password=PASSWORD)

@@ -37,6 +37,8 @@
 
 
 #define VW_QUEUE_RECONNECT_MS  1000
+#define VW_QUEUE_RECHECK_MS    5000    /* after a refused password or an
+                                          evicting policy: ask again */
 
 /*
  * How long a claimed idempotency key whose job is not written yet counts as
@@ -72,6 +74,8 @@ struct vw_queue_s {
     unsigned                closing:1;
     unsigned                safe:1;    /* its eviction policy was checked */
     unsigned                refused:1; /* Redis refused the password */
+    unsigned                recheck:1; /* connected but unfit: drop the
+                                          connection and try again later */
     char                    reason[VW_ERRSTR_LEN];  /* why not ready */
 };
 
@@ -79,6 +83,7 @@ struct vw_queue_s {
 static int vw_queue_parse_addr(const char *addr, char **host, int *port,
     char **unix_path);
 static int vw_queue_connect(vw_queue_t *q);
+static void vw_queue_recheck(vw_queue_t *q);
 static void vw_queue_connected(const redisAsyncContext *ac, int status);
 static void vw_queue_disconnected(const redisAsyncContext *ac, int status);
 static void vw_queue_retry(evutil_socket_t fd, short what, void *arg);
@@ -285,7 +290,8 @@ vw_queue_connected(const redisAsyncContext *ac, int status)
 
 /*
  * A refused AUTH needs no action of its own: INFO, sent behind it, fails
- * as well, so the policy is never found safe and no job is taken.
+ * as well, so the policy is never found safe and no job is taken, and
+ * vw_queue_policy() drops the connection to try again later.
  */
 static void
 vw_queue_auth(redisAsyncContext *ac, void *reply, void *privdata)
@@ -360,6 +366,7 @@ vw_queue_policy(redisAsyncContext *ac, void *reply, void *privdata)
             vw_queue_not_ready(q, "cannot read Redis's maxmemory-policy");
         }
 
+        vw_queue_recheck(q);
         return;
     }
 
@@ -369,6 +376,7 @@ vw_queue_policy(redisAsyncContext *ac, void *reply, void *privdata)
         vw_log("error", "Redis's INFO names no maxmemory_policy: taking no "
                "job", NULL);
         vw_queue_not_ready(q, "Redis's INFO names no maxmemory_policy");
+        vw_queue_recheck(q);
         return;
     }
 
@@ -380,6 +388,7 @@ vw_queue_policy(redisAsyncContext *ac, void *reply, void *privdata)
                "maxmemory_policy", name, NULL);
         vw_queue_not_ready(q, "Redis's maxmemory-policy %s may evict "
                            "accepted jobs", name);
+        vw_queue_recheck(q);
         return;
     }
 
@@ -422,6 +431,25 @@ vw_queue_not_ready(vw_queue_t *q, const char *fmt, ...)
 }
 
 
+/*
+ * A connection on which no job may be taken (a refused password, an
+ * evicting or unreadable policy) is dropped, and a new one asks again in
+ * VW_QUEUE_RECHECK_MS: a password restored or a policy mended is picked up
+ * without a restart, and the log says so once per attempt, not per job.
+ */
+static void
+vw_queue_recheck(vw_queue_t *q)
+{
+    if (q->ac == NULL) {
+        return;
+    }
+
+    q->connected = 0;          /* no "connection lost": it is let go */
+    q->recheck = 1;
+    redisAsyncDisconnect(q->ac);
+}
+
+
 static void
 vw_queue_disconnected(const redisAsyncContext *ac, int status)
 {
@@ -448,10 +476,14 @@ vw_queue_disconnected(const redisAsyncContext *ac, int status)
 static void
 vw_queue_schedule(vw_queue_t *q)
 {
+    long            ms;
     struct timeval  tv;
 
-    tv.tv_sec = VW_QUEUE_RECONNECT_MS / 1000;
-    tv.tv_usec = (VW_QUEUE_RECONNECT_MS % 1000) * 1000;
+    ms = q->recheck ? VW_QUEUE_RECHECK_MS : VW_QUEUE_RECONNECT_MS;
+    q->recheck = 0;
+
+    tv.tv_sec = ms / 1000;
+    tv.tv_usec = (ms % 1000) * 1000;
 
     if (!evtimer_pending(q->retry, NULL)) {
         evtimer_add(q->retry, &tv);
