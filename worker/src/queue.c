@@ -17,7 +17,8 @@
  * silently: after each connection the worker reads maxmemory_policy from
  * INFO (CONFIG may be renamed away on managed services) and takes no job
  * while it is one of the allkeys-* policies.  Job keys carry no TTL, so the
- * volatile-* policies never pick them.
+ * volatile-* policies never pick them.  A connection found unfit (that, or
+ * a refused password) is dropped and a new one asks again 5 s later.
  */
 
 #include <stdarg.h>
