@@ -25,7 +25,8 @@ import pytest
 
 import vantage_harness as vh
 import worker_harness as wh
-from worker_harness import DISPATCH, PING, REPLY, T_JOB_ID
+from worker_harness import (DISPATCH, FETCH, PING, REPLY, T_FETCH_KIND,
+                            T_IDP, T_JOB_ID)
 
 
 EXAMPLE = os.path.join(vh.REPO, "conf", "vantage-worker.conf")
@@ -140,6 +141,11 @@ BAD = [
      "worker.conf:4: visibility_timeout: 14s must be more than the longest "
      "job timeout (10s, in [job http.example]) + 5s, or another worker "
      "takes over an attempt still running and runs the job twice"),
+    # FETCH may name a provider by URL: one URL, one [idp]
+    ("idp-shared-url", conf_text("[idp a]\ndiscovery = https://idp/t1\n"
+                                 "[idp b]\njwks_url = https://idp/t1\n"),
+     "worker.conf:10: jwks_url: the same URL as discovery in [idp a] at "
+     "line 8: a URL names one [idp] only"),
 ]
 
 
@@ -413,6 +419,34 @@ def test_sighup_keeps_the_old_file_when_the_new_one_is_bad(worker_factory):
     w.write_config(conf_text(job_extra="backoff_base = 10s\n"))
     w.send_signal(signal.SIGHUP)
     assert reloaded(w)["jobs"] == "1"
+    ping_ok(w)
+
+
+def test_sighup_refuses_idp_sections_sharing_a_url(worker_factory, tmp):
+    """The rule --check applies holds at a reload too: the new file is
+    refused and the old one, without [idp b], stays in force."""
+    secret = write(os.path.join(tmp, "secret"), "s\n", mode=0o600)
+    idp_a = ("[idp a]\ndiscovery = https://idp/t1\n"
+             "introspection_url = https://idp/introspect\n"
+             "client_id = a\nclient_secret_file = %s\n" % secret)
+    w = worker_factory(config=conf_text(idp_a))
+    w.write_config(conf_text(idp_a + "[idp b]\njwks_url = https://idp/keys\n"
+                             "introspection_url = https://idp/introspect\n"
+                             "client_id = b\nclient_secret_file = %s\n"
+                             % secret))
+    w.send_signal(signal.SIGHUP)
+    e = wait_log(w, lambda o: o.get("level") == "error",
+                 what="the reload's error")
+    assert e["msg"] == "configuration not reloaded: the old one stays in " \
+        "force", e
+    assert e["reason"] == ("%s:14: introspection_url: the same URL as "
+                           "introspection_url in [idp a] at line 9: a URL "
+                           "names one [idp] only" % w.config_file), e
+    assert msgs(w, "configuration reloaded") == []
+    with wh.FrameClient(w.socket_path) as c:
+        r = c.request(FETCH, 5, [(T_IDP, "b"), (T_FETCH_KIND, "jwks")])
+    assert (r.type, r.id, r.status, r.error) == \
+        (FETCH | REPLY, 5, 404, "no such identity provider"), r
     ping_ok(w)
 
 

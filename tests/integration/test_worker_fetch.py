@@ -11,7 +11,9 @@ provider is down or answers 500 or garbage, an untrusted certificate
 refused, one request at the provider for 20 FETCHes at once,
 introspection with client_secret_basic and client_secret_post (the
 credentials parsed at the provider), timeouts, the request errors, and
-no secret or token in the worker's log.
+no secret or token in the worker's log.  A provider may be named by a
+URL its section lists, as nginx.conf names it: the same key set and the
+same single flight as by name, and a 404 for another kind's URL.
 """
 
 import json
@@ -335,6 +337,95 @@ def test_provider_slow_timeout_504(worker, idp):
 
 
 # --------------------------------------------------------------------------
+# a provider named by URL, as the module's directives name it
+
+def test_by_discovery_url(worker, idp):
+    r = fetch(worker, idp=idp.url)
+    assert r.status == 200, r
+    assert r.kids() == sorted(idp.kids())
+    assert r.stale is False and r.error is None
+    d = fetch(worker, idp=idp.url, kind="discovery")
+    assert d.status == 200, d
+    assert d.json["issuer"] == idp.issuer
+    assert idp.count(WELL_KNOWN) == 1 and idp.count("/jwks") == 1
+    # logged under the section's name, never the URL's path
+    lines = fetch_lines(worker, outcome="ok")
+    assert [(l["idp"], l["kind"]) for l in lines] == \
+        [("main", "discovery"), ("main", "jwks")], lines
+
+
+def test_by_jwks_url(start_worker, idp, secret_file):
+    w = start_worker([idp_section("direct", idp, secret_file,
+                                  discovery=False)])
+    r = fetch(w, idp=idp.url + "/jwks")
+    assert r.status == 200 and r.kids() == sorted(idp.kids()), r
+    assert idp.count(WELL_KNOWN) == 0 and idp.count("/jwks") == 1
+    # the section has no discovery, whatever it is named by
+    r = fetch(w, idp=idp.url + "/jwks", kind="discovery")
+    assert (r.status, r.error) == \
+        (400, "the identity provider has no discovery configured"), r
+
+
+def test_by_introspection_url(worker, idp):
+    r = fetch(worker, idp=idp.url + "/introspect", kind="introspect",
+              token=TOKENS[0])
+    assert r.status == 200, r
+    assert r.json["active"] is True and r.json["sub"] == "advisor-42"
+    rec = idp.requests("/introspect")[-1]
+    assert rec["client"] == ("client_secret_basic", "vantage", CLIENT_SECRET)
+    assert fetch_lines(worker, kind="introspect", outcome="ok",
+                       idp="main")
+
+
+@pytest.mark.parametrize("path,kind", [
+    ("/introspect", "jwks"),            # introspection_url, for a key set
+    ("/introspect", "discovery"),
+    ("", "introspect"),                 # discovery, for introspection
+    ("/", "jwks"),                      # not byte for byte
+    ("/jwks", "jwks"),                  # this section has discovery
+    ("/.well-known/openid-configuration", "jwks"),
+])
+def test_url_of_another_kind_is_404(worker, idp, path, kind):
+    r = fetch(worker, idp=idp.url + path, kind=kind,
+              token=TOKENS[0] if kind == "introspect" else None)
+    assert (r.status, r.error, r.raw) == \
+        (404, "no such identity provider", None), r
+    assert idp.requests() == []
+
+
+def test_url_of_a_host_not_listed_is_404(worker, idp):
+    r = fetch(worker, idp=idp.url.replace("127.0.0.1", "localhost"))
+    assert (r.status, r.error) == (404, "no such identity provider"), r
+    assert idp.requests() == []
+
+
+def test_name_and_url_share_one_key_set(worker, idp):
+    by_name = fetch(worker)
+    assert by_name.status == 200, by_name
+    by_url = fetch(worker, idp=idp.url)
+    assert by_url.status == 200 and by_url.raw == by_name.raw, by_url
+    assert fetch(worker, kind="discovery").status == 200
+    assert fetch(worker, idp=idp.url, kind="discovery").status == 200
+    assert idp.count(WELL_KNOWN) == 1 and idp.count("/jwks") == 1
+
+
+def test_name_and_url_share_one_flight(worker, idp):
+    idp.fail(WELL_KNOWN, ("delay", 0.5))
+    clients = [wh.FrameClient(worker.socket_path) for _ in range(10)]
+    try:
+        for i, c in enumerate(clients):
+            c.send_frame(FETCH, 100 + i,
+                         fetch_fields(idp="main" if i % 2 else idp.url))
+        replies = [Reply(c.recv_frame(5)) for c in clients]
+    finally:
+        for c in clients:
+            c.close()
+    assert [r.status for r in replies] == [200] * 10, replies
+    assert len({r.raw for r in replies}) == 1
+    assert idp.count(WELL_KNOWN) == 1 and idp.count("/jwks") == 1
+
+
+# --------------------------------------------------------------------------
 # introspection
 
 def test_introspect_basic(worker, idp):
@@ -401,7 +492,17 @@ def test_introspect_failures(worker, idp, mode, status, error):
 @pytest.mark.parametrize("fields,status,error", [
     (fetch_fields(idp="nope"), 404, "no such identity provider"),
     (fetch_fields(idp=None), 400,
-     "the idp is missing or not [A-Za-z0-9._-]{1,128}"),
+     "the idp is missing or not [A-Za-z0-9._-]{1,128} or an https:// URL"),
+    (fetch_fields(idp="http://127.0.0.1/jwks"), 400,
+     "the idp is missing or not [A-Za-z0-9._-]{1,128} or an https:// URL"),
+    (fetch_fields(idp="https://"), 400,
+     "the idp is missing or not [A-Za-z0-9._-]{1,128} or an https:// URL"),
+    (fetch_fields(idp="https://idp/a b"), 400,
+     "the idp is missing or not [A-Za-z0-9._-]{1,128} or an https:// URL"),
+    (fetch_fields(idp="https://idp/" + "k" * 4085), 400,
+     "the idp is missing or not [A-Za-z0-9._-]{1,128} or an https:// URL"),
+    (fetch_fields(idp="https://idp/" + "k" * 4084), 404,
+     "no such identity provider"),
     (fetch_fields(kind=None), 400,
      "the fetch kind is missing or not jwks, discovery or introspect"),
     (fetch_fields(kind="keys"), 400,

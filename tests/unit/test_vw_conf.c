@@ -1007,6 +1007,95 @@ test_idp(void **state)
 }
 
 
+/*
+ * [idp] by URL: the section whose key set URL (discovery or jwks_url) or
+ * introspection_url a FETCH names; two sections may not share one
+ */
+static void
+test_idp_url(void **state)
+{
+    char                  cwdbuf[1024], text[8192];
+    vw_conf_t            *conf;
+    const vw_conf_idp_t  *idp;
+
+#define U(conf, url, keys)  vw_conf_idp_url(conf, url, strlen(url), keys)
+
+    assert_non_null(getcwd(cwdbuf, sizeof(cwdbuf)));
+    write_file("secret", "SECRET-client\n", 14);
+
+    snprintf(text, sizeof(text), W
+             "[idp a]\ndiscovery = https://idp.example.com/t1\n"
+             "introspection_url = https://idp.example.com/introspect\n"
+             "client_id = a\nclient_secret_file = %s/secret\n"
+             "[idp b]\njwks_url = https://idp.example.com/keys\n"
+             /* another kind's URL may be the same: the kind decides */
+             "introspection_url = https://idp.example.com/t1\n"
+             "client_id = b\nclient_secret_file = %s/secret\n",
+             cwdbuf, cwdbuf);
+    conf = load_ok(text);
+
+    idp = U(conf, "https://idp.example.com/t1", 1);
+    assert_non_null(idp);
+    assert_string_equal(idp->name, "a");
+    idp = U(conf, "https://idp.example.com/keys", 1);
+    assert_non_null(idp);
+    assert_string_equal(idp->name, "b");
+    idp = U(conf, "https://idp.example.com/introspect", 0);
+    assert_non_null(idp);
+    assert_string_equal(idp->name, "a");
+    idp = U(conf, "https://idp.example.com/t1", 0);
+    assert_non_null(idp);
+    assert_string_equal(idp->name, "b");
+
+    /* exactly: no other kind, no prefix, no trailing slash, no case */
+    assert_null(U(conf, "https://idp.example.com/introspect", 1));
+    assert_null(U(conf, "https://idp.example.com/keys", 0));
+    assert_null(U(conf, "https://idp.example.com/t", 1));
+    assert_null(U(conf, "https://idp.example.com/t1/", 1));
+    assert_null(U(conf, "https://IDP.example.com/t1", 1));
+    assert_null(U(conf, "a", 1));
+    assert_null(U(NULL, "https://idp.example.com/t1", 1));
+
+    /* by its length: a frame's field is not NUL-terminated */
+    idp = vw_conf_idp_url(conf, "https://idp.example.com/t1x", 26, 1);
+    assert_non_null(idp);
+    assert_string_equal(idp->name, "a");
+    vw_conf_free(conf);
+
+    load_err(W "[idp a]\ndiscovery = https://i/t\n"
+             "[idp b]\ndiscovery = https://i/t\n",
+             "worker.conf:7: discovery: the same URL as discovery in "
+             "[idp a] at line 5: a URL names one [idp] only");
+    load_err(W "[idp a]\njwks_url = https://i/k\n"
+             "[idp b]\n\njwks_url = https://i/k\n",
+             "worker.conf:8: jwks_url: the same URL as jwks_url in "
+             "[idp a] at line 5: a URL names one [idp] only");
+    /* across the two keys, either way round */
+    load_err(W "[idp a]\ndiscovery = https://i/t\n"
+             "[idp b]\njwks_url = https://i/t\n",
+             "worker.conf:7: jwks_url: the same URL as discovery in "
+             "[idp a] at line 5: a URL names one [idp] only");
+    load_err(W "[idp a]\njwks_url = https://i/t\n"
+             "[idp b]\ndiscovery = https://i/t\n",
+             "worker.conf:7: discovery: the same URL as jwks_url in "
+             "[idp a] at line 5: a URL names one [idp] only");
+
+    snprintf(text, sizeof(text), W
+             "[idp a]\ndiscovery = https://i/a\n"
+             "introspection_url = https://i/in\n"
+             "client_id = a\nclient_secret_file = %s/secret\n"
+             "[idp b]\ndiscovery = https://i/b\n"
+             "client_id = b\nclient_secret_file = %s/secret\n"
+             "introspection_url = https://i/in\n",
+             cwdbuf, cwdbuf);
+    load_err(text, "worker.conf:13: introspection_url: the same URL as "
+             "introspection_url in [idp a] at line 6: a URL names one "
+             "[idp] only");
+
+#undef U
+}
+
+
 int
 main(void)
 {
@@ -1027,6 +1116,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_error_no_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_secret_files, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idp, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_idp_url, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -298,6 +298,7 @@ static int vw_conf_section(vw_conf_ctx_t *ctx, char *p);
 static int vw_conf_finish(vw_conf_ctx_t *ctx);
 static int vw_conf_finish_job(vw_conf_ctx_t *ctx, vw_conf_sect_t *s);
 static int vw_conf_finish_idp(vw_conf_ctx_t *ctx, vw_conf_sect_t *s);
+static int vw_conf_idp_unique(vw_conf_ctx_t *ctx, vw_conf_sect_t *s);
 static int vw_conf_error(vw_conf_ctx_t *ctx, unsigned line, const char *key,
     const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 static const char *vw_conf_quote(char *buf, size_t size, const char *s);
@@ -529,6 +530,33 @@ vw_conf_idp(const vw_conf_t *conf, const char *name, size_t len)
             return idp;
         }
     }
+
+    return NULL;
+}
+
+
+const vw_conf_idp_t *
+vw_conf_idp_url(const vw_conf_t *conf, const char *url, size_t len,
+    unsigned keys)
+{
+    const vw_conf_idp_t  *idp;
+
+#define vw_is(u)                                                             \
+    ((u) != NULL && strlen(u) == len && memcmp(u, url, len) == 0)
+
+    if (conf == NULL) {
+        return NULL;
+    }
+
+    for (idp = conf->idps; idp != NULL; idp = idp->next) {
+        if (keys ? (vw_is(idp->discovery) || vw_is(idp->jwks_url))
+                 : vw_is(idp->introspection_url))
+        {
+            return idp;
+        }
+    }
+
+#undef vw_is
 
     return NULL;
 }
@@ -903,7 +931,10 @@ vw_conf_finish(vw_conf_ctx_t *ctx)
     slowest = NULL;
 
     for (s = ctx->sects; s != NULL; s = s->next) {
-        if (s->kind == VW_CONF_IDP && vw_conf_finish_idp(ctx, s) != VW_OK) {
+        if (s->kind == VW_CONF_IDP
+            && (vw_conf_finish_idp(ctx, s) != VW_OK
+                || vw_conf_idp_unique(ctx, s) != VW_OK))
+        {
             return VW_ERROR;
         }
 
@@ -1114,6 +1145,73 @@ vw_conf_finish_idp(vw_conf_ctx_t *ctx, vw_conf_sect_t *s)
         return vw_conf_error(ctx, s->lines[VW_CONF_IDP_MAX_AGE_CAP],
                              "max_age_cap", "%s is less than min_refresh "
                              "(%s)", b, a);
+    }
+
+    return VW_OK;
+}
+
+
+/*
+ * FETCH may name a provider by URL instead of by name (docs/PROTOCOL.md),
+ * so a key set's URL (discovery or jwks_url, either of them) may belong
+ * to one [idp] only, and so may an introspection_url.  s is checked
+ * against the sections before it, whose own checks have passed.
+ */
+static int
+vw_conf_idp_unique(vw_conf_ctx_t *ctx, vw_conf_sect_t *s)
+{
+    char             label[VW_CONF_NAME_MAX + 16];
+    unsigned         i, j;
+    const char      *url, *key, *other;
+    vw_conf_idp_t   *idp = s->obj, *o;
+    vw_conf_sect_t  *os;
+
+    /* finish_idp() has made sure that at most one of the two is set */
+    url = idp->discovery ? idp->discovery : idp->jwks_url;
+    key = idp->discovery ? "discovery" : "jwks_url";
+    i = idp->discovery ? VW_CONF_IDP_DISCOVERY : VW_CONF_IDP_JWKS_URL;
+
+    for (os = ctx->sects; os != s; os = os->next) {
+        if (os->kind != VW_CONF_IDP) {
+            continue;
+        }
+
+        o = os->obj;
+        other = NULL;
+        j = 0;
+
+        if (url != NULL && o->discovery != NULL
+            && strcmp(url, o->discovery) == 0)
+        {
+            other = "discovery";
+            j = VW_CONF_IDP_DISCOVERY;
+
+        } else if (url != NULL && o->jwks_url != NULL
+                   && strcmp(url, o->jwks_url) == 0)
+        {
+            other = "jwks_url";
+            j = VW_CONF_IDP_JWKS_URL;
+        }
+
+        if (other != NULL) {
+            return vw_conf_error(ctx, s->lines[i], key, "the same URL as %s "
+                                 "in %s at line %u: a URL names one [idp] "
+                                 "only", other,
+                                 vw_conf_label(os, label, sizeof(label)),
+                                 os->lines[j]);
+        }
+
+        if (idp->introspection_url != NULL && o->introspection_url != NULL
+            && strcmp(idp->introspection_url, o->introspection_url) == 0)
+        {
+            return vw_conf_error(ctx,
+                                 s->lines[VW_CONF_IDP_INTROSPECTION_URL],
+                                 "introspection_url", "the same URL as "
+                                 "introspection_url in %s at line %u: a URL "
+                                 "names one [idp] only",
+                                 vw_conf_label(os, label, sizeof(label)),
+                                 os->lines[VW_CONF_IDP_INTROSPECTION_URL]);
+        }
     }
 
     return VW_OK;

@@ -5,7 +5,8 @@
  * loop, over curl with the provider's certificate verified (ca_file or
  * the system's CAs; https:// only, no redirects).
  *
- * Key sets are kept per [idp] in memory.  One refresh runs at a time per
+ * Key sets are kept per [idp] in memory, under the section's name, however
+ * a FETCH named it (by name or by URL).  One refresh runs at a time per
  * provider, and every FETCH that comes while it runs waits for it (single
  * flight).  A set lives for the response's Cache-Control max-age, clamped
  * to [min_refresh, max_age_cap] (min_refresh when the provider says none,
@@ -220,7 +221,18 @@ vw_fetch_start(vw_fetch_t *f, const char *name, size_t len,
     vw_fetch_waiter_t     *w;
     const vw_conf_idp_t   *idp;
 
-    idp = vw_conf_idp(vw_conf_current(), name, len);
+    if (len > 8 && memcmp(name, "https://", 8) == 0) {
+        /*
+         * a URL of the module's directives: the section that lists it for
+         * this kind (no two sections share one, conf.c sees to it), from
+         * here on as if named; so a name and a URL share one key set
+         */
+        idp = vw_conf_idp_url(vw_conf_current(), name, len,
+                              kind != VW_FETCH_INTROSPECT);
+
+    } else {
+        idp = vw_conf_idp(vw_conf_current(), name, len);
+    }
 
     if (idp == NULL) {
         vw_fetch_error(handler, data, 404, "no such identity provider");
@@ -244,7 +256,7 @@ vw_fetch_start(vw_fetch_t *f, const char *name, size_t len,
         return;
     }
 
-    st = vw_fetch_idp_get(f, name, len);
+    st = vw_fetch_idp_get(f, idp->name, strlen(idp->name));
     if (st == NULL) {
         vw_fetch_error(handler, data, 503, "the worker is out of memory");
         return;

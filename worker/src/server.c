@@ -25,6 +25,10 @@
 #include "vw_fetch.h"
 
 
+/* the longest URL FETCH's IDP may be; a longer one is no [idp]'s */
+#define VW_SERVER_URL_MAX  4096
+
+
 struct vw_server_s {
     struct event_base          *base;
     struct evconnlistener      *listener;
@@ -436,6 +440,36 @@ vw_server_valid_type(const vw_str_t *s)
         if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
               || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-'))
         {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+/*
+ * FETCH's IDP: an [idp] section's name, or a URL its file lists (the
+ * module names providers by the URLs of its own directives); which
+ * section, if any, is fetch.c's to find
+ */
+static int
+vw_server_valid_idp(const vw_str_t *s)
+{
+    size_t  i;
+
+    if (s->data == NULL || s->len <= 8
+        || memcmp(s->data, "https://", 8) != 0)
+    {
+        return vw_server_valid_type(s);
+    }
+
+    if (s->len > VW_SERVER_URL_MAX) {
+        return 0;
+    }
+
+    for (i = 8; i < s->len; i++) {
+        if (s->data[i] <= 0x20 || s->data[i] >= 0x7f) {
             return 0;
         }
     }
@@ -977,10 +1011,11 @@ typedef struct {
 
 
 /*
- * FETCH: IDP names an [idp] of the worker's configuration, FETCH_KIND
- * says what of it (jwks, discovery, introspect), TOKEN is introspect's.
- * The module never names a URL or a credential: the worker calls only the
- * providers its own configuration lists, with its own secrets.
+ * FETCH: IDP names an [idp] of the worker's configuration, by its name or
+ * by one of its URLs, FETCH_KIND says what of it (jwks, discovery,
+ * introspect), TOKEN is introspect's.  A URL only selects a section that
+ * lists it, and the module never sends a credential: the worker calls
+ * only the providers its own configuration lists, with its own secrets.
  */
 static void
 vw_server_fetch(vw_conn_t *conn, uint64_t id, const unsigned char *fields,
@@ -1027,9 +1062,10 @@ vw_server_fetch(vw_conn_t *conn, uint64_t id, const unsigned char *fields,
         single->len = f.len;
     }
 
-    if (!vw_server_valid_type(&idp)) {
+    if (!vw_server_valid_idp(&idp)) {
         vw_server_reply(conn, VC_FRAME_FETCH, id, 400, "the idp is missing "
-                        "or not [A-Za-z0-9._-]{1,128}", NULL, 0);
+                        "or not [A-Za-z0-9._-]{1,128} or an https:// URL",
+                        NULL, 0);
         return;
     }
 

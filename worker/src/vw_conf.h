@@ -158,6 +158,16 @@ const vw_conf_idp_t *vw_conf_idp(const vw_conf_t *conf, const char *name,
     size_t len);
 
 /*
+ * The identity provider a URL names, compared byte for byte: with keys
+ * set, the one whose discovery or jwks_url it is (a FETCH of a key set or
+ * a discovery document); else the one whose introspection_url it is.
+ * NULL when none does.  vw_conf_load() refuses a file in which two
+ * sections share such a URL, so there is one at most.
+ */
+const vw_conf_idp_t *vw_conf_idp_url(const vw_conf_t *conf, const char *url,
+    size_t len, unsigned keys);
+
+/*
  * main.c: the configuration in force.  SIGHUP swaps in a new one and frees
  * the old one at once, from the event loop.  So a module reads it afresh
  * in each callback and never keeps a pointer into it (a job's, a target's,

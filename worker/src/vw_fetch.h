@@ -44,8 +44,11 @@ vw_fetch_t *vw_fetch_create(struct event_base *base);
 void vw_fetch_free(vw_fetch_t *f);
 
 /*
- * Starts a fetch for the identity provider of that name in the
- * configuration in force.  handler runs exactly once: from within this
+ * Starts a fetch for an identity provider of the configuration in force:
+ * idp is a section's name, or a URL one section lists (discovery or
+ * jwks_url for jwks and discovery, introspection_url for introspect;
+ * byte for byte).  A provider named either way is the same one, with one
+ * key set and one refresh.  handler runs exactly once: from within this
  * call when the answer is known at once (a fresh cached key set, an
  * unknown provider), else later from the loop.  token is introspect's
  * only; it is copied.
