@@ -31,10 +31,19 @@ untrusted self-signed certificate (untrusted=True):
 (connection refused) and idp.start() listens again on the same port.
 The tests import it; it also runs on its own:
 
-    /usr/bin/python3 tests/fakes/idp.py --port 8443 --dir /tmp/idp
+    /usr/bin/python3 tests/fakes/idp.py --port 8443 --dir /tmp/idp \
+        [--token TOKEN=SUB[:SCOPE[:EXP]]]... [--client ID=SECRET_FILE]...
 
-which writes ca.pem into --dir and prints the issuer URL.  Standard
-library and python3-cryptography only.
+which writes ca.pem into --dir and prints, as one JSON line, the issuer
+URL, ca_file, the client ids and the active tokens.  Each --token is an
+active token (EXP in Unix seconds, default an hour from the start);
+without one, "demo-active-token" is.  Each --client is a client that may
+introspect, its secret the file's content less one trailing newline;
+without one, the client "vantage" with the secret in IdP.__init__.  Any
+other token is {"active": false}.  GET /_counts (no provider has it,
+and it is not counted) answers the requests received so far by path,
+e.g. {"/introspect": 3}, so that a script can see what reached the
+provider.  Standard library and python3-cryptography only.
 """
 
 import argparse
@@ -166,6 +175,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if idp.down:
             # a connection kept open from before: it goes down too
             mode = "close"
+        elif path == "/_counts":
+            mode = None
         else:
             with idp.lock:
                 idp.log.append(rec)
@@ -183,6 +194,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.close_connection = True
             self.connection.shutdown(socket.SHUT_RDWR)
             return
+        if path == "/_counts" and self.command == "GET":
+            return self._send(200, idp.counts())
         if path == WELL_KNOWN and self.command == "GET":
             return self._send(200, idp.discovery_document())
         if path == "/jwks" and self.command == "GET":
@@ -396,6 +409,14 @@ class IdP:
         with self.lock:
             return sum(1 for r in self.log if r["path"] == path)
 
+    def counts(self):
+        """{path: requests received}, for every path asked."""
+        out = {}
+        with self.lock:
+            for r in self.log:
+                out[r["path"]] = out.get(r["path"], 0) + 1
+        return out
+
     def requests(self, path=None):
         with self.lock:
             return [r for r in self.log if path is None or r["path"] == path]
@@ -405,6 +426,39 @@ class IdP:
             self.log = []
 
 
+def _token_arg(v):
+    """TOKEN=SUB[:SCOPE[:EXP]] -> (token, sub, scope, exp or None)"""
+    token, eq, rest = v.partition("=")
+    if not token or not eq or not rest:
+        raise argparse.ArgumentTypeError(
+            "%r is not TOKEN=SUB[:SCOPE[:EXP]]" % v)
+    sub, _, rest = rest.partition(":")
+    scope, _, exp = rest.partition(":")
+    try:
+        exp = int(exp) if exp else None
+    except ValueError:
+        raise argparse.ArgumentTypeError("%r: EXP is not Unix seconds" % v)
+    return token, sub, scope or "read", exp
+
+
+def _client_arg(v):
+    """ID=SECRET_FILE -> (id, secret): the file's content less one
+    trailing newline, as the worker reads its client_secret_file"""
+    cid, eq, path = v.partition("=")
+    if not cid or not eq or not path:
+        raise argparse.ArgumentTypeError("%r is not ID=SECRET_FILE" % v)
+    try:
+        with open(path) as f:
+            secret = f.read()
+    except OSError as e:
+        raise argparse.ArgumentTypeError("%s: %s" % (path, e.strerror))
+    for nl in ("\r\n", "\n"):
+        if secret.endswith(nl):
+            secret = secret[:-len(nl)]
+            break
+    return cid, secret
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--port", type=int, default=0)
@@ -412,15 +466,26 @@ def main():
     ap.add_argument("--untrusted", action="store_true",
                     help="a self-signed certificate, in no CA's name")
     ap.add_argument("--max-age", type=int, default=300)
+    ap.add_argument("--token", type=_token_arg, action="append", default=[],
+                    metavar="TOKEN=SUB[:SCOPE[:EXP]]",
+                    help="an active token (repeatable; EXP in Unix seconds, "
+                         "default an hour from now)")
+    ap.add_argument("--client", type=_client_arg, action="append",
+                    default=[], metavar="ID=SECRET_FILE",
+                    help="a client allowed to introspect (repeatable)")
     args = ap.parse_args()
     d = args.dir or tempfile.mkdtemp(prefix="idp-")
     os.makedirs(d, exist_ok=True)
     idp = IdP(directory=d, untrusted=args.untrusted, port=args.port,
-              max_age=args.max_age)
-    idp.add_token("demo-active-token", sub="demo-user", scope="read write")
+              max_age=args.max_age,
+              clients=dict(args.client) if args.client else None)
+    for token, sub, scope, exp in (args.token or
+                                   [("demo-active-token", "demo-user",
+                                     "read write", None)]):
+        idp.add_token(token, sub=sub, scope=scope, exp=exp)
     print(json.dumps({"issuer": idp.issuer, "ca_file": idp.ca_file,
-                      "client_id": "vantage",
-                      "client_secret_hint": "see idp.py: clients"}),
+                      "clients": sorted(idp.clients),
+                      "tokens": sorted(idp.tokens)}),
           flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *a: stop.set())
