@@ -170,7 +170,7 @@ uninstall:
 	    $(DESTDIR)$(UNITDIR)/vantage-worker.service
 	@echo "$(DESTDIR)$(CONFDIR)/worker.conf kept"
 
-bench: deps module
+bench: deps module worker
 	@lua-free-scripts/bench.sh
 
 bench-jobs: deps module worker

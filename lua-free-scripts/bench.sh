@@ -3,9 +3,11 @@
 # ngx_vantage_module cost a proxied request, measured as
 # /work/shared/bench/run-peers.sh measures its peers.
 #
-#   lua-free-scripts/bench.sh                     3 rounds x 10 s, about 4 min
+#   lua-free-scripts/bench.sh                     3 rounds x 10 s, about 7 min
 #   ROUNDS=1 DURATION=5 lua-free-scripts/bench.sh
 #   ONLY=a-plain lua-free-scripts/bench.sh        the baseline alone (no module)
+#   ONLY="a-plain v-apikey v-introspect" lua-free-scripts/bench.sh
+#                                                 the auth schemes, about 2 min
 #   lua-free-scripts/bench.sh jobs                the jobs part instead: jobs
 #     accepted and delivered per second through the worker and Redis, and
 #     their CPU (lua-free-scripts/bench-jobs.sh; BENCH_SET=jobs does the same)
@@ -16,6 +18,9 @@
 #   v-rs256-cache    + vantage_jwt_cache zone=jwt:10m
 #   v-es256-nocache  + vantage_jwt, ES256 (P-256 PEM public key), no cache
 #   v-apikey         + vantage_api_key, the key in X-Api-Key (a 2-entry file)
+#   v-introspect     + vantage_auth introspect: an opaque bearer token,
+#                    introspected once through vantage-worker, then every
+#                    request a hit in the module's cache (cache=1h)
 #   v-rl1            one Redis limit (key: client address)
 #   v-rl3            three Redis limits on one location
 #   v-rs256-cache-rl1  RS256 with the cache + one limit keyed by the sub claim
@@ -24,6 +29,17 @@
 # The limits are far above the load's rate, so nothing is refused (as in the
 # peers' Lua bucket).  redis-server (no persistence) runs on $LOAD_CPU with
 # the load; its CPU time per request is reported beside the gateway's.
+#
+# v-introspect is the warm-cache figure: what a request whose token the
+# module has already had introspected costs the gateway.  Only when it is
+# selected, three more processes run on $LOAD_CPU, beside the load: the
+# identity provider emulator (tests/fakes/idp.py, HTTPS, its own CA), a
+# vantage-worker whose [idp] section lists its introspection_url, and the
+# worker's own redis-server (its queue needs one; not the limits' Redis,
+# whose command count the sanity checks read).  The first valid request is
+# introspected (one request at the provider) and the second must not be;
+# the provider's count over the warm-ups and measured runs goes into the
+# results, where anything above 0 means the cache was not warm.
 #
 # Layout (the same for every config): the gateway nginx (master + 1 worker)
 # is pinned to cpu $GW_CPU; wrk -t1 -c64 and the backend nginx (1 worker,
@@ -44,11 +60,13 @@
 #   GW_CPU=0 LOAD_CPU=1 NGINX=/usr/sbin/nginx
 #   MODULE=build/ngx_vantage_module.so (copied into the run directory, so a
 #     rebuild during the run does not change the file under nginx)
+#   WORKER_BIN=build/vantage-worker (copied too; for v-introspect only)
 #   ONLY="a-plain v-rs256-cache"   a subset of the config ids
 #   WAIT_IDLE=0   seconds to wait, before measuring, for the machine to be
 #                 under 10% busy (other people's builds and tests)
 #   BENCH_DIR=build/bench  BACKEND_PORT=19080  GW_BASE_PORT=19081
 #   REDIS_PORT=19379  DEAD_PORT=19378 (nothing may listen there)
+#   IDP_PORT=19443  WORKER_REDIS_PORT=19380 (v-introspect only)
 #   PEERS_DIR=/work/shared/bench/peers (set it empty for the built-in copies)
 #
 # Output: a markdown table on stdout and in $BENCH_DIR/results.md; per-run
@@ -71,6 +89,7 @@ GW_CPU=${GW_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 NGINX=${NGINX:-/usr/sbin/nginx}
 MODULE=${MODULE:-$ROOT/build/ngx_vantage_module.so}
+WORKER_BIN=${WORKER_BIN:-$ROOT/build/vantage-worker}
 ONLY=${ONLY:-}
 WAIT_IDLE=${WAIT_IDLE:-0}
 OUT=${BENCH_DIR:-$ROOT/build/bench}
@@ -78,6 +97,8 @@ BACKEND_PORT=${BACKEND_PORT:-19080}
 GW_BASE_PORT=${GW_BASE_PORT:-19081}
 REDIS_PORT=${REDIS_PORT:-19379}
 DEAD_PORT=${DEAD_PORT:-19378}
+IDP_PORT=${IDP_PORT:-19443}
+WORKER_REDIS_PORT=${WORKER_REDIS_PORT:-19380}
 PEERS_DIR=${PEERS_DIR-/work/shared/bench/peers}
 PY=/usr/bin/python3
 RUN=$OUT/run
@@ -98,6 +119,7 @@ CONFIGS_ALL=(
   "v-rl3|none|vantage_rate_limit \$binary_remote_addr $RL name=a; vantage_rate_limit \$binary_remote_addr rate=900000r/s burst=900000 name=b; vantage_rate_limit \$server_port $RL name=c;|vantage_redis 127.0.0.1:@REDIS_PORT@;"
   "v-rs256-cache-rl1|rs256|vantage_jwt on; vantage_jwt_keys @KEYS@/rs256-public.pem; vantage_jwt_algorithms RS256; vantage_jwt_cache zone=jwt:10m; vantage_rate_limit \$vantage_jwt_claim_sub $RL;|vantage_redis 127.0.0.1:@REDIS_PORT@;"
   "v-apikey|apikey|vantage_api_key on; vantage_api_keys @KEYS@/api-keys.json;|"
+  "v-introspect|opaque|vantage_auth introspect; vantage_introspect @IDP_URL@/introspect cache=1h;|vantage_worker unix:@WORKER_SOCK@;"
   "v-rl1-breaker|none|vantage_rate_limit \$binary_remote_addr $RL;|vantage_redis 127.0.0.1:@DEAD_PORT@ breaker_cooldown=1h;"
 )
 
@@ -112,9 +134,12 @@ for c in "${CONFIGS[@]}"; do [[ $c == v-* ]] && NEED_MODULE=1; done
 
 NEED_REDIS=0
 for c in "${CONFIGS[@]}"; do [[ $c == *@REDIS_PORT@* ]] && NEED_REDIS=1; done
+# the provider emulator, vantage-worker and the worker's Redis
+NEED_IDP=0
+for c in "${CONFIGS[@]}"; do [[ $c == *@IDP_URL@* ]] && NEED_IDP=1; done
 
 need_uints ROUNDS DURATION WARMUP PREWARM CONNS THREADS GW_CPU LOAD_CPU BACKEND_PORT GW_BASE_PORT \
-           REDIS_PORT DEAD_PORT WAIT_IDLE
+           REDIS_PORT DEAD_PORT IDP_PORT WORKER_REDIS_PORT WAIT_IDLE
 (( ROUNDS > 0 && DURATION > 0 )) || die "ROUNDS and DURATION must be positive"
 
 # ---------------------------------------------------------------- prerequisites
@@ -125,6 +150,10 @@ $PY -c 'import jwt, cryptography' 2>/dev/null \
 if (( NEED_MODULE )); then
   [[ -f $MODULE ]] || die "$MODULE not found: 'make module', or ONLY=a-plain for the baseline alone"
 fi
+if (( NEED_IDP )); then
+  [[ -x $WORKER_BIN ]] || die "$WORKER_BIN not found: 'make worker' (v-introspect needs it)"
+  [[ -f $ROOT/tests/fakes/idp.py ]] || die "$ROOT/tests/fakes/idp.py is missing"
+fi
 ncpu=$(nproc)
 (( GW_CPU < ncpu && LOAD_CPU < ncpu )) || die "GW_CPU/LOAD_CPU must be below $ncpu"
 [[ $GW_CPU != "$LOAD_CPU" ]] || log "WARNING: GW_CPU equals LOAD_CPU: the gateway shares its core with the load"
@@ -134,6 +163,7 @@ trap_cleanup
 stop_leftovers
 
 ports=("$BACKEND_PORT" "$REDIS_PORT" "$DEAD_PORT")
+(( NEED_IDP )) && ports+=("$IDP_PORT" "$WORKER_REDIS_PORT")
 for ((i = 0; i < ${#CONFIGS[@]}; i++)); do ports+=($((GW_BASE_PORT + i))); done
 for p in "${ports[@]}"; do
   port_open "$p" && die "127.0.0.1:$p is already in use (set BACKEND_PORT / GW_BASE_PORT)"
@@ -141,7 +171,12 @@ done
 
 # ---------------------------------------------------------------- files
 rm -rf "$RUN"
-mkdir -p "$RUN"/{pids,logs,keys,common,gw} "$OUT"
+mkdir -p "$RUN"/{pids,logs,keys,common,gw,idp} "$OUT"
+# nginx's workers run as nobody: the worker's socket's directory must be
+# searchable (the worker makes the socket itself 0666)
+chmod 755 "$RUN/idp"
+IDP_URL=https://127.0.0.1:$IDP_PORT
+WORKER_SOCK=$RUN/idp/worker.sock
 COMMON=$RUN/common
 KEYS=$RUN/keys
 
@@ -149,6 +184,10 @@ if (( NEED_MODULE )); then
   cp "$MODULE" "$RUN/ngx_vantage_module.so"
   MODULE_RUN=$RUN/ngx_vantage_module.so
   MODULE_SHA=$(sha256sum "$MODULE_RUN" | cut -c1-12)
+fi
+if (( NEED_IDP )); then
+  cp "$WORKER_BIN" "$RUN/vantage-worker"
+  WORKER_SHA=$(sha256sum "$RUN/vantage-worker" | cut -c1-12)
 fi
 
 # The shared pieces: the peers' files when present, else these copies of them.
@@ -225,6 +264,7 @@ render() { # src dst [gw_port]
   sed -e "s#@PEERS@#$RUN/peers#g" -e "s#@KEYS@#$KEYS#g" \
       -e "s#@BACKEND_PORT@#$BACKEND_PORT#g" -e "s#@GW_PORT@#${3:-0}#g" \
       -e "s#@REDIS_PORT@#$REDIS_PORT#g" -e "s#@DEAD_PORT@#$DEAD_PORT#g" \
+      -e "s#@IDP_URL@#$IDP_URL#g" -e "s#@WORKER_SOCK@#$WORKER_SOCK#g" \
       -e "s#@MODULE@#${MODULE_RUN:-}#g" "$1" >"$2"
 }
 for f in main events http proxy; do render "$COMMON/$f.conf.in" "$COMMON/$f.conf"; done
@@ -325,10 +365,20 @@ w("api-keys.json", json.dumps({"keys": entries}))
 for name, key in ak.items():
     w(name + ".jwt", key)
 
+# opaque tokens for introspection: "opaque" active at the provider until
+# 2100, "opaque-expired" active with an exp an hour ago, "opaque-badsig"
+# unknown to it (so {"active": false}); and the worker's client secret
+def opaque():
+    return "vbo_" + secrets.token_urlsafe(32)
+for name in ("opaque", "opaque-badsig", "opaque-expired"):
+    w(name + ".jwt", opaque())
+w("idp-client-secret", secrets.token_urlsafe(24) + "\n")
+
 jwt.decode(tokens["rs256"], rs_pub, algorithms=["RS256"], audience="vbench-api")
 jwt.decode(tokens["es256"], es_pub, algorithms=["ES256"], audience="vbench-api")
 PYEOF
 chmod 755 "$KEYS"; chmod 644 "$KEYS"/*
+chmod 600 "$KEYS/idp-client-secret"
 
 token_for() { [[ $1 == none ]] && return 0; cat "$KEYS/$1.jwt"; }
 # the header that carries a token of a config: API keys go in X-Api-Key
@@ -371,6 +421,54 @@ redis_cmds() {
   "${RCLI[@]}" info stats 2>/dev/null | awk -F: '/^total_commands_processed/{print $2+0}'
 }
 
+# /introspect requests the provider emulator has received (its /_counts)
+introspections() {
+  curl -sf --max-time 5 --cacert "$RUN/idp/ca.pem" "$IDP_URL/_counts" \
+    | $PY -c 'import json, sys; print(json.load(sys.stdin).get("/introspect", 0))'
+}
+
+if (( NEED_IDP )); then
+  log "identity provider emulator on $IDP_URL (cpu $LOAD_CPU)"
+  start_bg idp "$LOAD_CPU" "$PY" "$ROOT/tests/fakes/idp.py" --port "$IDP_PORT" --dir "$RUN/idp" \
+    --token "$(cat "$KEYS/opaque.jwt")=bench-client-1:read:4102444800" \
+    --token "$(cat "$KEYS/opaque-expired.jwt")=bench-client-1:read:$(( $(date +%s) - 3600 ))" \
+    --client "vantage-bench=$KEYS/idp-client-secret"
+  wait_ready "introspections >/dev/null 2>&1" "$LAST_PID" "the identity provider emulator" \
+    "did not answer $IDP_URL/_counts"
+
+  log "worker's redis-server on 127.0.0.1:$WORKER_REDIS_PORT (cpu $LOAD_CPU, no persistence)"
+  mkdir -p "$RUN/worker-redis"
+  start_bg worker-redis "$LOAD_CPU" redis-server --bind 127.0.0.1 --port "$WORKER_REDIS_PORT" \
+    --save '' --appendonly no --daemonize no --protected-mode yes --dir "$RUN/worker-redis" \
+    --logfile "$RUN/logs/worker-redis.log" --unixsocket '' --databases 1 --maxclients 1000
+  wait_port "$WORKER_REDIS_PORT" "$LAST_PID" "worker's redis"
+
+  # the worker calls only what its own file lists, with its own secret:
+  # the section's introspection_url is the URL of vantage_introspect
+  cat >"$RUN/idp/worker.conf" <<EOF
+# vantage-worker for v-introspect (written by lua-free-scripts/bench.sh)
+[worker]
+listen             = unix:$WORKER_SOCK
+listen_mode        = 0666
+redis              = 127.0.0.1:$WORKER_REDIS_PORT
+consumer           = bench-introspect
+shutdown_timeout   = 2s
+
+[idp bench]
+introspection_url  = $IDP_URL/introspect
+ca_file            = $RUN/idp/ca.pem
+client_id          = vantage-bench
+client_secret_file = $KEYS/idp-client-secret
+auth               = client_secret_basic
+timeout            = 2s
+EOF
+  "$RUN/vantage-worker" --check "$RUN/idp/worker.conf" >/dev/null 2>"$RUN/logs/worker-check.err" \
+    || die "worker config refused: $(cat "$RUN/logs/worker-check.err")"
+  log "vantage-worker on unix:$WORKER_SOCK (cpu $LOAD_CPU)"
+  start_bg worker "$LOAD_CPU" "$RUN/vantage-worker" -c "$RUN/idp/worker.conf"
+  wait_ready "[[ -S $WORKER_SOCK ]]" "$LAST_PID" vantage-worker "did not make $WORKER_SOCK"
+fi
+
 declare -A GW_PID GW_PORT GW_TOKEN
 IDS=()
 for ((i = 0; i < ${#CONFIGS[@]}; i++)); do
@@ -398,11 +496,18 @@ for id in "${IDS[@]}"; do
   tok=$(token_for "${GW_TOKEN[$id]}")
   # twice: the second request of a cache config is answered from the cache
   r0=$(redis_cmds)
+  [[ $id != v-introspect ]] || i0=$(introspections)
   for n in 1 2; do
     code=$(http_code "$url" "$tok" "${GW_TOKEN[$id]}")
     body=$(cat "$RUN/logs/curl.body")
     [[ $code == 200 && $body == '{"ok":true}' ]] \
       || die "$id: valid request #$n got $code '$body' (see $RUN/gw/$id/logs/error.log)"
+    if [[ $id == v-introspect ]]; then
+      # the first is introspected, the second is the cache's
+      i1=$(introspections)
+      (( i1 - i0 == 1 )) \
+        || die "$id: after valid request #$n the provider had $((i1 - i0)) introspection request(s), not 1"
+    fi
   done
   # the second INFO counts the first
   r1=$(( $(redis_cmds) - NEED_REDIS ))
@@ -429,7 +534,11 @@ for id in "${IDS[@]}"; do
       code=$(http_code "$url" "$btok" "$a")
       [[ $code == 401 ]] || die "$id: token '$bad' got $code, expected 401"
     done
-    log "  $id ok: 200 for the valid token (twice), 401 for a wrong signature, no token, garbage, expired, $other, hs256"
+    if [[ $id == v-introspect ]]; then
+      log "  $id ok: 200 for the active token (twice, introspected once), 401 for an unknown token, no token, garbage, an expired one, $other, hs256"
+    else
+      log "  $id ok: 200 for the valid token (twice), 401 for a wrong signature, no token, garbage, expired, $other, hs256"
+    fi
   else
     log "  $id ok: 200"
   fi
@@ -477,6 +586,10 @@ printf 'round\tid\trps\tp50_us\tp99_us\trequests\tnon2xx\tsock_err\tgw_cpu_us\tg
 
 log "measuring: ${#IDS[@]} configs x $ROUNDS rounds x (${WARMUP}s warm-up + ${DURATION}s), wrk -t$THREADS -c$CONNS;" \
     "about $(( (PREWARM + ${#IDS[@]} * ROUNDS * (WARMUP + DURATION + 1)) / 60 + 1 )) min"
+# The sanity checks have had the token introspected and cached (and the
+# warm-up runs come after them): from here on the provider should see none.
+INTRO0=0
+if (( NEED_IDP )); then INTRO0=$(introspections); fi
 (( PREWARM == 0 )) || run_wrk "${IDS[0]}" "$PREWARM" "$RUN/logs/wrk-prewarm.txt" || true
 for ((r = 1; r <= ROUNDS; r++)); do
   for id in "${IDS[@]}"; do
@@ -506,6 +619,12 @@ for ((r = 1; r <= ROUNDS; r++)); do
   done
 done
 
+if (( NEED_IDP )); then
+  INTRO1=$(introspections)
+  log "introspection requests at the provider: $((INTRO1 - INTRO0)) during the warm-ups and measured runs, $INTRO1 in all"
+  (( INTRO1 == INTRO0 )) || log "WARNING: v-introspect's cache was not warm: the provider was asked $((INTRO1 - INTRO0)) time(s) while measuring"
+fi
+
 for id in "${IDS[@]}"; do
   [[ $id == *breaker ]] && continue    # its connection failures are the point
   n=$(grep -cE '\[(error|crit|alert|emerg)\]' "$RUN/gw/$id/logs/error.log" || true)
@@ -520,7 +639,17 @@ done
   if (( NEED_MODULE )); then
     echo "module: $MODULE (sha256 $MODULE_SHA..., built $(date -u -r "$MODULE" '+%Y-%m-%d %H:%M UTC'))"
   fi
+  if (( NEED_IDP )); then
+    echo "worker: $WORKER_BIN (sha256 $WORKER_SHA..., built $(date -u -r "$WORKER_BIN" '+%Y-%m-%d %H:%M UTC'))"
+  fi
   echo "layout: gateway (master + 1 worker) on cpu $GW_CPU; wrk -t$THREADS and backend nginx (1 worker) on cpu $LOAD_CPU"
+  if (( NEED_IDP )); then
+    echo "v-introspect: the provider emulator (tests/fakes/idp.py), vantage-worker and its redis-server on cpu $LOAD_CPU too"
+    if (( INTRO1 == INTRO0 )); then warm="so every v-introspect request measured was a cache hit"
+    else warm="**so the cache was not warm**"; fi
+    echo "introspection requests at the provider: $((INTRO1 - INTRO0)) during the warm-ups and measured runs," \
+         "$warm ($INTRO1 in all: one for the valid token, the rest for the sanity checks' refused tokens)"
+  fi
   echo "load: wrk -t$THREADS -c$CONNS -d${DURATION}s --latency, ${WARMUP}s warm-up before each run, $ROUNDS interleaved round(s); shared pieces: $PIECES"
 } >"$OUT/meta.txt"
 
@@ -574,7 +703,8 @@ out.append(
     "measured window / requests completed; redis CPU µs/req the same for "
     "redis-server. a-plain gets no token; the "
     "vantage configs get the same valid token on every request (so the "
-    "cache config is all hits after the first). errors = non-2xx/3xx "
+    "cache configs, v-rs256-cache and v-introspect, are all hits after the "
+    "first). errors = non-2xx/3xx "
     "responses + socket errors, all rounds. cpuN busy % is the whole core, "
     "whoever used it.")
 gw_core = busy[0] if busy else None
