@@ -509,7 +509,7 @@ def test_requests_wait_for_the_refetch(stack, idp):
               discovery_location(idp, refetch="1s"), worker_processes=1)
     wait_loaded(idp)
     jwt_ok(s.get("/jwt/x", sign(idp)))
-    # the worker refreshes on demand a set at least refetch old
+    # the worker does not refresh on demand a set under a second old
     time.sleep(1.2)
     kid = idp.rotate()
     idp.fail("/jwks", ("delay", 1.0))
@@ -531,14 +531,35 @@ def test_requests_wait_for_the_refetch(stack, idp):
     assert len(results) == 6
     assert idp.count("/jwks") - base == 1
 
+@pytest.mark.timing
+def test_new_key_right_after_a_refresh(stack, idp):
+    """The default refetch (30s), a key published a second after the set
+    was fetched: its first token makes the worker fetch the set on demand
+    (none ran in the last 30 s), and is accepted."""
+    s = stack([idp_section("main", idp, introspection=False)],
+              discovery_location(idp), worker_processes=1)
+    wait_loaded(idp)
+    jwt_ok(s.get("/jwt/x", sign(idp)))
+    base = idp.count("/jwks")
+    time.sleep(1.2)
+    kid = idp.rotate()
+    jwt_ok(s.get("/jwt/x", sign(idp, kid)))
+    assert idp.count("/jwks") - base == 1
+    # another new key within the 30 s: refused, the provider not asked
+    time.sleep(1.2)
+    other = idp.rotate()
+    assert_invalid(s.get("/jwt/x", sign(idp, other)), UNKNOWN_KID)
+    assert idp.count("/jwks") - base == 1
+
+
 @pytest.mark.load
 @pytest.mark.timing
 @pytest.mark.parametrize("processes", [1, 2])
 def test_random_kid_flood_one_fetch_per_interval(stack, idp, processes):
     """refetch=2s, random kids for 3 s: at most 2 extra key-set requests
     at the provider, every such token 401, valid tokens unaffected.  With
-    two worker processes too: the worker refreshes on demand only a set
-    at least refetch old, whoever asks."""
+    two worker processes too: the worker refreshes on demand once per
+    refetch, whoever asks."""
     s = stack([idp_section("main", idp, introspection=False)],
               discovery_location(idp, refetch="2s"),
               worker_processes=processes)

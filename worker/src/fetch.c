@@ -18,10 +18,12 @@
  * Meanwhile a FETCH does not call the provider again on its own.
  *
  * A FETCH with MAX_AGE (the module met a kid the set does not have) asks
- * for a refresh of a set at least that old, even a fresh one, unless a
- * failure's backoff is pending; it joins the refresh running, if any, and
- * is answered when it ends.  So the provider sees one such request per
- * MAX_AGE at most, however many FETCHes carry it.
+ * for a refresh on demand, even of a fresh set, unless one ran less than
+ * MAX_AGE seconds ago, the set is less than a second old, or a failure's
+ * backoff is pending; it joins the refresh running, if any, and is
+ * answered when it ends.  So the provider sees one such request per
+ * MAX_AGE at most, however many FETCHes carry it, and a key published
+ * just after a scheduled refresh is still found at its first token.
  *
  * Introspection is not cached here: each FETCH is one POST (RFC 7662),
  * with the client credentials of the worker's configuration.  No log
@@ -83,6 +85,7 @@ struct vw_fetch_idp_s {
     char                       *doc;        /* its discovery document */
     size_t                      doc_len;
     uint64_t                    fetched_ms;  /* monotonic */
+    uint64_t                    demand_ms;  /* the last refresh on demand */
     uint64_t                    ttl_ms;
     uint64_t                    retry_ms;   /* after a failure: no call on
                                                demand before this */
@@ -268,24 +271,26 @@ vw_fetch_start(vw_fetch_t *f, const char *name, size_t len,
         return;
     }
 
+    now = vw_http_monotonic_ms();
+
     if (!st->running) {
         if (vw_fetch_idp_follow(st, idp) != VW_OK) {
             vw_fetch_error(handler, data, 503, "the worker is out of memory");
             return;
         }
 
-        now = vw_http_monotonic_ms();
-
         /*
-         * MAX_AGE: the module met a kid this set lacks.  A set at least
-         * that old (1 s at least) is refreshed on demand, so that however
-         * many FETCHes ask, the provider sees one request per MAX_AGE.
+         * MAX_AGE: the module met a kid this set lacks.  A refresh on
+         * demand runs unless one ran within MAX_AGE (1 s at least) or the
+         * set is under a second old, so that however many FETCHes ask,
+         * the provider sees one such request per MAX_AGE.
          */
         young = max_age < 0 ? (uint64_t) -1
                 : (max_age > 0 ? (uint64_t) max_age : 1) * 1000;
 
         if (st->jwks != NULL && now < st->fetched_ms + st->ttl_ms
-            && now - st->fetched_ms < young)
+            && (max_age < 0 || now - st->fetched_ms < 1000
+                || (st->demand_ms && now - st->demand_ms < young)))
         {
             vw_fetch_answer(st, kind, handler, data);
             return;
@@ -312,6 +317,10 @@ vw_fetch_start(vw_fetch_t *f, const char *name, size_t len,
     st->waiters_tail = &w->next;
 
     if (!st->running) {
+        if (max_age >= 0 && st->jwks != NULL) {
+            st->demand_ms = now;
+        }
+
         vw_fetch_refresh(st, idp);
     }
 }
@@ -395,6 +404,7 @@ vw_fetch_idp_reset(vw_fetch_idp_t *st)
     st->jwks_len = 0;
     st->doc_len = 0;
     st->fetched_ms = 0;
+    st->demand_ms = 0;
     st->ttl_ms = 0;
     st->failed = 0;
     st->retry_ms = 0;
