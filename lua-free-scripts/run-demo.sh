@@ -2,8 +2,9 @@
 # run-demo.sh -- the demo `make run` starts: Debian's nginx with the module
 # in front of a stand-in advisor app, the Redis its rate limits and jobs
 # share, vantage-worker on its Unix socket running the jobs nginx hands
-# over, and a stand-in vendor the jobs are delivered to, on 127.0.0.1,
-# until Ctrl-C.
+# over, a stand-in vendor the jobs are delivered to, and an identity
+# provider emulator (tests/fakes/idp.py) standing in for Okta, on
+# 127.0.0.1, until Ctrl-C.
 #
 #   make run                                  builds first, then runs this
 #   PORT=9080 BACKEND_PORT=9081 lua-free-scripts/run-demo.sh
@@ -11,15 +12,18 @@
 # Everything lives under run/demo in the repository (VANTAGE_DEMO_DIR
 # overrides): an RS256 key pair made with openssl (the private key never
 # leaves that directory), the rendered nginx.conf and worker.conf, logs and
-# pid file.  It mints a demo token (exp 1 hour) with Debian's Python and
-# PyJWT, checks that the gateway accepts it and refuses a tampered one and
-# that nginx reaches the worker, prints the curl commands, and waits.
-# Ctrl-C (or SIGTERM) stops nginx gracefully (`nginx -s quit`), then the
-# worker (a drain), the vendor and Redis, and the script exits 0.
+# pid file; secrets/ (0700) holds the identity provider's client secret,
+# made afresh at each start.  It mints a demo token (exp 1 hour) with
+# Debian's Python and PyJWT, checks that the gateway accepts it and
+# refuses a tampered one and that nginx reaches the worker, prints the
+# curl commands, and waits.  Ctrl-C (or SIGTERM) stops nginx gracefully
+# (`nginx -s quit`), then the worker (a drain), the identity provider, the
+# vendor and Redis, and the script exits 0.
 #
 # Environment: PORT (8080), BACKEND_PORT (8081), TARGET_PORT (8082, the
-# stand-in vendor), REDIS_PORT (8379), NGINX (/usr/sbin/nginx),
-# MODULE (build/ngx_vantage_module.so), VANTAGE_DEMO_DIR (run/demo).
+# stand-in vendor), REDIS_PORT (8379), IDP_PORT (8443, the identity
+# provider), NGINX (/usr/sbin/nginx), MODULE (build/ngx_vantage_module.so),
+# VANTAGE_DEMO_DIR (run/demo).
 #
 # Services are started by start_<name> functions and recorded with
 # demo_started, so stop_all stops them in reverse order; Redis, the worker
@@ -33,11 +37,13 @@ PORT=${PORT:-8080}
 BACKEND_PORT=${BACKEND_PORT:-8081}
 TARGET_PORT=${TARGET_PORT:-8082}
 REDIS_PORT=${REDIS_PORT:-8379}
+IDP_PORT=${IDP_PORT:-8443}
 NGINX=${NGINX:-/usr/sbin/nginx}
 MODULE=${MODULE:-$ROOT/build/ngx_vantage_module.so}
 WORKER=${WORKER:-$ROOT/build/vantage-worker}
 CTL=$ROOT/build/vantagectl
 TARGET=$ROOT/tests/fakes/http_target.py
+IDP=$ROOT/tests/fakes/idp.py
 CONF_TEMPLATE=$ROOT/conf/vantage-demo.conf.in
 PY=/usr/bin/python3
 
@@ -47,6 +53,15 @@ DEMO_AUD=advisor-api
 DEMO_SUB=advisor-1042
 # the tenant claim: /jobs/ files jobs under it, and shows only its own
 DEMO_TENANT=acme-wealth
+
+# the identity provider (issue 5): its client, known to the emulator and
+# to the worker's [idp demo]; the scope of its opaque token
+IDP_CLIENT=vantage-demo
+ADVISOR_SCOPE=advisor.read
+IDP_ISSUER=         # read from idp.py's first line
+IDP_CA=
+IDP_SECRET=         # the client secret's file, under secrets/
+OPAQUE_TOKEN=       # an active opaque token, made at each start
 
 STARTED=()          # "name:pid", in start order
 STOPPING=0
@@ -67,6 +82,7 @@ check_prereqs() {
     [[ -x $WORKER ]] || die "$WORKER not found: build it with 'make worker'"
     [[ -x $CTL ]] || die "$CTL not found: build it with 'make ctl'"
     [[ -f $TARGET ]] || die "$TARGET not found"
+    [[ -f $IDP ]] || die "$IDP not found"
     [[ -f $CONF_TEMPLATE ]] || die "$CONF_TEMPLATE not found"
     command -v openssl >/dev/null || die "openssl not found"
     command -v curl >/dev/null || die "curl not found"
@@ -75,8 +91,8 @@ check_prereqs() {
         || die "$PY lacks PyJWT (apt-get install python3-jwt python3-cryptography)"
     [[ $PREFIX != *[[:space:]\;\#\'\"]* ]] \
         || die "demo directory \"$PREFIX\" has characters nginx.conf cannot take"
-    for p in "$PORT" "$BACKEND_PORT" "$TARGET_PORT" "$REDIS_PORT"; do
-        port_open "$p" && die "127.0.0.1:$p is already in use (set PORT / BACKEND_PORT / TARGET_PORT / REDIS_PORT)"
+    for p in "$PORT" "$BACKEND_PORT" "$TARGET_PORT" "$REDIS_PORT" "$IDP_PORT"; do
+        port_open "$p" && die "127.0.0.1:$p is already in use (set PORT / BACKEND_PORT / TARGET_PORT / REDIS_PORT / IDP_PORT)"
     done
     return 0
 }
@@ -125,6 +141,22 @@ make_keys() {
     # nginx's worker processes (user nobody) re-read the public key when it
     # changes, so they need to reach it
     chmod 711 "$k"
+}
+
+
+# make_secrets: secrets/ (0700) with the identity provider's client
+# secret, new at each start, so no secret is in the repository or
+# outlives a run
+make_secrets() {
+    local s=$PREFIX/secrets
+    mkdir -p "$s"
+    chmod 700 "$s"
+    IDP_SECRET=$s/idp-client-secret
+    # hex: RFC 6749 2.3.1 form-encodes the secret inside Basic, so a "+"
+    # or "/" would not survive a plain `curl -u`
+    (umask 077 && openssl rand -hex 32 >"$IDP_SECRET")
+    chmod 600 "$IDP_SECRET"
+    OPAQUE_TOKEN=opaque-$(openssl rand -hex 16)
 }
 
 
@@ -242,6 +274,28 @@ start_target() {
 }
 
 
+# start_idp: tests/fakes/idp.py over HTTPS on 127.0.0.1:IDP_PORT, its CA
+# and certificate made afresh in run/demo/idp/; it knows the client
+# IDP_CLIENT (for /introspect and /token) and the opaque token
+# OPAQUE_TOKEN, and prints its issuer and ca_file as one JSON line
+start_idp() {
+    local pid line out=$PREFIX/idp.out
+    setsid $PY "$IDP" --port "$IDP_PORT" --dir "$PREFIX/idp" \
+        --client "$IDP_CLIENT=$IDP_SECRET" \
+        --token "$OPAQUE_TOKEN=advisor-2077:$ADVISOR_SCOPE" \
+        >"$out" 2>&1 &
+    pid=$!
+    demo_started idp "$pid"
+    wait_up idp.py "$pid" "$out" grep -q '^{' "$out"
+    line=$(grep -m1 '^{' "$out")
+    IDP_ISSUER=$($PY -c 'import json, sys; print(json.loads(sys.argv[1])["issuer"])' "$line")
+    IDP_CA=$($PY -c 'import json, sys; print(json.loads(sys.argv[1])["ca_file"])' "$line")
+    [[ $IDP_ISSUER == https://127.0.0.1:* && -s $IDP_CA ]] \
+        || die "idp.py said \"$line\"; expected its issuer and ca_file"
+    log "identity provider (pid $pid) at $IDP_ISSUER, CA $IDP_CA"
+}
+
+
 # write_worker_conf: run/demo/worker.conf (docs/WORKER.md), checked with
 # --check before the worker starts with it
 write_worker_conf() {
@@ -283,6 +337,17 @@ connector          = http
 target             = demo-vendor
 url                = http://127.0.0.1:$TARGET_PORT/webhooks/echo
 timeout            = 5s
+
+# the identity provider emulator (tests/fakes/idp.py): nginx names it by
+# these URLs, the worker fetches its keys and introspects
+[idp demo]
+discovery          = $IDP_ISSUER
+introspection_url  = $IDP_ISSUER/introspect
+ca_file            = $IDP_CA
+client_id          = $IDP_CLIENT
+client_secret_file = $IDP_SECRET
+auth               = client_secret_basic
+timeout            = 2s        # below vantage_introspect_timeout (3s)
 EOF
     "$WORKER" --check "$PREFIX/worker.conf" 2>"$PREFIX/worker-check.log" || {
         cat "$PREFIX/worker-check.log" >&2
@@ -551,7 +616,8 @@ The jobs and the queue's health, read from Redis by the operator's tool:
   $CTL --redis 127.0.0.1:$REDIS_PORT health
 
 Files: $PREFIX (nginx.conf, worker.conf, error.log, access.log,
-worker.log, target.log; keys/ holds the demo private key).
+worker.log, target.log; keys/ holds the demo private key, secrets/ the
+identity provider's client secret).
 Error log: tail -f $PREFIX/error.log
 
 Ctrl-C to stop.
@@ -569,9 +635,11 @@ main() {
     trap on_signal INT TERM HUP
 
     make_keys
-    render_conf
+    make_secrets
     start_redis
     start_target
+    start_idp
+    render_conf
     start_worker
     start_nginx
 
