@@ -12,13 +12,14 @@
 # Everything lives under run/demo in the repository (VANTAGE_DEMO_DIR
 # overrides): an RS256 key pair made with openssl (the private key never
 # leaves that directory), the rendered nginx.conf and worker.conf, logs and
-# pid file; secrets/ (0700) holds the identity provider's client secret,
-# made afresh at each start.  It mints a demo token (exp 1 hour) with
-# Debian's Python and PyJWT, checks that the gateway accepts it and
-# refuses a tampered one and that nginx reaches the worker, prints the
-# curl commands, and waits.  Ctrl-C (or SIGTERM) stops nginx gracefully
-# (`nginx -s quit`), then the worker (a drain), the identity provider, the
-# vendor and Redis, and the script exits 0.
+# pid file; secrets/ (0700) holds the identity provider's client secret
+# and an API key, both made afresh at each start.  It mints a demo token
+# (exp 1 hour) with Debian's Python and PyJWT, checks that the gateway
+# accepts it and refuses a tampered one, that nginx reaches the worker,
+# and that /advisor/ takes the emulator's tokens, an opaque token and an
+# API key, prints the curl commands, and waits.  Ctrl-C (or SIGTERM)
+# stops nginx gracefully (`nginx -s quit`), then the worker (a drain), the
+# identity provider, the vendor and Redis, and the script exits 0.
 #
 # Environment: PORT (8080), BACKEND_PORT (8081), TARGET_PORT (8082, the
 # stand-in vendor), REDIS_PORT (8379), IDP_PORT (8443, the identity
@@ -54,13 +55,16 @@ DEMO_SUB=advisor-1042
 # the tenant claim: /jobs/ files jobs under it, and shows only its own
 DEMO_TENANT=acme-wealth
 
-# the identity provider (issue 5): its client, known to the emulator and
-# to the worker's [idp demo]; the scope of its opaque token
+# /advisor/ (issue 5): the identity provider's client, known to the
+# emulator and to the worker's [idp demo]; the scope the location requires
+# (conf/vantage-demo.conf.in) of a JWT, an introspected token and an API
+# key alike
 IDP_CLIENT=vantage-demo
 ADVISOR_SCOPE=advisor.read
 IDP_ISSUER=         # read from idp.py's first line
 IDP_CA=
 IDP_SECRET=         # the client secret's file, under secrets/
+API_KEY_FILE=       # the API key's file, under secrets/
 OPAQUE_TOKEN=       # an active opaque token, made at each start
 
 STARTED=()          # "name:pid", in start order
@@ -144,18 +148,25 @@ make_keys() {
 }
 
 
-# make_secrets: secrets/ (0700) with the identity provider's client
-# secret, new at each start, so no secret is in the repository or
-# outlives a run
+# make_secrets: secrets/ (0700) with the identity provider's client secret
+# and an API key for /advisor/, both new at each start, so no secret is in
+# the repository or outlives a run; the key file nginx reads holds only the
+# key's hash (vantagectl apikey)
 make_secrets() {
-    local s=$PREFIX/secrets
+    local s=$PREFIX/secrets err
     mkdir -p "$s"
     chmod 700 "$s"
     IDP_SECRET=$s/idp-client-secret
+    API_KEY_FILE=$s/advisor-api-key
     # hex: RFC 6749 2.3.1 form-encodes the secret inside Basic, so a "+"
     # or "/" would not survive a plain `curl -u`
     (umask 077 && openssl rand -hex 32 >"$IDP_SECRET")
     chmod 600 "$IDP_SECRET"
+    rm -f "$PREFIX/api-keys.json"
+    # the key on stdout, into its file; stderr says where it went
+    err=$( (umask 077 && "$CTL" apikey create --file "$PREFIX/api-keys.json" \
+        --id demo-advisor --tenant "$DEMO_TENANT" --scope "$ADVISOR_SCOPE" \
+        >"$API_KEY_FILE") 2>&1 ) || die "vantagectl apikey create: $err"
     OPAQUE_TOKEN=opaque-$(openssl rand -hex 16)
 }
 
@@ -172,7 +183,7 @@ render_conf() {
     sed -e "s#@PREFIX@#$PREFIX#g" \
         -e "s#@MODULE@#$PREFIX/ngx_vantage_module.so#g" \
         -e "s#@PORT@#$PORT#g" -e "s#@BACKEND_PORT@#$BACKEND_PORT#g" \
-        -e "s#@REDIS_PORT@#$REDIS_PORT#g" \
+        -e "s#@REDIS_PORT@#$REDIS_PORT#g" -e "s#@IDP_ISSUER@#$IDP_ISSUER#g" \
         "$CONF_TEMPLATE" >"$PREFIX/nginx.conf"
 }
 
@@ -338,8 +349,8 @@ target             = demo-vendor
 url                = http://127.0.0.1:$TARGET_PORT/webhooks/echo
 timeout            = 5s
 
-# the identity provider emulator (tests/fakes/idp.py): nginx names it by
-# these URLs, the worker fetches its keys and introspects
+# the identity provider emulator (tests/fakes/idp.py) of /advisor/: nginx
+# names it by these URLs, the worker fetches its keys and introspects
 [idp demo]
 discovery          = $IDP_ISSUER
 introspection_url  = $IDP_ISSUER/introspect
@@ -540,8 +551,71 @@ jobs_check() {
 }
 
 
+# idp_token: an access token from the emulator's /token (client
+# credentials, with the scope /advisor/ requires); the secret reaches curl
+# on its standard input, not on a command line
+idp_token() {
+    curl -s --max-time 5 --cacert "$IDP_CA" -K - \
+        -d grant_type=client_credentials -d "scope=$ADVISOR_SCOPE" \
+        "$IDP_ISSUER/token" <<<"user = \"$IDP_CLIENT:$(cat "$IDP_SECRET")\"" \
+        | $PY -c 'import json, sys; print(json.load(sys.stdin)["access_token"])'
+}
+
+
+# tamper token: the token with its payload's sub changed after signing
+tamper() {
+    $PY - "$1" <<'EOF'
+import base64, json, sys
+
+header, payload, sig = sys.argv[1].split(".")
+claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+claims["sub"] = "intruder"
+payload = base64.urlsafe_b64encode(
+    json.dumps(claims, separators=(",", ":")).encode()).rstrip(b"=")
+print(".".join([header, payload.decode(), sig]))
+EOF
+}
+
+
+# auth_answer url [header]: "<status> <X-Auth-Scheme or -> <number of
+# WWW-Authenticate lines>"; the header goes to curl on its standard input
+auth_answer() {
+    local cfg=
+    [[ -n ${2:-} ]] && cfg="header = \"$2\""
+    curl -s -D - -o /dev/null --max-time 5 -K - "$1" <<<"$cfg" | tr -d '\r' \
+        | awk 'NR == 1 { s = $2 }
+               tolower($1) == "x-auth-scheme:" { a = $2 }
+               tolower($1) == "www-authenticate:" { n++ }
+               END { print s, (a == "" ? "-" : a), n + 0 }' || true
+}
+
+
+# advisor_check url token tampered: /advisor/ takes the emulator's JWT
+# (verified with the keys the worker fetched), the opaque token (which the
+# worker introspects) and the API key, and says which in X-Auth-Scheme; no
+# credential and the tampered token get 401 with a Bearer and an ApiKey
+# challenge
+advisor_check() {
+    local url=$1 at=$2 bad=$3 got ok=1 what want header
+    while IFS='|' read -r what want header; do
+        got=$(auth_answer "$url" "$header")
+        [[ $got == "$want" ]] \
+            || { log "check: /advisor/ with $what got \"$got\", expected \"$want\""; ok=0; }
+    done <<EOF
+the provider's token|200 jwt 0|Authorization: Bearer $at
+the opaque token|200 introspect 0|Authorization: Bearer $OPAQUE_TOKEN
+the API key|200 api_key 0|X-Api-Key: $(cat "$API_KEY_FILE")
+no credential|401 - 2|
+the tampered token|401 - 2|Authorization: Bearer $bad
+EOF
+    (( ok )) || die "/advisor/ does not behave as the demo expects (see $PREFIX/error.log and $PREFIX/worker.log)"
+    log "checked: /advisor/ takes the provider's token (jwt), an opaque" \
+        "token (introspect) and an API key; none and a tampered token 401"
+}
+
+
 print_usage() {
-    local url=$1 good=$2 bad=$3
+    local url=$1 good=$2 bad=$3 adv=$4 advbad=$5
     cat <<EOF
 
 Vantage demo on http://127.0.0.1:$PORT/ (nginx + ngx_vantage_module, RS256)
@@ -615,9 +689,44 @@ The jobs and the queue's health, read from Redis by the operator's tool:
   $CTL --redis 127.0.0.1:$REDIS_PORT jobs list
   $CTL --redis 127.0.0.1:$REDIS_PORT health
 
+Identity provider: tests/fakes/idp.py stands in for Okta at
+$IDP_ISSUER (discovery, /jwks, /token, /introspect); vantage-worker
+fetches its keys and introspects opaque tokens ([idp demo] of
+worker.conf), nginx never calls it. /advisor/ takes a JWT, an opaque
+token or an API key, each with scope $ADVISOR_SCOPE, and says which in
+X-Auth-Scheme. A token for the client $IDP_CLIENT (client credentials,
+expires in 1 hour; the secret is read from its file), kept in \$AT:
+
+  AT=\$(curl -s --cacert $IDP_CA \\
+      -u $IDP_CLIENT:\$(cat $IDP_SECRET) \\
+      -d grant_type=client_credentials -d scope=$ADVISOR_SCOPE \\
+      $IDP_ISSUER/token \\
+      | tee /dev/stderr | sed -n 's/.*"access_token": "\([^"]*\)".*/\1/p')
+
+Accepted (200, X-Auth-Scheme: jwt; the app sees sub=$IDP_CLIENT):
+
+  curl -i -H "Authorization: Bearer \$AT" $adv
+
+An opaque token the worker introspects (200, X-Auth-Scheme: introspect;
+it too expires in 1 hour):
+
+  curl -i -H 'Authorization: Bearer $OPAQUE_TOKEN' $adv
+
+An API key (200, X-Auth-Scheme: api_key):
+
+  curl -i -H "X-Api-Key: \$(cat $API_KEY_FILE)" $adv
+
+Refused (401, no credential: a Bearer and an ApiKey challenge):
+
+  curl -i $adv
+
+Refused (401, a token of the provider's with sub changed after signing):
+
+  curl -i -H 'Authorization: Bearer $advbad' $adv
+
 Files: $PREFIX (nginx.conf, worker.conf, error.log, access.log,
 worker.log, target.log; keys/ holds the demo private key, secrets/ the
-identity provider's client secret).
+identity provider's client secret and the API key).
 Error log: tail -f $PREFIX/error.log
 
 Ctrl-C to stop.
@@ -626,7 +735,7 @@ EOF
 
 
 main() {
-    local url good bad
+    local url good bad adv at advbad
     check_prereqs
     mkdir -p "$PREFIX"
     stop_leftovers
@@ -648,7 +757,11 @@ main() {
     bad=$(mint_token tampered)
     self_check "$url" "$good" "$bad"
     jobs_check "$good"
-    print_usage "$url" "$good" "$bad"
+    adv=http://127.0.0.1:$PORT/advisor/clients
+    at=$(idp_token) || die "no token from $IDP_ISSUER/token (see $PREFIX/idp.out)"
+    advbad=$(tamper "$at")
+    advisor_check "$adv" "$at" "$advbad"
+    print_usage "$url" "$good" "$bad" "$adv" "$advbad"
 
     # wait returns early when a trapped signal arrives; nginx exiting on
     # its own is an error
