@@ -2,8 +2,9 @@
 # run-demo.sh -- the demo `make run` starts: Debian's nginx with the module
 # in front of a stand-in advisor app, the Redis its rate limits and jobs
 # share, vantage-worker on its Unix socket running the jobs nginx hands
-# over, and a stand-in vendor the jobs are delivered to, on 127.0.0.1,
-# until Ctrl-C.
+# over, a stand-in vendor the jobs are delivered to, and an identity
+# provider emulator (tests/fakes/idp.py) standing in for Okta, on
+# 127.0.0.1, until Ctrl-C.
 #
 #   make run                                  builds first, then runs this
 #   PORT=9080 BACKEND_PORT=9081 lua-free-scripts/run-demo.sh
@@ -11,15 +12,19 @@
 # Everything lives under run/demo in the repository (VANTAGE_DEMO_DIR
 # overrides): an RS256 key pair made with openssl (the private key never
 # leaves that directory), the rendered nginx.conf and worker.conf, logs and
-# pid file.  It mints a demo token (exp 1 hour) with Debian's Python and
-# PyJWT, checks that the gateway accepts it and refuses a tampered one and
-# that nginx reaches the worker, prints the curl commands, and waits.
-# Ctrl-C (or SIGTERM) stops nginx gracefully (`nginx -s quit`), then the
-# worker (a drain), the vendor and Redis, and the script exits 0.
+# pid file; secrets/ (0700) holds the identity provider's client secret
+# and an API key, both made afresh at each start.  It mints a demo token
+# (exp 1 hour) with Debian's Python and PyJWT, checks that the gateway
+# accepts it and refuses a tampered one, that nginx reaches the worker,
+# and that /advisor/ takes the emulator's tokens, an opaque token and an
+# API key, prints the curl commands, and waits.  Ctrl-C (or SIGTERM)
+# stops nginx gracefully (`nginx -s quit`), then the worker (a drain), the
+# identity provider, the vendor and Redis, and the script exits 0.
 #
 # Environment: PORT (8080), BACKEND_PORT (8081), TARGET_PORT (8082, the
-# stand-in vendor), REDIS_PORT (8379), NGINX (/usr/sbin/nginx),
-# MODULE (build/ngx_vantage_module.so), VANTAGE_DEMO_DIR (run/demo).
+# stand-in vendor), REDIS_PORT (8379), IDP_PORT (8443, the identity
+# provider), NGINX (/usr/sbin/nginx), MODULE (build/ngx_vantage_module.so),
+# VANTAGE_DEMO_DIR (run/demo).
 #
 # Services are started by start_<name> functions and recorded with
 # demo_started, so stop_all stops them in reverse order; Redis, the worker
@@ -33,11 +38,13 @@ PORT=${PORT:-8080}
 BACKEND_PORT=${BACKEND_PORT:-8081}
 TARGET_PORT=${TARGET_PORT:-8082}
 REDIS_PORT=${REDIS_PORT:-8379}
+IDP_PORT=${IDP_PORT:-8443}
 NGINX=${NGINX:-/usr/sbin/nginx}
 MODULE=${MODULE:-$ROOT/build/ngx_vantage_module.so}
 WORKER=${WORKER:-$ROOT/build/vantage-worker}
 CTL=$ROOT/build/vantagectl
 TARGET=$ROOT/tests/fakes/http_target.py
+IDP=$ROOT/tests/fakes/idp.py
 CONF_TEMPLATE=$ROOT/conf/vantage-demo.conf.in
 PY=/usr/bin/python3
 
@@ -47,6 +54,18 @@ DEMO_AUD=advisor-api
 DEMO_SUB=advisor-1042
 # the tenant claim: /jobs/ files jobs under it, and shows only its own
 DEMO_TENANT=acme-wealth
+
+# /advisor/ (issue 5): the identity provider's client, known to the
+# emulator and to the worker's [idp demo]; the scope the location requires
+# (conf/vantage-demo.conf.in) of a JWT, an introspected token and an API
+# key alike
+IDP_CLIENT=vantage-demo
+ADVISOR_SCOPE=advisor.read
+IDP_ISSUER=         # read from idp.py's first line
+IDP_CA=
+IDP_SECRET=         # the client secret's file, under secrets/
+API_KEY_FILE=       # the API key's file, under secrets/
+OPAQUE_TOKEN=       # an active opaque token, made at each start
 
 STARTED=()          # "name:pid", in start order
 STOPPING=0
@@ -67,6 +86,7 @@ check_prereqs() {
     [[ -x $WORKER ]] || die "$WORKER not found: build it with 'make worker'"
     [[ -x $CTL ]] || die "$CTL not found: build it with 'make ctl'"
     [[ -f $TARGET ]] || die "$TARGET not found"
+    [[ -f $IDP ]] || die "$IDP not found"
     [[ -f $CONF_TEMPLATE ]] || die "$CONF_TEMPLATE not found"
     command -v openssl >/dev/null || die "openssl not found"
     command -v curl >/dev/null || die "curl not found"
@@ -75,8 +95,8 @@ check_prereqs() {
         || die "$PY lacks PyJWT (apt-get install python3-jwt python3-cryptography)"
     [[ $PREFIX != *[[:space:]\;\#\'\"]* ]] \
         || die "demo directory \"$PREFIX\" has characters nginx.conf cannot take"
-    for p in "$PORT" "$BACKEND_PORT" "$TARGET_PORT" "$REDIS_PORT"; do
-        port_open "$p" && die "127.0.0.1:$p is already in use (set PORT / BACKEND_PORT / TARGET_PORT / REDIS_PORT)"
+    for p in "$PORT" "$BACKEND_PORT" "$TARGET_PORT" "$REDIS_PORT" "$IDP_PORT"; do
+        port_open "$p" && die "127.0.0.1:$p is already in use (set PORT / BACKEND_PORT / TARGET_PORT / REDIS_PORT / IDP_PORT)"
     done
     return 0
 }
@@ -128,6 +148,29 @@ make_keys() {
 }
 
 
+# make_secrets: secrets/ (0700) with the identity provider's client secret
+# and an API key for /advisor/, both new at each start, so no secret is in
+# the repository or outlives a run; the key file nginx reads holds only the
+# key's hash (vantagectl apikey)
+make_secrets() {
+    local s=$PREFIX/secrets err
+    mkdir -p "$s"
+    chmod 700 "$s"
+    IDP_SECRET=$s/idp-client-secret
+    API_KEY_FILE=$s/advisor-api-key
+    # hex: RFC 6749 2.3.1 form-encodes the secret inside Basic, so a "+"
+    # or "/" would not survive a plain `curl -u`
+    (umask 077 && openssl rand -hex 32 >"$IDP_SECRET")
+    chmod 600 "$IDP_SECRET"
+    rm -f "$PREFIX/api-keys.json"
+    # the key on stdout, into its file; stderr says where it went
+    err=$( (umask 077 && "$CTL" apikey create --file "$PREFIX/api-keys.json" \
+        --id demo-advisor --tenant "$DEMO_TENANT" --scope "$ADVISOR_SCOPE" \
+        >"$API_KEY_FILE") 2>&1 ) || die "vantagectl apikey create: $err"
+    OPAQUE_TOKEN=opaque-$(openssl rand -hex 16)
+}
+
+
 render_conf() {
     mkdir -p "$PREFIX/tmp"
     # worker processes run as nobody when nginx starts as root
@@ -140,7 +183,7 @@ render_conf() {
     sed -e "s#@PREFIX@#$PREFIX#g" \
         -e "s#@MODULE@#$PREFIX/ngx_vantage_module.so#g" \
         -e "s#@PORT@#$PORT#g" -e "s#@BACKEND_PORT@#$BACKEND_PORT#g" \
-        -e "s#@REDIS_PORT@#$REDIS_PORT#g" \
+        -e "s#@REDIS_PORT@#$REDIS_PORT#g" -e "s#@IDP_ISSUER@#$IDP_ISSUER#g" \
         "$CONF_TEMPLATE" >"$PREFIX/nginx.conf"
 }
 
@@ -242,6 +285,28 @@ start_target() {
 }
 
 
+# start_idp: tests/fakes/idp.py over HTTPS on 127.0.0.1:IDP_PORT, its CA
+# and certificate made afresh in run/demo/idp/; it knows the client
+# IDP_CLIENT (for /introspect and /token) and the opaque token
+# OPAQUE_TOKEN, and prints its issuer and ca_file as one JSON line
+start_idp() {
+    local pid line out=$PREFIX/idp.out
+    setsid $PY "$IDP" --port "$IDP_PORT" --dir "$PREFIX/idp" \
+        --client "$IDP_CLIENT=$IDP_SECRET" \
+        --token "$OPAQUE_TOKEN=advisor-2077:$ADVISOR_SCOPE" \
+        >"$out" 2>&1 &
+    pid=$!
+    demo_started idp "$pid"
+    wait_up idp.py "$pid" "$out" grep -q '^{' "$out"
+    line=$(grep -m1 '^{' "$out")
+    IDP_ISSUER=$($PY -c 'import json, sys; print(json.loads(sys.argv[1])["issuer"])' "$line")
+    IDP_CA=$($PY -c 'import json, sys; print(json.loads(sys.argv[1])["ca_file"])' "$line")
+    [[ $IDP_ISSUER == https://127.0.0.1:* && -s $IDP_CA ]] \
+        || die "idp.py said \"$line\"; expected its issuer and ca_file"
+    log "identity provider (pid $pid) at $IDP_ISSUER, CA $IDP_CA"
+}
+
+
 # write_worker_conf: run/demo/worker.conf (docs/WORKER.md), checked with
 # --check before the worker starts with it
 write_worker_conf() {
@@ -283,6 +348,17 @@ connector          = http
 target             = demo-vendor
 url                = http://127.0.0.1:$TARGET_PORT/webhooks/echo
 timeout            = 5s
+
+# the identity provider emulator (tests/fakes/idp.py) of /advisor/: nginx
+# names it by these URLs, the worker fetches its keys and introspects
+[idp demo]
+discovery          = $IDP_ISSUER
+introspection_url  = $IDP_ISSUER/introspect
+ca_file            = $IDP_CA
+client_id          = $IDP_CLIENT
+client_secret_file = $IDP_SECRET
+auth               = client_secret_basic
+timeout            = 2s        # below vantage_introspect_timeout (3s)
 EOF
     "$WORKER" --check "$PREFIX/worker.conf" 2>"$PREFIX/worker-check.log" || {
         cat "$PREFIX/worker-check.log" >&2
@@ -475,8 +551,71 @@ jobs_check() {
 }
 
 
+# idp_token: an access token from the emulator's /token (client
+# credentials, with the scope /advisor/ requires); the secret reaches curl
+# on its standard input, not on a command line
+idp_token() {
+    curl -s --max-time 5 --cacert "$IDP_CA" -K - \
+        -d grant_type=client_credentials -d "scope=$ADVISOR_SCOPE" \
+        "$IDP_ISSUER/token" <<<"user = \"$IDP_CLIENT:$(cat "$IDP_SECRET")\"" \
+        | $PY -c 'import json, sys; print(json.load(sys.stdin)["access_token"])'
+}
+
+
+# tamper token: the token with its payload's sub changed after signing
+tamper() {
+    $PY - "$1" <<'EOF'
+import base64, json, sys
+
+header, payload, sig = sys.argv[1].split(".")
+claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+claims["sub"] = "intruder"
+payload = base64.urlsafe_b64encode(
+    json.dumps(claims, separators=(",", ":")).encode()).rstrip(b"=")
+print(".".join([header, payload.decode(), sig]))
+EOF
+}
+
+
+# auth_answer url [header]: "<status> <X-Auth-Scheme or -> <number of
+# WWW-Authenticate lines>"; the header goes to curl on its standard input
+auth_answer() {
+    local cfg=
+    [[ -n ${2:-} ]] && cfg="header = \"$2\""
+    curl -s -D - -o /dev/null --max-time 5 -K - "$1" <<<"$cfg" | tr -d '\r' \
+        | awk 'NR == 1 { s = $2 }
+               tolower($1) == "x-auth-scheme:" { a = $2 }
+               tolower($1) == "www-authenticate:" { n++ }
+               END { print s, (a == "" ? "-" : a), n + 0 }' || true
+}
+
+
+# advisor_check url token tampered: /advisor/ takes the emulator's JWT
+# (verified with the keys the worker fetched), the opaque token (which the
+# worker introspects) and the API key, and says which in X-Auth-Scheme; no
+# credential and the tampered token get 401 with a Bearer and an ApiKey
+# challenge
+advisor_check() {
+    local url=$1 at=$2 bad=$3 got ok=1 what want header
+    while IFS='|' read -r what want header; do
+        got=$(auth_answer "$url" "$header")
+        [[ $got == "$want" ]] \
+            || { log "check: /advisor/ with $what got \"$got\", expected \"$want\""; ok=0; }
+    done <<EOF
+the provider's token|200 jwt 0|Authorization: Bearer $at
+the opaque token|200 introspect 0|Authorization: Bearer $OPAQUE_TOKEN
+the API key|200 api_key 0|X-Api-Key: $(cat "$API_KEY_FILE")
+no credential|401 - 2|
+the tampered token|401 - 2|Authorization: Bearer $bad
+EOF
+    (( ok )) || die "/advisor/ does not behave as the demo expects (see $PREFIX/error.log and $PREFIX/worker.log)"
+    log "checked: /advisor/ takes the provider's token (jwt), an opaque" \
+        "token (introspect) and an API key; none and a tampered token 401"
+}
+
+
 print_usage() {
-    local url=$1 good=$2 bad=$3
+    local url=$1 good=$2 bad=$3 adv=$4 advbad=$5
     cat <<EOF
 
 Vantage demo on http://127.0.0.1:$PORT/ (nginx + ngx_vantage_module, RS256)
@@ -550,8 +689,44 @@ The jobs and the queue's health, read from Redis by the operator's tool:
   $CTL --redis 127.0.0.1:$REDIS_PORT jobs list
   $CTL --redis 127.0.0.1:$REDIS_PORT health
 
+Identity provider: tests/fakes/idp.py stands in for Okta at
+$IDP_ISSUER (discovery, /jwks, /token, /introspect); vantage-worker
+fetches its keys and introspects opaque tokens ([idp demo] of
+worker.conf), nginx never calls it. /advisor/ takes a JWT, an opaque
+token or an API key, each with scope $ADVISOR_SCOPE, and says which in
+X-Auth-Scheme. A token for the client $IDP_CLIENT (client credentials,
+expires in 1 hour; the secret is read from its file), kept in \$AT:
+
+  AT=\$(curl -s --cacert $IDP_CA \\
+      -u $IDP_CLIENT:\$(cat $IDP_SECRET) \\
+      -d grant_type=client_credentials -d scope=$ADVISOR_SCOPE \\
+      $IDP_ISSUER/token \\
+      | tee /dev/stderr | sed -n 's/.*"access_token": "\([^"]*\)".*/\1/p')
+
+Accepted (200, X-Auth-Scheme: jwt; the app sees sub=$IDP_CLIENT):
+
+  curl -i -H "Authorization: Bearer \$AT" $adv
+
+An opaque token the worker introspects (200, X-Auth-Scheme: introspect;
+it too expires in 1 hour):
+
+  curl -i -H 'Authorization: Bearer $OPAQUE_TOKEN' $adv
+
+An API key (200, X-Auth-Scheme: api_key):
+
+  curl -i -H "X-Api-Key: \$(cat $API_KEY_FILE)" $adv
+
+Refused (401, no credential: a Bearer and an ApiKey challenge):
+
+  curl -i $adv
+
+Refused (401, a token of the provider's with sub changed after signing):
+
+  curl -i -H 'Authorization: Bearer $advbad' $adv
+
 Files: $PREFIX (nginx.conf, worker.conf, error.log, access.log,
-worker.log, target.log; keys/ holds the demo private key).
+worker.log, target.log; keys/ holds the demo private key, secrets/ the
+identity provider's client secret and the API key).
 Error log: tail -f $PREFIX/error.log
 
 Ctrl-C to stop.
@@ -560,7 +735,7 @@ EOF
 
 
 main() {
-    local url good bad
+    local url good bad adv at advbad
     check_prereqs
     mkdir -p "$PREFIX"
     stop_leftovers
@@ -569,9 +744,11 @@ main() {
     trap on_signal INT TERM HUP
 
     make_keys
-    render_conf
+    make_secrets
     start_redis
     start_target
+    start_idp
+    render_conf
     start_worker
     start_nginx
 
@@ -580,7 +757,11 @@ main() {
     bad=$(mint_token tampered)
     self_check "$url" "$good" "$bad"
     jobs_check "$good"
-    print_usage "$url" "$good" "$bad"
+    adv=http://127.0.0.1:$PORT/advisor/clients
+    at=$(idp_token) || die "no token from $IDP_ISSUER/token (see $PREFIX/idp.out)"
+    advbad=$(tamper "$at")
+    advisor_check "$adv" "$at" "$advbad"
+    print_usage "$url" "$good" "$bad" "$adv" "$advbad"
 
     # wait returns early when a trapped signal arrives; nginx exiting on
     # its own is an error

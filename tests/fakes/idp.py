@@ -12,6 +12,12 @@ untrusted self-signed certificate (untrusted=True):
     /introspect                        RFC 7662: POST token=..., client
                                        authenticated by client_secret_basic or
                                        client_secret_post
+    /token                             RFC 6749 section 4.4: POST
+                                       grant_type=client_credentials
+                                       [&scope=...], the client authenticated
+                                       as for /introspect; an RS256 JWT
+                                       access token for an hour, signed with
+                                       the newest RSA key
 
     idp = IdP()                        # its own CA; idp.ca_file, idp.url
     idp.rotate()                       # a new RSA key with a new kid
@@ -25,6 +31,7 @@ untrusted self-signed certificate (untrusted=True):
     idp.count("/jwks")                 # requests received on that path
     idp.requests("/introspect")        # what they carried (auth parsed)
     idp.introspected("tok")            # /introspect requests about "tok"
+    idp.access_token("vantage", "read")  # what /token issues to a client
 
 "down" closes each connection as soon as it is accepted, before TLS
 (the client sees a reset or EOF); idp.stop() stops listening altogether
@@ -38,11 +45,12 @@ which writes ca.pem into --dir and prints, as one JSON line, the issuer
 URL, ca_file, the client ids and the active tokens.  Each --token is an
 active token (EXP in Unix seconds, default an hour from the start);
 without one, "demo-active-token" is.  Each --client is a client that may
-introspect, its secret the file's content less one trailing newline;
-without one, the client "vantage" with the secret in IdP.__init__.  Any
-other token is {"active": false}.  GET /_counts (no provider has it,
-and it is not counted) answers the requests received so far by path,
-e.g. {"/introspect": 3}, so that a script can see what reached the
+introspect and get tokens from /token, its secret the file's content less
+one trailing newline; without one, the client "vantage" with the secret in
+IdP.__init__.  Any other token is {"active": false}, the JWTs of /token
+too: they are to be verified against /jwks.  GET /_counts (no provider
+has it, and it is not counted) answers the requests received so far by
+path, e.g. {"/introspect": 3}, so that a script can see what reached the
 provider.  Standard library and python3-cryptography only.
 """
 
@@ -64,7 +72,7 @@ import urllib.parse
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import NameOID
 
 
@@ -76,6 +84,10 @@ def _b64u(n, length=None):
         length = (n.bit_length() + 7) // 8
     return base64.urlsafe_b64encode(n.to_bytes(length, "big")) \
         .rstrip(b"=").decode()
+
+
+def _b64u_bytes(b):
+    return base64.urlsafe_b64encode(b).rstrip(b"=")
 
 
 def _name(cn):
@@ -206,12 +218,20 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return self._send(200, idp.jwks(), headers)
         if path == "/introspect" and self.command == "POST":
             return self._introspect(idp, rec)
+        if path == "/token" and self.command == "POST":
+            return self._token(idp, rec)
         return self._send(404, b'{"error":"not_found"}')
 
-    def _introspect(self, idp, rec):
+    def _form(self, rec):
         form = urllib.parse.parse_qs(rec["body"].decode("ascii", "replace"),
                                      keep_blank_values=True)
-        form = {k: v[0] for k, v in form.items()}
+        rec["form"] = {k: v[0] for k, v in form.items()}
+        return rec["form"]
+
+    def _client(self, idp, rec, form):
+        """The client's id when it authenticated as one of idp.clients,
+        by client_secret_basic or client_secret_post; else None.  What it
+        sent goes into rec["client"]."""
         auth = rec["headers"].get("authorization", "")
         client = None
         if auth.startswith("Basic "):
@@ -224,14 +244,51 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             client = ("client_secret_post", form.get("client_id"),
                       form.get("client_secret"))
         rec["client"] = client
-        rec["form"] = form
         if client is None or idp.clients.get(client[1]) != client[2]:
-            return self._send(401, b'{"error":"invalid_client"}',
-                              [("WWW-Authenticate", 'Basic realm="idp"')])
+            return None
+        return client[1]
+
+    def _invalid_client(self, headers=()):
+        return self._send(401, b'{"error":"invalid_client"}',
+                          [("WWW-Authenticate", 'Basic realm="idp"')]
+                          + list(headers))
+
+    def _introspect(self, idp, rec):
+        form = self._form(rec)
+        if self._client(idp, rec, form) is None:
+            return self._invalid_client()
         claims = idp.tokens.get(form.get("token"))
         if claims is None or not claims.get("active"):
             return self._send(200, {"active": False})
         return self._send(200, claims)
+
+    def _token(self, idp, rec):
+        # RFC 6749 sections 4.4 and 5: the client authenticates first;
+        # every answer is no-store, since a success carries a credential
+        no_store = [("Cache-Control", "no-store"), ("Pragma", "no-cache")]
+        form = self._form(rec)
+        client_id = self._client(idp, rec, form)
+        if client_id is None:
+            return self._invalid_client(no_store)
+        grant = form.get("grant_type")
+        if not grant:
+            return self._send(400, {"error": "invalid_request",
+                                    "error_description":
+                                    "grant_type is missing"}, no_store)
+        if grant != "client_credentials":
+            return self._send(400, {"error": "unsupported_grant_type"},
+                              no_store)
+        scope = form.get("scope") or None
+        token = idp.access_token(client_id, scope)
+        if token is None:
+            return self._send(500, {"error": "server_error",
+                                    "error_description":
+                                    "no RSA key to sign with"}, no_store)
+        answer = {"access_token": token, "token_type": "Bearer",
+                  "expires_in": idp.token_lifetime}
+        if scope is not None:
+            answer["scope"] = scope
+        return self._send(200, answer, no_store)
 
     do_GET = do_POST = _serve
 
@@ -270,6 +327,7 @@ class IdP:
         self.modes = {}
         self.down = False
         self.max_age = max_age
+        self.token_lifetime = 3600      # seconds, of /token's tokens
         self.clients = dict(clients or {"vantage": "s3cr3t-client+/="})
         self.tokens = {}
         self.keys = []          # [(kid, private key)]
@@ -375,6 +433,31 @@ class IdP:
                 claims["exp"] = exp or int(time.time()) + 3600
             claims.update(extra)
         self.tokens[token] = claims
+
+    def access_token(self, client_id, scope=None):
+        """The JWT /token issues to client_id: RS256, signed with the
+        newest RSA key (its kid in the header); iss, sub and client_id,
+        scope when given, iat and exp (token_lifetime later).  None when
+        no RSA key is left."""
+        with self.lock:
+            rsa_keys = [(k, v) for k, v in self.keys
+                        if isinstance(v, rsa.RSAPrivateKey)]
+        if not rsa_keys:
+            return None
+        kid, key = rsa_keys[-1]
+        now = int(time.time())
+        claims = {"iss": self.issuer, "sub": client_id,
+                  "client_id": client_id}
+        if scope is not None:
+            claims["scope"] = scope
+        claims.update({"iat": now, "exp": now + self.token_lifetime})
+        header = {"alg": "RS256", "typ": "JWT", "kid": kid}
+        signing_input = b".".join(
+            _b64u_bytes(json.dumps(part, separators=(",", ":")).encode())
+            for part in (header, claims))
+        signature = key.sign(signing_input, padding.PKCS1v15(),
+                             hashes.SHA256())
+        return (signing_input + b"." + _b64u_bytes(signature)).decode()
 
     def introspected(self, token):
         """How many /introspect requests asked about token."""
