@@ -291,6 +291,8 @@ start_target() {
 # OPAQUE_TOKEN, and prints its issuer and ca_file as one JSON line
 start_idp() {
     local pid line out=$PREFIX/idp.out
+    # its first line names the opaque token: readable by this user only
+    install -m 0600 /dev/null "$out"
     setsid $PY "$IDP" --port "$IDP_PORT" --dir "$PREFIX/idp" \
         --client "$IDP_CLIENT=$IDP_SECRET" \
         --token "$OPAQUE_TOKEN=advisor-2077:$ADVISOR_SCOPE" \
