@@ -184,7 +184,8 @@ start_stack() { # policy dir
   start_bg "worker-serve-$policy" "$WORKER_CPU" "$RUN/bin/vantage-worker" \
     --listen "unix:$d/worker.sock" --redis "127.0.0.1:$REDIS_PORT"
   PID[worker]=$LAST_PID
-  wait_ready "[[ -S $d/worker.sock ]]" "${PID[worker]}" "vantage-worker (serve only)"
+  wait_ready "$PY $ROOT/lua-free-scripts/worker-ping $d/worker.sock >/dev/null" "${PID[worker]}" \
+    "vantage-worker (serve only)" "did not answer PING 200"
   # without a file the socket keeps the default 0660: nginx's workers run
   # as nobody (the configured worker below sets listen_mode instead)
   chmod 0666 "$d/worker.sock"
@@ -259,7 +260,8 @@ start_engine() { # policy dir  (replaces the serve-only worker by a configured o
   rm -f "$PIDDIR/worker-serve-$1.pid" "$2/worker.sock"
   start_bg "worker-$1" "$WORKER_CPU" "$RUN/bin/vantage-worker" -c "$2/worker.conf"
   PID[worker]=$LAST_PID
-  wait_ready "[[ -S $2/worker.sock ]]" "${PID[worker]}" vantage-worker
+  wait_ready "$PY $ROOT/lua-free-scripts/worker-ping $2/worker.sock >/dev/null" "${PID[worker]}" \
+    vantage-worker "did not answer PING 200"
 }
 
 snap() { # -> "ns worker redis gw target sutBusy sutTotal loadBusy loadTotal" (ticks, jiffies)

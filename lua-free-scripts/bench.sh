@@ -466,7 +466,8 @@ EOF
     || die "worker config refused: $(cat "$RUN/logs/worker-check.err")"
   log "vantage-worker on unix:$WORKER_SOCK (cpu $LOAD_CPU)"
   start_bg worker "$LOAD_CPU" "$RUN/vantage-worker" -c "$RUN/idp/worker.conf"
-  wait_ready "[[ -S $WORKER_SOCK ]]" "$LAST_PID" vantage-worker "did not make $WORKER_SOCK"
+  wait_ready "$PY $ROOT/lua-free-scripts/worker-ping $WORKER_SOCK >/dev/null" "$LAST_PID" \
+    vantage-worker "did not answer PING 200 on $WORKER_SOCK"
 fi
 
 declare -A GW_PID GW_PORT GW_TOKEN

@@ -419,42 +419,11 @@ EOF
 }
 
 
-# worker_ping socket: a PING frame of the hand-off protocol
-# (docs/PROTOCOL.md); exits 0 on STATUS 200, else 1 after printing what
-# came back ("503: the worker is not ready: ..."; nothing when no reply)
+# worker_ping socket: PING (lua-free-scripts/worker-ping); exits 0 on
+# STATUS 200, else 1 after printing what came back ("503 the worker is not
+# ready: ..."; nothing when no reply came)
 worker_ping() {
-    $PY - "$1" <<'EOF' 2>/dev/null
-import socket, struct, sys
-s = socket.socket(socket.AF_UNIX)
-s.settimeout(2)
-s.connect(sys.argv[1])
-s.sendall(b"VW\x01\x01" + struct.pack(">QI", 1, 0))
-def read(n):
-    b = b""
-    while len(b) < n:
-        c = s.recv(n - len(b))
-        if not c:
-            sys.exit(1)
-        b += c
-    return b
-h = read(16)
-if h[:4] != b"VW\x01\x81":
-    sys.exit(1)
-body = read(struct.unpack(">I", h[12:16])[0])
-status, error, pos = None, "", 0
-while pos + 6 <= len(body):
-    tag, n = struct.unpack(">HI", body[pos:pos + 6])
-    v = body[pos + 6:pos + 6 + n]
-    pos += 6 + n
-    if tag == 1 and n == 4:
-        status = struct.unpack(">I", v)[0]
-    elif tag == 2:
-        error = v.decode("utf-8", "replace")
-if status == 200:
-    sys.exit(0)
-print("%s %s" % (status, error) if error else str(status))
-sys.exit(1)
-EOF
+    $PY "$ROOT/lua-free-scripts/worker-ping" "$1" 2>/dev/null
 }
 
 
