@@ -145,6 +145,18 @@ BAD = [
                                  "[idp b]\njwks_url = https://idp/t1\n"),
      "worker.conf:10: jwks_url: the same URL as discovery in [idp a] at "
      "line 8: a URL names one [idp] only"),
+    # a target's connection
+    ("proxy-credentials", conf_text("[target t]\nproxy = "
+                                    "http://user:pw@proxy:3128\n"),
+     "worker.conf:8: proxy: the proxy URL holds credentials; they do not "
+     "belong in the configuration file"),
+    ("proxy-scheme", conf_text("[target t]\nproxy = ftp://proxy\n"),
+     'worker.conf:8: proxy: "ftp://proxy" is not an http://, https:// or '
+     'socks5h:// URL, nor "none"'),
+    ("connect-timeout", conf_text("[target t]\nconnect_timeout = 10m\n"),
+     'worker.conf:8: connect_timeout: "10m" is more than 5m'),
+    ("target-ca-file", conf_text("[target t]\nca_file = ca.pem\n"),
+     'worker.conf:8: ca_file: "ca.pem" is not an absolute path'),
 ]
 
 

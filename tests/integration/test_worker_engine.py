@@ -787,3 +787,133 @@ def test_max_age_while_the_breaker_is_open(workers, target, rc):
     last = att(rc, jid)[-1]
     assert last["outcome"] == "dead"
     assert "circuit breaker" in last["error"]
+
+
+# --------------------------------------------------------------------------
+# a target's connection: proxy, connect timeout
+
+class _ForwardProxy:
+    """An HTTP forward proxy on 127.0.0.1 (absolute-form request targets,
+    RFC 9112 3.2.2) that records each request line and relays it."""
+
+    def __init__(self):
+        import http.server
+        import urllib.request
+
+        proxy = self
+        self.seen = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def relay(self):
+                n = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(n) if n else None
+                proxy.seen.append((self.command, self.path))
+                headers = {k: v for k, v in self.headers.items()
+                           if k.lower() not in ("proxy-connection",
+                                                "connection", "host")}
+                req = urllib.request.Request(self.path, data=body,
+                                             headers=headers,
+                                             method=self.command)
+                opener = urllib.request.build_opener(
+                    urllib.request.ProxyHandler({}))
+                try:
+                    with opener.open(req, timeout=5) as r:
+                        status, data = r.status, r.read()
+                except urllib.error.HTTPError as e:
+                    status, data = e.code, e.read()
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = do_PUT = relay
+
+            def log_message(self, *a):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
+                                                      Handler)
+        self.url = "http://127.0.0.1:%d" % self.server.server_address[1]
+        import threading
+        threading.Thread(target=self.server.serve_forever, daemon=True,
+                         kwargs={"poll_interval": 0.05}).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def forward_proxy():
+    p = _ForwardProxy()
+    yield p
+    p.close()
+
+
+def test_target_proxy(workers, target, rc, forward_proxy):
+    """proxy = <url>: the job goes through it, in absolute form."""
+    w, = workers(conf(target, {"viaproxy": "url = URL/px\ntarget = px"},
+                      targets="[target px]\nproxy = %s\n" % forward_proxy.url))
+    jid = accepted(dispatch(w, "viaproxy", b'{"p":1}'))
+    wait_state(rc, jid, "succeeded")
+    assert forward_proxy.seen == [("POST", target.url("/px"))]
+    got = target.got("/px")
+    assert len(got) == 1 and got[0]["body"] == b'{"p":1}'
+
+
+def test_target_proxy_none_ignores_the_environment(workers, target, rc,
+                                                   monkeypatch):
+    """proxy = none: straight to the target, though http_proxy names a
+    proxy that is not there (which a target without the key obeys)."""
+    monkeypatch.setenv("http_proxy", "http://127.0.0.1:%d" % vh.free_port())
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    w, = workers(conf(target, {
+        "direct": "url = URL/direct\ntarget = direct",
+        "envproxy": "url = URL/env\nbackoff_base = 10s\nmax_attempts = 2"},
+        targets="[target direct]\nproxy = none\n"))
+    jid = accepted(dispatch(w, "direct"))
+    wait_state(rc, jid, "succeeded")
+    assert len(target.got("/direct")) == 1
+    jid = accepted(dispatch(w, "envproxy", fid=2))
+    vh.wait_for(lambda: att(rc, jid), 5, what="the first attempt")
+    a = att(rc, jid)[0]
+    assert (a["outcome"], a["status"]) == ("retry", 0), a
+    assert target.got("/env") == []
+
+
+def test_target_connect_timeout(workers, target, rc):
+    """connect_timeout bounds the connection alone: a listener whose
+    backlog is full never completes the handshake, and the attempt ends
+    after connect_timeout, well before the job's timeout."""
+    import socket
+    lsn = socket.socket()
+    lsn.bind(("127.0.0.1", 0))
+    lsn.listen(0)
+    port = lsn.getsockname()[1]
+    fill = []
+    try:
+        for _ in range(3):
+            s = socket.socket()
+            s.setblocking(False)
+            s.connect_ex(("127.0.0.1", port))
+            fill.append(s)
+        time.sleep(0.2)
+        w, = workers(conf(target, {
+            "stuck": "url = http://127.0.0.1:%d/x\ntarget = stuck\n"
+                     "backoff_base = 10s\nmax_attempts = 2" % port},
+            targets="[target stuck]\nconnect_timeout = 300ms\n",
+            timeout="4s", vt="9500ms"))
+        jid = accepted(dispatch(w, "stuck"))
+        vh.wait_for(lambda: att(rc, jid), 5, what="the first attempt")
+        a = att(rc, jid)[0]
+        assert (a["outcome"], a["status"]) == ("retry", 0), a
+        assert a["error"] == "no connection within 300 ms " \
+            "(connect_timeout)", a
+        assert a["ms"] < 2000, a
+    finally:
+        for s in fill:
+            s.close()
+        lsn.close()

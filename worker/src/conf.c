@@ -145,6 +145,8 @@ static int vw_conf_set_https_url(vw_conf_ctx_t *ctx, const vw_conf_key_t *key,
     const char *value, void *obj);
 static int vw_conf_set_ca_file(vw_conf_ctx_t *ctx, const vw_conf_key_t *key,
     const char *value, void *obj);
+static int vw_conf_set_proxy(vw_conf_ctx_t *ctx, const vw_conf_key_t *key,
+    const char *value, void *obj);
 static int vw_conf_set_client_id(vw_conf_ctx_t *ctx, const vw_conf_key_t *key,
     const char *value, void *obj);
 static int vw_conf_set_client_secret(vw_conf_ctx_t *ctx,
@@ -202,6 +204,12 @@ static const vw_conf_key_t  vw_conf_target_keys[] = {
     { "breaker_cooldown", vw_conf_set_duration,
       vw_off(vw_conf_target_t, breaker_cooldown_ms), 1,
       VW_CONF_DURATION_MAX, 0 },
+    { "connect_timeout", vw_conf_set_duration,
+      vw_off(vw_conf_target_t, connect_timeout_ms), 1, 5 * VW_CONF_MINUTE,
+      0 },
+    { "ca_file", vw_conf_set_ca_file,
+      vw_off(vw_conf_target_t, ca_file), 0, 0, 0 },
+    { "proxy", vw_conf_set_proxy, vw_off(vw_conf_target_t, proxy), 0, 0, 0 },
     { NULL, NULL, 0, 0, 0, 0 }
 };
 
@@ -256,7 +264,8 @@ static const vw_conf_key_t  vw_conf_idp_keys[] = {
       vw_off(vw_conf_idp_t, jwks_url), 0, 0, 0 },
     { "introspection_url", vw_conf_set_https_url,
       vw_off(vw_conf_idp_t, introspection_url), 0, 0, 0 },
-    { "ca_file", vw_conf_set_ca_file, 0, 0, 0, 0 },
+    { "ca_file", vw_conf_set_ca_file, vw_off(vw_conf_idp_t, ca_file), 0, 0,
+      0 },
     { "client_id", vw_conf_set_client_id, 0, 0, 0, 0 },
     { "client_secret_file", vw_conf_set_client_secret, 0, 0, 0, 0 },
     { "auth", vw_conf_set_auth, 0, 0, 0, 0 },
@@ -484,6 +493,8 @@ vw_conf_free(vw_conf_t *conf)
     for (t = conf->targets; t != NULL; t = next_t) {
         next_t = t->next;
         free(t->name);
+        free(t->ca_file);
+        free(t->proxy);
         free(t);
     }
 
@@ -891,6 +902,7 @@ vw_conf_target_new(vw_conf_ctx_t *ctx, const char *name)
     t->breaker_window_ms = 30 * VW_CONF_SECOND;
     t->breaker_min_calls = 20;
     t->breaker_cooldown_ms = 30 * VW_CONF_SECOND;
+    t->connect_timeout_ms = 10 * VW_CONF_SECOND;
 
     return t;
 }
@@ -2213,8 +2225,7 @@ static int
 vw_conf_set_ca_file(vw_conf_ctx_t *ctx, const vw_conf_key_t *key,
     const char *value, void *obj)
 {
-    char            q[VW_CONF_QUOTE_MAX * 4 + 8];
-    vw_conf_idp_t  *idp = obj;
+    char  q[VW_CONF_QUOTE_MAX * 4 + 8];
 
     vw_conf_quote(q, sizeof(q), value);
 
@@ -2228,7 +2239,63 @@ vw_conf_set_ca_file(vw_conf_ctx_t *ctx, const vw_conf_key_t *key,
                              q, strerror(errno));
     }
 
-    return vw_conf_set_string(ctx, key, value, &idp->ca_file);
+    return vw_conf_set_string(ctx, key, value,
+                              (char **) ((char *) obj + key->offset));
+}
+
+
+/*
+ * proxy = http://host:port (or https://, socks5h://), credentials not
+ * allowed in the file (a secret would sit in clear); "none" for no proxy
+ * at all, not even one named by https_proxy in the environment.
+ */
+static int
+vw_conf_set_proxy(vw_conf_ctx_t *ctx, const vw_conf_key_t *key,
+    const char *value, void *obj)
+{
+    char        q[VW_CONF_QUOTE_MAX * 4 + 8];
+    size_t      len;
+    const char *host;
+
+    vw_conf_quote(q, sizeof(q), value);
+
+    if (strcmp(value, "none") == 0) {
+        return vw_conf_set_string(ctx, key, "",
+                                  (char **) ((char *) obj + key->offset));
+    }
+
+    len = strlen(value);
+
+    if (strncmp(value, "http://", 7) == 0) {
+        host = value + 7;
+
+    } else if (strncmp(value, "https://", 8) == 0) {
+        host = value + 8;
+
+    } else if (strncmp(value, "socks5h://", 10) == 0) {
+        host = value + 10;
+
+    } else {
+        return vw_conf_error(ctx, ctx->line, key->name,
+                             "%s is not an http://, https:// or socks5h:// "
+                             "URL, nor \"none\"", q);
+    }
+
+    if (*host == '\0' || *host == '/' || len > 1024
+        || !vw_conf_valid_value(value, len))
+    {
+        return vw_conf_error(ctx, ctx->line, key->name,
+                             "%s names no host", q);
+    }
+
+    if (strchr(host, '@') != NULL) {
+        return vw_conf_error(ctx, ctx->line, key->name,
+                             "the proxy URL holds credentials; they do not "
+                             "belong in the configuration file");
+    }
+
+    return vw_conf_set_string(ctx, key, value,
+                              (char **) ((char *) obj + key->offset));
 }
 
 

@@ -155,6 +155,9 @@ struct vw_run_s {
     char                      **secrets;       /* secret_header values,
                                                   NULL-ended */
     uint64_t                    timeout_ms;
+    uint64_t                    connect_timeout_ms;
+    char                       *ca_file;
+    char                       *proxy;
     unsigned                    max_attempts;
     uint64_t                    max_age_ms;
     uint64_t                    backoff_base_ms;
@@ -955,6 +958,19 @@ vw_engine_copy_conf(vw_run_t *run, const vw_conf_job_t *jc)
 
     tc = jc->target;
 
+    if (tc != NULL) {
+        /* copied: a reload may free the configuration mid-request */
+        run->connect_timeout_ms = tc->connect_timeout_ms;
+        run->ca_file = tc->ca_file ? strdup(tc->ca_file) : NULL;
+        run->proxy = tc->proxy ? strdup(tc->proxy) : NULL;
+
+        if ((tc->ca_file && run->ca_file == NULL)
+            || (tc->proxy && run->proxy == NULL))
+        {
+            return VW_ERROR;
+        }
+    }
+
     run->target = vw_target_get(&run->engine->targets,
                                 tc ? tc->name : jc->type);
     if (run->target == NULL) {
@@ -1358,6 +1374,9 @@ vw_engine_start(vw_run_t *run)
     run->req.body = run->body;
     run->req.body_len = run->body_len;
     run->req.timeout_ms = run->timeout_ms;
+    run->req.connect_timeout_ms = run->connect_timeout_ms;
+    run->req.ca_file = run->ca_file;
+    run->req.proxy = run->proxy;
     run->req.handler = vw_engine_http_done;
     run->req.data = run;
 
@@ -1391,7 +1410,13 @@ vw_engine_http_done(vw_http_req_t *req)
         outcome = "retry";
         verdict = VW_TARGET_FAILURE;
 
-        if (req->timed_out) {
+        if (req->timed_out && req->connected == 0
+            && run->connect_timeout_ms < run->timeout_ms)
+        {
+            snprintf(error, sizeof(error), "no connection within %" PRIu64
+                     " ms (connect_timeout)", run->connect_timeout_ms);
+
+        } else if (req->timed_out) {
             snprintf(error, sizeof(error), "timeout after %" PRIu64 " ms",
                      run->timeout_ms);
         } else {
@@ -1906,6 +1931,8 @@ vw_engine_run_free(vw_run_t *run)
     free(run->content_type);
     free(run->body);
     free(run->url);
+    free(run->ca_file);
+    free(run->proxy);
     free(run->method);
     free(run);
 }

@@ -156,6 +156,18 @@ vw_http_request(vw_http_t *http, vw_http_req_t *req)
 
     curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long) req->timeout_ms);
+
+    if (req->connect_timeout_ms) {
+        curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS,
+                         (long) req->connect_timeout_ms);
+    }
+
+    if (req->proxy != NULL) {
+        curl_easy_setopt(easy, CURLOPT_PROXY, req->proxy);
+    }
+
+    /* HTTP/2 where the server offers it over TLS (multiplexed by multi) */
+    curl_easy_setopt(easy, CURLOPT_HTTP_VERSION, (long) CURL_HTTP_VERSION_2TLS);
     curl_easy_setopt(easy, CURLOPT_HTTPHEADER, req->headers);
     curl_easy_setopt(easy, CURLOPT_PRIVATE, req);
     curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, req->errbuf);
@@ -302,6 +314,7 @@ vw_http_check(vw_http_t *http)
 {
     int             left;
     long            status;
+    curl_off_t      connect;
     CURL           *easy;
     CURLcode        res;
     CURLMsg        *msg;
@@ -319,6 +332,11 @@ vw_http_check(vw_http_t *http)
 
         status = 0;
         curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
+
+        /* a connect time of 0 is a connection never made */
+        connect = 0;
+        curl_easy_getinfo(easy, CURLINFO_CONNECT_TIME_T, &connect);
+        req->connected = (connect > 0);
 
         req->ms = vw_http_monotonic_ms() - req->start;
 

@@ -36,6 +36,10 @@ struct vw_conf_target_s {
     uint64_t                    breaker_window_ms;   /* default 30 s */
     unsigned                    breaker_min_calls;   /* default 20 */
     uint64_t                    breaker_cooldown_ms; /* default 30 s */
+    uint64_t                    connect_timeout_ms;  /* default 10 s */
+    char                       *ca_file;    /* NULL: the system's CAs */
+    char                       *proxy;      /* NULL: curl's environment
+                                               (https_proxy...); "": none */
     vw_conf_target_t           *next;
 };
 

@@ -33,6 +33,9 @@ struct vw_http_req_s {
     vw_http_done_pt             handler;
     void                       *data;
     const char                 *ca_file;      /* NULL: the system's CAs */
+    const char                 *proxy;        /* NULL: curl's environment;
+                                                 "": none; else its URL */
+    uint64_t                    connect_timeout_ms;  /* 0: curl's 300 s */
     size_t                      body_max;     /* 0: keep VW_HTTP_BODY_KEEP
                                                  bytes in resp; else the
                                                  whole body in big, and a
@@ -42,6 +45,7 @@ struct vw_http_req_s {
     /* the result, set before the handler runs */
     long                        status;       /* 0: no response */
     unsigned                    timed_out:1;
+    unsigned                    connected:1;  /* a connection was made */
     unsigned                    failed:1;     /* no response: see error */
     char                        error[VW_ERRSTR_LEN];
     unsigned char               resp[VW_HTTP_BODY_KEEP];
