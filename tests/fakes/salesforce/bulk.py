@@ -243,9 +243,10 @@ class Bulk:
         job = Job(self.sf, kind, body, session, version)
         with self.lock:
             self.jobs[job.id] = job
+        answer = json_response(200, job.info(False))
         if kind == "query":
             self._start(job)
-        return json_response(200, job.info(False))
+        return answer
 
     def _patch(self, job, raw):
         try:
@@ -256,8 +257,9 @@ class Bulk:
         if state == "UploadComplete" and job.kind == "ingest" \
                 and job.state == "Open":
             job.touch("UploadComplete")
+            answer = json_response(200, job.info(False))
             self._start(job)
-            return json_response(200, job.info(False))
+            return answer
         if state == "Aborted" and job.state in ("Open", "UploadComplete",
                                                 "InProgress"):
             job.abort = True
@@ -468,6 +470,7 @@ class Bulk:
                              "Failed": "FAILED"}.get(job.state, job.state))
         numeric = float(version) < 49
         start = 0
+        query = {k: v[0] for k, v in query.items() if v}
         loc = query.get("locator")
         if loc:
             try:
