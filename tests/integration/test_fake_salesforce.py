@@ -23,7 +23,6 @@ import http.server
 import io
 import json
 import os
-import socket
 import ssl
 import subprocess
 import sys

@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import signal
-import sys
 import tempfile
 import threading
 

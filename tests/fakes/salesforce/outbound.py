@@ -26,7 +26,6 @@ import urllib.parse
 import xml.etree.ElementTree as ET
 from xml.sax.saxutils import escape
 
-from . import ids
 
 NS_OUT = "http://soap.sforce.com/2005/09/outbound"
 NS_SOAP = "http://schemas.xmlsoap.org/soap/envelope/"
