@@ -82,14 +82,16 @@ $(B)/vantage-worker: $(wildcard worker/src/*.c worker/src/*.h) $(COMMON_SRCS)
 
 # the operator's tool: blocking hiredis, no event loop, nothing of the
 # worker's sources (it reads Redis through the layout of docs/WORKER.md);
-# the API key parser of the module, to write only files nginx loads
+# the API key parser of the module, to write only files nginx loads, and
+# the vault's records, the worker's format
 ctl: $(B)/vantagectl
 
 $(B)/vantagectl: $(wildcard worker/ctl/*.c worker/ctl/*.h) \
-                common/vc_apikeys.c common/vc_apikeys.h
+                common/vc_apikeys.c common/vc_apikeys.h \
+                common/vc_vault.c common/vc_vault.h
 	@mkdir -p $(B)
 	$(CC) $(CFLAGS_PLAIN) -Iworker/ctl -o $@ $(wildcard worker/ctl/*.c) \
-	    common/vc_apikeys.c -lhiredis -ljansson -lcrypto
+	    common/vc_apikeys.c common/vc_vault.c -lhiredis -ljansson -lcrypto
 
 $(B)/unit/%: tests/unit/%.c $(COMMON_SRCS) $(wildcard common/*.h)
 	@mkdir -p $(B)/unit
