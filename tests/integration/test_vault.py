@@ -16,6 +16,7 @@ import os
 import pty
 import re
 import select
+import signal
 import socket
 import subprocess
 import tempfile
@@ -744,3 +745,142 @@ def test_no_secret_in_clear_anywhere(ctl_bin, keys, redis):
     assert b"{vv}:vault" in ondisk
     for value in secrets.values():
         assert value not in ondisk
+
+
+# --------------------------------------------------------------------------
+# the worker: [vault] key_file and require
+
+WORKER_SECRETS = {"salesforce.client_secret": b"WK-SF-6d5c4b3a29180716",
+                  "docusign.key": b"WK-DS-f0e1d2c3b4a59687"}
+
+
+def worker_conf(key_file, require=None):
+    text = ("[worker]\n"
+            "listen = {listen}\n"
+            "redis = {redis}\n"
+            "[vault]\n"
+            "key_file = %s\n" % key_file)
+    if require:
+        text += "require = %s\n" % require
+    return text
+
+
+def logged(w, msg):
+    return [{k: v for k, v in o.items() if k != "ts"}
+            for o in w.log_lines() if o.get("msg") == msg]
+
+
+@pytest.fixture
+def vault_worker_factory(worker_factory):
+    """worker_factory, with every secret of these tests forbidden in the
+    workers' logs (checked at teardown)."""
+    worker_factory.secrets = tuple(v.decode() for v in
+                                   WORKER_SECRETS.values())
+    return worker_factory
+
+
+def test_worker_opens_the_secrets_it_requires(ctl, keys, worker_redis,
+                                              vault_worker_factory):
+    for name, value in WORKER_SECRETS.items():
+        p = ctl("vault", "put", name, "--key-file", keys["k1"], input=value,
+                redis=worker_redis.address)
+        assert p.returncode == 0, p.err
+
+    w = vault_worker_factory(config=worker_conf(
+        keys["k1"], "salesforce.client_secret docusign.key"))
+
+    assert logged(w, "vault key loaded") == [
+        {"level": "info", "msg": "vault key loaded", "file": keys["k1"],
+         "key_id": kid(K1)}]
+    assert logged(w, "vault secrets open") == [
+        {"level": "info", "msg": "vault secrets open", "count": "2",
+         "key_id": kid(K1)}]
+    for value in WORKER_SECRETS.values():
+        assert value.decode() not in w.log_text()
+
+
+def test_worker_refuses_to_start_when_a_secret_does_not_open(
+        ctl, keys, worker_redis, vault_worker_factory):
+    c = worker_redis.client()
+    name, value = "salesforce.client_secret", WORKER_SECRETS[
+        "salesforce.client_secret"]
+    c.hset(HASH, name, py_seal(K1, name, value))
+    rec = bytearray(py_seal(K2, "docusign.key",
+                            WORKER_SECRETS["docusign.key"]))
+    rec[-3] ^= 0x10
+    c.hset(HASH, "docusign.key", bytes(rec))
+
+    # k2: the first is under k1, the second altered, the third missing
+    w = vault_worker_factory(config=worker_conf(
+        keys["k2"], "salesforce.client_secret docusign.key hubspot.token"),
+        start=False)
+    w.spawn()
+    assert w.wait(10) == 1, w.log_tail()
+
+    assert logged(w, "refusing to start: a required vault secret does not "
+                  "open") == [
+        {"level": "error", "msg": "refusing to start: a required vault "
+         "secret does not open", "secret": "salesforce.client_secret",
+         "reason": "wrong master key (record was sealed under key id %s, "
+         "this key is %s)" % (kid(K1), kid(K2))},
+        {"level": "error", "msg": "refusing to start: a required vault "
+         "secret does not open", "secret": "docusign.key",
+         "reason": AUTH_FAILED}]
+    assert logged(w, "refusing to start: a required vault secret is "
+                  "missing") == [
+        {"level": "error", "msg": "refusing to start: a required vault "
+         "secret is missing", "secret": "hubspot.token"}]
+    assert logged(w, "vault secrets open") == []
+    assert not os.path.exists(w.socket_path)
+
+
+def test_worker_check_validates_the_key_file(worker_bin, keys, base_dir):
+    d = vh.make_dir(tempfile.mkdtemp(prefix="vault-check-", dir=base_dir))
+    conf = os.path.join(d, "worker.conf")
+
+    def check(text):
+        vh.write_file(conf, text)
+        return subprocess.run([worker_bin, "--check", conf],
+                              capture_output=True, text=True,
+                              stdin=subprocess.DEVNULL,
+                              timeout=vh.timeout(10))
+
+    body = "[worker]\nlisten = unix:/run/w.sock\nredis = 127.0.0.1:1\n"
+
+    # --check reads the key, touches no Redis: require is not looked up
+    p = check(body + "[vault]\nkey_file = %s\nrequire = a b\n" % keys["k2"])
+    assert (p.returncode, p.stdout, p.stderr) == (
+        0, "", "vantage-worker: %s: configuration is valid\n" % conf)
+
+    os.chmod(keys["k2"], 0o644)
+    p = check(body + "[vault]\nkey_file = %s\n" % keys["k2"])
+    assert (p.returncode, p.stdout, p.stderr) == (
+        1, "", 'vantage-worker: %s:5: key_file: "%s": permissions 0644 are '
+        'too open: a master key must be readable by its owner alone (chmod '
+        '600)\n' % (conf, keys["k2"]))
+
+    # a key pasted in place of its file's path is not echoed
+    p = check(body + "[vault]\nkey_file = %s\n" % K2.hex())
+    assert (p.returncode, p.stderr) == (
+        1, "vantage-worker: %s:5: key_file: expected the absolute path of "
+        "a file holding the master key\n" % conf)
+
+    p = check(body + "[vault]\nrequire = a\n")
+    assert (p.returncode, p.stderr) == (
+        1, "vantage-worker: %s:4: key_file: missing in [vault]\n" % conf)
+
+
+def test_worker_reload_puts_a_new_key_in_force(ctl, keys, worker_redis,
+                                               vault_worker_factory):
+    """The end of a rotation: the file names the new key, SIGHUP."""
+    w = vault_worker_factory(config=worker_conf(keys["k1"]))
+    assert logged(w, "vault key loaded")[0]["key_id"] == kid(K1)
+
+    w.write_config(worker_conf(keys["k3"]))
+    w.send_signal(signal.SIGHUP)
+    vh.wait_for(lambda: len(logged(w, "vault key loaded")) == 2, 5,
+                what="the new key's log line")
+    assert logged(w, "vault key loaded")[1] == {
+        "level": "info", "msg": "vault key loaded", "file": keys["k3"],
+        "key_id": kid(K3)}
+    assert w.running()
