@@ -190,16 +190,21 @@ main(int argc, char **argv)
     if (vctl_redis_connect(&ctl) != VCTL_OK) {
         if (cmd->handler == NULL) {
             /* health reports an unreachable Redis as its own result */
-            return vctl_health(&ctl, 0);
+            rc = vctl_health(&ctl, 0);
+
+        } else {
+            vctl_error("%s", ctl.errstr);
+            rc = VCTL_EXIT_FAIL;
         }
 
-        vctl_error("%s", ctl.errstr);
-        return VCTL_EXIT_FAIL;
+        free(args.scopes);
+        return rc;
     }
 
     rc = cmd->handler ? cmd->handler(&ctl) : vctl_health(&ctl, 1);
 
     redisFree(ctl.c);
+    free(args.scopes);
 
     return rc;
 }
