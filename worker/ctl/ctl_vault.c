@@ -72,7 +72,7 @@ vctl_vault_put(vctl_t *ctl)
 {
     int                  rc, replaced;
     char                 err[VC_VAULT_ERRSTR_LEN];
-    size_t               len, rec_len, n, i;
+    size_t               len, rec_len, n, i, argvlen[4];
     redisReply          *all;
     const char          *argv[4], *name, *other;
     unsigned char       *value, *rec;
@@ -80,7 +80,6 @@ vctl_vault_put(vctl_t *ctl)
     vc_vault_key_t       key;
     vc_vault_info_t      info;
     const vctl_args_t   *args = ctl->args;
-    size_t               argvlen[4];
 
     vctl_vault_private();
 
@@ -787,7 +786,7 @@ static int
 vctl_vault_read_value(const vctl_args_t *args, const char *name,
     unsigned char *buf, size_t *len)
 {
-    int  fd, rc;
+    int  fd, rc, err;
 
     if (args->from_file != NULL) {
         fd = open(args->from_file, O_RDONLY | O_CLOEXEC | O_NOCTTY);
@@ -798,11 +797,12 @@ vctl_vault_read_value(const vctl_args_t *args, const char *name,
         }
 
         rc = vctl_vault_read_fd(fd, buf, len);
+        err = errno;
         close(fd);
 
         if (rc != VCTL_OK) {
             vctl_error("--from-file \"%s\": cannot read: %s",
-                       args->from_file, strerror(errno));
+                       args->from_file, strerror(err));
             return VCTL_ERROR;
         }
 
@@ -887,7 +887,7 @@ vctl_vault_restore_tty(int sig)
 static int
 vctl_vault_read_tty(const char *name, unsigned char *buf, size_t *len)
 {
-    int               rc;
+    int               rc, i;
     ssize_t           n;
     struct termios    quiet;
     struct sigaction  sa, saved[3];
@@ -903,8 +903,8 @@ vctl_vault_read_tty(const char *name, unsigned char *buf, size_t *len)
     sa.sa_handler = vctl_vault_restore_tty;
     sigemptyset(&sa.sa_mask);
 
-    for (n = 0; n < 3; n++) {
-        sigaction(sigs[n], &sa, &saved[n]);
+    for (i = 0; i < 3; i++) {
+        sigaction(sigs[i], &sa, &saved[i]);
     }
 
     quiet = vctl_vault_termios;
@@ -954,8 +954,8 @@ vctl_vault_read_tty(const char *name, unsigned char *buf, size_t *len)
 
 done:
 
-    for (n = 0; n < 3; n++) {
-        sigaction(sigs[n], &saved[n], NULL);
+    for (i = 0; i < 3; i++) {
+        sigaction(sigs[i], &saved[i], NULL);
     }
 
     return rc;
