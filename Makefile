@@ -25,9 +25,12 @@ UNIT_SRCS    := $(wildcard tests/unit/test_*.c)
 UNIT_BINS    := $(UNIT_SRCS:tests/unit/%.c=$(B)/unit/%)
 
 # a unit test of a worker file links that file and what it calls, beside
-# common/; UNIT_EXTRA_<test> names them
-UNIT_EXTRA_test_vw_conf := worker/src/conf.c worker/src/log.c
-UNIT_EXTRA_test_target  := worker/src/target.c
+# common/; UNIT_EXTRA_<test> names them, UNIT_LIBS_<test> the libraries
+# they need beyond COMMON_LIBS
+UNIT_EXTRA_test_vw_conf  := worker/src/conf.c worker/src/log.c
+UNIT_EXTRA_test_target   := worker/src/target.c
+UNIT_EXTRA_test_vw_vault := worker/src/vault.c worker/src/log.c
+UNIT_LIBS_test_vw_vault  := -lhiredis
 
 .PHONY: all deps module asan worker ctl unit integration integration-asan \
         test test-fast run fuzz fuzz-replay bench bench-jobs microbench \
@@ -82,22 +85,26 @@ $(B)/vantage-worker: $(wildcard worker/src/*.c worker/src/*.h) $(COMMON_SRCS)
 
 # the operator's tool: blocking hiredis, no event loop, nothing of the
 # worker's sources (it reads Redis through the layout of docs/WORKER.md);
-# the API key parser of the module, to write only files nginx loads
+# the API key parser of the module, to write only files nginx loads, and
+# the vault's records, the worker's format
 ctl: $(B)/vantagectl
 
 $(B)/vantagectl: $(wildcard worker/ctl/*.c worker/ctl/*.h) \
-                common/vc_apikeys.c common/vc_apikeys.h
+                common/vc_apikeys.c common/vc_apikeys.h \
+                common/vc_vault.c common/vc_vault.h
 	@mkdir -p $(B)
 	$(CC) $(CFLAGS_PLAIN) -Iworker/ctl -o $@ $(wildcard worker/ctl/*.c) \
-	    common/vc_apikeys.c -lhiredis -ljansson -lcrypto
+	    common/vc_apikeys.c common/vc_vault.c -lhiredis -ljansson -lcrypto
 
 $(B)/unit/%: tests/unit/%.c $(COMMON_SRCS) $(wildcard common/*.h)
 	@mkdir -p $(B)/unit
 	$(CC) $(CFLAGS_PLAIN) $(SAN_FLAGS) -Iworker/src -o $@ $< \
-	    $(UNIT_EXTRA_$*) $(COMMON_SRCS) $(COMMON_LIBS) -lcmocka
+	    $(UNIT_EXTRA_$*) $(COMMON_SRCS) $(COMMON_LIBS) $(UNIT_LIBS_$*) \
+	    -lcmocka
 
 $(B)/unit/test_vw_conf: $(UNIT_EXTRA_test_vw_conf) $(wildcard worker/src/*.h)
 $(B)/unit/test_target: $(UNIT_EXTRA_test_target) worker/src/vw_target.h
+$(B)/unit/test_vw_vault: $(UNIT_EXTRA_test_vw_vault) $(wildcard worker/src/*.h)
 
 unit: deps $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
@@ -125,7 +132,7 @@ valgrind: deps module worker ctl
 	@set -e; $(foreach t,$(UNIT_SRCS:tests/unit/%.c=%), \
 	    $(CC) $(CFLAGS_PLAIN) -Iworker/src -o $(B)/valgrind/$(t) \
 	        tests/unit/$(t).c $(UNIT_EXTRA_$(t)) $(COMMON_SRCS) \
-	        $(COMMON_LIBS) -lcmocka; \
+	        $(COMMON_LIBS) $(UNIT_LIBS_$(t)) -lcmocka; \
 	    echo "== valgrind $(t)"; \
 	    valgrind --quiet --leak-check=full --errors-for-leak-kinds=definite \
 	        --error-exitcode=1 $(B)/valgrind/$(t);)

@@ -219,14 +219,18 @@ def test_worker_md_example_passes_check(worker_bin, tmp):
     """The file shown in docs/WORKER.md, its secret files made in tmp."""
     with open(os.path.join(vh.REPO, "docs", "WORKER.md")) as f:
         blocks = re.findall(r"^```ini\n(.*?)^```", f.read(), re.M | re.S)
-    # the whole file, then the [idp] section on its own
-    assert len(blocks) == 2 and blocks[1].startswith("[idp ")
+    # the whole file, then the [idp] and [vault] sections on their own
+    assert len(blocks) == 3 and blocks[1].startswith("[idp ")
+    assert blocks[2].startswith("[vault]")
     secret = write(os.path.join(tmp, "secret"), "x\n", mode=0o600)
     ca = write(os.path.join(tmp, "ca.pem"), "x\n")
+    key = write(os.path.join(tmp, "vault.key"), "ab" * 32 + "\n",
+                mode=0o600)
     text, n = re.subn(r"/etc/vantage/secrets/\w+", secret,
-                      blocks[0] + blocks[1])
+                      blocks[0] + blocks[1] + blocks[2])
     assert n == 3
     text = text.replace("/etc/vantage/idp-ca.pem", ca)
+    text = text.replace("/etc/vantage/vault.key", key)
     path = write(os.path.join(tmp, "worker.conf"), text)
     p = check(worker_bin, path)
     assert (p.returncode, p.stderr) == \

@@ -1096,6 +1096,99 @@ test_idp_url(void **state)
 }
 
 
+/* key id of bytes(range(32)), from Python's hmac (test_vc_vault.c) */
+#define VAULT_K1_ID  "53144f4a1b49a635"
+
+static void
+test_vault(void **state)
+{
+    int             i;
+    char            text[1024], expected[1024];
+    unsigned char   raw[32];
+    vw_conf_t      *conf;
+
+    for (i = 0; i < 32; i++) {
+        raw[i] = (unsigned char) i;
+    }
+
+    write_file("vault.key", (char *) raw, 32);
+    assert_int_equal(chmod("vault.key", 0600), 0);
+    write_file("open.key", (char *) raw, 32);
+    assert_int_equal(chmod("open.key", 0644), 0);
+    write_file("text.key", "0123456789abcdef0123456789abcdef", 32);
+    assert_int_equal(chmod("text.key", 0600), 0);
+
+    /* none: no key, nothing required */
+    conf = load_ok(W J);
+    assert_null(conf->vault.key_file);
+    assert_null(conf->vault.require);
+    assert_int_equal(conf->vault.nrequire, 0);
+    vw_conf_free(conf);
+
+    snprintf(text, sizeof(text), W J "[vault]\nkey_file = %s/vault.key\n"
+             "require = salesforce.client_secret  docusign.key\n"
+             "require = hubspot/token@v2\n", dir);
+    conf = load_ok(text);
+    snprintf(expected, sizeof(expected), "%s/vault.key", dir);
+    assert_string_equal(conf->vault.key_file, expected);
+    assert_string_equal(conf->vault.key.id_hex, VAULT_K1_ID);
+    assert_memory_equal(conf->vault.key.key, raw, 32);
+    assert_int_equal(conf->vault.nrequire, 3);
+    assert_string_equal(conf->vault.require[0], "salesforce.client_secret");
+    assert_string_equal(conf->vault.require[1], "docusign.key");
+    assert_string_equal(conf->vault.require[2], "hubspot/token@v2");
+    assert_null(conf->vault.require[3]);
+    vw_conf_free(conf);
+
+    /* anywhere in the file, without require */
+    snprintf(text, sizeof(text), "[vault]\nkey_file = %s/vault.key\n" W J,
+             dir);
+    conf = load_ok(text);
+    assert_string_equal(conf->vault.key.id_hex, VAULT_K1_ID);
+    assert_int_equal(conf->vault.nrequire, 0);
+    vw_conf_free(conf);
+
+    /* each message names dir, or swallows it with "%.0s" */
+#define VAULT_ERR(body, line_and_message)                                    \
+    do {                                                                      \
+        snprintf(text, sizeof(text), W J "[vault]\n" body, dir);              \
+        snprintf(expected, sizeof(expected), "worker.conf:"                   \
+                 line_and_message, dir);                                      \
+        load_err(text, expected);                                             \
+    } while (0)
+
+    VAULT_ERR("require = a\n%.0s", "7: key_file: missing in [vault]%.0s");
+    VAULT_ERR("key_file = vault.key\n%.0s", "8: key_file: expected the "
+              "absolute path of a file holding the master key%.0s");
+    VAULT_ERR("key_file = %s/open.key\n", "8: key_file: \"%s/open.key\": "
+              "permissions 0644 are too open: a master key must be readable "
+              "by its owner alone (chmod 600)");
+    VAULT_ERR("key_file = %s/text.key\n", "8: key_file: \"%s/text.key\": "
+              "not a master key: 32 random bytes, 64 hex digits or the "
+              "base64 of 32 bytes expected");
+    VAULT_ERR("key_file = %s/none.key\n", "8: key_file: \"%s/none.key\": "
+              "cannot open: No such file or directory");
+    VAULT_ERR("key_file = %s/vault.key\nkey_file = /x\n",
+              "9: key_file: duplicate key, first at line 8%.0s");
+    VAULT_ERR("key_file = %s/vault.key\nrequire = a a\n",
+              "9: require: \"a\" is named twice%.0s");
+    VAULT_ERR("key_file = %s/vault.key\nrequire = a\nrequire = b a\n",
+              "10: require: \"a\" is named twice%.0s");
+    VAULT_ERR("key_file = %s/vault.key\nrequire = a\"b\n",
+              "9: require: \"a\\\"b\" is not a secret name: 1 to 128 "
+              "printable ASCII characters without space, '\"' or '\\'%.0s");
+    VAULT_ERR("key_file = %s/vault.key\nkeyfile = x\n",
+              "9: keyfile: unknown key in [vault]%.0s");
+    VAULT_ERR("key_file = %s/vault.key\n[vault]\n",
+              "9: [vault]: duplicate section, first at line 7%.0s");
+
+    load_err(W J "[vault main]\n",
+             "worker.conf:7: [vault main]: [vault] takes no name");
+
+#undef VAULT_ERR
+}
+
+
 int
 main(void)
 {
@@ -1117,6 +1210,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_secret_files, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idp, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idp_url, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_vault, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -2,7 +2,8 @@
 
 /*
  * vantagectl reads and repairs the worker's jobs in Redis, following the
- * layout of docs/WORKER.md, which is the contract between the two.  It is
+ * layout of docs/WORKER.md, which is the contract between the two, and
+ * keeps the credential vault (docs/VAULT.md, ctl_vault.c).  It is
  * a command-line tool, so it uses hiredis's blocking API: one connection,
  * one command at a time, pipelined only where it reads many jobs.
  *
@@ -18,6 +19,7 @@
 #include <string.h>
 
 #include "vantagectl.h"
+#include "vc_vault.h"
 
 
 typedef int (*vctl_handler_pt)(vctl_t *ctl);
@@ -30,8 +32,14 @@ typedef struct {
     unsigned                    opts;      /* VCTL_OPT_* it accepts */
     int                         min;       /* operands after the words */
     int                         max;       /* -1: any number */
-    unsigned                    local;     /* works on files, no Redis */
+    unsigned                    flags;     /* VCTL_CMD_* */
 } vctl_command_t;
+
+
+/* main() connects to no Redis: the handler does, when it needs one */
+#define VCTL_CMD_LOCAL     0x01
+/* the operands are secret names, not job ids */
+#define VCTL_CMD_NAMES     0x02
 
 
 /* the selectors of replay and purge */
@@ -51,12 +59,23 @@ static const vctl_command_t  vctl_commands[] = {
     { "dlq", "skip", vctl_dlq_skip, 0, 1, 1, 0 },
     { "apikey", "create", vctl_apikey_create,
       VCTL_OPT_FILE|VCTL_OPT_ID|VCTL_OPT_TENANT|VCTL_OPT_SCOPE
-      |VCTL_OPT_EXPIRES, 0, 0, 1 },
-    { "apikey", "list", vctl_apikey_list, VCTL_OPT_FILE, 0, 0, 1 },
+      |VCTL_OPT_EXPIRES, 0, 0, VCTL_CMD_LOCAL },
+    { "apikey", "list", vctl_apikey_list, VCTL_OPT_FILE, 0, 0,
+      VCTL_CMD_LOCAL },
     { "apikey", "revoke", vctl_apikey_revoke, VCTL_OPT_FILE|VCTL_OPT_ID,
-      0, 0, 1 },
+      0, 0, VCTL_CMD_LOCAL },
     { "apikey", "disable", vctl_apikey_revoke, VCTL_OPT_FILE|VCTL_OPT_ID,
-      0, 0, 1 },
+      0, 0, VCTL_CMD_LOCAL },
+    /* put, get and rotate-master read the master key before Redis */
+    { "vault", "put", vctl_vault_put,
+      VCTL_OPT_KEY_FILE|VCTL_OPT_FROM_FILE|VCTL_OPT_REPLACE|VCTL_OPT_RAW,
+      1, 1, VCTL_CMD_LOCAL|VCTL_CMD_NAMES },
+    { "vault", "get", vctl_vault_get, VCTL_OPT_KEY_FILE|VCTL_OPT_FORCE,
+      1, 1, VCTL_CMD_LOCAL|VCTL_CMD_NAMES },
+    { "vault", "list", vctl_vault_list, 0, 0, 0, 0 },
+    { "vault", "delete", vctl_vault_delete, 0, 1, 1, VCTL_CMD_NAMES },
+    { "vault", "rotate-master", vctl_vault_rotate,
+      VCTL_OPT_KEY_FILE|VCTL_OPT_NEW_KEY, 0, 0, VCTL_CMD_LOCAL },
     { NULL, NULL, NULL, 0, 0, 0, 0 }
 };
 
@@ -76,6 +95,12 @@ static const struct {
     { VCTL_OPT_ID, "--id" },
     { VCTL_OPT_SCOPE, "--scope" },
     { VCTL_OPT_EXPIRES, "--expires" },
+    { VCTL_OPT_KEY_FILE, "--key-file" },
+    { VCTL_OPT_NEW_KEY, "--new-key-file" },
+    { VCTL_OPT_FROM_FILE, "--from-file" },
+    { VCTL_OPT_FORCE, "--force" },
+    { VCTL_OPT_REPLACE, "--replace" },
+    { VCTL_OPT_RAW, "--raw" },
     { 0, NULL }
 };
 
@@ -156,7 +181,7 @@ main(int argc, char **argv)
     memset(&ctl, 0, sizeof(vctl_t));
     ctl.args = &args;
 
-    if (cmd->local) {
+    if (cmd->flags & VCTL_CMD_LOCAL) {
         rc = cmd->handler(&ctl);
         free(args.scopes);
         return rc;
@@ -165,16 +190,21 @@ main(int argc, char **argv)
     if (vctl_redis_connect(&ctl) != VCTL_OK) {
         if (cmd->handler == NULL) {
             /* health reports an unreachable Redis as its own result */
-            return vctl_health(&ctl, 0);
+            rc = vctl_health(&ctl, 0);
+
+        } else {
+            vctl_error("%s", ctl.errstr);
+            rc = VCTL_EXIT_FAIL;
         }
 
-        vctl_error("%s", ctl.errstr);
-        return VCTL_EXIT_FAIL;
+        free(args.scopes);
+        return rc;
     }
 
     rc = cmd->handler ? cmd->handler(&ctl) : vctl_health(&ctl, 1);
 
     redisFree(ctl.c);
+    free(args.scopes);
 
     return rc;
 }
@@ -186,7 +216,8 @@ vctl_usage(FILE *f)
     fprintf(f,
 "Usage: %s [options] <command> [arguments]\n"
 "\n"
-"Reads and repairs the jobs of vantage-worker in Redis (docs/WORKER.md).\n"
+"Reads and repairs the jobs of vantage-worker in Redis (docs/WORKER.md),\n"
+"and keeps its credential vault (docs/VAULT.md).\n"
 "\n"
 "Commands:\n"
 "  health                     Redis, its eviction and AOF settings, the\n"
@@ -218,20 +249,37 @@ vctl_usage(FILE *f)
 "  apikey revoke --file F --id ID   remove a key\n"
 "  apikey disable --file F --id ID  keep a key but refuse it\n"
 "\n"
+"Credential vault ({vv}:vault in Redis; docs/VAULT.md):\n"
+"  vault put <name> [--from-file F] [--replace] [--raw]\n"
+"                             seal a secret read from F, or from stdin\n"
+"                             (asked for without echo on a terminal); one\n"
+"                             trailing newline is cut unless --raw\n"
+"  vault get <name> [--force] print the secret's bytes on stdout; refused\n"
+"                             when stdout is a terminal, unless --force\n"
+"  vault list                 names, key ids and sizes, never values\n"
+"  vault delete <name>        remove a secret\n"
+"  vault rotate-master --new-key-file F\n"
+"                             re-seal every secret under the key in F, in\n"
+"                             one transaction, or change nothing\n"
+"\n"
 "Options:\n"
 "  --redis <host:port|unix:path>  Redis (default $VANTAGE_REDIS, else\n"
 "                             127.0.0.1:6379)\n"
 "  --password-file <file>     Redis password (a trailing newline is\n"
 "                             ignored); --user <name> for an ACL user\n"
 "  --json                     one JSON document on stdout\n"
+"  --key-file <file>          the vault's master key (default\n"
+"                             $VANTAGE_VAULT_KEY_FILE, else the key in\n"
+"                             $VANTAGE_VAULT_KEY): 32 raw bytes, 64 hex\n"
+"                             digits or base64; mode 0600 or 0400\n"
 "  --body                     show the body raw, exactly as stored: it is\n"
 "                             not masked, so it may hold personal data\n"
 "                             (without it: its length and sha256)\n"
 "  -h, --help                 this help\n"
 "  --version                  the version\n"
 "\n"
-"Exit status: 0 done, 1 failed (Redis, a job missing or not dead),\n"
-"2 usage error.\n",
+"Exit status: 0 done, 1 failed (Redis, a job missing or not dead, a\n"
+"secret missing or not opened), 2 usage error.\n",
         VCTL_NAME);
 }
 
@@ -263,6 +311,12 @@ vctl_parse_args(int argc, char **argv, vctl_args_t *args)
         { "id",            required_argument, NULL, 'i' },
         { "scope",         required_argument, NULL, 'c' },
         { "expires",       required_argument, NULL, 'e' },
+        { "key-file",      required_argument, NULL, 'k' },
+        { "new-key-file",  required_argument, NULL, 'K' },
+        { "from-file",     required_argument, NULL, 'F' },
+        { "force",         no_argument,       NULL, 'O' },
+        { "replace",       no_argument,       NULL, 'R' },
+        { "raw",           no_argument,       NULL, 'w' },
         { "help",          no_argument,       NULL, 'h' },
         { "version",       no_argument,       NULL, 'V' },
         { NULL, 0, NULL, 0 }
@@ -384,6 +438,33 @@ vctl_parse_args(int argc, char **argv, vctl_args_t *args)
             args->given |= VCTL_OPT_EXPIRES;
             break;
 
+        case 'k':
+            args->key_file = optarg;
+            args->given |= VCTL_OPT_KEY_FILE;
+            break;
+
+        case 'K':
+            args->new_key_file = optarg;
+            args->given |= VCTL_OPT_NEW_KEY;
+            break;
+
+        case 'F':
+            args->from_file = optarg;
+            args->given |= VCTL_OPT_FROM_FILE;
+            break;
+
+        case 'O':
+            args->given |= VCTL_OPT_FORCE;
+            break;
+
+        case 'R':
+            args->given |= VCTL_OPT_REPLACE;
+            break;
+
+        case 'w':
+            args->given |= VCTL_OPT_RAW;
+            break;
+
         case 'h':
             args->help = 1;
             break;
@@ -441,7 +522,9 @@ vctl_check_command(const vctl_command_t *cmd, vctl_args_t *args)
 
     if (nops < cmd->min || (cmd->max >= 0 && nops > cmd->max)) {
         if (nops < cmd->min) {
-            vctl_error("\"%s %s\" needs a job id", cmd->word, cmd->sub);
+            vctl_error("\"%s %s\" needs a %s", cmd->word, cmd->sub,
+                       (cmd->flags & VCTL_CMD_NAMES) ? "secret name"
+                                                     : "job id");
 
         } else {
             vctl_error("unexpected argument to \"%s%s%s\"", cmd->word,
@@ -452,6 +535,17 @@ vctl_check_command(const vctl_command_t *cmd, vctl_args_t *args)
     }
 
     for (i = words; i < args->npos; i++) {
+        if (cmd->flags & VCTL_CMD_NAMES) {
+            if (!vc_vault_name_valid(args->pos[i], strlen(args->pos[i]))) {
+                vctl_error("not a secret name (1 to %d printable ASCII "
+                           "characters without space, '\"' or '\\'): "
+                           "argument %d", VC_VAULT_NAME_MAX, i - words + 1);
+                return VCTL_ERROR;
+            }
+
+            continue;
+        }
+
         if (!vctl_id_valid(args->pos[i])) {
             vctl_error("not a job id (32 lowercase hex digits): argument %d",
                        i - words + 1);

@@ -40,6 +40,12 @@
 #define VCTL_OPT_ID        0x100
 #define VCTL_OPT_SCOPE     0x200
 #define VCTL_OPT_EXPIRES   0x400
+#define VCTL_OPT_KEY_FILE  0x800
+#define VCTL_OPT_NEW_KEY   0x1000
+#define VCTL_OPT_FROM_FILE 0x2000
+#define VCTL_OPT_FORCE     0x4000
+#define VCTL_OPT_REPLACE   0x8000
+#define VCTL_OPT_RAW       0x10000
 
 #define VCTL_KEY_JOB       "{vq}:job:"
 #define VCTL_KEY_ATT       "{vq}:att:"
@@ -66,6 +72,9 @@ typedef struct {
     const char                 *expires;
     char                      **scopes;
     int                         nscopes;
+    const char                 *key_file;     /* vault: the master key */
+    const char                 *new_key_file; /* vault rotate-master */
+    const char                 *from_file;    /* vault put: the value */
     unsigned                    given;      /* VCTL_OPT_* seen */
     unsigned                    json:1;
     unsigned                    help:1;
@@ -157,6 +166,13 @@ int vctl_dlq_skip(vctl_t *ctl);
 int vctl_apikey_create(vctl_t *ctl);
 int vctl_apikey_list(vctl_t *ctl);
 int vctl_apikey_revoke(vctl_t *ctl);
+
+/* ctl_vault.c: the credential vault, {vv}:vault (docs/VAULT.md) */
+int vctl_vault_put(vctl_t *ctl);
+int vctl_vault_get(vctl_t *ctl);
+int vctl_vault_list(vctl_t *ctl);
+int vctl_vault_delete(vctl_t *ctl);
+int vctl_vault_rotate(vctl_t *ctl);
 
 /* ctl_health.c */
 int vctl_health(vctl_t *ctl, int connected);

@@ -2,8 +2,8 @@
 
 /*
  * The file is INI (docs/WORKER.md, "The configuration file"): [worker],
- * [target <name>], [job <type>] and [idp <name>] sections of "key = value"
- * lines.  The
+ * [target <name>], [job <type>], [idp <name>] and [vault] sections of
+ * "key = value" lines.  The
  * reader is strict: a key it does not know, a key given twice, a value it
  * cannot parse or a rule between values that does not hold stops the load
  * with one line naming the file, the line and the key, so that a typo never
@@ -11,7 +11,7 @@
  * here, the caller decides where the line goes.
  *
  * Secrets (secret_header values, the Redis password, an identity
- * provider's client secret) are read from files
+ * provider's client secret, the vault's master key) are read from files
  * named in the configuration.  No error message quotes a secret or a value
  * that may be one: header values are never quoted, and a path that is not
  * absolute is refused without quoting it, in case a value was pasted where
@@ -57,7 +57,9 @@ typedef enum {
     VW_CONF_WORKER = 0,
     VW_CONF_TARGET,
     VW_CONF_JOB,
-    VW_CONF_IDP
+    VW_CONF_IDP,
+    VW_CONF_VAULT,
+    VW_CONF_KINDS
 } vw_conf_kind_e;
 
 
@@ -153,6 +155,10 @@ static int vw_conf_set_client_secret(vw_conf_ctx_t *ctx,
     const vw_conf_key_t *key, const char *value, void *obj);
 static int vw_conf_set_auth(vw_conf_ctx_t *ctx, const vw_conf_key_t *key,
     const char *value, void *obj);
+static int vw_conf_set_vault_key(vw_conf_ctx_t *ctx,
+    const vw_conf_key_t *key, const char *value, void *obj);
+static int vw_conf_set_vault_require(vw_conf_ctx_t *ctx,
+    const vw_conf_key_t *key, const char *value, void *obj);
 
 
 #define vw_off(type, field)  offsetof(type, field)
@@ -281,6 +287,14 @@ static const vw_conf_key_t  vw_conf_idp_keys[] = {
     { NULL, NULL, 0, 0, 0, 0 }
 };
 
+/* [vault]: no name, like [worker]; its object is conf->vault */
+static const vw_conf_key_t  vw_conf_vault_keys[] = {
+    { "key_file", vw_conf_set_vault_key, 0, 0, 0, 0 },
+    /* blank-separated names; repeatable */
+    { "require", vw_conf_set_vault_require, 0, 0, 0, 1 },
+    { NULL, NULL, 0, 0, 0, 0 }
+};
+
 /* the worker's own keys that the checks after reading look at */
 enum {
     VW_CONF_WORKER_LISTEN = 0,
@@ -295,10 +309,12 @@ enum {
 
 static const vw_conf_key_t  *vw_conf_keys[] = {
     vw_conf_worker_keys, vw_conf_target_keys, vw_conf_job_keys,
-    vw_conf_idp_keys
+    vw_conf_idp_keys, vw_conf_vault_keys
 };
 
-static const char  *vw_conf_kinds[] = { "worker", "target", "job", "idp" };
+static const char  *vw_conf_kinds[] = {
+    "worker", "target", "job", "idp", "vault"
+};
 
 
 static int vw_conf_read(vw_conf_ctx_t *ctx, FILE *f);
@@ -446,6 +462,7 @@ vw_conf_load(const char *file, char *err, size_t errlen)
 void
 vw_conf_free(vw_conf_t *conf)
 {
+    size_t             i;
     vw_conf_job_t     *job, *next_job;
     vw_conf_header_t  *h, *next_h;
     vw_conf_target_t  *t, *next_t;
@@ -496,6 +513,17 @@ vw_conf_free(vw_conf_t *conf)
         free(t->ca_file);
         free(t->proxy);
         free(t);
+    }
+
+    free(conf->vault.key_file);
+    vc_vault_key_clear(&conf->vault.key);
+
+    if (conf->vault.require != NULL) {
+        for (i = 0; i < conf->vault.nrequire; i++) {
+            free(conf->vault.require[i]);
+        }
+
+        free(conf->vault.require);
     }
 
     free(conf->file);
@@ -717,7 +745,10 @@ vw_conf_line(vw_conf_ctx_t *ctx, char *line)
 }
 
 
-/* "[worker]", "[target <name>]", "[job <type>]" or "[idp <name>]" */
+/*
+ * "[worker]", "[target <name>]", "[job <type>]", "[idp <name>]" or
+ * "[vault]"
+ */
 static int
 vw_conf_section(vw_conf_ctx_t *ctx, char *p)
 {
@@ -754,21 +785,21 @@ vw_conf_section(vw_conf_ctx_t *ctx, char *p)
 
     p = head;
 
-    for (kind = 0; kind < 4; kind++) {
+    for (kind = 0; kind < VW_CONF_KINDS; kind++) {
         if (strcmp(word, vw_conf_kinds[kind]) == 0) {
             break;
         }
     }
 
-    if (kind == 4) {
+    if (kind == VW_CONF_KINDS) {
         return vw_conf_error(ctx, ctx->line, p, "unknown section");
     }
 
-    if (kind == VW_CONF_WORKER && *name != '\0') {
-        return vw_conf_error(ctx, ctx->line, p, "[worker] takes no name");
+    if ((kind == VW_CONF_WORKER || kind == VW_CONF_VAULT) && *name != '\0') {
+        return vw_conf_error(ctx, ctx->line, p, "[%s] takes no name", word);
     }
 
-    if (kind != VW_CONF_WORKER) {
+    if (kind != VW_CONF_WORKER && kind != VW_CONF_VAULT) {
         if (*name == '\0') {
             return vw_conf_error(ctx, ctx->line, p, "needs a name: [%s <%s>]",
                                  word, kind == VW_CONF_JOB ? "type" : "name");
@@ -787,7 +818,7 @@ vw_conf_section(vw_conf_ctx_t *ctx, char *p)
 
     for (s = ctx->sects; s != NULL; s = s->next) {
         if (s->kind == kind
-            && (kind == VW_CONF_WORKER || strcmp(s->name, name) == 0))
+            && (s->name == NULL || strcmp(s->name, name) == 0))
         {
             return vw_conf_error(ctx, ctx->line, p,
                                  "duplicate section, first at line %u",
@@ -809,6 +840,11 @@ vw_conf_section(vw_conf_ctx_t *ctx, char *p)
 
     if (kind == VW_CONF_WORKER) {
         s->obj = ctx->conf;
+        return VW_OK;
+    }
+
+    if (kind == VW_CONF_VAULT) {
+        s->obj = &ctx->conf->vault;
         return VW_OK;
     }
 
@@ -915,13 +951,18 @@ vw_conf_finish(vw_conf_ctx_t *ctx)
     char             a[32], b[32], label[VW_CONF_NAME_MAX + 16];
     uint64_t         longest;
     vw_conf_t       *conf = ctx->conf;
-    vw_conf_sect_t  *s, *worker, *slowest;
+    vw_conf_sect_t  *s, *worker, *vault, *slowest;
 
     worker = NULL;
+    vault = NULL;
 
     for (s = ctx->sects; s != NULL; s = s->next) {
         if (s->kind == VW_CONF_WORKER) {
             worker = s;
+        }
+
+        if (s->kind == VW_CONF_VAULT) {
+            vault = s;
         }
     }
 
@@ -937,6 +978,11 @@ vw_conf_finish(vw_conf_ctx_t *ctx)
     if (conf->redis == NULL) {
         return vw_conf_error(ctx, worker->line, "redis",
                              "missing in [worker]");
+    }
+
+    if (vault != NULL && conf->vault.key_file == NULL) {
+        return vw_conf_error(ctx, vault->line, "key_file",
+                             "missing in [vault]");
     }
 
     longest = 0;
@@ -1340,8 +1386,8 @@ vw_conf_fmt_ms(char *buf, size_t size, uint64_t ms)
 static const char *
 vw_conf_label(vw_conf_sect_t *s, char *buf, size_t size)
 {
-    if (s->kind == VW_CONF_WORKER) {
-        snprintf(buf, size, "[worker]");
+    if (s->name == NULL) {
+        snprintf(buf, size, "[%s]", vw_conf_kinds[s->kind]);
 
     } else {
         snprintf(buf, size, "[%s %s]", vw_conf_kinds[s->kind], s->name);
@@ -2387,4 +2433,91 @@ vw_conf_trim(char *s)
     }
 
     return s;
+}
+
+
+/*
+ * The vault's master key, read now, so that --check and a reload refuse a
+ * file whose key is missing, too open or not a key.  Never the key
+ * itself: a value that is not an absolute path is refused unquoted.
+ */
+static int
+vw_conf_set_vault_key(vw_conf_ctx_t *ctx, const vw_conf_key_t *key,
+    const char *value, void *obj)
+{
+    char              err[VC_VAULT_ERRSTR_LEN];
+    vw_conf_vault_t  *vault = obj;
+
+    if (value[0] != '/') {
+        return vw_conf_error(ctx, ctx->line, key->name,
+                             "expected the absolute path of a file holding "
+                             "the master key");
+    }
+
+    if (vc_vault_key_read_file(&vault->key, value, err, sizeof(err))
+        != VC_OK)
+    {
+        return vw_conf_error(ctx, ctx->line, key->name, "%s", err);
+    }
+
+    return vw_conf_set_string(ctx, key, value, &vault->key_file);
+}
+
+
+/* "require = name [name ...]": each a valid name, none twice */
+static int
+vw_conf_set_vault_require(vw_conf_ctx_t *ctx, const vw_conf_key_t *key,
+    const char *value, void *obj)
+{
+    char              q[VW_CONF_QUOTE_MAX * 4 + 8], **names, *name;
+    size_t            len, i;
+    const char       *p;
+    vw_conf_vault_t  *vault = obj;
+
+    for (p = value; *p != '\0'; p += len) {
+        p += strspn(p, " \t");
+        len = strcspn(p, " \t");
+
+        if (len == 0) {
+            break;
+        }
+
+        name = strndup(p, len);
+        if (name == NULL) {
+            return vw_conf_error(ctx, ctx->line, key->name, "out of memory");
+        }
+
+        if (!vc_vault_name_valid(name, len)) {
+            vw_conf_error(ctx, ctx->line, key->name, "%s is not a secret "
+                          "name: 1 to %d printable ASCII characters without "
+                          "space, '\"' or '\\'",
+                          vw_conf_quote(q, sizeof(q), name),
+                          VC_VAULT_NAME_MAX);
+            free(name);
+            return VW_ERROR;
+        }
+
+        for (i = 0; i < vault->nrequire; i++) {
+            if (strcmp(vault->require[i], name) == 0) {
+                vw_conf_error(ctx, ctx->line, key->name,
+                              "%s is named twice",
+                              vw_conf_quote(q, sizeof(q), name));
+                free(name);
+                return VW_ERROR;
+            }
+        }
+
+        names = realloc(vault->require,
+                        (vault->nrequire + 2) * sizeof(char *));
+        if (names == NULL) {
+            free(name);
+            return vw_conf_error(ctx, ctx->line, key->name, "out of memory");
+        }
+
+        vault->require = names;
+        vault->require[vault->nrequire++] = name;
+        vault->require[vault->nrequire] = NULL;
+    }
+
+    return VW_OK;
 }

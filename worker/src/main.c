@@ -28,6 +28,7 @@
 #include "vw_core.h"
 #include "vw_engine.h"
 #include "vw_fetch.h"
+#include "vw_vault.h"
 
 
 /* the long option without a short one */
@@ -184,6 +185,11 @@ main(int argc, char **argv)
     }
 
     if (vw_queue_check(conf->redis, conf->redis_password) == VW_DECLINED) {
+        goto done;
+    }
+
+    /* the secrets [vault] requires must open before a job is taken */
+    if (vw_vault_check(conf) == VW_DECLINED) {
         goto done;
     }
 
@@ -575,6 +581,15 @@ vw_main_reload(evutil_socket_t sig, short what, void *arg)
 
 #undef vw_keep
 #undef vw_restart
+
+    /* a new key is in force at once: a rotation ends with a reload */
+    if (conf->vault.key_file != NULL
+        && (old->vault.key_file == NULL
+            || strcmp(conf->vault.key.id_hex, old->vault.key.id_hex) != 0))
+    {
+        vw_log("info", "vault key loaded", "file", conf->vault.key_file,
+               "key_id", conf->vault.key.id_hex, NULL);
+    }
 
     vw_main_conf = conf;
     vw_conf_free(old);

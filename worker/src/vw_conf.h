@@ -8,6 +8,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "vc_vault.h"
+
 
 #define VW_CONF_ERR_LEN  512
 
@@ -104,6 +106,19 @@ struct vw_conf_idp_s {
 };
 
 
+/*
+ * [vault]: the credential vault's master key (docs/VAULT.md), read from
+ * key_file when the file is loaded, so that --check validates it, and
+ * the secrets that must open at start (vault.c).
+ */
+typedef struct {
+    char                       *key_file;   /* NULL: no [vault] */
+    vc_vault_key_t              key;        /* cleared when freed */
+    char                      **require;    /* valid names, NULL-ended */
+    size_t                      nrequire;
+} vw_conf_vault_t;
+
+
 typedef struct {
     char                       *file;       /* the path it was read from */
     char                       *listen;     /* the socket path, no "unix:" */
@@ -127,6 +142,7 @@ typedef struct {
     vw_conf_target_t           *targets;
     vw_conf_job_t              *jobs;
     vw_conf_idp_t              *idps;
+    vw_conf_vault_t             vault;
 } vw_conf_t;
 
 
