@@ -1,0 +1,28 @@
+"""hubspot -- an emulator of HubSpot's public API for the connector tests.
+
+One portal over HTTPS on a free 127.0.0.1 port, with a certificate from a
+test CA (tests/integration/vantage_harness.TestPKI's, or one of its own),
+following HubSpot's public wire formats; each module's docstring says
+what it emulates, from which source ([D] docs, [C] a HubSpot answer
+quoted in public, [M] unconfirmed), and where it departs.
+
+    hs = HubSpot(pki=pki)              # hs.url, hs.ca_file, hs.port
+    hs.token                           # the private app's Bearer token
+    hs.oauth_app.client_id / .client_secret
+    code = hs.authorization_code()     # then POST /oauth/v1/token
+    hs.expire()                        # every OAuth access token expires
+    hs.auth.revoke(token)
+    hs.fail(2, 503)                    # the next 2 calls answer 503
+    hs.fail(1, 502, path="/crm/v3/objects/deals")
+    hs.delay(1.5, n=1); hs.drop(1); hs.clear_faults()
+    hs.requests("/crm/v3/objects/contacts", "POST"); hs.count(); hs.counts()
+    hs.types["contacts"].add_property("external_id", unique=True)
+    hs.internal_errors                 # tracebacks of emulator bugs
+    hs.stop()
+
+Standard library and python3-cryptography only.
+"""
+
+from .app import HubSpot
+
+__all__ = ["HubSpot"]

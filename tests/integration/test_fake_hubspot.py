@@ -1,0 +1,593 @@
+"""test_fake_hubspot.py -- tests/fakes/hubspot against HubSpot's wire format.
+
+The HubSpot connector will be written and tested against this emulator, so
+it has to answer as HubSpot does.  These tests check it on its own,
+without nginx or the worker: its answers against bodies HubSpot publishes
+(tests/fakes/hubspot/fixtures, same keys, JSON types and statuses), and
+every flow a connector relies on with exact assertions: private-app and
+OAuth tokens and their expiry, and CRM objects one by one, with HubSpot's
+errors.
+"""
+
+import http.client
+import json
+import os
+import re
+import ssl
+import sys
+import tempfile
+import time
+import urllib.parse
+
+import pytest
+
+import vantage_harness as vh
+
+FAKES = os.path.join(vh.REPO, "tests", "fakes")
+sys.path.insert(0, FAKES)
+from hubspot import HubSpot             # noqa: E402
+
+FIXTURES = os.path.join(FAKES, "hubspot", "fixtures")
+CONTACTS = "/crm/v3/objects/contacts"
+RATE_HEADERS = ("x-hubspot-ratelimit-daily",
+                "x-hubspot-ratelimit-daily-remaining",
+                "x-hubspot-ratelimit-interval-milliseconds",
+                "x-hubspot-ratelimit-max", "x-hubspot-ratelimit-remaining",
+                "x-hubspot-ratelimit-secondly",
+                "x-hubspot-ratelimit-secondly-remaining")
+
+
+# --------------------------------------------------------------------------
+# helpers
+
+@pytest.fixture
+def hs(pki, base_dir):
+    d = vh.make_dir(tempfile.mkdtemp(prefix="hubspot-", dir=base_dir))
+    h = HubSpot(pki=pki, directory=d)
+    yield h
+    h.stop()
+    assert h.internal_errors == [], "\n".join(h.internal_errors)
+
+
+class Answer:
+    def __init__(self, status, headers, raw):
+        self.status = status
+        self.headers = headers
+        self.raw = raw
+        self.body = json.loads(raw) if raw else None
+
+    def rate(self):
+        """The X-HubSpot-RateLimit-* headers, as ints, lower-case names"""
+        return {k: int(v) for k, v in self.headers.items()
+                if k.startswith("x-hubspot-ratelimit-")}
+
+
+def call(hs, method, path, body=None, token=None, form=None, headers=None,
+         cafile=None):
+    """One call over a new TLS connection trusting hs's CA.  token: None
+    for the private app's, False for no Authorization header."""
+    ctx = ssl.create_default_context(cafile=cafile or hs.ca_file)
+    c = http.client.HTTPSConnection("127.0.0.1", hs.port, context=ctx,
+                                    timeout=vh.timeout(10))
+    h = dict(headers or {})
+    if token is not False:
+        h["Authorization"] = "Bearer " + (token or hs.token)
+    data = None
+    if form is not None:
+        data = urllib.parse.urlencode(form)
+        h["Content-Type"] = "application/x-www-form-urlencoded"
+    elif body is not None:
+        data = json.dumps(body)
+        h["Content-Type"] = "application/json"
+    try:
+        c.request(method, path, body=data, headers=h)
+        r = c.getresponse()
+        raw = r.read()
+        return Answer(r.status, {k.lower(): v for k, v in r.getheaders()},
+                      raw)
+    finally:
+        c.close()
+
+
+def fixture(name):
+    with open(os.path.join(FIXTURES, name)) as f:
+        return json.load(f)
+
+
+def _kind(v):
+    if isinstance(v, bool):
+        return "bool"
+    if isinstance(v, (int, float)):
+        return "number"
+    if isinstance(v, str):
+        return "string"
+    if isinstance(v, list):
+        return "list"
+    if isinstance(v, dict):
+        return "object"
+    return "null"
+
+
+def assert_shape(got, doc, required=None, where="$"):
+    """got has doc's shape: no key doc lacks, and for the keys both have
+    the same JSON type, recursively.  required: {path: keys got must have
+    there}, a path like "$.results[]" ("$" alone: required keys at the
+    top).  An empty documented object ({} for context, links) and
+    "properties" are free-form maps.  The reference's rendering of a map
+    as a string ("{missingScopes=[...]}") stands for an object."""
+    if isinstance(required, (tuple, list)):
+        required = {"$": required}
+    required = required or {}
+    if isinstance(doc, str) and doc.startswith("{") and isinstance(got,
+                                                                   dict):
+        return
+    if doc is None:
+        return
+    assert _kind(got) == _kind(doc), "%s: %r is not a %s like %r" % (
+        where, got, _kind(doc), doc)
+    if isinstance(doc, dict):
+        missing = [k for k in required.get(re.sub(r"\[\d+\]", "[]", where),
+                                           ()) if k not in got]
+        assert not missing, "%s: required keys missing: %s" % (where,
+                                                               missing)
+        if where.endswith(".properties"):
+            for k, v in got.items():
+                assert v is None or isinstance(v, str), (where, k, v)
+            return
+        if not doc:
+            return
+        extra = set(got) - set(doc)
+        assert not extra, "%s: keys HubSpot does not send: %s" % (
+            where, sorted(extra))
+        for k in got:
+            assert_shape(got[k], doc[k], required, "%s.%s" % (where, k))
+    elif isinstance(doc, list) and doc:
+        for i, item in enumerate(got):
+            assert_shape(item, doc[0], required, "%s[%d]" % (where, i))
+
+
+OBJECT_REQUIRED = ("archived", "createdAt", "id", "properties", "updatedAt")
+def create(hs, props, otype="contacts", token=None):
+    a = call(hs, "POST", "/crm/v3/objects/" + otype,
+             {"properties": props}, token)
+    assert a.status == 201, a.body
+    return a.body
+
+
+def assert_error(a, status, category, message=None):
+    assert a.status == status, a.body
+    assert a.body["status"] == "error"
+    assert a.body["category"] == category
+    assert a.body["correlationId"] == a.headers["x-hubspot-correlation-id"]
+    if message is not None:
+        assert a.body["message"] == message
+
+
+# --------------------------------------------------------------------------
+# transport
+
+def test_https_with_the_test_ca(hs, pki):
+    a = call(hs, "GET", CONTACTS, cafile=pki.ca_file)
+    assert a.status == 200
+    assert a.headers["content-type"] == "application/json;charset=utf-8"
+
+
+def test_wrong_ca_is_refused(hs, base_dir):
+    other = HubSpot(directory=vh.make_dir(tempfile.mkdtemp(
+        prefix="hubspot-other-", dir=base_dir)), start=False)
+    with pytest.raises(ssl.SSLCertVerificationError):
+        call(hs, "GET", CONTACTS, cafile=other.ca_file)
+    assert hs.count() == 0
+
+
+def test_plain_http_gets_no_answer(hs):
+    c = http.client.HTTPConnection("127.0.0.1", hs.port,
+                                   timeout=vh.timeout(5))
+    with pytest.raises((http.client.HTTPException, OSError)):
+        c.request("GET", CONTACTS)
+        c.getresponse().read()
+    c.close()
+
+
+def test_chunked_request_body(hs):
+    ctx = ssl.create_default_context(cafile=hs.ca_file)
+    c = http.client.HTTPSConnection("127.0.0.1", hs.port, context=ctx,
+                                    timeout=vh.timeout(10))
+    body = json.dumps({"properties": {"email": "chunk@example.com"}})
+    c.request("POST", CONTACTS, body=iter([body[:10].encode(),
+                                           body[10:].encode()]),
+              headers={"Authorization": "Bearer " + hs.token,
+                       "Content-Type": "application/json",
+                       "Transfer-Encoding": "chunked"},
+              encode_chunked=True)
+    r = c.getresponse()
+    got = json.loads(r.read())
+    assert r.status == 201, got
+    assert got["properties"]["email"] == "chunk@example.com"
+    # the connection is still in step
+    c.request("GET", CONTACTS, headers={"Authorization": "Bearer " +
+                                        hs.token})
+    r = c.getresponse()
+    assert r.status == 200 and len(json.loads(r.read())["results"]) == 1
+    c.close()
+
+
+def test_unknown_route_and_method(hs):
+    a = call(hs, "GET", "/crm/v3/nothing/here")
+    assert a.status == 404 and a.body["status"] == "error"
+    a = call(hs, "PUT", CONTACTS)
+    assert a.status == 405
+
+
+# --------------------------------------------------------------------------
+# authentication
+
+def test_private_app_token(hs):
+    assert hs.token.startswith("pat-na1-")
+    a = call(hs, "GET", CONTACTS)
+    assert (a.status, a.body) == (200, {"results": []})
+
+
+@pytest.mark.parametrize("headers", [
+    {}, {"Authorization": "Bearer not-a-token"},
+    {"Authorization": "Basic Zm9vOmJhcg=="}])
+def test_no_or_unknown_credentials(hs, headers):
+    a = call(hs, "GET", CONTACTS, token=False, headers=headers)
+    assert_error(a, 401, "INVALID_AUTHENTICATION",
+                 fixture("error_no_credentials_401.json")["message"])
+    assert set(a.body) == set(fixture("error_no_credentials_401.json"))
+    assert a.headers["x-hubspot-auth-failure"] == "401 Unauthorized"
+    # no app is known: nothing is counted, no limit headers
+    assert not a.rate()
+
+
+def test_revoked_private_app_token(hs):
+    hs.auth.revoke(hs.token)
+    assert_error(call(hs, "GET", CONTACTS), 401, "INVALID_AUTHENTICATION")
+
+
+def oauth_form(hs, **kw):
+    form = {"client_id": hs.oauth_app.client_id,
+            "client_secret": hs.oauth_app.client_secret}
+    form.update(kw)
+    return form
+
+
+@pytest.mark.parametrize("endpoint", ["/oauth/v1/token",
+                                      "/oauth/2026-03/token",
+                                      "/oauth/v3/token"])
+def test_oauth_code_then_refresh(hs, endpoint):
+    code = hs.authorization_code()
+    a = call(hs, "POST", endpoint, token=False, form=oauth_form(
+        hs, grant_type="authorization_code", code=code,
+        redirect_uri=hs.oauth_app.redirect_uri))
+    assert a.status == 200, a.body
+    assert_shape(a.body, fixture("oauth_token_200.json"),
+                 required=("access_token", "refresh_token", "expires_in",
+                           "token_type"))
+    assert a.body["token_type"] == "bearer"
+    assert a.body["expires_in"] == 1800
+    assert len(a.body["access_token"]) <= 300
+    first = a.body
+    assert call(hs, "GET", CONTACTS, token=first["access_token"]).status \
+        == 200
+
+    # the code is single-use
+    again = call(hs, "POST", endpoint, token=False, form=oauth_form(
+        hs, grant_type="authorization_code", code=code,
+        redirect_uri=hs.oauth_app.redirect_uri))
+    assert (again.status, again.body["status"]) == (400, "BAD_AUTH_CODE")
+    assert again.body["error"] == "invalid_grant"
+
+    a = call(hs, "POST", endpoint, token=False, form=oauth_form(
+        hs, grant_type="refresh_token",
+        refresh_token=first["refresh_token"]))
+    assert a.status == 200, a.body
+    assert a.body["access_token"] != first["access_token"]
+    assert a.body["refresh_token"] == first["refresh_token"]
+    assert call(hs, "GET", CONTACTS, token=a.body["access_token"]).status \
+        == 200
+
+
+def test_oauth_v1_takes_query_parameters(hs):
+    query = urllib.parse.urlencode(oauth_form(
+        hs, grant_type="refresh_token", refresh_token=hs.refresh_token()))
+    a = call(hs, "POST", "/oauth/v1/token?" + query, token=False, form={})
+    assert a.status == 200, a.body
+    a = call(hs, "POST", "/oauth/2026-03/token?" + query, token=False,
+             form={})
+    assert a.status == 400
+
+
+def test_bad_refresh_token(hs):
+    a = call(hs, "POST", "/oauth/v1/token", token=False, form=oauth_form(
+        hs, grant_type="refresh_token", refresh_token="nope"))
+    assert a.status == 400
+    assert a.body == fixture("oauth_error_bad_refresh_token.json")
+    rt = hs.refresh_token()
+    assert call(hs, "DELETE", "/oauth/v1/refresh-tokens/" + rt,
+                token=False).status == 204
+    a = call(hs, "POST", "/oauth/v1/token", token=False, form=oauth_form(
+        hs, grant_type="refresh_token", refresh_token=rt))
+    assert a.body["status"] == "BAD_REFRESH_TOKEN"
+
+
+@pytest.mark.parametrize("change,status,error", [
+    ({"client_id": "someone-else"}, "BAD_CLIENT_ID", "invalid_client"),
+    ({"client_secret": "wrong"}, "BAD_CLIENT_SECRET", "invalid_client"),
+    ({"grant_type": "password"}, "BAD_GRANT_TYPE", "unsupported_grant_type"),
+    ({"redirect_uri": "https://evil.example/cb"}, "BAD_REDIRECT_URI",
+     "invalid_grant"),
+])
+def test_token_endpoint_refusals(hs, change, status, error):
+    form = oauth_form(hs, grant_type="authorization_code",
+                      code=hs.authorization_code(),
+                      redirect_uri=hs.oauth_app.redirect_uri)
+    form.update(change)
+    a = call(hs, "POST", "/oauth/v1/token", token=False, form=form)
+    assert a.status == 400
+    assert set(a.body) == {"error", "error_description", "status", "message"}
+    assert (a.body["status"], a.body["error"]) == (status, error)
+    assert "access_token" not in a.body
+
+
+def test_expired_access_token(hs):
+    a = call(hs, "POST", "/oauth/v1/token", token=False, form=oauth_form(
+        hs, grant_type="refresh_token", refresh_token=hs.refresh_token()))
+    token = a.body["access_token"]
+    assert call(hs, "GET", CONTACTS, token=token).status == 200
+    hs.expire(token)
+    a = call(hs, "GET", CONTACTS, token=token)
+    assert_error(a, 401, "EXPIRED_AUTHENTICATION")
+    assert set(a.body) == set(fixture("error_expired_token_401.json"))
+    assert a.body["message"].startswith(
+        "The OAuth token used to make this call expired ")
+    assert a.body["message"].endswith(" second(s) ago.")
+    assert list(a.body["context"]) == ["expire time"]
+    # a refresh mends it; the private app's token never expires
+    a = call(hs, "POST", "/oauth/v1/token", token=False, form=oauth_form(
+        hs, grant_type="refresh_token", refresh_token=hs.refresh_token()))
+    assert call(hs, "GET", CONTACTS, token=a.body["access_token"]).status \
+        == 200
+    hs.expire()
+    assert call(hs, "GET", CONTACTS).status == 200
+
+
+def test_token_lifetime_elapses(hs):
+    hs.auth.token_lifetime = 1
+    a = call(hs, "POST", "/oauth/v1/token", token=False, form=oauth_form(
+        hs, grant_type="refresh_token", refresh_token=hs.refresh_token()))
+    assert a.body["expires_in"] == 1
+    time.sleep(1.2)
+    assert_error(call(hs, "GET", CONTACTS, token=a.body["access_token"]),
+                 401, "EXPIRED_AUTHENTICATION")
+
+
+def test_access_token_metadata(hs):
+    a = call(hs, "POST", "/oauth/v1/token", token=False, form=oauth_form(
+        hs, grant_type="refresh_token", refresh_token=hs.refresh_token()))
+    info = call(hs, "GET", "/oauth/v1/access-tokens/" +
+                a.body["access_token"], token=False)
+    assert info.status == 200
+    assert info.body["hub_id"] == hs.portal_id
+    assert info.body["app_id"] == hs.oauth_app.app_id
+    assert info.body["token_type"] == "access"
+    assert 1795 <= info.body["expires_in"] <= 1800
+
+
+def test_missing_scope(hs):
+    code = hs.authorization_code(scopes=["oauth",
+                                         "crm.objects.contacts.read"])
+    a = call(hs, "POST", "/oauth/v1/token", token=False, form=oauth_form(
+        hs, grant_type="authorization_code", code=code,
+        redirect_uri=hs.oauth_app.redirect_uri))
+    token = a.body["access_token"]
+    assert call(hs, "GET", CONTACTS, token=token).status == 200
+    a = call(hs, "POST", CONTACTS, {"properties": {"email": "a@x.io"}},
+             token=token)
+    assert_error(a, 403, "MISSING_SCOPES")
+    assert a.body["errors"][0]["context"] == {
+        "requiredGranularScopes": ["crm.objects.contacts.write"]}
+
+
+# --------------------------------------------------------------------------
+# faults and the request log
+
+def test_fail_next_calls(hs):
+    hs.fail(2, 503)
+    a = call(hs, "GET", CONTACTS)
+    assert (a.status, a.body["status"]) == (503, "error")
+    assert a.body["correlationId"] == a.headers["x-hubspot-correlation-id"]
+    assert call(hs, "GET", CONTACTS).status == 503
+    assert call(hs, "GET", CONTACTS).status == 200
+    assert hs.count(CONTACTS, "GET") == 3
+    assert [r.status for r in hs.requests(CONTACTS)] == [503, 503, 200]
+
+
+def test_fail_by_path_and_delay_and_drop(hs):
+    hs.fail(1, 502, path="/crm/v3/objects/deals")
+    assert call(hs, "GET", CONTACTS).status == 200
+    assert call(hs, "GET", "/crm/v3/objects/deals").status == 502
+    hs.delay(0.5, n=1)
+    t0 = time.monotonic()
+    assert call(hs, "GET", CONTACTS).status == 200
+    assert time.monotonic() - t0 >= 0.5
+    hs.drop(1)
+    with pytest.raises((http.client.HTTPException, OSError)):
+        call(hs, "GET", CONTACTS)
+    assert call(hs, "GET", CONTACTS).status == 200
+    assert hs.counts() == {CONTACTS: 4, "/crm/v3/objects/deals": 1}
+
+
+# --------------------------------------------------------------------------
+# CRM objects, one at a time
+
+def test_create_contact(hs):
+    a = call(hs, "POST", CONTACTS, {"properties": {
+        "email": "Ann@Example.com", "firstname": "Ann", "lastname": "Lee"}})
+    assert a.status == 201
+    assert_shape(a.body, fixture("create_contact_201.json"),
+                 OBJECT_REQUIRED)
+    c = a.body
+    assert c["archived"] is False
+    assert c["createdAt"] == c["updatedAt"]
+    assert c["properties"] == {
+        "createdate": c["createdAt"], "email": "Ann@Example.com",
+        "firstname": "Ann", "hs_object_id": c["id"],
+        "lastmodifieddate": c["createdAt"], "lastname": "Lee"}
+    assert c["id"].isdigit()
+
+
+def test_read_update_archive(hs):
+    c = create(hs, {"email": "bo@example.com", "firstname": "Bo"})
+    path = CONTACTS + "/" + c["id"]
+    a = call(hs, "GET", path)
+    assert a.status == 200
+    assert_shape(a.body, fixture("create_contact_201.json"), OBJECT_REQUIRED)
+    assert a.body["properties"] == {
+        "createdate": c["createdAt"], "email": "bo@example.com",
+        "firstname": "Bo", "hs_object_id": c["id"],
+        "lastmodifieddate": c["createdAt"], "lastname": None}
+
+    a = call(hs, "GET", path + "?properties=firstname,phone")
+    assert a.body["properties"] == {"firstname": "Bo", "phone": None}
+
+    time.sleep(0.01)
+    a = call(hs, "PATCH", path, {"properties": {"lastname": "Ek",
+                                                "firstname": ""}})
+    assert a.status == 200
+    assert_shape(a.body, fixture("create_contact_201.json"), OBJECT_REQUIRED)
+    assert a.body["updatedAt"] > c["updatedAt"]
+    assert a.body["properties"]["lastname"] == "Ek"
+    assert "firstname" not in a.body["properties"]
+
+    a = call(hs, "GET", CONTACTS + "/BO@example.com?idProperty=email"
+             "&properties=lastname")
+    assert (a.status, a.body["id"]) == (200, c["id"])
+    assert a.body["properties"] == {"lastname": "Ek"}
+    a = call(hs, "PATCH", CONTACTS + "/bo@example.com?idProperty=email",
+             {"properties": {"phone": "+1 555 0100"}})
+    assert a.body["properties"]["phone"] == "+1 555 0100"
+
+    assert call(hs, "DELETE", path).status == 204
+    assert_error(call(hs, "GET", path), 404, "OBJECT_NOT_FOUND",
+                 "resource not found")
+    a = call(hs, "GET", path + "?archived=true")
+    assert a.status == 200 and a.body["archived"] is True
+    assert "archivedAt" in a.body
+    assert_shape(a.body, fixture("create_contact_201.json"), OBJECT_REQUIRED)
+
+
+def test_not_found(hs):
+    assert_error(call(hs, "GET", CONTACTS + "/999999"), 404,
+                 "OBJECT_NOT_FOUND", "resource not found")
+    a = call(hs, "GET", CONTACTS + "/abc")
+    assert_error(a, 404, "OBJECT_NOT_FOUND",
+                 "Object not found.  objectId are usually numeric.")
+    assert a.body["context"] == {"id": ["abc"]}
+    assert_error(call(hs, "PATCH", CONTACTS + "/999999",
+                      {"properties": {"firstname": "x"}}),
+                 404, "OBJECT_NOT_FOUND")
+    # a company's id is not a contact's
+    co = create(hs, {"name": "Acme"}, "companies")
+    assert call(hs, "GET", CONTACTS + "/" + co["id"]).status == 404
+    assert call(hs, "GET", "/crm/v3/objects/0-2/" + co["id"]).status == 200
+    assert_error(call(hs, "GET", "/crm/v3/objects/widgets"), 404,
+                 "OBJECT_NOT_FOUND",
+                 "Unable to infer object type from: widgets")
+
+
+def test_duplicate_email_is_409(hs):
+    c = create(hs, {"email": "dup@example.com"})
+    a = call(hs, "POST", CONTACTS,
+             {"properties": {"email": "DUP@example.com"}})
+    assert_error(a, 409, "CONFLICT",
+                 "Contact already exists. Existing ID: %s" % c["id"])
+    assert_shape(a.body, fixture("error_conflict_409.json"))
+    assert set(a.body) == set(fixture("error_conflict_409.json"))
+    # changing another contact's email to it is a conflict too
+    other = create(hs, {"email": "other@example.com"})
+    a = call(hs, "PATCH", CONTACTS + "/" + other["id"],
+             {"properties": {"email": "dup@example.com"}})
+    assert_error(a, 409, "CONFLICT")
+    # archived, the address is free again
+    call(hs, "DELETE", CONTACTS + "/" + c["id"])
+    create(hs, {"email": "dup@example.com"})
+
+
+def test_validation_errors(hs):
+    a = call(hs, "POST", CONTACTS, {"properties": {
+        "email": "not-an-address", "lifecyclestage": "vip",
+        "favourite_colour": "blue"}})
+    assert_error(a, 400, "VALIDATION_ERROR")
+    assert_shape(a.body, fixture("error_property_values_400.json"))
+    # the generic documented error: every top-level key it names
+    assert set(fixture("error_response.json")) <= set(a.body)
+    assert set(a.body) == set(fixture("error_property_values_400.json"))
+    prefix = "Property values were not valid: "
+    assert a.body["message"].startswith(prefix)
+    problems = json.loads(a.body["message"][len(prefix):])
+    assert problems == [
+        {"isValid": False, "message": "Email address not-an-address is "
+         "invalid", "error": "INVALID_EMAIL", "name": "email",
+         "localizedErrorMessage": "Email address not-an-address is invalid",
+         "portalId": hs.portal_id},
+        {"isValid": False, "message": "vip was not one of the allowed "
+         "options: [subscriber, lead, marketingqualifiedlead, "
+         "salesqualifiedlead, opportunity, customer, evangelist, other]",
+         "error": "INVALID_OPTION", "name": "lifecyclestage",
+         "localizedErrorMessage": "vip was not one of the allowed options: "
+         "[subscriber, lead, marketingqualifiedlead, salesqualifiedlead, "
+         "opportunity, customer, evangelist, other]",
+         "portalId": hs.portal_id},
+        {"isValid": False, "message": 'Property "favourite_colour" does not '
+         'exist', "error": "PROPERTY_DOESNT_EXIST", "name": "favourite_colour",
+         "localizedErrorMessage": 'Property "favourite_colour" does not '
+         'exist', "portalId": hs.portal_id}]
+    assert [e["code"] for e in a.body["errors"]] == [
+        "INVALID_EMAIL", "INVALID_OPTION", "PROPERTY_DOESNT_EXIST"]
+    assert a.body["errors"][2]["context"] == {
+        "propertyName": ["favourite_colour"]}
+    assert hs.store.all(hs.types["contacts"]) == []
+
+    a = call(hs, "POST", "/crm/v3/objects/deals", {"properties": {
+        "amount": "lots", "closedate": "someday"}})
+    assert [e["code"] for e in a.body["errors"]] == [
+        "INVALID_DECIMAL", "INVALID_DATE"]
+    a = call(hs, "POST", CONTACTS, {"properties": {"hs_object_id": "1"}})
+    assert a.body["errors"][0]["code"] == "READ_ONLY_VALUE"
+
+    c = create(hs, {"email": "v@example.com"})
+    a = call(hs, "PATCH", CONTACTS + "/" + c["id"], {"properties": {}})
+    assert_error(a, 400, "VALIDATION_ERROR", "No properties found to "
+                 "update, please provide at least one.")
+    a = call(hs, "POST", CONTACTS, headers={"Content-Type":
+                                            "application/json"})
+    assert a.status == 400
+    ctx = ssl.create_default_context(cafile=hs.ca_file)
+    conn = http.client.HTTPSConnection("127.0.0.1", hs.port, context=ctx)
+    conn.request("POST", CONTACTS, body="{nope", headers={
+        "Authorization": "Bearer " + hs.token,
+        "Content-Type": "application/json"})
+    r = conn.getresponse()
+    body = json.loads(r.read())
+    conn.close()
+    assert r.status == 400
+    assert body["category"] == "VALIDATION_ERROR"
+    assert body["message"].startswith("Invalid input JSON on line 1, "
+                                      "column 2: ")
+
+
+def test_values_come_back_as_strings(hs):
+    a = call(hs, "POST", "/crm/v3/objects/deals", {"properties": {
+        "dealname": "Big", "amount": 1500, "dealstage": "qualifiedtobuy",
+        "pipeline": "default", "closedate": "2026-06-30"}})
+    assert a.status == 201
+    p = a.body["properties"]
+    assert (p["amount"], p["closedate"]) == ("1500",
+                                            "2026-06-30T00:00:00.000Z")
+    a = call(hs, "POST", "/crm/v3/objects/companies", {"properties": {
+        "name": "Acme", "domain": "acme.example", "numberofemployees": 12.0}})
+    assert a.body["properties"]["numberofemployees"] == "12"
+
+
