@@ -5,8 +5,8 @@ it has to answer as HubSpot does.  These tests check it on its own,
 without nginx or the worker: its answers against bodies HubSpot publishes
 (tests/fakes/hubspot/fixtures, same keys, JSON types and statuses), and
 every flow a connector relies on with exact assertions: private-app and
-OAuth tokens and their expiry, and CRM objects one by one, with HubSpot's
-errors.
+OAuth tokens and their expiry, CRM objects one by one, with HubSpot's
+errors, and the rate-limit headers and a 429 for each policyName.
 """
 
 import http.client
@@ -388,6 +388,104 @@ def test_missing_scope(hs):
     assert_error(a, 403, "MISSING_SCOPES")
     assert a.body["errors"][0]["context"] == {
         "requiredGranularScopes": ["crm.objects.contacts.write"]}
+
+
+# --------------------------------------------------------------------------
+# rate limits
+
+def test_private_app_rate_headers_count_down(hs):
+    hs.limits.configure("private", daily=1000, burst=50, secondly=10)
+    for n in range(1, 4):
+        a = call(hs, "GET", CONTACTS)
+        assert a.rate() == {
+            "x-hubspot-ratelimit-daily": 1000,
+            "x-hubspot-ratelimit-daily-remaining": 1000 - n,
+            "x-hubspot-ratelimit-interval-milliseconds": 10000,
+            "x-hubspot-ratelimit-max": 50,
+            "x-hubspot-ratelimit-remaining": 50 - n,
+            "x-hubspot-ratelimit-secondly": 10,
+            "x-hubspot-ratelimit-secondly-remaining": 10 - n}, n
+
+
+def test_oauth_calls_have_no_daily_headers(hs):
+    a = call(hs, "POST", "/oauth/v1/token", token=False, form=oauth_form(
+        hs, grant_type="refresh_token", refresh_token=hs.refresh_token()))
+    # the token endpoint is not rate limited
+    assert not a.rate()
+    a = call(hs, "GET", CONTACTS, token=a.body["access_token"])
+    assert a.rate() == {
+        "x-hubspot-ratelimit-interval-milliseconds": 10000,
+        "x-hubspot-ratelimit-max": 110,
+        "x-hubspot-ratelimit-remaining": 109,
+        "x-hubspot-ratelimit-secondly": 10,
+        "x-hubspot-ratelimit-secondly-remaining": 9}
+
+
+def assert_429(a, policy, fixture_name):
+    assert a.status == 429, a.body
+    doc = fixture(fixture_name)
+    assert a.body["policyName"] == policy
+    assert a.body["message"] == doc["message"]
+    assert a.body["errorType"] == "RATE_LIMIT"
+    assert a.body["correlationId"] == a.headers["x-hubspot-correlation-id"]
+    # the documented DAILY form for every policy (fixtures/README.md)
+    assert set(a.body) == set(fixture("ratelimit_daily_429.json"))
+    assert_shape(a.body, dict(doc, requestId="<string>"))
+
+
+def test_ten_secondly_burst(hs):
+    hs.limits.configure("private", burst=3, interval_ms=1000)
+    for n in range(3):
+        assert call(hs, "GET", CONTACTS).status == 200
+    a = call(hs, "GET", CONTACTS)
+    assert_429(a, "TEN_SECONDLY_ROLLING", "ratelimit_ten_secondly_429.json")
+    assert a.rate()["x-hubspot-ratelimit-remaining"] == 0
+    assert a.rate()["x-hubspot-ratelimit-max"] == 3
+    assert a.rate()["x-hubspot-ratelimit-interval-milliseconds"] == 1000
+    # refused calls are not counted against the day
+    assert a.rate()["x-hubspot-ratelimit-daily-remaining"] == 250000 - 3
+    time.sleep(1.1)
+    a = call(hs, "GET", CONTACTS)
+    assert a.status == 200
+    assert a.rate()["x-hubspot-ratelimit-remaining"] == 2
+
+
+def test_daily_cap(hs):
+    hs.limits.configure("private", daily=2)
+    assert call(hs, "GET", CONTACTS).status == 200
+    a = call(hs, "GET", CONTACTS)
+    assert a.rate()["x-hubspot-ratelimit-daily-remaining"] == 0
+    a = call(hs, "GET", CONTACTS)
+    assert_429(a, "DAILY", "ratelimit_daily_429.json")
+    assert a.body == dict(fixture("ratelimit_daily_429.json"),
+                          correlationId=a.body["correlationId"],
+                          requestId=a.body["requestId"])
+    hs.limits.new_day()
+    assert call(hs, "GET", CONTACTS).status == 200
+
+
+def test_secondly_when_enforced(hs):
+    hs.limits.configure("private", secondly=2, enforce_secondly=True)
+    assert call(hs, "GET", CONTACTS).status == 200
+    assert call(hs, "GET", CONTACTS).status == 200
+    a = call(hs, "GET", CONTACTS)
+    assert_429(a, "SECONDLY", "ratelimit_secondly_429.json")
+    assert a.rate()["x-hubspot-ratelimit-secondly-remaining"] == 0
+    time.sleep(1.05)
+    assert call(hs, "GET", CONTACTS).status == 200
+
+
+@pytest.mark.parametrize("policy,doc", [
+    ("DAILY", "ratelimit_daily_429.json"),
+    ("TEN_SECONDLY_ROLLING", "ratelimit_ten_secondly_429.json"),
+    ("SECONDLY", "ratelimit_secondly_429.json")])
+def test_exhaust_each_policy(hs, policy, doc):
+    hs.limits.exhaust(policy, hs.auth.apps)
+    a = call(hs, "GET", CONTACTS)
+    assert_429(a, policy, doc)
+    # the other app's budget is its own
+    hs.limits.reset()
+    assert call(hs, "GET", CONTACTS).status == 200
 
 
 # --------------------------------------------------------------------------

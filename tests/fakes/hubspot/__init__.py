@@ -12,6 +12,10 @@ quoted in public, [M] unconfirmed), and where it departs.
     code = hs.authorization_code()     # then POST /oauth/v1/token
     hs.expire()                        # every OAuth access token expires
     hs.auth.revoke(token)
+    hs.limits.configure("private", burst=5, daily=20)
+    hs.limits.exhaust("DAILY", hs.auth.apps)   # or TEN_SECONDLY_ROLLING,
+                                               # SECONDLY
+    hs.limits.new_day(); hs.limits.reset()
     hs.fail(2, 503)                    # the next 2 calls answer 503
     hs.fail(1, 502, path="/crm/v3/objects/deals")
     hs.delay(1.5, n=1); hs.drop(1); hs.clear_faults()

@@ -1,6 +1,6 @@
 """app.py -- HubSpot: one emulated portal behind one HTTPS port.
 
-It owns the parts (auth, store), the
+It owns the parts (auth, limits, store), the
 routes, the request log and the faults a test sets; see __init__.py for
 how a test drives it.
 """
@@ -10,7 +10,7 @@ import tempfile
 import threading
 import time
 
-from . import auth, errors, objects
+from . import auth, errors, objects, ratelimit
 from . import schema, server, store, tls
 
 
@@ -35,6 +35,7 @@ class HubSpot:
         self.private_app = self.auth.add_private_app(private_app_token)
         self.oauth_app = self.auth.add_oauth_app(client_id, client_secret,
                                                  redirect_uri=redirect_uri)
+        self.limits = ratelimit.RateLimits()
         self.types = schema.default_types()
         self.store = store.Store(self.types)
 
@@ -206,8 +207,8 @@ class HubSpot:
     # -- controls for a separate process (the CLI) ----------------------------
 
     def control(self, req):
-        """GET /_counts, and POST /_test/{fail,delay,drop,clear,expire}
-        with a JSON body: a standalone emulator's hooks.
+        """GET /_counts, and POST /_test/{fail,delay,drop,clear,expire,
+        limits} with a JSON body: a standalone emulator's hooks.
         Not counted, not rate limited, not authenticated: HubSpot has
         nothing like them."""
         try:
@@ -230,6 +231,15 @@ class HubSpot:
             self.clear_faults()
         elif what == "expire":
             self.expire(args.get("token"))
+        elif what == "limits":
+            if args.get("configure"):
+                self.limits.configure(args.get("kind"), **args["configure"])
+            if args.get("exhaust"):
+                self.limits.exhaust(args["exhaust"], self.auth.apps)
+            if args.get("reset"):
+                self.limits.reset()
+            if args.get("new_day"):
+                self.limits.new_day()
         else:
             return 404, {"error": "no control %s" % what}
         return 200, {"ok": True}

@@ -6,7 +6,10 @@ A call goes through, in order:
      connection), before anything HubSpot would check;
   3. the route (404/405 when there is none);
   4. authentication (401), for the routes that need it;
-  5. the handler, which raises errors.ApiError for anything but success.
+  5. the app's rate limits (429), which every authenticated call counts
+     against and whose X-HubSpot-RateLimit-* headers every such answer
+     carries;
+  6. the handler, which raises errors.ApiError for anything but success.
 Every answer carries X-HubSpot-Correlation-Id, the same id as an error
 body's correlationId.
 """
@@ -177,6 +180,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 req.method, req.path)
             if needs_auth:
                 req.token = hs.auth.authenticate(req.headers, req.query)
+                extra, refusal = hs.limits.admit(req.token.app)
+                if refusal is not None:
+                    raise errors.ApiError(429, refusal)
             answer = handler(hs, req, **params)
         except errors.ApiError as e:
             return self.send(req, e.status, e.body, e.headers + extra)
