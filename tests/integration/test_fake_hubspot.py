@@ -5,8 +5,9 @@ it has to answer as HubSpot does.  These tests check it on its own,
 without nginx or the worker: its answers against bodies HubSpot publishes
 (tests/fakes/hubspot/fixtures, same keys, JSON types and statuses), and
 every flow a connector relies on with exact assertions: private-app and
-OAuth tokens and their expiry, CRM objects one by one, with HubSpot's
-errors, and the rate-limit headers and a 429 for each policyName.
+OAuth tokens and their expiry, CRM objects one by one and in batches (a
+207 for an upsert with one bad input), paging through 250 contacts, and
+the rate-limit headers and a 429 for each policyName.
 """
 
 import http.client
@@ -147,6 +148,20 @@ def assert_shape(got, doc, required=None, where="$"):
 
 
 OBJECT_REQUIRED = ("archived", "createdAt", "id", "properties", "updatedAt")
+ERROR_REQUIRED = ("status", "category", "message")
+
+
+def batch_required(errors=False, extra=()):
+    """What a batch answer must hold: its envelope, each result an object
+    (with extra), each error entry a HubSpot error."""
+    out = {"$": ("status", "results", "startedAt", "completedAt")
+           + (("numErrors", "errors") if errors else ()),
+           "$.results[]": OBJECT_REQUIRED + tuple(extra)}
+    if errors:
+        out["$.errors[]"] = ERROR_REQUIRED + ("context",)
+    return out
+
+
 def create(hs, props, otype="contacts", token=None):
     a = call(hs, "POST", "/crm/v3/objects/" + otype,
              {"properties": props}, token)
@@ -687,5 +702,207 @@ def test_values_come_back_as_strings(hs):
     a = call(hs, "POST", "/crm/v3/objects/companies", {"properties": {
         "name": "Acme", "domain": "acme.example", "numberofemployees": 12.0}})
     assert a.body["properties"]["numberofemployees"] == "12"
+
+
+def test_list_pages_through_250_contacts(hs):
+    hs.limits.configure("private", burst=1000)
+    ids = []
+    for start in range(0, 250, 100):
+        inputs = [{"properties": {"email": "p%03d@example.com" % i,
+                                  "firstname": "P%03d" % i}}
+                  for i in range(start, min(start + 100, 250))]
+        a = call(hs, "POST", CONTACTS + "/batch/create", {"inputs": inputs})
+        assert a.status == 201, a.body
+        ids += [r["id"] for r in a.body["results"]]
+    assert len(ids) == 250
+
+    seen, pages, path = [], [], CONTACTS + "?limit=100&properties=email"
+    while True:
+        a = call(hs, "GET", path)
+        assert a.status == 200
+        pages.append(len(a.body["results"]))
+        seen += [r["id"] for r in a.body["results"]]
+        for r in a.body["results"]:
+            assert set(r["properties"]) == {"email"}
+            assert_shape(r, fixture("create_contact_201.json"),
+                         OBJECT_REQUIRED)
+        paging = a.body.get("paging")
+        if paging is None:
+            break
+        assert set(paging) == {"next"}
+        assert set(paging["next"]) == {"after", "link"}
+        link = urllib.parse.urlsplit(paging["next"]["link"])
+        assert "%s://%s" % (link.scheme, link.netloc) == hs.url
+        query = urllib.parse.parse_qs(link.query)
+        assert query == {"limit": ["100"], "properties": ["email"],
+                         "after": [paging["next"]["after"]]}
+        path = link.path + "?" + link.query
+    assert pages == [100, 100, 50]
+    assert seen == sorted(ids, key=int)
+    # the default limit is 10; more than 100 is capped
+    assert len(call(hs, "GET", CONTACTS).body["results"]) == 10
+    assert len(call(hs, "GET", CONTACTS + "?limit=500").body["results"]) \
+        == 100
+
+
+# --------------------------------------------------------------------------
+# batches
+
+def test_batch_create_all_or_nothing(hs):
+    create(hs, {"email": "taken@example.com"})
+    inputs = [{"properties": {"email": "new1@example.com"}},
+              {"properties": {"email": "bad address"}}]
+    a = call(hs, "POST", CONTACTS + "/batch/create", {"inputs": inputs})
+    assert_error(a, 400, "VALIDATION_ERROR")
+    a = call(hs, "POST", CONTACTS + "/batch/create", {"inputs": [
+        {"properties": {"email": "new2@example.com"}},
+        {"properties": {"email": "taken@example.com"}}]})
+    assert_error(a, 409, "CONFLICT")
+    assert len(hs.store.all(hs.types["contacts"])) == 1
+    a = call(hs, "POST", CONTACTS + "/batch/create", {"inputs": [
+        {"properties": {"email": "x" * 5 + "%d@example.com" % i}}
+        for i in range(101)]})
+    assert_error(a, 400, "VALIDATION_ERROR")
+
+
+def test_batch_create_multi_status(hs):
+    create(hs, {"email": "taken@example.com"})
+    a = call(hs, "POST", CONTACTS + "/batch/create", {"inputs": [
+        {"properties": {"email": "ok@example.com"},
+         "objectWriteTraceId": "t1"},
+        {"properties": {"email": "bad address"}, "objectWriteTraceId": "t2"},
+        {"properties": {"email": "taken@example.com"},
+         "objectWriteTraceId": "t3"}]})
+    assert a.status == 207, a.body
+    doc = fixture("batch_create_objects.json")
+    assert_shape(a.body, doc, batch_required(errors=True))
+    assert a.body["status"] == "COMPLETE"
+    assert a.body["numErrors"] == 2
+    (ok,) = a.body["results"]
+    assert ok["properties"]["email"] == "ok@example.com"
+    assert ok["objectWriteTraceId"] == "t1"
+    e2, e3 = a.body["errors"]
+    assert (e2["status"], e2["category"]) == ("error", "VALIDATION_ERROR")
+    assert e2["context"] == {"objectWriteTraceId": ["t2"]}
+    assert e2["errors"][0]["code"] == "INVALID_EMAIL"
+    assert (e3["category"], e3["context"]) == ("CONFLICT", {
+        "objectWriteTraceId": ["t3"]})
+    assert e3["message"].startswith("Contact already exists. Existing ID: ")
+
+    a = call(hs, "POST", CONTACTS + "/batch/create", {"inputs": [
+        {"properties": {"email": "a1@example.com"},
+         "objectWriteTraceId": "u1"}]})
+    assert a.status == 201
+    assert_shape(a.body, doc, batch_required())
+    assert "errors" not in a.body and "numErrors" not in a.body
+    a = call(hs, "POST", CONTACTS + "/batch/create", {"inputs": [
+        {"properties": {"email": "a2@example.com"}}]})
+    assert a.status == 201
+    assert_shape(a.body, fixture("batch_create_objects_legacy.json"),
+                 batch_required())
+
+
+def test_batch_read(hs):
+    a = create(hs, {"email": "r1@example.com", "firstname": "R"})
+    b = create(hs, {"email": "r2@example.com"})
+    got = call(hs, "POST", CONTACTS + "/batch/read", {
+        "inputs": [{"id": a["id"]}, {"id": b["id"]}],
+        "properties": ["firstname"]})
+    assert got.status == 200
+    assert [r["properties"] for r in got.body["results"]] == [
+        {"firstname": "R"}, {"firstname": None}]
+    got = call(hs, "POST", CONTACTS + "/batch/read", {
+        "inputs": [{"id": "r2@example.com"}, {"id": "none@example.com"}],
+        "idProperty": "email", "properties": ["email"]})
+    assert got.status == 207
+    assert [r["id"] for r in got.body["results"]] == [b["id"]]
+    assert got.body["numErrors"] == 1
+    assert got.body["errors"] == [{
+        "status": "error", "category": "OBJECT_NOT_FOUND",
+        "message": "Could not get some CONTACT objects, they may be deleted "
+                   "or not exist. Check that ids are valid.",
+        "context": {"ids": ["none@example.com"]}}]
+
+
+def test_batch_update(hs):
+    a = create(hs, {"email": "u1@example.com"})
+    got = call(hs, "POST", CONTACTS + "/batch/update", {"inputs": [
+        {"id": a["id"], "properties": {"firstname": "U"}},
+        {"id": "424242", "properties": {"firstname": "V"}},
+        {"id": "u1@example.com", "idProperty": "email",
+         "properties": {"lastname": "W"}}]})
+    assert got.status == 207
+    assert [r["properties"].get("firstname") for r in got.body["results"]] \
+        == ["U", "U"]
+    assert got.body["results"][1]["properties"]["lastname"] == "W"
+    (err,) = got.body["errors"]
+    assert (err["category"], err["context"]) == ("OBJECT_NOT_FOUND",
+                                                 {"ids": ["424242"]})
+
+
+def test_batch_upsert_by_email_with_one_invalid_input(hs):
+    old = create(hs, {"email": "known@example.com", "firstname": "Old"})
+    a = call(hs, "POST", CONTACTS + "/batch/upsert", {"inputs": [
+        {"id": "known@example.com", "idProperty": "email",
+         "properties": {"firstname": "New"}},
+        {"id": "fresh@example.com", "idProperty": "email",
+         "properties": {"firstname": "Fresh", "lastname": "Face"}},
+        {"id": "not an email", "idProperty": "email",
+         "properties": {"firstname": "Nope"}}]})
+    assert a.status == 207, a.body
+    doc = fixture("batch_upsert_contacts.json")
+    assert_shape(a.body, doc, batch_required(errors=True, extra=("new",)))
+    assert a.body["status"] == "COMPLETE"
+    known, fresh = a.body["results"]
+    assert (known["id"], known["new"]) == (old["id"], False)
+    assert known["properties"]["firstname"] == "New"
+    assert known["createdAt"] == old["createdAt"]
+    assert fresh["new"] is True
+    assert fresh["properties"]["email"] == "fresh@example.com"
+    assert fresh["properties"]["lastname"] == "Face"
+    assert a.body["numErrors"] == 1
+    (err,) = a.body["errors"]
+    assert (err["status"], err["category"]) == ("error", "VALIDATION_ERROR")
+    assert err["context"] == {"ids": ["not an email"]}
+    assert err["errors"][0]["code"] == "INVALID_EMAIL"
+    assert err["message"].startswith("Property values were not valid: ")
+    emails = sorted(r.props["email"] for r in
+                    hs.store.all(hs.types["contacts"]))
+    assert emails == ["fresh@example.com", "known@example.com"]
+
+    a = call(hs, "POST", CONTACTS + "/batch/upsert", {"inputs": [
+        {"id": "fresh@example.com", "idProperty": "email",
+         "properties": {"phone": "1"}}]})
+    assert a.status == 200
+    assert_shape(a.body, doc, batch_required(extra=("new",)))
+    assert "errors" not in a.body
+
+
+def test_batch_upsert_by_custom_unique_property(hs):
+    hs.types["companies"].add_property("vantage_id", unique=True)
+    path = "/crm/v3/objects/companies/batch/upsert"
+    first = call(hs, "POST", path, {"inputs": [
+        {"id": "C-1", "idProperty": "vantage_id",
+         "properties": {"name": "One"}}]})
+    again = call(hs, "POST", path, {"inputs": [
+        {"id": "C-1", "idProperty": "vantage_id",
+         "properties": {"name": "Uno"}}]})
+    assert (first.status, again.status) == (200, 200)
+    assert first.body["results"][0]["new"] is True
+    assert again.body["results"][0]["new"] is False
+    assert again.body["results"][0]["id"] == first.body["results"][0]["id"]
+    a = call(hs, "POST", path, {"inputs": [
+        {"id": "x", "idProperty": "name", "properties": {}}]})
+    assert a.status == 207
+    assert a.body["errors"][0]["category"] == "VALIDATION_ERROR"
+
+
+def test_batch_archive(hs):
+    a = create(hs, {"email": "d1@example.com"})
+    b = create(hs, {"email": "d2@example.com"})
+    got = call(hs, "POST", CONTACTS + "/batch/archive", {"inputs": [
+        {"id": a["id"]}, {"id": b["id"]}]})
+    assert (got.status, got.raw) == (204, b"")
+    assert call(hs, "GET", CONTACTS).body == {"results": []}
 
 

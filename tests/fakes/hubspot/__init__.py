@@ -17,7 +17,7 @@ quoted in public, [M] unconfirmed), and where it departs.
                                                # SECONDLY
     hs.limits.new_day(); hs.limits.reset()
     hs.fail(2, 503)                    # the next 2 calls answer 503
-    hs.fail(1, 502, path="/crm/v3/objects/deals")
+    hs.fail(1, 502, path="/crm/v3/objects/contacts/batch")
     hs.delay(1.5, n=1); hs.drop(1); hs.clear_faults()
     hs.requests("/crm/v3/objects/contacts", "POST"); hs.count(); hs.counts()
     hs.types["contacts"].add_property("external_id", unique=True)

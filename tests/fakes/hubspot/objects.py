@@ -13,6 +13,23 @@ contacts/guide):
   GET    /{id}             read; ?idProperty=email (any unique property)
   PATCH  /{id}             update; ?idProperty= too
   DELETE /{id}             archive: 204
+  POST   /batch/create     201, or 207 when some inputs failed
+  POST   /batch/read       200, or 207 with OBJECT_NOT_FOUND for the ids
+                           that are not there
+  POST   /batch/update     200 / 207
+  POST   /batch/upsert     inputs[].id + idProperty: 200 / 207, each result
+                           with "new"
+  POST   /batch/archive    204
+
+Batch answers are {"status":"COMPLETE","results":[...],"startedAt",
+"completedAt"} plus "errors" and "numErrors" when some inputs failed
+(207 Multi-Status) [D: API reference, batch upsert and create].
+batch/create reports per-input failures only when every input carries an
+objectWriteTraceId, which is how HubSpot's docs say multi-status is turned
+on for batch create [D: error-handling guide]; otherwise the first failure
+fails the whole batch and nothing is created.  The other batch endpoints
+always answer per input [M: HubSpot's reference lists 207 for them; what
+each failure's body holds is M].
 
 A create or an update that would give a unique property (a contact's
 email) a value another record holds is 409 {"status":"error","message":
@@ -22,11 +39,14 @@ OBJECT_ALREADY_EXISTS with more fields for some accounts, per a 2024
 community thread, which is not emulated].
 """
 
+import time
 import urllib.parse
 
 from . import errors
+from .schema import iso_ms
 
 
+MAX_BATCH = 100         # inputs per batch call [M: widely cited]
 MAX_LIST_LIMIT = 100    # [C: client docs]; larger limits are capped [M]
 
 
@@ -44,11 +64,28 @@ def _scope(hs, req, otype, mode):
     hs.auth.require(req.token, "crm.objects.%s.%s" % (otype.name, mode))
 
 
+def _now():
+    return iso_ms(int(time.time() * 1000))
+
+
 def _body_dict(req):
     body = req.json()
     if not isinstance(body, dict):
         raise errors.validation("Invalid input JSON: expected an object")
     return body
+
+
+def _inputs(req):
+    body = _body_dict(req)
+    inputs = body.get("inputs")
+    if not isinstance(inputs, list) or not all(isinstance(i, dict)
+                                               for i in inputs):
+        raise errors.validation("Invalid input JSON: inputs must be a list "
+                                "of objects")
+    if len(inputs) > MAX_BATCH:
+        raise errors.validation("Batch input too large: %d inputs, the "
+                                "limit is %d" % (len(inputs), MAX_BATCH))
+    return body, inputs
 
 
 def _conflict(otype, other):
@@ -70,6 +107,24 @@ def _lookup(hs, otype, value, id_property, archived=False):
             rec = None
         return rec
     return hs.store.get(otype, value, archived)
+
+
+def _batch(results, errs, started):
+    out = {"status": "COMPLETE", "results": results}
+    if errs:
+        out["numErrors"] = len(errs)
+        out["errors"] = errs
+    out["startedAt"] = started
+    out["completedAt"] = _now()
+    return out
+
+
+def _input_error(exc, context):
+    """A failed input's entry in a batch answer's errors[]: the ApiError's
+    body less correlationId, with context naming the input."""
+    e = {k: v for k, v in exc.body.items() if k != "correlationId"}
+    e["context"] = dict(e.get("context") or {}, **context)
+    return e
 
 
 # -- single records -----------------------------------------------------------
@@ -175,10 +230,178 @@ def archive_object(hs, req, type, id):
     return 204, None
 
 
+# -- batches ------------------------------------------------------------------
+
+def batch_read(hs, req, type):
+    otype = object_type(hs, type)
+    _scope(hs, req, otype, "read")
+    started = _now()
+    body, inputs = _inputs(req)
+    names = body.get("properties") or otype.defaults
+    id_property = body.get("idProperty")
+    archived = req.bool_arg("archived")
+    results, missing = [], []
+    for i in inputs:
+        rec = _lookup(hs, otype, str(i.get("id")), id_property, archived)
+        if rec is None:
+            missing.append(str(i.get("id")))
+        else:
+            results.append(rec.public(names))
+    errs = []
+    if missing:
+        # [C: as HubSpot words it in answers seen in client code]
+        errs.append({"status": "error", "category": "OBJECT_NOT_FOUND",
+                     "message": "Could not get some %s objects, they may be "
+                                "deleted or not exist. Check that ids are "
+                                "valid." % otype.label,
+                     "context": {"ids": missing}})
+    return (207 if errs else 200), _batch(results, errs, started)
+
+
+def batch_create(hs, req, type):
+    otype = object_type(hs, type)
+    _scope(hs, req, otype, "write")
+    started = _now()
+    _, inputs = _inputs(req)
+    multi = bool(inputs) and all(i.get("objectWriteTraceId")
+                                 for i in inputs)
+    results, errs = [], []
+    with hs.store.lock:
+        checked = []        # (input, clean props) that passed
+        claimed = {}        # unique values taken by earlier inputs
+        for i in inputs:
+            trace = i.get("objectWriteTraceId")
+            try:
+                props = i.get("properties")
+                if not isinstance(props, dict):
+                    raise errors.validation("properties must be an object")
+                clean, problems = otype.validate(props, hs.portal_id)
+                if problems:
+                    raise errors.property_problems(problems)
+                other = hs.store.conflict(otype, clean)
+                if other is not None:
+                    raise _conflict(otype, other)
+                for name in otype.unique_properties():
+                    v = clean.get(name)
+                    key = (name, v.lower() if name == "email" and v else v)
+                    if v and key in claimed:
+                        raise errors.validation(
+                            "Duplicate %s %s in batch input" % (name, v))
+                    if v:
+                        claimed[key] = True
+                checked.append((i, clean))
+            except errors.ApiError as e:
+                if not multi:
+                    raise
+                errs.append(_input_error(e, {"objectWriteTraceId": [trace]}))
+        for i, clean in checked:
+            rec = hs.store.create(otype, clean)
+            out = rec.public()
+            if i.get("objectWriteTraceId"):
+                out["objectWriteTraceId"] = i["objectWriteTraceId"]
+            results.append(out)
+    return (207 if errs else 201), _batch(results, errs, started)
+
+
+def batch_update(hs, req, type):
+    otype = object_type(hs, type)
+    _scope(hs, req, otype, "write")
+    started = _now()
+    body, inputs = _inputs(req)
+    results, errs = [], []
+    with hs.store.lock:
+        for i in inputs:
+            rid = str(i.get("id"))
+            context = {"ids": [rid]}
+            if i.get("objectWriteTraceId"):
+                context["objectWriteTraceId"] = [i["objectWriteTraceId"]]
+            try:
+                rec = _lookup(hs, otype, rid,
+                              i.get("idProperty") or body.get("idProperty"))
+                if rec is None:
+                    raise errors.not_found(rid)
+                props = i.get("properties")
+                if not isinstance(props, dict) or not props:
+                    raise errors.validation("No properties found to update, "
+                                            "please provide at least one.")
+                _apply(hs, otype, rec, props)
+                results.append(rec.public())
+            except errors.ApiError as e:
+                errs.append(_input_error(e, context))
+    return (207 if errs else 200), _batch(results, errs, started)
+
+
+def batch_upsert(hs, req, type):
+    otype = object_type(hs, type)
+    _scope(hs, req, otype, "write")
+    started = _now()
+    _, inputs = _inputs(req)
+    results, errs = [], []
+    with hs.store.lock:
+        for i in inputs:
+            value = i.get("id")
+            id_property = i.get("idProperty") or req.arg("idProperty")
+            context = {"ids": [str(value)]}
+            if i.get("objectWriteTraceId"):
+                context["objectWriteTraceId"] = [i["objectWriteTraceId"]]
+            try:
+                if id_property not in otype.unique_properties():
+                    raise errors.validation(
+                        "idProperty %s is not a unique property of %s"
+                        % (id_property, otype.name))
+                if value is None or value == "":
+                    raise errors.validation("id is required: the value of "
+                                            "%s to upsert by" % id_property)
+                props = dict(i.get("properties") or {})
+                props[id_property] = value
+                clean, problems = otype.validate(props, hs.portal_id)
+                if problems:
+                    raise errors.property_problems(problems)
+                rec = hs.store.find(otype, id_property, clean[id_property])
+                if rec is None:
+                    other = hs.store.conflict(otype, clean)
+                    if other is not None:
+                        raise _conflict(otype, other)
+                    rec = hs.store.create(otype, clean)
+                    new = True
+                else:
+                    del clean[id_property]
+                    other = hs.store.conflict(otype, clean, rec)
+                    if other is not None:
+                        raise _conflict(otype, other)
+                    hs.store.update(rec, clean)
+                    new = False
+                out = rec.public()
+                out = dict([("id", out.pop("id")), ("new", new)]
+                           + list(out.items()))
+                if i.get("objectWriteTraceId"):
+                    out["objectWriteTraceId"] = i["objectWriteTraceId"]
+                results.append(out)
+            except errors.ApiError as e:
+                errs.append(_input_error(e, context))
+    return (207 if errs else 200), _batch(results, errs, started)
+
+
+def batch_archive(hs, req, type):
+    otype = object_type(hs, type)
+    _scope(hs, req, otype, "write")
+    _, inputs = _inputs(req)
+    with hs.store.lock:
+        for i in inputs:
+            rec = hs.store.get(otype, str(i.get("id")))
+            if rec is not None:
+                hs.store.archive(rec)
+    return 204, None
+
+
 def register(router):
     for prefix in ("/crm/v3/objects/{type}", "/crm/objects/2026-03/{type}"):
         router.add("GET", prefix, list_objects)
         router.add("POST", prefix, create_object)
+        for op, fn in (("read", batch_read), ("create", batch_create),
+                       ("update", batch_update), ("upsert", batch_upsert),
+                       ("archive", batch_archive)):
+            router.add("POST", prefix + "/batch/" + op, fn)
         router.add("GET", prefix + "/{id}", read_object)
         router.add("PATCH", prefix + "/{id}", update_object)
         router.add("DELETE", prefix + "/{id}", archive_object)
