@@ -6,8 +6,9 @@ without nginx or the worker: its answers against bodies HubSpot publishes
 (tests/fakes/hubspot/fixtures, same keys, JSON types and statuses), and
 every flow a connector relies on with exact assertions: private-app and
 OAuth tokens and their expiry, CRM objects one by one and in batches (a
-207 for an upsert with one bad input), paging through 250 contacts, and
-the rate-limit headers and a 429 for each policyName.
+207 for an upsert with one bad input), paging through 250 contacts, search
+with each operator, and the rate-limit headers and a 429 for each
+policyName.
 """
 
 import http.client
@@ -503,6 +504,16 @@ def test_exhaust_each_policy(hs, policy, doc):
     assert call(hs, "GET", CONTACTS).status == 200
 
 
+def test_search_has_its_own_per_second_limit(hs):
+    hs.limits.configure("private", search_per_second=2)
+    for _ in range(2):
+        assert call(hs, "POST", CONTACTS + "/search", {}).status == 200
+    a = call(hs, "POST", CONTACTS + "/search", {})
+    assert_429(a, "SECONDLY", "ratelimit_secondly_429.json")
+    # other calls go on
+    assert call(hs, "GET", CONTACTS).status == 200
+
+
 # --------------------------------------------------------------------------
 # faults and the request log
 
@@ -904,5 +915,140 @@ def test_batch_archive(hs):
         {"id": a["id"]}, {"id": b["id"]}]})
     assert (got.status, got.raw) == (204, b"")
     assert call(hs, "GET", CONTACTS).body == {"results": []}
+
+
+# --------------------------------------------------------------------------
+# search
+
+@pytest.fixture
+def people(hs):
+    hs.limits.configure("private", burst=1000, search_per_second=None)
+    rows = [("ann@acme.io", "Ann", "Lee", "lead"),
+            ("bob@acme.io", "Bob", "Ray", "customer"),
+            ("cy@other.org", "Cy", None, "lead"),
+            ("di@acme.io", "Di", "Lee", None)]
+    out = []
+    for email, first, last, stage in rows:
+        props = {"email": email, "firstname": first}
+        if last:
+            props["lastname"] = last
+        if stage:
+            props["lifecyclestage"] = stage
+        out.append(create(hs, props))
+        time.sleep(0.005)
+    return out
+
+
+def search(hs, body, otype="contacts"):
+    a = call(hs, "POST", "/crm/v3/objects/%s/search" % otype, body)
+    assert a.status == 200, a.body
+    return a.body
+
+
+def names(body):
+    return [r["properties"]["firstname"] for r in body["results"]]
+
+
+@pytest.mark.parametrize("flt,expected", [
+    ({"propertyName": "email", "operator": "EQ", "value": "BOB@acme.io"},
+     ["Bob"]),
+    ({"propertyName": "lastname", "operator": "NEQ", "value": "Lee"},
+     ["Bob", "Cy"]),
+    ({"propertyName": "createdate", "operator": "GT", "value": "{c1}"},
+     ["Cy", "Di"]),
+    ({"propertyName": "createdate", "operator": "LT", "value": "{c1}"},
+     ["Ann"]),
+    ({"propertyName": "createdate", "operator": "GTE", "value": "{c1}"},
+     ["Bob", "Cy", "Di"]),
+    ({"propertyName": "hs_object_id", "operator": "BETWEEN",
+      "value": "{id1}", "highValue": "{id2}"}, ["Bob", "Cy"]),
+    ({"propertyName": "lifecyclestage", "operator": "IN",
+      "values": ["customer", "lead"]}, ["Ann", "Bob", "Cy"]),
+    ({"propertyName": "lifecyclestage", "operator": "NOT_IN",
+      "values": ["lead"]}, ["Bob", "Di"]),
+    ({"propertyName": "lastname", "operator": "HAS_PROPERTY"},
+     ["Ann", "Bob", "Di"]),
+    ({"propertyName": "lastname", "operator": "NOT_HAS_PROPERTY"}, ["Cy"]),
+    ({"propertyName": "email", "operator": "CONTAINS_TOKEN",
+      "value": "acme"}, ["Ann", "Bob", "Di"]),
+    ({"propertyName": "email", "operator": "CONTAINS_TOKEN",
+      "value": "*@other.org"}, ["Cy"]),
+    ({"propertyName": "email", "operator": "NOT_CONTAINS_TOKEN",
+      "value": "acme"}, ["Cy"]),
+])
+def test_search_operators(hs, people, flt, expected):
+    c1 = people[1]["createdAt"]
+    flt = {k: (v.format(c1=c1, id1=people[1]["id"], id2=people[2]["id"])
+               if isinstance(v, str) else v) for k, v in flt.items()}
+    body = search(hs, {"filterGroups": [{"filters": [flt]}],
+                       "properties": ["firstname"]})
+    assert names(body) == expected
+    assert body["total"] == len(expected)
+
+
+def test_search_groups_sorts_paging(hs, people):
+    body = search(hs, {
+        "filterGroups": [
+            {"filters": [{"propertyName": "lastname", "operator": "EQ",
+                          "value": "Lee"},
+                         {"propertyName": "lifecyclestage", "operator": "EQ",
+                          "value": "lead"}]},
+            {"filters": [{"propertyName": "firstname", "operator": "EQ",
+                          "value": "Cy"}]}],
+        "properties": ["firstname"]})
+    assert names(body) == ["Ann", "Cy"]
+
+    body = search(hs, {"sorts": [{"propertyName": "firstname",
+                                  "direction": "DESCENDING"}],
+                       "properties": ["firstname"], "limit": 3})
+    assert names(body) == ["Di", "Cy", "Bob"]
+    assert body["total"] == 4
+    assert body["paging"] == {"next": {"after": "3"}}
+    body = search(hs, {"sorts": ["-firstname"], "properties": ["firstname"],
+                       "limit": 3, "after": "3"})
+    assert names(body) == ["Ann"]
+    assert "paging" not in body
+
+    body = search(hs, {"query": "acme"})
+    assert body["total"] == 3
+    # the documented default properties
+    assert set(body["results"][0]["properties"]) == {
+        "createdate", "email", "firstname", "hs_object_id",
+        "lastmodifieddate", "lastname"}
+    for r in body["results"]:
+        assert_shape(r, fixture("create_contact_201.json"), OBJECT_REQUIRED)
+
+
+def test_search_limits(hs, people):
+    def refused(body):
+        a = call(hs, "POST", CONTACTS + "/search", body)
+        assert_error(a, 400, "VALIDATION_ERROR")
+
+    f = {"propertyName": "email", "operator": "HAS_PROPERTY"}
+    refused({"filterGroups": [{"filters": [f]}] * 6})
+    refused({"filterGroups": [{"filters": [f] * 11}]})
+    refused({"filterGroups": [{"filters": [f] * 9}] * 3})
+    refused({"filterGroups": [{"filters": [dict(f, operator="LIKE")]}]})
+    refused({"limit": 201})
+    refused({"limit": 100, "after": "9901"})
+    assert search(hs, {"limit": 200, "after": "9800"})["results"] == []
+
+
+def test_search_lags_behind_writes(hs):
+    hs.store.search_lag = 0.5
+    c = create(hs, {"email": "late@example.com", "firstname": "Late"})
+    eq = {"filterGroups": [{"filters": [{"propertyName": "email",
+                                         "operator": "EQ",
+                                         "value": "late@example.com"}]}]}
+    assert search(hs, eq)["total"] == 0
+    # reads do not lag
+    assert call(hs, "GET", CONTACTS + "/" + c["id"]).status == 200
+    time.sleep(0.6)
+    assert search(hs, eq)["total"] == 1
+    call(hs, "PATCH", CONTACTS + "/" + c["id"],
+         {"properties": {"firstname": "Later"}})
+    assert names(search(hs, eq)) == ["Late"]
+    time.sleep(0.6)
+    assert names(search(hs, eq)) == ["Later"]
 
 

@@ -21,6 +21,7 @@ quoted in public, [M] unconfirmed), and where it departs.
     hs.delay(1.5, n=1); hs.drop(1); hs.clear_faults()
     hs.requests("/crm/v3/objects/contacts", "POST"); hs.count(); hs.counts()
     hs.types["contacts"].add_property("external_id", unique=True)
+    hs.store.search_lag = 2.0          # search sees writes 2 s late
     hs.internal_errors                 # tracebacks of emulator bugs
     hs.stop()
 

@@ -10,7 +10,7 @@ import tempfile
 import threading
 import time
 
-from . import auth, errors, objects, ratelimit
+from . import auth, errors, objects, ratelimit, search
 from . import schema, server, store, tls
 
 
@@ -41,6 +41,7 @@ class HubSpot:
 
         self.router = server.Router()
         objects.register(self.router)
+        search.register(self.router)
         self._register_oauth()
 
         self.port = port

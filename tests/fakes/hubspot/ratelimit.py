@@ -15,15 +15,17 @@ What HubSpot documents or shows:
     authenticated calls"];
   - X-HubSpot-RateLimit-Secondly and -Secondly-Remaining are still sent
     but that limit is no longer enforced [C; the per-second limit predates
-    the ten-second window].
+    the ten-second window];
+  - CRM search has its own per-second limit (4, later 5, requests per
+    second) [D: changelog "CRM search API rate limit increase"; 5 is M].
 A refused call gets 429 with {"status":"error","message":"You have reached
 your daily limit.","errorType":"RATE_LIMIT","correlationId":...,
 "policyName":"DAILY","requestId":...} [D: usage guidelines, quoted in the
 community]; policyName says which limit: DAILY, TEN_SECONDLY_ROLLING
 ("You have reached your ten_secondly_rolling limit." [C:
 HubSpot/hubspot-api-python#117]) or SECONDLY ("You have reached your
-secondly limit." [C: HGData/mk-node-hubspot#89]).  Refused calls do
-not count.
+secondly limit." [C: HGData/mk-node-hubspot#89]).  Search's own 429 is
+reported as SECONDLY here [M].  Refused calls do not count.
 
 Counters are kept per app (a private app, or an OAuth app in this one
 portal); the emulator does not model several portals.
@@ -48,12 +50,13 @@ class Policy:
     """The limits for one kind of app; None turns a limit off."""
 
     def __init__(self, daily, burst, interval_ms=10_000, secondly=10,
-                 enforce_secondly=False):
+                 enforce_secondly=False, search_per_second=5):
         self.daily = daily
         self.burst = burst
         self.interval_ms = interval_ms
         self.secondly = secondly
         self.enforce_secondly = enforce_secondly
+        self.search_per_second = search_per_second
 
     def update(self, **kw):
         for k, v in kw.items():
@@ -67,6 +70,7 @@ class _Counter:
         self.day = None
         self.used_today = 0
         self.window = collections.deque()       # admitted calls, ms
+        self.search = collections.deque()       # admitted searches, ms
         self.force_secondly_until = 0.0         # ms, see exhaust()
 
 
@@ -92,7 +96,8 @@ class RateLimits:
 
     def configure(self, kind=None, **limits):
         """Changes the limits of "private" or "oauth" apps (None: both):
-        daily, burst, interval_ms, secondly, enforce_secondly."""
+        daily, burst, interval_ms, secondly, enforce_secondly,
+        search_per_second."""
         with self.lock:
             for k in ([kind] if kind else list(self.policies)):
                 self.policies[k].update(**limits)
@@ -146,7 +151,7 @@ class RateLimits:
             for c in self.counters.values():
                 c.used_today = 0
 
-    def admit(self, app):
+    def admit(self, app, search=False):
         """Counts a call by app.  Returns (headers, refusal): refusal is
         None, or the 429 body (correlationId None, filled in later)."""
         now = _ms()
@@ -154,6 +159,7 @@ class RateLimits:
             p = self.policies[app.kind]
             c = self._counter(app.app_id)
             self._prune(c.window, now, p.interval_ms)
+            self._prune(c.search, now, 1000.0)
             in_second = sum(1 for t in c.window if t > now - 1000.0)
             refused = None
             if p.daily is not None and c.used_today >= p.daily:
@@ -163,10 +169,15 @@ class RateLimits:
             elif (p.enforce_secondly or c.force_secondly_until > now) \
                     and p.secondly is not None and in_second >= p.secondly:
                 refused = "SECONDLY"
+            elif search and p.search_per_second is not None \
+                    and len(c.search) >= p.search_per_second:
+                refused = "SECONDLY"
             if refused is None:
                 c.window.append(now)
                 c.used_today += 1
                 in_second += 1
+                if search:
+                    c.search.append(now)
             headers = self._headers(p, c, in_second)
         if refused is None:
             return headers, None

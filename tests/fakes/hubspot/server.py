@@ -77,14 +77,14 @@ class Router:
     def __init__(self):
         self.routes = []
 
-    def add(self, method, pattern, handler, auth=True):
+    def add(self, method, pattern, handler, auth=True, search=False):
         regex = "^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", pattern) + "$"
-        self.routes.append((method, re.compile(regex), handler, auth))
+        self.routes.append((method, re.compile(regex), handler, auth, search))
 
     def match(self, method, path):
-        """(handler, params, auth), or ApiError 404/405"""
+        """(handler, params, auth, search), or ApiError 404/405"""
         allowed = False
-        for m, regex, handler, auth in self.routes:
+        for m, regex, handler, auth, search in self.routes:
             found = regex.match(path)
             if found is None:
                 continue
@@ -93,7 +93,7 @@ class Router:
                 continue
             params = {k: urllib.parse.unquote(v)
                       for k, v in found.groupdict().items()}
-            return handler, params, auth
+            return handler, params, auth, search
         if allowed:
             raise errors.error(405, "Method %s not allowed on %s"
                                % (method, path))
@@ -176,11 +176,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.send(req, status, out, headers)
         extra = []
         try:
-            handler, params, needs_auth = hs.router.match(
+            handler, params, needs_auth, search = hs.router.match(
                 req.method, req.path)
             if needs_auth:
                 req.token = hs.auth.authenticate(req.headers, req.query)
-                extra, refusal = hs.limits.admit(req.token.app)
+                extra, refusal = hs.limits.admit(req.token.app, search)
                 if refusal is not None:
                     raise errors.ApiError(429, refusal)
             answer = handler(hs, req, **params)
