@@ -7,8 +7,8 @@ without nginx or the worker: its answers against bodies HubSpot publishes
 every flow a connector relies on with exact assertions: private-app and
 OAuth tokens and their expiry, CRM objects one by one and in batches (a
 207 for an upsert with one bad input), paging through 250 contacts, search
-with each operator, and the rate-limit headers and a 429 for each
-policyName.
+with each operator, associations, and the rate-limit headers and a 429 for
+each policyName.
 """
 
 import http.client
@@ -1050,5 +1050,112 @@ def test_search_lags_behind_writes(hs):
     assert names(search(hs, eq)) == ["Late"]
     time.sleep(0.6)
     assert names(search(hs, eq)) == ["Later"]
+
+
+# --------------------------------------------------------------------------
+# associations
+
+def test_default_association(hs):
+    c = create(hs, {"email": "a@acme.io"})
+    co = create(hs, {"name": "Acme"}, "companies")
+    a = call(hs, "PUT", "/crm/v4/objects/contacts/%s/associations/default/"
+             "companies/%s" % (c["id"], co["id"]))
+    assert a.status == 200, a.body
+    assert_shape(a.body, fixture("association_default_200.json"),
+                 ("status", "results", "startedAt", "completedAt"))
+    assert a.body["status"] == "COMPLETE"
+    assert a.body["results"] == [
+        {"from": {"id": c["id"]}, "to": {"id": co["id"]},
+         "associationSpec": {"associationCategory": "HUBSPOT_DEFINED",
+                             "associationTypeId": 279}},
+        {"from": {"id": co["id"]}, "to": {"id": c["id"]},
+         "associationSpec": {"associationCategory": "HUBSPOT_DEFINED",
+                             "associationTypeId": 280}}]
+
+    a = call(hs, "GET", "/crm/v4/objects/contacts/%s/associations/companies"
+             % c["id"])
+    assert a.body == {"results": [{"toObjectId": int(co["id"]),
+                                   "associationTypes": [{
+                                       "category": "HUBSPOT_DEFINED",
+                                       "typeId": 279, "label": None}]}]}
+    a = call(hs, "GET", "/crm/v4/objects/companies/%s/associations/contacts"
+             % co["id"])
+    assert a.body["results"][0]["toObjectId"] == int(c["id"])
+    a = call(hs, "GET", CONTACTS + "/%s?associations=companies" % c["id"])
+    assert a.body["associations"] == {"companies": {"results": [
+        {"id": co["id"], "type": "contact_to_company_unlabeled"}]}}
+
+    a = call(hs, "DELETE", "/crm/v4/objects/contacts/%s/associations/"
+             "companies/%s" % (c["id"], co["id"]))
+    assert a.status == 204
+    a = call(hs, "GET", "/crm/v4/objects/companies/%s/associations/contacts"
+             % co["id"])
+    assert a.body == {"results": []}
+
+
+def test_association_errors_and_batches(hs):
+    c = create(hs, {"email": "b@acme.io"})
+    d = create(hs, {"dealname": "D1"}, "deals")
+    a = call(hs, "PUT", "/crm/v4/objects/contacts/%s/associations/default/"
+             "deals/999999" % c["id"])
+    assert_error(a, 404, "OBJECT_NOT_FOUND")
+    a = call(hs, "POST", "/crm/v4/associations/deals/contacts/batch/"
+             "associate/default", {"inputs": [
+                 {"from": {"id": d["id"]}, "to": {"id": c["id"]}},
+                 {"from": {"id": d["id"]}, "to": {"id": "999999"}}]})
+    assert a.status == 207
+    assert a.body["results"] == [
+        {"from": {"id": d["id"]}, "to": {"id": c["id"]},
+         "associationSpec": {"associationCategory": "HUBSPOT_DEFINED",
+                             "associationTypeId": 3}}]
+    assert a.body["numErrors"] == 1
+    a = call(hs, "POST", "/crm/v4/associations/contacts/deals/batch/read",
+             {"inputs": [{"id": c["id"]}]})
+    assert a.status == 200
+    assert_shape(a.body, {**fixture("association_batch_read_200.json"),
+                          # a number, as HubSpot's SDK has it (README)
+                          "results": [{**fixture(
+                              "association_batch_read_200.json")["results"][0],
+                              "to": [{"associationTypes": [
+                                  {"category": "x", "typeId": 1,
+                                   "label": None}], "toObjectId": 1}]}]},
+                 {"$": ("status", "results", "startedAt", "completedAt"),
+                  "$.results[]": ("from", "to")})
+    assert a.body["results"] == [{"from": {"id": c["id"]}, "to": [
+        {"toObjectId": int(d["id"]), "associationTypes": [
+            {"category": "HUBSPOT_DEFINED", "typeId": 4, "label": None}]}]}]
+
+
+def test_associations_on_create(hs):
+    co = create(hs, {"name": "Initech"}, "companies")
+    a = call(hs, "POST", CONTACTS, {
+        "properties": {"email": "p@initech.io"},
+        "associations": [{"to": {"id": co["id"]}, "types": [
+            {"associationCategory": "HUBSPOT_DEFINED",
+             "associationTypeId": 279}]}]})
+    assert a.status == 201
+    got = call(hs, "GET", "/crm/v4/objects/companies/%s/associations/"
+               "contacts" % co["id"])
+    assert got.body["results"][0]["toObjectId"] == int(a.body["id"])
+    a = call(hs, "POST", CONTACTS, {
+        "properties": {"email": "q@initech.io"},
+        "associations": [{"to": {"id": "999999"}, "types": [
+            {"associationCategory": "HUBSPOT_DEFINED",
+             "associationTypeId": 279}]}]})
+    assert_error(a, 400, "VALIDATION_ERROR")
+    assert call(hs, "GET", CONTACTS + "/q@initech.io?idProperty=email") \
+        .status == 404
+
+
+def test_date_versioned_paths(hs):
+    a = call(hs, "POST", "/crm/objects/2026-03/contacts",
+             {"properties": {"email": "v@example.com"}})
+    assert a.status == 201
+    assert call(hs, "GET", "/crm/objects/2026-03/contacts/" +
+                a.body["id"]).status == 200
+    co = create(hs, {"name": "Versioned"}, "companies")
+    assert call(hs, "PUT", "/crm/objects/2026-03/contacts/%s/associations/"
+                "default/companies/%s" % (a.body["id"], co["id"])) \
+        .status == 200
 
 

@@ -1,6 +1,6 @@
 """app.py -- HubSpot: one emulated portal behind one HTTPS port.
 
-It owns the parts (auth, limits, store), the
+It owns the parts (auth, limits, store, associations), the
 routes, the request log and the faults a test sets; see __init__.py for
 how a test drives it.
 """
@@ -10,7 +10,7 @@ import tempfile
 import threading
 import time
 
-from . import auth, errors, objects, ratelimit, search
+from . import associations, auth, errors, objects, ratelimit, search
 from . import schema, server, store, tls
 
 
@@ -38,10 +38,12 @@ class HubSpot:
         self.limits = ratelimit.RateLimits()
         self.types = schema.default_types()
         self.store = store.Store(self.types)
+        self.assoc = associations.Associations(self)
 
         self.router = server.Router()
         objects.register(self.router)
         search.register(self.router)
+        associations.register(self.router)
         self._register_oauth()
 
         self.port = port

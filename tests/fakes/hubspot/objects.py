@@ -150,7 +150,8 @@ def list_objects(hs, req, type):
         while start < len(recs) and int(recs[start].id) < cursor:
             start += 1
     page = recs[start:start + limit]
-    out = {"results": [r.public(names) for r in page]}
+    assoc = req.list_arg("associations")
+    out = {"results": [_public(hs, otype, r, names, assoc) for r in page]}
     if start + limit < len(recs):
         nxt = recs[start + limit].id
         query = {k: v for k, v in req.query.items() if k != "after"}
@@ -159,6 +160,15 @@ def list_objects(hs, req, type):
                             urllib.parse.urlencode(query, doseq=True))
         out["paging"] = {"next": {"after": nxt, "link": link}}
     return 200, out
+
+
+def _public(hs, otype, rec, names, assoc=None):
+    out = rec.public(names)
+    if assoc:
+        inline = hs.assoc.inline(otype, rec, assoc)
+        if inline:
+            out["associations"] = inline
+    return out
 
 
 def create_object(hs, req, type):
@@ -176,7 +186,10 @@ def create_object(hs, req, type):
         other = hs.store.conflict(otype, clean)
         if other is not None:
             raise _conflict(otype, other)
+        links = hs.assoc.parse_inline(otype, body.get("associations") or [])
         rec = hs.store.create(otype, clean)
+        for to_type, to_rec, type_id in links:
+            hs.assoc.add(otype, rec, to_type, to_rec, type_id)
     return 201, rec.public()
 
 
@@ -188,7 +201,7 @@ def read_object(hs, req, type, id):
     if rec is None:
         raise errors.not_found(id)
     names = req.list_arg("properties") or otype.defaults
-    return 200, rec.public(names)
+    return 200, _public(hs, otype, rec, names, req.list_arg("associations"))
 
 
 def _apply(hs, otype, rec, props):
@@ -267,7 +280,7 @@ def batch_create(hs, req, type):
                                  for i in inputs)
     results, errs = [], []
     with hs.store.lock:
-        checked = []        # (input, clean props) that passed
+        checked = []        # (input, clean props, links) that passed
         claimed = {}        # unique values taken by earlier inputs
         for i in inputs:
             trace = i.get("objectWriteTraceId")
@@ -289,13 +302,17 @@ def batch_create(hs, req, type):
                             "Duplicate %s %s in batch input" % (name, v))
                     if v:
                         claimed[key] = True
-                checked.append((i, clean))
+                links = hs.assoc.parse_inline(otype,
+                                              i.get("associations") or [])
+                checked.append((i, clean, links))
             except errors.ApiError as e:
                 if not multi:
                     raise
                 errs.append(_input_error(e, {"objectWriteTraceId": [trace]}))
-        for i, clean in checked:
+        for i, clean, links in checked:
             rec = hs.store.create(otype, clean)
+            for to_type, to_rec, type_id in links:
+                hs.assoc.add(otype, rec, to_type, to_rec, type_id)
             out = rec.public()
             if i.get("objectWriteTraceId"):
                 out["objectWriteTraceId"] = i["objectWriteTraceId"]
