@@ -7,10 +7,14 @@ without nginx or the worker: its answers against bodies HubSpot publishes
 every flow a connector relies on with exact assertions: private-app and
 OAuth tokens and their expiry, CRM objects one by one and in batches (a
 207 for an upsert with one bad input), paging through 250 contacts, search
-with each operator, associations, and the rate-limit headers and a 429 for
-each policyName.
+with each operator, associations, the rate-limit headers and a 429 for
+each policyName, and webhook batches whose signatures are checked with
+Python's hmac and hashlib, not with the emulator's own signing code.
 """
 
+import base64
+import hashlib
+import hmac
 import http.client
 import json
 import os
@@ -177,6 +181,14 @@ def assert_error(a, status, category, message=None):
     assert a.body["correlationId"] == a.headers["x-hubspot-correlation-id"]
     if message is not None:
         assert a.body["message"] == message
+
+
+def verify_v3(secret, method, uri, body, timestamp):
+    """HubSpot's v3 recipe, independently: base64 of HMAC-SHA256 over
+    method + URI + body + timestamp, keyed by the client secret."""
+    mac = hmac.new(secret.encode(), method.encode() + uri.encode() + body
+                   + timestamp.encode(), hashlib.sha256)
+    return base64.b64encode(mac.digest()).decode()
 
 
 # --------------------------------------------------------------------------
@@ -1157,5 +1169,240 @@ def test_date_versioned_paths(hs):
     assert call(hs, "PUT", "/crm/objects/2026-03/contacts/%s/associations/"
                 "default/companies/%s" % (a.body["id"], co["id"])) \
         .status == 200
+
+
+# --------------------------------------------------------------------------
+# webhooks
+
+@pytest.fixture
+def hooks(hs, target):
+    hs.limits.configure("private", burst=1000)
+    hs.webhooks.target_url = target.url("/hubspot/events")
+    hs.webhooks.time_scale = 0.0005        # retry n after 2**n * 30 ms
+    return target
+
+
+def delivered(target, path="/hubspot/events"):
+    return [(r, json.loads(r["body"])) for r in target.got(path)]
+
+
+def wait_deliveries(hs, n, timeout=10):
+    vh.wait_for(lambda: len(hs.webhooks.deliveries) >= n,
+                vh.timeout(timeout), what="%d webhook deliveries" % n)
+
+
+def test_events_for_api_changes(hs, hooks):
+    c = create(hs, {"email": "w@example.com", "firstname": "W",
+                    "jobtitle": "CFO"})
+    call(hs, "PATCH", CONTACTS + "/" + c["id"],
+         {"properties": {"lastname": "X", "firstname": "W"}})
+    call(hs, "DELETE", CONTACTS + "/" + c["id"])
+    assert hs.webhooks.flush(vh.timeout(10))
+    events = [e for _, body in delivered(hooks) for e in body]
+    app = hs.oauth_app.app_id
+    sub = {s.type + (":" + s.property_name if s.property_name else ""): s.id
+           for s in hs.webhooks.subscriptions}
+    assert [(e["subscriptionType"], e.get("propertyName"),
+             e.get("propertyValue")) for e in events] == [
+        ("contact.creation", None, None),
+        ("contact.propertyChange", "email", "w@example.com"),
+        ("contact.propertyChange", "firstname", "W"),
+        ("contact.propertyChange", "lastname", "X"),
+        ("contact.deletion", None, None)]
+    for e in events:
+        assert e["objectId"] == int(c["id"])
+        assert e["portalId"] == hs.portal_id
+        assert e["appId"] == app
+        assert e["attemptNumber"] == 0
+        # the private app made the change: loop prevention keys on this
+        assert e["changeSource"] == "INTEGRATION"
+        assert e["sourceId"] == str(hs.private_app.app.app_id)
+        assert e["subscriptionId"] == sub[e["subscriptionType"] + (
+            ":" + e["propertyName"] if "propertyName" in e else "")]
+        assert_shape({k: v for k, v in e.items()
+                      if k not in ("sourceId", "changeFlag")},
+                     {**fixture("webhook_events.json")[0],
+                      **fixture("webhook_events.json")[1]})
+    assert events[0]["changeFlag"] == "CREATED"
+    assert events[-1]["changeFlag"] == "DELETED"
+    ids = [e["eventId"] for e in events]
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+    assert all(abs(e["occurredAt"] - time.time() * 1000) < 60_000
+               for e in events)
+
+
+def test_user_changes_are_crm_ui(hs, hooks):
+    c = create(hs, {"email": "u@example.com"})
+    assert hs.webhooks.flush(vh.timeout(10))
+    hs.change("contacts", c["id"], {"firstname": "Typed"})
+    assert hs.webhooks.flush(vh.timeout(10))
+    _, last = delivered(hooks)[-1]
+    assert [(e["propertyName"], e["propertyValue"], e["changeSource"],
+             e["sourceId"]) for e in last] == [
+        ("firstname", "Typed", "CRM_UI", "userId:1001")]
+
+
+def test_signatures_v3_and_v1(hs, hooks):
+    create(hs, {"email": "s@example.com"})
+    assert hs.webhooks.flush(vh.timeout(10))
+    (req, events), = delivered(hooks)
+    h = req["headers"]
+    secret = hs.oauth_app.client_secret
+    uri = hooks.url("/hubspot/events")
+    ts = h["x-hubspot-request-timestamp"]
+    assert abs(int(ts) - time.time() * 1000) < 60_000     # milliseconds
+    expected = verify_v3(secret, "POST", uri, req["body"], ts)
+    assert hmac.compare_digest(h["x-hubspot-signature-v3"], expected)
+    assert h["x-hubspot-signature-version"] == "v1"
+    v1 = hashlib.sha256(secret.encode() + req["body"]).hexdigest()
+    assert hmac.compare_digest(h["x-hubspot-signature"], v1)
+    assert h["content-type"] == "application/json"
+    # a tampered body, another secret, or another URI do not verify
+    assert verify_v3(secret, "POST", uri, req["body"] + b" ", ts) \
+        != h["x-hubspot-signature-v3"]
+    assert verify_v3("other", "POST", uri, req["body"], ts) \
+        != h["x-hubspot-signature-v3"]
+    assert verify_v3(secret, "POST", uri + "x", req["body"], ts) \
+        != h["x-hubspot-signature-v3"]
+    assert isinstance(events, list)
+
+
+def test_signature_v2_and_decoded_uri(hs, hooks):
+    hs.webhooks.signature_version = "v2"
+    hs.webhooks.target_url = hooks.url("/hubspot/events?tenant=a%3Ab")
+    create(hs, {"email": "s2@example.com"})
+    assert hs.webhooks.flush(vh.timeout(10))
+    req = hooks.got("/hubspot/events")[0]
+    h = req["headers"]
+    secret = hs.oauth_app.client_secret
+    # HubSpot signs the URI with %3A and its like decoded
+    uri = hooks.url("/hubspot/events?tenant=a:b")
+    assert h["x-hubspot-signature-version"] == "v2"
+    v2 = hashlib.sha256(secret.encode() + b"POST" + uri.encode()
+                        + req["body"]).hexdigest()
+    assert h["x-hubspot-signature"] == v2
+    assert h["x-hubspot-signature-v3"] == verify_v3(
+        secret, "POST", uri, req["body"], h["x-hubspot-request-timestamp"])
+
+
+def test_private_app_signs_with_its_secret(hs, hooks):
+    hs.webhooks.app = hs.private_app.app
+    create(hs, {"email": "pa@example.com"})
+    assert hs.webhooks.flush(vh.timeout(10))
+    req, events = delivered(hooks)[0]
+    assert {e["appId"] for e in events} == {hs.private_app.app.app_id}
+    assert req["headers"]["x-hubspot-signature-v3"] == verify_v3(
+        hs.private_app.app.client_secret, "POST",
+        hooks.url("/hubspot/events"), req["body"],
+        req["headers"]["x-hubspot-request-timestamp"])
+
+
+def test_batches_of_at_most_100(hs, hooks):
+    hs.webhooks.hold = True
+    inputs = [{"properties": {"firstname": "B%03d" % i}}
+              for i in range(100)]
+    for _ in range(2):
+        assert call(hs, "POST", CONTACTS + "/batch/create",
+                    {"inputs": inputs[:75]}).status == 201
+    # 150 creations + 150 firstname changes
+    assert len(hs.webhooks.events) == 300
+    assert hooks.got() == []
+    assert hs.webhooks.flush(vh.timeout(10))
+    sizes = [len(body) for _, body in delivered(hooks)]
+    assert sizes == [100, 100, 100]
+    seen = [e["eventId"] for _, body in delivered(hooks) for e in body]
+    assert sorted(seen) == sorted(e["eventId"] for e in hs.webhooks.events)
+
+
+def test_retry_on_5xx_until_2xx(hs, hooks):
+    hooks.script("/hubspot/events", [(500, {}, b""), (503, {}, b"")])
+    create(hs, {"email": "r@example.com"})
+    wait_deliveries(hs, 3)
+    assert hs.webhooks.flush(vh.timeout(10))
+    got = delivered(hooks)
+    assert [[e["attemptNumber"] for e in body] for _, body in got] == [
+        [0, 0], [1, 1], [2, 2]]
+    assert [d["status"] for d in hs.webhooks.deliveries] == [500, 503, 200]
+    # the same events, re-signed with a fresh timestamp each time
+    assert len({json.dumps([dict(e, attemptNumber=0) for e in body])
+                for _, body in got}) == 1
+    for r, _ in got:
+        assert r["headers"]["x-hubspot-signature-v3"] == verify_v3(
+            hs.oauth_app.client_secret, "POST", hooks.url("/hubspot/events"),
+            r["body"], r["headers"]["x-hubspot-request-timestamp"])
+    # retry n waits 2**n minutes, scaled: 2 min, then 4 min
+    t = [d["time"] for d in hs.webhooks.deliveries]
+    assert t[1] - t[0] >= 120 * hs.webhooks.time_scale
+    assert t[2] - t[1] >= 240 * hs.webhooks.time_scale
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 405])
+def test_no_retry_on_client_errors(hs, hooks, status):
+    hooks.script("/hubspot/events", [(status, {}, b"")])
+    create(hs, {"email": "n%d@example.com" % status})
+    assert hs.webhooks.flush(vh.timeout(10))
+    time.sleep(0.2)
+    assert [d["status"] for d in hs.webhooks.deliveries] == [status]
+
+
+def test_429_retry_after_is_respected(hs, hooks):
+    hooks.script("/hubspot/events", [(429, {"Retry-After": "600"}, b"")])
+    create(hs, {"email": "t@example.com"})
+    assert hs.webhooks.flush(vh.timeout(10))
+    t = [d["time"] for d in hs.webhooks.deliveries]
+    assert [d["status"] for d in hs.webhooks.deliveries] == [429, 200]
+    assert t[1] - t[0] >= 600 * hs.webhooks.time_scale
+
+
+def test_gives_up_after_10_retries(hs, hooks):
+    hs.webhooks.time_scale = 0.00001
+    hooks.default("/hubspot/events", (502, {}, b""))
+    create(hs, {"email": "g@example.com"})
+    assert hs.webhooks.flush(vh.timeout(20))
+    attempts = [d["events"][0]["attemptNumber"]
+                for d in hs.webhooks.deliveries]
+    assert attempts == list(range(11))
+
+
+def test_connection_failure_and_timeout_are_retried(hs, hooks):
+    hs.webhooks.timeout = 0.3
+    hooks.script("/hubspot/events", [("sleep", 1.0), ("close",)])
+    create(hs, {"email": "c@example.com"})
+    assert hs.webhooks.flush(vh.timeout(10))
+    d = hs.webhooks.deliveries
+    assert [x["status"] for x in d] == [None, None, 200]
+    assert "timed out" in d[0]["error"]
+    assert [x["events"][0]["attemptNumber"] for x in d] == [0, 1, 2]
+
+
+def test_association_change_events(hs, hooks):
+    hs.webhooks.subscribe("contact.associationChange")
+    c = create(hs, {"email": "ac@example.com"})
+    co = create(hs, {"name": "AC"}, "companies")
+    assert hs.webhooks.flush(vh.timeout(10))
+    before = len(hs.webhooks.events)
+    call(hs, "PUT", "/crm/v4/objects/companies/%s/associations/default/"
+         "contacts/%s" % (co["id"], c["id"]))
+    assert hs.webhooks.flush(vh.timeout(10))
+    (e,) = hs.webhooks.events[before:]
+    assert {k: e[k] for k in ("subscriptionType", "associationType",
+                              "fromObjectId", "toObjectId",
+                              "associationRemoved",
+                              "isPrimaryAssociation")} == {
+        "subscriptionType": "contact.associationChange",
+        "associationType": "CONTACT_TO_COMPANY",
+        "fromObjectId": int(c["id"]), "toObjectId": int(co["id"]),
+        "associationRemoved": False, "isPrimaryAssociation": False}
+
+
+def test_generic_object_subscription(hs, hooks):
+    hs.webhooks.subscriptions.clear()
+    hs.webhooks.subscribe("object.creation", object_name="deal")
+    d = create(hs, {"dealname": "G"}, "deals")
+    create(hs, {"email": "not-a-deal@example.com"})
+    assert hs.webhooks.flush(vh.timeout(10))
+    (e,) = hs.webhooks.events
+    assert (e["subscriptionType"], e["objectTypeId"], e["objectId"]) == (
+        "object.creation", "0-3", int(d["id"]))
 
 

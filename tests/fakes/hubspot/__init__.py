@@ -22,6 +22,11 @@ quoted in public, [M] unconfirmed), and where it departs.
     hs.requests("/crm/v3/objects/contacts", "POST"); hs.count(); hs.counts()
     hs.types["contacts"].add_property("external_id", unique=True)
     hs.store.search_lag = 2.0          # search sees writes 2 s late
+    hs.change("contacts", 5001, {"firstname": "Ann"})   # a CRM_UI edit
+    hs.webhooks.target_url = target.url("/hooks")
+    hs.webhooks.time_scale = 0.001     # retry n after 2**n minutes * 0.001
+    hs.webhooks.hold = True; ...; hs.webhooks.flush()   # one batch
+    hs.webhooks.deliveries             # every POST tried, with its status
     hs.internal_errors                 # tracebacks of emulator bugs
     hs.stop()
 
@@ -29,5 +34,6 @@ Standard library and python3-cryptography only.
 """
 
 from .app import HubSpot
+from .webhooks import signatures, signed_uri
 
-__all__ = ["HubSpot"]
+__all__ = ["HubSpot", "signatures", "signed_uri"]

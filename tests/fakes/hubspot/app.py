@@ -1,17 +1,18 @@
 """app.py -- HubSpot: one emulated portal behind one HTTPS port.
 
-It owns the parts (auth, limits, store, associations), the
+It owns the parts (auth, limits, store, associations, webhooks), the
 routes, the request log and the faults a test sets; see __init__.py for
 how a test drives it.
 """
 
 import json
+import ssl
 import tempfile
 import threading
 import time
 
 from . import associations, auth, errors, objects, ratelimit, search
-from . import schema, server, store, tls
+from . import schema, server, store, tls, webhooks
 
 
 class HubSpot:
@@ -21,6 +22,7 @@ class HubSpot:
                  portal_id=62515, private_app_token=None, client_id=None,
                  client_secret=None,
                  redirect_uri="https://localhost/oauth-callback",
+                 webhook_url=None, webhook_ca=None, subscriptions=True,
                  start=True):
         self.dir = directory or tempfile.mkdtemp(prefix="hubspot-")
         self.ssl_context, self.ca_file = tls.server_context(self.dir, pki,
@@ -39,6 +41,14 @@ class HubSpot:
         self.types = schema.default_types()
         self.store = store.Store(self.types)
         self.assoc = associations.Associations(self)
+        self.webhooks = webhooks.Webhooks(self)
+        self.webhooks.app = self.oauth_app
+        self.webhooks.target_url = webhook_url
+        if webhook_ca:
+            self.webhooks.target_ssl = ssl.create_default_context(
+                cafile=webhook_ca)
+        if subscriptions:
+            self.webhooks.subscribe_defaults()
 
         self.router = server.Router()
         objects.register(self.router)
@@ -54,7 +64,8 @@ class HubSpot:
     # -- lifecycle ------------------------------------------------------------
 
     def start(self):
-        """Listens (again, on the same port once it has one)."""
+        """Listens (again, on the same port once it has one) and starts
+        webhook delivery."""
         assert self.httpd is None
         self.httpd = server.Server(("127.0.0.1", self.port), server.Handler)
         self.httpd.ssl_context = self.ssl_context
@@ -63,9 +74,11 @@ class HubSpot:
         self.url = "https://127.0.0.1:%d" % self.port
         threading.Thread(target=self.httpd.serve_forever,
                          kwargs={"poll_interval": 0.05}, daemon=True).start()
+        self.webhooks.start()
         return self
 
     def stop(self):
+        self.webhooks.stop()
         if self.httpd is not None:
             self.httpd.shutdown()
             self.httpd.server_close()
@@ -116,6 +129,23 @@ class HubSpot:
     def expire(self, token=None):
         """Expires an OAuth access token (None: all of them)."""
         self.auth.expire(token)
+
+    def change(self, object_type, object_id, properties, source="CRM_UI",
+               source_id="userId:1001"):
+        """Changes a record as a user in HubSpot would (not through the
+        API): the webhooks see changeSource source.  Returns the changed
+        properties."""
+        otype = objects.object_type(self, object_type)
+        with self.store.lock:
+            rec = self.store.get(otype, str(object_id))
+            if rec is None:
+                raise KeyError(object_id)
+            clean, problems = otype.validate(properties, self.portal_id)
+            if problems:
+                raise ValueError(problems)
+            changed = self.store.update(rec, clean)
+            self.webhooks.changed(otype, rec, changed, (source, source_id))
+        return changed
 
     def record(self, object_type, object_id):
         """The stored record (any state), or None."""
@@ -211,7 +241,7 @@ class HubSpot:
 
     def control(self, req):
         """GET /_counts, and POST /_test/{fail,delay,drop,clear,expire,
-        limits} with a JSON body: a standalone emulator's hooks.
+        limits,flush} with a JSON body: a standalone emulator's hooks.
         Not counted, not rate limited, not authenticated: HubSpot has
         nothing like them."""
         try:
@@ -243,6 +273,9 @@ class HubSpot:
                 self.limits.reset()
             if args.get("new_day"):
                 self.limits.new_day()
+        elif what == "flush":
+            return 200, {"flushed": self.webhooks.flush(
+                args.get("timeout", 10))}
         else:
             return 404, {"error": "no control %s" % what}
         return 200, {"ok": True}

@@ -24,13 +24,16 @@ overview):
 HUBSPOT_DEFINED type ids: contact->company 279 (company->contact 280)
 [D: docs example]; contact<->deal 4/3, company<->deal 342/341, and the
 "Primary" company labels 1/2 and 5/6 are [M].  A create body's
-"associations" uses the same ids.
+"associations" uses the same ids.  An association added or removed is an
+associationChange webhook event (associationType, fromObjectId, toObjectId,
+associationRemoved, isPrimaryAssociation [D: changelog "new subscription
+types for webhooks"]) for the subscriptions that ask for it.
 """
 
 import time
 
 from . import errors
-from .objects import object_type, _scope, _inputs
+from .objects import object_type, _scope, _source, _inputs
 from .schema import iso_ms
 
 
@@ -75,7 +78,7 @@ class Associations:
         return set(self.links.get((otype, rid), {}).get((to_type, to_id),
                                                         ()))
 
-    def add(self, from_type, from_rec, to_type, to_rec, type_id):
+    def add(self, from_type, from_rec, to_type, to_rec, type_id, source):
         """Adds type_id from from_rec to to_rec and its inverse back;
         returns the (from id, to id, type id) triples added."""
         info = type_info(type_id)
@@ -90,14 +93,21 @@ class Associations:
                 if tid not in have:
                     have.add(tid)
                     added.append((ar.id, br.id, tid))
+            if added:
+                self.hs.webhooks.association(from_type, from_rec, to_type,
+                                             to_rec, False,
+                                             type_id in LABELLED, source)
         return added
 
-    def remove(self, from_type, from_rec, to_type, to_rec):
+    def remove(self, from_type, from_rec, to_type, to_rec, source):
         with self.hs.store.lock:
-            self.links.get((from_type.name, from_rec.id), {}).pop(
+            gone = self.links.get((from_type.name, from_rec.id), {}).pop(
                 (to_type.name, to_rec.id), None)
             self.links.get((to_type.name, to_rec.id), {}).pop(
                 (from_type.name, from_rec.id), None)
+            if gone:
+                self.hs.webhooks.association(from_type, from_rec, to_type,
+                                             to_rec, True, False, source)
 
     def parse_inline(self, otype, associations):
         """A create body's "associations": [(to type, to record, type id)],
@@ -169,7 +179,7 @@ def put_default(hs, req, frm, id, to, toId):
     from_type, from_rec, to_type, to_rec = _pair(hs, req, frm, id, to, toId,
                                                  "write")
     type_id = DEFAULT[(from_type.name, to_type.name)]
-    hs.assoc.add(from_type, from_rec, to_type, to_rec, type_id)
+    hs.assoc.add(from_type, from_rec, to_type, to_rec, type_id, _source(req))
     results = [_spec(from_rec.id, to_rec.id, type_id),
                _spec(to_rec.id, from_rec.id,
                      DEFAULT[(to_type.name, from_type.name)])]
@@ -192,7 +202,8 @@ def put_labelled(hs, req, frm, id, to, toId):
                                     "%s" % (s, from_type.name, to_type.name))
         checked.append((s["associationTypeId"], info[2]))
     for type_id, _ in checked:
-        hs.assoc.add(from_type, from_rec, to_type, to_rec, type_id)
+        hs.assoc.add(from_type, from_rec, to_type, to_rec, type_id,
+                     _source(req))
     return 201, {"fromObjectTypeId": from_type.type_id,
                  "fromObjectId": int(from_rec.id),
                  "toObjectTypeId": to_type.type_id,
@@ -230,7 +241,7 @@ def list_associations(hs, req, frm, id, to):
 def delete_association(hs, req, frm, id, to, toId):
     from_type, from_rec, to_type, to_rec = _pair(hs, req, frm, id, to, toId,
                                                  "write")
-    hs.assoc.remove(from_type, from_rec, to_type, to_rec)
+    hs.assoc.remove(from_type, from_rec, to_type, to_rec, _source(req))
     return 204, None
 
 
@@ -253,7 +264,8 @@ def batch_default(hs, req, frm, to):
                          "context": {"fromId": [fid], "toId": [tid]}})
             continue
         type_id = DEFAULT[(from_type.name, to_type.name)]
-        hs.assoc.add(from_type, from_rec, to_type, to_rec, type_id)
+        hs.assoc.add(from_type, from_rec, to_type, to_rec, type_id,
+                     _source(req))
         results.append(_spec(from_rec.id, to_rec.id, type_id))
     out = {"status": "COMPLETE", "results": results}
     if errs:

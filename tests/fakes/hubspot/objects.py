@@ -37,6 +37,10 @@ email) a value another record holds is 409 {"status":"error","message":
 HubSpot/hubspot-api-nodejs#545; HubSpot has since begun sending
 OBJECT_ALREADY_EXISTS with more fields for some accounts, per a 2024
 community thread, which is not emulated].
+
+Every change an app makes through the API is a change with changeSource
+"INTEGRATION" and sourceId the app's id, and is passed to the webhooks
+for their subscriptions.
 """
 
 import time
@@ -62,6 +66,10 @@ def object_type(hs, name):
 
 def _scope(hs, req, otype, mode):
     hs.auth.require(req.token, "crm.objects.%s.%s" % (otype.name, mode))
+
+
+def _source(req):
+    return ("INTEGRATION", str(req.token.app.app_id))
 
 
 def _now():
@@ -188,8 +196,9 @@ def create_object(hs, req, type):
             raise _conflict(otype, other)
         links = hs.assoc.parse_inline(otype, body.get("associations") or [])
         rec = hs.store.create(otype, clean)
+        hs.webhooks.created(otype, rec, _source(req))
         for to_type, to_rec, type_id in links:
-            hs.assoc.add(otype, rec, to_type, to_rec, type_id)
+            hs.assoc.add(otype, rec, to_type, to_rec, type_id, _source(req))
     return 201, rec.public()
 
 
@@ -204,7 +213,7 @@ def read_object(hs, req, type, id):
     return 200, _public(hs, otype, rec, names, req.list_arg("associations"))
 
 
-def _apply(hs, otype, rec, props):
+def _apply(hs, otype, rec, props, source):
     """Validates and applies props to rec, or raises; returns rec."""
     clean, problems = otype.validate(props, hs.portal_id)
     if problems:
@@ -212,7 +221,8 @@ def _apply(hs, otype, rec, props):
     other = hs.store.conflict(otype, clean, rec)
     if other is not None:
         raise _conflict(otype, other)
-    hs.store.update(rec, clean)
+    changed = hs.store.update(rec, clean)
+    hs.webhooks.changed(otype, rec, changed, source)
     return rec
 
 
@@ -228,7 +238,7 @@ def update_object(hs, req, type, id):
         rec = _lookup(hs, otype, id, req.arg("idProperty"))
         if rec is None:
             raise errors.not_found(id)
-        _apply(hs, otype, rec, props)
+        _apply(hs, otype, rec, props, _source(req))
     return 200, rec.public()
 
 
@@ -240,6 +250,7 @@ def archive_object(hs, req, type, id):
         # archiving what is not there is not an error [M]
         if rec is not None:
             hs.store.archive(rec)
+            hs.webhooks.deleted(otype, rec, _source(req))
     return 204, None
 
 
@@ -311,8 +322,10 @@ def batch_create(hs, req, type):
                 errs.append(_input_error(e, {"objectWriteTraceId": [trace]}))
         for i, clean, links in checked:
             rec = hs.store.create(otype, clean)
+            hs.webhooks.created(otype, rec, _source(req))
             for to_type, to_rec, type_id in links:
-                hs.assoc.add(otype, rec, to_type, to_rec, type_id)
+                hs.assoc.add(otype, rec, to_type, to_rec, type_id,
+                             _source(req))
             out = rec.public()
             if i.get("objectWriteTraceId"):
                 out["objectWriteTraceId"] = i["objectWriteTraceId"]
@@ -341,7 +354,7 @@ def batch_update(hs, req, type):
                 if not isinstance(props, dict) or not props:
                     raise errors.validation("No properties found to update, "
                                             "please provide at least one.")
-                _apply(hs, otype, rec, props)
+                _apply(hs, otype, rec, props, _source(req))
                 results.append(rec.public())
             except errors.ApiError as e:
                 errs.append(_input_error(e, context))
@@ -380,13 +393,15 @@ def batch_upsert(hs, req, type):
                     if other is not None:
                         raise _conflict(otype, other)
                     rec = hs.store.create(otype, clean)
+                    hs.webhooks.created(otype, rec, _source(req))
                     new = True
                 else:
                     del clean[id_property]
                     other = hs.store.conflict(otype, clean, rec)
                     if other is not None:
                         raise _conflict(otype, other)
-                    hs.store.update(rec, clean)
+                    changed = hs.store.update(rec, clean)
+                    hs.webhooks.changed(otype, rec, changed, _source(req))
                     new = False
                 out = rec.public()
                 out = dict([("id", out.pop("id")), ("new", new)]
@@ -408,6 +423,7 @@ def batch_archive(hs, req, type):
             rec = hs.store.get(otype, str(i.get("id")))
             if rec is not None:
                 hs.store.archive(rec)
+                hs.webhooks.deleted(otype, rec, _source(req))
     return 204, None
 
 
