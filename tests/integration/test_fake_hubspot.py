@@ -8,8 +8,9 @@ every flow a connector relies on with exact assertions: private-app and
 OAuth tokens and their expiry, CRM objects one by one and in batches (a
 207 for an upsert with one bad input), paging through 250 contacts, search
 with each operator, associations, the rate-limit headers and a 429 for
-each policyName, and webhook batches whose signatures are checked with
-Python's hmac and hashlib, not with the emulator's own signing code.
+each policyName, webhook batches whose signatures are checked with
+Python's hmac and hashlib, not with the emulator's own signing code, and
+the standalone process and its controls.
 """
 
 import base64
@@ -19,7 +20,9 @@ import http.client
 import json
 import os
 import re
+import signal
 import ssl
+import subprocess
 import sys
 import tempfile
 import time
@@ -1406,3 +1409,54 @@ def test_generic_object_subscription(hs, hooks):
         "object.creation", "0-3", int(d["id"]))
 
 
+# --------------------------------------------------------------------------
+# the standalone emulator
+
+def test_cli(base_dir, tmp_path):
+    secret_file = tmp_path / "secret"
+    secret_file.write_text("cli-secret\n")
+    d = vh.make_dir(tempfile.mkdtemp(prefix="hubspot-cli-", dir=base_dir))
+    p = subprocess.Popen(
+        ["/usr/bin/python3", os.path.join(FAKES, "hubspot"), "--dir", d,
+         "--token", "pat-na1-cli", "--client",
+         "cli-client=%s" % secret_file],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        info = json.loads(p.stdout.readline())
+        assert info["ca_file"] == os.path.join(d, "ca.pem")
+        assert info["private_app"]["token"] == "pat-na1-cli"
+        assert info["oauth_app"]["client_id"] == "cli-client"
+        assert info["oauth_app"]["client_secret"] == "cli-secret"
+
+        class Remote:
+            port = int(info["base_url"].rsplit(":", 1)[1])
+            ca_file = info["ca_file"]
+            token = "pat-na1-cli"
+
+        assert call(Remote, "GET", CONTACTS).status == 200
+        a = call(Remote, "POST", "/oauth/v1/token", token=False, form={
+            "grant_type": "authorization_code", "client_id": "cli-client",
+            "client_secret": "cli-secret",
+            "code": info["oauth_app"]["authorization_code"],
+            "redirect_uri": info["oauth_app"]["redirect_uri"]})
+        assert a.status == 200, a.body
+        token = a.body["access_token"]
+
+        def control(what, args):
+            r = call(Remote, "POST", "/_test/" + what, args, token=False)
+            assert r.status == 200, r.body
+
+        control("fail", {"n": 1, "status": 503})
+        assert call(Remote, "GET", CONTACTS).status == 503
+        control("expire", {})
+        assert call(Remote, "GET", CONTACTS, token=token).body["category"] \
+            == "EXPIRED_AUTHENTICATION"
+        control("limits", {"exhaust": "DAILY"})
+        assert call(Remote, "GET", CONTACTS).body["policyName"] == "DAILY"
+        counts = call(Remote, "GET", "/_counts", token=False).body
+        assert counts == {CONTACTS: 4, "/oauth/v1/token": 1}
+    finally:
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(vh.timeout(10)) == 0, p.stderr.read()
+        p.stdout.close()
+        p.stderr.close()

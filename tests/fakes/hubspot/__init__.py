@@ -30,7 +30,13 @@ quoted in public, [M] unconfirmed), and where it departs.
     hs.internal_errors                 # tracebacks of emulator bugs
     hs.stop()
 
-Standard library and python3-cryptography only.
+It also runs on its own (see __main__.py):
+
+    /usr/bin/python3 tests/fakes/hubspot --port 8443 --dir /tmp/hs \\
+        [--webhook-url URL [--webhook-ca FILE]]
+
+printing one JSON line with the base URL, CA file, tokens and OAuth
+client.  Standard library and python3-cryptography only.
 """
 
 from .app import HubSpot
