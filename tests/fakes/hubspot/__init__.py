@@ -2,9 +2,8 @@
 
 One portal over HTTPS on a free 127.0.0.1 port, with a certificate from a
 test CA (tests/integration/vantage_harness.TestPKI's, or one of its own),
-following HubSpot's public wire formats; each module's docstring says
-what it emulates, from which source ([D] docs, [C] a HubSpot answer
-quoted in public, [M] unconfirmed), and where it departs.
+following HubSpot's public wire formats; README.md says, area by area,
+what is emulated, from which source, and where it departs.
 
     hs = HubSpot(pki=pki)              # hs.url, hs.ca_file, hs.port
     hs.token                           # the private app's Bearer token
