@@ -1427,6 +1427,11 @@ def test_cli(base_dir, tmp_path):
         assert info["private_app"]["token"] == "pat-na1-cli"
         assert info["oauth_app"]["client_id"] == "cli-client"
         assert info["oauth_app"]["client_secret"] == "cli-secret"
+        secret_file = info["oauth_app"]["client_secret_file"]
+        assert secret_file == os.path.join(d, "client_secret")
+        assert os.stat(secret_file).st_mode & 0o777 == 0o600
+        with open(secret_file) as f:
+            assert f.read() == "cli-secret\n"
 
         class Remote:
             port = int(info["base_url"].rsplit(":", 1)[1])

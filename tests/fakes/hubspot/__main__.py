@@ -4,14 +4,16 @@
         [--token TOKEN] [--client ID=SECRET_FILE] \\
         [--webhook-url URL [--webhook-ca FILE]] [--webhook-time-scale X]
 
-writes ca.pem into --dir and prints one JSON line: base_url, ca_file,
-portal_id, the private app's token and app id, the OAuth app's client_id,
-client_secret, app_id and redirect_uri, a fresh authorization_code and
-refresh_token, and the webhook target.  Each --client file holds the
-OAuth client's secret (less one trailing newline), as the worker reads
-its client_secret_file.  A script drives the running emulator with GET
-/_counts and POST /_test/{fail,delay,drop,clear,expire,limits,flush}
-(JSON bodies; see HubSpot.control()).  SIGTERM or SIGINT stops it.
+writes ca.pem and client_secret (mode 0600, as the worker's
+client_secret_file) into --dir and prints one JSON line: base_url,
+ca_file, portal_id, the private app's token and app id, the OAuth app's
+client_id, client_secret, client_secret_file, app_id and redirect_uri, a
+fresh authorization_code and refresh_token, and the webhook target.
+Each --client file holds the OAuth client's secret (less one trailing
+newline), as the worker reads its client_secret_file.  A script drives
+the running emulator with GET /_counts and POST
+/_test/{fail,delay,drop,clear,expire,limits,flush} (JSON bodies; see
+HubSpot.control()).  SIGTERM or SIGINT stops it.
 """
 
 import argparse
@@ -78,6 +80,10 @@ def main():
                  redirect_uri=args.redirect_uri,
                  webhook_url=args.webhook_url, webhook_ca=args.webhook_ca)
     hs.webhooks.time_scale = args.webhook_time_scale
+    secret_file = os.path.join(hs.dir, "client_secret")
+    fd = os.open(secret_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(hs.oauth_app.client_secret + "\n")
     print(json.dumps({
         "base_url": hs.url, "ca_file": hs.ca_file,
         "portal_id": hs.portal_id,
@@ -85,6 +91,7 @@ def main():
                         "app_id": hs.private_app.app.app_id},
         "oauth_app": {"client_id": hs.oauth_app.client_id,
                       "client_secret": hs.oauth_app.client_secret,
+                      "client_secret_file": secret_file,
                       "app_id": hs.oauth_app.app_id,
                       "redirect_uri": hs.oauth_app.redirect_uri,
                       "authorization_code": hs.authorization_code(),
