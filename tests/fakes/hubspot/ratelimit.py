@@ -4,12 +4,14 @@ What HubSpot documents or shows:
   - every call counts against a burst limit over a rolling window
     (X-HubSpot-RateLimit-Interval-Milliseconds, 10000) of
     X-HubSpot-RateLimit-Max calls, X-HubSpot-RateLimit-Remaining left:
-    100 per 10 s for a Free/Starter private app, 190 for Professional and
-    Enterprise; 110 per 10 s for an OAuth app in each account it is
-    installed in [D: usage guidelines, changelog "increasing our API
-    limits"];
-  - private apps also have a daily limit (250,000 / 650,000 / 1,000,000 by
-    tier) with X-HubSpot-RateLimit-Daily and -Daily-Remaining; OAuth calls
+    190 for a Professional or Enterprise private app [D: changelog
+    "increasing our API limits"], 100 for Free/Starter [C]; 110 for an
+    OAuth app in each account it is installed in [M: that changelog raised
+    OAuth apps' 100 per 10 s [D], to what was not captured]; the window's
+    headers are named in client code, not in a HubSpot page found [C];
+  - private apps also have a daily limit (250,000 [C] / 650,000 /
+    1,000,000 [D] by tier) with X-HubSpot-RateLimit-Daily and
+    -Daily-Remaining [D: changelog 2018-11-06]; OAuth calls
     carry no Daily headers, "because there is no daily limit for these
     calls" [D: changelog "rate limit headers will now appear for OAuth
     authenticated calls"];
@@ -88,7 +90,7 @@ class RateLimits:
     def __init__(self):
         self.lock = threading.Lock()
         self.policies = {
-            # Free/Starter private app; OAuth app [D, see above]
+            # a Free/Starter private app; an OAuth app (see above)
             "private": Policy(daily=250_000, burst=100),
             "oauth": Policy(daily=None, burst=110),
         }
