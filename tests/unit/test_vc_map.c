@@ -3,7 +3,9 @@
 /*
  * Mappings and records are written with single quotes, which q() turns
  * into double quotes, so that the JSON reads as JSON; expected messages
- * are written as they are.
+ * are written as they are.  The example mappings are read from
+ * conf/mappings/, relative to the repository's root, where `make unit`
+ * runs the tests.
  */
 
 #include <stdarg.h>
@@ -1102,13 +1104,183 @@ test_load_file(void **state)
     char       err[ERRLEN];
     vc_map_t  *map;
 
-    map = vc_map_load_file("no-such-file.json", err,
+    map = vc_map_load_file("conf/mappings/no-such-file.json", err,
                            sizeof(err));
     assert_null(map);
-    assert_string_equal(err, "no-such-file.json: No such file "
+    assert_string_equal(err, "conf/mappings/no-such-file.json: No such file "
                         "or directory");
 
+    map = vc_map_load_file("conf/mappings/salesforce-contact-to-hubspot.json",
+                           err, sizeof(err));
+    if (map == NULL) {
+        print_error("%s\n", err);
+        fail();
+    }
+
+    assert_string_equal(vc_map_name(map), "salesforce-contact-to-hubspot");
+    assert_string_equal(vc_map_from(map), "salesforce.Contact");
+    assert_string_equal(vc_map_to(map), "hubspot.contact");
+    assert_int_equal(vc_map_nfields(map), 18);
+    vc_map_free(map);
+
     vc_map_free(NULL);
+}
+
+
+/* maps a record with a file of conf/mappings/ */
+static json_t *
+apply_file(const char *file, json_t *in)
+{
+    char       path[256], err[ERRLEN];
+    json_t    *out;
+    vc_map_t  *map;
+
+    snprintf(path, sizeof(path), "conf/mappings/%s", file);
+
+    map = vc_map_load_file(path, err, sizeof(err));
+    if (map == NULL) {
+        print_error("%s\n", err);
+        fail();
+    }
+
+    if (vc_map_apply(map, in, &out, err, sizeof(err)) != VC_OK) {
+        print_error("%s: %s\n", file, err);
+        fail();
+    }
+
+    vc_map_free(map);
+
+    return out;
+}
+
+
+static void
+expect(json_t *got, const char *want)
+{
+    char    *s;
+    json_t  *w;
+
+    w = parse(want);
+
+    if (!json_equal(got, w)) {
+        s = json_dumps(got, JSON_COMPACT);
+        print_error("gave   %s\nwanted %s\n", s, q(want));
+        free(s);
+        fail();
+    }
+
+    json_decref(w);
+}
+
+
+#define SF_CONTACT                                                           \
+    "{'attributes': {'type': 'Contact',"                                     \
+    "  'url': '/services/data/v68.0/sobjects/Contact/003A000001'},"           \
+    " 'Id': '003A000001', 'FirstName': ' Ana ', 'LastName': 'Lima',"         \
+    " 'Email': 'Ana.Lima@Example.COM', 'Phone': '(415) 555-0132',"          \
+    " 'MobilePhone': '+44 7700 900123', 'Title': 'CFO',"                     \
+    " 'Account': {'Name': 'Acme Wealth'},"                                   \
+    " 'MailingStreet': '1 Main St', 'MailingCity': 'Springfield',"          \
+    " 'MailingState': 'IL', 'MailingPostalCode': '62701',"                   \
+    " 'MailingCountry': 'United States', 'Birthdate': '1980-01-02',"        \
+    " 'Status__c': 'Working - Contacted', 'DoNotCall': true,"               \
+    " 'SSN__c': '123-45-6789', 'Description': null}"
+
+#define HS_CONTACT                                                           \
+    "{'properties': {'email': 'ana.lima@example.com', 'firstname': 'Ana',"   \
+    "  'lastname': 'Lima', 'phone': '+14155550132',"                         \
+    "  'mobilephone': '+447700900123', 'jobtitle': 'CFO',"                   \
+    "  'company': 'Acme Wealth', 'address': '1 Main St',"                    \
+    "  'city': 'Springfield', 'state': 'IL', 'zip': '62701',"               \
+    "  'country': 'United States', 'date_of_birth': 315619200000,"          \
+    "  'hs_lead_status': 'IN_PROGRESS', 'do_not_call': 'true',"              \
+    "  'ssn_masked': '***-**-6789', 'salesforcecontactid': '003A000001',"    \
+    "  'sync_source': 'salesforce'}}"
+
+#define SF_BACK                                                              \
+    "{'Email': 'ana.lima@example.com', 'FirstName': 'Ana',"                  \
+    " 'LastName': 'Lima', 'Phone': '+14155550132',"                          \
+    " 'MobilePhone': '+447700900123', 'Title': 'CFO',"                       \
+    " 'MailingStreet': '1 Main St', 'MailingCity': 'Springfield',"          \
+    " 'MailingState': 'IL', 'MailingPostalCode': '62701',"                   \
+    " 'MailingCountry': 'United States', 'Birthdate': '1980-01-02',"        \
+    " 'Status__c': 'Working - Contacted', 'DoNotCall': true,"               \
+    " 'Sync_Source__c': 'hubspot'}"
+
+
+static void
+test_examples(void **state)
+{
+    json_t  *sf, *hs, *sf2, *hs2, *sf3;
+
+    sf = parse(SF_CONTACT);
+
+    hs = apply_file("salesforce-contact-to-hubspot.json", sf);
+    expect(hs, HS_CONTACT);
+
+    sf2 = apply_file("hubspot-contact-to-salesforce.json", hs);
+    expect(sf2, SF_BACK);
+
+    /* what HubSpot returns: an id, and the date as YYYY-MM-DD */
+    json_object_set_new(hs, "id", json_string("51"));
+    json_object_set_new(json_object_get(hs, "properties"), "date_of_birth",
+                        json_string("1980-01-02"));
+    json_decref(sf2);
+    sf2 = apply_file("hubspot-contact-to-salesforce.json", hs);
+    assert_string_equal(json_string_value(json_object_get(sf2,
+                        "HubSpot_Contact_Id__c")), "51");
+    json_object_del(sf2, "HubSpot_Contact_Id__c");
+    expect(sf2, SF_BACK);
+
+    /* normalised once, the record goes round unchanged */
+    hs2 = apply_file("salesforce-contact-to-hubspot.json", sf2);
+    sf3 = apply_file("hubspot-contact-to-salesforce.json", hs2);
+    assert_true(json_equal(sf3, sf2));
+
+    json_decref(sf3);
+    json_decref(hs2);
+    json_decref(sf2);
+    json_decref(hs);
+    json_decref(sf);
+
+    /* a HubSpot contact with little in it */
+    hs = parse("{'id': '52', 'properties': {'email': ' Bo@x.io ',"
+               " 'lastname': '', 'hs_lead_status': 'SOMETHING_NEW',"
+               " 'date_of_birth': null}}");
+    sf = apply_file("hubspot-contact-to-salesforce.json", hs);
+    expect(sf, "{'Email': 'bo@x.io', 'LastName': '[not provided]',"
+           " 'Status__c': 'Open - Not Contacted',"
+           " 'HubSpot_Contact_Id__c': '52', 'Sync_Source__c': 'hubspot'}");
+    json_decref(sf);
+    json_decref(hs);
+}
+
+
+static void
+test_examples_refuse(void **state)
+{
+    char       err[ERRLEN];
+    json_t    *in, *out;
+    vc_map_t  *map;
+
+    map = vc_map_load_file("conf/mappings/salesforce-contact-to-hubspot.json",
+                           err, sizeof(err));
+    assert_non_null(map);
+
+    in = parse("{'LastName': 'Lima', 'Phone': '555-0132',"
+               " 'Birthdate': '02/01/1980', 'DoNotCall': 'maybe',"
+               " 'SSN__c': {'n': 1}}");
+    assert_int_equal(vc_map_apply(map, in, &out, err, sizeof(err)), VC_ERROR);
+    assert_string_equal(err,
+        "fields[0] (properties.email): required, but \"Email\" is missing or "
+        "empty; fields[3] (properties.phone): \"555-0132\" has the wrong "
+        "number of digits for +1; fields[12] (properties.date_of_birth): "
+        "\"02/01/1980\" is not a date in format_in iso; fields[14] "
+        "(properties.do_not_call): \"maybe\" is not a boolean (true, false, "
+        "yes, no, 1, 0)");
+
+    json_decref(in);
+    vc_map_free(map);
 }
 
 
@@ -1132,6 +1304,8 @@ main(void)
         cmocka_unit_test(test_apply_errors),
         cmocka_unit_test(test_load_errors),
         cmocka_unit_test(test_load_file),
+        cmocka_unit_test(test_examples),
+        cmocka_unit_test(test_examples_refuse),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
