@@ -3059,18 +3059,20 @@ vc_map_floor_div(int64_t a, int64_t b)
  * Formatting (spaces, - . / and parentheses) is dropped; '+', "00", or
  * "011" in a +1 region, start an international number; anything else is
  * national to region, whose trunk prefix 0 (or, in +1, leading 1) is
- * dropped.  The national significant number of a country in the table
- * must have a length of its plan (and, in +1, an area code and an exchange
- * that start with 2-9 and no N11 area code); any other country code is
- * only held to E.164's 15 digits and a plausible minimum of 7.  Returns
- * VC_OK with the number in out, or VC_ERROR with why not in out.
+ * dropped, or whose country code is when the digits are too long for a
+ * national number and fit one after it.  The national significant number
+ * of a country in the table must have a length of its plan (and, in +1,
+ * an area code and an exchange that start with 2-9 and no N11 area code);
+ * any other country code is only held to E.164's 15 digits and a plausible
+ * minimum of 7.  Returns VC_OK with the number in out, or VC_ERROR with
+ * why not in out.
  */
 static int
 vc_map_phone(const vc_map_region_t *region, const char *s, size_t len,
     char *out, size_t size)
 {
     char                    digits[24], *nsn;
-    size_t                  i, n, nlen;
+    size_t                  i, n, nlen, cclen;
     unsigned                plus;
     const vc_map_region_t  *r;
 
@@ -3154,6 +3156,7 @@ vc_map_phone(const vc_map_region_t *region, const char *s, size_t len,
         r = region;
         nsn = digits;
         nlen = n;
+        cclen = strlen(r->cc);
 
         if (r->nanp && nlen == 11 && nsn[0] == '1') {
             nsn++;
@@ -3162,6 +3165,15 @@ vc_map_phone(const vc_map_region_t *region, const char *s, size_t len,
         } else if (r->trunk0 && nlen > 0 && nsn[0] == '0') {
             nsn++;
             nlen--;
+
+        } else if ((nlen < r->min || nlen > r->max) && nlen > cclen
+                   && nlen - cclen >= r->min && nlen - cclen <= r->max
+                   && memcmp(nsn, r->cc, cclen) == 0)
+        {
+            /* "447700900123": the country code without its '+', which
+             * is all these digits can be */
+            nsn += cclen;
+            nlen -= cclen;
         }
     }
 
