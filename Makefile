@@ -198,7 +198,7 @@ clean:
 # tests/fuzz/regress/<target>/.  `make fuzz-replay` runs both directories
 # through an ASan+UBSan build without libFuzzer.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := fuzz_jwt fuzz_keys fuzz_frame
+FUZZ_TARGETS := fuzz_jwt fuzz_keys fuzz_frame fuzz_map
 FUZZ_DEPS    := $(COMMON_SRCS) $(wildcard common/*.h) tests/unit/fixtures.h
 
 $(B)/fuzz/%: tests/fuzz/%.c $(FUZZ_DEPS)
