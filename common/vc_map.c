@@ -217,7 +217,9 @@ static const char  *vc_map_parts[] = {
 /*
  * The default regions a national number may be read in.  Lengths are those
  * of the national significant number (without the trunk prefix 0), as the
- * national numbering plans give them; "+1" is the North American Numbering
+ * national numbering plans give them, short codes left out (libphonenumber
+ * agrees on every example number of these countries but those: see
+ * tests/integration/test_map.py).  "+1" is the North American Numbering
  * Plan, where neither the area code nor the exchange starts with 0 or 1.
  * The first entry of a calling code is the one an international number
  * with that code is checked against.
