@@ -2083,6 +2083,7 @@ vc_map_to_boolean(const vc_map_field_t *f, json_t *v, vc_map_errs_t *e)
 {
     int          b, i;
     size_t       len;
+    json_t      *r;
     const char  *s;
 
     static const char  *words[] = { "false", "true", "no", "yes", "0", "1",
@@ -2117,8 +2118,16 @@ vc_map_to_boolean(const vc_map_field_t *f, json_t *v, vc_map_errs_t *e)
         return NULL;
     }
 
-    return f->out_string ? json_string(b ? "true" : "false")
-                         : json_boolean(b);
+    if (!f->out_string) {
+        return json_boolean(b);
+    }
+
+    r = json_string(b ? "true" : "false");
+    if (r == NULL) {
+        vc_map_fail(e, f, NULL, "out of memory");
+    }
+
+    return r;
 }
 
 
