@@ -32,11 +32,11 @@ UNIT_EXTRA_test_target   := worker/src/target.c
 UNIT_EXTRA_test_vw_vault := worker/src/vault.c worker/src/log.c
 UNIT_LIBS_test_vw_vault  := -lhiredis
 
-.PHONY: all deps module asan worker ctl unit integration integration-asan \
+.PHONY: all deps module asan worker ctl map unit integration integration-asan \
         test test-fast run fuzz fuzz-replay bench bench-jobs microbench \
         valgrind clean install uninstall
 
-all: deps module worker ctl
+all: deps module worker ctl map
 
 deps:
 	@lua-free-scripts/install-deps.sh
@@ -96,6 +96,16 @@ $(B)/vantagectl: $(wildcard worker/ctl/*.c worker/ctl/*.h) \
 	$(CC) $(CFLAGS_PLAIN) -Iworker/ctl -o $@ $(wildcard worker/ctl/*.c) \
 	    common/vc_apikeys.c common/vc_vault.c -lhiredis -ljansson -lcrypto
 
+# the mapping tool (docs/MAPPING.md): the engine and the masking it quotes
+# record values through, nothing else of common/
+map: $(B)/vantage-map
+
+$(B)/vantage-map: tools/vantage-map.c common/vc_map.c common/vc_map.h \
+                  common/vc_mask.c common/vc_mask.h common/vc_common.h
+	@mkdir -p $(B)
+	$(CC) $(CFLAGS_PLAIN) -o $@ tools/vantage-map.c common/vc_map.c \
+	    common/vc_mask.c -ljansson -lm
+
 $(B)/unit/%: tests/unit/%.c $(COMMON_SRCS) $(wildcard common/*.h)
 	@mkdir -p $(B)/unit
 	$(CC) $(CFLAGS_PLAIN) $(SAN_FLAGS) -Iworker/src -o $@ $< \
@@ -109,10 +119,10 @@ $(B)/unit/test_vw_vault: $(UNIT_EXTRA_test_vw_vault) $(wildcard worker/src/*.h)
 unit: deps $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
 
-integration: deps module worker ctl
+integration: deps module worker ctl map
 	cd tests/integration && $(PYTHON) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
-integration-asan: deps asan worker ctl
+integration-asan: deps asan worker ctl map
 	cd tests/integration && VANTAGE_SANITIZE=1 \
 	    VANTAGE_MODULE=$(CURDIR)/$(B)/asan/ngx_vantage_module.so \
 	    $(PYTHON) -m pytest -q -p no:cacheprovider -m "not slow and not load" \
@@ -144,17 +154,19 @@ valgrind: deps module worker ctl
 # directory, the binaries into $(PREFIX)/bin, the example configuration
 # into /etc/vantage unless one is there already (an edited file is never
 # overwritten), and the systemd unit, its paths rewritten for $(PREFIX).
-# vantagectl is installed once it is built.
+# vantagectl is installed once it is built; vantage-map always (it needs
+# nothing but jansson).
 PREFIX          ?= /usr/local
 NGX_MODULES_DIR ?= /usr/lib/nginx/modules
 BINDIR          := $(PREFIX)/bin
 UNITDIR         := $(PREFIX)/lib/systemd/system
 CONFDIR         := /etc/vantage
 
-install: module worker
+install: module worker map
 	install -D -m 0644 $(B)/ngx_vantage_module.so \
 	    $(DESTDIR)$(NGX_MODULES_DIR)/ngx_vantage_module.so
 	install -D -m 0755 $(B)/vantage-worker $(DESTDIR)$(BINDIR)/vantage-worker
+	install -D -m 0755 $(B)/vantage-map $(DESTDIR)$(BINDIR)/vantage-map
 	if test -f $(B)/vantagectl; then \
 	    install -D -m 0755 $(B)/vantagectl $(DESTDIR)$(BINDIR)/vantagectl; \
 	fi
@@ -174,6 +186,7 @@ install: module worker
 uninstall:
 	rm -f $(DESTDIR)$(NGX_MODULES_DIR)/ngx_vantage_module.so \
 	    $(DESTDIR)$(BINDIR)/vantage-worker $(DESTDIR)$(BINDIR)/vantagectl \
+	    $(DESTDIR)$(BINDIR)/vantage-map \
 	    $(DESTDIR)$(UNITDIR)/vantage-worker.service
 	@echo "$(DESTDIR)$(CONFDIR)/worker.conf kept"
 
@@ -192,7 +205,7 @@ clean:
 # tests/fuzz/regress/<target>/.  `make fuzz-replay` runs both directories
 # through an ASan+UBSan build without libFuzzer.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := fuzz_jwt fuzz_keys fuzz_frame
+FUZZ_TARGETS := fuzz_jwt fuzz_keys fuzz_frame fuzz_map
 FUZZ_DEPS    := $(COMMON_SRCS) $(wildcard common/*.h) tests/unit/fixtures.h
 
 $(B)/fuzz/%: tests/fuzz/%.c $(FUZZ_DEPS)

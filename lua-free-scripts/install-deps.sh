@@ -17,6 +17,8 @@ packages=(
     nghttp2-client
     python3 python3-pytest python3-jwt python3-cryptography python3-redis
     python3-httpx python3-h2
+    # an independent E.164 implementation for the mapping engine's phones
+    python3-phonenumbers
 )
 
 missing=()
