@@ -9,6 +9,7 @@ wires these into fixtures.
 
 import atexit
 import base64
+import collections
 import datetime
 import http.server
 import ipaddress
@@ -94,14 +95,25 @@ def wait_for(predicate, seconds, interval=0.02, what="condition"):
         time.sleep(interval)
 
 
+_PORTS_GIVEN = collections.deque(maxlen=512)
+
+
 def free_port():
-    """A loopback TCP port nobody listens on right now."""
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-    finally:
-        s.close()
+    """A loopback TCP port nobody listens on right now, and none of the
+    last ports this process was given: the kernel may hand a port just
+    released out again, and two of them in one nginx.conf fail with "a
+    duplicate listen"."""
+    for _ in range(64):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        finally:
+            s.close()
+        if port not in _PORTS_GIVEN:
+            _PORTS_GIVEN.append(port)
+            return port
+    raise RuntimeError("no fresh loopback port after 64 tries")
 
 
 def port_open(port):
