@@ -229,11 +229,6 @@ done:
         freeReplyObject(all);
     }
 
-    if (ctl->c != NULL) {
-        redisFree(ctl->c);
-        ctl->c = NULL;
-    }
-
     vc_vault_key_clear(&key);
 
     return rc;
@@ -339,11 +334,6 @@ done:
 
     if (r != NULL) {
         freeReplyObject(r);
-    }
-
-    if (ctl->c != NULL) {
-        redisFree(ctl->c);
-        ctl->c = NULL;
     }
 
     vc_vault_key_clear(&key);
@@ -709,11 +699,6 @@ done:
 
     if (all != NULL) {
         freeReplyObject(all);
-    }
-
-    if (ctl->c != NULL) {
-        redisFree(ctl->c);
-        ctl->c = NULL;
     }
 
     vc_vault_key_clear(&old);
