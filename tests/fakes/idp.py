@@ -56,9 +56,7 @@ provider.  Standard library and python3-cryptography only.
 
 import argparse
 import base64
-import datetime
 import http.server
-import ipaddress
 import json
 import os
 import signal
@@ -71,9 +69,11 @@ import time
 import urllib.parse
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import NameOID
+
+from fake_tls import make_ca                    # tests/fakes, beside us
 
 
 WELL_KNOWN = "/.well-known/openid-configuration"
@@ -92,64 +92,6 @@ def _b64u_bytes(b):
 
 def _name(cn):
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-
-def make_ca(directory, untrusted=False):
-    """Writes a CA (or, untrusted, a lone self-signed certificate) and a
-    server certificate for 127.0.0.1 and localhost into directory.
-    Returns (ca_file, cert_file, key_file); ca_file is None untrusted."""
-    now = datetime.datetime.now(datetime.timezone.utc)
-    pem = serialization.Encoding.PEM
-    key = ec.generate_private_key(ec.SECP256R1())
-    san = x509.SubjectAlternativeName([
-        x509.DNSName("localhost"),
-        x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
-    if untrusted:
-        cert = (x509.CertificateBuilder()
-                .subject_name(_name("localhost")).issuer_name(
-                    _name("localhost"))
-                .public_key(key.public_key())
-                .serial_number(x509.random_serial_number())
-                .not_valid_before(now - datetime.timedelta(hours=1))
-                .not_valid_after(now + datetime.timedelta(days=2))
-                .add_extension(san, critical=False)
-                .sign(key, hashes.SHA256()))
-        ca_file = None
-    else:
-        ca_key = ec.generate_private_key(ec.SECP256R1())
-        ca = (x509.CertificateBuilder()
-              .subject_name(_name("Vantage IdP test CA"))
-              .issuer_name(_name("Vantage IdP test CA"))
-              .public_key(ca_key.public_key())
-              .serial_number(x509.random_serial_number())
-              .not_valid_before(now - datetime.timedelta(hours=1))
-              .not_valid_after(now + datetime.timedelta(days=2))
-              .add_extension(x509.BasicConstraints(ca=True, path_length=0),
-                             critical=True)
-              .sign(ca_key, hashes.SHA256()))
-        cert = (x509.CertificateBuilder()
-                .subject_name(_name("localhost"))
-                .issuer_name(ca.subject)
-                .public_key(key.public_key())
-                .serial_number(x509.random_serial_number())
-                .not_valid_before(now - datetime.timedelta(hours=1))
-                .not_valid_after(now + datetime.timedelta(days=2))
-                .add_extension(san, critical=False)
-                .add_extension(x509.BasicConstraints(ca=False,
-                                                     path_length=None),
-                               critical=True)
-                .sign(ca_key, hashes.SHA256()))
-        ca_file = os.path.join(directory, "ca.pem")
-        with open(ca_file, "wb") as f:
-            f.write(ca.public_bytes(pem))
-    cert_file = os.path.join(directory, "server.pem")
-    key_file = os.path.join(directory, "server.key")
-    with open(cert_file, "wb") as f:
-        f.write(cert.public_bytes(pem))
-    with open(key_file, "wb") as f:
-        f.write(key.private_bytes(pem, serialization.PrivateFormat.PKCS8,
-                                  serialization.NoEncryption()))
-    return ca_file, cert_file, key_file
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -319,7 +261,8 @@ class IdP:
         if pki is not None and not untrusted:
             self.ca_file, cert, key = pki.ca_file, pki.cert_file, pki.key_file
         else:
-            self.ca_file, cert, key = make_ca(self.dir, untrusted)
+            self.ca_file, cert, key = make_ca(self.dir, untrusted,
+                                              "Vantage IdP test CA")
         self.ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         self.ssl_context.load_cert_chain(cert, key)
         self.lock = threading.Lock()

@@ -12,7 +12,9 @@ import threading
 import time
 
 from . import associations, auth, errors, objects, ratelimit, search
-from . import schema, server, store, tls, webhooks
+from . import schema, server, store, webhooks
+
+import fake_tls                                 # tests/fakes, beside us
 
 
 class HubSpot:
@@ -25,8 +27,8 @@ class HubSpot:
                  webhook_url=None, webhook_ca=None, subscriptions=True,
                  start=True):
         self.dir = directory or tempfile.mkdtemp(prefix="hubspot-")
-        self.ssl_context, self.ca_file = tls.server_context(self.dir, pki,
-                                                            untrusted)
+        self.ssl_context, self.ca_file = fake_tls.server_context(
+            self.dir, pki, untrusted, "Vantage HubSpot emulator test CA")
         self.portal_id = portal_id
         self.lock = threading.Lock()
         self.log = []

@@ -58,7 +58,7 @@ from .streaming import Bayeux, channel_names
 _FAKES = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if _FAKES not in sys.path:
     sys.path.insert(0, _FAKES)
-from idp import make_ca                         # noqa: E402
+from fake_tls import make_ca                    # noqa: E402
 
 _VERSION = re.compile(r"^v(\d{2,3}\.\d)$")
 _COMETD = re.compile(r"^/cometd/(\d{2,3}\.\d)(/.*)?$")

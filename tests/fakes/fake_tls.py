@@ -1,10 +1,11 @@
-"""tls.py -- the emulator's certificate: the test CA's, or one of its own.
+"""fake_tls.py -- an emulator's certificate: the test CA's, or its own.
 
-HubSpot serves https://api.hubapi.com only over TLS, so the emulator does
-too.  Given tests/integration/vantage_harness.TestPKI (anything with
-ca_file, cert_file and key_file) it uses that CA's server certificate;
-otherwise it makes a CA of its own in a directory, as tests/fakes/idp.py
-does, or (untrusted) a lone self-signed certificate no client trusts.
+The vendors serve their APIs only over TLS, so the emulators (idp.py,
+salesforce/, hubspot/) do too.  Given tests/integration/vantage_harness
+.TestPKI (anything with ca_file, cert_file and key_file) an emulator uses
+that CA's server certificate; otherwise it makes a CA of its own in a
+directory, or (untrusted) a lone self-signed certificate no client trusts.
+Standard library and python3-cryptography only.
 """
 
 import datetime
@@ -28,7 +29,7 @@ def _write(path, data):
     return path
 
 
-def make_ca(directory, untrusted=False):
+def make_ca(directory, untrusted=False, ca_cn="Vantage emulator test CA"):
     """Writes a CA and a server certificate for 127.0.0.1 and localhost
     (untrusted: a self-signed certificate only) into directory.
     Returns (ca_file, cert_file, key_file); ca_file is None untrusted."""
@@ -51,7 +52,7 @@ def make_ca(directory, untrusted=False):
                                                             hashes.SHA256())
     else:
         ca_key = ec.generate_private_key(ec.SECP256R1())
-        ca_name = _name("Vantage HubSpot emulator test CA")
+        ca_name = _name(ca_cn)
         ca = (x509.CertificateBuilder()
               .subject_name(ca_name).issuer_name(ca_name)
               .public_key(ca_key.public_key())
@@ -76,13 +77,14 @@ def make_ca(directory, untrusted=False):
     return ca_file, cert_file, key_file
 
 
-def server_context(directory, pki=None, untrusted=False):
+def server_context(directory, pki=None, untrusted=False,
+                   ca_cn="Vantage emulator test CA"):
     """(ssl.SSLContext for the server side, the CA file a client should
     trust or None)"""
     if pki is not None and not untrusted:
         ca_file, cert, key = pki.ca_file, pki.cert_file, pki.key_file
     else:
-        ca_file, cert, key = make_ca(directory, untrusted)
+        ca_file, cert, key = make_ca(directory, untrusted, ca_cn)
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.load_cert_chain(cert, key)
     return ctx, ca_file
