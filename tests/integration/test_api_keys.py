@@ -533,14 +533,6 @@ def check(module_available, nginx_factory):
     return run
 
 
-def _emerg(rc, out, *texts):
-    lines = [l for l in out.splitlines() if "[emerg]" in l]
-    assert rc != 0 and len(lines) == 1, out
-    for t in texts:
-        assert t in lines[0], out
-    assert re.search(r"nginx\.conf:\d+$", lines[0]), out
-
-
 def test_valid_configuration(check, akeys):
     rc, out = check(server=f"""
         vantage_api_keys {akeys["path"]};
@@ -573,7 +565,7 @@ def test_bad_key_file(check, base_dir, doc, problem):
     path = vh.write_file(os.path.join(base_dir, "bad-keys-%s.json"
                                       % secrets.token_hex(4)), doc)
     rc, out = check(server=loc("/", keys=path))
-    _emerg(rc, out, 'vantage_api_keys "%s": %s' % (path, problem))
+    vh.assert_one_emerg(rc, out, 'vantage_api_keys "%s": %s' % (path, problem))
 
 
 @pytest.mark.parametrize("server, texts", [
@@ -604,4 +596,4 @@ def test_bad_key_file(check, base_dir, doc, problem):
         "auth-any-jwt", "auth-after-jwt", "api-key-after-auth"])
 def test_configuration_errors(check, akeys, server, texts):
     rc, out = check(server=server.replace("@K@", akeys["path"]))
-    _emerg(rc, out, *texts)
+    vh.assert_one_emerg(rc, out, *texts)

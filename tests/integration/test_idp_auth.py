@@ -1211,14 +1211,6 @@ def check(module_available, nginx_factory, base_dir):
     return run
 
 
-def _emerg(rc, out, *texts):
-    lines = [l for l in out.splitlines() if "[emerg]" in l]
-    assert rc != 0 and len(lines) == 1, out
-    for t in texts:
-        assert t in lines[0], out
-    assert re.search(r"nginx\.conf:\d+$", lines[0]), out
-
-
 def test_valid_configuration(check, keys):
     rc, out = check(f"""
         vantage_jwt_keys_wait 5s;
@@ -1309,4 +1301,4 @@ def _loc(*lines, auth="jwt"):
 def test_configuration_errors(check, keys, server, worker, texts):
     rc, out = check(server.replace("@KEYS@", keys.path("jwks.json")),
                     worker=worker)
-    _emerg(rc, out, *texts)
+    vh.assert_one_emerg(rc, out, *texts)

@@ -598,6 +598,16 @@ def respond(body, json=False):
             % (body, "/json" if json else ""))
 
 
+def assert_one_emerg(rc, out, *texts):
+    """nginx -t failed with exactly one [emerg] line, holding each of
+    texts and naming the line of nginx.conf it is about."""
+    lines = [l for l in out.splitlines() if "[emerg]" in l]
+    assert rc != 0 and len(lines) == 1, out
+    for t in texts:
+        assert t in lines[0], out
+    assert re.search(r"nginx\.conf:\d+$", lines[0]), out
+
+
 def problem_lines(text):
     lines = text.splitlines()
     bad = []
