@@ -358,6 +358,21 @@ vc_jwt_check_claims(vc_jwt_t *jwt, const vc_policy_t *p, int64_t now)
 }
 
 
+int
+vc_jwt_kid_known(const vc_jwt_t *jwt, const vc_keyset_t *ks)
+{
+    size_t  i;
+
+    for (i = 0; jwt->kid && i < ks->nkeys; i++) {
+        if (vc_jwt_kid_eq(jwt, &ks->keys[i])) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
 void
 vc_jwt_free(vc_jwt_t *jwt)
 {

@@ -91,6 +91,9 @@ int vc_jwt_verify(vc_jwt_t *jwt, const vc_keyset_t *ks, const vc_policy_t *p);
 vc_verdict_e vc_jwt_check_claims(vc_jwt_t *jwt, const vc_policy_t *p,
     int64_t now);
 
+/* Whether a key of ks has the parsed token's kid (0 when it has none). */
+int vc_jwt_kid_known(const vc_jwt_t *jwt, const vc_keyset_t *ks);
+
 /* Frees what parse allocated; safe on a zeroed or partly parsed jwt. */
 void vc_jwt_free(vc_jwt_t *jwt);
 

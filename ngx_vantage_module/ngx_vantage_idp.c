@@ -40,7 +40,6 @@ static void ngx_vantage_idp_reply(void *data, ngx_uint_t outcome,
 static ngx_int_t ngx_vantage_idp_load(ngx_vantage_idp_t *idp, u_char *body,
     size_t len, time_t age, ngx_uint_t stale, char *errstr);
 static void ngx_vantage_idp_wake(ngx_vantage_idp_t *idp);
-static ngx_uint_t ngx_vantage_idp_has_kid(vc_keyset_t *ks, vc_jwt_t *jwt);
 static void ngx_vantage_auth_wait_timeout(ngx_event_t *ev);
 static ngx_int_t ngx_vantage_idp_age_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
@@ -726,7 +725,7 @@ ngx_vantage_idp_keys(ngx_http_request_t *r, ngx_vantage_loc_conf_t *vlcf,
     }
 
     if (jwt->kid && !ctx->auth.waited
-        && !ngx_vantage_idp_has_kid(idp->keys, jwt))
+        && !vc_jwt_kid_known(jwt, idp->keys))
     {
         if (idp->call && idp->refetching) {
             *rc = ngx_vantage_auth_wait(r, &ctx->auth, idp, vlcf->keys_wait);
@@ -754,23 +753,6 @@ ngx_vantage_idp_keys(ngx_http_request_t *r, ngx_vantage_loc_conf_t *vlcf,
     ctx->jwt.idp = idp;
 
     return idp->keys;
-}
-
-
-static ngx_uint_t
-ngx_vantage_idp_has_kid(vc_keyset_t *ks, vc_jwt_t *jwt)
-{
-    size_t  i;
-
-    for (i = 0; i < ks->nkeys; i++) {
-        if (ks->keys[i].kid && ks->keys[i].kid_len == jwt->kid_len
-            && ngx_memcmp(ks->keys[i].kid, jwt->kid, jwt->kid_len) == 0)
-        {
-            return 1;
-        }
-    }
-
-    return 0;
 }
 
 
