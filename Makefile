@@ -77,9 +77,13 @@ $(B)/asan/ngx_vantage_module.so: $(B)/nginx-asan/Makefile $(MODULE_SRCS)
 
 worker: $(B)/vantage-worker
 
-$(B)/vantage-worker: $(wildcard worker/src/*.c worker/src/*.h) $(COMMON_SRCS)
+# the daemon and its vendor connectors (worker/connectors/<vendor>.c)
+WORKER_SRCS := $(wildcard worker/src/*.c worker/connectors/*.c)
+
+$(B)/vantage-worker: $(WORKER_SRCS) $(wildcard worker/src/*.h \
+                     worker/connectors/*.h) $(COMMON_SRCS)
 	@mkdir -p $(B)
-	$(CC) $(CFLAGS_PLAIN) -Iworker/src -o $@ $(wildcard worker/src/*.c) $(COMMON_SRCS) \
+	$(CC) $(CFLAGS_PLAIN) -Iworker/src -o $@ $(WORKER_SRCS) $(COMMON_SRCS) \
 	    $(COMMON_LIBS) -levent -lhiredis -lcurl
 
 

@@ -42,9 +42,13 @@ static size_t vw_http_write(char *ptr, size_t size, size_t nmemb,
     void *userdata);
 static size_t vw_http_header(char *ptr, size_t size, size_t nmemb,
     void *userdata);
+static size_t vw_http_read(char *buf, size_t size, size_t nitems,
+    void *userdata);
 static size_t vw_http_write_big(vw_http_req_t *req, const char *ptr,
     size_t n);
 static long long vw_http_max_age(const char *p, size_t n);
+static void vw_http_header_split(vw_http_req_t *req, const char *p,
+    size_t n);
 
 
 uint64_t
@@ -179,7 +183,17 @@ vw_http_request(vw_http_t *http, vw_http_req_t *req)
     /* a redirect is the vendor's answer, not a place to send the job */
     curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
 
-    if (req->body_len || strcasecmp(req->method, "GET") != 0) {
+    if (req->on_upload != NULL) {
+        curl_easy_setopt(easy, CURLOPT_UPLOAD, 1L);
+        curl_easy_setopt(easy, CURLOPT_READFUNCTION, vw_http_read);
+        curl_easy_setopt(easy, CURLOPT_READDATA, req);
+
+        if (req->upload_len >= 0) {
+            curl_easy_setopt(easy, CURLOPT_INFILESIZE_LARGE,
+                             (curl_off_t) req->upload_len);
+        }
+
+    } else if (req->body_len || strcasecmp(req->method, "GET") != 0) {
         curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE,
                          (curl_off_t) req->body_len);
         curl_easy_setopt(easy, CURLOPT_POSTFIELDS,
@@ -347,11 +361,13 @@ vw_http_check(vw_http_t *http)
             req->status = 0;
             req->failed = 1;
             req->timed_out = (res == CURLE_OPERATION_TIMEDOUT);
-            /* curl's detail when it has one: it names the cause */
-            snprintf(req->error, sizeof(req->error), "%.120s",
-                     req->too_large ? "the response is too large"
-                     : req->errbuf[0] ? req->errbuf
-                     : curl_easy_strerror(res));
+            /* on_body's reason, else curl's detail when it has one */
+            if (req->error[0] == '\0') {
+                snprintf(req->error, sizeof(req->error), "%.120s",
+                         req->too_large ? "the response is too large"
+                         : req->errbuf[0] ? req->errbuf
+                         : curl_easy_strerror(res));
+            }
         }
 
         curl_multi_remove_handle(http->multi, easy);
@@ -398,6 +414,11 @@ vw_http_write(char *ptr, size_t size, size_t nmemb, void *userdata)
     vw_http_req_t  *req = userdata;
 
     n = size * nmemb;
+
+    if (req->on_body != NULL) {
+        return req->on_body(req, (const unsigned char *) ptr, n) == VW_OK
+               ? n : 0;
+    }
 
     if (req->body_max) {
         return vw_http_write_big(req, ptr, n);
@@ -499,7 +520,60 @@ vw_http_header(char *ptr, size_t size, size_t nmemb, void *userdata)
     if (n > 5 && strncmp(ptr, "HTTP/", 5) == 0) {
         req->retry_after = -1;
         req->max_age = -1;
+
+        if (req->on_header != NULL) {
+            req->on_header(req, NULL, 0, NULL, 0);
+        }
+
+        return n;
+    }
+
+    if (req->on_header != NULL) {
+        vw_http_header_split(req, ptr, n);
     }
 
     return n;
+}
+
+
+/* "Name: value\r\n" to on_header, both trimmed */
+static void
+vw_http_header_split(vw_http_req_t *req, const char *p, size_t n)
+{
+    const char  *colon, *v, *end;
+
+    end = p + n;
+
+    while (end > p && (end[-1] == '\r' || end[-1] == '\n')) {
+        end--;
+    }
+
+    colon = memchr(p, ':', end - p);
+    if (colon == NULL || colon == p) {
+        return;
+    }
+
+    v = colon + 1;
+
+    while (v < end && (*v == ' ' || *v == '\t')) {
+        v++;
+    }
+
+    while (end > v && (end[-1] == ' ' || end[-1] == '\t')) {
+        end--;
+    }
+
+    req->on_header(req, p, colon - p, v, end - v);
+}
+
+
+static size_t
+vw_http_read(char *buf, size_t size, size_t nitems, void *userdata)
+{
+    size_t          n;
+    vw_http_req_t  *req = userdata;
+
+    n = req->on_upload(req, (unsigned char *) buf, size * nitems);
+
+    return n == (size_t) -1 ? CURL_READFUNC_ABORT : n;
 }

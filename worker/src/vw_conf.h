@@ -52,11 +52,76 @@ typedef enum {
 } vw_on_dead_e;
 
 
+typedef enum {
+    VW_VENDOR_SALESFORCE = 1,
+    VW_VENDOR_HUBSPOT
+} vw_vendor_e;
+
+
+typedef enum {
+    VW_OAUTH_JWT_BEARER = 1,    /* Salesforce: RS256 assertion, no secret */
+    VW_OAUTH_CLIENT_CREDENTIALS,
+    VW_OAUTH_REFRESH_TOKEN,
+    VW_OAUTH_PRIVATE_APP        /* HubSpot: a static token from the vault */
+} vw_oauth_flow_e;
+
+
+typedef struct vw_conf_connection_s  vw_conf_connection_t;
+
+/*
+ * [connection <name>]: one vendor account (a Salesforce org, a HubSpot
+ * portal) and how the worker signs in to it (docs/CONNECTORS.md).  The
+ * secrets are vault record names, never values: the worker opens them
+ * from Redis when it needs a token.
+ */
+struct vw_conf_connection_s {
+    char                       *name;
+    vw_vendor_e                 vendor;
+    vw_oauth_flow_e             auth;
+    char                       *login_url;     /* Salesforce: the token
+                                                  endpoint's host
+                                                  (login.salesforce.com,
+                                                  test., or My Domain) */
+    char                       *token_url;     /* default: vendor's */
+    char                       *base_url;      /* HubSpot's API base;
+                                                  Salesforce: NULL, the
+                                                  token's instance_url */
+    char                       *api_version;   /* Salesforce, "62.0" */
+    char                       *client_id;     /* not a secret */
+    char                       *username;      /* JWT bearer: sub */
+    char                       *audience;      /* JWT bearer: aud;
+                                                  default login_url */
+    char                       *private_key;   /* vault names: */
+    char                       *client_secret;
+    char                       *refresh_token;
+    char                       *token;         /* HubSpot private app */
+    uint64_t                    token_lifetime_ms;  /* when the vendor
+                                                  gives no expires_in:
+                                                  default 1 h */
+    unsigned                    limit_share;   /* Salesforce: defer new
+                                                  work above this % of
+                                                  the daily allowance,
+                                                  default 90 */
+    uint64_t                    limit_recheck_ms;   /* default 60 s */
+    vw_conf_target_t           *target;   /* never NULL after loading:
+                                             limits, ca_file, proxy */
+    vw_conf_connection_t       *next;
+};
+
+
 typedef struct vw_conf_job_s  vw_conf_job_t;
 
 struct vw_conf_job_s {
     char                       *type;       /* the section's name */
-    char                       *connector;  /* "http" so far */
+    char                       *connector;  /* "http", "salesforce",
+                                               "hubspot" */
+    vw_conf_connection_t       *connection; /* salesforce, hubspot */
+    char                       *operation;  /* the connector's: e.g.
+                                               "upsert" */
+    char                       *object;     /* "Contact", "contacts" */
+    char                       *id_field;   /* external_id (Salesforce),
+                                               id_property (HubSpot) */
+    char                       *mapping;    /* a mapping file's path */
     vw_conf_target_t           *target;     /* never NULL after loading:
                                                a job without "target" gets
                                                a target of its own, named
@@ -142,6 +207,7 @@ typedef struct {
     vw_conf_target_t           *targets;
     vw_conf_job_t              *jobs;
     vw_conf_idp_t              *idps;
+    vw_conf_connection_t       *connections;
     vw_conf_vault_t             vault;
 } vw_conf_t;
 
@@ -172,6 +238,16 @@ const vw_conf_job_t *vw_conf_job(const vw_conf_t *conf, const char *type,
 /* the target of that name (implicit ones included), or NULL */
 const vw_conf_target_t *vw_conf_target(const vw_conf_t *conf,
     const char *name);
+
+/* the connection of that name, or NULL */
+const vw_conf_connection_t *vw_conf_connection(const vw_conf_t *conf,
+    const char *name);
+
+/* a deep copy a running job keeps across a reload (vault names, not
+   secrets); NULL when out of memory.  Freed with the next call. */
+vw_conf_connection_t *vw_conf_connection_copy(
+    const vw_conf_connection_t *c);
+void vw_conf_connection_free(vw_conf_connection_t *c);
 
 /* the identity provider of that name, or NULL */
 const vw_conf_idp_t *vw_conf_idp(const vw_conf_t *conf, const char *name,

@@ -21,6 +21,27 @@ typedef struct vw_http_req_s  vw_http_req_t;
 /* called once per started request, unless it was cancelled first */
 typedef void (*vw_http_done_pt)(vw_http_req_t *req);
 
+/*
+ * Each header line of the final response (not of a 1xx), name and value
+ * trimmed, not NUL-terminated.  A status line first resets what an
+ * earlier response said: on_header sees name NULL then.
+ */
+typedef void (*vw_http_header_pt)(vw_http_req_t *req, const char *name,
+    size_t nlen, const char *value, size_t vlen);
+
+/*
+ * Streaming: on_body takes the response body as it comes (instead of
+ * resp and big) and returns VW_OK, or VW_ERROR to end the transfer
+ * (failed, with on_body's error text in req->error if it set one).
+ * on_upload fills buf with up to size bytes of the request body and
+ * returns how many, 0 at the end, or (size_t) -1 to abort; the body is
+ * sent chunked, or with upload_len as its Content-Length when known.
+ */
+typedef int (*vw_http_body_pt)(vw_http_req_t *req, const unsigned char *p,
+    size_t n);
+typedef size_t (*vw_http_upload_pt)(vw_http_req_t *req, unsigned char *buf,
+    size_t size);
+
 
 struct vw_http_req_s {
     /* set by the caller, which keeps them alive until the handler runs */
@@ -41,6 +62,11 @@ struct vw_http_req_s {
                                                  whole body in big, and a
                                                  longer one fails */
     unsigned                    https_only:1;
+    vw_http_header_pt           on_header;    /* NULL: none */
+    vw_http_body_pt             on_body;      /* NULL: resp or big */
+    vw_http_upload_pt           on_upload;    /* NULL: body, body_len */
+    long long                   upload_len;   /* with on_upload; -1:
+                                                 unknown (chunked) */
 
     /* the result, set before the handler runs */
     long                        status;       /* 0: no response */
