@@ -77,11 +77,11 @@ $(B)/asan/ngx_vantage_module.so: $(B)/nginx-asan/Makefile $(MODULE_SRCS)
 
 worker: $(B)/vantage-worker
 
-# the daemon and its vendor connectors (worker/connectors/<vendor>.c)
-WORKER_SRCS := $(wildcard worker/src/*.c worker/connectors/*.c)
+# the daemon and its vendor connectors (worker/src/connectors/<vendor>.c)
+WORKER_SRCS := $(wildcard worker/src/*.c worker/src/connectors/*.c)
 
 $(B)/vantage-worker: $(WORKER_SRCS) $(wildcard worker/src/*.h \
-                     worker/connectors/*.h) $(COMMON_SRCS)
+                     worker/src/connectors/*.h) $(COMMON_SRCS)
 	@mkdir -p $(B)
 	$(CC) $(CFLAGS_PLAIN) -Iworker/src -o $@ $(WORKER_SRCS) $(COMMON_SRCS) \
 	    $(COMMON_LIBS) -levent -lhiredis -lcurl
