@@ -845,6 +845,9 @@ vw_hs_token(vw_hs_ctx_t *ctx, const char *stale)
     ctx->tr.conn = call->conn;
     ctx->tr.stale = stale;
     ctx->tr.timeout_ms = call->timeout_ms;
+    ctx->tr.ca_file = call->ca_file;
+    ctx->tr.proxy = call->proxy;
+    ctx->tr.connect_timeout_ms = call->connect_timeout_ms;
     ctx->tr.handler = vw_hs_token_done;
     ctx->tr.data = ctx;
 
