@@ -664,12 +664,13 @@ vw_hs_input(vw_hs_ctx_t *ctx, vw_call_t *call, json_t *rec, size_t i)
 
     props = json_object_get(rec, "properties");
 
+    /* deep copies: the job's records stay as given, for next_body */
     if (json_is_object(props)) {
-        in = json_copy(rec);
+        in = json_deep_copy(rec);
         props = json_object_get(in, "properties");
 
     } else {
-        props = json_copy(rec);
+        props = json_deep_copy(rec);
         in = json_object();
 
         if (props != NULL && in != NULL) {
