@@ -23,6 +23,7 @@
 #include <time.h>
 
 #include <curl/curl.h>
+#include <event2/event.h>
 #include <hiredis/hiredis.h>
 #include <hiredis/async.h>
 #include <jansson.h>
@@ -42,6 +43,8 @@
 #define VW_HS_DAY_MS         86400000ULL
 #define VW_HS_DEFAULT_BASE   "https://api.hubapi.com"
 #define VW_HS_WORDS          8          /* codes or names in an error */
+#define VW_HS_HOLD_MAX       10000      /* a pause an attempt waits out */
+#define VW_HS_PAGE_429S      3          /* a read's pages sent again */
 
 
 typedef enum {
@@ -90,6 +93,10 @@ typedef struct {
     uint64_t                    total;
     char                        conn[VW_HS_NAME_MAX + 1];
     char                        out_key[80];    /* {vq}:out:<job id> */
+    char                       *ca_file;    /* the call's, or the conf's */
+    char                       *proxy;
+    uint64_t                    timeout_ms;
+    uint64_t                    connect_timeout_ms;
     vw_token_req_t              tr;
     char                        stale[VW_OAUTH_TOKEN_MAX];
     vw_http_req_t               req;
@@ -99,9 +106,13 @@ typedef struct {
     long long                   rl_secondly;
     long long                   rl_daily;
     unsigned                    pending;    /* Redis replies still out */
+    unsigned                    page_429s;
+    struct event               *timer;      /* holds a call in a pause */
     uint64_t                    start;      /* monotonic ms */
     unsigned                    token_out:1;
     unsigned                    http_out:1;
+    unsigned                    timer_out:1;
+    unsigned                    have_token:1;
     unsigned                    replayed:1;
     unsigned                    detached:1;
     unsigned                    ending:1;   /* the outcome is set; the
@@ -121,12 +132,16 @@ static int vw_hs_admit(vw_call_t *call, uint64_t now, uint64_t *retry_at,
     const char **why);
 static int vw_hs_start(vw_call_t *call);
 static void vw_hs_cancel(vw_call_t *call);
+static int vw_hs_transport(vw_hs_ctx_t *ctx, vw_call_t *call);
 static int vw_hs_build(vw_hs_ctx_t *ctx, vw_call_t *call);
 static int vw_hs_build_batch(vw_hs_ctx_t *ctx, vw_call_t *call, json_t *v);
 static json_t *vw_hs_input(vw_hs_ctx_t *ctx, vw_call_t *call, json_t *rec,
     size_t i);
 static int vw_hs_build_read(vw_hs_ctx_t *ctx, vw_call_t *call, json_t *v);
 static int vw_hs_token(vw_hs_ctx_t *ctx, const char *stale);
+static int vw_hs_hold(vw_hs_ctx_t *ctx);
+static void vw_hs_held(evutil_socket_t fd, short what, void *data);
+static int vw_hs_next(vw_hs_ctx_t *ctx);
 static void vw_hs_token_done(vw_token_req_t *tr);
 static void vw_hs_token_outcome(vw_call_t *call, vw_token_req_t *tr);
 static int vw_hs_send(vw_hs_ctx_t *ctx);
@@ -303,6 +318,12 @@ vw_hs_start(vw_call_t *call)
 
     ctx->op = i;
 
+    if (vw_hs_transport(ctx, call) != VW_OK) {
+        vw_hs_set(call, VW_CALL_RETRY, 0, "out of memory");
+        vw_hs_free(ctx);
+        return VW_ERROR;
+    }
+
     if (vw_hs_build(ctx, call) != VW_OK) {
         vw_hs_free(ctx);
         return VW_ERROR;
@@ -327,7 +348,7 @@ vw_hs_start(vw_call_t *call)
 
     call->ctx = ctx;
 
-    if (vw_hs_token(ctx, NULL) != VW_OK) {
+    if (vw_hs_next(ctx) != VW_OK) {
         call->ctx = NULL;
         call->ms = vw_http_monotonic_ms() - ctx->start;
         ctx->call = NULL;
@@ -363,6 +384,11 @@ vw_hs_cancel(vw_call_t *call)
         ctx->http_out = 0;
     }
 
+    if (ctx->timer_out) {
+        evtimer_del(ctx->timer);
+        ctx->timer_out = 0;
+    }
+
     call->ctx = NULL;
     ctx->call = NULL;
     ctx->detached = 1;
@@ -370,6 +396,66 @@ vw_hs_cancel(vw_call_t *call)
     if (ctx->pending == 0) {
         vw_hs_free(ctx);
     }
+}
+
+
+/*
+ * The timeouts, CA file and proxy: the call's, or, where the engine left
+ * them unset, those of the configuration in force (the job's timeout, the
+ * connection's target), copied: a reload may free that configuration
+ * while a token or a request is out.
+ */
+static int
+vw_hs_transport(vw_hs_ctx_t *ctx, vw_call_t *call)
+{
+    const vw_conf_t             *conf;
+    const vw_conf_job_t         *jc;
+    const vw_conf_target_t      *tc;
+    const vw_conf_connection_t  *cc;
+
+    ctx->timeout_ms = call->timeout_ms;
+    ctx->connect_timeout_ms = call->connect_timeout_ms;
+
+    conf = call->svc->conf ? call->svc->conf() : NULL;
+    jc = conf ? vw_conf_job(conf, call->type, strlen(call->type)) : NULL;
+    cc = conf ? vw_conf_connection(conf, call->conn->name) : NULL;
+    tc = cc ? cc->target : NULL;
+
+    if (ctx->timeout_ms == 0) {
+        ctx->timeout_ms = jc ? jc->timeout_ms : 30000;
+    }
+
+    if (ctx->connect_timeout_ms == 0 && tc != NULL) {
+        ctx->connect_timeout_ms = tc->connect_timeout_ms;
+    }
+
+    if (call->ca_file != NULL) {
+        ctx->ca_file = strdup(call->ca_file);
+
+    } else if (tc != NULL && tc->ca_file != NULL) {
+        ctx->ca_file = strdup(tc->ca_file);
+    }
+
+    if (call->proxy != NULL) {
+        ctx->proxy = strdup(call->proxy);
+
+    } else if (tc != NULL && tc->proxy != NULL) {
+        ctx->proxy = strdup(tc->proxy);
+    }
+
+    if ((call->ca_file != NULL || (tc != NULL && tc->ca_file != NULL))
+        && ctx->ca_file == NULL)
+    {
+        return VW_ERROR;
+    }
+
+    if ((call->proxy != NULL || (tc != NULL && tc->proxy != NULL))
+        && ctx->proxy == NULL)
+    {
+        return VW_ERROR;
+    }
+
+    return VW_OK;
 }
 
 
@@ -836,6 +922,94 @@ vw_hs_build_read(vw_hs_ctx_t *ctx, vw_call_t *call, json_t *v)
 }
 
 
+/*
+ * The next request of the attempt, once the connection's pause is over:
+ * a pause begun after admit() let the job through (a run that waited for
+ * the target's slot, the next page of a read) is waited out here when it
+ * is short, so that no call is sent into it; a long one (the daily
+ * limit) ends the attempt as retryable, with nothing sent.  VW_OK: sent,
+ * or held by the timer; VW_ERROR: the outcome is set.
+ */
+static int
+vw_hs_next(vw_hs_ctx_t *ctx)
+{
+    int  rc;
+
+    rc = vw_hs_hold(ctx);
+
+    if (rc == VW_AGAIN) {
+        return VW_OK;
+    }
+
+    if (rc != VW_OK) {
+        return VW_ERROR;
+    }
+
+    return ctx->have_token ? vw_hs_send(ctx) : vw_hs_token(ctx, NULL);
+}
+
+
+/* VW_OK: not paused; VW_AGAIN: the timer holds the call; VW_ERROR: too
+   long a pause, the outcome is set */
+static int
+vw_hs_hold(vw_hs_ctx_t *ctx)
+{
+    uint64_t        now, wait;
+    vw_hs_pace_t   *p;
+    struct timeval  tv;
+
+    now = vw_hs_wall_ms();
+    p = vw_hs_pace(ctx->conn);
+
+    if (p == NULL || p->until <= now) {
+        return VW_OK;
+    }
+
+    wait = p->until - now;
+
+    if (wait > VW_HS_HOLD_MAX) {
+        vw_hs_set(ctx->call, VW_CALL_RETRY, 0,
+                  "HubSpot rate limit (%s): paused %llu ms",
+                  p->policy ? p->policy : "SHARED",
+                  (unsigned long long) wait);
+        ctx->call->retry_after_ms = wait;
+        return VW_ERROR;
+    }
+
+    if (ctx->timer == NULL) {
+        ctx->timer = evtimer_new(ctx->svc->base, vw_hs_held, ctx);
+        if (ctx->timer == NULL) {
+            return VW_OK;
+        }
+    }
+
+    tv.tv_sec = wait / 1000;
+    tv.tv_usec = (wait % 1000) * 1000;
+
+    if (evtimer_add(ctx->timer, &tv) != 0) {
+        return VW_OK;
+    }
+
+    ctx->timer_out = 1;
+    vw_hs_stats.held++;
+
+    return VW_AGAIN;
+}
+
+
+static void
+vw_hs_held(evutil_socket_t fd, short what, void *data)
+{
+    vw_hs_ctx_t  *ctx = data;
+
+    ctx->timer_out = 0;
+
+    if (vw_hs_next(ctx) != VW_OK) {
+        vw_hs_end(ctx);
+    }
+}
+
+
 /* asks for a token; VW_ERROR: the outcome is set on the call */
 static int
 vw_hs_token(vw_hs_ctx_t *ctx, const char *stale)
@@ -845,10 +1019,10 @@ vw_hs_token(vw_hs_ctx_t *ctx, const char *stale)
     memset(&ctx->tr, 0, sizeof(vw_token_req_t));
     ctx->tr.conn = call->conn;
     ctx->tr.stale = stale;
-    ctx->tr.timeout_ms = call->timeout_ms;
-    ctx->tr.ca_file = call->ca_file;
-    ctx->tr.proxy = call->proxy;
-    ctx->tr.connect_timeout_ms = call->connect_timeout_ms;
+    ctx->tr.timeout_ms = ctx->timeout_ms;
+    ctx->tr.ca_file = ctx->ca_file;
+    ctx->tr.proxy = ctx->proxy;
+    ctx->tr.connect_timeout_ms = ctx->connect_timeout_ms;
     ctx->tr.handler = vw_hs_token_done;
     ctx->tr.data = ctx;
 
@@ -877,6 +1051,8 @@ vw_hs_token_done(vw_token_req_t *tr)
         vw_hs_end(ctx);
         return;
     }
+
+    ctx->have_token = 1;
 
     if (vw_hs_send(ctx) != VW_OK) {
         vw_hs_end(ctx);
@@ -967,10 +1143,10 @@ vw_hs_send(vw_hs_ctx_t *ctx)
     ctx->req.headers = ctx->headers;
     ctx->req.body = ctx->body;
     ctx->req.body_len = ctx->body_len;
-    ctx->req.timeout_ms = call->timeout_ms;
-    ctx->req.connect_timeout_ms = call->connect_timeout_ms;
-    ctx->req.ca_file = call->ca_file;
-    ctx->req.proxy = call->proxy;
+    ctx->req.timeout_ms = ctx->timeout_ms;
+    ctx->req.connect_timeout_ms = ctx->connect_timeout_ms;
+    ctx->req.ca_file = ctx->ca_file;
+    ctx->req.proxy = ctx->proxy;
     ctx->req.body_max = VW_HS_BODY_MAX;
     ctx->req.https_only = 1;
     ctx->req.on_header = vw_hs_on_header;
@@ -1078,7 +1254,7 @@ vw_hs_http_done(vw_http_req_t *req)
         } else if (req->timed_out) {
             vw_hs_set(call, VW_CALL_RETRY, 0,
                       "HubSpot: no answer within %llu ms",
-                      (unsigned long long) call->timeout_ms);
+                      (unsigned long long) ctx->timeout_ms);
         } else {
             vw_hs_set(call, VW_CALL_RETRY, 0, "HubSpot: %s",
                       req->error[0] ? req->error : "no response");
@@ -1114,7 +1290,24 @@ vw_hs_http_done(vw_http_req_t *req)
 
     if (status == 429) {
         vw_hs_rate_limited(ctx, body, req->retry_after);
-        vw_hs_end(ctx);
+
+        /* a read's page is sent again after a short pause (search has a
+           limit of its own, a few a second), not the read from the start */
+        if ((ctx->op == VW_HS_SEARCH || ctx->op == VW_HS_LIST)
+            && ctx->page_429s++ < VW_HS_PAGE_429S
+            && call->retry_after_ms <= VW_HS_HOLD_MAX)
+        {
+            vw_hs_set(call, VW_CALL_SUCCESS, 0, "%s", "");
+            call->retry_after_ms = 0;
+            call->resp_len = 0;
+
+            if (vw_hs_next(ctx) != VW_OK) {
+                vw_hs_end(ctx);
+            }
+
+        } else {
+            vw_hs_end(ctx);
+        }
 
     } else if (status >= 200 && status < 300) {
         vw_hs_success(ctx, status, body, big, len);
@@ -1535,7 +1728,7 @@ vw_hs_page(vw_hs_ctx_t *ctx, json_t *body, const unsigned char *raw,
         ctx->path = p;
     }
 
-    if (vw_hs_send(ctx) != VW_OK) {
+    if (vw_hs_next(ctx) != VW_OK) {
         vw_hs_end(ctx);
     }
 
@@ -1661,6 +1854,12 @@ vw_hs_free(vw_hs_ctx_t *ctx)
     free(ctx->url);
     free(ctx->body);
     free(ctx->list_query);
+    free(ctx->ca_file);
+    free(ctx->proxy);
+
+    if (ctx->timer != NULL) {
+        event_free(ctx->timer);
+    }
     json_decref(ctx->records);
     json_decref(ctx->inputs);
     json_decref(ctx->search);

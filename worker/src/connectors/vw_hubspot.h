@@ -11,6 +11,9 @@ typedef struct {
     uint64_t                    rate_limited;  /* 429s HubSpot answered */
     uint64_t                    deferred;      /* attempts admit() held
                                                   back for a pause */
+    uint64_t                    held;          /* calls an attempt held
+                                                  for a pause begun after
+                                                  admit() */
     uint64_t                    pauses;        /* pauses begun here */
     uint64_t                    replays;       /* calls sent again with a
                                                   new token after a 401 */
