@@ -505,3 +505,34 @@ def test_xref(worker, hs, rc):
     # no source: no xref
     run(w, rc, "hs.create", {"email": "y@example.com"})
     assert len(rc.keys("{vq}:xref:*")) == 2
+
+
+def test_concurrent_burst_is_bounded(worker, hs, rc):
+    """Four calls at once: a 429 can only meet a call sent before the
+    answer that said Remaining 0 came back, so at most three in each
+    window of five successes; the jobs they hit are retried after it."""
+    burst, conc, n = 5, 4, 16
+    hs.limits.configure("private", burst=burst, interval_ms=1000)
+    w = worker(concurrency=conc)
+    jids = [dispatch(w, "hs.create", {"email": "c%d@example.com" % i})
+            for i in range(n)]
+    jobs = [settle(rc, jid, 40) for jid in jids]
+    assert all(j["state"] == "succeeded" for j in jobs), jobs
+    reqs = sent(hs)
+    n429 = [r.status for r in reqs].count(429)
+    assert n429 <= (conc - 1) * -(-n // burst)
+    assert len(reqs) == n + n429
+    assert sum(int(j["attempts"]) for j in jobs) == n + n429
+    assert len(contacts(hs)) == n
+
+
+def test_shutdown_mid_call(worker, hs, rc):
+    """The engine cancels an attempt whose call is out at shutdown: the
+    connector lets go of it (the log is checked for sanitizer reports
+    with an ASan build, VANTAGE_WORKER=...) and the worker exits 0."""
+    hs.delay(3, n=1, path=OBJ)
+    w = worker()
+    jid = dispatch(w, "hs.create", {"email": "slow@example.com"})
+    vh.wait_for(lambda: hs.count(OBJ) == 1, 5, what="the call")
+    assert w.stop() == 0
+    assert job(rc, jid)["state"] != "succeeded"
