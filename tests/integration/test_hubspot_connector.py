@@ -536,3 +536,35 @@ def test_shutdown_mid_call(worker, hs, rc):
     vh.wait_for(lambda: hs.count(OBJ) == 1, 5, what="the call")
     assert w.stop() == 0
     assert job(rc, jid)["state"] != "succeeded"
+
+
+def test_through_nginx(worker_factory, nginx_factory, module_available, hs,
+                       vault, rc):
+    """A client's POST through nginx (vantage_dispatch) becomes a HubSpot
+    upsert, with its X-Vantage-Source passed on for the xref."""
+    worker_factory.socket_mode = 0o777
+    worker_factory.secrets = (hs.token, hs.oauth_app.client_secret,
+                              vault["refresh"])
+    w = worker_factory(config(hs, vault))
+    n = nginx_factory(http="""
+    vantage_worker unix:%s timeout=2s retry_after=2;
+""" % w.socket_path, server="""
+        vantage_tenant $http_x_tenant;
+        location = /contacts {
+            vantage_dispatch_headers Content-Type X-Vantage-Source;
+            vantage_dispatch hs.upsert;
+        }
+""")
+    c = vh.Client(n, "http")
+    r = c.request("POST", "/contacts",
+                  content=b'{"email":"nx@example.com","firstname":"N"}',
+                  headers={"Content-Type": "application/json",
+                           "X-Tenant": "acme",
+                           "X-Vantage-Source": "crm:77"})
+    assert r.status == 202, r
+    j = settle(rc, r.json["job_id"])
+    assert j["state"] == "succeeded", j
+    rec = by_email(hs)["nx@example.com"]
+    assert result(j) == {"id": rec.id, "new": True}
+    assert rec.props["firstname"] == "N"
+    assert rc.hgetall("{vq}:xref:acme:crm:77") == {b"hubspot": rec.id.encode()}
