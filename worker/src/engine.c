@@ -386,6 +386,13 @@ failed:
 }
 
 
+const vw_services_t *
+vw_engine_services(vw_engine_t *e)
+{
+    return &e->svc;
+}
+
+
 void
 vw_engine_free(vw_engine_t *e)
 {
