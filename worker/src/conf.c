@@ -442,7 +442,8 @@ static const char  *vw_conf_kinds[] = {
 /* the operations each connector takes (docs/CONNECTORS.md) */
 static const char *const  vw_conf_salesforce_ops[] = {
     "create", "update", "upsert", "publish", "collections_create",
-    "collections_update", "collections_upsert", "query", NULL
+    "collections_update", "collections_upsert", "query", "bulk_insert",
+    "bulk_update", "bulk_upsert", "bulk_delete", "bulk_query", NULL
 };
 
 static const char *const  vw_conf_hubspot_ops[] = {
