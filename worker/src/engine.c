@@ -1534,7 +1534,7 @@ vw_engine_copy_connector(vw_run_t *run, const vw_conf_job_t *jc)
 {
     vw_call_t  *call = &run->call;
 
-    run->connector = vw_connector_find(jc->connector);
+    run->connector = vw_connector_find(jc->connector, jc->operation);
 
     if (run->connector == NULL) {
         run->no_connector = 1;
