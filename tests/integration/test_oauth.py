@@ -11,6 +11,7 @@ token in clear, and checks that no secret reaches the worker's stderr.
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -19,7 +20,6 @@ import jwt
 import pytest
 
 import vantage_harness as vh
-import worker_harness as wh
 
 sys.path.insert(0, os.path.join(vh.REPO, "tests", "fakes"))
 from salesforce import Salesforce                       # noqa: E402
@@ -96,6 +96,8 @@ class Env:
         return self.finish(self.start(conf, name))
 
     def check_clean(self, text):
+        assert not re.search(r"AddressSanitizer|LeakSanitizer|runtime error:",
+                             text), text
         for s in self.secrets:
             s = s.decode() if isinstance(s, bytes) else s
             for line in s.strip().splitlines():
@@ -343,8 +345,10 @@ def test_wrong_master_key(env, sf):
     rc, a, err = env.run(conf, "acme-sf")
     assert rc == 1
     assert a["retryable"] is False
-    assert a["error"].startswith('acme-sf: secret "sf.acme.jwt-key": '
-                                 "wrong master key")
+    assert a["error"] == ('acme-sf: secret "sf.acme.jwt-key": wrong master '
+                          "key")
+    # the key ids are in the log
+    assert "record was sealed under key id" in err
     assert sf.count(SF_TOKEN) == 0
 
 
@@ -432,3 +436,20 @@ def test_hs_refresh_token(env, hs):
     assert a["error"] == ("acme-hs: token endpoint: 400 invalid_grant: "
                           "refresh token is invalid, expired or revoked")
     assert hs.count(HS_TOKEN) == 2
+
+
+# -- Redis -----------------------------------------------------------------
+
+def test_redis_down_is_temporary(env, sf):
+    conf = sf_setup_jwt(env, sf)
+    with open(conf) as f:
+        text = f.read()
+    with open(conf, "w") as f:
+        f.write(text.replace("redis = %s" % env.redis.address,
+                             "redis = 127.0.0.1:%d" % vh.free_port()))
+
+    rc, a, err = env.run(conf, "acme-sf")
+    assert rc == 1
+    assert a["retryable"] is True
+    assert a["error"] == "acme-sf: Redis: no connection"
+    assert sf.count(SF_TOKEN) == 0
