@@ -1491,6 +1491,10 @@ vw_engine_start(vw_run_t *run)
                run->type, "connector", run->connector->name, NULL);
 
         run->call.attempt = run->n;
+        run->call.timeout_ms = run->timeout_ms;
+        run->call.connect_timeout_ms = run->connect_timeout_ms;
+        run->call.ca_file = run->ca_file;
+        run->call.proxy = run->proxy;
 
         if (run->connector->start(&run->call) != VW_OK) {
             vw_engine_call_settle(run);
