@@ -669,7 +669,7 @@ vw_conf_free(vw_conf_t *conf)
         free(job->object);
         free(job->id_field);
         free(job->mapping);
-        vc_map_free(job->map);
+        vw_map_ref_release(job->map);
         free(job);
     }
 
@@ -2876,7 +2876,14 @@ vw_conf_set_mapping(vw_conf_ctx_t *ctx, const vw_conf_key_t *key,
         return vw_conf_error(ctx, ctx->line, key->name, "%s", err);
     }
 
-    job->map = map;
+    job->map = calloc(1, sizeof(vw_map_ref_t));
+    if (job->map == NULL) {
+        vc_map_free(map);
+        return vw_conf_error(ctx, ctx->line, key->name, "out of memory");
+    }
+
+    job->map->map = map;
+    job->map->refs = 1;
 
     return vw_conf_set_string(ctx, key, value, &job->mapping);
 }
@@ -3576,4 +3583,25 @@ vw_conf_subscription(const vw_conf_t *conf, const char *name)
     }
 
     return NULL;
+}
+
+
+vw_map_ref_t *
+vw_map_ref_hold(vw_map_ref_t *ref)
+{
+    if (ref != NULL) {
+        ref->refs++;
+    }
+
+    return ref;
+}
+
+
+void
+vw_map_ref_release(vw_map_ref_t *ref)
+{
+    if (ref != NULL && --ref->refs == 0) {
+        vc_map_free(ref->map);
+        free(ref);
+    }
 }

@@ -180,6 +180,7 @@ struct vw_run_s {
     char                       *source;        /* X-Vantage-Source */
     char                       *map_error;     /* the mapping refused the
                                                   body: dead */
+    vw_map_ref_t               *map;           /* the job's mapping, held */
     unsigned                    mapped:1;      /* the body was mapped
                                                   already (a batch's rest) */
     unsigned                    no_connector:1;
@@ -1556,8 +1557,10 @@ vw_engine_copy_connector(vw_run_t *run, const vw_conf_job_t *jc)
         return VW_ERROR;
     }
 
+    run->map = vw_map_ref_hold(jc->map);
+
     if (jc->map != NULL && !run->mapped) {
-        vw_engine_map_body(run, jc->map);
+        vw_engine_map_body(run, jc->map->map);
     }
 
     call->svc = &run->engine->svc;
@@ -2314,6 +2317,7 @@ vw_engine_run_free(vw_run_t *run)
     free(run->tenant);
     free(run->source);
     free(run->map_error);
+    vw_map_ref_release(run->map);
     free(run->call.result);
     free(run->call.next_body);
     free(run);
