@@ -162,6 +162,8 @@ struct vw_conf_job_s {
                                                id_property (HubSpot) */
     char                       *mapping;    /* a mapping file's path */
     vw_map_ref_t               *map;        /* ... loaded, or NULL */
+    char                       *then;       /* a job type its output
+                                               becomes, or NULL */
     vw_conf_target_t           *target;     /* never NULL after loading:
                                                a job without "target" gets
                                                a target of its own, named
