@@ -35,6 +35,7 @@ OPS = {
     "create": "", "update": "", "upsert": "id_property = email\n",
     "batch_create": "", "batch_update": "",
     "batch_upsert": "id_property = email\n", "search": "", "list": "",
+    "read": "",
 }
 
 
@@ -88,6 +89,8 @@ def config(hs, vault, concurrency=8, jobs=None):
                         "object = contacts\n%s" % (op, extra))
     jobs.setdefault("hso.create", "connection = hso\noperation = create\n"
                     "object = contacts\n")
+    jobs.setdefault("hs.read.then", "connection = hs\noperation = read\n"
+                    "object = contacts\nthen = hs.update\n")
     jobs.setdefault("hs.associate", "connection = hs\n"
                     "operation = associate\nobject = contacts\n")
     for name, body in jobs.items():
@@ -352,6 +355,37 @@ def test_search_and_list_page(worker, hs, rc):
     assert reqs[0].query == {"limit": ["100"],
                              "properties": ["email,firstname"]}
     assert reqs[2].query["after"] == [pages[1]["paging"]["next"]["after"]]
+
+
+def test_read(worker, hs, rc):
+    w = worker()
+    c, = seed(hs, 1)
+    j = run(w, rc, "hs.read", {"properties": ["email", "firstname"]},
+            headers=[("X-Vantage-Source", "hubspot:" + c.id)])
+    assert j["state"] == "succeeded", j
+    assert result(j) == {"id": c.id}
+    req, = hs.requests(OBJ + "/" + c.id, "GET")
+    assert req.query == {"properties": ["email,firstname"]}
+    j = run(w, rc, "hs.read", {"id": int(c.id)})
+    assert j["state"] == "succeeded", j
+    assert hs.requests(OBJ + "/" + c.id, "GET")[1].query == {}
+    # then: the record read is the next job's body, an update here
+    j = run(w, rc, "hs.read.then", {"id": c.id, "properties": ["firstname"]})
+    assert j["state"] == "succeeded", j
+    nxt = settle(rc, j["then_job"])
+    assert nxt["state"] == "succeeded", nxt
+    out = json.loads(nxt["body"])
+    assert (out["id"], out["properties"]) == (c.id, {"firstname": "P0"})
+    assert hs.requests(OBJ + "/" + c.id, "PATCH")[0].json() == \
+        {"properties": {"firstname": "P0"}}
+
+    j = run(w, rc, "hs.read", {"id": "424242"})
+    assert j["state"] == "dead", j
+    assert j["last_error"] == "HTTP 404 OBJECT_NOT_FOUND"
+    j = run(w, rc, "hs.read", b"")
+    assert j["state"] == "dead", j
+    assert j["last_error"] == 'read takes {"id": ...} or X-Vantage-Source: ' \
+                              'hubspot:<id>'
 
 
 def test_associate(worker, hs, rc):

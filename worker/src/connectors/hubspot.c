@@ -56,7 +56,8 @@ typedef enum {
     VW_HS_BATCH_UPSERT,
     VW_HS_SEARCH,
     VW_HS_LIST,
-    VW_HS_ASSOCIATE
+    VW_HS_ASSOCIATE,
+    VW_HS_READ
 } vw_hs_op_e;
 
 
@@ -138,6 +139,9 @@ static int vw_hs_build_batch(vw_hs_ctx_t *ctx, vw_call_t *call, json_t *v);
 static json_t *vw_hs_input(vw_hs_ctx_t *ctx, vw_call_t *call, json_t *rec,
     size_t i);
 static int vw_hs_build_read(vw_hs_ctx_t *ctx, vw_call_t *call, json_t *v);
+static int vw_hs_build_get(vw_hs_ctx_t *ctx, vw_call_t *call, json_t *v,
+    const char *obj);
+static void vw_hs_got(vw_hs_ctx_t *ctx, long status, json_t *body);
 static int vw_hs_token(vw_hs_ctx_t *ctx, const char *stale);
 static int vw_hs_hold(vw_hs_ctx_t *ctx);
 static void vw_hs_held(evutil_socket_t fd, short what, void *data);
@@ -183,7 +187,7 @@ static uint64_t vw_hs_wall_ms(void);
 
 static const char *const  vw_hs_operations[] = {
     "create", "update", "upsert", "batch_create", "batch_update",
-    "batch_upsert", "search", "list", "associate", NULL
+    "batch_upsert", "search", "list", "associate", "read", NULL
 };
 
 
@@ -542,6 +546,10 @@ vw_hs_build(vw_hs_ctx_t *ctx, vw_call_t *call)
 
         break;
 
+    case VW_HS_READ:
+        rc = vw_hs_build_get(ctx, call, v, obj);
+        goto done;
+
     case VW_HS_ASSOCIATE:
         if (!json_is_object(v)
             || vw_hs_id(json_object_get(v, "from"), ctx->id, sizeof(ctx->id))
@@ -838,6 +846,74 @@ vw_hs_input(vw_hs_ctx_t *ctx, vw_call_t *call, json_t *rec, size_t i)
     }
 
     return in;
+}
+
+
+/*
+ * read: the id from the body ({"id": ...}, or a webhook event's
+ * "objectId") or else from X-Vantage-Source: hubspot:<id>; the body's
+ * "properties" (names) are asked for, else HubSpot's defaults come.
+ */
+static int
+vw_hs_build_get(vw_hs_ctx_t *ctx, vw_call_t *call, json_t *v,
+    const char *obj)
+{
+    int          rc;
+    char        *id, *q;
+    json_t      *save;
+    const char  *src;
+
+    if (json_is_array(v)) {
+        v = json_array_get(v, 0);
+    }
+
+    if (vw_hs_id(json_object_get(v, "id"), ctx->id, sizeof(ctx->id)) == NULL
+        && vw_hs_id(json_object_get(v, "objectId"), ctx->id,
+                    sizeof(ctx->id)) == NULL)
+    {
+        src = call->source;
+
+        if (src == NULL || strncmp(src, "hubspot:", 8) != 0 || src[8] == '\0'
+            || strlen(src + 8) >= sizeof(ctx->id))
+        {
+            vw_hs_set(call, VW_CALL_DEAD, 0, "read takes {\"id\": ...} or "
+                      "X-Vantage-Source: hubspot:<id>");
+            return VW_ERROR;
+        }
+
+        snprintf(ctx->id, sizeof(ctx->id), "%s", src + 8);
+    }
+
+    /* the list's query string builder, with the body's properties */
+    save = json_object_get(v, "properties");
+    v = json_is_array(save) ? json_pack("{sO}", "properties", save) : NULL;
+    ctx->op = VW_HS_LIST;
+    rc = vw_hs_build_read(ctx, call, v);
+    ctx->op = VW_HS_READ;
+    json_decref(v);
+
+    if (rc != VW_OK) {
+        return VW_ERROR;
+    }
+
+    /* "?limit=100&properties=..." less the limit */
+    q = strchr(ctx->list_query, '&');
+    id = vw_hs_escape(ctx->id);
+
+    if (id == NULL
+        || asprintf(&ctx->path, "/crm/v3/objects/%s/%s%s%s", obj, id,
+                    q ? "?" : "", q ? q + 1 : "") < 0)
+    {
+        ctx->path = NULL;
+        free(id);
+        vw_hs_set(call, VW_CALL_RETRY, 0, "out of memory");
+        return VW_ERROR;
+    }
+
+    free(id);
+    ctx->method = "GET";
+
+    return VW_OK;
 }
 
 
@@ -1447,12 +1523,43 @@ vw_hs_success(vw_hs_ctx_t *ctx, long status, json_t *body,
         call->result = json_dumps(ctx->search, JSON_COMPACT);
         break;
 
+    case VW_HS_READ:
+        vw_hs_got(ctx, status, body);
+        break;
+
     default:
         vw_hs_single(ctx, status, body);
         break;
     }
 
     vw_hs_end(ctx);
+}
+
+
+/* read: the record as HubSpot sent it is the output (a "then" job's body) */
+static void
+vw_hs_got(vw_hs_ctx_t *ctx, long status, json_t *body)
+{
+    char        id[VW_HS_NAME_MAX];
+    json_t     *result;
+    vw_call_t  *call = ctx->call;
+
+    if (!json_is_object(body)
+        || vw_hs_id(json_object_get(body, "id"), id, sizeof(id)) == NULL)
+    {
+        vw_hs_set(call, VW_CALL_RETRY, status,
+                  "HubSpot: a record without an id");
+        return;
+    }
+
+    vw_hs_set(call, VW_CALL_SUCCESS, status, "%s", "");
+    call->output = json_dumps(body, JSON_COMPACT);
+
+    result = json_pack("{ss}", "id", id);
+    if (result != NULL) {
+        call->result = json_dumps(result, JSON_COMPACT);
+        json_decref(result);
+    }
 }
 
 
