@@ -94,10 +94,6 @@ typedef struct {
     uint64_t                    total;
     char                        conn[VW_HS_NAME_MAX + 1];
     char                        out_key[80];    /* {vq}:out:<job id> */
-    char                       *ca_file;    /* the call's, or the conf's */
-    char                       *proxy;
-    uint64_t                    timeout_ms;
-    uint64_t                    connect_timeout_ms;
     vw_token_req_t              tr;
     char                        stale[VW_OAUTH_TOKEN_MAX];
     vw_http_req_t               req;
@@ -133,7 +129,6 @@ static int vw_hs_admit(vw_call_t *call, uint64_t now, uint64_t *retry_at,
     const char **why);
 static int vw_hs_start(vw_call_t *call);
 static void vw_hs_cancel(vw_call_t *call);
-static int vw_hs_transport(vw_hs_ctx_t *ctx, vw_call_t *call);
 static int vw_hs_build(vw_hs_ctx_t *ctx, vw_call_t *call);
 static int vw_hs_build_batch(vw_hs_ctx_t *ctx, vw_call_t *call, json_t *v);
 static json_t *vw_hs_input(vw_hs_ctx_t *ctx, vw_call_t *call, json_t *rec,
@@ -322,12 +317,6 @@ vw_hs_start(vw_call_t *call)
 
     ctx->op = i;
 
-    if (vw_hs_transport(ctx, call) != VW_OK) {
-        vw_hs_set(call, VW_CALL_RETRY, 0, "out of memory");
-        vw_hs_free(ctx);
-        return VW_ERROR;
-    }
-
     if (vw_hs_build(ctx, call) != VW_OK) {
         vw_hs_free(ctx);
         return VW_ERROR;
@@ -400,66 +389,6 @@ vw_hs_cancel(vw_call_t *call)
     if (ctx->pending == 0) {
         vw_hs_free(ctx);
     }
-}
-
-
-/*
- * The timeouts, CA file and proxy: the call's, or, where the engine left
- * them unset, those of the configuration in force (the job's timeout, the
- * connection's target), copied: a reload may free that configuration
- * while a token or a request is out.
- */
-static int
-vw_hs_transport(vw_hs_ctx_t *ctx, vw_call_t *call)
-{
-    const vw_conf_t             *conf;
-    const vw_conf_job_t         *jc;
-    const vw_conf_target_t      *tc;
-    const vw_conf_connection_t  *cc;
-
-    ctx->timeout_ms = call->timeout_ms;
-    ctx->connect_timeout_ms = call->connect_timeout_ms;
-
-    conf = call->svc->conf ? call->svc->conf() : NULL;
-    jc = conf ? vw_conf_job(conf, call->type, strlen(call->type)) : NULL;
-    cc = conf ? vw_conf_connection(conf, call->conn->name) : NULL;
-    tc = cc ? cc->target : NULL;
-
-    if (ctx->timeout_ms == 0) {
-        ctx->timeout_ms = jc ? jc->timeout_ms : 30000;
-    }
-
-    if (ctx->connect_timeout_ms == 0 && tc != NULL) {
-        ctx->connect_timeout_ms = tc->connect_timeout_ms;
-    }
-
-    if (call->ca_file != NULL) {
-        ctx->ca_file = strdup(call->ca_file);
-
-    } else if (tc != NULL && tc->ca_file != NULL) {
-        ctx->ca_file = strdup(tc->ca_file);
-    }
-
-    if (call->proxy != NULL) {
-        ctx->proxy = strdup(call->proxy);
-
-    } else if (tc != NULL && tc->proxy != NULL) {
-        ctx->proxy = strdup(tc->proxy);
-    }
-
-    if ((call->ca_file != NULL || (tc != NULL && tc->ca_file != NULL))
-        && ctx->ca_file == NULL)
-    {
-        return VW_ERROR;
-    }
-
-    if ((call->proxy != NULL || (tc != NULL && tc->proxy != NULL))
-        && ctx->proxy == NULL)
-    {
-        return VW_ERROR;
-    }
-
-    return VW_OK;
 }
 
 
@@ -1095,10 +1024,10 @@ vw_hs_token(vw_hs_ctx_t *ctx, const char *stale)
     memset(&ctx->tr, 0, sizeof(vw_token_req_t));
     ctx->tr.conn = call->conn;
     ctx->tr.stale = stale;
-    ctx->tr.timeout_ms = ctx->timeout_ms;
-    ctx->tr.ca_file = ctx->ca_file;
-    ctx->tr.proxy = ctx->proxy;
-    ctx->tr.connect_timeout_ms = ctx->connect_timeout_ms;
+    ctx->tr.timeout_ms = call->timeout_ms;
+    ctx->tr.ca_file = call->ca_file;
+    ctx->tr.proxy = call->proxy;
+    ctx->tr.connect_timeout_ms = call->connect_timeout_ms;
     ctx->tr.handler = vw_hs_token_done;
     ctx->tr.data = ctx;
 
@@ -1219,10 +1148,10 @@ vw_hs_send(vw_hs_ctx_t *ctx)
     ctx->req.headers = ctx->headers;
     ctx->req.body = ctx->body;
     ctx->req.body_len = ctx->body_len;
-    ctx->req.timeout_ms = ctx->timeout_ms;
-    ctx->req.connect_timeout_ms = ctx->connect_timeout_ms;
-    ctx->req.ca_file = ctx->ca_file;
-    ctx->req.proxy = ctx->proxy;
+    ctx->req.timeout_ms = call->timeout_ms;
+    ctx->req.connect_timeout_ms = call->connect_timeout_ms;
+    ctx->req.ca_file = call->ca_file;
+    ctx->req.proxy = call->proxy;
     ctx->req.body_max = VW_HS_BODY_MAX;
     ctx->req.https_only = 1;
     ctx->req.on_header = vw_hs_on_header;
@@ -1330,7 +1259,7 @@ vw_hs_http_done(vw_http_req_t *req)
         } else if (req->timed_out) {
             vw_hs_set(call, VW_CALL_RETRY, 0,
                       "HubSpot: no answer within %llu ms",
-                      (unsigned long long) ctx->timeout_ms);
+                      (unsigned long long) call->timeout_ms);
         } else {
             vw_hs_set(call, VW_CALL_RETRY, 0, "HubSpot: %s",
                       req->error[0] ? req->error : "no response");
@@ -1961,8 +1890,6 @@ vw_hs_free(vw_hs_ctx_t *ctx)
     free(ctx->url);
     free(ctx->body);
     free(ctx->list_query);
-    free(ctx->ca_file);
-    free(ctx->proxy);
 
     if (ctx->timer != NULL) {
         event_free(ctx->timer);
