@@ -428,6 +428,28 @@ def test_token_expiry_mid_run(worker, hs, rc):
     assert sorted(by_email(hs)) == ["one@example.com", "two@example.com"]
 
 
+def test_second_401(worker, hs, rc):
+    """A 401 gets a token again and the call once more; a second 401 ends
+    the attempt as retryable, and the next attempt goes through.  A
+    private app's token has no newer one: the token manager says it is
+    refused, and the job is dead (an operator must replace it)."""
+    w = worker()
+    hs.fail(2, 401, path=OBJ)
+    j = run(w, rc, "hso.create", {"email": "twice@example.com"})
+    assert j["state"] == "succeeded", j
+    assert j["attempts"] == "2"
+    assert [r.status for r in sent(hs)] == [401, 401, 201]
+    assert hs.count(TOKEN_PATH) == 2
+    assert len(by_email(hs)) == 1
+
+    hs.fail(1, 401, path=OBJ)
+    j = run(w, rc, "hs.create", {"email": "pat@example.com"})
+    assert j["state"] == "dead", j
+    assert j["last_error"] == 'token: hs: the private app\'s token (secret ' \
+                              '"hs.pat") was refused'
+    assert "pat@example.com" not in by_email(hs)
+
+
 def test_no_token_in_redis(worker, hs, rc, vault):
     w = worker()
     for t in ("hs.create", "hso.create"):
@@ -602,3 +624,27 @@ def test_through_nginx(worker_factory, nginx_factory, module_available, hs,
     assert result(j) == {"id": rec.id, "new": True}
     assert rec.props["firstname"] == "N"
     assert rc.hgetall("{vq}:xref:acme:crm:77") == {b"hubspot": rec.id.encode()}
+
+
+def test_pause_from_another_worker(worker, hs, rc):
+    """{vq}:pace:<connection>, as another worker writes it, holds jobs
+    here too, once read: admit() reads it asynchronously, at most every
+    200 ms, so the first job after a quiet spell goes before the reading
+    is back, and the next ones wait for the pause to end."""
+    w = worker()
+    until = int(time.time() * 1000) + 2000
+    rc.set("{vq}:pace:hs", str(until), px=2000)
+    first = dispatch(w, "hs.create", {"email": "first@example.com"})
+    assert settle(rc, first)["state"] == "succeeded"
+    time.sleep(0.3)
+    jid = dispatch(w, "hs.create", {"email": "later@example.com"})
+    j = settle(rc, jid)
+    assert j["state"] == "succeeded", j
+    assert j["attempts"] == "1"
+    a, b = sent(hs)
+    assert a.time * 1000 < until - 1000
+    assert b.time * 1000 >= until - 5
+    held = [o for o in w.log_lines() if o.get("msg") == "job put back"]
+    assert held[0]["job"] == jid
+    assert held[0]["reason"].startswith("HubSpot rate limit (SHARED): "
+                                        "paused ")
