@@ -1545,14 +1545,14 @@ vw_hs_single(vw_hs_ctx_t *ctx, long status, json_t *body)
 static void
 vw_hs_batch(vw_hs_ctx_t *ctx, long status, json_t *body)
 {
-    int           retry, unmapped;
-    char          id[VW_HS_NAME_MAX], what[VW_ERRSTR_LEN];
-    size_t        i, j, k, n, nfailed;
-    json_t       *errs, *e, *ectx, *list, *t, *in, *results, *ids, *failed;
-    json_t       *o;
-    const char   *s, *mine;
-    vw_call_t    *call = ctx->call;
-    unsigned char *bad;
+    int             retry, unmapped;
+    char            id[VW_HS_NAME_MAX], what[VW_ERRSTR_LEN];
+    size_t          i, j, k, n, nfailed;
+    json_t         *errs, *e, *ectx, *list, *t, *in, *results, *ids;
+    json_t         *failed, *o;
+    const char     *s, *mine;
+    vw_call_t      *call = ctx->call;
+    unsigned char  *bad;
 
     n = json_array_size(ctx->inputs);
     errs = json_object_get(body, "errors");
