@@ -656,8 +656,8 @@ static const error_case_t  errors[] = {
       "worker.conf:7: method: \"post\" is not a method in capitals, "
       "e.g. POST" },
     { W "[job a]\nconnector = soap\n",
-      "worker.conf:5: connector: \"soap\" is not a known connector (only "
-      "\"http\" so far)" },
+      "worker.conf:5: connector: \"soap\" is not a known connector: http, "
+      "salesforce or hubspot" },
     { W "consumer = a b\n",
       "worker.conf:4: consumer: \"a b\" is not 1 to 255 printable "
       "characters without blanks" },
@@ -1189,6 +1189,166 @@ test_vault(void **state)
 }
 
 
+/* [connection] and the connector jobs that use one (docs/CONNECTORS.md) */
+static void
+test_connection(void **state)
+{
+    char                         text[2048], head[512];
+    unsigned char                raw[32];
+    vw_conf_t                   *conf;
+    vw_conf_connection_t        *copy;
+    const vw_conf_job_t         *job;
+    const vw_conf_connection_t  *sf, *hs;
+
+    memset(raw, 7, sizeof(raw));
+    write_file("vault.key", (char *) raw, 32);
+    assert_int_equal(chmod("vault.key", 0600), 0);
+
+    /* lines 1-5: [worker] and [vault] */
+    snprintf(head, sizeof(head), W "[vault]\nkey_file = %s/vault.key\n", dir);
+
+#define SF  "[connection sf]\nvendor = salesforce\nauth = jwt_bearer\n"     \
+            "client_id = 3MVG9x\nusername = u@acme.example\n"              \
+            "private_key = sf.key\n"
+#define HS  "[connection hs]\nvendor = hubspot\nauth = private_app\n"        \
+            "token = hs.pat\n"
+
+    snprintf(text, sizeof(text), "%s" SF HS
+             "[job s]\nconnector = salesforce\nconnection = sf\n"
+             "operation = upsert\nobject = Contact\n"
+             "external_id = Vantage_Id__c\n"
+             "[job h]\nconnector = hubspot\nconnection = hs\n"
+             "operation = batch_create\nobject = contacts\n", head);
+    conf = load_ok(text);
+
+    sf = vw_conf_connection(conf, "sf");
+    assert_non_null(sf);
+    assert_int_equal(sf->vendor, VW_VENDOR_SALESFORCE);
+    assert_int_equal(sf->auth, VW_OAUTH_JWT_BEARER);
+    assert_string_equal(sf->login_url, "https://login.salesforce.com");
+    assert_string_equal(sf->token_url,
+                        "https://login.salesforce.com/services/oauth2/token");
+    assert_string_equal(sf->audience, "https://login.salesforce.com");
+    assert_string_equal(sf->api_version, "62.0");
+    assert_string_equal(sf->private_key, "sf.key");
+    assert_null(sf->base_url);
+    assert_int_equal(sf->limit_share, 90);
+    assert_int_equal(sf->limit_recheck_ms, 60000);
+    assert_int_equal(sf->token_lifetime_ms, 3600000);
+    assert_string_equal(sf->target->name, "connection.sf");
+
+    hs = vw_conf_connection(conf, "hs");
+    assert_non_null(hs);
+    assert_string_equal(hs->base_url, "https://api.hubapi.com");
+    assert_string_equal(hs->token_url,
+                        "https://api.hubapi.com/oauth/v1/token");
+    assert_string_equal(hs->token, "hs.pat");
+    assert_null(vw_conf_connection(conf, "nope"));
+
+    job = vw_conf_job(conf, "s", 1);
+    assert_ptr_equal(job->connection, sf);
+    assert_ptr_equal(job->target, sf->target);
+    assert_string_equal(job->operation, "upsert");
+    assert_string_equal(job->object, "Contact");
+    assert_string_equal(job->id_field, "Vantage_Id__c");
+    assert_null(job->url);
+
+    job = vw_conf_job(conf, "h", 1);
+    assert_ptr_equal(job->connection, hs);
+    assert_null(job->id_field);
+
+    copy = vw_conf_connection_copy(sf);
+    assert_non_null(copy);
+    assert_string_equal(copy->name, "sf");
+    assert_string_equal(copy->token_url, sf->token_url);
+    assert_ptr_not_equal(copy->token_url, sf->token_url);
+    assert_null(copy->target);
+    assert_null(copy->next);
+    vw_conf_connection_free(copy);
+
+    vw_conf_free(conf);
+
+#define CONN_ERR(body, message)                                               \
+    do {                                                                      \
+        snprintf(text, sizeof(text), "%s" body, head);                       \
+        load_err(text, "worker.conf:" message);                              \
+    } while (0)
+
+    CONN_ERR("[connection sf]\nauth = jwt_bearer\n",
+             "6: vendor: missing in [connection sf]");
+    CONN_ERR("[connection sf]\nvendor = oracle\n",
+             "7: vendor: \"oracle\" is not salesforce or hubspot");
+    CONN_ERR("[connection sf]\nvendor = salesforce\nauth = jwt_bearer\n"
+             "client_id = x\nprivate_key = k\n",
+             "6: username: missing in [connection sf]: auth jwt_bearer "
+             "needs it");
+    CONN_ERR(SF "client_secret = s\n",
+             "12: client_secret: auth jwt_bearer does not use it");
+    CONN_ERR("[connection sf]\nvendor = salesforce\nauth = private_app\n",
+             "8: auth: private_app is HubSpot's: a Salesforce connection "
+             "takes jwt_bearer, client_credentials or refresh_token");
+    CONN_ERR("[connection h]\nvendor = hubspot\nauth = refresh_token\n"
+             "client_id = c\nrefresh_token = r\n",
+             "6: client_secret: missing in [connection h]: auth "
+             "refresh_token needs it");
+    CONN_ERR(SF "token = -----BEGIN PRIVATE KEY-----\n",
+             "12: token: expected the name of a vault record (vantagectl "
+             "vault list), not a value: the secret itself never goes in "
+             "this file");
+    CONN_ERR(SF "api_version = sixty\n",
+             "12: api_version: \"sixty\" is not a Salesforce API version, "
+             "e.g. 62.0");
+    CONN_ERR(SF "base_url = https://x.example\n",
+             "12: base_url: a Salesforce connection takes its instance_url "
+             "from the token");
+    CONN_ERR(HS "limit_share = 80\n",
+             "10: limit_share: is Salesforce's: [connection hs] is a "
+             "HubSpot connection");
+    CONN_ERR(SF "login_url = http://login.example\n",
+             "12: login_url: \"http://login.example\" is not an https:// "
+             "URL");
+    CONN_ERR(SF "target = t\n", "12: target: no section [target t]");
+    CONN_ERR(SF "[job j]\nconnector = salesforce\noperation = create\n"
+             "object = Contact\n",
+             "12: connection: missing in [job j]");
+    CONN_ERR(SF "[job j]\nconnector = salesforce\nconnection = nope\n",
+             "14: connection: no section [connection nope]");
+    CONN_ERR(SF HS "[job j]\nconnector = hubspot\nconnection = sf\n"
+             "operation = create\nobject = contacts\n",
+             "18: connection: [connection sf] is a Salesforce account, and "
+             "[job j] uses the hubspot connector");
+    CONN_ERR(SF "[job j]\nconnector = salesforce\nconnection = sf\n"
+             "operation = merge\nobject = Contact\n",
+             "15: operation: \"merge\" is not an operation of the "
+             "salesforce connector (docs/CONNECTORS.md)");
+    CONN_ERR(SF "[job j]\nconnector = salesforce\nconnection = sf\n"
+             "operation = upsert\nobject = Contact\n",
+             "12: external_id: missing in [job j]: upsert needs the field "
+             "that identifies a record");
+    CONN_ERR(SF "[job j]\nconnector = salesforce\nconnection = sf\n"
+             "operation = create\nobject = Contact\nid_property = email\n",
+             "17: id_property: is HubSpot's: [job j] uses the salesforce "
+             "connector");
+    CONN_ERR(SF "[job j]\nconnector = salesforce\nconnection = sf\n"
+             "operation = create\nobject = Contact\nurl = https://x.example\n",
+             "17: url: belongs to the http connector: the salesforce "
+             "connector builds its own requests");
+    CONN_ERR(SF "[job j]\nconnector = http\nurl = https://x.example\n"
+             "operation = create\n",
+             "15: connector: [job j] is an http job: connection, operation, "
+             "object, external_id, id_property and mapping belong to the "
+             "salesforce and hubspot connectors");
+
+    /* a connection's secrets are vault names: the file needs [vault] */
+    load_err(W SF, "worker.conf:4: vendor: [connection sf] names vault "
+             "records, and the file has no [vault] with its key_file");
+
+#undef CONN_ERR
+#undef SF
+#undef HS
+}
+
+
 int
 main(void)
 {
@@ -1211,6 +1371,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_idp, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idp_url, setup, teardown),
         cmocka_unit_test_setup_teardown(test_vault, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_connection, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

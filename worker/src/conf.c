@@ -28,11 +28,12 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "vc_map.h"
 #include "vw_core.h"
 #include "vw_conf.h"
 
 
-#define VW_CONF_MAX_KEYS      16
+#define VW_CONF_MAX_KEYS      24
 #define VW_CONF_NAME_MAX      128       /* as server.c takes job types */
 #define VW_CONF_SECRET_MAX    (64 * 1024)
 #define VW_CONF_QUOTE_MAX     64
@@ -59,6 +60,7 @@ typedef enum {
     VW_CONF_JOB,
     VW_CONF_IDP,
     VW_CONF_VAULT,
+    VW_CONF_CONNECTION,
     VW_CONF_KINDS
 } vw_conf_kind_e;
 
@@ -73,6 +75,7 @@ struct vw_conf_sect_s {
     void                       *obj;        /* vw_conf_t, _target_t, _job_t */
     unsigned                    lines[VW_CONF_MAX_KEYS];  /* 0: not set */
     char                       *target;     /* a job's "target" value */
+    char                       *connection; /* a job's "connection" */
     vw_conf_sect_t             *next;
 };
 
@@ -89,6 +92,7 @@ typedef struct {
     vw_conf_target_t          **targets_tail;
     vw_conf_job_t             **jobs_tail;
     vw_conf_idp_t             **idps_tail;
+    vw_conf_connection_t      **connections_tail;
 } vw_conf_ctx_t;
 
 
@@ -159,6 +163,22 @@ static int vw_conf_set_vault_key(vw_conf_ctx_t *ctx,
     const vw_conf_key_t *key, const char *value, void *obj);
 static int vw_conf_set_vault_require(vw_conf_ctx_t *ctx,
     const vw_conf_key_t *key, const char *value, void *obj);
+static int vw_conf_set_job_connection(vw_conf_ctx_t *ctx,
+    const vw_conf_key_t *key, const char *value, void *obj);
+static int vw_conf_set_word(vw_conf_ctx_t *ctx, const vw_conf_key_t *key,
+    const char *value, void *obj);
+static int vw_conf_set_text(vw_conf_ctx_t *ctx, const vw_conf_key_t *key,
+    const char *value, void *obj);
+static int vw_conf_set_mapping(vw_conf_ctx_t *ctx, const vw_conf_key_t *key,
+    const char *value, void *obj);
+static int vw_conf_set_vendor(vw_conf_ctx_t *ctx, const vw_conf_key_t *key,
+    const char *value, void *obj);
+static int vw_conf_set_oauth_flow(vw_conf_ctx_t *ctx,
+    const vw_conf_key_t *key, const char *value, void *obj);
+static int vw_conf_set_vault_name(vw_conf_ctx_t *ctx,
+    const vw_conf_key_t *key, const char *value, void *obj);
+static int vw_conf_set_api_version(vw_conf_ctx_t *ctx,
+    const vw_conf_key_t *key, const char *value, void *obj);
 
 
 #define vw_off(type, field)  offsetof(type, field)
@@ -227,7 +247,13 @@ enum {
     VW_CONF_JOB_URL,
     VW_CONF_JOB_TIMEOUT = 6,
     VW_CONF_JOB_BACKOFF_BASE = 9,
-    VW_CONF_JOB_BACKOFF_CAP
+    VW_CONF_JOB_BACKOFF_CAP,
+    VW_CONF_JOB_CONNECTION = 13,
+    VW_CONF_JOB_OPERATION,
+    VW_CONF_JOB_OBJECT,
+    VW_CONF_JOB_EXTERNAL_ID,
+    VW_CONF_JOB_ID_PROPERTY,
+    VW_CONF_JOB_MAPPING
 };
 
 static const vw_conf_key_t  vw_conf_job_keys[] = {
@@ -249,6 +275,16 @@ static const vw_conf_key_t  vw_conf_job_keys[] = {
       vw_off(vw_conf_job_t, backoff_cap_ms), 1, VW_CONF_DURATION_MAX, 0 },
     { "ordering", vw_conf_set_ordering, 0, 0, 0, 0 },
     { "on_dead", vw_conf_set_on_dead, 0, 0, 0, 0 },
+    /* the vendor connectors' (docs/CONNECTORS.md) */
+    { "connection", vw_conf_set_job_connection, 0, 0, 0, 0 },
+    { "operation", vw_conf_set_word,
+      vw_off(vw_conf_job_t, operation), 0, 0, 0 },
+    { "object", vw_conf_set_word, vw_off(vw_conf_job_t, object), 0, 0, 0 },
+    { "external_id", vw_conf_set_word,
+      vw_off(vw_conf_job_t, id_field), 0, 0, 0 },
+    { "id_property", vw_conf_set_word,
+      vw_off(vw_conf_job_t, id_field), 0, 0, 0 },
+    { "mapping", vw_conf_set_mapping, 0, 0, 0, 0 },
     { NULL, NULL, 0, 0, 0, 0 }
 };
 
@@ -295,6 +331,64 @@ static const vw_conf_key_t  vw_conf_vault_keys[] = {
     { NULL, NULL, 0, 0, 0, 0 }
 };
 
+/* the indexes of the connection keys that the checks look at */
+enum {
+    VW_CONF_CONN_VENDOR = 0,
+    VW_CONF_CONN_AUTH,
+    VW_CONF_CONN_LOGIN_URL,
+    VW_CONF_CONN_TOKEN_URL,
+    VW_CONF_CONN_BASE_URL,
+    VW_CONF_CONN_API_VERSION,
+    VW_CONF_CONN_CLIENT_ID,
+    VW_CONF_CONN_USERNAME,
+    VW_CONF_CONN_AUDIENCE,
+    VW_CONF_CONN_PRIVATE_KEY,
+    VW_CONF_CONN_CLIENT_SECRET,
+    VW_CONF_CONN_REFRESH_TOKEN,
+    VW_CONF_CONN_TOKEN,
+    VW_CONF_CONN_TOKEN_LIFETIME,
+    VW_CONF_CONN_LIMIT_SHARE,
+    VW_CONF_CONN_LIMIT_RECHECK,
+    VW_CONF_CONN_TARGET
+};
+
+static const vw_conf_key_t  vw_conf_connection_keys[] = {
+    { "vendor", vw_conf_set_vendor, 0, 0, 0, 0 },
+    { "auth", vw_conf_set_oauth_flow, 0, 0, 0, 0 },
+    { "login_url", vw_conf_set_https_url,
+      vw_off(vw_conf_connection_t, login_url), 0, 0, 0 },
+    { "token_url", vw_conf_set_https_url,
+      vw_off(vw_conf_connection_t, token_url), 0, 0, 0 },
+    { "base_url", vw_conf_set_https_url,
+      vw_off(vw_conf_connection_t, base_url), 0, 0, 0 },
+    { "api_version", vw_conf_set_api_version, 0, 0, 0, 0 },
+    { "client_id", vw_conf_set_text,
+      vw_off(vw_conf_connection_t, client_id), 0, 0, 0 },
+    { "username", vw_conf_set_text,
+      vw_off(vw_conf_connection_t, username), 0, 0, 0 },
+    { "audience", vw_conf_set_text,
+      vw_off(vw_conf_connection_t, audience), 0, 0, 0 },
+    /* vault record names, never values */
+    { "private_key", vw_conf_set_vault_name,
+      vw_off(vw_conf_connection_t, private_key), 0, 0, 0 },
+    { "client_secret", vw_conf_set_vault_name,
+      vw_off(vw_conf_connection_t, client_secret), 0, 0, 0 },
+    { "refresh_token", vw_conf_set_vault_name,
+      vw_off(vw_conf_connection_t, refresh_token), 0, 0, 0 },
+    { "token", vw_conf_set_vault_name,
+      vw_off(vw_conf_connection_t, token), 0, 0, 0 },
+    { "token_lifetime", vw_conf_set_duration,
+      vw_off(vw_conf_connection_t, token_lifetime_ms), 2 * VW_CONF_MINUTE,
+      VW_CONF_DAY, 0 },
+    { "limit_share", vw_conf_set_unsigned,
+      vw_off(vw_conf_connection_t, limit_share), 1, 100, 0 },
+    { "limit_recheck", vw_conf_set_duration,
+      vw_off(vw_conf_connection_t, limit_recheck_ms), VW_CONF_SECOND,
+      VW_CONF_DAY, 0 },
+    { "target", vw_conf_set_target, 0, 0, 0, 0 },
+    { NULL, NULL, 0, 0, 0, 0 }
+};
+
 /* the worker's own keys that the checks after reading look at */
 enum {
     VW_CONF_WORKER_LISTEN = 0,
@@ -309,11 +403,23 @@ enum {
 
 static const vw_conf_key_t  *vw_conf_keys[] = {
     vw_conf_worker_keys, vw_conf_target_keys, vw_conf_job_keys,
-    vw_conf_idp_keys, vw_conf_vault_keys
+    vw_conf_idp_keys, vw_conf_vault_keys, vw_conf_connection_keys
 };
 
 static const char  *vw_conf_kinds[] = {
-    "worker", "target", "job", "idp", "vault"
+    "worker", "target", "job", "idp", "vault", "connection"
+};
+
+
+/* the operations each connector takes (docs/CONNECTORS.md) */
+static const char *const  vw_conf_salesforce_ops[] = {
+    "create", "update", "upsert", "publish", "collections_create",
+    "collections_update", "collections_upsert", "query", NULL
+};
+
+static const char *const  vw_conf_hubspot_ops[] = {
+    "create", "update", "upsert", "batch_create", "batch_update",
+    "batch_upsert", "search", "list", "associate", NULL
 };
 
 
@@ -324,6 +430,13 @@ static int vw_conf_finish(vw_conf_ctx_t *ctx);
 static int vw_conf_finish_job(vw_conf_ctx_t *ctx, vw_conf_sect_t *s);
 static int vw_conf_finish_idp(vw_conf_ctx_t *ctx, vw_conf_sect_t *s);
 static int vw_conf_idp_unique(vw_conf_ctx_t *ctx, vw_conf_sect_t *s);
+static int vw_conf_finish_connection(vw_conf_ctx_t *ctx, vw_conf_sect_t *s,
+    const vw_conf_sect_t *vault);
+static int vw_conf_finish_connector_job(vw_conf_ctx_t *ctx,
+    vw_conf_sect_t *s);
+static int vw_conf_resolve_target(vw_conf_ctx_t *ctx, vw_conf_sect_t *s,
+    const char *implicit, vw_conf_target_t **target);
+static const char *vw_conf_flow_name(vw_oauth_flow_e flow);
 static int vw_conf_error(vw_conf_ctx_t *ctx, unsigned line, const char *key,
     const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 static const char *vw_conf_quote(char *buf, size_t size, const char *s);
@@ -419,6 +532,7 @@ vw_conf_load(const char *file, char *err, size_t errlen)
     ctx.targets_tail = &ctx.conf->targets;
     ctx.jobs_tail = &ctx.conf->jobs;
     ctx.idps_tail = &ctx.conf->idps;
+    ctx.connections_tail = &ctx.conf->connections;
 
     ctx.conf->file = strdup(file);
 
@@ -447,6 +561,7 @@ vw_conf_load(const char *file, char *err, size_t errlen)
         next = s->next;
         free(s->name);
         free(s->target);
+        free(s->connection);
         free(s);
     }
 
@@ -467,9 +582,15 @@ vw_conf_free(vw_conf_t *conf)
     vw_conf_header_t  *h, *next_h;
     vw_conf_target_t  *t, *next_t;
     vw_conf_idp_t     *idp, *next_idp;
+    vw_conf_connection_t  *c, *next_c;
 
     if (conf == NULL) {
         return;
+    }
+
+    for (c = conf->connections; c != NULL; c = next_c) {
+        next_c = c->next;
+        vw_conf_connection_free(c);
     }
 
     for (idp = conf->idps; idp != NULL; idp = next_idp) {
@@ -504,6 +625,10 @@ vw_conf_free(vw_conf_t *conf)
         free(job->connector);
         free(job->url);
         free(job->method);
+        free(job->operation);
+        free(job->object);
+        free(job->id_field);
+        free(job->mapping);
         free(job);
     }
 
@@ -760,6 +885,7 @@ vw_conf_section(vw_conf_ctx_t *ctx, char *p)
     vw_conf_sect_t    *s;
     vw_conf_target_t  *t;
     vw_conf_idp_t     *idp;
+    vw_conf_connection_t  *c;
 
     /* the "key" of a message is the section's line as written, printable */
     len = strlen(p);
@@ -811,6 +937,8 @@ vw_conf_section(vw_conf_ctx_t *ctx, char *p)
                                  vw_conf_quote(q, sizeof(q), name),
                                  kind == VW_CONF_JOB ? "job type"
                                  : kind == VW_CONF_IDP ? "idp name"
+                                 : kind == VW_CONF_CONNECTION
+                                                       ? "connection name"
                                                        : "target name",
                                  VW_CONF_NAME_MAX);
         }
@@ -882,6 +1010,28 @@ vw_conf_section(vw_conf_ctx_t *ctx, char *p)
         idp->min_refresh_ms = 60 * VW_CONF_SECOND;
         idp->max_age_cap_ms = 24 * VW_CONF_HOUR;
         idp->timeout_ms = 5 * VW_CONF_SECOND;
+
+        return VW_OK;
+    }
+
+    if (kind == VW_CONF_CONNECTION) {
+        c = calloc(1, sizeof(vw_conf_connection_t));
+        if (c == NULL) {
+            return vw_conf_error(ctx, ctx->line, p, "out of memory");
+        }
+
+        *ctx->connections_tail = c;
+        ctx->connections_tail = &c->next;
+        s->obj = c;
+
+        c->name = strdup(name);
+        if (c->name == NULL) {
+            return vw_conf_error(ctx, ctx->line, p, "out of memory");
+        }
+
+        c->token_lifetime_ms = VW_CONF_HOUR;
+        c->limit_share = 90;
+        c->limit_recheck_ms = 60 * VW_CONF_SECOND;
 
         return VW_OK;
     }
@@ -988,6 +1138,15 @@ vw_conf_finish(vw_conf_ctx_t *ctx)
     longest = 0;
     slowest = NULL;
 
+    /* before the jobs, which take their connection's target */
+    for (s = ctx->sects; s != NULL; s = s->next) {
+        if (s->kind == VW_CONF_CONNECTION
+            && vw_conf_finish_connection(ctx, s, vault) != VW_OK)
+        {
+            return VW_ERROR;
+        }
+    }
+
     for (s = ctx->sects; s != NULL; s = s->next) {
         if (s->kind == VW_CONF_IDP
             && (vw_conf_finish_idp(ctx, s) != VW_OK
@@ -1079,8 +1238,41 @@ vw_conf_finish_job(vw_conf_ctx_t *ctx, vw_conf_sect_t *s)
                              label);
     }
 
-    if (job->url == NULL) {
-        return vw_conf_error(ctx, s->line, "url", "missing in %s", label);
+    if (strcmp(job->connector, "http") != 0) {
+        if (vw_conf_finish_connector_job(ctx, s) != VW_OK) {
+            return VW_ERROR;
+        }
+
+    } else {
+        if (job->url == NULL) {
+            return vw_conf_error(ctx, s->line, "url", "missing in %s",
+                                 label);
+        }
+
+        if (s->lines[VW_CONF_JOB_CONNECTION]
+            || s->lines[VW_CONF_JOB_OPERATION]
+            || s->lines[VW_CONF_JOB_OBJECT]
+            || s->lines[VW_CONF_JOB_EXTERNAL_ID]
+            || s->lines[VW_CONF_JOB_ID_PROPERTY]
+            || s->lines[VW_CONF_JOB_MAPPING])
+        {
+            return vw_conf_error(ctx, s->lines[VW_CONF_JOB_CONNECTION]
+                                 ? s->lines[VW_CONF_JOB_CONNECTION]
+                                 : s->lines[VW_CONF_JOB_OPERATION]
+                                 ? s->lines[VW_CONF_JOB_OPERATION]
+                                 : s->lines[VW_CONF_JOB_OBJECT]
+                                 ? s->lines[VW_CONF_JOB_OBJECT]
+                                 : s->lines[VW_CONF_JOB_EXTERNAL_ID]
+                                 ? s->lines[VW_CONF_JOB_EXTERNAL_ID]
+                                 : s->lines[VW_CONF_JOB_ID_PROPERTY]
+                                 ? s->lines[VW_CONF_JOB_ID_PROPERTY]
+                                 : s->lines[VW_CONF_JOB_MAPPING],
+                                 "connector", "%s is an http job: "
+                                 "connection, operation, object, "
+                                 "external_id, id_property and mapping "
+                                 "belong to the salesforce and hubspot "
+                                 "connectors", label);
+        }
     }
 
     if (job->backoff_base_ms > job->backoff_cap_ms) {
@@ -1096,6 +1288,11 @@ vw_conf_finish_job(vw_conf_ctx_t *ctx, vw_conf_sect_t *s)
         return vw_conf_error(ctx, s->lines[VW_CONF_JOB_BACKOFF_CAP],
                              "backoff_cap", "%s is less than backoff_base "
                              "(%s)", b, a);
+    }
+
+    if (job->connection != NULL && s->target == NULL) {
+        job->target = job->connection->target;
+        return VW_OK;
     }
 
     /* a target's own name decides, so targets may follow their jobs */
@@ -1883,10 +2080,13 @@ vw_conf_set_connector(vw_conf_ctx_t *ctx, const vw_conf_key_t *key,
     char            q[VW_CONF_QUOTE_MAX * 4 + 8];
     vw_conf_job_t  *job = obj;
 
-    if (strcmp(value, "http") != 0) {
+    if (strcmp(value, "http") != 0 && strcmp(value, "salesforce") != 0
+        && strcmp(value, "hubspot") != 0)
+    {
         return vw_conf_error(ctx, ctx->line, key->name,
-                             "%s is not a known connector (only \"http\" "
-                             "so far)", vw_conf_quote(q, sizeof(q), value));
+                             "%s is not a known connector: http, "
+                             "salesforce or hubspot",
+                             vw_conf_quote(q, sizeof(q), value));
     }
 
     return vw_conf_set_string(ctx, key, value, &job->connector);
@@ -2520,4 +2720,636 @@ vw_conf_set_vault_require(vw_conf_ctx_t *ctx, const vw_conf_key_t *key,
     }
 
     return VW_OK;
+}
+
+
+/* -- connections (docs/CONNECTORS.md) ------------------------------------- */
+
+/* resolved once the whole file is read: the connection may come later */
+static int
+vw_conf_set_job_connection(vw_conf_ctx_t *ctx, const vw_conf_key_t *key,
+    const char *value, void *obj)
+{
+    char  q[VW_CONF_QUOTE_MAX * 4 + 8];
+
+    if (!vw_conf_valid_name(value)) {
+        return vw_conf_error(ctx, ctx->line, key->name, "%s is not a valid "
+                             "connection name: use 1 to %d of A-Z a-z 0-9 "
+                             ". _ -", vw_conf_quote(q, sizeof(q), value),
+                             VW_CONF_NAME_MAX);
+    }
+
+    return vw_conf_set_string(ctx, key, value, &ctx->sect->connection);
+}
+
+
+/* an operation, an object or a field name: [A-Za-z0-9._-], 1 to 128 */
+static int
+vw_conf_set_word(vw_conf_ctx_t *ctx, const vw_conf_key_t *key,
+    const char *value, void *obj)
+{
+    char  q[VW_CONF_QUOTE_MAX * 4 + 8];
+
+    if (!vw_conf_valid_name(value)) {
+        return vw_conf_error(ctx, ctx->line, key->name, "%s is not a valid "
+                             "%s: use 1 to %d of A-Z a-z 0-9 . _ -",
+                             vw_conf_quote(q, sizeof(q), value), key->name,
+                             VW_CONF_NAME_MAX);
+    }
+
+    return vw_conf_set_string(ctx, key, value,
+                              (char **) ((char *) obj + key->offset));
+}
+
+
+/* 1 to 255 printable characters: a client id, a username, an audience */
+static int
+vw_conf_set_text(vw_conf_ctx_t *ctx, const vw_conf_key_t *key,
+    const char *value, void *obj)
+{
+    char    q[VW_CONF_QUOTE_MAX * 4 + 8];
+    size_t  len;
+
+    len = strlen(value);
+
+    if (len > 255 || !vw_conf_valid_value(value, len)) {
+        return vw_conf_error(ctx, ctx->line, key->name,
+                             "%s is not 1 to 255 printable characters",
+                             vw_conf_quote(q, sizeof(q), value));
+    }
+
+    return vw_conf_set_string(ctx, key, value,
+                              (char **) ((char *) obj + key->offset));
+}
+
+
+/* a mapping file, loaded now so that --check and a reload refuse a bad one */
+static int
+vw_conf_set_mapping(vw_conf_ctx_t *ctx, const vw_conf_key_t *key,
+    const char *value, void *obj)
+{
+    char            q[VW_CONF_QUOTE_MAX * 4 + 8], err[VW_CONF_ERR_LEN];
+    vc_map_t       *map;
+    vw_conf_job_t  *job = obj;
+
+    vw_conf_quote(q, sizeof(q), value);
+
+    if (value[0] != '/') {
+        return vw_conf_error(ctx, ctx->line, key->name,
+                             "%s is not an absolute path", q);
+    }
+
+    map = vc_map_load_file(value, err, sizeof(err));
+    if (map == NULL) {
+        return vw_conf_error(ctx, ctx->line, key->name, "%s", err);
+    }
+
+    vc_map_free(map);
+
+    return vw_conf_set_string(ctx, key, value, &job->mapping);
+}
+
+
+static int
+vw_conf_set_vendor(vw_conf_ctx_t *ctx, const vw_conf_key_t *key,
+    const char *value, void *obj)
+{
+    char                   q[VW_CONF_QUOTE_MAX * 4 + 8];
+    vw_conf_connection_t  *c = obj;
+
+    if (strcmp(value, "salesforce") == 0) {
+        c->vendor = VW_VENDOR_SALESFORCE;
+
+    } else if (strcmp(value, "hubspot") == 0) {
+        c->vendor = VW_VENDOR_HUBSPOT;
+
+    } else {
+        return vw_conf_error(ctx, ctx->line, key->name,
+                             "%s is not salesforce or hubspot",
+                             vw_conf_quote(q, sizeof(q), value));
+    }
+
+    return VW_OK;
+}
+
+
+static int
+vw_conf_set_oauth_flow(vw_conf_ctx_t *ctx, const vw_conf_key_t *key,
+    const char *value, void *obj)
+{
+    char                   q[VW_CONF_QUOTE_MAX * 4 + 8];
+    vw_conf_connection_t  *c = obj;
+
+    if (strcmp(value, "jwt_bearer") == 0) {
+        c->auth = VW_OAUTH_JWT_BEARER;
+
+    } else if (strcmp(value, "client_credentials") == 0) {
+        c->auth = VW_OAUTH_CLIENT_CREDENTIALS;
+
+    } else if (strcmp(value, "refresh_token") == 0) {
+        c->auth = VW_OAUTH_REFRESH_TOKEN;
+
+    } else if (strcmp(value, "private_app") == 0) {
+        c->auth = VW_OAUTH_PRIVATE_APP;
+
+    } else {
+        return vw_conf_error(ctx, ctx->line, key->name,
+                             "%s is not jwt_bearer, client_credentials, "
+                             "refresh_token or private_app",
+                             vw_conf_quote(q, sizeof(q), value));
+    }
+
+    return VW_OK;
+}
+
+
+/*
+ * A vault record's name.  A value that is no valid name is not quoted
+ * back: it may be the secret itself, pasted in place of its name.
+ */
+static int
+vw_conf_set_vault_name(vw_conf_ctx_t *ctx, const vw_conf_key_t *key,
+    const char *value, void *obj)
+{
+    if (!vc_vault_name_valid(value, strlen(value))) {
+        return vw_conf_error(ctx, ctx->line, key->name,
+                             "expected the name of a vault record "
+                             "(vantagectl vault list), not a value: the "
+                             "secret itself never goes in this file");
+    }
+
+    return vw_conf_set_string(ctx, key, value,
+                              (char **) ((char *) obj + key->offset));
+}
+
+
+/* Salesforce's REST version: "62.0" (a leading v is taken off) */
+static int
+vw_conf_set_api_version(vw_conf_ctx_t *ctx, const vw_conf_key_t *key,
+    const char *value, void *obj)
+{
+    char                   q[VW_CONF_QUOTE_MAX * 4 + 8];
+    size_t                 n;
+    const char            *p;
+    vw_conf_connection_t  *c = obj;
+
+    p = value[0] == 'v' ? value + 1 : value;
+    n = strspn(p, "0123456789");
+
+    if (n == 0 || n > 3 || p[n] != '.' || strspn(p + n + 1, "0123456789") != 1
+        || p[n + 2] != '\0')
+    {
+        return vw_conf_error(ctx, ctx->line, key->name,
+                             "%s is not a Salesforce API version, e.g. 62.0",
+                             vw_conf_quote(q, sizeof(q), value));
+    }
+
+    return vw_conf_set_string(ctx, key, p, &c->api_version);
+}
+
+
+/*
+ * The target a job or a connection names, or one of its own named
+ * implicit; the same rules as a job's (vw_conf_finish_job).
+ */
+static int
+vw_conf_resolve_target(vw_conf_ctx_t *ctx, vw_conf_sect_t *s,
+    const char *implicit, vw_conf_target_t **target)
+{
+    char               label[VW_CONF_NAME_MAX + 16];
+    vw_conf_sect_t    *ts;
+    vw_conf_target_t  *t;
+
+    for (ts = ctx->sects; ts != NULL; ts = ts->next) {
+        if (ts->kind == VW_CONF_TARGET
+            && strcmp(ts->name, s->target ? s->target : implicit) == 0)
+        {
+            break;
+        }
+    }
+
+    if (s->target != NULL) {
+        if (ts == NULL) {
+            return vw_conf_error(ctx, s->lines[VW_CONF_CONN_TARGET], "target",
+                                 "no section [target %s]", s->target);
+        }
+
+        *target = ts->obj;
+        return VW_OK;
+    }
+
+    if (ts != NULL) {
+        return vw_conf_error(ctx, s->line, "target", "missing in %s, and "
+                             "[target %s] at line %u has its name: add "
+                             "\"target = %s\" to use it, or rename it",
+                             vw_conf_label(s, label, sizeof(label)),
+                             implicit, ts->line, implicit);
+    }
+
+    t = vw_conf_target_new(ctx, implicit);
+    if (t == NULL) {
+        return vw_conf_error(ctx, s->line, "target", "out of memory");
+    }
+
+    *target = t;
+
+    return VW_OK;
+}
+
+
+static int
+vw_conf_finish_connection(vw_conf_ctx_t *ctx, vw_conf_sect_t *s,
+    const vw_conf_sect_t *vault)
+{
+    char                   label[VW_CONF_NAME_MAX + 16], *url;
+    char                   implicit[VW_CONF_NAME_MAX + 16];
+    size_t                 i;
+    unsigned               need, allow;
+    vw_conf_connection_t  *c = s->obj;
+
+    /* the keys each flow needs and takes, by their index bit */
+    static const struct {
+        vw_oauth_flow_e   flow;
+        unsigned          need;
+        unsigned          allow;
+    } flows[] = {
+        { VW_OAUTH_JWT_BEARER,
+          1 << VW_CONF_CONN_CLIENT_ID | 1 << VW_CONF_CONN_USERNAME
+          | 1 << VW_CONF_CONN_PRIVATE_KEY,
+          1 << VW_CONF_CONN_AUDIENCE },
+        { VW_OAUTH_CLIENT_CREDENTIALS,
+          1 << VW_CONF_CONN_CLIENT_ID | 1 << VW_CONF_CONN_CLIENT_SECRET, 0 },
+        { VW_OAUTH_REFRESH_TOKEN,
+          1 << VW_CONF_CONN_CLIENT_ID | 1 << VW_CONF_CONN_REFRESH_TOKEN,
+          1 << VW_CONF_CONN_CLIENT_SECRET },
+        { VW_OAUTH_PRIVATE_APP, 1 << VW_CONF_CONN_TOKEN, 0 }
+    };
+
+    static const unsigned  flow_keys[] = {
+        VW_CONF_CONN_CLIENT_ID, VW_CONF_CONN_USERNAME, VW_CONF_CONN_AUDIENCE,
+        VW_CONF_CONN_PRIVATE_KEY, VW_CONF_CONN_CLIENT_SECRET,
+        VW_CONF_CONN_REFRESH_TOKEN, VW_CONF_CONN_TOKEN
+    };
+
+    vw_conf_label(s, label, sizeof(label));
+
+    if (c->vendor == 0) {
+        return vw_conf_error(ctx, s->line, "vendor", "missing in %s",
+                             label);
+    }
+
+    if (c->auth == 0) {
+        return vw_conf_error(ctx, s->line, "auth", "missing in %s", label);
+    }
+
+    if (c->vendor == VW_VENDOR_SALESFORCE && c->auth == VW_OAUTH_PRIVATE_APP)
+    {
+        return vw_conf_error(ctx, s->lines[VW_CONF_CONN_AUTH], "auth",
+                             "private_app is HubSpot's: a Salesforce "
+                             "connection takes jwt_bearer, "
+                             "client_credentials or refresh_token");
+    }
+
+    if (c->vendor == VW_VENDOR_HUBSPOT
+        && (c->auth == VW_OAUTH_JWT_BEARER
+            || c->auth == VW_OAUTH_CLIENT_CREDENTIALS))
+    {
+        return vw_conf_error(ctx, s->lines[VW_CONF_CONN_AUTH], "auth",
+                             "a HubSpot connection takes private_app or "
+                             "refresh_token");
+    }
+
+    need = 0;
+    allow = 0;
+
+    for (i = 0; i < sizeof(flows) / sizeof(flows[0]); i++) {
+        if (flows[i].flow == c->auth) {
+            need = flows[i].need;
+            allow = flows[i].need | flows[i].allow;
+        }
+    }
+
+    /* HubSpot's refresh flow sends the app's secret too */
+    if (c->vendor == VW_VENDOR_HUBSPOT && c->auth == VW_OAUTH_REFRESH_TOKEN) {
+        need |= 1 << VW_CONF_CONN_CLIENT_SECRET;
+    }
+
+    for (i = 0; i < sizeof(flow_keys) / sizeof(flow_keys[0]); i++) {
+        if ((need & (1u << flow_keys[i])) && !s->lines[flow_keys[i]]) {
+            return vw_conf_error(ctx, s->line,
+                                 vw_conf_connection_keys[flow_keys[i]].name,
+                                 "missing in %s: auth %s needs it", label,
+                                 vw_conf_flow_name(c->auth));
+        }
+
+        if (!(allow & (1u << flow_keys[i])) && s->lines[flow_keys[i]]) {
+            return vw_conf_error(ctx, s->lines[flow_keys[i]],
+                                 vw_conf_connection_keys[flow_keys[i]].name,
+                                 "auth %s does not use it",
+                                 vw_conf_flow_name(c->auth));
+        }
+    }
+
+    if (c->vendor == VW_VENDOR_SALESFORCE) {
+        if (s->lines[VW_CONF_CONN_BASE_URL]) {
+            return vw_conf_error(ctx, s->lines[VW_CONF_CONN_BASE_URL],
+                                 "base_url", "a Salesforce connection "
+                                 "takes its instance_url from the token");
+        }
+
+        if (c->login_url == NULL) {
+            c->login_url = strdup("https://login.salesforce.com");
+        }
+
+        if (c->api_version == NULL) {
+            c->api_version = strdup("62.0");
+        }
+
+        if (c->token_url == NULL && c->login_url != NULL) {
+            url = malloc(strlen(c->login_url) + sizeof("/services/oauth2/"
+                                                       "token"));
+            if (url != NULL) {
+                strcpy(url, c->login_url);
+                strcpy(url + strlen(url)
+                       - (url[strlen(url) - 1] == '/'), "/services/oauth2/"
+                                                        "token");
+            }
+
+            c->token_url = url;
+        }
+
+        if (c->audience == NULL && c->auth == VW_OAUTH_JWT_BEARER
+            && c->login_url != NULL)
+        {
+            c->audience = strdup(c->login_url);
+        }
+
+    } else {
+        if (s->lines[VW_CONF_CONN_LOGIN_URL]
+            || s->lines[VW_CONF_CONN_API_VERSION]
+            || s->lines[VW_CONF_CONN_LIMIT_SHARE]
+            || s->lines[VW_CONF_CONN_LIMIT_RECHECK])
+        {
+            i = s->lines[VW_CONF_CONN_LOGIN_URL] ? VW_CONF_CONN_LOGIN_URL
+                : s->lines[VW_CONF_CONN_API_VERSION]
+                  ? VW_CONF_CONN_API_VERSION
+                : s->lines[VW_CONF_CONN_LIMIT_SHARE]
+                  ? VW_CONF_CONN_LIMIT_SHARE : VW_CONF_CONN_LIMIT_RECHECK;
+
+            return vw_conf_error(ctx, s->lines[i],
+                                 vw_conf_connection_keys[i].name,
+                                 "is Salesforce's: %s is a HubSpot "
+                                 "connection", label);
+        }
+
+        if (c->base_url == NULL) {
+            c->base_url = strdup("https://api.hubapi.com");
+        }
+
+        if (c->token_url == NULL) {
+            c->token_url = strdup("https://api.hubapi.com/oauth/v1/token");
+        }
+    }
+
+    if (c->token_url == NULL
+        || (c->vendor == VW_VENDOR_SALESFORCE
+            && (c->login_url == NULL || c->api_version == NULL))
+        || (c->vendor == VW_VENDOR_HUBSPOT && c->base_url == NULL))
+    {
+        return vw_conf_error(ctx, s->line, "vendor", "out of memory");
+    }
+
+    if (vault == NULL) {
+        return vw_conf_error(ctx, s->line, "vendor", "%s names vault "
+                             "records, and the file has no [vault] with its "
+                             "key_file", label);
+    }
+
+    snprintf(implicit, sizeof(implicit), "connection.%s", c->name);
+
+    return vw_conf_resolve_target(ctx, s, implicit, &c->target);
+}
+
+
+static int
+vw_conf_finish_connector_job(vw_conf_ctx_t *ctx, vw_conf_sect_t *s)
+{
+    char                   label[VW_CONF_NAME_MAX + 16];
+    size_t                 i;
+    unsigned               salesforce, upsert;
+    vw_conf_job_t         *job = s->obj;
+    vw_conf_sect_t        *cs;
+    const char *const     *ops;
+
+    static const unsigned  http_keys[] = {
+        VW_CONF_JOB_URL, VW_CONF_JOB_URL + 1, VW_CONF_JOB_URL + 2,
+        VW_CONF_JOB_URL + 3
+    };
+
+    vw_conf_label(s, label, sizeof(label));
+    salesforce = strcmp(job->connector, "salesforce") == 0;
+
+    for (i = 0; i < sizeof(http_keys) / sizeof(http_keys[0]); i++) {
+        if (s->lines[http_keys[i]]) {
+            return vw_conf_error(ctx, s->lines[http_keys[i]],
+                                 vw_conf_job_keys[http_keys[i]].name,
+                                 "belongs to the http connector: the %s "
+                                 "connector builds its own requests",
+                                 job->connector);
+        }
+    }
+
+    if (s->connection == NULL) {
+        return vw_conf_error(ctx, s->line, "connection", "missing in %s",
+                             label);
+    }
+
+    for (cs = ctx->sects; cs != NULL; cs = cs->next) {
+        if (cs->kind == VW_CONF_CONNECTION
+            && strcmp(cs->name, s->connection) == 0)
+        {
+            break;
+        }
+    }
+
+    if (cs == NULL) {
+        return vw_conf_error(ctx, s->lines[VW_CONF_JOB_CONNECTION],
+                             "connection", "no section [connection %s]",
+                             s->connection);
+    }
+
+    job->connection = cs->obj;
+
+    if ((job->connection->vendor == VW_VENDOR_SALESFORCE) != salesforce) {
+        return vw_conf_error(ctx, s->lines[VW_CONF_JOB_CONNECTION],
+                             "connection", "[connection %s] is a %s "
+                             "account, and %s uses the %s connector",
+                             s->connection,
+                             salesforce ? "HubSpot" : "Salesforce", label,
+                             job->connector);
+    }
+
+    if (job->operation == NULL) {
+        return vw_conf_error(ctx, s->line, "operation", "missing in %s",
+                             label);
+    }
+
+    ops = salesforce ? vw_conf_salesforce_ops : vw_conf_hubspot_ops;
+
+    for (i = 0; ops[i] != NULL; i++) {
+        if (strcmp(ops[i], job->operation) == 0) {
+            break;
+        }
+    }
+
+    if (ops[i] == NULL) {
+        return vw_conf_error(ctx, s->lines[VW_CONF_JOB_OPERATION],
+                             "operation", "\"%s\" is not an operation of "
+                             "the %s connector (docs/CONNECTORS.md)",
+                             job->operation, job->connector);
+    }
+
+    if (job->object == NULL) {
+        return vw_conf_error(ctx, s->line, "object", "missing in %s",
+                             label);
+    }
+
+    if (s->lines[salesforce ? VW_CONF_JOB_ID_PROPERTY
+                            : VW_CONF_JOB_EXTERNAL_ID])
+    {
+        return vw_conf_error(ctx, s->lines[salesforce
+                                           ? VW_CONF_JOB_ID_PROPERTY
+                                           : VW_CONF_JOB_EXTERNAL_ID],
+                             salesforce ? "id_property" : "external_id",
+                             "is %s's: %s uses the %s connector",
+                             salesforce ? "HubSpot" : "Salesforce", label,
+                             job->connector);
+    }
+
+    upsert = strstr(job->operation, "upsert") != NULL;
+
+    if (upsert && job->id_field == NULL) {
+        return vw_conf_error(ctx, s->line,
+                             salesforce ? "external_id" : "id_property",
+                             "missing in %s: %s needs the field that "
+                             "identifies a record", label, job->operation);
+    }
+
+    if (!upsert && job->id_field != NULL) {
+        return vw_conf_error(ctx, s->lines[salesforce
+                                           ? VW_CONF_JOB_EXTERNAL_ID
+                                           : VW_CONF_JOB_ID_PROPERTY],
+                             salesforce ? "external_id" : "id_property",
+                             "only an upsert uses it, and %s's operation "
+                             "is %s", label, job->operation);
+    }
+
+    return VW_OK;
+}
+
+
+const vw_conf_connection_t *
+vw_conf_connection(const vw_conf_t *conf, const char *name)
+{
+    const vw_conf_connection_t  *c;
+
+    for (c = conf->connections; c != NULL; c = c->next) {
+        if (strcmp(c->name, name) == 0) {
+            return c;
+        }
+    }
+
+    return NULL;
+}
+
+
+vw_conf_connection_t *
+vw_conf_connection_copy(const vw_conf_connection_t *c)
+{
+    size_t                 i;
+    vw_conf_connection_t  *n;
+
+    static const size_t  strings[] = {
+        offsetof(vw_conf_connection_t, name),
+        offsetof(vw_conf_connection_t, login_url),
+        offsetof(vw_conf_connection_t, token_url),
+        offsetof(vw_conf_connection_t, base_url),
+        offsetof(vw_conf_connection_t, api_version),
+        offsetof(vw_conf_connection_t, client_id),
+        offsetof(vw_conf_connection_t, username),
+        offsetof(vw_conf_connection_t, audience),
+        offsetof(vw_conf_connection_t, private_key),
+        offsetof(vw_conf_connection_t, client_secret),
+        offsetof(vw_conf_connection_t, refresh_token),
+        offsetof(vw_conf_connection_t, token)
+    };
+
+    n = malloc(sizeof(vw_conf_connection_t));
+    if (n == NULL) {
+        return NULL;
+    }
+
+    *n = *c;
+    n->target = NULL;
+    n->next = NULL;
+
+    for (i = 0; i < sizeof(strings) / sizeof(strings[0]); i++) {
+        *(char **) ((char *) n + strings[i]) = NULL;
+    }
+
+    for (i = 0; i < sizeof(strings) / sizeof(strings[0]); i++) {
+        const char  *v = *(char *const *) ((const char *) c + strings[i]);
+
+        if (v != NULL) {
+            *(char **) ((char *) n + strings[i]) = strdup(v);
+
+            if (*(char **) ((char *) n + strings[i]) == NULL) {
+                vw_conf_connection_free(n);
+                return NULL;
+            }
+        }
+    }
+
+    return n;
+}
+
+
+void
+vw_conf_connection_free(vw_conf_connection_t *c)
+{
+    if (c == NULL) {
+        return;
+    }
+
+    free(c->name);
+    free(c->login_url);
+    free(c->token_url);
+    free(c->base_url);
+    free(c->api_version);
+    free(c->client_id);
+    free(c->username);
+    free(c->audience);
+    free(c->private_key);
+    free(c->client_secret);
+    free(c->refresh_token);
+    free(c->token);
+    free(c);
+}
+
+
+static const char *
+vw_conf_flow_name(vw_oauth_flow_e flow)
+{
+    switch (flow) {
+    case VW_OAUTH_JWT_BEARER:
+        return "jwt_bearer";
+    case VW_OAUTH_CLIENT_CREDENTIALS:
+        return "client_credentials";
+    case VW_OAUTH_REFRESH_TOKEN:
+        return "refresh_token";
+    case VW_OAUTH_PRIVATE_APP:
+        return "private_app";
+    }
+
+    return "?";
 }
