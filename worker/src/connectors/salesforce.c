@@ -824,6 +824,9 @@ vw_sf_token(vw_sf_ctx_t *ctx)
     ctx->tr.conn = call->conn;
     ctx->tr.stale = ctx->stale;
     ctx->tr.timeout_ms = call->timeout_ms;
+    ctx->tr.ca_file = call->ca_file;
+    ctx->tr.proxy = call->proxy;
+    ctx->tr.connect_timeout_ms = call->connect_timeout_ms;
     ctx->tr.handler = vw_sf_token_done;
     ctx->tr.data = ctx;
     ctx->tr.error[0] = '\0';
