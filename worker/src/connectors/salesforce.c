@@ -1380,8 +1380,9 @@ vw_sf_collection_done(vw_sf_ctx_t *ctx)
 
     call->outcome = (flags & (VW_SF_LOCK | VW_SF_LIMIT)) ? VW_CALL_RETRY
                                                          : VW_CALL_DEAD;
-    snprintf(call->error, sizeof(call->error), "%zu of %zu records "
-             "refused: %s", failed, n, errs[0] ? errs : "no error code");
+    snprintf(call->error, sizeof(call->error), "%u of %u records "
+             "refused: %.80s", (unsigned) failed, (unsigned) n,
+             errs[0] ? errs : "no error code");
 
     call->next_body = (unsigned char *) json_dumps(left, JSON_COMPACT);
     call->next_body_len = call->next_body
@@ -1609,7 +1610,7 @@ vw_sf_http_done(vw_http_req_t *req)
     }
 
     if (req->status != 300) {
-        snprintf(call->error, sizeof(call->error), "HTTP %ld%s%s",
+        snprintf(call->error, sizeof(call->error), "HTTP %ld%s%.110s",
                  req->status, errs[0] ? " " : "", errs);
     }
 
