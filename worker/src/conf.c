@@ -629,6 +629,7 @@ vw_conf_free(vw_conf_t *conf)
         free(job->object);
         free(job->id_field);
         free(job->mapping);
+        vc_map_free(job->map);
         free(job);
     }
 
@@ -2804,7 +2805,7 @@ vw_conf_set_mapping(vw_conf_ctx_t *ctx, const vw_conf_key_t *key,
         return vw_conf_error(ctx, ctx->line, key->name, "%s", err);
     }
 
-    vc_map_free(map);
+    job->map = map;
 
     return vw_conf_set_string(ctx, key, value, &job->mapping);
 }

@@ -34,9 +34,12 @@
 #include <jansson.h>
 
 #include "vc_backoff.h"
+#include "vc_map.h"
 #include "vc_mask.h"
+#include "vw_connector.h"
 #include "vw_engine.h"
 #include "vw_http.h"
+#include "vw_services.h"
 #include "vw_target.h"
 
 
@@ -100,6 +103,7 @@ struct vw_engine_s {
 
     vw_http_t                  *http;
     vw_target_t                *targets;
+    vw_services_t               svc;          /* lent to the connectors */
 
     vw_run_t                   *runs;
     unsigned                    held;
@@ -166,8 +170,23 @@ struct vw_run_s {
     vw_target_t                *target;
     vw_target_limits_t          limits;
 
+    /* a vendor connector's job (docs/CONNECTORS.md); NULL: http */
+    const vw_connector_t       *connector;
+    vw_conf_connection_t       *conn;          /* a copy */
+    char                       *operation;
+    char                       *object;
+    char                       *id_field;
+    char                       *tenant;
+    char                       *source;        /* X-Vantage-Source */
+    char                       *map_error;     /* the mapping refused the
+                                                  body: dead */
+    unsigned                    mapped:1;      /* the body was mapped
+                                                  already (a batch's rest) */
+    unsigned                    no_connector:1;
+
     uint64_t                    start_ms;
     vw_http_req_t               req;
+    vw_call_t                   call;
 };
 
 
@@ -195,6 +214,11 @@ static void vw_engine_order_read(redisAsyncContext *ac, void *reply,
 static void vw_engine_admit(vw_run_t *run);
 static void vw_engine_start(vw_run_t *run);
 static void vw_engine_http_done(vw_http_req_t *req);
+static void vw_engine_call_done(vw_call_t *call);
+static void vw_engine_call_settle(vw_run_t *run);
+static int vw_engine_copy_connector(vw_run_t *run, const vw_conf_job_t *jc);
+static void vw_engine_map_body(vw_run_t *run, const vc_map_t *map);
+static redisAsyncContext *vw_engine_svc_redis(void *data);
 static void vw_engine_settle(vw_run_t *run, const char *outcome,
     long status, const char *error, const unsigned char *resp,
     size_t resp_len, uint64_t ms, uint64_t retry_after_ms);
@@ -324,6 +348,17 @@ vw_engine_create(struct event_base *base, const char *addr,
     e->deadline = evtimer_new(base, vw_engine_deadline, e);
     e->http = vw_http_create(base);
 
+    e->svc.base = base;
+    e->svc.http = e->http;
+    e->svc.consumer = e->consumer;
+    e->svc.redis = vw_engine_svc_redis;
+    e->svc.redis_data = e;
+    e->svc.conf = conf;
+
+    if (e->http != NULL && vw_connectors_init(&e->svc) != VW_OK) {
+        goto failed;
+    }
+
     if (e->consumer == NULL || (password && e->password == NULL)
         || e->rd.retry == NULL || e->wr.retry == NULL || e->promote == NULL
         || e->heartbeat == NULL || e->retain == NULL || e->deadline == NULL
@@ -363,6 +398,17 @@ vw_engine_free(vw_engine_t *e)
     e->closing = 1;
 
     /*
+     * A connector's attempt is cancelled first: its Redis callbacks, which
+     * hiredis answers with NULL below, then find nothing to report to
+     */
+    for (run = e->runs; run != NULL; run = run->next) {
+        if (run->state == VW_RUN_RUNNING && run->connector != NULL) {
+            run->connector->cancel(&run->call);
+            run->state = VW_RUN_SETTLING;
+        }
+    }
+
+    /*
      * hiredis answers the pending callbacks with NULL first; they see
      * closing and touch nothing but their run, which is still there
      */
@@ -378,7 +424,7 @@ vw_engine_free(vw_engine_t *e)
     while (e->runs != NULL) {
         run = e->runs;
 
-        if (run->state == VW_RUN_RUNNING) {
+        if (run->state == VW_RUN_RUNNING && run->connector == NULL) {
             vw_http_cancel(&run->req);
         }
 
@@ -395,6 +441,8 @@ vw_engine_free(vw_engine_t *e)
     vw_free_event(e->deadline);
 
 #undef vw_free_event
+
+    vw_connectors_free(&e->svc);
 
     vw_http_free(e->http);
     vw_target_free_all(&e->targets);
@@ -632,6 +680,13 @@ vw_engine_wr(vw_engine_t *e)
 }
 
 
+static redisAsyncContext *
+vw_engine_svc_redis(void *data)
+{
+    return vw_engine_wr(data);
+}
+
+
 static void
 vw_engine_group_created(redisAsyncContext *ac, void *reply, void *privdata)
 {
@@ -865,10 +920,10 @@ vw_engine_dup(const redisReply *v)
 }
 
 
-/* the Content-Type the job carried, from its headers JSON */
+/* a header the job carried (the first of that name), from its headers JSON */
 
 static char *
-vw_engine_content_type(const char *headers_json, size_t len)
+vw_engine_header(const char *headers_json, size_t len, const char *want)
 {
     size_t       i;
     json_t      *a, *pair, *name, *value;
@@ -886,7 +941,7 @@ vw_engine_content_type(const char *headers_json, size_t len)
         value = json_array_get(pair, 1);
 
         if (json_is_string(name) && json_is_string(value)
-            && strcasecmp(json_string_value(name), "content-type") == 0
+            && strcasecmp(json_string_value(name), want) == 0
             && strpbrk(json_string_value(value), "\r\n") == NULL)
         {
             ct = strdup(json_string_value(value));
@@ -915,6 +970,12 @@ vw_engine_copy_conf(vw_run_t *run, const vw_conf_job_t *jc)
     run->method = strdup(jc->method ? jc->method : "POST");
 
     if (run->url == NULL || run->method == NULL) {
+        return VW_ERROR;
+    }
+
+    if (strcmp(jc->connector, "http") != 0
+        && vw_engine_copy_connector(run, jc) != VW_OK)
+    {
         return VW_ERROR;
     }
 
@@ -1057,7 +1118,13 @@ vw_engine_taken(redisAsyncContext *ac, void *reply, void *privdata)
             run->body_len = v->len;
 
         } else if (strcmp(k->str, "headers") == 0) {
-            run->content_type = vw_engine_content_type(v->str, v->len);
+            run->content_type = vw_engine_header(v->str, v->len,
+                                                 "content-type");
+            run->source = vw_engine_header(v->str, v->len,
+                                           "x-vantage-source");
+
+        } else if (strcmp(k->str, "mapped") == 0) {
+            run->mapped = (strcmp(v->str, "1") == 0);
 
         } else if (strcmp(k->str, "created_ms") == 0) {
             run->created_ms = strtoull(v->str, NULL, 10);
@@ -1074,6 +1141,10 @@ vw_engine_taken(redisAsyncContext *ac, void *reply, void *privdata)
         } else if (strcmp(k->str, "epoch_n") == 0) {
             epoch_n = (unsigned) strtoul(v->str, NULL, 10);
         }
+    }
+
+    if (tenant != NULL) {
+        run->tenant = strdup(tenant);
     }
 
     if (run->type == NULL || tenant == NULL) {
@@ -1141,6 +1212,17 @@ vw_engine_taken(redisAsyncContext *ac, void *reply, void *privdata)
         return;
     }
 
+    if (run->no_connector) {
+        vw_engine_settle(run, "dead", 0, "this worker was built without the "
+                         "job's connector", NULL, 0, 0, 0);
+        return;
+    }
+
+    if (run->map_error != NULL) {
+        vw_engine_settle(run, "dead", 0, run->map_error, NULL, 0, 0, 0);
+        return;
+    }
+
     if (run->ordering != NULL) {
         run->state = VW_RUN_ORDER;
         (void) redisAsyncCommand(ac, vw_engine_order_read, run,
@@ -1200,12 +1282,39 @@ vw_engine_order_read(redisAsyncContext *ac, void *reply, void *privdata)
 static void
 vw_engine_admit(vw_run_t *run)
 {
-    int       rc;
-    unsigned  probe;
-    uint64_t  at, now;
+    int          rc;
+    unsigned     probe;
+    uint64_t     at, now;
+    const char  *why;
 
     now = vw_engine_now();
     at = now + VW_ENGINE_DEFER_MS;
+
+    /*
+     * The vendor's own limits first (a daily allowance nearly spent, a
+     * rate limit's window): held back like an open breaker, not an
+     * attempt, and judged against max_age the same way
+     */
+    if (run->connector != NULL && run->connector->admit != NULL) {
+        why = NULL;
+
+        if (run->connector->admit(&run->call, now, &at, &why) != VW_OK) {
+            if (now - run->epoch_ms >= run->max_age_ms) {
+                run->start_ms = now;
+                vw_engine_settle(run, "dead", 0, "max_age passed while "
+                                 "held back by the vendor's limits", NULL, 0,
+                                 0, 0);
+                return;
+            }
+
+            if (at > run->epoch_ms + run->max_age_ms) {
+                at = run->epoch_ms + run->max_age_ms;
+            }
+
+            vw_engine_put_back(run, at > now ? at : now + 1, why);
+            return;
+        }
+    }
 
     rc = vw_target_acquire(run->target, &run->limits, now, &at, &probe);
     run->probe = probe;
@@ -1365,7 +1474,22 @@ vw_engine_start(vw_run_t *run)
                                      run->key, run->n, run->start_ms);
         }
 
+        (void) redisAsyncCommand(ac, NULL, NULL, "HDEL %s held", run->key);
         run->started = 1;
+    }
+
+    if (run->connector != NULL) {
+        vw_log("debug", "attempt started", "job", run->id, "correlation_id",
+               run->correlation_id ? run->correlation_id : "", "type",
+               run->type, "connector", run->connector->name, NULL);
+
+        run->call.attempt = run->n;
+
+        if (run->connector->start(&run->call) != VW_OK) {
+            vw_engine_call_settle(run);
+        }
+
+        return;
     }
 
     run->req.method = run->method;
@@ -1389,6 +1513,192 @@ vw_engine_start(vw_run_t *run)
                           VW_TARGET_CANCELLED, run->probe);
         vw_engine_settle(run, "retry", 0, run->req.error, NULL, 0, 0, 0);
     }
+}
+
+
+/* -- vendor connectors (docs/CONNECTORS.md) ------------------------------- */
+
+/*
+ * What a connector's attempt needs, copied from the configuration in force
+ * as the job is taken, and the body run through the job's mapping then.
+ */
+static int
+vw_engine_copy_connector(vw_run_t *run, const vw_conf_job_t *jc)
+{
+    vw_call_t  *call = &run->call;
+
+    run->connector = vw_connector_find(jc->connector);
+
+    if (run->connector == NULL) {
+        run->no_connector = 1;
+        return VW_OK;
+    }
+
+    run->conn = vw_conf_connection_copy(jc->connection);
+    run->operation = strdup(jc->operation);
+    run->object = strdup(jc->object);
+    run->id_field = jc->id_field ? strdup(jc->id_field) : NULL;
+
+    if (run->conn == NULL || run->operation == NULL || run->object == NULL
+        || (jc->id_field != NULL && run->id_field == NULL))
+    {
+        return VW_ERROR;
+    }
+
+    if (jc->map != NULL && !run->mapped) {
+        vw_engine_map_body(run, jc->map);
+    }
+
+    call->svc = &run->engine->svc;
+    call->job_id = run->id;
+    call->type = run->type;
+    call->tenant = run->tenant ? run->tenant : "";
+    call->correlation_id = run->correlation_id;
+    call->body = run->body;
+    call->body_len = run->body_len;
+    call->content_type = run->content_type;
+    call->conn = run->conn;
+    call->operation = run->operation;
+    call->object = run->object;
+    call->id_field = run->id_field;
+    call->source = run->source;
+    call->handler = vw_engine_call_done;
+    call->data = run;
+
+    return VW_OK;
+}
+
+
+/*
+ * The mapping turns the job's record (an object), or each record of a
+ * batch (an array), into the vendor's.  A body the mapping refuses kills
+ * the job with the mapping's error, which names the field and masks the
+ * value.
+ */
+static void
+vw_engine_map_body(vw_run_t *run, const vc_map_t *map)
+{
+    char           err[VW_ERRSTR_LEN * 2], msg[VW_ERRSTR_LEN * 4];
+    char          *text;
+    size_t         i;
+    json_t        *in, *out, *rec, *mapped;
+    json_error_t   jerr;
+
+    in = json_loadb((const char *) (run->body ? run->body
+                                              : (unsigned char *) ""),
+                    run->body_len, 0, &jerr);
+
+    if (in == NULL || (!json_is_object(in) && !json_is_array(in))) {
+        json_decref(in);
+        run->map_error = strdup("the body is not a JSON object or array, "
+                                "and the job has a mapping");
+        return;
+    }
+
+    out = NULL;
+
+    if (json_is_object(in)) {
+        if (vc_map_apply(map, in, &out, err, sizeof(err)) != VC_OK) {
+            snprintf(msg, sizeof(msg), "mapping %s: %s", vc_map_name(map),
+                     err);
+            run->map_error = strdup(msg);
+        }
+
+    } else {
+        out = json_array();
+
+        json_array_foreach(in, i, rec) {
+            if (out == NULL) {
+                break;
+            }
+
+            if (!json_is_object(rec)
+                || vc_map_apply(map, rec, &mapped, err, sizeof(err))
+                   != VC_OK)
+            {
+                snprintf(msg, sizeof(msg), "mapping %s: records[%zu]: %s",
+                         vc_map_name(map), i,
+                         json_is_object(rec) ? err : "not an object");
+                run->map_error = strdup(msg);
+                json_decref(out);
+                out = NULL;
+                break;
+            }
+
+            json_array_append_new(out, mapped);
+        }
+    }
+
+    json_decref(in);
+
+    if (out == NULL) {
+        if (run->map_error == NULL) {
+            run->map_error = strdup("out of memory while mapping");
+        }
+
+        return;
+    }
+
+    text = json_dumps(out, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(out);
+
+    if (text == NULL) {
+        run->map_error = strdup("out of memory while mapping");
+        return;
+    }
+
+    free(run->body);
+    run->body = (unsigned char *) text;
+    run->body_len = strlen(text);
+}
+
+
+static void
+vw_engine_call_done(vw_call_t *call)
+{
+    int        rc;
+    vw_run_t  *run = call->data;
+
+    rc = vw_target_release(run->target, &run->limits, vw_engine_now(),
+                           call->target_failure ? VW_TARGET_FAILURE
+                                                : VW_TARGET_SUCCESS,
+                           run->probe);
+
+    if (rc == VW_TARGET_OPENED) {
+        vw_log("warn", "circuit breaker opened", "target", run->target->name,
+               NULL);
+
+    } else if (rc == VW_TARGET_CLOSED) {
+        vw_log("info", "circuit breaker closed", "target", run->target->name,
+               NULL);
+    }
+
+    vw_engine_next_waiting(run->engine, run->target);
+
+    vw_engine_call_settle(run);
+}
+
+
+/* a connector's outcome, settled as the http connector's is */
+static void
+vw_engine_call_settle(vw_run_t *run)
+{
+    vw_call_t   *call = &run->call;
+    const char  *outcome;
+
+    outcome = call->outcome == VW_CALL_SUCCESS ? "success"
+              : call->outcome == VW_CALL_RETRY ? "retry" : "dead";
+
+    if (call->outcome != VW_CALL_SUCCESS && call->error[0] == '\0') {
+        snprintf(call->error, sizeof(call->error), "%s: %s failed",
+                 run->connector->name, run->operation);
+    }
+
+    vw_engine_settle(run, outcome, call->status,
+                     call->error[0] ? call->error : NULL, call->resp,
+                     call->resp_len > sizeof(call->resp)
+                     ? sizeof(call->resp) : call->resp_len,
+                     call->ms, call->retry_after_ms);
 }
 
 
@@ -1534,6 +1844,39 @@ vw_engine_mask_secrets(vw_run_t *run, unsigned char *p, size_t len)
 
 
 /*
+ * The job's result: {"status", "ms"}, and the members of a connector's
+ * result after them (the vendor's ids).  NULL: only base, which is kept.
+ */
+static char *
+vw_engine_result(vw_run_t *run, const char *base)
+{
+    char    *text;
+    json_t  *o, *add;
+
+    if (run->connector == NULL || run->call.result == NULL) {
+        return NULL;
+    }
+
+    o = json_loads(base, 0, NULL);
+    add = json_loads(run->call.result, 0, NULL);
+
+    if (o == NULL || !json_is_object(add)) {
+        json_decref(o);
+        json_decref(add);
+        return NULL;
+    }
+
+    json_object_update_missing(o, add);
+    json_decref(add);
+
+    text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(o);
+
+    return text;
+}
+
+
+/*
  * Writes the attempt's outcome in one transaction, as docs/WORKER.md's
  * table says: "success", "retry" (turned into "dead" when no attempt or
  * time is left) or "dead".
@@ -1544,6 +1887,7 @@ vw_engine_settle(vw_run_t *run, const char *outcome, long status,
     uint64_t ms, uint64_t retry_after_ms)
 {
     char               *att, *masked_error, result[64], status_s[16];
+    char               *summary;
     char                nstr[16], delay_s[24], ms_s[24];
     json_t             *o;
     uint64_t            now, due, delay;
@@ -1642,10 +1986,13 @@ vw_engine_settle(vw_run_t *run, const char *outcome, long status,
     if (strcmp(outcome, "success") == 0) {
         snprintf(result, sizeof(result), "{\"status\":%ld,\"ms\":%" PRIu64
                  "}", status, ms);
+        summary = vw_engine_result(run, result);
         (void) redisAsyncCommand(ac, NULL, NULL,
                                  "HSET %s state succeeded finished_ms %"
                                  PRIu64 " result %s last_status %s",
-                                 run->key, now, result, status_s);
+                                 run->key, now, summary ? summary : result,
+                                 status_s);
+        free(summary);
         (void) redisAsyncCommand(ac, NULL, NULL, "ZADD " VW_ENGINE_DONE
                                  " %" PRIu64 " %s", now, run->id);
 
@@ -1670,6 +2017,15 @@ vw_engine_settle(vw_run_t *run, const char *outcome, long status,
                                  status_s);
         (void) redisAsyncCommand(ac, NULL, NULL, "ZADD " VW_ENGINE_DEAD
                                  " %" PRIu64 " %s", now, run->id);
+    }
+
+    /* a batch's records still to write: the next attempt's, or a replay's */
+    if (strcmp(outcome, "success") != 0 && run->connector != NULL
+        && run->call.next_body != NULL)
+    {
+        (void) redisAsyncCommand(ac, NULL, NULL, "HSET %s body %b mapped 1",
+                                 run->key, run->call.next_body,
+                                 run->call.next_body_len);
     }
 
     (void) redisAsyncCommand(ac, NULL, NULL, "RPUSH {vq}:att:%s %s", run->id,
@@ -1849,6 +2205,12 @@ vw_engine_put_back(vw_run_t *run, uint64_t due, const char *why)
                                  run->key);
     }
 
+    /* what holds it back, for vantagectl job; cleared when it runs */
+    if (why != NULL) {
+        (void) redisAsyncCommand(ac, NULL, NULL, "HSET %s held %s",
+                                 run->key, why);
+    }
+
     (void) redisAsyncCommand(ac, NULL, NULL, "ZADD " VW_ENGINE_DELAYED
                              " %" PRIu64 " %s:%u", due, run->id, run->n);
     vw_engine_promote_soon(e, due);
@@ -1934,6 +2296,15 @@ vw_engine_run_free(vw_run_t *run)
     free(run->ca_file);
     free(run->proxy);
     free(run->method);
+    vw_conf_connection_free(run->conn);
+    free(run->operation);
+    free(run->object);
+    free(run->id_field);
+    free(run->tenant);
+    free(run->source);
+    free(run->map_error);
+    free(run->call.result);
+    free(run->call.next_body);
     free(run);
 }
 
@@ -2476,7 +2847,12 @@ vw_engine_deadline(evutil_socket_t fd, short what, void *arg)
         next = run->next;
 
         if (run->state == VW_RUN_RUNNING) {
-            vw_http_cancel(&run->req);
+            if (run->connector != NULL) {
+                run->connector->cancel(&run->call);
+            } else {
+                vw_http_cancel(&run->req);
+            }
+
             vw_target_release(run->target, &run->limits, vw_engine_now(),
                               VW_TARGET_CANCELLED, run->probe);
             vw_engine_put_back(run, vw_engine_now(), "shutdown_timeout");

@@ -122,6 +122,7 @@ struct vw_conf_job_s {
     char                       *id_field;   /* external_id (Salesforce),
                                                id_property (HubSpot) */
     char                       *mapping;    /* a mapping file's path */
+    struct vc_map_s            *map;        /* ... loaded, or NULL */
     vw_conf_target_t           *target;     /* never NULL after loading:
                                                a job without "target" gets
                                                a target of its own, named

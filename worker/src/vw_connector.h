@@ -134,5 +134,10 @@ extern const vw_connector_t  vw_connector_hubspot;
 /* the connector of that name, or NULL ("http" has none: the engine's) */
 const vw_connector_t *vw_connector_find(const char *name);
 
+/* what the connectors share: svc->oauth, the token manager; VW_ERROR when
+   it cannot start (logged) */
+int vw_connectors_init(vw_services_t *svc);
+void vw_connectors_free(vw_services_t *svc);
+
 
 #endif /* VW_CONNECTOR_H */
