@@ -139,7 +139,12 @@ def wait_attempts(rc, jid, n, seconds=15):
 
 
 def result(j):
-    return json.loads(j["result"])
+    """The job's result, the connector's part: the engine adds the
+    deciding response's status and the attempt's ms."""
+    r = json.loads(j["result"])
+    assert r.pop("status") == int(j["last_status"])
+    assert isinstance(r.pop("ms"), int)
+    return r
 
 
 def rest(sf, method=None):
