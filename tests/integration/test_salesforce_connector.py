@@ -424,8 +424,8 @@ def test_daily_allowance_defers_without_calling(stack, sf, rc):
         assert j["state"] not in ("running", "dead", "succeeded"), j
         assert int(j.get("attempts") or 0) == 0
         assert att(rc, h) == []
-    lines = [json.loads(l) for l in w.log_lines()
-             if "daily API allowance nearly spent" in l]
+    lines = [o for o in w.log_lines()
+             if o["msg"] == "daily API allowance nearly spent: deferring"]
     assert len(lines) == 1
     assert lines[0]["level"] == "warn"
     assert (lines[0]["connection"], lines[0]["used"], lines[0]["max"]) == \
