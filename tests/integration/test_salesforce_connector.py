@@ -409,6 +409,55 @@ def test_expired_token_is_replaced_once_and_the_call_replayed(stack, sf, rc):
     assert tokens[0] != tokens[1]
 
 
+def test_a_second_401_is_retried(stack, sf, rc):
+    w = stack()
+    sf.fail_next(2, 401, "INVALID_SESSION_ID", "Session expired or invalid")
+    jid = dispatch(w, "sf.create", {"LastName": "Twice"})
+    j = wait_state(rc, jid, "succeeded")
+    a = att(rc, jid)
+    assert [x["outcome"] for x in a] == ["retry", "success"]
+    assert a[0]["error"] == "HTTP 401 INVALID_SESSION_ID"
+    assert [r["status"] for r in rest(sf)] == [401, 401, 201]
+    # the first token, and one newer than the refused one; the second
+    # attempt uses that
+    assert sf.count(TOKEN) == 2
+    assert len(contacts(sf)) == 1 and int(j["attempts"]) == 2
+
+
+def test_request_limit_exceeded_is_retried(stack, sf, rc):
+    w = stack()
+    sf.fail_next(1, 403, "REQUEST_LIMIT_EXCEEDED",
+                 "ConcurrentPerOrgLongTxn Limit exceeded.")
+    jid = dispatch(w, "sf.create", {"LastName": "Busy"})
+    wait_state(rc, jid, "succeeded")
+    a = att(rc, jid)
+    assert [x["outcome"] for x in a] == ["retry", "success"]
+    assert a[0]["error"] == "HTTP 403 REQUEST_LIMIT_EXCEEDED"
+    assert len(contacts(sf)) == 1
+
+
+def test_other_4xx_is_dead(stack, sf, rc):
+    w = stack()
+    jid = dispatch(w, "sf.create", {"LastName": "X", "Nope__c": "secret"})
+    j = wait_state(rc, jid, "dead")
+    assert j["last_status"] == "400"
+    assert j["last_error"].startswith("HTTP 400 INVALID_FIELD")
+    assert "secret" not in j["last_error"]
+    assert len(att(rc, jid)) == 1
+
+
+def test_shutdown_mid_call_cancels_cleanly(stack, sf, rc):
+    w = stack()
+    sf.delay(3, path=DATA)
+    jid = dispatch(w, "sf.create", {"LastName": "Slow"})
+    vh.wait_for(lambda: len(rest(sf)) == 1, 10, what="the call")
+    t0 = time.monotonic()
+    assert w.stop() == 0
+    assert time.monotonic() - t0 < 2.5     # shutdown_timeout, not the call
+    assert job(rc, jid)["state"] not in ("dead", "succeeded")
+    assert any(o["msg"] == "stopped" for o in w.log_lines())
+
+
 def test_daily_allowance_defers_without_calling(stack, sf, rc):
     w = stack(recheck="3s")
     sf.set_limit(used=95000)
@@ -423,6 +472,8 @@ def test_daily_allowance_defers_without_calling(stack, sf, rc):
         j = job(rc, h)
         assert j["state"] not in ("running", "dead", "succeeded"), j
         assert int(j.get("attempts") or 0) == 0
+        assert j["held"] == \
+            "daily API allowance nearly spent (95001/100000)"
         assert att(rc, h) == []
     lines = [o for o in w.log_lines()
              if o["msg"] == "daily API allowance nearly spent: deferring"]
