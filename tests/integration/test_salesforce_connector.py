@@ -525,3 +525,44 @@ def test_no_token_in_redis_or_the_log(stack, sf, rc):
         pem = f.read()
     body = pem.split(b"-----")[2].strip().split(b"\n")[0]
     assert body not in blob
+
+
+# -- through nginx ----------------------------------------------------------
+
+def test_through_nginx_with_xref(sf, vault_key, worker_redis, worker_factory,
+                                 nginx_factory, rc):
+    """A client's POST to vantage_dispatch, the worker's upsert at the
+    emulator, the cross-reference of the X-Vantage-Source it sent."""
+    ctl(worker_redis, "vault", "put", SECRET, "--key-file", vault_key,
+        "--from-file", sf.jwt_key_file)
+    worker_factory.socket_mode = 0o777
+    w = worker_factory(conf_text(sf, vault_key))
+    n = nginx_factory(http="""
+    vantage_worker unix:%s timeout=2s retry_after=2;
+""" % w.socket_path, server="""
+        vantage_tenant $http_x_tenant;
+        location = /contacts {
+            vantage_dispatch_headers Content-Type X-Vantage-Source;
+            vantage_dispatch sf.upsert;
+        }
+""")
+    c = vh.Client(n, "http")
+    r = c.request("POST", "/contacts",
+                  content=json.dumps({"ExtId__c": "hs-77",
+                                      "LastName": "Nginx"}).encode(),
+                  headers={"X-Tenant": "acme", "X-Vantage-Source":
+                           "hubspot:77", "Content-Type": "application/json"})
+    c.close()
+    assert r.status == 202, r
+    jid = r.json["job_id"]
+    j = wait_state(rc, jid, "succeeded")
+    res = result(j)
+    rows = contacts(sf)
+    assert len(rows) == 1 and rows[0]["LastName"] == "Nginx"
+    assert res == {"id": rows[0]["Id"], "created": True}
+    assert rc.hgetall("{vq}:xref:acme:hubspot:77") == {
+        b"salesforce": rows[0]["Id"].encode()}
+    assert rc.hgetall("{vq}:xref:acme:salesforce:" + rows[0]["Id"]) == {
+        b"hubspot": b"77"}
+    assert [(q["method"], q["path"]) for q in rest(sf)] == [
+        ("PATCH", DATA + "/sobjects/Contact/ExtId__c/hs-77")]
