@@ -1339,6 +1339,40 @@ test_connection(void **state)
              "object, external_id, id_property and mapping belong to the "
              "salesforce and hubspot connectors");
 
+    /* [subscription]: a Salesforce channel whose events become jobs */
+    snprintf(text, sizeof(text), "%s" SF HS
+             "[job h]\nconnector = hubspot\nconnection = hs\n"
+             "operation = create\nobject = contacts\n"
+             "[subscription c]\nconnection = sf\n"
+             "channel = /data/ContactChangeEvent\njob = h\ntenant = acme\n",
+             head);
+    conf = load_ok(text);
+    assert_non_null(vw_conf_subscription(conf, "c"));
+    assert_ptr_equal(vw_conf_subscription(conf, "c")->connection,
+                     vw_conf_connection(conf, "sf"));
+    assert_string_equal(conf->subscriptions->channel,
+                        "/data/ContactChangeEvent");
+    assert_string_equal(conf->subscriptions->job, "h");
+    assert_string_equal(conf->subscriptions->tenant, "acme");
+    assert_int_equal(conf->subscriptions->replay, VW_REPLAY_LATEST);
+    vw_conf_free(conf);
+
+    CONN_ERR(SF "[subscription c]\nconnection = sf\nchannel = /topic/x\n",
+             "14: channel: \"/topic/x\" is not a Streaming API channel: "
+             "/data/<Object>ChangeEvent, /data/ChangeEvents or "
+             "/event/<Name>__e");
+    CONN_ERR(HS "[subscription c]\nconnection = hs\n"
+             "channel = /event/Sync__e\njob = j\ntenant = t\n",
+             "11: connection: [connection hs] is not a Salesforce account: "
+             "only Salesforce has the Streaming API");
+    CONN_ERR(SF "[subscription c]\nconnection = sf\n"
+             "channel = /event/Sync__e\njob = j\ntenant = t\n",
+             "15: job: no section [job j]: each event becomes a job of that "
+             "type");
+    CONN_ERR(SF "[subscription c]\nconnection = sf\n"
+             "channel = /event/Sync__e\njob = j\nreplay = all\n",
+             "16: replay: \"all\" is not latest or earliest");
+
     /* a connection's secrets are vault names: the file needs [vault] */
     load_err(W SF, "worker.conf:4: vendor: [connection sf] names vault "
              "records, and the file has no [vault] with its key_file");

@@ -61,6 +61,7 @@ typedef enum {
     VW_CONF_IDP,
     VW_CONF_VAULT,
     VW_CONF_CONNECTION,
+    VW_CONF_SUBSCRIPTION,
     VW_CONF_KINDS
 } vw_conf_kind_e;
 
@@ -93,6 +94,7 @@ typedef struct {
     vw_conf_job_t             **jobs_tail;
     vw_conf_idp_t             **idps_tail;
     vw_conf_connection_t      **connections_tail;
+    vw_conf_subscription_t    **subscriptions_tail;
 } vw_conf_ctx_t;
 
 
@@ -179,6 +181,12 @@ static int vw_conf_set_vault_name(vw_conf_ctx_t *ctx,
     const vw_conf_key_t *key, const char *value, void *obj);
 static int vw_conf_set_api_version(vw_conf_ctx_t *ctx,
     const vw_conf_key_t *key, const char *value, void *obj);
+static int vw_conf_set_channel(vw_conf_ctx_t *ctx, const vw_conf_key_t *key,
+    const char *value, void *obj);
+static int vw_conf_set_replay(vw_conf_ctx_t *ctx, const vw_conf_key_t *key,
+    const char *value, void *obj);
+static int vw_conf_finish_subscription(vw_conf_ctx_t *ctx,
+    vw_conf_sect_t *s);
 
 
 #define vw_off(type, field)  offsetof(type, field)
@@ -389,6 +397,25 @@ static const vw_conf_key_t  vw_conf_connection_keys[] = {
     { NULL, NULL, 0, 0, 0, 0 }
 };
 
+/* the indexes of the subscription keys that the checks look at */
+enum {
+    VW_CONF_SUB_CONNECTION = 0,
+    VW_CONF_SUB_CHANNEL,
+    VW_CONF_SUB_JOB,
+    VW_CONF_SUB_TENANT
+};
+
+static const vw_conf_key_t  vw_conf_subscription_keys[] = {
+    { "connection", vw_conf_set_job_connection, 0, 0, 0, 0 },
+    { "channel", vw_conf_set_channel, 0, 0, 0, 0 },
+    { "job", vw_conf_set_word, vw_off(vw_conf_subscription_t, job), 0, 0,
+      0 },
+    { "tenant", vw_conf_set_word, vw_off(vw_conf_subscription_t, tenant), 0,
+      0, 0 },
+    { "replay", vw_conf_set_replay, 0, 0, 0, 0 },
+    { NULL, NULL, 0, 0, 0, 0 }
+};
+
 /* the worker's own keys that the checks after reading look at */
 enum {
     VW_CONF_WORKER_LISTEN = 0,
@@ -403,18 +430,20 @@ enum {
 
 static const vw_conf_key_t  *vw_conf_keys[] = {
     vw_conf_worker_keys, vw_conf_target_keys, vw_conf_job_keys,
-    vw_conf_idp_keys, vw_conf_vault_keys, vw_conf_connection_keys
+    vw_conf_idp_keys, vw_conf_vault_keys, vw_conf_connection_keys,
+    vw_conf_subscription_keys
 };
 
 static const char  *vw_conf_kinds[] = {
-    "worker", "target", "job", "idp", "vault", "connection"
+    "worker", "target", "job", "idp", "vault", "connection", "subscription"
 };
 
 
 /* the operations each connector takes (docs/CONNECTORS.md) */
 static const char *const  vw_conf_salesforce_ops[] = {
     "create", "update", "upsert", "publish", "collections_create",
-    "collections_update", "collections_upsert", "query", NULL
+    "collections_update", "collections_upsert", "query", "bulk_insert",
+    "bulk_update", "bulk_upsert", "bulk_delete", "bulk_query", NULL
 };
 
 static const char *const  vw_conf_hubspot_ops[] = {
@@ -533,6 +562,7 @@ vw_conf_load(const char *file, char *err, size_t errlen)
     ctx.jobs_tail = &ctx.conf->jobs;
     ctx.idps_tail = &ctx.conf->idps;
     ctx.connections_tail = &ctx.conf->connections;
+    ctx.subscriptions_tail = &ctx.conf->subscriptions;
 
     ctx.conf->file = strdup(file);
 
@@ -583,6 +613,7 @@ vw_conf_free(vw_conf_t *conf)
     vw_conf_target_t  *t, *next_t;
     vw_conf_idp_t     *idp, *next_idp;
     vw_conf_connection_t  *c, *next_c;
+    vw_conf_subscription_t  *sub, *next_sub;
 
     if (conf == NULL) {
         return;
@@ -591,6 +622,15 @@ vw_conf_free(vw_conf_t *conf)
     for (c = conf->connections; c != NULL; c = next_c) {
         next_c = c->next;
         vw_conf_connection_free(c);
+    }
+
+    for (sub = conf->subscriptions; sub != NULL; sub = next_sub) {
+        next_sub = sub->next;
+        free(sub->name);
+        free(sub->channel);
+        free(sub->job);
+        free(sub->tenant);
+        free(sub);
     }
 
     for (idp = conf->idps; idp != NULL; idp = next_idp) {
@@ -887,6 +927,7 @@ vw_conf_section(vw_conf_ctx_t *ctx, char *p)
     vw_conf_target_t  *t;
     vw_conf_idp_t     *idp;
     vw_conf_connection_t  *c;
+    vw_conf_subscription_t  *sub;
 
     /* the "key" of a message is the section's line as written, printable */
     len = strlen(p);
@@ -940,6 +981,8 @@ vw_conf_section(vw_conf_ctx_t *ctx, char *p)
                                  : kind == VW_CONF_IDP ? "idp name"
                                  : kind == VW_CONF_CONNECTION
                                                        ? "connection name"
+                                 : kind == VW_CONF_SUBSCRIPTION
+                                                       ? "subscription name"
                                                        : "target name",
                                  VW_CONF_NAME_MAX);
         }
@@ -1011,6 +1054,26 @@ vw_conf_section(vw_conf_ctx_t *ctx, char *p)
         idp->min_refresh_ms = 60 * VW_CONF_SECOND;
         idp->max_age_cap_ms = 24 * VW_CONF_HOUR;
         idp->timeout_ms = 5 * VW_CONF_SECOND;
+
+        return VW_OK;
+    }
+
+    if (kind == VW_CONF_SUBSCRIPTION) {
+        sub = calloc(1, sizeof(vw_conf_subscription_t));
+        if (sub == NULL) {
+            return vw_conf_error(ctx, ctx->line, p, "out of memory");
+        }
+
+        *ctx->subscriptions_tail = sub;
+        ctx->subscriptions_tail = &sub->next;
+        s->obj = sub;
+
+        sub->name = strdup(name);
+        if (sub->name == NULL) {
+            return vw_conf_error(ctx, ctx->line, p, "out of memory");
+        }
+
+        sub->replay = VW_REPLAY_LATEST;
 
         return VW_OK;
     }
@@ -1143,6 +1206,14 @@ vw_conf_finish(vw_conf_ctx_t *ctx)
     for (s = ctx->sects; s != NULL; s = s->next) {
         if (s->kind == VW_CONF_CONNECTION
             && vw_conf_finish_connection(ctx, s, vault) != VW_OK)
+        {
+            return VW_ERROR;
+        }
+    }
+
+    for (s = ctx->sects; s != NULL; s = s->next) {
+        if (s->kind == VW_CONF_SUBSCRIPTION
+            && vw_conf_finish_subscription(ctx, s) != VW_OK)
         {
             return VW_ERROR;
         }
@@ -3353,4 +3424,156 @@ vw_conf_flow_name(vw_oauth_flow_e flow)
     }
 
     return "?";
+}
+
+
+/* a Streaming API channel: /data/<Entity>ChangeEvent, /data/
+   ChangeEvents, or /event/<Name>__e */
+static int
+vw_conf_set_channel(vw_conf_ctx_t *ctx, const vw_conf_key_t *key,
+    const char *value, void *obj)
+{
+    char                     q[VW_CONF_QUOTE_MAX * 4 + 8];
+    size_t                   n, len;
+    const char              *name;
+    vw_conf_subscription_t  *sub = obj;
+
+    len = strlen(value);
+
+    if (strncmp(value, "/data/", 6) == 0) {
+        name = value + 6;
+
+    } else if (strncmp(value, "/event/", 7) == 0) {
+        name = value + 7;
+
+    } else {
+        goto invalid;
+    }
+
+    n = strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                     "0123456789_");
+
+    if (n == 0 || name[n] != '\0' || len > 255
+        || (value[1] == 'e' && (n < 4 || strcmp(name + n - 3, "__e") != 0))
+        || (value[1] == 'd' && (n < 12
+                                || strcmp(name + n - 11, "ChangeEvent") != 0)
+            && strcmp(name, "ChangeEvents") != 0))
+    {
+        goto invalid;
+    }
+
+    return vw_conf_set_string(ctx, key, value, &sub->channel);
+
+invalid:
+
+    return vw_conf_error(ctx, ctx->line, key->name,
+                         "%s is not a Streaming API channel: "
+                         "/data/<Object>ChangeEvent, /data/ChangeEvents or "
+                         "/event/<Name>__e",
+                         vw_conf_quote(q, sizeof(q), value));
+}
+
+
+static int
+vw_conf_set_replay(vw_conf_ctx_t *ctx, const vw_conf_key_t *key,
+    const char *value, void *obj)
+{
+    char                     q[VW_CONF_QUOTE_MAX * 4 + 8];
+    vw_conf_subscription_t  *sub = obj;
+
+    if (strcmp(value, "latest") == 0) {
+        sub->replay = VW_REPLAY_LATEST;
+
+    } else if (strcmp(value, "earliest") == 0) {
+        sub->replay = VW_REPLAY_EARLIEST;
+
+    } else {
+        return vw_conf_error(ctx, ctx->line, key->name,
+                             "%s is not latest or earliest",
+                             vw_conf_quote(q, sizeof(q), value));
+    }
+
+    return VW_OK;
+}
+
+
+static int
+vw_conf_finish_subscription(vw_conf_ctx_t *ctx, vw_conf_sect_t *s)
+{
+    char                     label[VW_CONF_NAME_MAX + 16];
+    vw_conf_sect_t          *cs;
+    vw_conf_subscription_t  *sub = s->obj;
+
+    vw_conf_label(s, label, sizeof(label));
+
+    if (s->connection == NULL) {
+        return vw_conf_error(ctx, s->line, "connection", "missing in %s",
+                             label);
+    }
+
+    if (sub->channel == NULL) {
+        return vw_conf_error(ctx, s->line, "channel", "missing in %s",
+                             label);
+    }
+
+    if (sub->job == NULL) {
+        return vw_conf_error(ctx, s->line, "job", "missing in %s", label);
+    }
+
+    if (sub->tenant == NULL) {
+        return vw_conf_error(ctx, s->line, "tenant", "missing in %s",
+                             label);
+    }
+
+    for (cs = ctx->sects; cs != NULL; cs = cs->next) {
+        if (cs->kind == VW_CONF_CONNECTION
+            && strcmp(cs->name, s->connection) == 0)
+        {
+            break;
+        }
+    }
+
+    if (cs == NULL) {
+        return vw_conf_error(ctx, s->lines[VW_CONF_SUB_CONNECTION],
+                             "connection", "no section [connection %s]",
+                             s->connection);
+    }
+
+    sub->connection = cs->obj;
+
+    if (sub->connection->vendor != VW_VENDOR_SALESFORCE) {
+        return vw_conf_error(ctx, s->lines[VW_CONF_SUB_CONNECTION],
+                             "connection", "[connection %s] is not a "
+                             "Salesforce account: only Salesforce has the "
+                             "Streaming API", s->connection);
+    }
+
+    for (cs = ctx->sects; cs != NULL; cs = cs->next) {
+        if (cs->kind == VW_CONF_JOB && strcmp(cs->name, sub->job) == 0) {
+            break;
+        }
+    }
+
+    if (cs == NULL) {
+        return vw_conf_error(ctx, s->lines[VW_CONF_SUB_JOB], "job",
+                             "no section [job %s]: each event becomes a job "
+                             "of that type", sub->job);
+    }
+
+    return VW_OK;
+}
+
+
+const vw_conf_subscription_t *
+vw_conf_subscription(const vw_conf_t *conf, const char *name)
+{
+    const vw_conf_subscription_t  *sub;
+
+    for (sub = conf->subscriptions; sub != NULL; sub = sub->next) {
+        if (strcmp(sub->name, name) == 0) {
+            return sub;
+        }
+    }
+
+    return NULL;
 }

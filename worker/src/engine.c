@@ -386,6 +386,13 @@ failed:
 }
 
 
+const vw_services_t *
+vw_engine_services(vw_engine_t *e)
+{
+    return &e->svc;
+}
+
+
 void
 vw_engine_free(vw_engine_t *e)
 {
@@ -1484,6 +1491,10 @@ vw_engine_start(vw_run_t *run)
                run->type, "connector", run->connector->name, NULL);
 
         run->call.attempt = run->n;
+        run->call.timeout_ms = run->timeout_ms;
+        run->call.connect_timeout_ms = run->connect_timeout_ms;
+        run->call.ca_file = run->ca_file;
+        run->call.proxy = run->proxy;
 
         if (run->connector->start(&run->call) != VW_OK) {
             vw_engine_call_settle(run);
@@ -1527,7 +1538,7 @@ vw_engine_copy_connector(vw_run_t *run, const vw_conf_job_t *jc)
 {
     vw_call_t  *call = &run->call;
 
-    run->connector = vw_connector_find(jc->connector);
+    run->connector = vw_connector_find(jc->connector, jc->operation);
 
     if (run->connector == NULL) {
         run->no_connector = 1;

@@ -214,7 +214,7 @@ vw_oauth_free(vw_oauth_t *oauth)
             vw_oauth_flight_kill(oc->flight);
         }
 
-        vw_oauth_wipe(oc, sizeof(vw_oauth_conn_t) - sizeof(void *));
+        vw_oauth_wipe(oc->token, sizeof(oc->token));
         free(oc->name);
         free(oc);
     }
@@ -748,7 +748,7 @@ static void
 vw_oauth_secret_done(redisAsyncContext *ac, void *reply, void *data)
 {
     int                    rc;
-    char                   err[VC_VAULT_ERRSTR_LEN];
+    char                   err[VC_VAULT_ERRSTR_LEN], *p;
     const char            *name;
     vw_oauth_flight_t     *f = data;
     const vc_vault_key_t  *key;
@@ -785,6 +785,15 @@ vw_oauth_secret_done(redisAsyncContext *ac, void *reply, void *data)
         return;
 
     default:
+        /* the key ids, if any, in the log: the answer's text is short */
+        vw_log("error", "vault record does not open", "connection",
+               f->conn->name, "secret", name, "reason", err, NULL);
+
+        p = strstr(err, " (");
+        if (p != NULL) {
+            *p = '\0';
+        }
+
         vw_oauth_fail(f, VW_ERROR, "%s: secret \"%s\": %s", f->conn->name,
                       name, err);
         return;
@@ -1168,39 +1177,49 @@ vw_oauth_b64url(const unsigned char *p, size_t len)
 }
 
 
-/* the token endpoint's answer */
+/* the token endpoint's answer; f (and req in it) is freed once answered */
 static void
 vw_oauth_granted(vw_http_req_t *req)
 {
+    long                 status;
     char                 err[VW_ERRSTR_LEN], secs[24];
+    size_t               big_len;
     json_t              *j, *t, *u, *e, *code, *desc;
     uint64_t             lifetime, expires_ms;
     const char          *url, *name;
     json_error_t         jerr;
+    unsigned char       *big;
     vw_oauth_flight_t   *f = req->data;
 
     f->http = 0;
     name = f->conn->name;
+    status = req->status;
+
+    /* the answer holds the token: only big, cleared below, keeps it */
+    big = req->big;
+    big_len = req->big_len;
+    req->big = NULL;
+    vw_oauth_wipe(req->resp, sizeof(req->resp));
 
     vw_oauth_wipe(f->form, f->form_len);
     free(f->form);
     f->form = NULL;
     f->form_len = 0;
 
-    if (req->failed || req->status == 0) {
+    j = NULL;
+
+    if (req->failed || status == 0) {
         vw_oauth_fail(f, VW_AGAIN, "%s: token endpoint: %s (temporary: to "
                       "be retried)", name,
                       req->timed_out ? "timed out" : req->error);
         goto done;
     }
 
-    j = NULL;
-
-    if (req->big != NULL) {
-        j = json_loadb((const char *) req->big, req->big_len, 0, &jerr);
+    if (big != NULL) {
+        j = json_loadb((const char *) big, big_len, 0, &jerr);
     }
 
-    if (req->status == 200) {
+    if (status == 200) {
         t = json_object_get(j, "access_token");
         u = json_object_get(j, "instance_url");
         e = json_object_get(j, "expires_in");
@@ -1210,7 +1229,7 @@ vw_oauth_granted(vw_http_req_t *req)
         {
             vw_oauth_fail(f, VW_AGAIN, "%s: token endpoint: 200 without an "
                           "access_token", name);
-            goto answered;
+            goto done;
         }
 
         if (f->conn->vendor == VW_VENDOR_SALESFORCE) {
@@ -1219,7 +1238,7 @@ vw_oauth_granted(vw_http_req_t *req)
             {
                 vw_oauth_fail(f, VW_AGAIN, "%s: token endpoint: 200 "
                               "without an instance_url", name);
-                goto answered;
+                goto done;
             }
 
             url = json_string_value(u);
@@ -1247,11 +1266,12 @@ vw_oauth_granted(vw_http_req_t *req)
         vw_log("info", "token granted", "connection", name,
                "expires_in_s", secs, NULL);
 
+        /* url may be the flight's: it is copied before f is freed */
         vw_oauth_finish(f, VW_OK, 200, NULL, json_string_value(t), url,
                         expires_ms, VW_TOKEN_GRANT);
 
         vw_oauth_wipe((char *) json_string_value(t), json_string_length(t));
-        goto answered;
+        goto done;
     }
 
     /* the vendor's error code and description, never a value sent */
@@ -1267,31 +1287,25 @@ vw_oauth_granted(vw_http_req_t *req)
         err[0] = '\0';
     }
 
-    if (req->status == 400 || req->status == 401
-        || (req->status >= 402 && req->status < 500
-            && req->status != 408 && req->status != 429))
+    if (status == 400 || status == 401
+        || (status >= 402 && status < 500 && status != 408 && status != 429))
     {
         vw_oauth_fail(f, VW_ERROR, "%s: token endpoint: %ld%s", name,
-                      req->status, err);
+                      status, err);
 
     } else {
         vw_oauth_fail(f, VW_AGAIN, "%s: token endpoint: %ld%s (temporary: "
-                      "to be retried)", name, req->status, err);
+                      "to be retried)", name, status, err);
     }
-
-answered:
-
-    json_decref(j);
 
 done:
 
-    if (req->big != NULL) {
-        vw_oauth_wipe(req->big, req->big_len);
-        free(req->big);
-        req->big = NULL;
-    }
+    json_decref(j);
 
-    vw_oauth_wipe(req->resp, sizeof(req->resp));
+    if (big != NULL) {
+        vw_oauth_wipe(big, big_len);
+        free(big);
+    }
 }
 
 
@@ -1404,21 +1418,19 @@ vw_oauth_finish(vw_oauth_flight_t *f, int rc, long status, const char *err,
         tr->next = NULL;
         tr->priv = NULL;
 
-        if (rc == VW_OK && tr->stale != NULL && strcmp(tr->stale, token) == 0
-            && vw_oauth_get(oauth, tr) == VW_OK)
+        if (rc == VW_OK && tr->stale != NULL && strcmp(tr->stale, token) == 0)
         {
-            continue;
-        }
+            /* it refused this very token: it needs a newer one */
+            if (vw_oauth_get(oauth, tr) == VW_OK) {
+                continue;
+            }
 
-        if (tr->priv == NULL && !(rc == VW_OK && tr->stale != NULL
-                                  && strcmp(tr->stale, token) == 0))
-        {
+            /* vw_oauth_get() set tr->rc and tr->error */
+
+        } else {
             tr->rc = rc;
             tr->status = status;
-            tr->expires_ms = 0;
             tr->source = source;
-            tr->token[0] = '\0';
-            tr->instance_url[0] = '\0';
             snprintf(tr->error, sizeof(tr->error), "%s", err ? err : "");
 
             if (rc == VW_OK) {

@@ -109,6 +109,32 @@ struct vw_conf_connection_s {
 };
 
 
+typedef enum {
+    VW_REPLAY_LATEST = 0,       /* -1: only events from now on */
+    VW_REPLAY_EARLIEST          /* -2: every event still retained */
+} vw_replay_e;
+
+
+typedef struct vw_conf_subscription_s  vw_conf_subscription_t;
+
+/*
+ * [subscription <name>]: a Salesforce Streaming API channel the worker
+ * follows over CometD (docs/CONNECTORS.md, "Change events in"): each
+ * event becomes a job of type job for tenant, and the last replay id
+ * whose job is durable is kept in Redis, where a restart resumes.
+ */
+struct vw_conf_subscription_s {
+    char                       *name;
+    vw_conf_connection_t       *connection;   /* a Salesforce one */
+    char                       *channel;      /* /data/...ChangeEvent,
+                                                 /event/..__e */
+    char                       *job;          /* a job type of the file */
+    char                       *tenant;
+    vw_replay_e                 replay;       /* with no checkpoint yet */
+    vw_conf_subscription_t     *next;
+};
+
+
 typedef struct vw_conf_job_s  vw_conf_job_t;
 
 struct vw_conf_job_s {
@@ -209,6 +235,7 @@ typedef struct {
     vw_conf_job_t              *jobs;
     vw_conf_idp_t              *idps;
     vw_conf_connection_t       *connections;
+    vw_conf_subscription_t     *subscriptions;
     vw_conf_vault_t             vault;
 } vw_conf_t;
 
@@ -242,6 +269,10 @@ const vw_conf_target_t *vw_conf_target(const vw_conf_t *conf,
 
 /* the connection of that name, or NULL */
 const vw_conf_connection_t *vw_conf_connection(const vw_conf_t *conf,
+    const char *name);
+
+/* the subscription of that name, or NULL */
+const vw_conf_subscription_t *vw_conf_subscription(const vw_conf_t *conf,
     const char *name);
 
 /* a deep copy a running job keeps across a reload (vault names, not

@@ -129,10 +129,13 @@ typedef struct {
 
 
 extern const vw_connector_t  vw_connector_salesforce;
+extern const vw_connector_t  vw_connector_salesforce_bulk;  /* bulk_* */
 extern const vw_connector_t  vw_connector_hubspot;
 
-/* the connector of that name, or NULL ("http" has none: the engine's) */
-const vw_connector_t *vw_connector_find(const char *name);
+/* the connector that runs a job of that connector and operation, or NULL
+   ("http" has none: the engine's) */
+const vw_connector_t *vw_connector_find(const char *name,
+    const char *operation);
 
 /* what the connectors share: svc->oauth, the token manager; VW_ERROR when
    it cannot start (logged) */

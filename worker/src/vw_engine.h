@@ -50,6 +50,15 @@ void vw_server_set_conf(vw_server_t *srv, vw_engine_conf_pt conf);
 struct vw_fetch_s;
 void vw_server_set_fetch(vw_server_t *srv, struct vw_fetch_s *fetch);
 
+/*
+ * What the engine lends its connectors (vw_services.h: the HTTP client,
+ * the token manager, its Redis connection), for other parts of the worker
+ * that call vendors, such as the Streaming API consumer.  Lives as long as
+ * the engine.
+ */
+struct vw_services_s;
+const struct vw_services_s *vw_engine_services(vw_engine_t *e);
+
 /* Frees the engine; jobs still held are left to the visibility timeout. */
 void vw_engine_free(vw_engine_t *e);
 

@@ -14,7 +14,7 @@ struct vw_http_s;
 struct vw_oauth_s;
 
 
-typedef struct {
+typedef struct vw_services_s {
     struct event_base          *base;
     struct vw_http_s           *http;
     struct vw_oauth_s          *oauth;
