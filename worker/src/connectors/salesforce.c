@@ -106,10 +106,7 @@ typedef struct {
                                                gave them */
     char                       *record_id;  /* update: the Id */
     struct curl_slist          *headers;
-    char                       *ca_file;    /* the call's, or the */
-    char                       *proxy;      /* connection's target's */
-    uint64_t                    timeout_ms;
-    uint64_t                    connect_timeout_ms;
+    uint64_t                    timeout_ms;   /* each request's */
     vw_token_req_t              tr;
     char                       *stale;      /* the token refused */
     vw_http_req_t               req;
@@ -762,64 +759,6 @@ vw_sf_build(vw_sf_ctx_t *ctx)
 
 /* -- the attempt --------------------------------------------------------- */
 
-/*
- * The request settings: the call's, and where the engine left them
- * unset, the job type's timeout and its connection's target's ca_file,
- * proxy and connect_timeout from the configuration in force, copied, as
- * it may be freed by a reload before the attempt ends.
- */
-static int
-vw_sf_settings(vw_sf_ctx_t *ctx)
-{
-    const vw_conf_t             *conf;
-    const vw_conf_job_t         *jc;
-    const vw_conf_target_t      *tc;
-    const vw_conf_connection_t  *cc;
-    vw_call_t                   *call = ctx->call;
-
-    ctx->timeout_ms = call->timeout_ms;
-    ctx->connect_timeout_ms = call->connect_timeout_ms;
-    tc = NULL;
-
-    conf = ctx->svc->conf != NULL ? ctx->svc->conf() : NULL;
-
-    if (conf != NULL) {
-        jc = call->type ? vw_conf_job(conf, call->type, strlen(call->type))
-                        : NULL;
-        if (ctx->timeout_ms == 0 && jc != NULL) {
-            ctx->timeout_ms = jc->timeout_ms;
-        }
-
-        cc = call->conn ? vw_conf_connection(conf, call->conn->name) : NULL;
-        tc = cc ? cc->target : NULL;
-    }
-
-    if (ctx->timeout_ms == 0) {
-        ctx->timeout_ms = 10000;
-    }
-
-    if (ctx->connect_timeout_ms == 0 && tc != NULL) {
-        ctx->connect_timeout_ms = tc->connect_timeout_ms;
-    }
-
-    if (call->ca_file != NULL || (tc != NULL && tc->ca_file != NULL)) {
-        ctx->ca_file = strdup(call->ca_file ? call->ca_file : tc->ca_file);
-        if (ctx->ca_file == NULL) {
-            return VW_ERROR;
-        }
-    }
-
-    if (call->proxy != NULL || (tc != NULL && tc->proxy != NULL)) {
-        ctx->proxy = strdup(call->proxy ? call->proxy : tc->proxy);
-        if (ctx->proxy == NULL) {
-            return VW_ERROR;
-        }
-    }
-
-    return VW_OK;
-}
-
-
 static int
 vw_sf_start(vw_call_t *call)
 {
@@ -851,11 +790,8 @@ vw_sf_start(vw_call_t *call)
         return VW_ERROR;
     }
 
-    if (vw_sf_settings(ctx) != VW_OK) {
-        vw_sf_free(ctx);
-        snprintf(call->error, sizeof(call->error), "out of memory");
-        return VW_ERROR;
-    }
+    /* curl's 0 is no timeout at all */
+    ctx->timeout_ms = call->timeout_ms ? call->timeout_ms : 10000;
 
     if (vw_sf_token(ctx) != VW_OK) {
         vw_sf_free(ctx);
@@ -892,9 +828,9 @@ vw_sf_token(vw_sf_ctx_t *ctx)
     ctx->tr.conn = call->conn;
     ctx->tr.stale = ctx->stale;
     ctx->tr.timeout_ms = ctx->timeout_ms;
-    ctx->tr.ca_file = ctx->ca_file;
-    ctx->tr.proxy = ctx->proxy;
-    ctx->tr.connect_timeout_ms = ctx->connect_timeout_ms;
+    ctx->tr.ca_file = call->ca_file;
+    ctx->tr.proxy = call->proxy;
+    ctx->tr.connect_timeout_ms = call->connect_timeout_ms;
     ctx->tr.handler = vw_sf_token_done;
     ctx->tr.data = ctx;
     ctx->tr.error[0] = '\0';
@@ -1050,9 +986,9 @@ vw_sf_send(vw_sf_ctx_t *ctx)
     ctx->req.body = ctx->op == VW_SF_QUERY ? NULL : ctx->body;
     ctx->req.body_len = ctx->op == VW_SF_QUERY ? 0 : ctx->body_len;
     ctx->req.timeout_ms = ctx->timeout_ms;
-    ctx->req.connect_timeout_ms = ctx->connect_timeout_ms;
-    ctx->req.ca_file = ctx->ca_file;
-    ctx->req.proxy = ctx->proxy;
+    ctx->req.connect_timeout_ms = call->connect_timeout_ms;
+    ctx->req.ca_file = call->ca_file;
+    ctx->req.proxy = call->proxy;
     ctx->req.body_max = ctx->op == VW_SF_QUERY ? VW_SF_PAGE_MAX
                                                : VW_SF_BODY_MAX;
     ctx->req.https_only = 1;
@@ -1577,12 +1513,12 @@ vw_sf_http_done(vw_http_req_t *req)
         call->resp_len = 0;
 
         if (req->timed_out && !req->connected
-            && ctx->connect_timeout_ms
-            && ctx->connect_timeout_ms < ctx->timeout_ms)
+            && call->connect_timeout_ms
+            && call->connect_timeout_ms < ctx->timeout_ms)
         {
             snprintf(call->error, sizeof(call->error), "no connection "
                      "within %" PRIu64 " ms (connect_timeout)",
-                     ctx->connect_timeout_ms);
+                     call->connect_timeout_ms);
 
         } else if (req->timed_out) {
             snprintf(call->error, sizeof(call->error),
@@ -1817,8 +1753,6 @@ vw_sf_free(vw_sf_ctx_t *ctx)
     free(ctx->url);
     free(ctx->body);
     free(ctx->record_id);
-    free(ctx->ca_file);
-    free(ctx->proxy);
     json_decref(ctx->records);
     free(ctx);
 }
