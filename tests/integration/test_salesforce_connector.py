@@ -489,6 +489,30 @@ def test_daily_allowance_defers_without_calling(stack, sf, rc):
     assert len(rest(sf)) == 3
 
 
+def test_another_workers_reading_counts(stack, sf, rc):
+    """A reading in {vq}:limits:<connection> newer than the worker's own
+    (another worker's) is read at the next admission and holds back the
+    attempts after it, though this worker's own answers say little."""
+    w = stack(recheck="3s")
+    jid = dispatch(w, "sf.create", {"LastName": "First"})
+    wait_state(rc, jid, "succeeded")
+    time.sleep(1.1)                     # past the once-a-second refresh
+    rc.hset("{vq}:limits:acme-sf", mapping={
+        "used": 95000, "max": 100000,
+        "at_ms": int(time.time() * 1000) + 1500})
+    # its admission asks Redis, and runs on what the worker knew
+    jid = dispatch(w, "sf.create", {"LastName": "Second"}, fid=2)
+    wait_state(rc, jid, "succeeded")
+    held = dispatch(w, "sf.create", {"LastName": "Third"}, fid=3)
+    vh.wait_for(lambda: job(rc, held).get("held"), 5, interval=0.05,
+                what="the third job held back")
+    assert job(rc, held)["held"] == \
+        "daily API allowance nearly spent (95000/100000)"
+    assert len(rest(sf)) == 2
+    wait_state(rc, held, "succeeded", seconds=20)
+    assert len(rest(sf)) == 3
+
+
 def test_xref_on_success(stack, sf, rc):
     w = stack()
     jid = dispatch(w, "sf.upsert", {"ExtId__c": "e1", "LastName": "X"},
