@@ -279,6 +279,28 @@ def test_collections_partial_failure_leaves_the_refused(stack, sf, rc):
     assert len(rest(sf)) == 1
 
 
+def test_a_dlq_replay_sends_only_the_refused(stack, sf, rc, worker_redis):
+    w = stack()
+    strict = [True]
+    sf.add_validation_rule("Contact", "Title is required", ["Title"],
+                           lambda r: strict[0] and not r.get("Title"))
+    recs = [{"LastName": "A", "Title": "t"}, {"LastName": "B"}]
+    jid = dispatch(w, "sf.col.create", recs)
+    j = wait_state(rc, jid, "dead")
+    assert j["last_error"] == ("1 of 2 records refused: "
+                               "FIELD_CUSTOM_VALIDATION_EXCEPTION [Title]")
+    assert json.loads(j["body"]) == [recs[1]]
+    strict[0] = False
+    ctl(worker_redis, "dlq", "replay", jid)
+    j = wait_state(rc, jid, "succeeded")
+    assert result(j)["failed"] == 0 and len(result(j)["ids"]) == 1
+    bodies = [json.loads(r["body"])["records"] for r in rest(sf)]
+    assert bodies == [
+        [dict(r, attributes={"type": "Contact"}) for r in recs],
+        [dict(recs[1], attributes={"type": "Contact"})]]
+    assert sorted(r["LastName"] for r in contacts(sf)) == ["A", "B"]
+
+
 def test_collections_lock_retries_only_the_locked(stack, sf, rc):
     w = stack()
     t = sf.org.type("Contact")
