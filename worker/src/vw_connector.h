@@ -92,6 +92,10 @@ struct vw_call_s {
                                                  write); the engine frees
                                                  it */
     size_t                      next_body_len;
+    char                       *output;       /* malloc()ed JSON: a read's
+                                                 record, the body of the
+                                                 job type's "then" job;
+                                                 the engine frees it */
 
     /* the connector's own */
     void                       *ctx;
