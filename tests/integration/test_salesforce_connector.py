@@ -43,6 +43,7 @@ JOBS = {
     "sf.col.upsert": "operation = collections_upsert\nobject = Contact\n"
                      "external_id = ExtId__c\n",
     "sf.query": "operation = query\nobject = Contact\n",
+    "sf.read": "operation = read\nobject = Contact\n",
 }
 
 
@@ -72,7 +73,8 @@ def ctl(redis, *args):
     return p
 
 
-def conf_text(sf, key_file, recheck="1s", share=90, jobs_extra=""):
+def conf_text(sf, key_file, recheck="1s", share=90, jobs_extra="",
+              extra=""):
     text = wh.CONFIG_HEAD + (
         "visibility_timeout = 20s\nshutdown_timeout = 1s\n\n"
         "[vault]\nkey_file = %s\n\n"
@@ -88,7 +90,7 @@ def conf_text(sf, key_file, recheck="1s", share=90, jobs_extra=""):
         text += ("[job %s]\nconnector = salesforce\nconnection = acme-sf\n"
                  "%stimeout = 5s\nmax_attempts = 6\nbackoff_base = 100ms\n"
                  "backoff_cap = 300ms\n%s\n" % (name, body, jobs_extra))
-    return text
+    return text + extra
 
 
 @pytest.fixture
@@ -105,7 +107,7 @@ def stack(sf, vault_key, worker_redis, worker_factory):
 
 def dispatch(w, job_type, body, source=None, corr=None, fid=1):
     fields = [(T_JOB_TYPE, job_type), (T_TENANT, "acme"),
-              (T_BODY, json.dumps(body).encode()),
+              (T_BODY, b"" if body is None else json.dumps(body).encode()),
               (T_HEADER, b"Content-Type\0application/json")]
     if source is not None:
         fields.append((T_HEADER, b"X-Vantage-Source\0" + source.encode()))
@@ -356,6 +358,43 @@ def test_query_follows_next_records_url(stack, sf, rc):
         "q": ["SELECT Id, LastName FROM Contact"]}
     assert [r["path"] for r in reqs[1:]] == [
         pages[0]["nextRecordsUrl"], pages[1]["nextRecordsUrl"]]
+
+
+def test_read_and_then(stack, sf, rc, target):
+    """read by the body's Id, and by X-Vantage-Source with the record
+    handed to the "then" job."""
+    w = stack(extra="[job sf.read.then]\nconnector = salesforce\n"
+              "connection = acme-sf\noperation = read\nobject = Contact\n"
+              "then = hook\ntimeout = 5s\n\n"
+              "[job hook]\nconnector = http\nurl = %s\ntimeout = 2s\n"
+              % target.url("/in"))
+    rid = sf.org.create(sf.org.type("Contact"), {"LastName": "Reader",
+                                                 "Title": "Dr"},
+                        sf.context())
+    jid = dispatch(w, "sf.read", {"Id": rid})
+    j = wait_state(rc, jid, "succeeded")
+    assert result(j) == {"id": rid}
+    assert [(r["method"], r["path"]) for r in rest(sf)] == [
+        ("GET", DATA + "/sobjects/Contact/" + rid)]
+    jid = dispatch(w, "sf.read.then", None, source="salesforce:" + rid,
+                   fid=2)
+    j = wait_state(rc, jid, "succeeded")
+    nxt = wait_state(rc, j["then_job"], "succeeded")
+    assert nxt["parent"] == jid
+    got = target.got("/in")
+    assert len(got) == 1
+    rec = json.loads(got[0]["body"])
+    assert "attributes" not in rec
+    assert (rec["Id"], rec["LastName"], rec["Title"]) == (rid, "Reader",
+                                                          "Dr")
+    assert len(rest(sf)) == 2
+
+
+def test_read_of_a_missing_record_is_dead(stack, sf, rc):
+    w = stack()
+    jid = dispatch(w, "sf.read", {"Id": "003000000000000AAA"})
+    j = wait_state(rc, jid, "dead")
+    assert j["last_error"] == "HTTP 404 NOT_FOUND"
 
 
 # -- outcomes ---------------------------------------------------------------

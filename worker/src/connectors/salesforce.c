@@ -59,7 +59,8 @@ typedef enum {
     VW_SF_COL_CREATE,
     VW_SF_COL_UPDATE,
     VW_SF_COL_UPSERT,
-    VW_SF_QUERY
+    VW_SF_QUERY,
+    VW_SF_READ
 } vw_sf_op_e;
 
 
@@ -72,6 +73,7 @@ static const char *const  vw_sf_operations[] = {
     "collections_update",
     "collections_upsert",
     "query",
+    "read",
     NULL
 };
 
@@ -560,7 +562,16 @@ vw_sf_build(vw_sf_ctx_t *ctx)
     snprintf(base, sizeof(base), "/services/data/v%s",
              call->conn->api_version);
 
-    doc = json_loadb((const char *) call->body, call->body_len, 0, &jerr);
+    if (ctx->op == VW_SF_READ && call->body_len == 0) {
+        /* the id comes from X-Vantage-Source */
+        doc = json_object();
+
+    } else {
+        doc = json_loadb((const char *) (call->body ? call->body
+                                         : (const unsigned char *) ""),
+                         call->body_len, 0, &jerr);
+    }
+
     if (doc == NULL) {
         return vw_sf_dead(call, "the body is not JSON");
     }
@@ -713,6 +724,53 @@ vw_sf_build(vw_sf_ctx_t *ctx)
         rc = VW_OK;
         break;
 
+    case VW_SF_READ:
+        if (!json_is_object(doc)) {
+            vw_sf_dead(call, "the body is not a JSON object");
+            break;
+        }
+
+        idv = json_object_get(doc, "Id");
+
+        if (idv != NULL) {
+            v = vw_sf_value_text(idv);
+
+        } else if (call->source != NULL
+                   && strncmp(call->source, VW_SF_VENDOR ":",
+                              sizeof(VW_SF_VENDOR)) == 0
+                   && call->source[sizeof(VW_SF_VENDOR)] != '\0')
+        {
+            v = vw_sf_escape(call->source + sizeof(VW_SF_VENDOR),
+                             strlen(call->source + sizeof(VW_SF_VENDOR)));
+
+        } else {
+            v = NULL;
+        }
+
+        if (v == NULL) {
+            vw_sf_dead(call, "no Id in the body nor a salesforce: "
+                       "X-Vantage-Source");
+            break;
+        }
+
+        ctx->record_id = strdup(json_is_string(idv) ? json_string_value(idv)
+                                : idv != NULL ? v
+                                : call->source + sizeof(VW_SF_VENDOR));
+
+        ctx->method = "GET";
+        size = strlen(base) + strlen(obj) + strlen(v) + 16;
+        ctx->path = malloc(size);
+        if (ctx->path == NULL || ctx->record_id == NULL) {
+            free(v);
+            vw_sf_dead(call, "out of memory");
+            break;
+        }
+
+        snprintf(ctx->path, size, "%s/sobjects/%s/%s", base, obj, v);
+        free(v);
+        rc = VW_OK;
+        break;
+
     case VW_SF_QUERY:
         rec = json_object_get(doc, "soql");
         if (!json_is_string(rec) || json_string_length(rec) == 0) {
@@ -773,6 +831,7 @@ vw_sf_start(vw_call_t *call)
     call->result = NULL;
     call->next_body = NULL;
     call->next_body_len = 0;
+    call->output = NULL;
     call->ctx = NULL;
 
     ctx = calloc(1, sizeof(vw_sf_ctx_t));
@@ -1262,6 +1321,46 @@ vw_sf_xref(vw_sf_ctx_t *ctx, const char *id)
 }
 
 
+/* a read's 200: the record, without attributes, is the output */
+static void
+vw_sf_read_done(vw_sf_ctx_t *ctx)
+{
+    json_t       *doc;
+    json_error_t  jerr;
+    vw_call_t    *call = ctx->call;
+
+    doc = NULL;
+
+    if (ctx->req.big != NULL) {
+        doc = json_loadb((const char *) ctx->req.big, ctx->req.big_len, 0,
+                         &jerr);
+    }
+
+    if (!json_is_object(doc)) {
+        json_decref(doc);
+        call->outcome = VW_CALL_RETRY;
+        snprintf(call->error, sizeof(call->error),
+                 "HTTP %ld: a record that is not a JSON object",
+                 ctx->req.status);
+        return;
+    }
+
+    json_object_del(doc, "attributes");
+
+    call->output = json_dumps(doc, JSON_COMPACT);
+    json_decref(doc);
+
+    if (call->output == NULL) {
+        call->outcome = VW_CALL_RETRY;
+        snprintf(call->error, sizeof(call->error), "out of memory");
+        return;
+    }
+
+    call->outcome = VW_CALL_SUCCESS;
+    vw_sf_set_result(call, json_pack("{s:s}", "id", ctx->record_id));
+}
+
+
 /* a single record's 2xx: {"id","created"} */
 static void
 vw_sf_record_done(vw_sf_ctx_t *ctx)
@@ -1552,6 +1651,10 @@ vw_sf_http_done(vw_http_req_t *req)
 
             break;
 
+        case VW_SF_READ:
+            vw_sf_read_done(ctx);
+            break;
+
         default:
             vw_sf_record_done(ctx);
             break;
@@ -1685,6 +1788,8 @@ vw_sf_finish(vw_sf_ctx_t *ctx)
     if (call->outcome != VW_CALL_SUCCESS) {
         free(call->result);
         call->result = NULL;
+        free(call->output);
+        call->output = NULL;
     }
 
     call->ms = vw_http_monotonic_ms() - ctx->start;
