@@ -40,6 +40,10 @@
 #include "vw_salesforce.h"
 
 
+/* the client id of Sforce-Call-Options (docs/CONNECTORS.md, loops) */
+#define VW_SF_CLIENT_ID  "vantage"
+
+
 #define VW_SF_VENDOR          "salesforce"
 #define VW_SF_COLLECTION_MAX  200
 
@@ -1017,6 +1021,14 @@ vw_sf_send(vw_sf_ctx_t *ctx)
 
     /* no 100-continue round trip for larger bodies */
     rc |= vw_sf_append(&ctx->headers, "Expect:");
+
+    /*
+     * Names Vantage as the client: the change events its writes cause
+     * carry it in ChangeEventHeader.changeOrigin, and the subscriptions
+     * skip them, so a change Vantage made does not come back as a new one
+     */
+    rc |= vw_sf_append(&ctx->headers,
+                       "Sforce-Call-Options: client=" VW_SF_CLIENT_ID);
 
     if (call->correlation_id != NULL && call->correlation_id[0]
         && strpbrk(call->correlation_id, "\r\n") == NULL)
