@@ -32,6 +32,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 import vantage_harness as vh
+import worker_harness as wh
 
 sys.path.insert(0, os.path.join(vh.REPO, "tests", "fakes"))
 from salesforce import Salesforce                       # noqa: E402
@@ -359,6 +360,69 @@ def test_redis_down_is_a_fault_and_a_retry_makes_no_duplicate(
     got = jobs(rc)
     assert sorted(got) == sorted(nt.id for nt in m.queue)
     assert len(got) == 3
+
+
+@pytest.mark.log_allow(ALLOW_WORKER)
+def test_a_message_written_in_part_is_completed_by_the_retry(
+        workers, nginx_factory, rc, target):
+    # one notification is a job already; the in-flight cap refuses the two
+    # others: no Ack; the retry writes those two only
+    w = workers(wh.CONFIG_HEAD + "inflight_cap = 2\n\n[job %s]\n"
+                "connector = http\nurl = %s\ntimeout = 5s\n"
+                % (JOB_TYPE, target.url("/in")))
+    ids = IdFactory()
+    org = ids.new("00D")
+    n = gateway(nginx_factory, w, org)
+    notes = contacts(ids, 3)
+
+    assert post(n, envelope(org, notes[:1]))[::2] == (200, ACK)
+    first = jobs(rc)
+    assert list(first) == [notes[0][0]]
+    vh.wait_for(lambda: int(rc.get("{vq}:inflight") or 0) == 0, 10,
+                interval=0.05, what="the first job to finish")
+
+    rc.set("{vq}:inflight", 2)            # as if two jobs were running
+    status, headers, body = post(n, envelope(org, notes))
+    assert (status, body) == (503, fault(
+        "Server", "the job queue is not available; the message is not "
+        "acknowledged: too many jobs in flight"))
+    assert headers["retry-after"] == "1"
+    assert sorted(jobs(rc)) == [notes[0][0]]
+
+    rc.set("{vq}:inflight", 0)
+    status, _, body = post(n, envelope(org, notes))
+    assert (status, body) == (200, ACK)
+    got = jobs(rc)
+    assert sorted(got) == sorted(nid for nid, _ in notes)
+    assert got[notes[0][0]]["created_ms"] == first[notes[0][0]]["created_ms"]
+    log = vh._read(n.error_log)
+    assert "2 of 3 notifications of organization \"%s\" not durable " \
+        "(0 refused, 2 unavailable)" % org in log
+    assert "3 notifications of organization \"%s\" acknowledged: 2 new, " \
+        "1 already queued" % org in log
+
+
+@pytest.mark.log_allow(ALLOW_WORKER)
+def test_a_notification_id_resent_with_other_fields_is_a_500_fault(
+        workers, nginx_factory, rc):
+    # the job under that key holds other data: not acknowledged, loudly
+    ids = IdFactory()
+    org = ids.new("00D")
+    w = workers()
+    n = gateway(nginx_factory, w, org)
+    (nid, fields), = contacts(ids, 1)
+    assert post(n, envelope(org, [(nid, fields)]))[::2] == (200, ACK)
+    changed = dict(fields, LastName="Changed")
+    status, _, body = post(n, envelope(org, [(nid, changed)]))
+    assert (status, body) == (500, fault(
+        "Server", "the job queue refused a notification: the idempotency "
+        "key was used with another body"))
+    got = jobs(rc)
+    assert list(got) == [nid]
+    assert json.loads(got[nid]["body"])["LastName"] == fields["LastName"]
+    assert "1 of 1 notifications of organization \"%s\" not durable " \
+        "(1 refused, 0 unavailable)" % org in vh._read(n.error_log)
+    assert "Changed" not in vh._read(n.error_log)
 
 
 # --------------------------------------------------------------------------
