@@ -184,7 +184,8 @@ def create_contact(sf, **fields):
 def test_records_written_become_one_job_per_notification(
         sf, workers, nginx_factory, rc):
     w = workers()
-    n = gateway(nginx_factory, w, sf.org_id)
+    # debug: nothing of the message is logged even there
+    n = gateway(nginx_factory, w, sf.org_id, log_level="debug")
     m = sf.outbound_message("Contact", ["Email", "LastName", "Phone"],
                             "http://127.0.0.1:%d%s" % (n.http_port, PATH),
                             rule=("CREATE",), retry_initial=0.1,
@@ -294,6 +295,56 @@ def test_ack_waits_for_durability(workers, nginx_factory, rc, redis):
     status, _, body = answer[0]
     assert (status, body) == (200, ACK)
     assert sorted(jobs(rc)) == sorted(nid for nid, _ in notes)
+
+
+def test_the_emulator_hears_the_ack_only_once_the_jobs_are_durable(
+        sf, workers, nginx_factory, rc, redis):
+    w = workers()
+    n = gateway(nginx_factory, w, sf.org_id, timeout="10s")
+    m = sf.outbound_message("Contact", ["LastName"],
+                            "http://127.0.0.1:%d%s" % (n.http_port, PATH),
+                            rule=("CREATE",), retry_initial=0.1)
+    redis.pause()
+    try:
+        create_contact(sf, LastName="Waiting")
+        time.sleep(1.0)
+        # the POST is out, and unanswered: the emulator has no outcome
+        assert m.attempts == [] and len(m.pending()) == 1
+    finally:
+        redis.resume()
+    assert m.wait_idle(vh.timeout(10))
+    assert [(a["status"], a["ack"]) for a in m.attempts] == [(200, True)]
+    assert sorted(jobs(rc)) == [m.queue[0].id]
+
+
+def test_over_both_transports_with_a_body_in_pieces(
+        workers, nginx_factory, client_for, rc):
+    ids = IdFactory()
+    org = ids.new("00D")
+    w = workers()
+    n = gateway(nginx_factory, w, org)
+    c = client_for(n)
+    notes = contacts(ids, 60)
+    body = envelope(org, notes)
+    assert len(body) > 16384
+
+    def pieces():
+        for i in range(0, len(body), 1000):
+            yield body[i:i + 1000]
+
+    # a refusal first: the connection is kept for the next message
+    r = c.request("POST", PATH, content=b"<nope",
+                  headers={"Content-Type": "text/xml"})
+    assert (r.status, r.content) == (400, fault(
+        "Client", "the body is not well-formed XML"))
+    r = c.request("POST", PATH, content=pieces(),
+                  headers={"Content-Type": "text/xml"})
+    assert (r.status, r.content) == (200, ACK)
+    assert r.headers["content-type"] == "text/xml; charset=utf-8"
+    got = jobs(rc)
+    assert sorted(got) == sorted(nid for nid, _ in notes)
+    for nid, fields in notes:
+        assert_job(got[nid], nid, fields)
 
 
 @pytest.mark.log_allow(ALLOW_WORKER)
