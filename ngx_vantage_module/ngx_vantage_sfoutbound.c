@@ -547,10 +547,10 @@ ngx_vantage_sfout_process(ngx_http_request_t *r, ngx_vantage_sfout_ctx_t *ctx)
      * XML_PARSE_DTDLOAD or _DTDATTR, no network; and a DOCTYPE stops the
      * parser the moment it is met, before a declaration in it is read, so
      * neither an external entity (XXE) nor an expanding one ever is.
+     * Blanks are kept: a value of spaces is a value.
      */
-    (void) xmlCtxtUseOptions(pctx, XML_PARSE_NONET | XML_PARSE_NOBLANKS
-                                   | XML_PARSE_NOERROR | XML_PARSE_NOWARNING
-                                   | XML_PARSE_NOCDATA);
+    (void) xmlCtxtUseOptions(pctx, XML_PARSE_NONET | XML_PARSE_NOERROR
+                                   | XML_PARSE_NOWARNING | XML_PARSE_NOCDATA);
 
     doctype = 0;
     pctx->_private = &doctype;

@@ -237,7 +237,9 @@ def test_the_exact_ack_and_one_job_per_notification_id(
     org = ids.new("00D")
     w = workers()
     n = gateway(nginx_factory, w, org[:15])   # a 15-character id matches
-    notes = contacts(ids, 2, Title=None, HasOptedOutOfEmail=True)
+    notes = contacts(ids, 2, Title=None, HasOptedOutOfEmail=True,
+                     Department="  R&D <EU>  ", Suffix=" ",
+                     Description="line 1\nline 2 \u00e9\u4e2d")
 
     status, headers, body = post(n, envelope(org, notes))
     assert (status, body) == (200, ACK)
@@ -250,6 +252,7 @@ def test_the_exact_ack_and_one_job_per_notification_id(
         assert_job(got[nid], nid, fields)
         b = json.loads(got[nid]["body"])
         assert b["Title"] is None and b["HasOptedOutOfEmail"] == "true"
+        assert b["Department"] == "  R&D <EU>  " and b["Suffix"] == " "
     first = {nid: j["created_ms"] for nid, j in got.items()}
 
     # Salesforce resends the same notifications: the same jobs, acked
