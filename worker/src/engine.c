@@ -1377,10 +1377,11 @@ vw_engine_admit(vw_run_t *run)
 static void
 vw_engine_next_waiting(vw_engine_t *e, vw_target_t *t)
 {
-    int        rc;
-    unsigned   probe;
-    uint64_t   at;
-    vw_run_t  *run, *first, *next;
+    int          rc;
+    unsigned     probe;
+    uint64_t     at;
+    vw_run_t    *run, *first, *next;
+    const char  *why;
 
     if (t->waiting == 0) {
         return;
@@ -1397,6 +1398,27 @@ vw_engine_next_waiting(vw_engine_t *e, vw_target_t *t)
 
     if (first == NULL) {
         return;
+    }
+
+    /*
+     * The vendor's limits may have closed while it waited (a rate limit's
+     * pause begun by the attempt that just ended): asked again, and a run
+     * they hold back goes to {vq}:delayed, and the next waiting one is
+     * looked at in its place
+     */
+    if (first->connector != NULL && first->connector->admit != NULL) {
+        why = NULL;
+        at = vw_engine_now() + VW_ENGINE_DEFER_MS;
+
+        if (first->connector->admit(&first->call, vw_engine_now(), &at, &why)
+            != VW_OK)
+        {
+            t->waiting--;
+            first->state = VW_RUN_SETTLING;
+            vw_engine_put_back(first, at, why);
+            vw_engine_next_waiting(e, t);
+            return;
+        }
     }
 
     at = vw_engine_now() + VW_ENGINE_DEFER_MS;
