@@ -39,12 +39,16 @@ BACKEND_PORT=${BACKEND_PORT:-8081}
 TARGET_PORT=${TARGET_PORT:-8082}
 REDIS_PORT=${REDIS_PORT:-8379}
 IDP_PORT=${IDP_PORT:-8443}
+SF_PORT=${SF_PORT:-8444}
+HS_PORT=${HS_PORT:-8445}
 NGINX=${NGINX:-/usr/sbin/nginx}
 MODULE=${MODULE:-$ROOT/build/ngx_vantage_module.so}
 WORKER=${WORKER:-$ROOT/build/vantage-worker}
 CTL=$ROOT/build/vantagectl
 TARGET=$ROOT/tests/fakes/http_target.py
 IDP=$ROOT/tests/fakes/idp.py
+SF=$ROOT/tests/fakes/salesforce
+HS=$ROOT/tests/fakes/hubspot
 CONF_TEMPLATE=$ROOT/conf/vantage-demo.conf.in
 PY=/usr/bin/python3
 
@@ -66,6 +70,11 @@ IDP_CA=
 IDP_SECRET=         # the client secret's file, under secrets/
 API_KEY_FILE=       # the API key's file, under secrets/
 OPAQUE_TOKEN=       # an active opaque token, made at each start
+
+# the vendor emulators (issue 6): what their first lines say
+SF_INFO=            # tests/fakes/salesforce's JSON line
+HS_INFO=            # tests/fakes/hubspot's JSON line
+VAULT_KEY=          # the vault's master key file, under secrets/
 
 STARTED=()          # "name:pid", in start order
 STOPPING=0
@@ -95,8 +104,9 @@ check_prereqs() {
         || die "$PY lacks PyJWT (apt-get install python3-jwt python3-cryptography)"
     [[ $PREFIX != *[[:space:]\;\#\'\"]* ]] \
         || die "demo directory \"$PREFIX\" has characters nginx.conf cannot take"
-    for p in "$PORT" "$BACKEND_PORT" "$TARGET_PORT" "$REDIS_PORT" "$IDP_PORT"; do
-        port_open "$p" && die "127.0.0.1:$p is already in use (set PORT / BACKEND_PORT / TARGET_PORT / REDIS_PORT / IDP_PORT)"
+    for p in "$PORT" "$BACKEND_PORT" "$TARGET_PORT" "$REDIS_PORT" "$IDP_PORT" \
+             "$SF_PORT" "$HS_PORT"; do
+        port_open "$p" && die "127.0.0.1:$p is already in use (set PORT / BACKEND_PORT / TARGET_PORT / REDIS_PORT / IDP_PORT / SF_PORT / HS_PORT)"
     done
     return 0
 }
@@ -309,6 +319,70 @@ start_idp() {
 }
 
 
+# json_get json path...: a member of a JSON line (a.b for nested ones)
+json_get() {
+    $PY -c 'import json, sys
+o = json.loads(sys.argv[1])
+for k in sys.argv[2].split("."):
+    o = o[k]
+print(o)' "$@"
+}
+
+
+# start_salesforce: tests/fakes/salesforce over HTTPS on 127.0.0.1:SF_PORT,
+# an org with a connected app whose JWT bearer key is in run/demo/salesforce/
+start_salesforce() {
+    local pid out=$PREFIX/salesforce.out
+    : >"$out"
+    setsid $PY "$SF" --port "$SF_PORT" --dir "$PREFIX/salesforce" \
+        >>"$out" 2>&1 &
+    pid=$!
+    demo_started salesforce "$pid"
+    wait_up salesforce "$pid" "$out" grep -q '^{' "$out"
+    SF_INFO=$(grep -m1 '^{' "$out")
+    log "Salesforce emulator (pid $pid) at $(json_get "$SF_INFO" instance_url)," \
+        "org $(json_get "$SF_INFO" org_id)"
+}
+
+
+# start_hubspot: tests/fakes/hubspot over HTTPS on 127.0.0.1:HS_PORT, one
+# portal with a private app
+start_hubspot() {
+    local pid out=$PREFIX/hubspot.out
+    : >"$out"
+    setsid $PY "$HS" --port "$HS_PORT" --dir "$PREFIX/hubspot" \
+        >>"$out" 2>&1 &
+    pid=$!
+    demo_started hubspot "$pid"
+    wait_up hubspot "$pid" "$out" grep -q '^{' "$out"
+    HS_INFO=$(grep -m1 '^{' "$out")
+    log "HubSpot emulator (pid $pid) at $(json_get "$HS_INFO" base_url)," \
+        "portal $(json_get "$HS_INFO" portal_id)"
+}
+
+
+# fill_vault: a master key made at each start (secrets/, 0600), and the
+# vendor credentials sealed under it in Redis (vantagectl vault put): the
+# Salesforce connected app's private key and the HubSpot private app's
+# token; worker.conf names them, never holds them
+fill_vault() {
+    local err
+    VAULT_KEY=$PREFIX/secrets/vault.key
+    (umask 077 && openssl rand 32 >"$VAULT_KEY")
+    err=$("$CTL" --redis "127.0.0.1:$REDIS_PORT" vault put sf.demo.jwt-key \
+        --replace --key-file "$VAULT_KEY" \
+        --from-file "$(json_get "$SF_INFO" jwt_key_file)" 2>&1) \
+        || die "vantagectl vault put sf.demo.jwt-key: $err"
+    # the token goes to vantagectl on its standard input
+    err=$(json_get "$HS_INFO" private_app.token | "$CTL" --redis \
+        "127.0.0.1:$REDIS_PORT" vault put hs.demo.token --replace \
+        --key-file "$VAULT_KEY" 2>&1) \
+        || die "vantagectl vault put hs.demo.token: $err"
+    log "vault: sf.demo.jwt-key and hs.demo.token sealed in Redis" \
+        "(master key $VAULT_KEY)"
+}
+
+
 # write_worker_conf: run/demo/worker.conf (docs/WORKER.md), checked with
 # --check before the worker starts with it
 write_worker_conf() {
@@ -361,6 +435,57 @@ client_id          = $IDP_CLIENT
 client_secret_file = $IDP_SECRET
 auth               = client_secret_basic
 timeout            = 2s        # below vantage_introspect_timeout (3s)
+
+# the vendors (docs/CONNECTORS.md): the emulators stand in for a Salesforce
+# org and a HubSpot portal; the secrets are vault names
+[vault]
+key_file           = $VAULT_KEY
+
+[target salesforce-emulator]
+max_concurrency    = 4
+ca_file            = $(json_get "$SF_INFO" ca_file)
+
+[connection demo-sf]
+vendor             = salesforce
+auth               = jwt_bearer
+login_url          = $(json_get "$SF_INFO" login_url)
+client_id          = $(json_get "$SF_INFO" consumer_key)
+username           = $(json_get "$SF_INFO" username)
+private_key        = sf.demo.jwt-key
+api_version        = $(json_get "$SF_INFO" api_version)
+target             = salesforce-emulator
+
+[target hubspot-emulator]
+max_concurrency    = 4
+ca_file            = $(json_get "$HS_INFO" ca_file)
+
+[connection demo-hs]
+vendor             = hubspot
+auth               = private_app
+token              = hs.demo.token
+base_url           = $(json_get "$HS_INFO" base_url)
+target             = hubspot-emulator
+
+# POST /integrations/salesforce/contacts: a Contact by its email, kept as
+# the external id ExtId__c of the emulator's Contact
+[job salesforce.contact.upsert]
+connector          = salesforce
+connection         = demo-sf
+operation          = upsert
+object             = Contact
+external_id        = ExtId__c
+timeout            = 10s
+max_attempts       = 6
+
+# POST /integrations/hubspot/contacts: a contact by its email
+[job hubspot.contact.upsert]
+connector          = hubspot
+connection         = demo-hs
+operation          = upsert
+object             = contacts
+id_property        = email
+timeout            = 10s
+max_attempts       = 6
 EOF
     "$WORKER" --check "$PREFIX/worker.conf" 2>"$PREFIX/worker-check.log" || {
         cat "$PREFIX/worker-check.log" >&2
@@ -427,8 +552,8 @@ worker_ping() {
 }
 
 
-# Later issues: start_fakes (vendor emulators for the connectors), followed
-# by demo_started and stopped by a stop_<name> below.
+# The vendor emulators (start_salesforce, start_hubspot) are stopped by
+# stop_all's TERM, as the stand-in vendor is.
 
 
 stop_all() {
@@ -585,6 +710,43 @@ EOF
 }
 
 
+# job_state id token: the job's status as GET /jobs/<id> says it
+job_state() {
+    curl -s --max-time 5 -H "Authorization: Bearer $2" \
+        "http://127.0.0.1:$PORT/jobs/$1" \
+        | $PY -c 'import json, sys; print(json.load(sys.stdin).get("status"))' \
+        2>/dev/null || true
+}
+
+
+# connectors_check token: one contact through each connector, dispatched by
+# nginx and written by the worker into the emulator within 15 s
+connectors_check() {
+    local path body id state i
+    for path in salesforce hubspot; do
+        if [[ $path == salesforce ]]; then
+            body='{"ExtId__c":"demo.check@example.com","Email":"demo.check@example.com","FirstName":"Demo","LastName":"Check"}'
+        else
+            body='{"email":"demo.check@example.com","firstname":"Demo","lastname":"Check"}'
+        fi
+        id=$(curl -s --max-time 5 -X POST -H "Authorization: Bearer $1" \
+            -H 'Content-Type: application/json' -d "$body" \
+            "http://127.0.0.1:$PORT/integrations/$path/contacts" \
+            | sed -n 's/.*"job_id":"\([0-9a-f]*\)".*/\1/p')
+        [[ -n $id ]] || die "POST /integrations/$path/contacts took no job (see $PREFIX/error.log)"
+        for ((i = 0; i < 150; i++)); do
+            state=$(job_state "$id" "$1")
+            [[ $state == succeeded || $state == dead ]] && break
+            sleep 0.1
+        done
+        [[ $state == succeeded ]] \
+            || die "the $path job $id is \"$state\", expected succeeded (see $PREFIX/worker.log)"
+    done
+    log "checked: a contact upserted in the Salesforce and the HubSpot" \
+        "emulators through nginx and the worker's connectors"
+}
+
+
 print_usage() {
     local url=$1 good=$2 bad=$3 adv=$4 advbad=$5
     cat <<EOF
@@ -695,6 +857,35 @@ Refused (401, a token of the provider's with sub changed after signing):
 
   curl -i -H 'Authorization: Bearer $advbad' $adv
 
+Vendors (docs/CONNECTORS.md): emulators of a Salesforce org at
+$(json_get "$SF_INFO" instance_url) and a HubSpot portal at
+$(json_get "$HS_INFO" base_url). The worker signs in to them with credentials
+sealed in its vault (vantagectl vault list), caches the tokens sealed in
+Redis, and writes what nginx hands it. A contact upserted in Salesforce by
+its external id (201; the job's result names the new Contact's id):
+
+  id=\$(curl -s -X POST -H "Authorization: Bearer \$TOKEN" \\
+      -H 'Content-Type: application/json' \\
+      -d '{"ExtId__c":"ada@example.com","Email":"ada@example.com","FirstName":"Ada","LastName":"Lovelace"}' \\
+      http://127.0.0.1:$PORT/integrations/salesforce/contacts \\
+      | sed -n 's/.*"job_id":"\([0-9a-f]*\)".*/\1/p'); sleep 1
+  curl -s -H "Authorization: Bearer \$TOKEN" http://127.0.0.1:$PORT/jobs/\$id
+
+And in HubSpot by its email (batch upsert, one input):
+
+  curl -s -X POST -H "Authorization: Bearer \$TOKEN" \\
+      -H 'Content-Type: application/json' \\
+      -d '{"email":"ada@example.com","firstname":"Ada","lastname":"Lovelace"}' \\
+      http://127.0.0.1:$PORT/integrations/hubspot/contacts
+
+The portal's contacts, read with the private app's token from the vault
+(it goes to curl on its standard input, not on a command line):
+
+  $CTL --redis 127.0.0.1:$REDIS_PORT vault get hs.demo.token \\
+      --key-file $VAULT_KEY | sed 's/^/header = "Authorization: Bearer /; s/\$/"/' \\
+      | curl -s -K - --cacert $(json_get "$HS_INFO" ca_file) \\
+      "$(json_get "$HS_INFO" base_url)/crm/v3/objects/contacts?properties=email,firstname"
+
 Files: $PREFIX (nginx.conf, worker.conf, error.log, access.log,
 worker.log, target.log; keys/ holds the demo private key, secrets/ the
 identity provider's client secret and the API key).
@@ -719,6 +910,9 @@ main() {
     start_redis
     start_target
     start_idp
+    start_salesforce
+    start_hubspot
+    fill_vault
     render_conf
     start_worker
     start_nginx
@@ -732,6 +926,7 @@ main() {
     at=$(idp_token) || die "no token from $IDP_ISSUER/token (see $PREFIX/idp.out)"
     advbad=$(tamper "$at")
     advisor_check "$adv" "$at" "$advbad"
+    connectors_check "$good"
     print_usage "$url" "$good" "$bad" "$adv" "$advbad"
 
     # wait returns early when a trapped signal arrives; nginx exiting on
