@@ -11,6 +11,9 @@
 #   lua-free-scripts/bench.sh jobs                the jobs part instead: jobs
 #     accepted and delivered per second through the worker and Redis, and
 #     their CPU (lua-free-scripts/bench-jobs.sh; BENCH_SET=jobs does the same)
+#   lua-free-scripts/bench.sh connectors          real-time upserts through the
+#     Salesforce and HubSpot connectors against the emulators, records/s and
+#     the worker's peak RSS (lua-free-scripts/bench-connectors.sh)
 #
 # Configs, measured in interleaved rounds (a, v1, v2, v3, a, v1, ...):
 #   a-plain          proxy_pass to the backend with upstream keepalive
@@ -76,8 +79,9 @@ set -Eeuo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 case ${1:-${BENCH_SET:-gateway}} in
   jobs) exec "$ROOT/lua-free-scripts/bench-jobs.sh" ;;
+  connectors) exec "$ROOT/lua-free-scripts/bench-connectors.sh" ;;
   gateway) ;;
-  *) echo "usage: $0 [gateway|jobs]  (or BENCH_SET=gateway|jobs)" >&2; exit 2 ;;
+  *) echo "usage: $0 [gateway|jobs|connectors]  (or BENCH_SET=...)" >&2; exit 2 ;;
 esac
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10}
