@@ -433,6 +433,30 @@ vc_map_name(const vc_map_t *map)
 }
 
 
+/*
+ * The source path of field i as written ("properties.email"), or NULL for
+ * a field that reads none (a constant) or for i out of range; a
+ * concatenation's first part stands for it.
+ */
+const char *
+vc_map_field_from(const vc_map_t *map, size_t i)
+{
+    const vc_map_field_t  *f;
+
+    if (i >= map->nfields) {
+        return NULL;
+    }
+
+    f = &map->fields[i];
+
+    if (f->from.text != NULL) {
+        return f->from.text;
+    }
+
+    return f->nconcat ? f->concat[0].text : NULL;
+}
+
+
 const char *
 vc_map_from(const vc_map_t *map)
 {

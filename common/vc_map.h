@@ -67,6 +67,7 @@ const char *vc_map_name(const vc_map_t *map);
 const char *vc_map_from(const vc_map_t *map);
 const char *vc_map_to(const vc_map_t *map);
 size_t vc_map_nfields(const vc_map_t *map);
+const char *vc_map_field_from(const vc_map_t *map, size_t i);
 
 
 #endif /* VC_MAP_H */

@@ -648,3 +648,40 @@ def test_pause_from_another_worker(worker, hs, rc):
     assert held[0]["job"] == jid
     assert held[0]["reason"].startswith("HubSpot rate limit (SHARED): "
                                         "paused ")
+
+
+def test_read_asks_for_what_the_next_jobs_mapping_reads(worker, hs, rc,
+                                                        base_dir):
+    """A read whose "then" job has a mapping asks HubSpot for the
+    properties that mapping reads (docs/CONNECTORS.md, "then"), when the
+    body names none; a body's own list still wins."""
+    mapping = os.path.join(base_dir, "hs-echo-%d.json" % os.getpid())
+    vh.write_file(mapping, json.dumps({
+        "name": "hs-echo", "from": "hubspot.contact",
+        "to": "hubspot.contact",
+        "fields": [
+            {"to": "properties.email", "from": "properties.email"},
+            {"to": "properties.jobtitle", "from": "properties.firstname"},
+            {"to": "properties.lastname", "constant": "Mapped"},
+        ]}).encode())
+    w = worker(jobs={
+        "hs.read.mapped": "connection = hs\noperation = read\n"
+                          "object = contacts\nthen = hs.mapped.upsert\n",
+        "hs.mapped.upsert": "connection = hs\noperation = upsert\n"
+                            "object = contacts\nid_property = email\n"
+                            "mapping = %s\n" % mapping})
+    c, = seed(hs, 1)
+    j = run(w, rc, "hs.read.mapped", {"id": c.id})
+    assert j["state"] == "succeeded", j
+    req, = hs.requests(OBJ + "/" + c.id, "GET")
+    # the mapping's properties.* sources, in its order; the constant none
+    assert req.query == {"properties": ["email,firstname"]}
+    nxt = settle(rc, j["then_job"])
+    assert nxt["state"] == "succeeded", nxt
+    assert contacts(hs)[0].props.get("jobtitle") == "P0"
+    assert contacts(hs)[0].props.get("lastname") == "Mapped"
+
+    j = run(w, rc, "hs.read.mapped", {"id": c.id, "properties": ["email"]})
+    assert j["state"] == "succeeded", j
+    assert hs.requests(OBJ + "/" + c.id, "GET")[1].query == \
+        {"properties": ["email"]}

@@ -1127,6 +1127,12 @@ test_load_file(void **state)
     assert_string_equal(vc_map_from(map), "salesforce.Contact");
     assert_string_equal(vc_map_to(map), "hubspot.contact");
     assert_int_equal(vc_map_nfields(map), 18);
+    /* each field's source as written; a constant has none */
+    assert_string_equal(vc_map_field_from(map, 0), "Email");
+    assert_string_equal(vc_map_field_from(map, 6), "Account.Name");
+    assert_string_equal(vc_map_field_from(map, 16), "Id");
+    assert_null(vc_map_field_from(map, 17));
+    assert_null(vc_map_field_from(map, 18));
     vc_map_free(map);
 
     vc_map_free(NULL);

@@ -183,6 +183,8 @@ struct vw_run_s {
     vw_map_ref_t               *map;           /* the job's mapping, held */
     char                       *then;          /* the job type its output
                                                   becomes */
+    char                      **read_fields;   /* then's mapping's source
+                                                  paths, NULL-ended */
     unsigned                    mapped:1;      /* the body was mapped
                                                   already (a batch's rest) */
     unsigned                    no_connector:1;
@@ -220,6 +222,7 @@ static void vw_engine_http_done(vw_http_req_t *req);
 static void vw_engine_call_done(vw_call_t *call);
 static void vw_engine_call_settle(vw_run_t *run);
 static int vw_engine_copy_connector(vw_run_t *run, const vw_conf_job_t *jc);
+static int vw_engine_read_fields(vw_run_t *run, const char *then);
 static void vw_engine_then(vw_run_t *run, redisAsyncContext *ac,
     uint64_t now);
 static void vw_engine_map_body(vw_run_t *run, const vc_map_t *map);
@@ -1587,7 +1590,9 @@ vw_engine_copy_connector(vw_run_t *run, const vw_conf_job_t *jc)
 
     if (jc->then != NULL) {
         run->then = strdup(jc->then);
-        if (run->then == NULL) {
+        if (run->then == NULL
+            || vw_engine_read_fields(run, jc->then) != VW_OK)
+        {
             return VW_ERROR;
         }
     }
@@ -1609,8 +1614,53 @@ vw_engine_copy_connector(vw_run_t *run, const vw_conf_job_t *jc)
     call->object = run->object;
     call->id_field = run->id_field;
     call->source = run->source;
+    call->read_fields = (const char *const *) run->read_fields;
     call->handler = vw_engine_call_done;
     call->data = run;
+
+    return VW_OK;
+}
+
+
+/*
+ * A read whose record goes on to a job with a mapping asks the vendor for
+ * the fields that mapping reads (HubSpot sends only a few properties
+ * unless it is told which), copied from the configuration in force.
+ */
+static int
+vw_engine_read_fields(vw_run_t *run, const char *then)
+{
+    size_t                i, n, k;
+    const char           *from;
+    const vc_map_t       *map;
+    const vw_conf_t      *conf;
+    const vw_conf_job_t  *next;
+
+    conf = run->engine->conf();
+    next = conf ? vw_conf_job(conf, then, strlen(then)) : NULL;
+
+    if (next == NULL || next->map == NULL) {
+        return VW_OK;
+    }
+
+    map = next->map->map;
+    n = vc_map_nfields(map);
+
+    run->read_fields = calloc(n + 1, sizeof(char *));
+    if (run->read_fields == NULL) {
+        return VW_ERROR;
+    }
+
+    for (i = 0, k = 0; i < n; i++) {
+        from = vc_map_field_from(map, i);
+
+        if (from != NULL) {
+            run->read_fields[k] = strdup(from);
+            if (run->read_fields[k++] == NULL) {
+                return VW_ERROR;
+            }
+        }
+    }
 
     return VW_OK;
 }
@@ -2423,6 +2473,13 @@ vw_engine_run_free(vw_run_t *run)
     free(run->source);
     free(run->map_error);
     free(run->then);
+
+    for (i = 0; run->read_fields != NULL && run->read_fields[i] != NULL; i++)
+    {
+        free(run->read_fields[i]);
+    }
+
+    free(run->read_fields);
     free(run->call.output);
     vw_map_ref_release(run->map);
     free(run->call.result);

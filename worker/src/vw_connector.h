@@ -57,6 +57,11 @@ struct vw_call_s {
     const char                 *operation;
     const char                 *object;
     const char                 *id_field;     /* or NULL */
+    const char *const          *read_fields;  /* a read with a "then":
+                                                 the source paths of the
+                                                 next job's mapping
+                                                 ("properties.email"),
+                                                 NULL-ended, or NULL */
     const char                 *source;       /* X-Vantage-Source,
                                                  "<system>:<id>", or NULL:
                                                  see "ID cross-reference" */

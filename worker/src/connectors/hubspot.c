@@ -134,6 +134,7 @@ static int vw_hs_build_batch(vw_hs_ctx_t *ctx, vw_call_t *call, json_t *v);
 static json_t *vw_hs_input(vw_hs_ctx_t *ctx, vw_call_t *call, json_t *rec,
     size_t i);
 static int vw_hs_build_read(vw_hs_ctx_t *ctx, vw_call_t *call, json_t *v);
+static json_t *vw_hs_read_properties(vw_call_t *call);
 static int vw_hs_build_get(vw_hs_ctx_t *ctx, vw_call_t *call, json_t *v,
     const char *obj);
 static void vw_hs_got(vw_hs_ctx_t *ctx, long status, json_t *body);
@@ -779,6 +780,43 @@ vw_hs_input(vw_hs_ctx_t *ctx, vw_call_t *call, json_t *rec, size_t i)
 
 
 /*
+ * {"properties": [...]} from the paths a "then" job's mapping reads:
+ * "properties.<name>" gives <name>; other paths ("id") are the record's
+ * own.  NULL when there are none.
+ */
+static json_t *
+vw_hs_read_properties(vw_call_t *call)
+{
+    size_t       i;
+    json_t      *a;
+    const char  *f;
+
+    if (call->read_fields == NULL) {
+        return NULL;
+    }
+
+    a = json_array();
+
+    for (i = 0; a != NULL && call->read_fields[i] != NULL; i++) {
+        f = call->read_fields[i];
+
+        if (strncmp(f, "properties.", 11) == 0 && f[11] != '\0'
+            && strchr(f + 11, '.') == NULL)
+        {
+            json_array_append_new(a, json_string(f + 11));
+        }
+    }
+
+    if (a == NULL || json_array_size(a) == 0) {
+        json_decref(a);
+        return NULL;
+    }
+
+    return json_pack("{so}", "properties", a);
+}
+
+
+/*
  * read: the id from the body ({"id": ...}, or a webhook event's
  * "objectId") or else from X-Vantage-Source: hubspot:<id>; the body's
  * "properties" (names) are asked for, else HubSpot's defaults come.
@@ -813,9 +851,13 @@ vw_hs_build_get(vw_hs_ctx_t *ctx, vw_call_t *call, json_t *v,
         snprintf(ctx->id, sizeof(ctx->id), "%s", src + 8);
     }
 
-    /* the list's query string builder, with the body's properties */
+    /*
+     * the list's query string builder, with the body's properties, else
+     * those the next job's mapping reads (call->read_fields)
+     */
     save = json_object_get(v, "properties");
-    v = json_is_array(save) ? json_pack("{sO}", "properties", save) : NULL;
+    v = json_is_array(save) ? json_pack("{sO}", "properties", save)
+                            : vw_hs_read_properties(call);
     ctx->op = VW_HS_LIST;
     rc = vw_hs_build_read(ctx, call, v);
     ctx->op = VW_HS_READ;
