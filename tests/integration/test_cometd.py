@@ -1,0 +1,390 @@
+"""test_cometd.py -- change events in: the Streaming API consumer
+(worker/src/cometd.c), end to end.
+
+A real redis-server, the real worker, and the Salesforce emulator in
+process over TLS (tests/fakes/salesforce: Bayeux at /cometd/NN.N, with
+short long polls).  The worker signs in with the JWT bearer flow, its key
+in the vault (stored with build/vantagectl), follows /data/
+ContactChangeEvent, and each event becomes a job of an `http` job type
+whose URL is tests/fakes/http_target.py: what reaches the sink is what the
+consumer turned into jobs.
+
+At the sink, a job is told apart by its Idempotency-Key (the job id: the
+engine may deliver one job twice after a kill -9, which is the engine's
+at-least-once, not a duplicate event) and an event by its X-Correlation-ID
+(<subscription>:<replayId>): every event must have exactly one job, and
+every record created exactly one event delivered.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+import vantage_harness as vh
+
+sys.path.insert(0, os.path.join(vh.REPO, "tests", "fakes"))
+from salesforce import Salesforce                       # noqa: E402
+
+
+CTL = os.path.join(vh.REPO, "build", "vantagectl")
+CHANNEL = "/data/ContactChangeEvent"
+SUB = "contacts"
+TOKEN = "/services/oauth2/token"
+
+
+@pytest.fixture
+def sf(pki):
+    s = Salesforce(pki=pki, streaming_timeout=2.0)
+    yield s
+    s.stop()
+    assert not s.internal_errors, s.internal_errors
+
+
+@pytest.fixture
+def env(base_dir, redis_server, worker_factory, target, sf, monkeypatch):
+    if not os.path.exists(CTL):
+        pytest.skip("vantagectl not built: run make ctl")
+    # the skipped events are logged at debug
+    monkeypatch.setenv("VANTAGE_WORKER_DEBUG", "1")
+    e = Env(base_dir, redis_server, worker_factory, target, sf)
+    yield e
+    e.check_log()
+
+
+class Env:
+    def __init__(self, base_dir, redis, factory, target, sf):
+        self.dir = vh.make_dir(os.path.join(
+            base_dir, "cometd-%d-%d" % (os.getpid(), time.time_ns())))
+        self.redis = redis
+        self.rc = redis.client()
+        self.factory = factory
+        self.target = target
+        self.sf = sf
+        self.workers = []
+        self.key = os.path.join(self.dir, "master.key")
+        with open(self.key, "wb") as f:
+            f.write(os.urandom(32))
+        os.chmod(self.key, 0o600)
+        with open(sf.jwt_key_file, "rb") as f:
+            pem = f.read()
+        p = subprocess.run([CTL, "--redis", redis.address, "vault", "put",
+                            "sf.acme.jwt-key", "--key-file", self.key],
+                           input=pem, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, timeout=vh.timeout(20))
+        assert p.returncode == 0, p.stderr
+
+    def config(self, replay="earliest", subscription=True):
+        sf = self.sf
+        text = ("[worker]\nlisten = {listen}\nredis = {redis}\n"
+                "visibility_timeout = 7s\n\n"
+                "[vault]\nkey_file = %s\n\n"
+                "[target vendor]\nca_file = %s\n\n"
+                "[connection acme-sf]\nvendor = salesforce\n"
+                "auth = jwt_bearer\nlogin_url = %s\nclient_id = %s\n"
+                "username = %s\nprivate_key = sf.acme.jwt-key\n"
+                "api_version = %s\ntarget = vendor\n\n"
+                "[job sink.contact]\nconnector = http\nurl = %s\n"
+                "timeout = 1s\n\n"
+                % (self.key, sf.ca_file, sf.login_url, sf.consumer_key,
+                   sf.username, sf.api_version, self.target.url("/sink")))
+        if subscription:
+            text += ("[subscription %s]\nconnection = acme-sf\n"
+                     "channel = %s\njob = sink.contact\ntenant = acme\n"
+                     "replay = %s\n" % (SUB, CHANNEL, replay))
+        return text
+
+    def worker(self, **kw):
+        w = self.factory(config=self.config(**kw))
+        self.workers.append(w)
+        return w
+
+    # -- the org -----------------------------------------------------------
+
+    def create(self, n, client=None, prefix="C"):
+        """n contacts written to the org; their ids, in order."""
+        t = self.sf.org.type("Contact")
+        ctx = self.sf.context(client=client)
+        return [self.sf.org.create(t, {"LastName": "%s%d" % (prefix, i)},
+                                   ctx)
+                for i in range(n)]
+
+    def replay_ids(self):
+        return [e.replay_id for e in self.sf.bus.on(CHANNEL)]
+
+    def replay_of(self, record_id):
+        for e in self.sf.bus.on(CHANNEL):
+            if e.data["payload"]["ChangeEventHeader"]["recordIds"][0] == \
+                    record_id:
+                return e.replay_id
+        raise KeyError(record_id)
+
+    # -- what arrived ------------------------------------------------------
+
+    def sink(self):
+        """{replay id: (set of job ids, [bodies])} of the sink's requests."""
+        out = {}
+        for r in self.target.got("/sink"):
+            corr = r["headers"]["x-correlation-id"]
+            name, rid = corr.rsplit(":", 1)
+            assert name == SUB, corr
+            jobs, bodies = out.setdefault(int(rid), (set(), []))
+            jobs.add(r["headers"]["idempotency-key"])
+            bodies.append(json.loads(r["body"]))
+        return out
+
+    def records(self):
+        """Record id -> replay ids delivered for it."""
+        out = {}
+        for rid, (_, bodies) in self.sink().items():
+            rec = bodies[0]["ChangeEventHeader"]["recordIds"][0]
+            out.setdefault(rec, []).append(rid)
+        return out
+
+    def wait_records(self, ids, seconds=20):
+        vh.wait_for(lambda: set(ids) <= set(self.records()), seconds,
+                    what="records %r at the sink" % (ids,))
+
+    def checkpoint(self):
+        v = self.rc.get("{vq}:replay:%s" % SUB)
+        return None if v is None else int(v)
+
+    def wait_checkpoint(self, rid, seconds=20):
+        vh.wait_for(lambda: self.checkpoint() == rid, seconds,
+                    what="the checkpoint at %s (now %s)"
+                    % (rid, self.checkpoint()))
+
+    def jobs(self):
+        """{idempotency key: [job hashes]} of every job in Redis."""
+        out = {}
+        for k in self.rc.keys("{vq}:job:*"):
+            h = {a.decode(): b.decode()
+                 for a, b in self.rc.hgetall(k).items()}
+            if "idempotency_key" in h:
+                out.setdefault(h["idempotency_key"], []).append(h)
+        return out
+
+    def exactly_once(self, ids):
+        """Every record of ids delivered by one event, one job each, and
+        nothing else at the sink."""
+        sink = self.sink()
+        for rid, (jobs, _) in sink.items():
+            assert len(jobs) == 1, "event %d became %d jobs" % (rid,
+                                                                len(jobs))
+        recs = self.records()
+        assert sorted(recs) == sorted(ids)
+        for rec, rids in recs.items():
+            assert len(rids) == 1, (rec, rids)
+            assert rids[0] == self.replay_of(rec)
+        # and in Redis: one job per idempotency key
+        for key, hs in self.jobs().items():
+            assert len(hs) == 1, key
+
+    def log(self, w):
+        return w.log_lines()
+
+    def check_log(self):
+        tokens = issued(self.sf)
+        for w in self.workers:
+            text = w.log_text()
+            for t in tokens:
+                assert t not in text, "a token was logged"
+            assert "[alert]" not in text
+
+
+def issued(sf):
+    with sf.auth.lock:
+        return list(sf.auth.sessions)
+
+
+def handshakes(sf):
+    n = 0
+    for r in sf.requests("/cometd/"):
+        for m in json.loads(r["body"] or b"[]"):
+            if m.get("channel") == "/meta/handshake":
+                n += 1
+    return n
+
+
+def settle(seconds=1.5):
+    """Long enough for anything still on its way to arrive (the long
+    polls are 2 s)."""
+    time.sleep(seconds)
+
+
+# --------------------------------------------------------------------------
+
+def test_events_become_jobs_once_with_the_payload(env):
+    w = env.worker()
+    ids = env.create(5)
+    env.wait_records(ids)
+    last = env.replay_ids()[-1]
+    env.wait_checkpoint(last)
+    settle()
+    env.exactly_once(ids)
+
+    # the job: the payload as the body, the channel and the record named
+    jobs = env.jobs()
+    assert sorted(jobs) == sorted("%s:%d" % (CHANNEL, r)
+                                  for r in env.replay_ids())
+    for rec in ids:
+        rid = env.replay_of(rec)
+        [h] = jobs["%s:%d" % (CHANNEL, rid)]
+        assert (h["type"], h["tenant"], h["method"], h["uri"]) == (
+            "sink.contact", "acme", "POST", CHANNEL)
+        assert json.loads(h["headers"]) == [
+            ["Content-Type", "application/json"],
+            ["X-Vantage-Source", "salesforce:%s" % rec]]
+        assert h["correlation_id"] == "%s:%d" % (SUB, rid)
+        event = [e for e in env.sf.bus.on(CHANNEL) if e.replay_id == rid][0]
+        assert json.loads(h["body"]) == event.data["payload"]
+        [(_, [body])] = [v for k, v in env.sink().items() if k == rid]
+        assert body == event.data["payload"]
+        assert body["ChangeEventHeader"]["changeType"] == "CREATE"
+
+    # one token, one handshake: nothing went wrong
+    assert env.sf.count(TOKEN) == 1
+    assert handshakes(env.sf) == 1
+    msgs = [l["msg"] for l in env.log(w)]
+    assert "subscribed" in msgs
+    assert not [l for l in env.log(w) if l["level"] == "error"]
+
+
+def test_replay_latest_starts_at_new_events(env):
+    before = env.create(3, prefix="B")
+    w = env.worker(replay="latest")
+    vh.wait_for(lambda: any(l["msg"] == "subscribed"
+                            for l in env.log(w)), 10, what="subscribed")
+    after = env.create(2, prefix="A")
+    env.wait_records(after)
+    settle()
+    env.exactly_once(after)
+    assert not set(before) & set(env.records())
+    env.wait_checkpoint(env.replay_ids()[-1])
+
+
+def test_kill_9_mid_stream_then_restart_no_gap_no_duplicate(env):
+    # 5 events a connect reply, each Bayeux request 50 ms late: the
+    # stream of 60 lasts long enough to be cut in the middle
+    env.sf.streaming.max_batch = 5
+    env.sf.delay(0.05, path="/cometd/")
+    w = env.worker()
+    first = env.create(60, prefix="K")
+    vh.wait_for(lambda: env.checkpoint() is not None, 20,
+                what="a first checkpoint")
+    w.send_signal(signal.SIGKILL)
+    assert w.wait(5) == -signal.SIGKILL
+    at_kill = env.checkpoint()
+    assert at_kill < env.replay_of(first[-1]), "not killed mid-stream"
+    down = env.create(5, prefix="D")          # while it is down
+    env.factory.start(w)
+    up = env.create(5, prefix="U")            # once it runs again
+    ids = first + down + up
+    env.wait_records(ids, seconds=40)
+    env.wait_checkpoint(env.replay_ids()[-1])
+    settle()
+    env.exactly_once(ids)
+    # it resumed from the checkpoint it had, not from the start
+    resumed = [l for l in env.log(w) if l["msg"] == "subscription resumes"]
+    assert int(resumed[-1]["replay_id"]) >= at_kill
+
+
+def test_dropped_clients_and_expired_tokens(env):
+    w = env.worker()
+    a = env.create(3, prefix="A")
+    env.wait_records(a)
+    assert handshakes(env.sf) == 1
+
+    env.sf.drop_streaming_clients()
+    b = env.create(3, prefix="B")
+    env.wait_records(b)
+    assert handshakes(env.sf) >= 2
+    assert env.sf.count(TOKEN) == 1           # the same token still works
+
+    env.sf.expire_tokens()
+    c = env.create(3, prefix="C")
+    env.wait_records(c)
+    assert env.sf.count(TOKEN) == 2           # one new grant, no more
+    env.wait_checkpoint(env.replay_ids()[-1])
+    settle()
+    env.exactly_once(a + b + c)
+    assert any(l["msg"] == "subscription: the token was refused: a new one"
+               for l in env.log(w))
+
+
+def test_changes_vantage_wrote_are_skipped_but_checkpointed(env):
+    w = env.worker()
+    mine = env.create(2, prefix="M")
+    echo = env.create(2, client="vantage", prefix="V")
+    other = env.create(1, client="someone-else", prefix="O")
+    last_echo = env.create(1, client="vantage", prefix="L")
+    env.wait_records(mine + other)
+    env.wait_checkpoint(env.replay_of(last_echo[0]))
+    settle()
+    env.exactly_once(mine + other)
+    assert not [k for k in env.jobs()
+                if int(k.rsplit(":", 1)[1]) in
+                [env.replay_of(r) for r in echo + last_echo]]
+    skipped = [int(l["replay_id"]) for l in env.log(w)
+               if l["msg"] == "subscription: a change Vantage wrote: "
+               "skipped"]
+    assert skipped == [env.replay_of(r) for r in echo + last_echo]
+
+
+def test_checkpoint_too_old_resumes_from_earliest_loudly(env):
+    w = env.worker()
+    a = env.create(2, prefix="A")
+    env.wait_records(a)
+    stored = env.replay_of(a[-1])
+    env.wait_checkpoint(stored)
+    assert w.stop() == 0
+
+    lost = env.create(3, prefix="X")
+    kept = env.create(1, prefix="K")
+    env.sf.trim_events(keep=1)                # the retention passed over
+    env.factory.start(w)
+    env.wait_records(kept)
+    env.wait_checkpoint(env.replay_of(kept[0]))
+    later = env.create(1, prefix="L")
+    env.wait_records(later)
+    settle()
+    # a and what is retained: no duplicate, and the trimmed ones lost
+    sink = env.sink()
+    assert all(len(jobs) == 1 for jobs, _ in sink.values())
+    recs = env.records()
+    assert sorted(recs) == sorted(a + kept + later)
+    assert all(len(rids) == 1 for rids in recs.values())
+    assert not set(lost) & set(recs)
+    errors = [l for l in env.log(w) if l["level"] == "error"]
+    assert len(errors) == 1, errors
+    assert errors[0]["subscription"] == SUB
+    assert errors[0]["checkpoint"] == str(stored)
+    assert "LOST" in errors[0]["msg"]
+
+
+def test_reload_starts_and_stops_subscriptions(env):
+    w = env.worker(subscription=False)
+    env.create(1, prefix="N")
+    settle(2.5)
+    assert env.sf.count("/cometd/") == 0
+
+    w.write_config(env.config())
+    w.send_signal(signal.SIGHUP)
+    vh.wait_for(lambda: any(l["msg"] == "subscribed" for l in env.log(w)),
+                10, what="subscribed after the reload")
+    a = env.create(2, prefix="A")
+    env.wait_records(a)
+
+    w.write_config(env.config(subscription=False))
+    w.send_signal(signal.SIGHUP)
+    vh.wait_for(lambda: any(l["msg"] == "subscription removed: stopping it"
+                            for l in env.log(w)), 10, what="stopped")
+    n = env.sf.count("/cometd/")
+    z = env.create(2, prefix="Z")
+    settle(3)
+    assert env.sf.count("/cometd/") == n
+    assert not set(z) & set(env.records())
