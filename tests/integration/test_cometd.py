@@ -78,10 +78,10 @@ class Env:
                            stderr=subprocess.PIPE, timeout=vh.timeout(20))
         assert p.returncode == 0, p.stderr
 
-    def config(self, replay="earliest", subscription=True):
+    def config(self, replay="earliest", subscription=True, worker=""):
         sf = self.sf
         text = ("[worker]\nlisten = {listen}\nredis = {redis}\n"
-                "visibility_timeout = 7s\n\n"
+                "visibility_timeout = 7s\n%s\n"
                 "[vault]\nkey_file = %s\n\n"
                 "[target vendor]\nca_file = %s\n\n"
                 "[connection acme-sf]\nvendor = salesforce\n"
@@ -90,7 +90,7 @@ class Env:
                 "api_version = %s\ntarget = vendor\n\n"
                 "[job sink.contact]\nconnector = http\nurl = %s\n"
                 "timeout = 1s\n\n"
-                % (self.key, sf.ca_file, sf.login_url, sf.consumer_key,
+                % (worker, self.key, sf.ca_file, sf.login_url, sf.consumer_key,
                    sf.username, sf.api_version, self.target.url("/sink")))
         if subscription:
             text += ("[subscription %s]\nconnection = acme-sf\n"
@@ -293,6 +293,35 @@ def test_kill_9_mid_stream_then_restart_no_gap_no_duplicate(env):
     assert int(resumed[-1]["replay_id"]) >= at_kill
 
 
+def test_refused_push_stops_then_resumes_from_the_checkpoint(env):
+    # at most 3 jobs in flight, each held 0.8 s at the sink: once 4 are
+    # (the pushes of one reply are pipelined, so the cap lets them all
+    # in), the next events' pushes are refused until they are done
+    env.target.delay("/sink", 0.8, 0.8)
+    w = env.worker(worker="inflight_cap = 3\n")
+    first = env.create(4, prefix="E")
+    env.wait_checkpoint(env.replay_of(first[-1]))
+    more = env.create(8, prefix="F")
+    ids = first + more
+    env.wait_records(ids, seconds=60)
+    env.wait_checkpoint(env.replay_ids()[-1])
+    settle()
+    env.exactly_once(ids)
+    stops = [l for l in env.log(w) if l["msg"].startswith(
+        "subscription: stopped at an event whose job was not written")]
+    assert stops
+    refused = [l for l in env.log(w)
+               if l["msg"] == "subscription: an event's job was not written"]
+    assert refused and all(l["reason"] == "the in-flight cap is reached"
+                           for l in refused)
+    # each stop resubscribed from the checkpoint it had then
+    subscribed = [int(l["replay_id"]) for l in env.log(w)
+                  if l["msg"] == "subscribed"]
+    assert subscribed[0] == -2 and len(subscribed) == len(stops) + 1
+    assert subscribed == sorted(subscribed)
+    assert [int(l["replay_id"]) for l in stops] == subscribed[1:]
+
+
 def test_dropped_clients_and_expired_tokens(env):
     w = env.worker()
     a = env.create(3, prefix="A")
@@ -305,13 +334,17 @@ def test_dropped_clients_and_expired_tokens(env):
     assert handshakes(env.sf) >= 2
     assert env.sf.count(TOKEN) == 1           # the same token still works
 
+    # a poll already held may still answer; the next connect is refused
     env.sf.expire_tokens()
     c = env.create(3, prefix="C")
     env.wait_records(c)
-    assert env.sf.count(TOKEN) == 2           # one new grant, no more
+    vh.wait_for(lambda: env.sf.count(TOKEN) == 2, 10, what="a new grant")
+    d = env.create(2, prefix="D")
+    env.wait_records(d)
     env.wait_checkpoint(env.replay_ids()[-1])
     settle()
-    env.exactly_once(a + b + c)
+    assert env.sf.count(TOKEN) == 2           # one new grant, no more
+    env.exactly_once(a + b + c + d)
     assert any(l["msg"] == "subscription: the token was refused: a new one"
                for l in env.log(w))
 
