@@ -130,6 +130,7 @@ struct vw_cd_sub_s {
     unsigned                    stale:1;   /* the token was refused */
     unsigned                    handshake:1;  /* advice: handshake next */
     unsigned                    failed:1;  /* a push of the batch did */
+    unsigned                    polled:1;  /* the connect succeeded */
     unsigned                    known:1;   /* checkpoint is read */
     unsigned                    earliest:1;   /* the checkpoint is gone:
                                                  from -2 */
@@ -1272,17 +1273,16 @@ vw_cd_connected(vw_cd_sub_t *sub, json_t *replies)
     sub->pending = 0;
     sub->failed = 0;
 
-    if (err == NULL) {
-        sub->failures = 0;
+    sub->polled = (err == NULL);
 
-    } else if (strncmp(err, "401::", 5) == 0) {
+    if (err != NULL && strncmp(err, "401::", 5) == 0) {
         /* 401::Authentication invalid: the session expired */
         vw_log("info", "subscription: the token was refused: a new one",
                "subscription", sub->name, NULL);
         sub->stale = 1;
         sub->handshake = 1;
 
-    } else {
+    } else if (err != NULL) {
         /* 403::Unknown client and the like: a new handshake */
         vw_log("info", "subscription: handshaking again", "subscription",
                sub->name, "error", err, NULL);
@@ -1617,6 +1617,11 @@ vw_cd_batch_end(vw_cd_sub_t *sub)
                "subscription", sub->name, "replay_id", rid, NULL);
         vw_cd_retry(sub, VW_CD_BACKOFF_BASE_MS);
         return;
+    }
+
+    /* a connect answered and all it brought is durable: the row ends */
+    if (sub->polled) {
+        sub->failures = 0;
     }
 
     vw_cd_next(sub);
