@@ -36,6 +36,9 @@ CHANNEL = "/data/ContactChangeEvent"
 SUB = "contacts"
 TOKEN = "/services/oauth2/token"
 
+# the append-only Redis: one test stops it and starts it again
+WORKER_REDIS = "redis"
+
 
 @pytest.fixture
 def sf(pki):
@@ -46,12 +49,12 @@ def sf(pki):
 
 
 @pytest.fixture
-def env(base_dir, redis_server, worker_factory, target, sf, monkeypatch):
+def env(base_dir, worker_redis, worker_factory, target, sf, monkeypatch):
     if not os.path.exists(CTL):
         pytest.skip("vantagectl not built: run make ctl")
     # the skipped events are logged at debug
     monkeypatch.setenv("VANTAGE_WORKER_DEBUG", "1")
-    e = Env(base_dir, redis_server, worker_factory, target, sf)
+    e = Env(base_dir, worker_redis, worker_factory, target, sf)
     yield e
     e.check_log()
 
@@ -320,6 +323,24 @@ def test_refused_push_stops_then_resumes_from_the_checkpoint(env):
     assert subscribed[0] == -2 and len(subscribed) == len(stops) + 1
     assert subscribed == sorted(subscribed)
     assert [int(l["replay_id"]) for l in stops] == subscribed[1:]
+
+
+def test_redis_down_loses_nothing(env):
+    w = env.worker()
+    a = env.create(3, prefix="A")
+    env.wait_records(a)
+    env.wait_checkpoint(env.replay_of(a[-1]))
+    env.redis.stop()
+    b = env.create(4, prefix="B")             # taken, but not durable
+    vh.wait_for(lambda: any(
+        l["msg"].startswith("subscription: stopped at an event")
+        for l in env.log(w)), 10, what="the consumer to stop")
+    env.redis.start()
+    c = env.create(2, prefix="C")
+    env.wait_records(a + b + c, seconds=60)
+    env.wait_checkpoint(env.replay_ids()[-1], seconds=30)
+    settle()
+    env.exactly_once(a + b + c)
 
 
 def test_dropped_clients_and_expired_tokens(env):
