@@ -10,7 +10,7 @@ packages=(
     # build: the module against Debian's nginx, the worker, the unit tests
     build-essential clang nginx nginx-dev libpcre2-dev zlib1g-dev
     libssl-dev openssl libjwt-dev libjansson-dev libhiredis-dev
-    libcurl4-openssl-dev libevent-dev libcmocka-dev
+    libcurl4-openssl-dev libevent-dev libcmocka-dev libxml2-dev
     # test and run: real servers and Debian's Python with its packages
     redis-server curl wrk valgrind procps
     # the jobs benchmark's load: h2load POSTs a body without a Lua script

@@ -189,6 +189,8 @@ typedef struct {
     ngx_http_complex_value_t   *ordering_key;
     ngx_flag_t                  jobs;
     ngx_http_complex_value_t   *job_id;
+    void                       *sfout;     /* ngx_vantage_sfout_conf_t, or
+                                              NULL: not that handler */
 
     /* built by merge from the above */
     vc_policy_t                 policy;
@@ -293,6 +295,7 @@ typedef struct {
     ngx_vantage_apikey_ctx_t    apikey;
     ngx_vantage_rl_ctx_t        rl;
     void                       *dispatch;  /* ngx_vantage_dispatch_ctx_t */
+    void                       *sfout;     /* ngx_vantage_sfout_ctx_t */
 } ngx_vantage_ctx_t;
 
 
@@ -376,6 +379,11 @@ char *ngx_vantage_dispatch_headers_conf(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_vantage_jobs_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 char *ngx_vantage_dispatch_merge(ngx_conf_t *cf, ngx_vantage_loc_conf_t *prev,
+    ngx_vantage_loc_conf_t *conf);
+
+/* ngx_vantage_sfoutbound.c */
+char *ngx_vantage_sfout_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+char *ngx_vantage_sfout_merge(ngx_conf_t *cf, ngx_vantage_loc_conf_t *prev,
     ngx_vantage_loc_conf_t *conf);
 
 /* ngx_vantage_jwks.c */

@@ -1373,6 +1373,32 @@ test_connection(void **state)
              "channel = /event/Sync__e\njob = j\nreplay = all\n",
              "16: replay: \"all\" is not latest or earliest");
 
+    /* then: a read's record becomes a job of another type */
+    snprintf(text, sizeof(text), "%s" SF HS
+             "[job r]\nconnector = salesforce\nconnection = sf\n"
+             "operation = read\nobject = Contact\nthen = h\n"
+             "[job h]\nconnector = hubspot\nconnection = hs\n"
+             "operation = upsert\nobject = contacts\nid_property = email\n",
+             head);
+    conf = load_ok(text);
+    assert_string_equal(vw_conf_job(conf, "r", 1)->then, "h");
+    assert_null(vw_conf_job(conf, "h", 1)->then);
+    vw_conf_free(conf);
+
+    CONN_ERR(SF "[job r]\nconnector = salesforce\nconnection = sf\n"
+             "operation = read\nobject = Contact\nthen = x\n",
+             "17: then: no section [job x]");
+    CONN_ERR(SF "[job r]\nconnector = salesforce\nconnection = sf\n"
+             "operation = read\nobject = Contact\nthen = r\n",
+             "17: then: [job r] names itself: its output would become its "
+             "own input");
+    CONN_ERR(SF "[job r]\nconnector = salesforce\nconnection = sf\n"
+             "operation = create\nobject = Contact\nthen = r2\n"
+             "[job r2]\nconnector = salesforce\nconnection = sf\n"
+             "operation = read\nobject = Contact\n",
+             "17: then: a create has no record to pass on: only read "
+             "operations (read) have an output");
+
     /* a connection's secrets are vault names: the file needs [vault] */
     load_err(W SF, "worker.conf:4: vendor: [connection sf] names vault "
              "records, and the file has no [vault] with its key_file");

@@ -261,7 +261,8 @@ enum {
     VW_CONF_JOB_OBJECT,
     VW_CONF_JOB_EXTERNAL_ID,
     VW_CONF_JOB_ID_PROPERTY,
-    VW_CONF_JOB_MAPPING
+    VW_CONF_JOB_MAPPING,
+    VW_CONF_JOB_THEN
 };
 
 static const vw_conf_key_t  vw_conf_job_keys[] = {
@@ -293,6 +294,7 @@ static const vw_conf_key_t  vw_conf_job_keys[] = {
     { "id_property", vw_conf_set_word,
       vw_off(vw_conf_job_t, id_field), 0, 0, 0 },
     { "mapping", vw_conf_set_mapping, 0, 0, 0, 0 },
+    { "then", vw_conf_set_word, vw_off(vw_conf_job_t, then), 0, 0, 0 },
     { NULL, NULL, 0, 0, 0, 0 }
 };
 
@@ -442,12 +444,18 @@ static const char  *vw_conf_kinds[] = {
 /* the operations each connector takes (docs/CONNECTORS.md) */
 static const char *const  vw_conf_salesforce_ops[] = {
     "create", "update", "upsert", "publish", "collections_create",
-    "collections_update", "collections_upsert", "query", NULL
+    "collections_update", "collections_upsert", "query", "bulk_insert",
+    "bulk_update", "bulk_upsert", "bulk_delete", "bulk_query", "read", NULL
+};
+
+/* the operations whose output (a record) a "then" job takes */
+static const char *const  vw_conf_then_ops[] = {
+    "read", NULL
 };
 
 static const char *const  vw_conf_hubspot_ops[] = {
     "create", "update", "upsert", "batch_create", "batch_update",
-    "batch_upsert", "search", "list", "associate", NULL
+    "batch_upsert", "search", "list", "associate", "read", NULL
 };
 
 
@@ -668,7 +676,8 @@ vw_conf_free(vw_conf_t *conf)
         free(job->object);
         free(job->id_field);
         free(job->mapping);
-        vc_map_free(job->map);
+        free(job->then);
+        vw_map_ref_release(job->map);
         free(job);
     }
 
@@ -1318,6 +1327,12 @@ vw_conf_finish_job(vw_conf_ctx_t *ctx, vw_conf_sect_t *s)
         if (job->url == NULL) {
             return vw_conf_error(ctx, s->line, "url", "missing in %s",
                                  label);
+        }
+
+        if (job->then != NULL) {
+            return vw_conf_error(ctx, s->lines[VW_CONF_JOB_THEN], "then",
+                                 "%s is an http job: only a connector's "
+                                 "read has an output to pass on", label);
         }
 
         if (s->lines[VW_CONF_JOB_CONNECTION]
@@ -2875,7 +2890,14 @@ vw_conf_set_mapping(vw_conf_ctx_t *ctx, const vw_conf_key_t *key,
         return vw_conf_error(ctx, ctx->line, key->name, "%s", err);
     }
 
-    job->map = map;
+    job->map = calloc(1, sizeof(vw_map_ref_t));
+    if (job->map == NULL) {
+        vc_map_free(map);
+        return vw_conf_error(ctx, ctx->line, key->name, "out of memory");
+    }
+
+    job->map->map = map;
+    job->map->refs = 1;
 
     return vw_conf_set_string(ctx, key, value, &job->mapping);
 }
@@ -3297,6 +3319,35 @@ vw_conf_finish_connector_job(vw_conf_ctx_t *ctx, vw_conf_sect_t *s)
                              job->connector);
     }
 
+    if (job->then != NULL) {
+        for (cs = ctx->sects; cs != NULL; cs = cs->next) {
+            if (cs->kind == VW_CONF_JOB && strcmp(cs->name, job->then) == 0) {
+                break;
+            }
+        }
+
+        if (cs == NULL || cs == s) {
+            return vw_conf_error(ctx, s->lines[VW_CONF_JOB_THEN], "then",
+                                 cs == s ? "%s names itself: its output "
+                                           "would become its own input"
+                                         : "no section [job %s]",
+                                 cs == s ? label : job->then);
+        }
+
+        for (i = 0; vw_conf_then_ops[i] != NULL; i++) {
+            if (strcmp(vw_conf_then_ops[i], job->operation) == 0) {
+                break;
+            }
+        }
+
+        if (vw_conf_then_ops[i] == NULL) {
+            return vw_conf_error(ctx, s->lines[VW_CONF_JOB_THEN], "then",
+                                 "a %s has no record to pass on: only read "
+                                 "operations (read) have an output",
+                                 job->operation);
+        }
+    }
+
     upsert = strstr(job->operation, "upsert") != NULL;
 
     if (upsert && job->id_field == NULL) {
@@ -3575,4 +3626,25 @@ vw_conf_subscription(const vw_conf_t *conf, const char *name)
     }
 
     return NULL;
+}
+
+
+vw_map_ref_t *
+vw_map_ref_hold(vw_map_ref_t *ref)
+{
+    if (ref != NULL) {
+        ref->refs++;
+    }
+
+    return ref;
+}
+
+
+void
+vw_map_ref_release(vw_map_ref_t *ref)
+{
+    if (ref != NULL && --ref->refs == 0) {
+        vc_map_free(ref->map);
+        free(ref);
+    }
 }

@@ -14,14 +14,22 @@
  * They become plain references once all three are in.
  */
 #pragma weak vw_connector_salesforce
+#pragma weak vw_connector_salesforce_bulk
 #pragma weak vw_connector_hubspot
 #pragma weak vw_oauth_create
 #pragma weak vw_oauth_free
 
 
 const vw_connector_t *
-vw_connector_find(const char *name)
+vw_connector_find(const char *name, const char *operation)
 {
+    /* Bulk API 2.0 is a connector of its own: sf_bulk.c */
+    if (strcmp(name, "salesforce") == 0 && strncmp(operation, "bulk_", 5) == 0)
+    {
+        return &vw_connector_salesforce_bulk != NULL
+               ? &vw_connector_salesforce_bulk : NULL;
+    }
+
     if (strcmp(name, "salesforce") == 0 && &vw_connector_salesforce != NULL) {
         return &vw_connector_salesforce;
     }

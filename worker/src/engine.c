@@ -180,6 +180,9 @@ struct vw_run_s {
     char                       *source;        /* X-Vantage-Source */
     char                       *map_error;     /* the mapping refused the
                                                   body: dead */
+    vw_map_ref_t               *map;           /* the job's mapping, held */
+    char                       *then;          /* the job type its output
+                                                  becomes */
     unsigned                    mapped:1;      /* the body was mapped
                                                   already (a batch's rest) */
     unsigned                    no_connector:1;
@@ -217,6 +220,8 @@ static void vw_engine_http_done(vw_http_req_t *req);
 static void vw_engine_call_done(vw_call_t *call);
 static void vw_engine_call_settle(vw_run_t *run);
 static int vw_engine_copy_connector(vw_run_t *run, const vw_conf_job_t *jc);
+static void vw_engine_then(vw_run_t *run, redisAsyncContext *ac,
+    uint64_t now);
 static void vw_engine_map_body(vw_run_t *run, const vc_map_t *map);
 static redisAsyncContext *vw_engine_svc_redis(void *data);
 static void vw_engine_settle(vw_run_t *run, const char *outcome,
@@ -1491,6 +1496,10 @@ vw_engine_start(vw_run_t *run)
                run->type, "connector", run->connector->name, NULL);
 
         run->call.attempt = run->n;
+        run->call.timeout_ms = run->timeout_ms;
+        run->call.connect_timeout_ms = run->connect_timeout_ms;
+        run->call.ca_file = run->ca_file;
+        run->call.proxy = run->proxy;
 
         if (run->connector->start(&run->call) != VW_OK) {
             vw_engine_call_settle(run);
@@ -1534,7 +1543,7 @@ vw_engine_copy_connector(vw_run_t *run, const vw_conf_job_t *jc)
 {
     vw_call_t  *call = &run->call;
 
-    run->connector = vw_connector_find(jc->connector);
+    run->connector = vw_connector_find(jc->connector, jc->operation);
 
     if (run->connector == NULL) {
         run->no_connector = 1;
@@ -1552,8 +1561,17 @@ vw_engine_copy_connector(vw_run_t *run, const vw_conf_job_t *jc)
         return VW_ERROR;
     }
 
+    run->map = vw_map_ref_hold(jc->map);
+
+    if (jc->then != NULL) {
+        run->then = strdup(jc->then);
+        if (run->then == NULL) {
+            return VW_ERROR;
+        }
+    }
+
     if (jc->map != NULL && !run->mapped) {
-        vw_engine_map_body(run, jc->map);
+        vw_engine_map_body(run, jc->map->map);
     }
 
     call->svc = &run->engine->svc;
@@ -1851,6 +1869,74 @@ vw_engine_mask_secrets(vw_run_t *run, unsigned char *p, size_t len)
 
 
 /*
+ * A read's record becomes a job of the type its "then" names, written in
+ * the transaction that settles the read: both happen or neither, so the
+ * chain loses nothing and, the read being safe to repeat, a crash before
+ * EXEC only reads again.  The new job is queued as DISPATCH queues one
+ * (docs/WORKER.md), with the read's correlation id and source, and a
+ * "parent" field naming the read.
+ */
+static void
+vw_engine_then(vw_run_t *run, redisAsyncContext *ac, uint64_t now)
+{
+    char            id[33], key[48], created[24];
+    char           *headers;
+    json_t         *h;
+    unsigned char   raw[16];
+    size_t          i;
+
+    if (getrandom(raw, sizeof(raw), 0) != (ssize_t) sizeof(raw)) {
+        vw_log("error", "no random id for a follow-on job", "job", run->id,
+               NULL);
+        return;
+    }
+
+    for (i = 0; i < sizeof(raw); i++) {
+        snprintf(id + 2 * i, 3, "%02x", raw[i]);
+    }
+
+    snprintf(key, sizeof(key), "{vq}:job:%s", id);
+    snprintf(created, sizeof(created), "%" PRIu64, now);
+
+    h = json_pack("[[ss]]", "Content-Type", "application/json");
+    if (h != NULL && run->source != NULL) {
+        json_array_append_new(h, json_pack("[ss]", "X-Vantage-Source",
+                                           run->source));
+    }
+
+    headers = h ? json_dumps(h, JSON_COMPACT) : NULL;
+    json_decref(h);
+
+    if (headers == NULL) {
+        return;
+    }
+
+    (void) redisAsyncCommand(ac, NULL, NULL,
+                             "HSET %s type %s tenant %s state queued "
+                             "attempts 0 created_ms %s method POST "
+                             "headers %s body %s parent %s",
+                             key, run->then, run->tenant ? run->tenant : "",
+                             created, headers, run->call.output, run->id);
+
+    if (run->correlation_id != NULL) {
+        (void) redisAsyncCommand(ac, NULL, NULL, "HSET %s correlation_id %s",
+                                 key, run->correlation_id);
+    }
+
+    (void) redisAsyncCommand(ac, NULL, NULL, "XADD " VW_ENGINE_STREAM
+                             " * job %s n 1", id);
+    (void) redisAsyncCommand(ac, NULL, NULL, "INCR " VW_ENGINE_INFLIGHT);
+    (void) redisAsyncCommand(ac, NULL, NULL, "HSET %s then_job %s",
+                             run->key, id);
+
+    vw_log("info", "follow-on job", "job", run->id, "then", run->then,
+           "then_job", id, NULL);
+
+    free(headers);
+}
+
+
+/*
  * The job's result: {"status", "ms"}, and the members of a connector's
  * result after them (the vendor's ids).  NULL: only base, which is kept.
  */
@@ -2000,6 +2086,10 @@ vw_engine_settle(vw_run_t *run, const char *outcome, long status,
                                  run->key, now, summary ? summary : result,
                                  status_s);
         free(summary);
+
+        if (run->then != NULL && run->call.output != NULL) {
+            vw_engine_then(run, ac, now);
+        }
         (void) redisAsyncCommand(ac, NULL, NULL, "ZADD " VW_ENGINE_DONE
                                  " %" PRIu64 " %s", now, run->id);
 
@@ -2310,6 +2400,9 @@ vw_engine_run_free(vw_run_t *run)
     free(run->tenant);
     free(run->source);
     free(run->map_error);
+    free(run->then);
+    free(run->call.output);
+    vw_map_ref_release(run->map);
     free(run->call.result);
     free(run->call.next_body);
     free(run);

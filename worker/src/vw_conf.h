@@ -135,6 +135,19 @@ struct vw_conf_subscription_s {
 };
 
 
+/*
+ * A loaded mapping, counted: a job that runs long (a bulk load) keeps its
+ * mapping through a reload that frees the configuration it came from.
+ */
+typedef struct {
+    struct vc_map_s            *map;
+    unsigned                    refs;
+} vw_map_ref_t;
+
+vw_map_ref_t *vw_map_ref_hold(vw_map_ref_t *ref);
+void vw_map_ref_release(vw_map_ref_t *ref);
+
+
 typedef struct vw_conf_job_s  vw_conf_job_t;
 
 struct vw_conf_job_s {
@@ -148,7 +161,9 @@ struct vw_conf_job_s {
     char                       *id_field;   /* external_id (Salesforce),
                                                id_property (HubSpot) */
     char                       *mapping;    /* a mapping file's path */
-    struct vc_map_s            *map;        /* ... loaded, or NULL */
+    vw_map_ref_t               *map;        /* ... loaded, or NULL */
+    char                       *then;       /* a job type its output
+                                               becomes, or NULL */
     vw_conf_target_t           *target;     /* never NULL after loading:
                                                a job without "target" gets
                                                a target of its own, named

@@ -92,6 +92,10 @@ struct vw_call_s {
                                                  write); the engine frees
                                                  it */
     size_t                      next_body_len;
+    char                       *output;       /* malloc()ed JSON: a read's
+                                                 record, the body of the
+                                                 job type's "then" job;
+                                                 the engine frees it */
 
     /* the connector's own */
     void                       *ctx;
@@ -129,10 +133,13 @@ typedef struct {
 
 
 extern const vw_connector_t  vw_connector_salesforce;
+extern const vw_connector_t  vw_connector_salesforce_bulk;  /* bulk_* */
 extern const vw_connector_t  vw_connector_hubspot;
 
-/* the connector of that name, or NULL ("http" has none: the engine's) */
-const vw_connector_t *vw_connector_find(const char *name);
+/* the connector that runs a job of that connector and operation, or NULL
+   ("http" has none: the engine's) */
+const vw_connector_t *vw_connector_find(const char *name,
+    const char *operation);
 
 /* what the connectors share: svc->oauth, the token manager; VW_ERROR when
    it cannot start (logged) */
