@@ -81,10 +81,11 @@ class Env:
                            stderr=subprocess.PIPE, timeout=vh.timeout(20))
         assert p.returncode == 0, p.stderr
 
-    def config(self, replay="earliest", subscription=True, worker=""):
+    def config(self, replay="earliest", subscription=True, worker="",
+               channel=CHANNEL, job="sink.contact", extra=""):
         sf = self.sf
         text = ("[worker]\nlisten = {listen}\nredis = {redis}\n"
-                "visibility_timeout = 7s\n%s\n"
+                "visibility_timeout = 8s\n%s\n"
                 "[vault]\nkey_file = %s\n\n"
                 "[target vendor]\nca_file = %s\n\n"
                 "[connection acme-sf]\nvendor = salesforce\n"
@@ -95,10 +96,11 @@ class Env:
                 "timeout = 1s\n\n"
                 % (worker, self.key, sf.ca_file, sf.login_url, sf.consumer_key,
                    sf.username, sf.api_version, self.target.url("/sink")))
+        text += extra
         if subscription:
             text += ("[subscription %s]\nconnection = acme-sf\n"
-                     "channel = %s\njob = sink.contact\ntenant = acme\n"
-                     "replay = %s\n" % (SUB, CHANNEL, replay))
+                     "channel = %s\njob = %s\ntenant = acme\n"
+                     "replay = %s\n" % (SUB, channel, job, replay))
         return text
 
     def worker(self, **kw):
@@ -387,6 +389,52 @@ def test_changes_vantage_wrote_are_skipped_but_checkpointed(env):
                if l["msg"] == "subscription: a change Vantage wrote: "
                "skipped"]
     assert skipped == [env.replay_of(r) for r in echo + last_echo]
+
+
+def test_no_loop_through_the_salesforce_connector(env):
+    """Each Contact change becomes a job of the Salesforce connector that
+    creates an Account; the Account's change event, on the same channel,
+    says client=vantage and is skipped.  Without that, every Account
+    would make another, for ever."""
+    mapping = os.path.join(env.dir, "contact-to-account.json")
+    with open(mapping, "w") as f:
+        json.dump({"name": "contact-to-account", "from": "salesforce.Contact",
+                   "to": "salesforce.Account",
+                   "fields": [{"to": "Name", "from": "LastName",
+                               "required": True}]}, f)
+    job = ("[job sf.account.create]\nconnector = salesforce\n"
+           "connection = acme-sf\noperation = create\nobject = Account\n"
+           "mapping = %s\ntimeout = 2s\n\n" % mapping)
+    w = env.worker(channel="/data/ChangeEvents", job="sf.account.create",
+                   extra=job)
+    names = ["Loop%d" % i for i in range(3)]
+    t = env.sf.org.type("Contact")
+    ctx = env.sf.context()
+    for n in names:
+        env.sf.org.create(t, {"LastName": n}, ctx)
+    accounts = env.sf.org.type("Account")
+
+    def made():
+        return sorted(a["Name"] for a in env.sf.org.all(accounts))
+
+    vh.wait_for(lambda: made() == names, 20, what="three Accounts")
+    events = env.sf.bus.on("/data/ChangeEvents")
+    assert len(events) == 6
+    echoes = [e.replay_id for e in events if e.data["payload"]
+              ["ChangeEventHeader"]["entityName"] == "Account"]
+    assert len(echoes) == 3
+    vh.wait_for(lambda: env.checkpoint() == events[-1].replay_id, 20,
+                what="the checkpoint past the echoes")
+    settle(3)
+    assert made() == names                    # no loop
+    assert len(env.sf.bus.on("/data/ChangeEvents")) == 6
+    assert sorted(env.jobs()) == sorted(
+        "/data/ChangeEvents:%d" % e.replay_id for e in events
+        if e.replay_id not in echoes)
+    skipped = [int(l["replay_id"]) for l in env.log(w)
+               if l["msg"] == "subscription: a change Vantage wrote: "
+               "skipped"]
+    assert skipped == echoes
 
 
 def test_checkpoint_too_old_resumes_from_earliest_loudly(env):
