@@ -16,11 +16,14 @@ at-least-once, not a duplicate event) and an event by its X-Correlation-ID
 every record created exactly one event delivered.
 """
 
+import http.server
 import json
 import os
 import signal
+import ssl
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -490,3 +493,106 @@ def test_reload_starts_and_stops_subscriptions(env):
     settle(3)
     assert env.sf.count("/cometd/") == n
     assert not set(z) & set(env.records())
+
+
+class CookieBayeux:
+    """A CometD server of its own, over TLS, that sets cookies at the
+    handshake (as CometD's BAYEUX_BROWSER and load balancers do; the
+    emulator sets none) and answers 403::Unknown client to a message that
+    does not bring them back.  It delivers one event, then holds polls."""
+
+    def __init__(self, pki):
+        self.cookies = []           # (meta channel, Cookie header)
+        self.lock = threading.Lock()
+        srv = self
+
+        class H(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def do_POST(self):
+                n = int(self.headers.get("Content-Length") or 0)
+                [m] = json.loads(self.rfile.read(n))
+                ch = m["channel"]
+                cookie = self.headers.get("Cookie")
+                with srv.lock:
+                    srv.cookies.append((ch, cookie))
+                extra = []
+                base = {"channel": ch, "id": m["id"]}
+                if ch == "/meta/handshake":
+                    out = [dict(base, clientId="c1", successful=True,
+                                version="1.0",
+                                supportedConnectionTypes=["long-polling"])]
+                    extra = [("Set-Cookie", "BAYEUX_BROWSER=b1; Path=/; "
+                              "Secure; HttpOnly"),
+                             ("Set-Cookie", "sfdc-stream=s1; Path=/")]
+                elif cookie != "BAYEUX_BROWSER=b1; sfdc-stream=s1":
+                    out = [dict(base, successful=False,
+                                error="403::Unknown client",
+                                advice={"reconnect": "handshake"})]
+                elif ch == "/meta/subscribe":
+                    out = [dict(base, clientId="c1", successful=True,
+                                subscription=m["subscription"])]
+                else:
+                    first = sum(1 for c, _ in srv.cookies
+                                if c == "/meta/connect") == 1
+                    if not first:
+                        time.sleep(0.5)
+                    out = [dict(base, clientId="c1", successful=True,
+                                advice={"reconnect": "retry", "interval": 0,
+                                        "timeout": 500})]
+                    if first:
+                        out.insert(0, {"channel": CHANNEL, "data": {
+                            "schema": "x", "event": {"replayId": 7},
+                            "payload": {"ChangeEventHeader": {
+                                "recordIds": ["003COOKIE"],
+                                "changeOrigin": "com/salesforce/api/rest/"
+                                                "68.0"},
+                                "LastName": "Cookie"}}})
+                body = json.dumps(out).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                for k, v in extra:
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.server.daemon_threads = True
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(pki.cert_file, pki.key_file)
+        self.server.socket = ctx.wrap_socket(self.server.socket,
+                                             server_side=True)
+        self.url = "https://127.0.0.1:%d" % self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever,
+                                       daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_cookies_the_server_sets_are_sent_back(env, pki):
+    bayeux = CookieBayeux(pki)
+    try:
+        # the token's instance_url: where the worker finds CometD
+        env.sf.auth.instance_url = bayeux.url
+        env.worker()
+        env.wait_records(["003COOKIE"])
+        env.wait_checkpoint(7)
+        vh.wait_for(lambda: len(bayeux.cookies) >= 4, 10,
+                    what="a held connect")
+    finally:
+        bayeux.close()
+    with bayeux.lock:
+        seen = list(bayeux.cookies)
+    assert seen[0] == ("/meta/handshake", None)
+    assert seen[1:4] == [
+        ("/meta/subscribe", "BAYEUX_BROWSER=b1; sfdc-stream=s1"),
+        ("/meta/connect", "BAYEUX_BROWSER=b1; sfdc-stream=s1"),
+        ("/meta/connect", "BAYEUX_BROWSER=b1; sfdc-stream=s1")]
+    assert [c for c, _ in seen].count("/meta/handshake") == 1
