@@ -25,6 +25,7 @@
 #include <event2/event.h>
 
 #include "vw_check_connection.h"
+#include "vw_cometd.h"
 #include "vw_conf.h"
 #include "vw_core.h"
 #include "vw_engine.h"
@@ -64,6 +65,7 @@ static int vw_main_consumer(const vw_conf_t *conf, char *buf, size_t len);
 /* see vw_conf_current() in vw_conf.h; the engine asks, never keeps it */
 static vw_conf_t    *vw_main_conf;
 static vw_engine_t  *vw_main_engine;
+static vw_cometd_t  *vw_main_cometd;
 
 
 const vw_conf_t *
@@ -229,6 +231,14 @@ main(int argc, char **argv)
             goto done;
         }
 
+        /* [subscription]s: Salesforce's change events in, as jobs */
+        vw_main_cometd = vw_cometd_create(base,
+                                          vw_engine_services(vw_main_engine),
+                                          queue, vw_conf_current);
+        if (vw_main_cometd == NULL) {
+            goto done;
+        }
+
         /* FETCH: the [idp] sections; the set of them may change on reload */
         fetch = vw_fetch_create(base);
         if (fetch == NULL) {
@@ -249,6 +259,8 @@ main(int argc, char **argv)
 
 done:
 
+    /* before the engine, whose HTTP client and token manager it uses */
+    vw_cometd_free(vw_main_cometd);
     vw_engine_free(vw_main_engine);
     vw_server_free(server);
     /* after the server: it answers the FETCHes of closed connections */
@@ -416,6 +428,10 @@ vw_main_signal_handler(evutil_socket_t sig, short what, void *arg)
 
     vw_log("info", "exiting", "signal", sig == SIGINT ? "SIGINT" : "SIGTERM",
            NULL);
+
+    /* no new event is taken: what is not checkpointed comes again */
+    vw_cometd_free(vw_main_cometd);
+    vw_main_cometd = NULL;
 
     if (vw_main_engine != NULL) {
         vw_engine_drain(vw_main_engine, vw_main_drained, base);
@@ -611,6 +627,8 @@ vw_main_reload(evutil_socket_t sig, short what, void *arg)
 
     vw_main_conf = conf;
     vw_conf_free(old);
+
+    vw_cometd_reload(vw_main_cometd);
 
     vw_main_count(conf, jobs, targets);
 

@@ -640,9 +640,7 @@ vw_server_dispatch(vw_conn_t *conn, uint64_t id, const unsigned char *fields,
             goto invalid;
         }
 
-        lim.inflight_cap = conf->inflight_cap;
-        lim.idempotency_window_ms = conf->idempotency_window_ms;
-        lim.ordered = jc != NULL && jc->ordering;
+        vw_server_limits(conf, jc, &lim);
     }
 
     headers_json = NULL;
@@ -707,6 +705,22 @@ invalid:
 
     json_decref(headers);
     vw_server_reply(conn, VC_FRAME_DISPATCH, id, 400, err, NULL, 0);
+}
+
+
+void
+vw_server_limits(const vw_conf_t *conf, const vw_conf_job_t *jc,
+    vw_queue_limits_t *lim)
+{
+    memset(lim, 0, sizeof(vw_queue_limits_t));
+
+    if (conf == NULL) {
+        return;
+    }
+
+    lim->inflight_cap = conf->inflight_cap;
+    lim->idempotency_window_ms = conf->idempotency_window_ms;
+    lim->ordered = jc != NULL && jc->ordering;
 }
 
 

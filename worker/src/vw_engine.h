@@ -46,6 +46,14 @@ void vw_engine_drain(vw_engine_t *e, vw_engine_drained_pt handler,
  */
 void vw_server_set_conf(vw_server_t *srv, vw_engine_conf_pt conf);
 
+/*
+ * server.c: the queue limits DISPATCH applies to a job of type jc (NULL:
+ * a type the file does not name) under conf (NULL: the defaults), for
+ * the worker's other sources of jobs (the Streaming API consumer).
+ */
+void vw_server_limits(const vw_conf_t *conf, const vw_conf_job_t *jc,
+    vw_queue_limits_t *lim);
+
 /* server.c: FETCH goes to fetch (vw_fetch.h); without one it is 501 */
 struct vw_fetch_s;
 void vw_server_set_fetch(vw_server_t *srv, struct vw_fetch_s *fetch);
