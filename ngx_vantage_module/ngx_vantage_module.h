@@ -295,7 +295,7 @@ typedef struct {
     ngx_vantage_apikey_ctx_t    apikey;
     ngx_vantage_rl_ctx_t        rl;
     void                       *dispatch;  /* ngx_vantage_dispatch_ctx_t */
-    void                       *sfout;     /* ngx_vantage_sfout_ctx_t */
+    void                       *fanout;    /* ngx_vantage_fanout_t */
 } ngx_vantage_ctx_t;
 
 
