@@ -191,6 +191,8 @@ typedef struct {
     ngx_http_complex_value_t   *job_id;
     void                       *sfout;     /* ngx_vantage_sfout_conf_t, or
                                               NULL: not that handler */
+    void                       *hubspot;   /* ngx_vantage_hubspot_conf_t,
+                                              or NULL */
 
     /* built by merge from the above */
     vc_policy_t                 policy;
@@ -384,6 +386,12 @@ char *ngx_vantage_dispatch_merge(ngx_conf_t *cf, ngx_vantage_loc_conf_t *prev,
 /* ngx_vantage_sfoutbound.c */
 char *ngx_vantage_sfout_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 char *ngx_vantage_sfout_merge(ngx_conf_t *cf, ngx_vantage_loc_conf_t *prev,
+    ngx_vantage_loc_conf_t *conf);
+
+/* ngx_vantage_hubspot.c */
+char *ngx_vantage_hubspot_conf(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_vantage_hubspot_merge(ngx_conf_t *cf, ngx_vantage_loc_conf_t *prev,
     ngx_vantage_loc_conf_t *conf);
 
 /* ngx_vantage_jwks.c */
