@@ -354,6 +354,13 @@ static ngx_command_t  ngx_vantage_commands[] = {
       0,
       NULL },
 
+    { ngx_string("vantage_hubspot_webhook"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_2MORE,
+      ngx_vantage_hubspot_conf,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("vantage_jobs"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS|NGX_CONF_TAKE1,
       ngx_vantage_jobs_conf,
@@ -603,7 +610,8 @@ ngx_vantage_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         || ngx_vantage_apikey_merge(cf, prev, conf) != NGX_CONF_OK
         || ngx_vantage_rl_merge(cf, prev, conf) != NGX_CONF_OK
         || ngx_vantage_dispatch_merge(cf, prev, conf) != NGX_CONF_OK
-        || ngx_vantage_sfout_merge(cf, prev, conf) != NGX_CONF_OK)
+        || ngx_vantage_sfout_merge(cf, prev, conf) != NGX_CONF_OK
+        || ngx_vantage_hubspot_merge(cf, prev, conf) != NGX_CONF_OK)
     {
         return NGX_CONF_ERROR;
     }

@@ -191,6 +191,8 @@ typedef struct {
     ngx_http_complex_value_t   *job_id;
     void                       *sfout;     /* ngx_vantage_sfout_conf_t, or
                                               NULL: not that handler */
+    void                       *hubspot;   /* ngx_vantage_hubspot_conf_t,
+                                              or NULL */
 
     /* built by merge from the above */
     vc_policy_t                 policy;
@@ -295,7 +297,7 @@ typedef struct {
     ngx_vantage_apikey_ctx_t    apikey;
     ngx_vantage_rl_ctx_t        rl;
     void                       *dispatch;  /* ngx_vantage_dispatch_ctx_t */
-    void                       *sfout;     /* ngx_vantage_sfout_ctx_t */
+    void                       *fanout;    /* ngx_vantage_fanout_t */
 } ngx_vantage_ctx_t;
 
 
@@ -384,6 +386,12 @@ char *ngx_vantage_dispatch_merge(ngx_conf_t *cf, ngx_vantage_loc_conf_t *prev,
 /* ngx_vantage_sfoutbound.c */
 char *ngx_vantage_sfout_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 char *ngx_vantage_sfout_merge(ngx_conf_t *cf, ngx_vantage_loc_conf_t *prev,
+    ngx_vantage_loc_conf_t *conf);
+
+/* ngx_vantage_hubspot.c */
+char *ngx_vantage_hubspot_conf(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_vantage_hubspot_merge(ngx_conf_t *cf, ngx_vantage_loc_conf_t *prev,
     ngx_vantage_loc_conf_t *conf);
 
 /* ngx_vantage_jwks.c */

@@ -23,10 +23,13 @@
  *
  * The SessionId is a live Salesforce session: it is never copied, framed
  * or logged, nor is any field value.
+ *
+ * Reading the body, the calls to the worker and their counting are
+ * ngx_vantage_fanout.c's, shared with vantage_hubspot_webhook.
  */
 
 #include "ngx_vantage_module.h"
-#include "ngx_vantage_worker.h"
+#include "ngx_vantage_fanout.h"
 
 #include <jansson.h>
 #include <libxml/parser.h>
@@ -41,8 +44,6 @@
 #define NGX_VANTAGE_SFOUT_NS_PART  "urn:sobject.partner.soap.sforce.com"
 
 #define NGX_VANTAGE_SFOUT_MAX      100     /* Salesforce sends at most 100 */
-#define NGX_VANTAGE_SFOUT_FIELDS   10
-#define NGX_VANTAGE_SFOUT_JOB_ID   32
 
 
 typedef struct {
@@ -52,66 +53,29 @@ typedef struct {
 } ngx_vantage_sfout_conf_t;
 
 
-typedef struct ngx_vantage_sfout_ctx_s  ngx_vantage_sfout_ctx_t;
-
-/* one Notification: one job */
+/* what the fan-out's data points to */
 typedef struct {
-    ngx_vantage_sfout_ctx_t    *ctx;
-    ngx_vantage_worker_call_t  *call;
-    ngx_str_t                   id;        /* the idempotency key */
-    ngx_str_t                   source;    /* "X-Vantage-Source\0sf:<Id>" */
-    ngx_str_t                   body;
-} ngx_vantage_sfout_job_t;
-
-
-struct ngx_vantage_sfout_ctx_s {
-    ngx_http_request_t         *request;
-    u_char                     *buf;       /* the body, whole */
-    size_t                      len;
-    size_t                      size;
-    ngx_str_t                   tenant;
-    ngx_str_t                   correlation_id;
     ngx_str_t                   org_id;    /* as the message says */
-    ngx_vantage_sfout_job_t    *jobs;
-    ngx_uint_t                  njobs;
-    ngx_uint_t                  pending;   /* calls not answered yet */
-    ngx_uint_t                  fresh;     /* 202: a new job */
-    ngx_uint_t                  repeated;  /* 202 REPLAYED: there already */
-    ngx_uint_t                  unavailable;  /* 503, 409, no answer */
-    ngx_uint_t                  refused;   /* any other status */
-    uint32_t                    retry_after;
-    ngx_str_t                   error;     /* the worker's first reason */
     ngx_uint_t                  status;    /* a refusal's, by _refuse() */
     const char                 *reason;
-};
+} ngx_vantage_sfout_ctx_t;
 
 
 static ngx_int_t ngx_vantage_sfout_handler(ngx_http_request_t *r);
-static void ngx_vantage_sfout_read(ngx_http_request_t *r);
-static ngx_int_t ngx_vantage_sfout_take(ngx_http_request_t *r,
-    ngx_vantage_sfout_ctx_t *ctx);
 static ngx_int_t ngx_vantage_sfout_process(ngx_http_request_t *r,
-    ngx_vantage_sfout_ctx_t *ctx);
+    ngx_vantage_fanout_t *fo);
 static ngx_int_t ngx_vantage_sfout_parse(ngx_http_request_t *r,
-    ngx_vantage_sfout_ctx_t *ctx, xmlDocPtr doc);
+    ngx_vantage_fanout_t *fo, xmlDocPtr doc);
 static ngx_int_t ngx_vantage_sfout_job(ngx_http_request_t *r,
-    ngx_vantage_sfout_job_t *job, xmlNodePtr note);
+    ngx_vantage_fanout_job_t *job, xmlNodePtr note);
 static json_t *ngx_vantage_sfout_value(xmlNodePtr node);
-static ngx_int_t ngx_vantage_sfout_send(ngx_http_request_t *r,
-    ngx_vantage_sfout_ctx_t *ctx);
-static void ngx_vantage_sfout_reply(void *data, ngx_uint_t outcome,
-    u_char *fields, size_t len);
 static ngx_int_t ngx_vantage_sfout_answer(ngx_http_request_t *r,
-    ngx_vantage_sfout_ctx_t *ctx);
-static ngx_int_t ngx_vantage_sfout_respond(ngx_http_request_t *r,
-    ngx_vantage_sfout_ctx_t *ctx, ngx_uint_t status, ngx_str_t *body);
+    ngx_vantage_fanout_t *fo);
 static ngx_int_t ngx_vantage_sfout_fault(ngx_http_request_t *r,
-    ngx_vantage_sfout_ctx_t *ctx, ngx_uint_t status, const char *reason,
+    ngx_vantage_fanout_t *fo, ngx_uint_t status, const char *reason,
     ngx_str_t *detail);
 static ngx_int_t ngx_vantage_sfout_refuse(ngx_vantage_sfout_ctx_t *ctx,
     ngx_uint_t status, const char *reason);
-static ngx_int_t ngx_vantage_sfout_correlation_id(ngx_http_request_t *r,
-    ngx_vantage_sfout_ctx_t *ctx);
 static ngx_int_t ngx_vantage_sfout_org_id(ngx_str_t *id);
 static ngx_int_t ngx_vantage_sfout_same_org(ngx_str_t *a, ngx_str_t *b);
 static ngx_int_t ngx_vantage_sfout_alnum(ngx_str_t *s, size_t max);
@@ -123,10 +87,12 @@ static ngx_int_t ngx_vantage_sfout_text(ngx_pool_t *pool, xmlNodePtr node,
 static void ngx_vantage_sfout_doctype(void *data, const xmlChar *name,
     const xmlChar *external_id, const xmlChar *system_id);
 static void ngx_vantage_sfout_xml_error(void *data, xmlErrorPtr error);
-static void ngx_vantage_sfout_cleanup(void *data);
 
 
 static ngx_str_t  ngx_vantage_sfout_allow = ngx_string("POST");
+
+static ngx_str_t  ngx_vantage_sfout_type =
+    ngx_string("text/xml; charset=utf-8");
 
 static ngx_str_t  ngx_vantage_sfout_ack = ngx_string(
     "<soapenv:Envelope "
@@ -160,18 +126,8 @@ ngx_vantage_sfout_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     value = cf->args->elts;
 
-    if (value[1].len == 0 || value[1].len > 128
-        || ngx_strchr(value[1].data, '=') != NULL)
-    {
-        goto bad_type;
-    }
-
-    for (i = 0; i < value[1].len; i++) {
-        if (!(isalnum(value[1].data[i]) || value[1].data[i] == '.'
-              || value[1].data[i] == '_' || value[1].data[i] == '-'))
-        {
-            goto bad_type;
-        }
+    if (ngx_vantage_fanout_job_type(cf, &value[1]) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
     }
 
     sfcf = ngx_pcalloc(cf->pool, sizeof(ngx_vantage_sfout_conf_t));
@@ -241,15 +197,6 @@ ngx_vantage_sfout_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     clcf->handler = ngx_vantage_sfout_handler;
 
     return NGX_CONF_OK;
-
-bad_type:
-
-    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                       "\"vantage_salesforce_outbound\": the job type \"%V\" "
-                       "must be 1 to 128 letters, digits, '.', '_' or '-'",
-                       &value[1]);
-
-    return NGX_CONF_ERROR;
 }
 
 
@@ -258,59 +205,23 @@ char *
 ngx_vantage_sfout_merge(ngx_conf_t *cf, ngx_vantage_loc_conf_t *prev,
     ngx_vantage_loc_conf_t *conf)
 {
-    ngx_str_t                 request_id = ngx_string("request_id");
-    ngx_vantage_main_conf_t  *vmcf;
-
     if (conf->sfout == NULL) {
         return NGX_CONF_OK;
     }
 
-    if (conf->dispatch_type.data != NULL || conf->jobs) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"vantage_salesforce_outbound\" and \"%s\" "
-                           "cannot share a location",
-                           conf->jobs ? "vantage_jobs" : "vantage_dispatch");
-        return NGX_CONF_ERROR;
-    }
-
-    vmcf = ngx_http_conf_get_module_main_conf(cf, ngx_vantage_module);
-
-    if (vmcf->worker == NULL) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"vantage_salesforce_outbound\" needs "
-                           "\"vantage_worker\" in the http block");
-        return NGX_CONF_ERROR;
-    }
-
-    if (conf->tenant == NULL) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"vantage_salesforce_outbound\" needs "
-                           "\"vantage_tenant\": every job belongs to a "
-                           "tenant");
-        return NGX_CONF_ERROR;
-    }
-
-    if (vmcf->request_id_index == NGX_CONF_UNSET) {
-        vmcf->request_id_index = ngx_http_get_variable_index(cf, &request_id);
-        if (vmcf->request_id_index == NGX_ERROR) {
-            return NGX_CONF_ERROR;
-        }
-    }
-
-    return NGX_CONF_OK;
+    return ngx_vantage_fanout_merge(cf, conf, "vantage_salesforce_outbound");
 }
 
 
 static ngx_int_t
 ngx_vantage_sfout_handler(ngx_http_request_t *r)
 {
-    u_char                   *p;
-    ngx_int_t                 rc;
-    ngx_str_t                 tenant;
-    ngx_vantage_ctx_t        *vctx;
-    ngx_http_cleanup_t       *cln;
-    ngx_vantage_loc_conf_t   *vlcf;
-    ngx_vantage_sfout_ctx_t  *ctx;
+    ngx_int_t                  rc;
+    ngx_str_t                  tenant;
+    ngx_vantage_fanout_t      *fo;
+    ngx_vantage_loc_conf_t    *vlcf;
+    ngx_vantage_sfout_ctx_t   *ctx;
+    ngx_vantage_sfout_conf_t  *sfcf;
 
     if (r->method != NGX_HTTP_POST) {
         rc = ngx_http_discard_request_body(r);
@@ -331,20 +242,13 @@ ngx_vantage_sfout_handler(ngx_http_request_t *r)
                                        NULL);
     }
 
-    vlcf = ngx_http_get_module_loc_conf(r, ngx_vantage_module);
+    rc = ngx_vantage_fanout_tenant(r, &tenant);
 
-    if (ngx_http_complex_value(r, vlcf->tenant, &tenant) != NGX_OK) {
+    if (rc == NGX_ERROR) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    for (p = tenant.data; p < tenant.data + tenant.len; p++) {
-        if (*p < 0x20 || *p >= 0x7f) {
-            break;
-        }
-    }
-
-    if (tenant.len == 0 || tenant.len > 128 || p != tenant.data + tenant.len)
-    {
+    if (rc == NGX_DECLINED) {
         rc = ngx_http_discard_request_body(r);
         if (rc != NGX_OK) {
             return rc;
@@ -354,161 +258,26 @@ ngx_vantage_sfout_handler(ngx_http_request_t *r)
                                        "the request names no tenant", NULL);
     }
 
-    vctx = ngx_vantage_get_ctx(r);
-
-    if (vctx == NULL) {
-        vctx = ngx_vantage_create_ctx(r);
-        if (vctx == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-    }
-
     ctx = ngx_pcalloc(r->pool, sizeof(ngx_vantage_sfout_ctx_t));
     if (ctx == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ctx->request = r;
-    ctx->tenant = tenant;
-    vctx->sfout = ctx;
-
-    if (ngx_vantage_sfout_correlation_id(r, ctx) != NGX_OK) {
+    fo = ngx_vantage_fanout_create(r, &tenant);
+    if (fo == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    cln = ngx_http_cleanup_add(r, 0);
-    if (cln == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
+    vlcf = ngx_http_get_module_loc_conf(r, ngx_vantage_module);
+    sfcf = vlcf->sfout;
 
-    cln->handler = ngx_vantage_sfout_cleanup;
-    cln->data = ctx;
+    fo->log_name = "vantage salesforce outbound";
+    fo->body_handler = ngx_vantage_sfout_process;
+    fo->done_handler = ngx_vantage_sfout_answer;
+    fo->data = ctx;
+    fo->job_type = sfcf->job_type;
 
-    /*
-     * Unbuffered reading, as vantage_dispatch does: the body never goes to
-     * a temporary file, which would have to be read back with a blocking
-     * read.  client_max_body_size still applies (nginx checks it).
-     */
-    r->request_body_no_buffering = 1;
-
-    rc = ngx_http_read_client_request_body(r, ngx_vantage_sfout_read);
-
-    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
-        return rc;
-    }
-
-    return NGX_DONE;
-}
-
-
-/*
- * The body's post handler, then its read handler, as in
- * ngx_vantage_dispatch_read(): takes what was read and reads on until the
- * body is whole or the socket has nothing more for now.
- */
-static void
-ngx_vantage_sfout_read(ngx_http_request_t *r)
-{
-    ngx_int_t                 rc;
-    ngx_vantage_sfout_ctx_t  *ctx;
-
-    ctx = ngx_vantage_get_ctx(r)->sfout;
-
-    for ( ;; ) {
-        rc = ngx_vantage_sfout_take(r, ctx);
-
-        if (rc != NGX_AGAIN) {
-            break;
-        }
-
-        rc = ngx_http_read_unbuffered_request_body(r);
-
-        if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
-            break;
-        }
-
-        if (rc == NGX_AGAIN
-            && (r->request_body == NULL || r->request_body->bufs == NULL))
-        {
-            r->read_event_handler = ngx_vantage_sfout_read;
-            return;
-        }
-    }
-
-    r->read_event_handler = ngx_http_block_reading;
-
-    if (rc == NGX_OK) {
-        rc = ngx_vantage_sfout_process(r, ctx);
-    }
-
-    if (rc != NGX_DONE) {
-        ngx_http_finalize_request(r, rc);
-    }
-}
-
-
-/*
- * Appends what nginx has read to the body, one contiguous buffer (what
- * libxml2 parses), and marks nginx's buffers consumed.  Returns NGX_OK
- * when the whole body is in, NGX_AGAIN while more is to come, or an error
- * status.
- */
-static ngx_int_t
-ngx_vantage_sfout_take(ngx_http_request_t *r, ngx_vantage_sfout_ctx_t *ctx)
-{
-    size_t        size, want;
-    u_char       *p;
-    ngx_chain_t  *in;
-
-    if (r->request_body == NULL) {
-        return r->reading_body ? NGX_AGAIN : NGX_OK;
-    }
-
-    for (in = r->request_body->bufs; in; in = in->next) {
-
-        size = ngx_buf_size(in->buf);
-
-        if (size == 0 || in->buf->in_file) {
-            in->buf->pos = in->buf->last;
-            continue;
-        }
-
-        if (ctx->len + size > ctx->size) {
-            /* the announced length at once; a chunked body doubles */
-            want = ngx_max(ctx->size * 2, 4096);
-
-            if (r->headers_in.content_length_n > 0
-                && (size_t) r->headers_in.content_length_n > want)
-            {
-                want = r->headers_in.content_length_n;
-            }
-
-            while (want < ctx->len + size) {
-                want *= 2;
-            }
-
-            p = ngx_pnalloc(r->pool, want);
-            if (p == NULL) {
-                return NGX_HTTP_INTERNAL_SERVER_ERROR;
-            }
-
-            if (ctx->len) {
-                ngx_memcpy(p, ctx->buf, ctx->len);
-                ngx_pfree(r->pool, ctx->buf);
-            }
-
-            ctx->buf = p;
-            ctx->size = want;
-        }
-
-        ngx_memcpy(ctx->buf + ctx->len, in->buf->pos, size);
-        ctx->len += size;
-        in->buf->pos = in->buf->last;
-    }
-
-    r->request_body->bufs = NULL;
-
-    return r->reading_body ? NGX_AGAIN : NGX_OK;
+    return ngx_vantage_fanout_read(r, fo);
 }
 
 
@@ -518,26 +287,29 @@ ngx_vantage_sfout_take(ngx_http_request_t *r, ngx_vantage_sfout_ctx_t *ctx)
  * the request with.
  */
 static ngx_int_t
-ngx_vantage_sfout_process(ngx_http_request_t *r, ngx_vantage_sfout_ctx_t *ctx)
+ngx_vantage_sfout_process(ngx_http_request_t *r, ngx_vantage_fanout_t *fo)
 {
-    int                wf;
-    ngx_int_t          rc;
-    ngx_uint_t         doctype;
-    xmlDocPtr          doc;
-    xmlParserCtxtPtr   pctx;
+    int                       wf;
+    ngx_int_t                 rc;
+    ngx_uint_t                doctype;
+    xmlDocPtr                 doc;
+    xmlParserCtxtPtr          pctx;
+    ngx_vantage_sfout_ctx_t  *ctx;
 
-    if (ctx->len == 0) {
-        return ngx_vantage_sfout_fault(r, ctx, NGX_HTTP_BAD_REQUEST,
+    ctx = fo->data;
+
+    if (fo->len == 0) {
+        return ngx_vantage_sfout_fault(r, fo, NGX_HTTP_BAD_REQUEST,
                                        "the body is empty", NULL);
     }
 
-    if (ctx->len > INT_MAX) {
-        return ngx_vantage_sfout_fault(r, ctx,
+    if (fo->len > INT_MAX) {
+        return ngx_vantage_sfout_fault(r, fo,
                                        NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
                                        "the body is too large", NULL);
     }
 
-    pctx = xmlCreateMemoryParserCtxt((const char *) ctx->buf, ctx->len);
+    pctx = xmlCreateMemoryParserCtxt((const char *) fo->buf, fo->len);
     if (pctx == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -576,19 +348,19 @@ ngx_vantage_sfout_process(ngx_http_request_t *r, ngx_vantage_sfout_ctx_t *ctx)
                       doctype ? "a message with a DOCTYPE refused"
                               : "a body that is not well-formed XML");
 
-        return ngx_vantage_sfout_fault(r, ctx, NGX_HTTP_BAD_REQUEST,
+        return ngx_vantage_sfout_fault(r, fo, NGX_HTTP_BAD_REQUEST,
                                        doctype ? "a DOCTYPE is not accepted"
                                                : "the body is not "
                                                  "well-formed XML",
                                        NULL);
     }
 
-    rc = ngx_vantage_sfout_parse(r, ctx, doc);
+    rc = ngx_vantage_sfout_parse(r, fo, doc);
 
     xmlFreeDoc(doc);
 
     if (rc == NGX_DECLINED) {
-        return ngx_vantage_sfout_fault(r, ctx, ctx->status, ctx->reason,
+        return ngx_vantage_sfout_fault(r, fo, ctx->status, ctx->reason,
                                        NULL);
     }
 
@@ -596,26 +368,28 @@ ngx_vantage_sfout_process(ngx_http_request_t *r, ngx_vantage_sfout_ctx_t *ctx)
         return rc;
     }
 
-    return ngx_vantage_sfout_send(r, ctx);
+    return ngx_vantage_fanout_send(r, fo);
 }
 
 
 /*
- * Checks the envelope and the organization and makes ctx->jobs.  Returns
+ * Checks the envelope and the organization and makes fo->jobs.  Returns
  * NGX_OK, NGX_DECLINED when the message is refused (ctx->status and
  * ctx->reason say how), or an error status.
  */
 static ngx_int_t
-ngx_vantage_sfout_parse(ngx_http_request_t *r, ngx_vantage_sfout_ctx_t *ctx,
+ngx_vantage_sfout_parse(ngx_http_request_t *r, ngx_vantage_fanout_t *fo,
     xmlDocPtr doc)
 {
     ngx_int_t                  rc;
     ngx_uint_t                 n, i, j;
     xmlNodePtr                 node, body, notes, org;
-    ngx_vantage_sfout_job_t   *job;
+    ngx_vantage_sfout_ctx_t   *ctx;
     ngx_vantage_loc_conf_t    *vlcf;
     ngx_vantage_sfout_conf_t  *sfcf;
+    ngx_vantage_fanout_job_t  *job;
 
+    ctx = fo->data;
     vlcf = ngx_http_get_module_loc_conf(r, ngx_vantage_module);
     sfcf = vlcf->sfout;
 
@@ -715,8 +489,8 @@ ngx_vantage_sfout_parse(ngx_http_request_t *r, ngx_vantage_sfout_ctx_t *ctx,
                                             "Notification");
     }
 
-    ctx->jobs = ngx_pcalloc(r->pool, n * sizeof(ngx_vantage_sfout_job_t));
-    if (ctx->jobs == NULL) {
+    fo->jobs = ngx_pcalloc(r->pool, n * sizeof(ngx_vantage_fanout_job_t));
+    if (fo->jobs == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
@@ -732,8 +506,7 @@ ngx_vantage_sfout_parse(ngx_http_request_t *r, ngx_vantage_sfout_ctx_t *ctx,
             continue;
         }
 
-        job = &ctx->jobs[i];
-        job->ctx = ctx;
+        job = &fo->jobs[i];
 
         rc = ngx_vantage_sfout_job(r, job, node);
 
@@ -755,9 +528,9 @@ ngx_vantage_sfout_parse(ngx_http_request_t *r, ngx_vantage_sfout_ctx_t *ctx,
 
         /* two jobs under one key would wait for each other */
         for (j = 0; j < i; j++) {
-            if (ctx->jobs[j].id.len == job->id.len
-                && ngx_strncmp(ctx->jobs[j].id.data, job->id.data,
-                               job->id.len) == 0)
+            if (fo->jobs[j].key.len == job->key.len
+                && ngx_strncmp(fo->jobs[j].key.data, job->key.data,
+                               job->key.len) == 0)
             {
                 return ngx_vantage_sfout_refuse(ctx, NGX_HTTP_BAD_REQUEST,
                                                 "a notification Id is "
@@ -768,7 +541,7 @@ ngx_vantage_sfout_parse(ngx_http_request_t *r, ngx_vantage_sfout_ctx_t *ctx,
         i++;
     }
 
-    ctx->njobs = i;
+    fo->njobs = i;
 
     return NGX_OK;
 }
@@ -779,7 +552,7 @@ ngx_vantage_sfout_parse(ngx_http_request_t *r, ngx_vantage_sfout_ctx_t *ctx,
  * Returns NGX_OK, NGX_DECLINED for a malformed notification, or NGX_ERROR.
  */
 static ngx_int_t
-ngx_vantage_sfout_job(ngx_http_request_t *r, ngx_vantage_sfout_job_t *job,
+ngx_vantage_sfout_job(ngx_http_request_t *r, ngx_vantage_fanout_job_t *job,
     xmlNodePtr note)
 {
     char        *dump;
@@ -793,14 +566,14 @@ ngx_vantage_sfout_job(ngx_http_request_t *r, ngx_vantage_sfout_job_t *job,
     xmlNodePtr   node, sobj, field;
 
     sobj = NULL;
-    ngx_str_null(&job->id);
+    ngx_str_null(&job->key);
 
     for (node = ngx_vantage_sfout_element(note->children);
          node;
          node = ngx_vantage_sfout_element(node->next))
     {
         if (ngx_vantage_sfout_is(node, NGX_VANTAGE_SFOUT_NS_OUT, "Id")) {
-            if (ngx_vantage_sfout_text(r->pool, node, &job->id) != NGX_OK) {
+            if (ngx_vantage_sfout_text(r->pool, node, &job->key) != NGX_OK) {
                 return NGX_ERROR;
             }
 
@@ -811,7 +584,7 @@ ngx_vantage_sfout_job(ngx_http_request_t *r, ngx_vantage_sfout_job_t *job,
         }
     }
 
-    if (sobj == NULL || ngx_vantage_sfout_alnum(&job->id, 18) != NGX_OK) {
+    if (sobj == NULL || ngx_vantage_sfout_alnum(&job->key, 18) != NGX_OK) {
         return NGX_DECLINED;
     }
 
@@ -1010,178 +783,6 @@ ngx_vantage_sfout_value(xmlNodePtr node)
 }
 
 
-static ngx_int_t
-ngx_vantage_sfout_send(ngx_http_request_t *r, ngx_vantage_sfout_ctx_t *ctx)
-{
-    ngx_uint_t                   i, n;
-    ngx_str_t                    content_type;
-    ngx_vantage_sfout_job_t     *job;
-    ngx_vantage_loc_conf_t      *vlcf;
-    ngx_vantage_sfout_conf_t    *sfcf;
-    ngx_vantage_worker_field_t   f[NGX_VANTAGE_SFOUT_FIELDS];
-    ngx_str_t                    subject;
-
-    vlcf = ngx_http_get_module_loc_conf(r, ngx_vantage_module);
-    sfcf = vlcf->sfout;
-
-    ngx_str_null(&subject);
-
-    if (vlcf->subject) {
-        if (ngx_http_complex_value(r, vlcf->subject, &subject) != NGX_OK) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        if (subject.len > 1024) {
-            subject.len = 0;
-        }
-    }
-
-    ngx_str_set(&content_type, "Content-Type\0application/json");
-
-    ngx_memzero(f, sizeof(f));
-
-    for (i = 0; i < ctx->njobs; i++) {
-        job = &ctx->jobs[i];
-        n = 0;
-
-        f[n].tag = VC_TAG_JOB_TYPE;
-        f[n++].value = sfcf->job_type;
-
-        f[n].tag = VC_TAG_TENANT;
-        f[n++].value = ctx->tenant;
-
-        f[n].tag = VC_TAG_CORRELATION_ID;
-        f[n++].value = ctx->correlation_id;
-
-        f[n].tag = VC_TAG_METHOD;
-        f[n++].value = r->method_name;
-
-        f[n].tag = VC_TAG_URI;
-        f[n++].value = r->unparsed_uri;
-
-        if (subject.len) {
-            f[n].tag = VC_TAG_SUBJECT;
-            f[n++].value = subject;
-        }
-
-        f[n].tag = VC_TAG_IDEMPOTENCY_KEY;
-        f[n++].value = job->id;
-
-        f[n].tag = VC_TAG_HEADER;
-        f[n++].value = content_type;
-
-        if (job->source.len) {
-            f[n].tag = VC_TAG_HEADER;
-            f[n++].value = job->source;
-        }
-
-        f[n].tag = VC_TAG_BODY;
-        f[n++].value = job->body;
-
-        /* a frame is copied: f may be reused for the next */
-        job->call = ngx_vantage_worker_call(VC_FRAME_DISPATCH, f, n,
-                                            ngx_vantage_sfout_reply, job);
-        if (job->call == NULL) {
-            ctx->unavailable++;
-            continue;
-        }
-
-        ctx->pending++;
-    }
-
-    if (ctx->pending) {
-        return NGX_DONE;
-    }
-
-    return ngx_vantage_sfout_answer(r, ctx);
-}
-
-
-/*
- * One job's answer, or its absence.  The last one answers the request,
- * outside nginx's HTTP event handlers, so posted subrequests are run too.
- */
-static void
-ngx_vantage_sfout_reply(void *data, ngx_uint_t outcome, u_char *fields,
-    size_t len)
-{
-    ngx_vantage_sfout_job_t  *job = data;
-
-    ngx_int_t                    rc;
-    ngx_connection_t            *c;
-    ngx_http_request_t          *r;
-    ngx_vantage_sfout_ctx_t     *ctx;
-    ngx_vantage_worker_reply_t   rep;
-
-    ctx = job->ctx;
-    r = ctx->request;
-    c = r->connection;
-    job->call = NULL;
-
-    if (outcome != NGX_VANTAGE_WORKER_REPLY) {
-        ctx->unavailable++;
-
-        if (ctx->error.data == NULL) {
-            if (outcome == NGX_VANTAGE_WORKER_TIMEOUT) {
-                ngx_str_set(&ctx->error, "the job queue did not answer in "
-                                         "time");
-            } else {
-                ngx_str_set(&ctx->error, "the job queue is not available");
-            }
-        }
-
-        goto next;
-    }
-
-    ngx_vantage_worker_reply_read(fields, len, &rep);
-
-    if ((rep.status == NGX_HTTP_ACCEPTED || rep.status == NGX_HTTP_OK)
-        && rep.job_id.len == NGX_VANTAGE_SFOUT_JOB_ID)
-    {
-        if (rep.replayed) {
-            ctx->repeated++;
-
-        } else {
-            ctx->fresh++;
-        }
-
-        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, c->log, 0,
-                       "vantage salesforce outbound: job %V%s",
-                       &rep.job_id, rep.replayed ? " (a repeat)" : "");
-        goto next;
-    }
-
-    /* 409: the same key's first request is still being written */
-    if (rep.status == NGX_HTTP_SERVICE_UNAVAILABLE
-        || rep.status == NGX_HTTP_CONFLICT)
-    {
-        ctx->unavailable++;
-        ctx->retry_after = ngx_max(ctx->retry_after, rep.retry_after);
-
-    } else {
-        ctx->refused++;
-    }
-
-    if (ctx->error.data == NULL && rep.error.len) {
-        ctx->error.data = ngx_pstrdup(r->pool, &rep.error);
-        if (ctx->error.data != NULL) {
-            ctx->error.len = ngx_min(rep.error.len, 256);
-        }
-    }
-
-next:
-
-    if (--ctx->pending) {
-        return;
-    }
-
-    rc = ngx_vantage_sfout_answer(r, ctx);
-
-    ngx_http_finalize_request(r, rc);
-    ngx_http_run_posted_requests(c);
-}
-
-
 /*
  * Every call is answered: the Ack only when every job is durable.  A job
  * the worker refused (an unknown job type, a notification Id whose first
@@ -1190,114 +791,46 @@ next:
  * their keys.
  */
 static ngx_int_t
-ngx_vantage_sfout_answer(ngx_http_request_t *r, ngx_vantage_sfout_ctx_t *ctx)
+ngx_vantage_sfout_answer(ngx_http_request_t *r, ngx_vantage_fanout_t *fo)
 {
-    ngx_str_t                 v;
-    ngx_vantage_main_conf_t  *vmcf;
+    ngx_vantage_sfout_ctx_t  *ctx;
 
-    if (ctx->refused == 0 && ctx->unavailable == 0) {
+    ctx = fo->data;
+
+    if (fo->refused == 0 && fo->unavailable == 0) {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "vantage salesforce outbound: %ui notifications of "
                       "organization \"%V\" acknowledged: %ui new, "
-                      "%ui already queued", ctx->njobs, &ctx->org_id,
-                      ctx->fresh, ctx->repeated);
+                      "%ui already queued", fo->njobs, &ctx->org_id,
+                      fo->fresh, fo->repeated);
 
-        return ngx_vantage_sfout_respond(r, ctx, NGX_HTTP_OK,
-                                         &ngx_vantage_sfout_ack);
+        return ngx_vantage_fanout_respond(r, fo, NGX_HTTP_OK,
+                                          &ngx_vantage_sfout_type,
+                                          &ngx_vantage_sfout_ack);
     }
 
     ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                   "vantage salesforce outbound: %ui of %ui notifications of "
                   "organization \"%V\" not durable (%ui refused, "
                   "%ui unavailable): \"%V\"; not acknowledged",
-                  ctx->refused + ctx->unavailable, ctx->njobs, &ctx->org_id,
-                  ctx->refused, ctx->unavailable, &ctx->error);
+                  fo->refused + fo->unavailable, fo->njobs, &ctx->org_id,
+                  fo->refused, fo->unavailable, &fo->error);
 
-    if (ctx->refused) {
-        return ngx_vantage_sfout_fault(r, ctx,
+    if (fo->refused) {
+        return ngx_vantage_sfout_fault(r, fo,
                                        NGX_HTTP_INTERNAL_SERVER_ERROR,
                                        "the job queue refused a "
-                                       "notification", &ctx->error);
+                                       "notification", &fo->error);
     }
 
-    vmcf = ngx_http_get_module_main_conf(r, ngx_vantage_module);
-
-    v.data = ngx_pnalloc(r->pool, NGX_TIME_T_LEN);
-    if (v.data == NULL) {
+    if (ngx_vantage_fanout_retry_after(r, fo) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    v.len = ngx_sprintf(v.data, "%T",
-                        ctx->retry_after ? (time_t) ctx->retry_after
-                                         : vmcf->worker->retry_after)
-            - v.data;
-
-    if (ngx_vantage_add_header(r, "Retry-After", sizeof("Retry-After") - 1,
-                               v.data, v.len)
-        != NGX_OK)
-    {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    return ngx_vantage_sfout_fault(r, ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
+    return ngx_vantage_sfout_fault(r, fo, NGX_HTTP_SERVICE_UNAVAILABLE,
                                    "the job queue is not available; the "
                                    "message is not acknowledged",
-                                   &ctx->error);
-}
-
-
-static ngx_int_t
-ngx_vantage_sfout_respond(ngx_http_request_t *r, ngx_vantage_sfout_ctx_t *ctx,
-    ngx_uint_t status, ngx_str_t *body)
-{
-    ngx_int_t     rc;
-    ngx_buf_t    *b;
-    ngx_chain_t   out;
-
-    if (ctx != NULL
-        && ngx_vantage_add_header(r, "X-Correlation-ID",
-                                  sizeof("X-Correlation-ID") - 1,
-                                  ctx->correlation_id.data,
-                                  ctx->correlation_id.len)
-           != NGX_OK)
-    {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    if (ngx_vantage_add_header(r, "Cache-Control", sizeof("Cache-Control") - 1,
-                               (u_char *) "no-store", sizeof("no-store") - 1)
-        != NGX_OK)
-    {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    b = ngx_calloc_buf(r->pool);
-    if (b == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    b->pos = body->data;
-    b->last = body->data + body->len;
-    b->memory = 1;
-    b->last_buf = (r == r->main) ? 1 : 0;
-    b->last_in_chain = 1;
-
-    r->headers_out.status = status;
-    r->headers_out.content_length_n = body->len;
-    ngx_str_set(&r->headers_out.content_type, "text/xml; charset=utf-8");
-    r->headers_out.content_type_len = sizeof("text/xml") - 1;
-    r->headers_out.content_type_lowcase = NULL;
-
-    rc = ngx_http_send_header(r);
-
-    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
-        return rc;
-    }
-
-    out.buf = b;
-    out.next = NULL;
-
-    return ngx_http_output_filter(r, &out);
+                                   &fo->error);
 }
 
 
@@ -1307,7 +840,7 @@ ngx_vantage_sfout_respond(ngx_http_request_t *r, ngx_vantage_sfout_ctx_t *ctx,
  * the worker's reason (safe to show) and is escaped.
  */
 static ngx_int_t
-ngx_vantage_sfout_fault(ngx_http_request_t *r, ngx_vantage_sfout_ctx_t *ctx,
+ngx_vantage_sfout_fault(ngx_http_request_t *r, ngx_vantage_fanout_t *fo,
     ngx_uint_t status, const char *reason, ngx_str_t *detail)
 {
     u_char      *p;
@@ -1353,7 +886,8 @@ ngx_vantage_sfout_fault(ngx_http_request_t *r, ngx_vantage_sfout_ctx_t *ctx,
     p = ngx_cpymem(p, tail, sizeof(tail) - 1);
     body.len = p - body.data;
 
-    return ngx_vantage_sfout_respond(r, ctx, status, &body);
+    return ngx_vantage_fanout_respond(r, fo, status, &ngx_vantage_sfout_type,
+                                      &body);
 }
 
 
@@ -1366,73 +900,6 @@ ngx_vantage_sfout_refuse(ngx_vantage_sfout_ctx_t *ctx, ngx_uint_t status,
     ctx->reason = reason;
 
     return NGX_DECLINED;
-}
-
-
-/* as ngx_vantage_dispatch_correlation_id(): the caller's, or $request_id */
-static ngx_int_t
-ngx_vantage_sfout_correlation_id(ngx_http_request_t *r,
-    ngx_vantage_sfout_ctx_t *ctx)
-{
-    u_char                     *p;
-    ngx_uint_t                  i;
-    ngx_list_part_t            *part;
-    ngx_table_elt_t            *h;
-    ngx_vantage_main_conf_t    *vmcf;
-    ngx_http_variable_value_t  *vv;
-
-    part = &r->headers_in.headers.part;
-    h = part->elts;
-
-    for (i = 0; /* void */; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].hash == 0
-            || h[i].key.len != sizeof("X-Correlation-ID") - 1
-            || ngx_strncasecmp(h[i].key.data, (u_char *) "X-Correlation-ID",
-                               sizeof("X-Correlation-ID") - 1) != 0
-            || h[i].value.len == 0 || h[i].value.len > 128)
-        {
-            continue;
-        }
-
-        for (p = h[i].value.data; p < h[i].value.data + h[i].value.len; p++)
-        {
-            if (!(isalnum(*p) || *p == '-' || *p == '_' || *p == '.'
-                  || *p == ':'))
-            {
-                break;
-            }
-        }
-
-        if (p == h[i].value.data + h[i].value.len) {
-            ctx->correlation_id = h[i].value;
-            return NGX_OK;
-        }
-
-        break;
-    }
-
-    vmcf = ngx_http_get_module_main_conf(r, ngx_vantage_module);
-
-    vv = ngx_http_get_indexed_variable(r, vmcf->request_id_index);
-    if (vv == NULL || vv->not_found) {
-        return NGX_ERROR;
-    }
-
-    ctx->correlation_id.data = vv->data;
-    ctx->correlation_id.len = vv->len;
-
-    return NGX_OK;
 }
 
 
@@ -1568,18 +1035,3 @@ ngx_vantage_sfout_xml_error(void *data, xmlErrorPtr error)
 {
 }
 
-
-static void
-ngx_vantage_sfout_cleanup(void *data)
-{
-    ngx_vantage_sfout_ctx_t  *ctx = data;
-
-    ngx_uint_t  i;
-
-    for (i = 0; i < ctx->njobs; i++) {
-        if (ctx->jobs[i].call != NULL) {
-            ngx_vantage_worker_cancel(ctx->jobs[i].call);
-            ctx->jobs[i].call = NULL;
-        }
-    }
-}

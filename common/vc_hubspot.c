@@ -1,0 +1,198 @@
+/* vc_hubspot.c -- HubSpot's v3 webhook signatures */
+
+#include <string.h>
+
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
+#include "vc_hubspot.h"
+
+
+/* the escapes HubSpot decodes, by the value of their two hex digits */
+static const char  vc_hubspot_decoded[][2] = {
+    { 0x3a, ':' }, { 0x2f, '/' }, { 0x3f, '?' }, { 0x40, '@' },
+    { 0x21, '!' }, { 0x24, '$' }, { 0x27, '\'' }, { 0x28, '(' },
+    { 0x29, ')' }, { 0x2a, '*' }, { 0x2c, ',' }, { 0x3b, ';' }
+};
+
+
+static int
+vc_hubspot_hex(unsigned char c)
+{
+    if (c >= '0' && c <= '9') {
+        return c - '0';
+    }
+
+    c |= 0x20;
+
+    if (c >= 'a' && c <= 'f') {
+        return c - 'a' + 10;
+    }
+
+    return -1;
+}
+
+
+size_t
+vc_hubspot_uri_decode(unsigned char *uri, size_t len)
+{
+    int      hi, lo;
+    size_t   i, j, k;
+
+    for (i = 0, j = 0; i < len; i++, j++) {
+        uri[j] = uri[i];
+
+        if (uri[i] != '%' || len - i < 3) {
+            continue;
+        }
+
+        hi = vc_hubspot_hex(uri[i + 1]);
+        lo = vc_hubspot_hex(uri[i + 2]);
+
+        if (hi < 0 || lo < 0) {
+            continue;
+        }
+
+        for (k = 0; k < sizeof(vc_hubspot_decoded) / 2; k++) {
+            if (vc_hubspot_decoded[k][0] == hi * 16 + lo) {
+                uri[j] = vc_hubspot_decoded[k][1];
+                i += 2;
+                break;
+            }
+        }
+    }
+
+    return j;
+}
+
+
+int
+vc_hubspot_sig_v3(const unsigned char *secret, size_t secret_len,
+    const char *method, size_t method_len, const char *uri, size_t uri_len,
+    const unsigned char *body, size_t body_len, const char *timestamp,
+    size_t timestamp_len, char *out)
+{
+    int            rc;
+    size_t         len;
+    EVP_MAC       *mac;
+    OSSL_PARAM     params[2];
+    EVP_MAC_CTX   *ctx;
+    unsigned char  md[EVP_MAX_MD_SIZE];
+
+    rc = VC_ERROR;
+
+    mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+    if (mac == NULL) {
+        return VC_ERROR;
+    }
+
+    ctx = EVP_MAC_CTX_new(mac);
+    if (ctx == NULL) {
+        goto done;
+    }
+
+    params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST,
+                                                 (char *) "SHA256", 0);
+    params[1] = OSSL_PARAM_construct_end();
+
+    /* the body is hashed where it lies: it may be a megabyte */
+
+    if (EVP_MAC_init(ctx, secret, secret_len, params) != 1
+        || EVP_MAC_update(ctx, (const unsigned char *) method, method_len)
+           != 1
+        || EVP_MAC_update(ctx, (const unsigned char *) uri, uri_len) != 1
+        || EVP_MAC_update(ctx, body, body_len) != 1
+        || EVP_MAC_update(ctx, (const unsigned char *) timestamp,
+                          timestamp_len)
+           != 1
+        || EVP_MAC_final(ctx, md, &len, sizeof(md)) != 1
+        || len != 32)
+    {
+        goto done;
+    }
+
+    /* 32 bytes: 44 characters, the last one '=', and a NUL */
+    if (EVP_EncodeBlock((unsigned char *) out, md, 32) != VC_HUBSPOT_SIG_LEN)
+    {
+        goto done;
+    }
+
+    rc = VC_OK;
+
+done:
+
+    OPENSSL_cleanse(md, sizeof(md));
+    EVP_MAC_CTX_free(ctx);
+    EVP_MAC_free(mac);
+
+    return rc;
+}
+
+
+int
+vc_hubspot_sig_v3_check(const unsigned char *secret, size_t secret_len,
+    const char *method, size_t method_len, const char *uri, size_t uri_len,
+    const unsigned char *body, size_t body_len, const char *timestamp,
+    size_t timestamp_len, const char *signature, size_t signature_len,
+    int64_t now_ms, int64_t max_age_ms)
+{
+    int      ok;
+    char     want[VC_HUBSPOT_SIG_LEN + 1];
+    size_t   i;
+    int64_t  ts;
+
+    if (timestamp == NULL || signature == NULL
+        || timestamp_len == 0 || timestamp_len > 15
+        || signature_len != VC_HUBSPOT_SIG_LEN)
+    {
+        return VC_HUBSPOT_SIG_MALFORMED;
+    }
+
+    ts = 0;
+
+    for (i = 0; i < timestamp_len; i++) {
+        if (timestamp[i] < '0' || timestamp[i] > '9') {
+            return VC_HUBSPOT_SIG_MALFORMED;
+        }
+
+        ts = ts * 10 + (timestamp[i] - '0');
+    }
+
+    /* 43 characters of the alphabet and the '=' of 32 bytes */
+    for (i = 0; i < VC_HUBSPOT_SIG_LEN - 1; i++) {
+        if (!((signature[i] >= 'A' && signature[i] <= 'Z')
+              || (signature[i] >= 'a' && signature[i] <= 'z')
+              || (signature[i] >= '0' && signature[i] <= '9')
+              || signature[i] == '+' || signature[i] == '/'))
+        {
+            return VC_HUBSPOT_SIG_MALFORMED;
+        }
+    }
+
+    if (signature[VC_HUBSPOT_SIG_LEN - 1] != '=') {
+        return VC_HUBSPOT_SIG_MALFORMED;
+    }
+
+    if (vc_hubspot_sig_v3(secret, secret_len, method, method_len, uri,
+                          uri_len, body, body_len, timestamp, timestamp_len,
+                          want)
+        != VC_OK)
+    {
+        return VC_HUBSPOT_SIG_ERROR;
+    }
+
+    ok = CRYPTO_memcmp(want, signature, VC_HUBSPOT_SIG_LEN) == 0;
+
+    OPENSSL_cleanse(want, sizeof(want));
+
+    if (!ok) {
+        return VC_HUBSPOT_SIG_BAD;
+    }
+
+    if (now_ms - ts > max_age_ms || ts - now_ms > max_age_ms) {
+        return VC_HUBSPOT_SIG_STALE;
+    }
+
+    return VC_HUBSPOT_SIG_OK;
+}

@@ -1,0 +1,648 @@
+/* ngx_vantage_fanout.c -- a vendor's batch in, one durable job per item */
+
+/*
+ * What vantage_salesforce_outbound and vantage_hubspot_webhook share: a
+ * vendor POSTs a batch of notifications and retries it until it is
+ * acknowledged.  The body is read whole into memory without blocking (the
+ * vendor's format is parsed by the caller's body handler), each item
+ * becomes one DISPATCH to the worker, all of them at once, and the
+ * caller's done handler answers once the worker has answered every one:
+ * the acknowledgement only when every job is durable.  An item's
+ * idempotency key is what the vendor sends again unchanged when it
+ * retries, so a retried batch makes no second job, and the jobs a failed
+ * batch did make are found again by their keys.
+ */
+
+#include "ngx_vantage_module.h"
+#include "ngx_vantage_fanout.h"
+
+
+#define NGX_VANTAGE_FANOUT_FIELDS  10
+#define NGX_VANTAGE_FANOUT_JOB_ID  32
+
+
+static void ngx_vantage_fanout_read_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_vantage_fanout_take(ngx_http_request_t *r,
+    ngx_vantage_fanout_t *fo);
+static void ngx_vantage_fanout_reply(void *data, ngx_uint_t outcome,
+    u_char *fields, size_t len);
+static ngx_int_t ngx_vantage_fanout_correlation_id(ngx_http_request_t *r,
+    ngx_vantage_fanout_t *fo);
+static void ngx_vantage_fanout_cleanup(void *data);
+
+
+char *
+ngx_vantage_fanout_job_type(ngx_conf_t *cf, ngx_str_t *type)
+{
+    ngx_uint_t  i;
+    ngx_str_t  *value;
+
+    value = cf->args->elts;
+
+    if (type->len == 0 || type->len > 128) {
+        goto bad_type;
+    }
+
+    for (i = 0; i < type->len; i++) {
+        if (!(isalnum(type->data[i]) || type->data[i] == '.'
+              || type->data[i] == '_' || type->data[i] == '-'))
+        {
+            goto bad_type;
+        }
+    }
+
+    return NGX_CONF_OK;
+
+bad_type:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "\"%V\": the job type \"%V\" must be 1 to 128 "
+                       "letters, digits, '.', '_' or '-'", &value[0], type);
+
+    return NGX_CONF_ERROR;
+}
+
+
+/* called after ngx_vantage_dispatch_merge(), which merges vantage_tenant */
+char *
+ngx_vantage_fanout_merge(ngx_conf_t *cf, ngx_vantage_loc_conf_t *conf,
+    const char *name)
+{
+    ngx_str_t                 request_id = ngx_string("request_id");
+    ngx_vantage_main_conf_t  *vmcf;
+
+    if (conf->dispatch_type.data != NULL || conf->jobs) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%s\" and \"%s\" cannot share a location",
+                           name,
+                           conf->jobs ? "vantage_jobs" : "vantage_dispatch");
+        return NGX_CONF_ERROR;
+    }
+
+    vmcf = ngx_http_conf_get_module_main_conf(cf, ngx_vantage_module);
+
+    if (vmcf->worker == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%s\" needs \"vantage_worker\" in the http "
+                           "block", name);
+        return NGX_CONF_ERROR;
+    }
+
+    if (conf->tenant == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%s\" needs \"vantage_tenant\": every job "
+                           "belongs to a tenant", name);
+        return NGX_CONF_ERROR;
+    }
+
+    if (vmcf->request_id_index == NGX_CONF_UNSET) {
+        vmcf->request_id_index = ngx_http_get_variable_index(cf, &request_id);
+        if (vmcf->request_id_index == NGX_ERROR) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+ngx_int_t
+ngx_vantage_fanout_tenant(ngx_http_request_t *r, ngx_str_t *tenant)
+{
+    u_char                  *p;
+    ngx_vantage_loc_conf_t  *vlcf;
+
+    vlcf = ngx_http_get_module_loc_conf(r, ngx_vantage_module);
+
+    if (ngx_http_complex_value(r, vlcf->tenant, tenant) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    for (p = tenant->data; p < tenant->data + tenant->len; p++) {
+        if (*p < 0x20 || *p >= 0x7f) {
+            return NGX_DECLINED;
+        }
+    }
+
+    if (tenant->len == 0 || tenant->len > 128) {
+        return NGX_DECLINED;
+    }
+
+    return NGX_OK;
+}
+
+
+ngx_vantage_fanout_t *
+ngx_vantage_fanout_create(ngx_http_request_t *r, ngx_str_t *tenant)
+{
+    ngx_vantage_ctx_t     *vctx;
+    ngx_http_cleanup_t    *cln;
+    ngx_vantage_fanout_t  *fo;
+
+    vctx = ngx_vantage_get_ctx(r);
+
+    if (vctx == NULL) {
+        vctx = ngx_vantage_create_ctx(r);
+        if (vctx == NULL) {
+            return NULL;
+        }
+    }
+
+    fo = ngx_pcalloc(r->pool, sizeof(ngx_vantage_fanout_t));
+    if (fo == NULL) {
+        return NULL;
+    }
+
+    fo->request = r;
+    fo->tenant = *tenant;
+
+    if (ngx_vantage_fanout_correlation_id(r, fo) != NGX_OK) {
+        return NULL;
+    }
+
+    cln = ngx_http_cleanup_add(r, 0);
+    if (cln == NULL) {
+        return NULL;
+    }
+
+    cln->handler = ngx_vantage_fanout_cleanup;
+    cln->data = fo;
+
+    vctx->fanout = fo;
+
+    return fo;
+}
+
+
+ngx_int_t
+ngx_vantage_fanout_read(ngx_http_request_t *r, ngx_vantage_fanout_t *fo)
+{
+    ngx_int_t  rc;
+
+    /*
+     * Unbuffered reading, as vantage_dispatch does: the body never goes to
+     * a temporary file, which would have to be read back with a blocking
+     * read.  client_max_body_size still applies (nginx checks it).
+     */
+    r->request_body_no_buffering = 1;
+
+    rc = ngx_http_read_client_request_body(r,
+                                           ngx_vantage_fanout_read_handler);
+
+    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+        return rc;
+    }
+
+    return NGX_DONE;
+}
+
+
+/*
+ * The body's post handler, then its read handler, as in
+ * ngx_vantage_dispatch_read(): takes what was read and reads on until the
+ * body is whole or the socket has nothing more for now.
+ */
+static void
+ngx_vantage_fanout_read_handler(ngx_http_request_t *r)
+{
+    ngx_int_t              rc;
+    ngx_vantage_fanout_t  *fo;
+
+    fo = ngx_vantage_get_ctx(r)->fanout;
+
+    for ( ;; ) {
+        rc = ngx_vantage_fanout_take(r, fo);
+
+        if (rc != NGX_AGAIN) {
+            break;
+        }
+
+        rc = ngx_http_read_unbuffered_request_body(r);
+
+        if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+            break;
+        }
+
+        if (rc == NGX_AGAIN
+            && (r->request_body == NULL || r->request_body->bufs == NULL))
+        {
+            r->read_event_handler = ngx_vantage_fanout_read_handler;
+            return;
+        }
+    }
+
+    r->read_event_handler = ngx_http_block_reading;
+
+    if (rc == NGX_OK) {
+        rc = fo->body_handler(r, fo);
+    }
+
+    if (rc != NGX_DONE) {
+        ngx_http_finalize_request(r, rc);
+    }
+}
+
+
+/*
+ * Appends what nginx has read to the body, one contiguous buffer (what the
+ * parsers take), and marks nginx's buffers consumed.  Returns NGX_OK when
+ * the whole body is in, NGX_AGAIN while more is to come, or an error
+ * status.
+ */
+static ngx_int_t
+ngx_vantage_fanout_take(ngx_http_request_t *r, ngx_vantage_fanout_t *fo)
+{
+    size_t        size, want;
+    u_char       *p;
+    ngx_chain_t  *in;
+
+    if (r->request_body == NULL) {
+        return r->reading_body ? NGX_AGAIN : NGX_OK;
+    }
+
+    for (in = r->request_body->bufs; in; in = in->next) {
+
+        size = ngx_buf_size(in->buf);
+
+        if (size == 0 || in->buf->in_file) {
+            in->buf->pos = in->buf->last;
+            continue;
+        }
+
+        if (fo->len + size > fo->size) {
+            /* the announced length at once; a chunked body doubles */
+            want = ngx_max(fo->size * 2, 4096);
+
+            if (r->headers_in.content_length_n > 0
+                && (size_t) r->headers_in.content_length_n > want)
+            {
+                want = r->headers_in.content_length_n;
+            }
+
+            while (want < fo->len + size) {
+                want *= 2;
+            }
+
+            p = ngx_pnalloc(r->pool, want);
+            if (p == NULL) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+            if (fo->len) {
+                ngx_memcpy(p, fo->buf, fo->len);
+                ngx_pfree(r->pool, fo->buf);
+            }
+
+            fo->buf = p;
+            fo->size = want;
+        }
+
+        ngx_memcpy(fo->buf + fo->len, in->buf->pos, size);
+        fo->len += size;
+        in->buf->pos = in->buf->last;
+    }
+
+    r->request_body->bufs = NULL;
+
+    return r->reading_body ? NGX_AGAIN : NGX_OK;
+}
+
+
+ngx_int_t
+ngx_vantage_fanout_send(ngx_http_request_t *r, ngx_vantage_fanout_t *fo)
+{
+    ngx_uint_t                   i, n;
+    ngx_str_t                    content_type, subject;
+    ngx_vantage_loc_conf_t      *vlcf;
+    ngx_vantage_fanout_job_t    *job;
+    ngx_vantage_worker_field_t   f[NGX_VANTAGE_FANOUT_FIELDS];
+
+    vlcf = ngx_http_get_module_loc_conf(r, ngx_vantage_module);
+
+    ngx_str_null(&subject);
+
+    if (vlcf->subject) {
+        if (ngx_http_complex_value(r, vlcf->subject, &subject) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        if (subject.len > 1024) {
+            subject.len = 0;
+        }
+    }
+
+    ngx_str_set(&content_type, "Content-Type\0application/json");
+
+    ngx_memzero(f, sizeof(f));
+
+    for (i = 0; i < fo->njobs; i++) {
+        job = &fo->jobs[i];
+        job->fo = fo;
+        n = 0;
+
+        f[n].tag = VC_TAG_JOB_TYPE;
+        f[n++].value = fo->job_type;
+
+        f[n].tag = VC_TAG_TENANT;
+        f[n++].value = fo->tenant;
+
+        f[n].tag = VC_TAG_CORRELATION_ID;
+        f[n++].value = fo->correlation_id;
+
+        f[n].tag = VC_TAG_METHOD;
+        f[n++].value = r->method_name;
+
+        f[n].tag = VC_TAG_URI;
+        f[n++].value = r->unparsed_uri;
+
+        if (subject.len) {
+            f[n].tag = VC_TAG_SUBJECT;
+            f[n++].value = subject;
+        }
+
+        f[n].tag = VC_TAG_IDEMPOTENCY_KEY;
+        f[n++].value = job->key;
+
+        f[n].tag = VC_TAG_HEADER;
+        f[n++].value = content_type;
+
+        if (job->source.len) {
+            f[n].tag = VC_TAG_HEADER;
+            f[n++].value = job->source;
+        }
+
+        f[n].tag = VC_TAG_BODY;
+        f[n++].value = job->body;
+
+        /* a frame is copied: f may be reused for the next */
+        job->call = ngx_vantage_worker_call(VC_FRAME_DISPATCH, f, n,
+                                            ngx_vantage_fanout_reply, job);
+        if (job->call == NULL) {
+            fo->unavailable++;
+            continue;
+        }
+
+        fo->pending++;
+    }
+
+    if (fo->pending) {
+        return NGX_DONE;
+    }
+
+    return fo->done_handler(r, fo);
+}
+
+
+/*
+ * One job's answer, or its absence.  The last one answers the request,
+ * outside nginx's HTTP event handlers, so posted subrequests are run too.
+ */
+static void
+ngx_vantage_fanout_reply(void *data, ngx_uint_t outcome, u_char *fields,
+    size_t len)
+{
+    ngx_vantage_fanout_job_t  *job = data;
+
+    ngx_int_t                    rc;
+    ngx_connection_t            *c;
+    ngx_http_request_t          *r;
+    ngx_vantage_fanout_t        *fo;
+    ngx_vantage_worker_reply_t   rep;
+
+    fo = job->fo;
+    r = fo->request;
+    c = r->connection;
+    job->call = NULL;
+
+    if (outcome != NGX_VANTAGE_WORKER_REPLY) {
+        fo->unavailable++;
+
+        if (fo->error.data == NULL) {
+            if (outcome == NGX_VANTAGE_WORKER_TIMEOUT) {
+                ngx_str_set(&fo->error, "the job queue did not answer in "
+                                        "time");
+            } else {
+                ngx_str_set(&fo->error, "the job queue is not available");
+            }
+        }
+
+        goto next;
+    }
+
+    ngx_vantage_worker_reply_read(fields, len, &rep);
+
+    if ((rep.status == NGX_HTTP_ACCEPTED || rep.status == NGX_HTTP_OK)
+        && rep.job_id.len == NGX_VANTAGE_FANOUT_JOB_ID)
+    {
+        if (rep.replayed) {
+            fo->repeated++;
+
+        } else {
+            fo->fresh++;
+        }
+
+        ngx_log_debug3(NGX_LOG_DEBUG_HTTP, c->log, 0,
+                       "%s: job %V%s", fo->log_name, &rep.job_id,
+                       rep.replayed ? " (a repeat)" : "");
+        goto next;
+    }
+
+    /* 409: the same key's first request is still being written */
+    if (rep.status == NGX_HTTP_SERVICE_UNAVAILABLE
+        || rep.status == NGX_HTTP_CONFLICT)
+    {
+        fo->unavailable++;
+        fo->retry_after = ngx_max(fo->retry_after, rep.retry_after);
+
+    } else {
+        fo->refused++;
+    }
+
+    if (fo->error.data == NULL && rep.error.len) {
+        fo->error.data = ngx_pstrdup(r->pool, &rep.error);
+        if (fo->error.data != NULL) {
+            fo->error.len = ngx_min(rep.error.len, 256);
+        }
+    }
+
+next:
+
+    if (--fo->pending) {
+        return;
+    }
+
+    rc = fo->done_handler(r, fo);
+
+    ngx_http_finalize_request(r, rc);
+    ngx_http_run_posted_requests(c);
+}
+
+
+ngx_int_t
+ngx_vantage_fanout_retry_after(ngx_http_request_t *r,
+    ngx_vantage_fanout_t *fo)
+{
+    ngx_str_t                 v;
+    ngx_vantage_main_conf_t  *vmcf;
+
+    vmcf = ngx_http_get_module_main_conf(r, ngx_vantage_module);
+
+    v.data = ngx_pnalloc(r->pool, NGX_TIME_T_LEN);
+    if (v.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    v.len = ngx_sprintf(v.data, "%T",
+                        fo->retry_after ? (time_t) fo->retry_after
+                                        : vmcf->worker->retry_after)
+            - v.data;
+
+    return ngx_vantage_add_header(r, "Retry-After", sizeof("Retry-After") - 1,
+                                  v.data, v.len);
+}
+
+
+ngx_int_t
+ngx_vantage_fanout_respond(ngx_http_request_t *r, ngx_vantage_fanout_t *fo,
+    ngx_uint_t status, ngx_str_t *content_type, ngx_str_t *body)
+{
+    u_char       *semicolon;
+    ngx_int_t     rc;
+    ngx_buf_t    *b;
+    ngx_chain_t   out;
+
+    if (fo != NULL
+        && ngx_vantage_add_header(r, "X-Correlation-ID",
+                                  sizeof("X-Correlation-ID") - 1,
+                                  fo->correlation_id.data,
+                                  fo->correlation_id.len)
+           != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ngx_vantage_add_header(r, "Cache-Control", sizeof("Cache-Control") - 1,
+                               (u_char *) "no-store", sizeof("no-store") - 1)
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    b = ngx_calloc_buf(r->pool);
+    if (b == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    b->pos = body->data;
+    b->last = body->data + body->len;
+    b->memory = 1;
+    b->last_buf = (r == r->main) ? 1 : 0;
+    b->last_in_chain = 1;
+
+    r->headers_out.status = status;
+    r->headers_out.content_length_n = body->len;
+    r->headers_out.content_type = *content_type;
+
+    /* the type without its parameters, as nginx keeps it */
+    semicolon = ngx_strlchr(content_type->data,
+                            content_type->data + content_type->len, ';');
+    r->headers_out.content_type_len = semicolon
+                                      ? (size_t) (semicolon
+                                                  - content_type->data)
+                                      : content_type->len;
+    r->headers_out.content_type_lowcase = NULL;
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_output_filter(r, &out);
+}
+
+
+/* as ngx_vantage_dispatch_correlation_id(): the caller's, or $request_id */
+static ngx_int_t
+ngx_vantage_fanout_correlation_id(ngx_http_request_t *r,
+    ngx_vantage_fanout_t *fo)
+{
+    u_char                     *p;
+    ngx_uint_t                  i;
+    ngx_list_part_t            *part;
+    ngx_table_elt_t            *h;
+    ngx_vantage_main_conf_t    *vmcf;
+    ngx_http_variable_value_t  *vv;
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].hash == 0
+            || h[i].key.len != sizeof("X-Correlation-ID") - 1
+            || ngx_strncasecmp(h[i].key.data, (u_char *) "X-Correlation-ID",
+                               sizeof("X-Correlation-ID") - 1) != 0
+            || h[i].value.len == 0 || h[i].value.len > 128)
+        {
+            continue;
+        }
+
+        for (p = h[i].value.data; p < h[i].value.data + h[i].value.len; p++)
+        {
+            if (!(isalnum(*p) || *p == '-' || *p == '_' || *p == '.'
+                  || *p == ':'))
+            {
+                break;
+            }
+        }
+
+        if (p == h[i].value.data + h[i].value.len) {
+            fo->correlation_id = h[i].value;
+            return NGX_OK;
+        }
+
+        break;
+    }
+
+    vmcf = ngx_http_get_module_main_conf(r, ngx_vantage_module);
+
+    vv = ngx_http_get_indexed_variable(r, vmcf->request_id_index);
+    if (vv == NULL || vv->not_found) {
+        return NGX_ERROR;
+    }
+
+    fo->correlation_id.data = vv->data;
+    fo->correlation_id.len = vv->len;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_vantage_fanout_cleanup(void *data)
+{
+    ngx_vantage_fanout_t  *fo = data;
+
+    ngx_uint_t  i;
+
+    for (i = 0; i < fo->njobs; i++) {
+        if (fo->jobs[i].call != NULL) {
+            ngx_vantage_worker_cancel(fo->jobs[i].call);
+            fo->jobs[i].call = NULL;
+        }
+    }
+}
