@@ -31,8 +31,10 @@ if __package__ in (None, ""):
         sys.path.pop(0)
     sys.path.insert(0, os.path.dirname(here))
     from hubspot import HubSpot         # noqa: E402
+    from hubspot import objects         # noqa: E402
 else:
     from . import HubSpot
+    from . import objects
 
 
 def _client_arg(v):
@@ -68,6 +70,9 @@ def main():
     ap.add_argument("--webhook-ca", help="CA file for an https webhook URL")
     ap.add_argument("--webhook-time-scale", type=float, default=1.0,
                     help="multiplies the retry delays (2**n minutes)")
+    ap.add_argument("--property", action="append", default=[],
+                    metavar="NAME[:unique]",
+                    help="a custom contact property (repeatable)")
     args = ap.parse_args()
 
     d = args.dir or None
@@ -80,6 +85,10 @@ def main():
                  redirect_uri=args.redirect_uri,
                  webhook_url=args.webhook_url, webhook_ca=args.webhook_ca)
     hs.webhooks.time_scale = args.webhook_time_scale
+    contacts = objects.object_type(hs, "contacts")
+    for p in args.property:
+        name, _, flag = p.partition(":")
+        contacts.add_property(name, unique=(flag == "unique"))
     secret_file = os.path.join(hs.dir, "client_secret")
     fd = os.open(secret_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:

@@ -241,9 +241,33 @@ class HubSpot:
 
     # -- controls for a separate process (the CLI) ----------------------------
 
+    def ui_write(self, object_type, properties):
+        """A record created or changed as a user in HubSpot's UI would
+        (webhooks see changeSource CRM_UI): a contact is matched by its
+        email.  (status, body) for control()."""
+        otype = objects.object_type(self, object_type)
+        email = properties.get("email")
+        with self.store.lock:
+            rec = None
+            if email is not None:
+                for r in self.store.all(otype):
+                    if r.props.get("email") == email:
+                        rec = r
+                        break
+        if rec is not None:
+            self.change(object_type, rec.id, properties)
+            return 200, {"id": rec.id, "new": False}
+        clean, problems = otype.validate(properties, self.portal_id)
+        if problems:
+            return 400, {"error": problems}
+        with self.store.lock:
+            rec = self.store.create(otype, clean)
+        self.webhooks.created(otype, rec, ("CRM_UI", "userId:1001"))
+        return 201, {"id": rec.id, "new": True}
+
     def control(self, req):
         """GET /_counts, and POST /_test/{fail,delay,drop,clear,expire,
-        limits,flush} with a JSON body: a standalone emulator's hooks.
+        limits,flush,ui} with a JSON body: a standalone emulator's hooks.
         Not counted, not rate limited, not authenticated: HubSpot has
         nothing like them."""
         try:
@@ -278,6 +302,11 @@ class HubSpot:
         elif what == "flush":
             return 200, {"flushed": self.webhooks.flush(
                 args.get("timeout", 10))}
+        elif what == "ui":
+            # a user's change in HubSpot's own UI (changeSource CRM_UI):
+            # a new contact, or a change to the one with that email
+            return self.ui_write(args.get("object", "contacts"),
+                                 args.get("properties") or {})
         else:
             return 404, {"error": "no control %s" % what}
         return 200, {"ok": True}

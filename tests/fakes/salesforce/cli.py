@@ -20,6 +20,7 @@ import tempfile
 import threading
 
 from .server import Salesforce
+from .store import SObjectType
 
 
 def main(argv=None):
@@ -31,6 +32,10 @@ def main(argv=None):
     ap.add_argument("--used", type=int, default=0)
     ap.add_argument("--query-batch-size", type=int, default=2000)
     ap.add_argument("--streaming-timeout", type=float, default=110.0)
+    ap.add_argument("--contact-field", action="append", default=[],
+                    metavar="NAME[:unique]",
+                    help="a custom Contact field; :unique makes it a "
+                         "unique external id (repeatable)")
     args = ap.parse_args(argv)
     d = args.dir or tempfile.mkdtemp(prefix="fake-sf-")
     os.makedirs(d, exist_ok=True)
@@ -38,6 +43,17 @@ def main(argv=None):
                     daily_limit=args.daily_limit,
                     streaming_timeout=args.streaming_timeout)
     sf.set_limit(used=args.used)
+    if args.contact_field:
+        base = sf.org.type("Contact")
+        names = [f.partition(":")[0] for f in args.contact_field]
+        unique = [f.partition(":")[0] for f in args.contact_field
+                  if f.partition(":")[2] == "unique"]
+        sf.org.add_type(SObjectType(
+            "Contact", "003", required=["LastName"],
+            external_ids=sorted(base.external_ids),
+            unique_external_ids=unique, email_fields=["Email"],
+            fields=sorted(set(base.fields) | set(names)),
+            name_fields=("FirstName", "LastName")))
     sf.query_batch_size = args.query_batch_size
     secret_file = os.path.join(d, "consumer_secret")
     fd = os.open(secret_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

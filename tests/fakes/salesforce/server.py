@@ -52,7 +52,7 @@ from .oauth import Auth, load_public_key
 from .outbound import OutboundMessage, Rule
 from .response import JSON, Response, error, json_response
 from .rest import Rest
-from .store import Org, SObjectType
+from .store import Org, SObjectType, WriteError
 from .streaming import Bayeux, channel_names
 
 _FAKES = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -157,6 +157,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return
         if path == "/_counts" and self.command == "GET":
             return self._write(json_response(200, sf.counts()), rec)
+        if path.startswith("/_test/ui/") and self.command == "POST":
+            return self._write(sf.ui_write(path[len("/_test/ui/"):], body),
+                               rec)
         with sf.lock:
             sf.log.append(rec)
         pause = sf._delay_for(path)
@@ -323,6 +326,30 @@ class Salesforce:
         return WriteContext(uid, api, self.api_version, client)
 
     # -- test hooks --------------------------------------------------------
+
+    def ui_write(self, object_name, body):
+        """POST /_test/ui/<Object> {fields}: a record written by the org's
+        user as Salesforce's own UI would (no API client: its change event
+        names none), matched by Email when the type has one, else created.
+        Not counted, not authenticated: Salesforce has nothing like it."""
+        try:
+            fields = json.loads(body or b"{}")
+        except ValueError:
+            return json_response(400, {"error": "body is not JSON"})
+        t = self.org.type(object_name)
+        if t is None or not isinstance(fields, dict):
+            return json_response(404, {"error": "no such object"})
+        ctx = self.context(api="ui")
+        try:
+            found = self.org.find(t, "Email", fields["Email"]) \
+                if "Email" in fields else []
+            if found:
+                self.org.update(t, found[0], fields, ctx)
+                return json_response(200, {"id": found[0], "created": False})
+            return json_response(201, {"id": self.org.create(t, fields, ctx),
+                                       "created": True})
+        except WriteError as e:
+            return json_response(400, {"error": str(e)})
 
     def expire_tokens(self):
         """Every access token issued so far stops working (401
