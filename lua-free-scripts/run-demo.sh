@@ -194,6 +194,8 @@ render_conf() {
         -e "s#@MODULE@#$PREFIX/ngx_vantage_module.so#g" \
         -e "s#@PORT@#$PORT#g" -e "s#@BACKEND_PORT@#$BACKEND_PORT#g" \
         -e "s#@REDIS_PORT@#$REDIS_PORT#g" -e "s#@IDP_ISSUER@#$IDP_ISSUER#g" \
+        -e "s#@HS_APP_ID@#$(json_get "$HS_INFO" private_app.app_id)#g" \
+        -e "s#@DEMO_TENANT@#$DEMO_TENANT#g" \
         "$CONF_TEMPLATE" >"$PREFIX/nginx.conf"
 }
 
@@ -334,7 +336,16 @@ print(o)' "$@"
 start_salesforce() {
     local pid out=$PREFIX/salesforce.out
     : >"$out"
+    # the Contact has the custom fields the HubSpot mapping writes
+    # (conf/mappings/hubspot-contact-to-salesforce.json), the HubSpot id a
+    # unique external id; change events come after 2 s of long poll
     setsid $PY "$SF" --port "$SF_PORT" --dir "$PREFIX/salesforce" \
+        --streaming-timeout 2 \
+        --contact-field MobilePhone --contact-field MailingStreet \
+        --contact-field MailingPostalCode --contact-field MailingCountry \
+        --contact-field Status__c --contact-field DoNotCall \
+        --contact-field Sync_Source__c \
+        --contact-field HubSpot_Contact_Id__c:unique \
         >>"$out" 2>&1 &
     pid=$!
     demo_started salesforce "$pid"
@@ -350,7 +361,17 @@ start_salesforce() {
 start_hubspot() {
     local pid out=$PREFIX/hubspot.out
     : >"$out"
+    # the contact properties the Salesforce mapping writes
+    # (conf/mappings/salesforce-contact-to-hubspot.json), and the webhook
+    # batches signed for nginx's /webhooks/hubspot
     setsid $PY "$HS" --port "$HS_PORT" --dir "$PREFIX/hubspot" \
+        --webhook-url "http://127.0.0.1:$PORT/webhooks/hubspot" \
+        --webhook-time-scale 0.01 \
+        --property mobilephone --property address --property city \
+        --property state --property zip --property country \
+        --property date_of_birth --property hs_lead_status \
+        --property do_not_call --property ssn_masked --property sync_source \
+        --property salesforcecontactid:unique \
         >>"$out" 2>&1 &
     pid=$!
     demo_started hubspot "$pid"
@@ -486,6 +507,53 @@ object             = contacts
 id_property        = email
 timeout            = 10s
 max_attempts       = 6
+
+# Two-way contact sync (docs/CONNECTORS.md).  Salesforce -> HubSpot: each
+# ContactChangeEvent is a read of the Contact, its record mapped and
+# upserted in HubSpot by email
+[subscription contacts]
+connection         = demo-sf
+channel            = /data/ContactChangeEvent
+job                = sync.salesforce.contact.read
+tenant             = $DEMO_TENANT
+replay             = latest
+
+[job sync.salesforce.contact.read]
+connector          = salesforce
+connection         = demo-sf
+operation          = read
+object             = Contact
+then               = sync.hubspot.contact.upsert
+timeout            = 10s
+
+[job sync.hubspot.contact.upsert]
+connector          = hubspot
+connection         = demo-hs
+operation          = upsert
+object             = contacts
+id_property        = email
+mapping            = $ROOT/conf/mappings/salesforce-contact-to-hubspot.json
+timeout            = 10s
+
+# HubSpot -> Salesforce: each webhook event nginx takes at /webhooks/hubspot
+# is a read of the contact, its record mapped and upserted in Salesforce by
+# the HubSpot id
+[job sync.hubspot.contact.read]
+connector          = hubspot
+connection         = demo-hs
+operation          = read
+object             = contacts
+then               = sync.salesforce.contact.upsert
+timeout            = 10s
+
+[job sync.salesforce.contact.upsert]
+connector          = salesforce
+connection         = demo-sf
+operation          = upsert
+object             = Contact
+external_id        = HubSpot_Contact_Id__c
+mapping            = $ROOT/conf/mappings/hubspot-contact-to-salesforce.json
+timeout            = 10s
 EOF
     "$WORKER" --check "$PREFIX/worker.conf" 2>"$PREFIX/worker-check.log" || {
         cat "$PREFIX/worker-check.log" >&2
@@ -747,6 +815,47 @@ connectors_check() {
 }
 
 
+# xref system id: the id the other system has for it, as the sync recorded
+# it in Redis ({vq}:xref:<tenant>:<system>:<id>), or nothing
+xref() {
+    redis-cli -h 127.0.0.1 -p "$REDIS_PORT" hget \
+        "{vq}:xref:$DEMO_TENANT:$1:$2" "$( [[ $1 == salesforce ]] && echo hubspot || echo salesforce)" \
+        2>/dev/null || true
+}
+
+
+# ui_write url json: a user's write through an emulator's test hook (as in
+# the vendor's own UI, not through Vantage); prints the record's id
+ui_write() {
+    curl -s --max-time 5 --cacert "$3" -X POST -d "$2" "$1" \
+        | $PY -c 'import json, sys; print(json.load(sys.stdin)["id"])'
+}
+
+
+# sync_check: a contact written in Salesforce by a user appears in HubSpot,
+# and one written in HubSpot's UI appears in Salesforce, within 20 s each
+sync_check() {
+    local id other i
+    id=$(ui_write "$(json_get "$SF_INFO" instance_url)/_test/ui/Contact" \
+        '{"FirstName":"Ada","LastName":"Lovelace","Email":"ada.sync@example.com","Phone":"(415) 555-0100"}' \
+        "$(json_get "$SF_INFO" ca_file)") || die "no Contact written in the Salesforce emulator"
+    for ((i = 0; i < 200; i++)); do
+        other=$(xref salesforce "$id"); [[ -n $other ]] && break; sleep 0.1
+    done
+    [[ -n $other ]] || die "the Salesforce Contact $id did not reach HubSpot (see $PREFIX/worker.log)"
+    SYNC_SF=$id SYNC_SF_HS=$other
+    id=$(ui_write "$(json_get "$HS_INFO" base_url)/_test/ui" \
+        '{"properties":{"email":"grace.sync@example.com","firstname":"Grace","lastname":"Hopper"}}' \
+        "$(json_get "$HS_INFO" ca_file)") || die "no contact written in the HubSpot emulator"
+    for ((i = 0; i < 200; i++)); do
+        other=$(xref hubspot "$id"); [[ -n $other ]] && break; sleep 0.1
+    done
+    [[ -n $other ]] || die "the HubSpot contact $id did not reach Salesforce (see $PREFIX/worker.log and $PREFIX/error.log)"
+    log "checked: a Contact written in Salesforce ($SYNC_SF) is HubSpot's" \
+        "$SYNC_SF_HS, a contact written in HubSpot ($id) is Salesforce's $other"
+}
+
+
 print_usage() {
     local url=$1 good=$2 bad=$3 adv=$4 advbad=$5
     cat <<EOF
@@ -878,6 +987,25 @@ And in HubSpot by its email (batch upsert, one input):
       -d '{"email":"ada@example.com","firstname":"Ada","lastname":"Lovelace"}' \\
       http://127.0.0.1:$PORT/integrations/hubspot/contacts
 
+Two-way sync: a Contact a user writes in Salesforce (the emulator's
+/_test/ui hook stands for Salesforce's UI) reaches HubSpot through its
+change event, the worker's subscription and a mapped upsert; one written in
+HubSpot's UI reaches Salesforce through HubSpot's signed webhook at nginx's
+/webhooks/hubspot. Vantage's own writes do not come back. Try it:
+
+  curl -s --cacert $(json_get "$SF_INFO" ca_file) -X POST \\
+      -d '{"FirstName":"Alan","LastName":"Turing","Email":"alan@example.com"}' \\
+      $(json_get "$SF_INFO" instance_url)/_test/ui/Contact
+  curl -s --cacert $(json_get "$HS_INFO" ca_file) -X POST \\
+      -d '{"properties":{"email":"mary@example.com","firstname":"Mary","lastname":"Jackson"}}' \\
+      $(json_get "$HS_INFO" base_url)/_test/ui
+
+Then the cross-reference the worker keeps, per tenant (Salesforce id <->
+HubSpot id), and the jobs the sync ran:
+
+  redis-cli -p $REDIS_PORT --scan --pattern '{vq}:xref:*'
+  $CTL --redis 127.0.0.1:$REDIS_PORT jobs list
+
 The portal's contacts, read with the private app's token from the vault
 (it goes to curl on its standard input, not on a command line):
 
@@ -927,6 +1055,7 @@ main() {
     advbad=$(tamper "$at")
     advisor_check "$adv" "$at" "$advbad"
     connectors_check "$good"
+    sync_check
     print_usage "$url" "$good" "$bad" "$adv" "$advbad"
 
     # wait returns early when a trapped signal arrives; nginx exiting on
