@@ -24,6 +24,7 @@
 #include <curl/curl.h>
 #include <event2/event.h>
 
+#include "vw_check_connection.h"
 #include "vw_conf.h"
 #include "vw_core.h"
 #include "vw_engine.h"
@@ -33,12 +34,14 @@
 
 /* the long option without a short one */
 #define VW_MAIN_OPT_CHECK  256
+#define VW_MAIN_OPT_CHECK_CONNECTION  257
 
 
 /* what the command line set: NULL or 0 where it did not */
 typedef struct {
     const char                 *conf_file;   /* -c */
     const char                 *check_file;  /* --check */
+    const char                 *connection;  /* --check-connection */
     const char                 *listen;      /* the socket's path */
     const char                 *redis;
     size_t                      max_frame;
@@ -131,6 +134,12 @@ main(int argc, char **argv)
     }
 
     vw_main_conf = conf;
+
+    if (args.connection != NULL) {
+        rc = vw_check_connection(conf, args.connection);
+        vw_conf_free(conf);
+        return rc;
+    }
 
     if (args.conf_file != NULL) {
         vw_main_count(conf, jobs, targets);
@@ -287,6 +296,9 @@ vw_main_usage(FILE *f)
         "Options:\n"
         "  -c, --config <file>       the configuration file\n"
         "      --check <file>        validate the file and exit (0: valid)\n"
+        "      --check-connection <name>  get a token for that [connection]\n"
+        "                            of the -c file, print the outcome as\n"
+        "                            JSON (never the token) and exit\n"
         "  -l, --listen unix:<path>  the socket to serve (overrides listen)\n"
         "  -r, --redis <address>     Redis: host:port or unix:<path>\n"
         "                            (overrides redis)\n"
@@ -311,6 +323,8 @@ vw_main_parse_args(int argc, char **argv, vw_main_args_t *args)
     static const struct option  longopts[] = {
         { "config",  required_argument, NULL, 'c' },
         { "check",   required_argument, NULL, VW_MAIN_OPT_CHECK },
+        { "check-connection", required_argument, NULL,
+          VW_MAIN_OPT_CHECK_CONNECTION },
         { "listen",  required_argument, NULL, 'l' },
         { "redis",   required_argument, NULL, 'r' },
         { "max-frame", required_argument, NULL, 'm' },
@@ -361,6 +375,10 @@ vw_main_parse_args(int argc, char **argv, vw_main_args_t *args)
 
         case VW_MAIN_OPT_CHECK:
             args->check_file = optarg;
+            break;
+
+        case VW_MAIN_OPT_CHECK_CONNECTION:
+            args->connection = optarg;
             break;
 
         case 'h':

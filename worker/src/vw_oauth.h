@@ -49,6 +49,14 @@
 #define VW_OAUTH_URL_MAX    512
 
 
+typedef enum {
+    VW_TOKEN_MEMORY = 0,        /* the process's copy */
+    VW_TOKEN_REDIS,             /* another worker's grant, from Redis */
+    VW_TOKEN_GRANT,             /* a new grant at the token endpoint */
+    VW_TOKEN_VAULT              /* a private app's token, from the vault */
+} vw_token_source_e;
+
+
 typedef struct vw_oauth_s      vw_oauth_t;
 typedef struct vw_token_req_s  vw_token_req_t;
 
@@ -64,6 +72,10 @@ struct vw_token_req_s {
     uint64_t                    timeout_ms;   /* the whole wait; 0: 30 s */
     vw_token_pt                 handler;
     void                       *data;
+    const char                 *ca_file;  /* the connection's target's:  */
+    const char                 *proxy;    /* the engine's copy of the    */
+    uint64_t                    connect_timeout_ms;  /* connection has no
+                                             target; as in vw_http_req_t */
 
     /* the answer, set before the handler runs */
     int                         rc;       /* VW_OK: token is set;
@@ -85,6 +97,7 @@ struct vw_token_req_s {
                                           /* Salesforce's; else the
                                              connection's base_url */
     uint64_t                    expires_ms;   /* wall clock ms, 0: unknown */
+    vw_token_source_e           source;   /* where the token came from */
 
     /* private */
     void                       *priv;
