@@ -768,9 +768,10 @@ vw_bk_conclude(vw_bk_ctx_t *ctx)
     }
 
     /* some records were written: the rest are dead jobs of their own */
-    vw_bk_set(ctx, VW_CALL_DEAD, "ingest job %s %s (%.40s) after %" PRIu64
+    /* the job's id is in bulk_job: the engine's masking would star it */
+    vw_bk_set(ctx, VW_CALL_DEAD, "ingest job %s (%.40s) after %" PRIu64
               " records: %" PRIu64 " failed and %" PRIu64 " unprocessed "
-              "records dead-lettered one by one", ctx->bulk_id, ctx->state,
+              "records dead-lettered one by one", ctx->state,
               ctx->sf_error[0] ? ctx->sf_error : "no reason given",
               ctx->processed, ctx->failed, ctx->unprocessed);
 }
@@ -865,6 +866,12 @@ vw_bk_fresh(vw_bk_ctx_t *ctx)
 
         ctx->step = VW_BK_CREATE;
         vw_bk_page_read(ctx, 0);
+
+        if (ctx->next_state == VW_BK_NEXT_ERROR) {
+            vw_bk_set(ctx, VW_CALL_RETRY, "%s", ctx->load_error);
+            vw_bk_finish(ctx);
+        }
+
         return;
     }
 
@@ -1717,9 +1724,10 @@ vw_bk_info(vw_bk_ctx_t *ctx)
         ctx->sf_error[n + 1] = '\0';
     }
 
+    /* state is o's: only ctx->state from here */
     json_decref(o);
 
-    if (strcmp(state, "Open") == 0 && ctx->op != VW_BK_QUERY) {
+    if (strcmp(ctx->state, "Open") == 0 && ctx->op != VW_BK_QUERY) {
         /* a cut upload (the worker died in it): never processed */
         if (vw_bk_send(ctx, VW_BK_ABORT, "PATCH", NULL,
                        strdup("{\"state\":\"Aborted\"}"), "application/json")
@@ -1731,7 +1739,7 @@ vw_bk_info(vw_bk_ctx_t *ctx)
         return;
     }
 
-    if (strcmp(state, "JobComplete") == 0) {
+    if (strcmp(ctx->state, "JobComplete") == 0) {
         if (ctx->op == VW_BK_QUERY) {
             free(ctx->locator);
             ctx->locator = NULL;
@@ -1764,7 +1772,7 @@ vw_bk_info(vw_bk_ctx_t *ctx)
         return;
     }
 
-    if (strcmp(state, "Failed") == 0 || strcmp(state, "Aborted") == 0) {
+    if (strcmp(ctx->state, "Failed") == 0 || strcmp(ctx->state, "Aborted") == 0) {
         vw_bk_terminal(ctx);
         return;
     }
@@ -1793,8 +1801,8 @@ vw_bk_terminal(vw_bk_ctx_t *ctx)
                                ctx->job_id);
 
         vw_bk_set(ctx, permanent ? VW_CALL_DEAD : VW_CALL_RETRY,
-                  "%s job %s %s: %.60s", ctx->op == VW_BK_QUERY ? "query"
-                  : "ingest", ctx->bulk_id, ctx->state,
+                  "%s job %s: %.60s", ctx->op == VW_BK_QUERY ? "query"
+                  : "ingest", ctx->state,
                   ctx->sf_error[0] ? ctx->sf_error : "no reason given");
         ctx->call->status = 200;
         vw_bk_finish(ctx);
@@ -2316,8 +2324,9 @@ vw_bk_page_read(vw_bk_ctx_t *ctx, size_t no)
     ctx->next_state = VW_BK_NEXT_PENDING;
     ctx->next_no = no;
 
-    if (vw_bk_redis_cmd(ctx, vw_bk_page_reply, "LINDEX %s %zu", ctx->from,
-                        no) != VW_OK)
+    /* hiredis's format knows no %zu */
+    if (vw_bk_redis_cmd(ctx, vw_bk_page_reply, "LINDEX %s %llu", ctx->from,
+                        (unsigned long long) no) != VW_OK)
     {
         ctx->next_state = VW_BK_NEXT_ERROR;
         snprintf(ctx->load_error, sizeof(ctx->load_error),
@@ -2429,7 +2438,10 @@ vw_bk_page_reply(redisAsyncContext *ac, void *reply, void *privdata)
                         && ctx->nheader <= (ctx->op != VW_BK_INSERT))))
             {
                 vw_bk_page_read(ctx, ctx->next_no + 1);
-                return;
+
+                if (ctx->next_state != VW_BK_NEXT_ERROR) {
+                    return;
+                }
             }
         }
 
