@@ -27,6 +27,7 @@ from worker_harness import T_BODY, T_HEADER, T_JOB_ID, T_JOB_TYPE, T_TENANT
 
 sys.path.insert(0, os.path.join(vh.REPO, "tests", "fakes"))
 from salesforce import Salesforce                       # noqa: E402
+from sf_extid_index import index_external_ids            # noqa: E402
 
 CTL = os.path.join(vh.REPO, "build", "vantagectl")
 API = "62.0"
@@ -325,52 +326,6 @@ def test_a_later_field_not_in_the_header_is_dead_lettered(stack, sf, rc):
 
 # -- the large load ---------------------------------------------------------
 
-def index_external_ids(sf, type_name="Contact", field="ExtId__c"):
-    """The emulator's Org.find() reads every record, so an upsert of 50,000
-    records costs it 1.25e9 comparisons (minutes): here, in this process,
-    its answers for one external id come from an index instead.  Every
-    candidate is checked against the live record, so the answers are the
-    same; only the emulator's time changes."""
-    org = sf.org
-    t = org.type(type_name)
-    index = {}
-    find, create, update = org.find, org.create, org.update
-
-    def note(rid):
-        rec = org.get(t, rid)
-        if rec is not None and rec.get(field) is not None:
-            index.setdefault(str(rec[field]), set()).add(rid)
-
-    def indexed_find(t2, f, value):
-        if t2 is not t or f != field:
-            return find(t2, f, value)
-        out = []
-        for rid in sorted(index.get(str(value), ())):
-            rec = org.get(t, rid)
-            if rec is not None and rec.get(f) is not None \
-                    and str(rec.get(f)) == str(value):
-                out.append(rid)
-        return out
-
-    def indexed_create(t2, *a, **kw):
-        rid = create(t2, *a, **kw)
-        if t2 is t:
-            note(rid)
-        return rid
-
-    def indexed_update(t2, *a, **kw):
-        rid = update(t2, *a, **kw)
-        if t2 is t:
-            note(rid)
-        return rid
-
-    with org.lock:
-        for rec in org.all(t):
-            note(rec["Id"])
-        org.find, org.create, org.update = indexed_find, indexed_create, \
-            indexed_update
-
-
 def big_load(n=50000, bad_last=(17, 10042, 27777, 49999),
              bad_title=(4242, 31313, 45000)):
     recs = []
@@ -387,6 +342,7 @@ def big_load(n=50000, bad_last=(17, 10042, 27777, 49999),
 
 
 def test_upsert_50000_from_a_list_of_pages(stack, sf, rc):
+    # the emulator's upsert scans every record: an index, same answers
     index_external_ids(sf)
     w = stack()
     key = "{vq}:in:contacts-50k"
