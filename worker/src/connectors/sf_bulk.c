@@ -266,6 +266,8 @@ static int vw_bk_send(vw_bk_ctx_t *ctx, vw_bk_step_e step,
     const char *method, const char *path, char *body, const char *ctype);
 static void vw_bk_token_done(vw_token_req_t *tr);
 static int vw_bk_request(vw_bk_ctx_t *ctx);
+static void vw_bk_created(vw_bk_ctx_t *ctx, const unsigned char *body,
+    size_t len);
 static void vw_bk_http_done(vw_http_req_t *req);
 static void vw_bk_poll_later(vw_bk_ctx_t *ctx);
 static void vw_bk_poll(evutil_socket_t fd, short kind, void *arg);
@@ -1434,16 +1436,46 @@ vw_bk_random(void)
 }
 
 
+/* a new job's id: into the job's hash before anything is sent to it */
+static void
+vw_bk_created(vw_bk_ctx_t *ctx, const unsigned char *body, size_t len)
+{
+    json_t        *o;
+    const char    *id;
+    json_error_t   jerr;
+
+    o = json_loadb((const char *) body, len, 0, &jerr);
+    id = json_string_value(json_object_get(o, "id"));
+
+    if (id == NULL || !vw_bk_bulk_id_ok(id, strlen(id))) {
+        json_decref(o);
+        vw_bk_set(ctx, VW_CALL_RETRY, "HTTP %ld: the new job has no id",
+                  ctx->req.status);
+        vw_bk_finish(ctx);
+        return;
+    }
+
+    snprintf(ctx->bulk_id, sizeof(ctx->bulk_id), "%s", id);
+    json_decref(o);
+
+    if (vw_bk_redis_cmd(ctx, vw_bk_saved, "HSET {vq}:job:%s bulk_job %s",
+                        ctx->job_id, ctx->bulk_id) != VW_OK)
+    {
+        vw_bk_set(ctx, VW_CALL_RETRY, "Redis is unavailable");
+        vw_bk_finish(ctx);
+    }
+}
+
+
 static void
 vw_bk_http_done(vw_http_req_t *req)
 {
-    char                errs[VW_ERRSTR_LEN];
-    size_t              size, n;
-    unsigned            lock;
-    vw_bk_ctx_t        *ctx = req->data;
-    vw_call_t          *call = ctx->call;
-    const unsigned char *body;
-    size_t              body_len;
+    char                  errs[VW_ERRSTR_LEN];
+    size_t                size, n, body_len;
+    unsigned              lock;
+    vw_bk_ctx_t          *ctx = req->data;
+    vw_call_t            *call = ctx->call;
+    const unsigned char  *body;
 
     ctx->http_pending = 0;
 
@@ -1502,34 +1534,7 @@ vw_bk_http_done(vw_http_req_t *req)
             return;
 
         case VW_BK_CREATE:
-            {
-                json_t        *o;
-                const char    *id;
-                json_error_t   jerr;
-
-                o = json_loadb((const char *) body, body_len, 0, &jerr);
-                id = json_string_value(json_object_get(o, "id"));
-
-                if (id == NULL || !vw_bk_bulk_id_ok(id, strlen(id))) {
-                    json_decref(o);
-                    vw_bk_set(ctx, VW_CALL_RETRY, "HTTP %ld: the new job "
-                              "has no id", req->status);
-                    vw_bk_finish(ctx);
-                    return;
-                }
-
-                snprintf(ctx->bulk_id, sizeof(ctx->bulk_id), "%s", id);
-                json_decref(o);
-            }
-
-            if (vw_bk_redis_cmd(ctx, vw_bk_saved,
-                                "HSET {vq}:job:%s bulk_job %s", ctx->job_id,
-                                ctx->bulk_id) != VW_OK)
-            {
-                vw_bk_set(ctx, VW_CALL_RETRY, "Redis is unavailable");
-                vw_bk_finish(ctx);
-            }
-
+            vw_bk_created(ctx, body, body_len);
             return;
 
         case VW_BK_UPLOAD:
@@ -1772,7 +1777,9 @@ vw_bk_info(vw_bk_ctx_t *ctx)
         return;
     }
 
-    if (strcmp(ctx->state, "Failed") == 0 || strcmp(ctx->state, "Aborted") == 0) {
+    if (strcmp(ctx->state, "Failed") == 0
+        || strcmp(ctx->state, "Aborted") == 0)
+    {
         vw_bk_terminal(ctx);
         return;
     }
