@@ -423,6 +423,57 @@ def test_peak_rss_does_not_grow_with_the_load(stack, sf, rc):
     assert len(contacts(sf)) == 55000
 
 
+def test_50000_failed_records_within_memory(stack, sf, rc):
+    """Every row refused: 50,000 dead jobs, written while the results are
+    read, the transfer waiting for Redis rather than the commands piling
+    up in the worker (peak RSS as in test_peak_rss_...)."""
+    index_external_ids(sf)
+    peaks = {}
+    for n in (5000, 50000):
+        w = stack()
+        key = "{vq}:in:fail-%d" % n
+        pages_to_redis(rc, key, [{"ExtId__c": "z%d-%d" % (n, i),
+                                  "LastName": "L%d" % i, "Title": "Bogus"}
+                                 for i in range(n)])
+        jid = dispatch(w, "sf.bulk.upsert", {"from": key})
+        j = wait_state(rc, jid, "succeeded", seconds=240)
+        res = result(j)
+        assert (res["succeeded"], res["failed"]) == (0, n)
+        assert len(dead_jobs(rc, jid)) == n
+        with open("/proc/%d/maps" % w.pid) as f:
+            asan = "libasan" in f.read()
+        peaks[n] = vmhwm_kib(w.pid)
+        w.stop()
+    assert rc.zcard("{vq}:dead") == 55000
+    assert contacts(sf) == []
+    if not asan:
+        assert peaks[50000] - peaks[5000] <= 10 * 1024, peaks
+
+
+def test_thousands_rejected_during_the_upload(stack, sf, rc):
+    """Records the worker cannot send (a field outside the header) are
+    dead-lettered as the upload goes, which waits for Redis when they
+    come faster than it takes them."""
+    w = stack()
+    key = "{vq}:in:rejects"
+    recs = [{"ExtId__c": "j%d" % i, "LastName": "J%d" % i}
+            for i in range(100)]
+    recs += [{"ExtId__c": "j%d" % i, "LastName": "J%d" % i, "Phone": "1"}
+             if i % 5 else {"ExtId__c": "j%d" % i, "LastName": "J%d" % i}
+             for i in range(100, 5100)]
+    pages_to_redis(rc, key, recs)
+    jid = dispatch(w, "sf.bulk.upsert", {"from": key})
+    j = wait_state(rc, jid, "succeeded", seconds=60)
+    res = result(j)
+    assert (res["succeeded"], res["rejected"]) == (1100, 4000)
+    dead = dead_jobs(rc, jid)
+    assert len(dead) == 4000
+    assert {json.loads(d["body"])["records"][0]["ExtId__c"]
+            for d in dead.values()} == \
+        {"j%d" % i for i in range(100, 5100) if i % 5}
+    assert len(contacts(sf)) == 1100
+
+
 # -- crashes, tokens, failures ----------------------------------------------
 
 def test_shutdown_mid_poll_then_resume(stack, sf, rc):

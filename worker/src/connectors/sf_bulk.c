@@ -66,8 +66,10 @@
 #define VW_BK_POLL_FIRST_MS    500
 #define VW_BK_POLL_MAX_MS      10000
 
-/* dead jobs written per MULTI/EXEC */
+/* dead jobs written per MULTI/EXEC, and the transactions out at most
+   before the results (or the upload) wait for Redis */
 #define VW_BK_DLQ_BATCH        100
+#define VW_BK_DLQ_INFLIGHT     4
 
 /* Salesforce takes 150 MB per upload (VENDOR-APIS.md B1.7); a load is
    kept under 100 MB, and a larger one refused (docs/CONNECTORS.md) */
@@ -179,6 +181,10 @@ typedef struct {
     unsigned                    saw_status:1;
     unsigned                    redis_pending;
     unsigned                    stale_reads;  /* page replies to drop */
+    unsigned                    dead_pending; /* dead jobs' EXECs out */
+    unsigned                    recv_paused:1;
+    unsigned                    waited:1;     /* logged once */
+    struct event               *resume;   /* a paused transfer goes on */
     const char                 *method;
     char                       *path;
     char                       *url;
@@ -286,6 +292,10 @@ static void vw_bk_dead_add(vw_bk_ctx_t *ctx, const char *kind,
 static void vw_bk_dead_flush(vw_bk_ctx_t *ctx);
 static void vw_bk_redis_done(redisAsyncContext *ac, void *reply,
     void *privdata);
+static void vw_bk_dead_done(redisAsyncContext *ac, void *reply,
+    void *privdata);
+static void vw_bk_backlog(vw_bk_ctx_t *ctx);
+static void vw_bk_waits(vw_bk_ctx_t *ctx);
 static void vw_bk_set(vw_bk_ctx_t *ctx, vw_call_outcome_e outcome,
     const char *fmt, ...);
 static void vw_bk_finish(vw_bk_ctx_t *ctx);
@@ -2151,6 +2161,17 @@ vw_bk_body(vw_http_req_t *req, const unsigned char *p, size_t n)
         return VW_ERROR;
     }
 
+    /*
+     * Rows come faster than Redis takes their dead jobs: the transfer
+     * waits (curl keeps what it has read) rather than the commands
+     * piling up in hiredis's buffer; vw_bk_dead_done() lets it go on
+     */
+    if (ctx->dead_pending >= VW_BK_DLQ_INFLIGHT && !ctx->recv_paused) {
+        ctx->recv_paused = 1;
+        curl_easy_pause(req->easy, CURLPAUSE_RECV);
+        vw_bk_waits(ctx);
+    }
+
     return VW_OK;
 }
 
@@ -2780,6 +2801,17 @@ vw_bk_upload(vw_http_req_t *req, unsigned char *buf, size_t size)
             return (size_t) -1;
         }
 
+        if (ctx->dead_pending >= VW_BK_DLQ_INFLIGHT) {
+            /* records refused faster than Redis takes their dead jobs */
+            if (out > 0) {
+                return out;
+            }
+
+            ctx->upload_waiting = 1;
+            vw_bk_waits(ctx);
+            return CURL_READFUNC_PAUSE;
+        }
+
         rec = vw_bk_next_record(ctx, &wait);
 
         if (rec == NULL) {
@@ -2925,10 +2957,11 @@ vw_bk_dead_flush(vw_bk_ctx_t *ctx)
                                      ctx->dead[i].id);
         }
 
-        if (redisAsyncCommand(ac, vw_bk_redis_done, ctx, "EXEC")
+        if (redisAsyncCommand(ac, vw_bk_dead_done, ctx, "EXEC")
             == REDIS_OK)
         {
             ctx->redis_pending++;
+            ctx->dead_pending++;
 
         } else {
             ctx->redis_failed = 1;
@@ -2944,6 +2977,78 @@ vw_bk_dead_flush(vw_bk_ctx_t *ctx)
     }
 
     ctx->ndead = 0;
+}
+
+
+static void
+vw_bk_waits(vw_bk_ctx_t *ctx)
+{
+    if (!ctx->waited) {
+        ctx->waited = 1;
+        vw_log("debug", "bulk transfer waits for Redis to take the dead "
+               "jobs", "job", ctx->job_id, "step", ctx->step == VW_BK_UPLOAD
+               ? "upload" : "results", NULL);
+    }
+}
+
+
+/* a transaction of dead jobs is written: a paused transfer may go on */
+static void
+vw_bk_dead_done(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    vw_bk_ctx_t  *ctx = privdata;
+
+    ctx->dead_pending--;
+
+    if (ctx->call != NULL && ctx->dead_pending <= 1) {
+        vw_bk_backlog(ctx);
+    }
+
+    vw_bk_redis_done(ac, reply, privdata);
+}
+
+
+/*
+ * curl may call the transfer's callbacks from within curl_easy_pause():
+ * the pause is lifted from a timer of its own, never from a Redis reply
+ */
+static void
+vw_bk_resume(evutil_socket_t fd, short kind, void *arg)
+{
+    vw_bk_ctx_t  *ctx = arg;
+
+    if (!ctx->http_pending || ctx->req.easy == NULL
+        || (!ctx->recv_paused && !ctx->upload_waiting)
+        || (ctx->upload_waiting && ctx->next_state == VW_BK_NEXT_PENDING))
+    {
+        return;
+    }
+
+    ctx->recv_paused = 0;
+    ctx->upload_waiting = 0;
+    curl_easy_pause(ctx->req.easy, CURLPAUSE_CONT);
+}
+
+
+static void
+vw_bk_backlog(vw_bk_ctx_t *ctx)
+{
+    struct timeval  tv;
+
+    if (!ctx->recv_paused && !ctx->upload_waiting) {
+        return;
+    }
+
+    if (ctx->resume == NULL) {
+        ctx->resume = evtimer_new(ctx->svc->base, vw_bk_resume, ctx);
+        if (ctx->resume == NULL) {
+            return;
+        }
+    }
+
+    tv.tv_sec = 0;
+    tv.tv_usec = 0;
+    evtimer_add(ctx->resume, &tv);
 }
 
 
@@ -3029,6 +3134,11 @@ vw_bk_finish(vw_bk_ctx_t *ctx)
         ctx->timer = NULL;
     }
 
+    if (ctx->resume != NULL) {
+        event_free(ctx->resume);
+        ctx->resume = NULL;
+    }
+
     vw_bk_free(ctx);
     call->handler(call);
 }
@@ -3059,6 +3169,11 @@ vw_bk_cancel(vw_call_t *call)
     if (ctx->timer != NULL) {
         event_free(ctx->timer);
         ctx->timer = NULL;
+    }
+
+    if (ctx->resume != NULL) {
+        event_free(ctx->resume);
+        ctx->resume = NULL;
     }
 
     vw_bk_free(ctx);
@@ -3094,6 +3209,10 @@ vw_bk_free(vw_bk_ctx_t *ctx)
 
     if (ctx->timer != NULL) {
         event_free(ctx->timer);
+    }
+
+    if (ctx->resume != NULL) {
+        event_free(ctx->resume);
     }
 
     for (i = 0; i < ctx->ndead; i++) {
