@@ -549,6 +549,68 @@ def test_kill_during_upload_aborts_the_open_job(stack, sf, rc):
     assert len(contacts(sf)) == 50
 
 
+def test_a_401_on_the_upload_sends_the_load_again(stack, sf, rc):
+    w = stack()
+    key = "{vq}:in:upload-401"
+    recs = [{"ExtId__c": "u%d" % i, "LastName": "U%d" % i}
+            for i in range(250)]
+    pages_to_redis(rc, key, recs)
+    # the emulator reads the whole body, then refuses it
+    sf.fail_next(1, 401, "INVALID_SESSION_ID", "Session expired or invalid",
+                 path=INGEST + "/")
+    jid = dispatch(w, "sf.bulk.upsert", {"from": key})
+    j = wait_state(rc, jid, "succeeded")
+    assert result(j)["succeeded"] == 250
+    puts = sf.requests(INGEST, "PUT")
+    assert [r["status"] for r in puts] == [401, 201]
+    # the second upload is the whole load, from its first page
+    assert puts[0]["body"] == puts[1]["body"]
+    assert len(csv_rows(puts[1]["body"])) == 251
+    assert sf.count(TOKEN) == 2
+    assert len(sf.requests(INGEST, "POST")) == 1
+    assert len(contacts(sf)) == 250
+
+
+def test_a_5xx_mid_poll_retries_and_resumes_the_same_job(stack, sf, rc,
+                                                        worker_redis):
+    w = stack()
+    sf.bulk.start_delay = 1.5
+    jid = dispatch(w, "sf.bulk.insert",
+                   {"records": [{"LastName": "R%d" % i} for i in range(6)]})
+    vh.wait_for(lambda: sf.requests(INGEST, "PATCH"), 20, 0.02,
+                "UploadComplete")
+    bulk = job(rc, jid)["bulk_job"]
+    sf.fail_next(1, 503, path="%s/%s" % (INGEST, bulk))
+    j = wait_state(rc, jid, "succeeded")
+    assert j["attempts"] == "2"
+    assert result(j)["bulk_job"] == bulk
+    assert len(sf.requests(INGEST, "POST")) == 1
+    assert len(sf.requests(INGEST, "PUT")) == 1
+    assert len(contacts(sf)) == 6
+    atts = [json.loads(a) for a in rc.lrange("{vq}:att:" + jid, 0, -1)]
+    assert [a["outcome"] for a in atts] == ["retry", "success"]
+    assert atts[0]["error"].startswith("bulk: HTTP 503")
+
+
+def test_dead_jobs_are_listed_by_vantagectl(stack, sf, rc, worker_redis):
+    w = stack()
+    recs = [{"LastName": "Ok"}, {"FirstName": "NoLast"},
+            {"LastName": "B", "Title": "Bogus"}]
+    jid = dispatch(w, "sf.bulk.insert", {"records": recs})
+    wait_state(rc, jid, "succeeded")
+    out = ctl(worker_redis, "--json", "dlq", "list").stdout.decode()
+    listed = json.loads(out)
+    ids = sorted(dead_jobs(rc, jid))
+    rows = listed["dead"]
+    assert listed["count"] == 2
+    assert sorted(r["id"] for r in rows) == ids
+    assert {(r["type"], r["tenant"], r["state"], r["attempts"])
+            for r in rows} == {("sf.bulk.insert", "acme", "dead", 1)}
+    assert sorted(r["last_error"] for r in rows) == [
+        "bulk: FIELD_CUSTOM_VALIDATION_EXCEPTION [Title]",
+        "bulk: REQUIRED_FIELD_MISSING [LastName]"]
+
+
 def test_token_expiry_mid_poll(stack, sf, rc):
     w = stack()
     sf.bulk.start_delay = 2.5
