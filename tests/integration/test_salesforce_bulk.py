@@ -651,6 +651,9 @@ def test_a_failed_job_dead_letters_what_it_did_not_write(stack, sf, rc):
         "bulk: unprocessed: the ingest job Failed (InternalServerError)"}
     # one attempt: a retry would write the first 30 again
     assert j["attempts"] == "1"
+    # the results' records stay out of the attempt's history
+    att = json.loads(rc.lrange("{vq}:att:" + jid, 0, -1)[0])
+    assert "F45" not in att["body"] and "f45" not in att["body"]
     assert len(sf.requests(INGEST, "POST")) == 1
 
 

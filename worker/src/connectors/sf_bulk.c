@@ -2149,12 +2149,7 @@ vw_bk_body(vw_http_req_t *req, const unsigned char *p, size_t n)
         return VW_OK;
     }
 
-    if (ctx->err_len < sizeof(ctx->err)) {
-        room = sizeof(ctx->err) - ctx->err_len;
-        memcpy(ctx->err + ctx->err_len, p, n < room ? n : room);
-        ctx->err_len += n < room ? n : room;
-    }
-
+    /* a results CSV holds records: none of it goes to the history */
     if (vw_bk_csv(ctx, p, n, 0) != VW_OK) {
         snprintf(req->error, sizeof(req->error), "a result row too large, "
                  "or out of memory");
