@@ -85,7 +85,8 @@ def conf_text(sf, key_file):
         "connect_timeout = 2s\n\n"
         "[connection acme-sf]\nvendor = salesforce\nauth = jwt_bearer\n"
         "login_url = %s\nclient_id = %s\nusername = %s\n"
-        "private_key = %s\napi_version = %s\ntarget = sf\n\n"
+        "private_key = %s\napi_version = %s\nlimit_recheck = 3s\n"
+        "target = sf\n\n"
         % (key_file, sf.ca_file, sf.login_url, sf.consumer_key,
            sf.username, SECRET, API))
     for name, body in JOBS.items():
@@ -609,6 +610,41 @@ def test_dead_jobs_are_listed_by_vantagectl(stack, sf, rc, worker_redis):
     assert sorted(r["last_error"] for r in rows) == [
         "bulk: FIELD_CUSTOM_VALIDATION_EXCEPTION [Title]",
         "bulk: REQUIRED_FIELD_MISSING [LastName]"]
+
+
+def test_daily_allowance_holds_bulk_jobs_back(stack, sf, rc):
+    """admit() is the Salesforce connector's: the readings the Bulk
+    connector keeps in {vq}:limits:<connection> hold new bulk jobs back
+    (another worker's reading, as docs/CONNECTORS.md "Vendor limits")."""
+    with open(wh.WORKER, "rb") as f:
+        if b"daily API allowance nearly spent: deferring" not in f.read():
+            pytest.skip("a worker built without the Salesforce connector: "
+                        "admit() lets every bulk job run")
+    w = stack()
+    sf.set_limit(used=95000)
+    first = dispatch(w, "sf.bulk.insert", {"records": [{"LastName": "P"}]})
+    wait_state(rc, first, "succeeded")
+    lim = {k.decode(): int(v)
+           for k, v in rc.hgetall("{vq}:limits:acme-sf").items()}
+    assert lim["used"] > 95000 and lim["max"] == 100000
+    # the reading reaches the admitting connector from Redis within 1 s
+    held = None
+    for i in range(4):
+        time.sleep(1.1)
+        jid = dispatch(w, "sf.bulk.insert",
+                       {"records": [{"LastName": "H%d" % i}]}, fid=2 + i)
+        time.sleep(0.3)
+        j = job(rc, jid)
+        if j.get("held", "").startswith("daily API allowance nearly spent"):
+            held = jid
+            break
+        wait_state(rc, jid, "succeeded")
+    assert held is not None
+    assert int(job(rc, held).get("attempts") or 0) == 0
+    assert any(o["msg"] == "daily API allowance nearly spent: deferring"
+               for o in w.log_lines())
+    sf.set_limit(used=10)
+    wait_state(rc, held, "succeeded", seconds=30)
 
 
 def test_token_expiry_mid_poll(stack, sf, rc):
