@@ -305,6 +305,35 @@ def test_query_pages_by_locator(stack, sf, rc):
     assert all("locator=" in r["query"] for r in gets[1:])
 
 
+def test_query_resumes_after_a_crash(stack, sf, rc):
+    w = stack()
+    t = sf.org.type("Contact")
+    for i in range(7):
+        sf.org.create(t, {"LastName": "C%d" % i}, sf.context())
+    sf.bulk.start_delay = 4.0
+    jid = dispatch(w, "sf.bulk.query",
+                   {"soql": "SELECT LastName FROM Contact", "max_records": 3})
+    vh.wait_for(lambda: job(rc, jid).get("bulk_job"), 20, 0.02, "bulk_job")
+    bulk = job(rc, jid)["bulk_job"]
+    os.kill(w.pid, signal.SIGKILL)
+    w.wait(5)
+    stack()
+    j = wait_state(rc, jid, "succeeded", seconds=60)
+    assert result(j) == {"bulk_job": bulk, "total": 7, "pages": 3}
+    assert len(sf.requests(QUERY, "POST")) == 1
+    assert rc.llen("{vq}:out:" + jid) == 3
+
+
+def test_query_refused_is_dead(stack, sf, rc):
+    w = stack()
+    jid = dispatch(w, "sf.bulk.query", {"soql": "SELEC nonsense"})
+    j = wait_state(rc, jid, "dead")
+    assert j["last_status"] == "400"
+    assert j["last_error"].startswith("bulk: HTTP 400 MALFORMED_QUERY"), j
+    assert "bulk_job" not in j
+    assert rc.llen("{vq}:out:" + jid) == 0
+
+
 def test_a_later_field_not_in_the_header_is_dead_lettered(stack, sf, rc):
     w = stack()
     key = "{vq}:in:header-test"
