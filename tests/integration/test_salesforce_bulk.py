@@ -1,4 +1,4 @@
-"""test_salesforce_bulk.py -- the Bulk API 2.0 connector (sf_bulk.c) end to end.
+"""test_salesforce_bulk.py -- the Bulk API connector (sf_bulk.c) end to end.
 
 A real redis-server, the real worker with a [vault] and a [connection]
 that signs in with the JWT bearer flow (its key sealed in the vault by
@@ -354,6 +354,90 @@ def test_a_later_field_not_in_the_header_is_dead_lettered(stack, sf, rc):
         "load's header (the first page's fields)"
 
 
+# -- loads in parts ---------------------------------------------------------
+
+def uploaded_rows(sf):
+    """Every record row of every upload, in order, without headers."""
+    rows = []
+    for r in sf.requests(INGEST, "PUT"):
+        assert r["body_size"] == len(r["body"])
+        rows += csv_rows(r["body"])[1:]
+    return rows
+
+
+def test_a_load_in_several_ingest_jobs(stack, sf, rc):
+    w = stack()
+    key = "{vq}:in:parts"
+    recs = [{"ExtId__c": "p%d" % i, "LastName": "P%d" % i,
+             "Title": "Bogus" if i in (5, 555, 998) else "Eng"}
+            for i in range(1000)]
+    pages_to_redis(rc, key, recs)
+    jid = dispatch(w, "sf.bulk.upsert", {"from": key, "part_bytes": 4096})
+    j = wait_state(rc, jid, "succeeded", seconds=120)
+    res = result(j)
+    posts = sf.requests(INGEST, "POST")
+    assert res["parts"] == len(posts) > 3
+    assert (res["processed"], res["succeeded"], res["failed"]) == \
+        (1000, 997, 3)
+    puts = sf.requests(INGEST, "PUT")
+    assert len(puts) == res["parts"]
+    # each part at most part_bytes and one row more
+    assert all(r["body_size"] < 4096 + 64 for r in puts)
+    # every record sent once, in order, across the parts
+    assert [r[0] for r in uploaded_rows(sf)] == ["p%d" % i
+                                                  for i in range(1000)]
+    # bulk_job names the last part
+    assert res["bulk_job"] == j["bulk_job"] == puts[-1]["path"].split("/")[-2]
+    assert len(contacts(sf)) == 997
+    dead = dead_jobs(rc, jid)
+    assert sorted(json.loads(d["body"])["records"][0]["ExtId__c"]
+                  for d in dead.values()) == ["p5", "p555", "p998"]
+
+
+def test_inline_records_in_parts(stack, sf, rc):
+    w = stack()
+    recs = [{"LastName": "Inline-record-%03d" % i} for i in range(120)]
+    jid = dispatch(w, "sf.bulk.insert", {"records": recs,
+                                         "part_bytes": 1024})
+    j = wait_state(rc, jid, "succeeded", seconds=60)
+    res = result(j)
+    assert res["parts"] == len(sf.requests(INGEST, "POST")) > 1
+    assert res["succeeded"] == 120
+    names = ["Inline-record-%03d" % i for i in range(120)]
+    assert [r[0] for r in uploaded_rows(sf)] == names
+    assert sorted(r["LastName"] for r in contacts(sf)) == names
+
+
+def test_kill_between_parts_resumes_the_part(stack, sf, rc):
+    w = stack()
+    sf.bulk.start_delay = 2.0
+    key = "{vq}:in:parts-crash"
+    recs = [{"ExtId__c": "q%d" % i, "LastName": "Q%d" % i}
+            for i in range(400)]
+    pages_to_redis(rc, key, recs, size=50)
+    jid = dispatch(w, "sf.bulk.upsert", {"from": key, "part_bytes": 2048})
+    # the second part closed: killed while Salesforce works on it
+    vh.wait_for(lambda: len(sf.requests(INGEST, "PATCH")) >= 2, 30, 0.02,
+                "two parts")
+    second = job(rc, jid)["bulk_job"]
+    os.kill(w.pid, signal.SIGKILL)
+    w.wait(5)
+    assert len(sf.requests(INGEST, "POST")) == 2
+    w2 = stack()
+    j = wait_state(rc, jid, "succeeded", seconds=90)
+    res = result(j)
+    posts = sf.requests(INGEST, "POST")
+    assert res["parts"] == len(posts) > 2
+    assert res["processed"] == res["succeeded"] == 400
+    # the second part was polled again, not uploaded again
+    assert sum(1 for r in sf.requests(INGEST, "PUT")
+               if r["path"].split("/")[-2] == second) == 1
+    assert [r[0] for r in uploaded_rows(sf)] == ["q%d" % i
+                                                  for i in range(400)]
+    assert len(contacts(sf)) == 400
+    assert any(x.get("msg") == "bulk job resumed" for x in w2.log_lines())
+
+
 # -- the large load ---------------------------------------------------------
 
 def big_load(n=50000, bad_last=(17, 10042, 27777, 49999),
@@ -386,7 +470,7 @@ def test_upsert_50000_from_a_list_of_pages(stack, sf, rc):
     res = result(j)
     assert res == {"bulk_job": j["bulk_job"], "state": "JobComplete",
                    "processed": 50000, "succeeded": 49993, "failed": 7,
-                   "unprocessed": 0, "rejected": 0}
+                   "unprocessed": 0, "rejected": 0, "parts": 1}
     # the org holds the good records, once each
     rows = contacts(sf)
     assert len(rows) == 49993

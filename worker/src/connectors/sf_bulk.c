@@ -219,6 +219,24 @@ typedef struct {
     uint64_t                    rejected;   /* dead-lettered at upload */
     char                        load_error[VW_ERRSTR_LEN];
 
+    /* parts: a load larger than part_max goes to several ingest jobs */
+    uint64_t                    part_max;
+    size_t                      from_page;  /* where this part starts */
+    size_t                      from_at;
+    size_t                      skip;       /* of from_page's records */
+    size_t                      to_page;    /* where the next one starts */
+    size_t                      to_at;
+    unsigned                    more:1;     /* there is a next part */
+    unsigned                    part_end:1;
+    char                        summed[40]; /* the last part counted */
+    unsigned                    parts;      /* parts counted */
+    char                        s_state[24];
+    uint64_t                    s_processed;
+    uint64_t                    s_succeeded;
+    uint64_t                    s_failed;
+    uint64_t                    s_unprocessed;
+    uint64_t                    s_rejected;
+
     /* the job at Salesforce */
     char                        bulk_id[40];
     char                        state[24];
@@ -274,6 +292,9 @@ static void vw_bk_token_done(vw_token_req_t *tr);
 static int vw_bk_request(vw_bk_ctx_t *ctx);
 static void vw_bk_created(vw_bk_ctx_t *ctx, const unsigned char *body,
     size_t len);
+static void vw_bk_uploaded(vw_bk_ctx_t *ctx);
+static void vw_bk_next_saved(redisAsyncContext *ac, void *reply,
+    void *privdata);
 static void vw_bk_http_done(vw_http_req_t *req);
 static void vw_bk_poll_later(vw_bk_ctx_t *ctx);
 static void vw_bk_poll(evutil_socket_t fd, short kind, void *arg);
@@ -609,6 +630,16 @@ vw_bk_build(vw_bk_ctx_t *ctx)
         return VW_OK;
     }
 
+    /* smaller parts than Salesforce's limit, when the body asks */
+    ctx->part_max = VW_BK_UPLOAD_MAX;
+    v = json_object_get(doc, "part_bytes");
+
+    if (json_is_integer(v) && json_integer_value(v) >= 1024
+        && json_integer_value(v) < VW_BK_UPLOAD_MAX)
+    {
+        ctx->part_max = (uint64_t) json_integer_value(v);
+    }
+
     v = json_object_get(doc, "from");
 
     if (json_is_string(v) && json_string_length(v) > 0) {
@@ -694,7 +725,8 @@ vw_bk_start(vw_call_t *call)
 
     /* a job seen before: its ingest or query job, and whether it is done */
     if (vw_bk_redis_cmd(ctx, vw_bk_resume_read,
-                        "HMGET {vq}:job:%s bulk_job bulk_done",
+                        "HMGET {vq}:job:%s bulk_job bulk_done bulk_from "
+                        "bulk_next bulk_sum bulk_rejected",
                         ctx->job_id) != VW_OK)
     {
         vw_bk_free(ctx);
@@ -742,15 +774,45 @@ vw_bk_result_text(vw_bk_ctx_t *ctx)
                       "pages", (int) ctx->pages);
 
     } else {
-        o = json_pack("{s:s?,s:s,s:I,s:I,s:I,s:I,s:I}",
+        /* every part's, the last part's ingest job */
+        o = json_pack("{s:s?,s:s,s:I,s:I,s:I,s:I,s:I,s:i}",
                       "bulk_job", ctx->bulk_id[0] ? ctx->bulk_id : NULL,
-                      "state", ctx->state[0] ? ctx->state : "JobComplete",
-                      "processed", (json_int_t) ctx->processed,
-                      "succeeded", (json_int_t) ctx->succeeded,
-                      "failed", (json_int_t) ctx->failed,
-                      "unprocessed", (json_int_t) ctx->unprocessed,
-                      "rejected", (json_int_t) ctx->rejected);
+                      "state", ctx->s_state[0] ? ctx->s_state
+                                               : "JobComplete",
+                      "processed", (json_int_t) ctx->s_processed,
+                      "succeeded", (json_int_t) ctx->s_succeeded,
+                      "failed", (json_int_t) ctx->s_failed,
+                      "unprocessed", (json_int_t) ctx->s_unprocessed,
+                      "rejected", (json_int_t) ctx->s_rejected,
+                      "parts", (int) ctx->parts);
     }
+
+    if (o == NULL) {
+        return NULL;
+    }
+
+    text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(o);
+
+    return text;
+}
+
+
+/* the parts counted so far, and the last of them: bulk_sum */
+static char *
+vw_bk_sum_text(vw_bk_ctx_t *ctx)
+{
+    json_t  *o;
+    char    *text;
+
+    o = json_pack("{s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:i}",
+                  "summed", ctx->summed, "state", ctx->s_state,
+                  "processed", (json_int_t) ctx->s_processed,
+                  "succeeded", (json_int_t) ctx->s_succeeded,
+                  "failed", (json_int_t) ctx->s_failed,
+                  "unprocessed", (json_int_t) ctx->s_unprocessed,
+                  "rejected", (json_int_t) ctx->s_rejected,
+                  "parts", (int) ctx->parts);
 
     if (o == NULL) {
         return NULL;
@@ -771,7 +833,8 @@ vw_bk_conclude(vw_bk_ctx_t *ctx)
 
     call->status = 200;
 
-    if (strcmp(ctx->state, "JobComplete") == 0) {
+    if (ctx->s_state[0] == '\0' || strcmp(ctx->s_state, "JobComplete") == 0)
+    {
         call->outcome = VW_CALL_SUCCESS;
         call->error[0] = '\0';
         free(call->result);
@@ -783,19 +846,77 @@ vw_bk_conclude(vw_bk_ctx_t *ctx)
     /* the job's id is in bulk_job: the engine's masking would star it */
     vw_bk_set(ctx, VW_CALL_DEAD, "ingest job %s (%.40s) after %" PRIu64
               " records: %" PRIu64 " failed and %" PRIu64 " unprocessed "
-              "records dead-lettered one by one", ctx->state,
+              "records dead-lettered one by one", ctx->s_state,
               ctx->sf_error[0] ? ctx->sf_error : "no reason given",
-              ctx->processed, ctx->failed, ctx->unprocessed);
+              ctx->s_processed, ctx->s_failed, ctx->s_unprocessed);
+}
+
+
+/* the parts counted so far, from bulk_sum or bulk_done */
+static void
+vw_bk_sum_read(vw_bk_ctx_t *ctx, const char *p, size_t len)
+{
+    json_t        *o;
+    const char    *v;
+    json_error_t   jerr;
+
+    o = json_loadb(p, len, 0, &jerr);
+
+    if (!json_is_object(o)) {
+        json_decref(o);
+        return;
+    }
+
+    v = json_string_value(json_object_get(o, "state"));
+    snprintf(ctx->s_state, sizeof(ctx->s_state), "%s", v ? v : "");
+    v = json_string_value(json_object_get(o, "summed"));
+    snprintf(ctx->summed, sizeof(ctx->summed), "%s", v ? v : "");
+    ctx->s_processed = json_integer_value(json_object_get(o, "processed"));
+    ctx->s_succeeded = json_integer_value(json_object_get(o, "succeeded"));
+    ctx->s_failed = json_integer_value(json_object_get(o, "failed"));
+    ctx->s_unprocessed = json_integer_value(json_object_get(o,
+                                            "unprocessed"));
+    ctx->s_rejected = json_integer_value(json_object_get(o, "rejected"));
+    ctx->parts = (unsigned) json_integer_value(json_object_get(o, "parts"));
+    json_decref(o);
+}
+
+
+/* "<page>:<record>" */
+static int
+vw_bk_position_read(redisReply *r, size_t *page, size_t *at)
+{
+    char                *end;
+    unsigned long long   p, a;
+
+    if (r->type != REDIS_REPLY_STRING || r->len == 0 || r->len > 40) {
+        return VW_DECLINED;
+    }
+
+    p = strtoull(r->str, &end, 10);
+
+    if (*end != ':') {
+        return VW_DECLINED;
+    }
+
+    a = strtoull(end + 1, &end, 10);
+
+    if (*end != '\0') {
+        return VW_DECLINED;
+    }
+
+    *page = (size_t) p;
+    *at = (size_t) a;
+
+    return VW_OK;
 }
 
 
 static void
 vw_bk_resume_read(redisAsyncContext *ac, void *reply, void *privdata)
 {
-    json_t        *o;
-    redisReply    *r = reply, *id, *done;
+    redisReply    *r = reply, *id, *done, *next;
     vw_bk_ctx_t   *ctx = privdata;
-    json_error_t   jerr;
 
     ctx->redis_pending--;
 
@@ -804,7 +925,7 @@ vw_bk_resume_read(redisAsyncContext *ac, void *reply, void *privdata)
         return;
     }
 
-    if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
+    if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 6) {
         vw_bk_set(ctx, VW_CALL_RETRY, "Redis is unavailable");
         vw_bk_finish(ctx);
         return;
@@ -812,6 +933,7 @@ vw_bk_resume_read(redisAsyncContext *ac, void *reply, void *privdata)
 
     id = r->element[0];
     done = r->element[1];
+    next = r->element[3];
 
     if (id->type != REDIS_REPLY_STRING
         || !vw_bk_bulk_id_ok(id->str, id->len))
@@ -824,30 +946,27 @@ vw_bk_resume_read(redisAsyncContext *ac, void *reply, void *privdata)
     ctx->bulk_id[id->len] = '\0';
     ctx->resumed = 1;
 
-    if (done->type == REDIS_REPLY_STRING && ctx->op != VW_BK_QUERY) {
-        o = json_loadb(done->str, done->len, 0, &jerr);
-
-        if (json_is_object(o)) {
-            snprintf(ctx->state, sizeof(ctx->state), "%s",
-                     json_string_value(json_object_get(o, "state"))
-                     ? json_string_value(json_object_get(o, "state"))
-                     : "JobComplete");
-            ctx->processed = json_integer_value(json_object_get(o,
-                                                "processed"));
-            ctx->succeeded = json_integer_value(json_object_get(o,
-                                                "succeeded"));
-            ctx->failed = json_integer_value(json_object_get(o, "failed"));
-            ctx->unprocessed = json_integer_value(json_object_get(o,
-                                                  "unprocessed"));
-            ctx->rejected = json_integer_value(json_object_get(o,
-                                               "rejected"));
-            json_decref(o);
+    if (ctx->op != VW_BK_QUERY) {
+        if (done->type == REDIS_REPLY_STRING) {
+            vw_bk_sum_read(ctx, done->str, done->len);
             vw_bk_conclude(ctx);
             vw_bk_finish(ctx);
             return;
         }
 
-        json_decref(o);
+        /* the part in flight, the next one's start, what went before */
+        (void) vw_bk_position_read(r->element[2], &ctx->from_page,
+                                   &ctx->from_at);
+        ctx->more = vw_bk_position_read(next, &ctx->to_page, &ctx->to_at)
+                    == VW_OK;
+
+        if (r->element[4]->type == REDIS_REPLY_STRING) {
+            vw_bk_sum_read(ctx, r->element[4]->str, r->element[4]->len);
+        }
+
+        if (r->element[5]->type == REDIS_REPLY_STRING) {
+            ctx->rejected = strtoull(r->element[5]->str, NULL, 10);
+        }
     }
 
     vw_log("info", "bulk job resumed", "job", ctx->job_id, "bulk_job",
@@ -948,8 +1067,11 @@ vw_bk_load_reset(vw_bk_ctx_t *ctx)
     ctx->page = NULL;
     ctx->next = NULL;
     ctx->next_state = VW_BK_NEXT_NONE;
-    ctx->page_no = 0;
-    ctx->page_at = 0;
+    ctx->page_no = ctx->from != NULL ? ctx->from_page : 0;
+    ctx->page_at = ctx->from != NULL ? 0 : ctx->from_at;
+    ctx->skip = ctx->from != NULL ? ctx->from_at : 0;
+    ctx->more = 0;
+    ctx->part_end = 0;
     ctx->sent_rows = 0;
     ctx->sent_bytes = 0;
     ctx->rejected = 0;
@@ -1446,6 +1568,63 @@ vw_bk_random(void)
 }
 
 
+/*
+ * The part is sent: where the next one starts (or "end") goes into the
+ * job's hash before the part is closed, so that an attempt resuming a
+ * closed part knows what follows it
+ */
+static void
+vw_bk_uploaded(vw_bk_ctx_t *ctx)
+{
+    char  next[48];
+
+    if (ctx->more) {
+        snprintf(next, sizeof(next), "%llu:%llu",
+                 (unsigned long long) ctx->to_page,
+                 (unsigned long long) ctx->to_at);
+    } else {
+        snprintf(next, sizeof(next), "end");
+    }
+
+    if (vw_bk_redis_cmd(ctx, vw_bk_next_saved, "HSET {vq}:job:%s bulk_next "
+                        "%s bulk_rejected %llu", ctx->job_id, next,
+                        (unsigned long long) ctx->rejected) != VW_OK)
+    {
+        vw_bk_set(ctx, VW_CALL_RETRY, "Redis is unavailable");
+        vw_bk_finish(ctx);
+    }
+}
+
+
+static void
+vw_bk_next_saved(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    redisReply   *r = reply;
+    vw_bk_ctx_t  *ctx = privdata;
+
+    ctx->redis_pending--;
+
+    if (ctx->call == NULL) {
+        vw_bk_free(ctx);
+        return;
+    }
+
+    if (r == NULL || r->type == REDIS_REPLY_ERROR) {
+        /* the part stays Open: the next attempt aborts it */
+        vw_bk_set(ctx, VW_CALL_RETRY, "cannot record the bulk job in Redis");
+        vw_bk_finish(ctx);
+        return;
+    }
+
+    if (vw_bk_send(ctx, VW_BK_CLOSE, "PATCH", NULL,
+                   strdup("{\"state\":\"UploadComplete\"}"),
+                   "application/json") != VW_OK)
+    {
+        vw_bk_finish(ctx);
+    }
+}
+
+
 /* a new job's id: into the job's hash before anything is sent to it */
 static void
 vw_bk_created(vw_bk_ctx_t *ctx, const unsigned char *body, size_t len)
@@ -1468,8 +1647,10 @@ vw_bk_created(vw_bk_ctx_t *ctx, const unsigned char *body, size_t len)
     snprintf(ctx->bulk_id, sizeof(ctx->bulk_id), "%s", id);
     json_decref(o);
 
-    if (vw_bk_redis_cmd(ctx, vw_bk_saved, "HSET {vq}:job:%s bulk_job %s",
-                        ctx->job_id, ctx->bulk_id) != VW_OK)
+    if (vw_bk_redis_cmd(ctx, vw_bk_saved, "HSET {vq}:job:%s bulk_job %s "
+                        "bulk_from %llu:%llu bulk_next %s", ctx->job_id,
+                        ctx->bulk_id, (unsigned long long) ctx->from_page,
+                        (unsigned long long) ctx->from_at, "") != VW_OK)
     {
         vw_bk_set(ctx, VW_CALL_RETRY, "Redis is unavailable");
         vw_bk_finish(ctx);
@@ -1549,14 +1730,7 @@ vw_bk_http_done(vw_http_req_t *req)
 
         case VW_BK_UPLOAD:
             vw_bk_dead_flush(ctx);
-
-            if (vw_bk_send(ctx, VW_BK_CLOSE, "PATCH", NULL,
-                           strdup("{\"state\":\"UploadComplete\"}"),
-                           "application/json") != VW_OK)
-            {
-                vw_bk_finish(ctx);
-            }
-
+            vw_bk_uploaded(ctx);
             return;
 
         case VW_BK_CLOSE:
@@ -1810,7 +1984,9 @@ vw_bk_terminal(vw_bk_ctx_t *ctx)
 {
     unsigned  permanent;
 
-    if (ctx->op == VW_BK_QUERY || ctx->processed == 0) {
+    /* an earlier part's records are written: only the rest is dead */
+    if (ctx->op == VW_BK_QUERY || (ctx->processed == 0 && ctx->parts == 0))
+    {
         permanent = strncmp(ctx->sf_error, "Invalid", 7) == 0
                     || strcmp(ctx->state, "Aborted") == 0;
 
@@ -2199,6 +2375,13 @@ vw_bk_done_write(redisAsyncContext *ac, void *reply, void *privdata)
         vw_bk_set(ctx, VW_CALL_RETRY, "cannot write the dead-lettered "
                   "records: Redis is unavailable");
 
+    } else if (ctx->more) {
+        /* the next part, from where this one stopped */
+        ctx->from_page = ctx->to_page;
+        ctx->from_at = ctx->to_at;
+        vw_bk_fresh(ctx);
+        return;
+
     } else {
         vw_bk_conclude(ctx);
     }
@@ -2211,7 +2394,7 @@ vw_bk_done_write(redisAsyncContext *ac, void *reply, void *privdata)
 static void
 vw_bk_results_done(vw_bk_ctx_t *ctx)
 {
-    char  *text;
+    char  *text, *sum;
 
     if (vw_bk_csv(ctx, NULL, 0, 1) != VW_OK) {
         vw_bk_set(ctx, VW_CALL_RETRY, "out of memory");
@@ -2240,21 +2423,48 @@ vw_bk_results_done(vw_bk_ctx_t *ctx)
 
     vw_bk_dead_flush(ctx);
 
-    /* once every dead job is written, the job says so, for a later
-       attempt (a crash before the engine settles) */
-    text = vw_bk_result_text(ctx);
+    /* the part counts once, however often its results are read */
+    if (strcmp(ctx->summed, ctx->bulk_id) != 0) {
+        snprintf(ctx->summed, sizeof(ctx->summed), "%s", ctx->bulk_id);
+        ctx->parts++;
+        ctx->s_processed += ctx->processed;
+        ctx->s_succeeded += ctx->succeeded;
+        ctx->s_failed += ctx->failed;
+        ctx->s_unprocessed += ctx->unprocessed;
+        ctx->s_rejected += ctx->rejected;
 
-    if (text == NULL
-        || vw_bk_redis_cmd(ctx, vw_bk_done_write,
-                           "HSET {vq}:job:%s bulk_done %s", ctx->job_id,
-                           text) != VW_OK)
+        if (strcmp(ctx->state, "JobComplete") != 0
+            || ctx->s_state[0] == '\0')
+        {
+            snprintf(ctx->s_state, sizeof(ctx->s_state), "%s", ctx->state);
+        }
+    }
+
+    /*
+     * Once every dead job is written, the job says so, for a later
+     * attempt (a crash before the engine settles): bulk_sum after each
+     * part, bulk_done after the last
+     */
+    sum = vw_bk_sum_text(ctx);
+    text = ctx->more ? NULL : vw_bk_result_text(ctx);
+
+    if (sum == NULL || (!ctx->more && text == NULL)
+        || (ctx->more
+            ? vw_bk_redis_cmd(ctx, vw_bk_done_write,
+                              "HSET {vq}:job:%s bulk_sum %s", ctx->job_id,
+                              sum)
+            : vw_bk_redis_cmd(ctx, vw_bk_done_write,
+                              "HSET {vq}:job:%s bulk_sum %s bulk_done %s",
+                              ctx->job_id, sum, text)) != VW_OK)
     {
+        free(sum);
         free(text);
         vw_bk_set(ctx, VW_CALL_RETRY, "Redis is unavailable");
         vw_bk_finish(ctx);
         return;
     }
 
+    free(sum);
     free(text);
 
     vw_log("info", "bulk job finished", "job", ctx->job_id, "bulk_job",
@@ -2541,6 +2751,13 @@ vw_bk_next_record(vw_bk_ctx_t *ctx, int *wait)
             ctx->page_at = 0;
             ctx->next_state = VW_BK_NEXT_NONE;
 
+            /* a part that starts inside this page */
+            if (ctx->skip > 0) {
+                ctx->page_at = ctx->skip < json_array_size(ctx->page)
+                               ? ctx->skip : json_array_size(ctx->page);
+                ctx->skip = 0;
+            }
+
             /* the page after this one, while this one is sent */
             vw_bk_page_read(ctx, ctx->page_no + 1);
 
@@ -2788,12 +3005,18 @@ vw_bk_upload(vw_http_req_t *req, unsigned char *buf, size_t size)
             continue;
         }
 
-        if (ctx->sent_bytes > VW_BK_UPLOAD_MAX) {
-            ctx->upload_failed = 1;
-            vw_bk_set(ctx, VW_CALL_DEAD, "the load is larger than %d MB: "
-                      "split it into several jobs",
-                      VW_BK_UPLOAD_MAX / (1024 * 1024));
-            return (size_t) -1;
+        if (ctx->part_end) {
+            return out;
+        }
+
+        if (ctx->sent_rows > 0 && ctx->sent_bytes >= ctx->part_max) {
+            /* the rest of the load goes to the next ingest job */
+            ctx->part_end = 1;
+            ctx->more = 1;
+            ctx->to_page = ctx->page_no;
+            ctx->to_at = ctx->from != NULL ? (ctx->page ? ctx->page_at : 0)
+                                           : ctx->page_at;
+            return out;
         }
 
         if (ctx->dead_pending >= VW_BK_DLQ_INFLIGHT) {
