@@ -15,6 +15,12 @@
  *          unprocessedrecords/ (each row a dead job, 100 to a MULTI)
  *   HSET   {vq}:job:<id> bulk_done {...}
  *
+ * A load past 100 MB of CSV (or the body's part_bytes) goes to several
+ * ingest jobs, one after another, each through the same steps; the hash
+ * keeps where the part in flight starts (bulk_from), where the next one
+ * does (bulk_next, once the part is sent) and the counts so far
+ * (bulk_sum).
+ *
  * A query: POST jobs/query, the same HSET and polling, then the results
  * a page (maxRecords) at a time, Sforce-Locator to Sforce-Locator, each
  * page's CSV pushed to {vq}:out:<job id>.
@@ -22,12 +28,12 @@
  * Applied once: the ingest job's id is in the job's hash before a record
  * leaves, so an attempt after a crash or a retry never uploads the load
  * a second time: an Open job (the upload cut short: Salesforce processes
- * nothing before UploadComplete) is aborted and the load sent to a new
+ * nothing before UploadComplete) is aborted and its part sent to a new
  * one; an UploadComplete or InProgress one is polled; a finished one has
- * its results read.  Dead jobs' ids are derived from the ingest job and
- * the row's place in its results, so results read twice write the same
- * dead jobs, and bulk_done, written once they all are, makes a later
- * attempt skip them.
+ * its results read, and the parts after it follow.  Dead jobs' ids are
+ * derived from the ingest job and the row's place in its results, so
+ * results read twice write the same dead jobs, and bulk_done, written
+ * once they all are, makes a later attempt skip them.
  *
  * Nothing holds a whole load: one page of records and one CSV row are in
  * memory at a time, results are parsed row by row as they arrive; only a
@@ -71,8 +77,9 @@
 #define VW_BK_DLQ_BATCH        100
 #define VW_BK_DLQ_INFLIGHT     4
 
-/* Salesforce takes 150 MB per upload (VENDOR-APIS.md B1.7); a load is
-   kept under 100 MB, and a larger one refused (docs/CONNECTORS.md) */
+/* Salesforce takes 150 MB per upload (VENDOR-APIS.md B1.7): a larger
+   load goes to several ingest jobs, each upload ending at the first
+   record past this many bytes (or the body's part_bytes) */
 #define VW_BK_UPLOAD_MAX       (100 * 1024 * 1024)
 
 /* a query page's rows, unless the body says max_records */
