@@ -29,6 +29,8 @@
 #include "vw_http.h"
 #include "vw_services.h"
 
+struct vc_map_s;
+
 
 typedef enum {
     VW_CALL_SUCCESS = 0,
@@ -65,6 +67,11 @@ struct vw_call_s {
     const char                 *source;       /* X-Vantage-Source,
                                                  "<system>:<id>", or NULL:
                                                  see "ID cross-reference" */
+    const struct vc_map_s      *map;          /* the job's mapping, or
+                                                 NULL: the Bulk API's
+                                                 {"from": key} pages are
+                                                 mapped by the connector,
+                                                 record by record */
     uint64_t                    timeout_ms;   /* each HTTP request's */
     uint64_t                    connect_timeout_ms;
     const char                 *ca_file;      /* or NULL */
