@@ -44,6 +44,12 @@ JOBS = {
                       "external_id = ExtId__c\n",
     "sf.bulk.delete": "operation = bulk_delete\nobject = Contact\n",
     "sf.bulk.query": "operation = bulk_query\nobject = Contact\n",
+    # HubSpot contacts into Salesforce, through conf/mappings/
+    "sf.bulk.mapped": "operation = bulk_upsert\nobject = Contact\n"
+                      "external_id = HubSpot_Contact_Id__c\nmapping = "
+                      + os.path.join(vh.REPO, "conf", "mappings",
+                                     "hubspot-contact-to-salesforce.json")
+                      + "\n",
 }
 
 
@@ -815,3 +821,46 @@ def test_a_job_failed_before_any_record_is_dead_whole(stack, sf, rc):
     assert "bulk_job" not in j          # a replay sends the load anew
     assert dead_jobs(rc, jid) == {}
     assert contacts(sf) == []
+
+
+
+def test_a_mapping_maps_inline_records_and_each_page(stack, sf, rc):
+    """The job's mapping (HubSpot contacts into Salesforce, conf/mappings/):
+    the engine maps {"records": [...]} record by record; a {"from": <list>}
+    load is mapped page by page as sf_bulk.c streams it.  Either way
+    Salesforce receives Salesforce fields, keyed by the HubSpot id the
+    mapping writes."""
+    t = sf.org.type("Contact")
+    sf.org.add_type(type(t)(
+        "Contact", "003", required=["LastName"], external_ids=["ExtId__c"],
+        unique_external_ids=["HubSpot_Contact_Id__c"],
+        email_fields=["Email"], name_fields=("FirstName", "LastName"),
+        fields=sorted(t.fields | {"MobilePhone", "Sync_Source__c"})))
+    w = stack()
+
+    def hs(i):
+        return {"id": str(900 + i), "properties": {
+            "email": "Map.%d@Example.com" % i, "firstname": "M%d" % i,
+            "lastname": "Mapped", "phone": "(212) 555-01%02d" % i}}
+
+    jid = dispatch(w, "sf.bulk.mapped", {"records": [hs(1), hs(2)]})
+    j = wait_state(rc, jid, "succeeded")
+    assert result(j)["succeeded"] == 2, j
+
+    pages_to_redis(rc, "hs:pages", [hs(i) for i in range(3, 9)], size=3)
+    jid = dispatch(w, "sf.bulk.mapped", {"from": "hs:pages"}, fid=2)
+    j = wait_state(rc, jid, "succeeded")
+    assert result(j)["succeeded"] == 6, j
+
+    rows = {r["HubSpot_Contact_Id__c"]: r for r in contacts(sf)}
+    assert sorted(rows) == [str(900 + i) for i in range(1, 9)]
+    for i in range(1, 9):
+        r = rows[str(900 + i)]
+        assert (r["Email"], r["FirstName"], r["LastName"], r["Phone"],
+                r["Sync_Source__c"]) == (
+            "map.%d@example.com" % i, "M%d" % i, "Mapped",
+            "+121255501%02d" % i, "hubspot")
+    # the CSVs carried Salesforce's fields, not HubSpot's
+    for put in sf.requests(INGEST, "PUT"):
+        header = csv_rows(put["body"])[0]
+        assert "Email" in header and "properties" not in header, header

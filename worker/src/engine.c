@@ -1601,6 +1601,9 @@ vw_engine_copy_connector(vw_run_t *run, const vw_conf_job_t *jc)
         vw_engine_map_body(run, jc->map->map);
     }
 
+    /* a bulk load from a list maps its pages as it streams them */
+    call->map = jc->map != NULL ? jc->map->map : NULL;
+
     call->svc = &run->engine->svc;
     call->job_id = run->id;
     call->type = run->type;
@@ -1678,6 +1681,7 @@ vw_engine_map_body(vw_run_t *run, const vc_map_t *map)
     char           err[VW_ERRSTR_LEN * 2], msg[VW_ERRSTR_LEN * 4];
     char          *text;
     size_t         i;
+    unsigned       wrap;
     json_t        *in, *out, *rec, *mapped;
     json_error_t   jerr;
 
@@ -1693,6 +1697,25 @@ vw_engine_map_body(vw_run_t *run, const vc_map_t *map)
     }
 
     out = NULL;
+    wrap = 0;
+
+    /*
+     * A bulk load (sf_bulk.c): {"records": [...]} maps each record, and
+     * {"from": <list>} none here: the connector maps each page it reads
+     */
+    if (json_is_object(in) && strncmp(run->operation, "bulk_", 5) == 0) {
+        if (json_object_get(in, "from") != NULL
+            || !json_is_array(json_object_get(in, "records")))
+        {
+            json_decref(in);
+            return;
+        }
+
+        rec = json_incref(json_object_get(in, "records"));
+        json_decref(in);
+        in = rec;
+        wrap = 1;
+    }
 
     if (json_is_object(in)) {
         if (vc_map_apply(map, in, &out, err, sizeof(err)) != VC_OK) {
@@ -1727,6 +1750,10 @@ vw_engine_map_body(vw_run_t *run, const vc_map_t *map)
     }
 
     json_decref(in);
+
+    if (out != NULL && wrap) {
+        out = json_pack("{so}", "records", out);
+    }
 
     if (out == NULL) {
         if (run->map_error == NULL) {

@@ -66,9 +66,6 @@
 #include "vw_oauth.h"
 
 
-#pragma weak vw_connector_salesforce
-
-
 #define VW_BK_POLL_FIRST_MS    500
 #define VW_BK_POLL_MAX_MS      10000
 
@@ -380,19 +377,13 @@ vw_bk_redis_cmd(vw_bk_ctx_t *ctx, redisCallbackFn *fn, const char *fmt, ...)
 
 
 /*
- * The Salesforce connector's daily-allowance deferral, when it is built
- * in: the Bulk API's calls count against the same allowance.
+ * The Salesforce connector's daily-allowance deferral: the Bulk API's
+ * calls count against the same allowance.
  */
 static int
 vw_bk_admit(vw_call_t *call, uint64_t now, uint64_t *retry_at,
     const char **why)
 {
-    if (&vw_connector_salesforce == NULL
-        || vw_connector_salesforce.admit == NULL)
-    {
-        return VW_OK;
-    }
-
     return vw_connector_salesforce.admit(call, now, retry_at, why);
 }
 
