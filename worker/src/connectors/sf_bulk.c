@@ -64,6 +64,7 @@
 #include "vc_map.h"
 #include "vw_connector.h"
 #include "vw_oauth.h"
+#include "vw_sf_common.h"
 
 
 #define VW_BK_POLL_FIRST_MS    500
@@ -1124,37 +1125,6 @@ vw_bk_saved(redisAsyncContext *ac, void *reply, void *privdata)
 }
 
 
-/* -- requests ------------------------------------------------------------ */
-
-static void
-vw_bk_headers_free(struct curl_slist *l)
-{
-    struct curl_slist  *h;
-
-    for (h = l; h != NULL; h = h->next) {
-        explicit_bzero(h->data, strlen(h->data));
-    }
-
-    curl_slist_free_all(l);
-}
-
-
-static int
-vw_bk_append(struct curl_slist **list, const char *line)
-{
-    struct curl_slist  *l;
-
-    l = curl_slist_append(*list, line);
-    if (l == NULL) {
-        return VW_ERROR;
-    }
-
-    *list = l;
-
-    return VW_OK;
-}
-
-
 /* the token's failure as the attempt's outcome */
 static void
 vw_bk_token_failed(vw_bk_ctx_t *ctx)
@@ -1267,10 +1237,6 @@ static void
 vw_bk_header(vw_http_req_t *req, const char *name, size_t nlen,
     const char *value, size_t vlen)
 {
-    int           digits;
-    uint64_t      n[2];
-    unsigned      i;
-    const char   *p, *end;
     vw_bk_ctx_t  *ctx = req->data;
 
     if (name == NULL) {
@@ -1292,37 +1258,9 @@ vw_bk_header(vw_http_req_t *req, const char *name, size_t nlen,
         return;
     }
 
-    /* "api-usage=N/M" */
-    p = value;
-    end = value + vlen;
-
-    while (p + 10 <= end && strncasecmp(p, "api-usage=", 10) != 0) {
-        p++;
+    if (vw_sf_parse_usage(value, vlen, &ctx->used, &ctx->max) == VW_OK) {
+        ctx->have_limit = 1;
     }
-
-    if (p + 10 > end) {
-        return;
-    }
-
-    p += 10;
-
-    for (i = 0; i < 2; i++) {
-        n[i] = 0;
-        digits = 0;
-
-        while (p < end && *p >= '0' && *p <= '9' && digits < 18) {
-            n[i] = n[i] * 10 + (uint64_t) (*p++ - '0');
-            digits++;
-        }
-
-        if (digits == 0 || (i == 0 && (p >= end || *p++ != '/'))) {
-            return;
-        }
-    }
-
-    ctx->used = n[0];
-    ctx->max = n[1];
-    ctx->have_limit = 1;
 }
 
 
@@ -1355,7 +1293,7 @@ vw_bk_request(vw_bk_ctx_t *ctx)
              (int) (strlen(base) - (base[strlen(base) - 1] == '/')), base,
              ctx->path);
 
-    vw_bk_headers_free(ctx->headers);
+    vw_sf_headers_free(ctx->headers);
     ctx->headers = NULL;
 
     size = strlen(ctx->tr.token) + 32;
@@ -1365,14 +1303,14 @@ vw_bk_request(vw_bk_ctx_t *ctx)
     }
 
     snprintf(line, size, "Authorization: Bearer %s", ctx->tr.token);
-    rc = vw_bk_append(&ctx->headers, line);
+    rc = vw_sf_append(&ctx->headers, line);
     explicit_bzero(line, size);
     free(line);
 
     stream = ctx->step == VW_BK_SUCCESSES || ctx->step == VW_BK_FAILURES
              || ctx->step == VW_BK_UNPROCESSED || ctx->step == VW_BK_PAGE;
 
-    rc |= vw_bk_append(&ctx->headers, stream ? "Accept: text/csv"
+    rc |= vw_sf_append(&ctx->headers, stream ? "Accept: text/csv"
                                              : "Accept: application/json");
 
     if (ctx->ctype != NULL) {
@@ -1383,11 +1321,11 @@ vw_bk_request(vw_bk_ctx_t *ctx)
         }
 
         snprintf(line, size, "Content-Type: %s", ctx->ctype);
-        rc |= vw_bk_append(&ctx->headers, line);
+        rc |= vw_sf_append(&ctx->headers, line);
         free(line);
     }
 
-    rc |= vw_bk_append(&ctx->headers, "Expect:");
+    rc |= vw_sf_append(&ctx->headers, "Expect:");
 
     if (call->correlation_id != NULL && call->correlation_id[0]
         && strpbrk(call->correlation_id, "\r\n") == NULL)
@@ -1399,7 +1337,7 @@ vw_bk_request(vw_bk_ctx_t *ctx)
         }
 
         snprintf(line, size, "X-Correlation-ID: %s", call->correlation_id);
-        rc |= vw_bk_append(&ctx->headers, line);
+        rc |= vw_sf_append(&ctx->headers, line);
         free(line);
     }
 
@@ -1461,74 +1399,6 @@ nomem:
 
     vw_bk_set(ctx, VW_CALL_RETRY, "out of memory");
     return VW_ERROR;
-}
-
-
-/* "CODE [field,...]" of a REST error array, for the attempt's error */
-static void
-vw_bk_errors(const unsigned char *p, size_t len, char *out, size_t size,
-    unsigned *lock)
-{
-    size_t        i, j, olen;
-    json_t       *doc, *e, *f;
-    const char   *code, *s;
-    json_error_t  jerr;
-
-    out[0] = '\0';
-    olen = 0;
-
-    if (p == NULL || len == 0) {
-        return;
-    }
-
-    doc = json_loadb((const char *) p, len, 0, &jerr);
-
-    if (json_is_object(doc)) {
-        e = doc;
-        doc = json_array();
-        json_array_append_new(doc, e);
-    }
-
-    json_array_foreach(doc, i, e) {
-        code = json_string_value(json_object_get(e, "errorCode"));
-        if (code == NULL) {
-            continue;
-        }
-
-        if (strcmp(code, "REQUEST_LIMIT_EXCEEDED") == 0
-            || strcmp(code, "UNABLE_TO_LOCK_ROW") == 0)
-        {
-            *lock = 1;
-        }
-
-        for (s = code; *s && olen + 2 < size; s++) {
-            out[olen++] = (isalnum((unsigned char) *s) || *s == '_')
-                          ? *s : '?';
-        }
-
-        json_array_foreach(json_object_get(e, "fields"), j, f) {
-            for (s = json_string_value(f); s && *s && olen + 3 < size; s++) {
-                if (s == json_string_value(f)) {
-                    out[olen++] = j == 0 ? ' ' : ',';
-                }
-
-                out[olen++] = (isalnum((unsigned char) *s) || *s == '_')
-                              ? *s : '?';
-            }
-        }
-
-        if (olen + 3 < size) {
-            out[olen++] = ';';
-            out[olen++] = ' ';
-        }
-    }
-
-    while (olen > 0 && (out[olen - 1] == ' ' || out[olen - 1] == ';')) {
-        olen--;
-    }
-
-    out[olen] = '\0';
-    json_decref(doc);
 }
 
 
@@ -1661,7 +1531,7 @@ vw_bk_http_done(vw_http_req_t *req)
 {
     char                  errs[VW_ERRSTR_LEN];
     size_t                size, n, body_len;
-    unsigned              lock;
+    unsigned              lock, flags;
     vw_bk_ctx_t          *ctx = req->data;
     vw_call_t            *call = ctx->call;
     const unsigned char  *body;
@@ -1748,8 +1618,10 @@ vw_bk_http_done(vw_http_req_t *req)
         }
     }
 
-    lock = 0;
-    vw_bk_errors(body, body_len, errs, sizeof(errs), &lock);
+    flags = 0;
+    errs[0] = '\0';
+    vw_sf_errors(body, body_len, errs, sizeof(errs), &flags);
+    lock = (flags & (VW_SF_LOCK | VW_SF_LIMIT)) != 0;
 
     if (req->status == 401 && !ctx->replayed) {
         /* a token newer than the refused one, and the request again */
@@ -3407,7 +3279,7 @@ vw_bk_free(vw_bk_ctx_t *ctx)
     }
 
     vw_token_clear(&ctx->tr);
-    vw_bk_headers_free(ctx->headers);
+    vw_sf_headers_free(ctx->headers);
     ctx->headers = NULL;
 
     if (ctx->stale != NULL) {
