@@ -14,6 +14,9 @@
 #   lua-free-scripts/bench.sh connectors          real-time upserts through the
 #     Salesforce and HubSpot connectors against the emulators, records/s and
 #     the worker's peak RSS (lua-free-scripts/bench-connectors.sh)
+#   lua-free-scripts/bench.sh bulk                Salesforce Bulk API 2.0 loads
+#     of 5,000 and 50,000 records: records/s, worker CPU and peak RSS
+#     (lua-free-scripts/bench-bulk.sh)
 #
 # Configs, measured in interleaved rounds (a, v1, v2, v3, a, v1, ...):
 #   a-plain          proxy_pass to the backend with upstream keepalive
@@ -80,8 +83,9 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 case ${1:-${BENCH_SET:-gateway}} in
   jobs) exec "$ROOT/lua-free-scripts/bench-jobs.sh" ;;
   connectors) exec "$ROOT/lua-free-scripts/bench-connectors.sh" ;;
+  bulk) exec "$ROOT/lua-free-scripts/bench-bulk.sh" ;;
   gateway) ;;
-  *) echo "usage: $0 [gateway|jobs|connectors]  (or BENCH_SET=...)" >&2; exit 2 ;;
+  *) echo "usage: $0 [gateway|jobs|connectors|bulk]  (or BENCH_SET=...)" >&2; exit 2 ;;
 esac
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10}
