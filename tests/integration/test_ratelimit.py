@@ -250,6 +250,19 @@ def tat_of(rdb, key):
     return v
 
 
+# the commands the module's Redis adapter sends of its own (on connecting,
+# and the circuit breaker's probe): they charge nobody, and one may fall
+# into a window that a slow (sanitized) run stretches
+ADAPTER_OWN = ("ping", "auth", "select", "hello", "client|setname")
+
+
+def charged(redis, fn):
+    """{command: count} of what reached Redis during fn(), but the
+    adapter's own: {} when nothing was decided there."""
+    return {c: n for c, n in redis.command_calls(fn).items()
+            if c not in ADAPTER_OWN}
+
+
 def rl_keys(rdb):
     return set(k.decode() for k in rdb.scan_iter(match="vantage:rl:*",
                                                  count=1000))
@@ -359,7 +372,7 @@ def test_empty_key_is_not_limited(client, module_redis, params):
             assert_no_rl_headers(r)
             assert "Retry-After" not in r.headers, r
     # nothing to decide: Redis is not asked
-    assert module_redis.monitor_count(run) == 0
+    assert charged(module_redis, run) == {}
 
 
 # --------------------------------------------------------------------------
@@ -459,7 +472,7 @@ def test_jwt_refused_tokens_not_charged(client, keys, module_redis, rdb):
             assert_missing(r)
             assert_no_rl_headers(r)
 
-    assert module_redis.monitor_count(attempts) == 0
+    assert charged(module_redis, attempts) == {}
     new = rl_keys(rdb) - before
     assert not new, new
     assert not rdb.exists(redis_key(sub, "default", "1r/m", 2))
