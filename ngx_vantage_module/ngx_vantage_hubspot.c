@@ -234,10 +234,7 @@ static char *
 ngx_vantage_hubspot_read_secret(ngx_conf_t *cf, ngx_str_t *path,
     ngx_str_t *secret)
 {
-    ssize_t          n;
-    ngx_fd_t         fd;
-    ngx_str_t        name;
-    ngx_file_info_t  fi;
+    ngx_str_t  name;
 
     if (secret->len) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -262,56 +259,8 @@ ngx_vantage_hubspot_read_secret(ngx_conf_t *cf, ngx_str_t *path,
 
     ngx_cpystrn(name.data, path->data, path->len + 1);
 
-    fd = ngx_open_file(name.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
-    if (fd == NGX_INVALID_FILE) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
-                           "\"vantage_hubspot_webhook\": cannot open "
-                           "secret file \"%V\"", &name);
-        return NGX_CONF_ERROR;
-    }
-
-    if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR
-        || !ngx_is_file(&fi) || ngx_file_size(&fi) > 4096)
-    {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"vantage_hubspot_webhook\": secret file \"%V\" "
-                           "is not a readable file of at most 4096 bytes",
-                           &name);
-        (void) ngx_close_file(fd);
-        return NGX_CONF_ERROR;
-    }
-
-    secret->data = ngx_pnalloc(cf->pool, 4097);
-    if (secret->data == NULL) {
-        (void) ngx_close_file(fd);
-        return NGX_CONF_ERROR;
-    }
-
-    n = ngx_read_fd(fd, secret->data, 4097);
-
-    (void) ngx_close_file(fd);
-
-    if (n < 0 || n > 4096) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
-                           "\"vantage_hubspot_webhook\": cannot read secret "
-                           "file \"%V\"", &name);
-        return NGX_CONF_ERROR;
-    }
-
-    while (n && (secret->data[n - 1] == '\n' || secret->data[n - 1] == '\r')) {
-        n--;
-    }
-
-    if (n == 0) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"vantage_hubspot_webhook\": secret file \"%V\" "
-                           "is empty", &name);
-        return NGX_CONF_ERROR;
-    }
-
-    secret->len = n;
-
-    return NGX_CONF_OK;
+    return ngx_vantage_read_secret_file(cf, "vantage_hubspot_webhook",
+                                        "secret file", &name, secret);
 }
 
 

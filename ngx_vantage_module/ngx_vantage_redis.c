@@ -1504,10 +1504,7 @@ static char *
 ngx_vantage_redis_read_secret(ngx_conf_t *cf, ngx_str_t *path,
     ngx_str_t *secret)
 {
-    ssize_t          n;
-    ngx_fd_t         fd;
-    ngx_str_t        name;
-    ngx_file_info_t  fi;
+    ngx_str_t  name;
 
     name = *path;
 
@@ -1517,20 +1514,39 @@ ngx_vantage_redis_read_secret(ngx_conf_t *cf, ngx_str_t *path,
         return NGX_CONF_ERROR;
     }
 
-    fd = ngx_open_file(name.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+    return ngx_vantage_read_secret_file(cf, "vantage_redis", "password file",
+                                        &name, secret);
+}
+
+
+/*
+ * A secret's file (name NUL-terminated), read whole at configuration time:
+ * a regular file of at most 4096 bytes, its trailing newlines cut, not
+ * empty.  Messages name the directive and the file, never what it holds
+ * ("what" is "password file", "secret file").
+ */
+char *
+ngx_vantage_read_secret_file(ngx_conf_t *cf, const char *directive,
+    const char *what, ngx_str_t *name, ngx_str_t *secret)
+{
+    ssize_t          n;
+    ngx_fd_t         fd;
+    ngx_file_info_t  fi;
+
+    fd = ngx_open_file(name->data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
     if (fd == NGX_INVALID_FILE) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
-                           "\"vantage_redis\": cannot open password file "
-                           "\"%V\"", &name);
+                           "\"%s\": cannot open %s \"%V\"", directive, what,
+                           name);
         return NGX_CONF_ERROR;
     }
 
     if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR
-        || ngx_file_size(&fi) > 4096)
+        || !ngx_is_file(&fi) || ngx_file_size(&fi) > 4096)
     {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"vantage_redis\": password file \"%V\" is not "
-                           "a readable file of at most 4096 bytes", &name);
+                           "\"%s\": %s \"%V\" is not a readable file of "
+                           "at most 4096 bytes", directive, what, name);
         (void) ngx_close_file(fd);
         return NGX_CONF_ERROR;
     }
@@ -1547,8 +1563,8 @@ ngx_vantage_redis_read_secret(ngx_conf_t *cf, ngx_str_t *path,
 
     if (n < 0 || n > 4096) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
-                           "\"vantage_redis\": cannot read password file "
-                           "\"%V\"", &name);
+                           "\"%s\": cannot read %s \"%V\"", directive, what,
+                           name);
         return NGX_CONF_ERROR;
     }
 
@@ -1558,8 +1574,8 @@ ngx_vantage_redis_read_secret(ngx_conf_t *cf, ngx_str_t *path,
 
     if (n == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"vantage_redis\": password file \"%V\" is empty",
-                           &name);
+                           "\"%s\": %s \"%V\" is empty", directive, what,
+                           name);
         return NGX_CONF_ERROR;
     }
 

@@ -45,6 +45,11 @@ typedef struct ngx_vantage_redis_call_s  ngx_vantage_redis_call_t;
 
 
 char *ngx_vantage_redis_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+
+/* a secret's file read at configuration time (vantage_redis password_file=,
+   vantage_hubspot_webhook secret_file=); name NUL-terminated */
+char *ngx_vantage_read_secret_file(ngx_conf_t *cf, const char *directive,
+    const char *what, ngx_str_t *name, ngx_str_t *secret);
 ngx_int_t ngx_vantage_redis_init_process(ngx_cycle_t *cycle);
 void ngx_vantage_redis_exit_process(ngx_cycle_t *cycle);
 
