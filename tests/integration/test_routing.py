@@ -282,9 +282,10 @@ def test_path_prefix_and_regex_locations(c, backends):
             ("/clients/42/documents/7", "documents_app"),
             # the first regex in the file wins: the narrower one
             ("/clients/42/documents/statement.pdf", "documents_store"),
+            ("/clients/42/statement.pdf", "documents_store"),
             ("/clients/42/documents/statement.pdf/meta", "documents_app"),
             # ^~: no regex takes over
-            ("/clients/archive/42/documents/statement.pdf", "clients_app"),
+            ("/clients/archive/2019/q4.pdf", "clients_app"),
             ("/clients/archive/42/documents", "clients_app")):
         answered_by(c.get(path), backend, "GET", path)
 
@@ -384,9 +385,9 @@ def test_unknown_version_is_a_json_400(c, backends):
         r = c.get("/api/accounts/7", headers={"Accept-Version": value})
         assert_version_error(r, VERSION_ERROR_HEADER)
     # JSON whatever the URI's extension
-    r = c.get("/api/reports/q3.pdf", headers={"Accept-Version": "9"})
+    r = c.get("/api/index.html", headers={"Accept-Version": "9"})
     assert_version_error(r, VERSION_ERROR_HEADER)
-    for path in ("/api/v3/accounts/7", "/api/v0/", "/api/v10/report.pdf"):
+    for path in ("/api/v3/accounts/7", "/api/v0/", "/api/v10/index.html"):
         assert_version_error(c.get(path), VERSION_ERROR_PATH)
     r = send(c, "POST", "/api/v3/accounts", body=b"{}")
     assert_version_error(r, VERSION_ERROR_PATH)
@@ -477,3 +478,61 @@ def test_claim_chooses_the_job_type(c, keys, rc, backends):
     assert r.headers["allow"] == "POST, PUT, PATCH", r
     assert rc.xlen(STREAM) == 3
     assert hits(backends) == before
+
+
+# --------------------------------------------------------------------------
+# the traps the README warns about, shown to be real (this configuration is
+# the test's own, not the README's)
+
+@pytest.mark.log_allow(r"\[error\] .*no resolver defined to resolve "
+                       r"portfolios_mars")
+def test_the_traps_are_real(module_available, nginx_factory, backends,
+                            client_for, keys):
+    prem, std = backends["advice_premium"], backends["advice_standard"]
+    http = f"""
+    upstream trap_premium  {{ server {prem.address}; }}
+    upstream trap_standard {{ server {std.address}; }}
+    map $vantage_jwt_claim_tier $trap_sticky {{
+        premium trap_premium;
+        default trap_standard;
+    }}
+    map $vantage_jwt_claim_tier $trap_volatile {{
+        volatile;
+        premium trap_premium;
+        default trap_standard;
+    }}
+    map $http_x_region $trap_region {{
+        mars    portfolios_mars;
+        default trap_standard;
+    }}
+    vantage_jwt_keys @PREFIX@/jwks.json;
+"""
+    server = """
+        location /sticky/ {
+            vantage_jwt on;
+            if ($trap_sticky) { }
+            proxy_pass http://$trap_sticky;
+        }
+        location /volatile/ {
+            vantage_jwt on;
+            if ($trap_volatile) { }
+            proxy_pass http://$trap_volatile;
+        }
+        location /region/ {
+            proxy_pass http://$trap_region;
+        }
+"""
+    n = nginx_factory(http=http, server=server, start=False)
+    vh.write_file(os.path.join(n.prefix, "jwks.json"), json.dumps(
+        {"keys": [vt.jwk(keys.rsa, kid=KID, alg="RS256")]}))
+    n.start()
+    c = client_for(n)
+    premium = token(keys, tier="premium")
+    # a map computed in the rewrite phase saw no claim, and kept that
+    answered_by(c.get("/sticky/x", token=premium), "advice_standard", "GET",
+                "/sticky/x")
+    answered_by(c.get("/volatile/x", token=premium), "advice_premium",
+                "GET", "/volatile/x")
+    # a value that names no upstream block is a host name to resolve
+    assert c.get("/region/x", headers={"X-Region": "mars"}).status == 502
+    answered_by(c.get("/region/x"), "advice_standard", "GET", "/region/x")
