@@ -262,7 +262,7 @@ ngx_vantage_headers_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     char                              *rv;
     ngx_str_t                         *value;
-    ngx_uint_t                         i, j, k, side, op, nnames;
+    ngx_uint_t                         i, j, k, last, side, op, nnames;
     ngx_array_t                      **ops;
     ngx_vantage_headers_op_t          *o, *p;
     ngx_vantage_headers_name_t        *names[2];
@@ -294,11 +294,10 @@ ngx_vantage_headers_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         }
     }
 
-    for (i = 2; i < cf->args->nelts; i++) {
+    /* a remove names any number of headers, a set or a rename one */
+    last = (op == NGX_VANTAGE_HEADERS_REMOVE) ? cf->args->nelts : 3;
 
-        if (op == NGX_VANTAGE_HEADERS_RENAME && i == 3) {
-            break;
-        }
+    for (i = 2; i < last; i++) {
 
         o = ngx_array_push(*ops);
         if (o == NULL) {
@@ -368,8 +367,6 @@ ngx_vantage_headers_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
                 return NGX_CONF_ERROR;
             }
-
-            i = cf->args->nelts;
         }
 
         /*
@@ -1251,12 +1248,12 @@ ngx_vantage_headers_out_apply(ngx_http_request_t *r,
 
     case NGX_VANTAGE_HEADERS_LASTMOD:
         /* what conditional requests compare against, or nothing */
-        r->headers_out.last_modified_time = value.len
-                                            ? ngx_parse_http_time(value.data,
-                                                                  value.len)
-                                            : -1;
-        if (r->headers_out.last_modified_time == NGX_ERROR) {
-            r->headers_out.last_modified_time = -1;
+        r->headers_out.last_modified_time = -1;
+
+        if (value.len) {
+            /* ngx_parse_http_time() returns NGX_ERROR, -1, for a bad date */
+            r->headers_out.last_modified_time =
+                                   ngx_parse_http_time(value.data, value.len);
         }
 
         break;

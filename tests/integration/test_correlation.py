@@ -13,6 +13,7 @@ import itertools
 import json
 import os
 import re
+import socket
 
 import pytest
 
@@ -356,3 +357,35 @@ def test_end_to_end_through_the_worker(stack, client_for, rc, target, sent):
     line = vh.wait_for(attempt, 10, what="the worker's attempt line")[0]
     assert line["level"] == "info" and line["correlation_id"] == rid, line
     assert log_ids(n, "/orders") == [rid]
+
+
+def test_a_request_nginx_refuses_before_its_headers(module_available,
+                                                    nginx_factory):
+    """A bad request line is answered 400 from the server's configuration
+    before any header is read: the response still gets its id, and the
+    access log line has the same one."""
+    n = nginx_factory(http="""
+    log_format corr '$vantage_request_id "$request" $status';
+""", server="""
+        access_log @PREFIX@/corr.log corr;
+        vantage_request_id on;
+        vantage_set_header response X-Seen yes;
+        location / { return 204; }
+""")
+    with socket.create_connection(("127.0.0.1", n.http_port), timeout=5) as s:
+        s.sendall(b"GARBAGE\x01 / HTTP/1.1\r\nHost: x\r\n\r\n")
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+    head = data.split(b"\r\n\r\n")[0].decode().replace("\r\n", "\n")
+    assert head.startswith("HTTP/1.1 400"), head
+    ids = re.findall(r"(?mi)^x-request-id: (\S+)$", head)
+    assert len(ids) == 1 and HEX32.fullmatch(ids[0]), head
+    assert re.search(r"(?mi)^x-seen: yes$", head), head
+    path = os.path.join(n.prefix, "corr.log")
+    line = vh.wait_for(lambda: os.path.exists(path) and open(path).read(),
+                       5, what="the access log line")
+    assert line.split()[0] == ids[0], line

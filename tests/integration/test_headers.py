@@ -404,3 +404,29 @@ def test_config_same_header_on_both_sides_and_levels(module_available,
         }""", start=False)
     rc, out = n.test_config()
     assert rc == 0, out
+
+
+# --------------------------------------------------------------------------
+# order: after the rate limiter
+
+def test_request_operations_run_after_the_rate_limiter(
+        module_available, nginx_factory, client_for, redis_server, backend):
+    """The limit is keyed by a header the location removes: the second
+    request is refused only if the limiter read the key before the
+    removal; the refusal still gets the response operations."""
+    n = nginx_factory(http="    vantage_redis %s;\n" % redis_server.address,
+                      server="""
+        location /rl/ {
+            vantage_rate_limit $http_x_k rate=1r/m burst=1;
+            vantage_remove_header request X-K;
+            vantage_set_header response X-Status "s=$status";
+            proxy_pass http://%s;
+        }""" % backend.address)
+    c = client_for(n)
+    key = os.urandom(8).hex()
+    r = c.get("/rl/", headers={"X-K": key})
+    assert values(r, "x-k") == []
+    assert r.headers.get_list("x-status") == ["s=200"]
+    r = c.get("/rl/", headers={"X-K": key})
+    assert r.status == 429, r
+    assert r.headers.get_list("x-status") == ["s=429"]
