@@ -430,3 +430,14 @@ def test_request_operations_run_after_the_rate_limiter(
     r = c.get("/rl/", headers={"X-K": key})
     assert r.status == 429, r
     assert r.headers.get_list("x-status") == ["s=429"]
+
+
+def test_a_claim_with_a_control_character_is_not_set(client, keys, server):
+    token = mint(keys.hs, "HS256", claims(sub="advisor\n7", tenant="f"))
+    r = client.get("/claim/", token=token)
+    assert values(r, "x-advisor-sub") == []
+    assert values(r, "x-tenant") == ["t=f"]
+    assert r.headers.get_list("x-sub") == []
+    log = open(server.error_log).read()
+    assert 'vantage headers: the value for "X-Advisor-Sub" holds control ' \
+           'characters, header not set' in log
