@@ -1111,53 +1111,16 @@ ngx_vantage_dispatch_tenant(ngx_http_request_t *r,
 
 
 /*
- * The caller's X-Correlation-ID when it is a sane token, else one of ours
- * (nginx's $request_id: 32 random hex digits).  It goes into the job and
- * back to the caller.
+ * The request's $vantage_request_id (ngx_vantage_headers.c): the caller's
+ * X-Request-Id, else its X-Correlation-ID, when a sane token, else a W3C
+ * traceparent's trace-id, else one of ours.  It goes into the job and back
+ * to the caller.
  */
 static ngx_int_t
 ngx_vantage_dispatch_correlation_id(ngx_http_request_t *r,
     ngx_vantage_dispatch_ctx_t *ctx)
 {
-    u_char                     *p;
-    ngx_uint_t                  i;
-    ngx_table_elt_t            *h;
-    ngx_vantage_main_conf_t    *vmcf;
-    ngx_http_variable_value_t  *vv;
-
-    h = ngx_vantage_dispatch_find_header(r, "X-Correlation-ID",
-                                         sizeof("X-Correlation-ID") - 1, &i);
-
-    if (h != NULL && h->value.len && h->value.len
-                                     <= NGX_VANTAGE_MAX_CORRELATION_ID)
-    {
-        for (i = 0; i < h->value.len; i++) {
-            p = &h->value.data[i];
-
-            if (!(isalnum(*p) || *p == '-' || *p == '_' || *p == '.'
-                  || *p == ':'))
-            {
-                break;
-            }
-        }
-
-        if (i == h->value.len) {
-            ctx->correlation_id = h->value;
-            return NGX_OK;
-        }
-    }
-
-    vmcf = ngx_http_get_module_main_conf(r, ngx_vantage_module);
-
-    vv = ngx_http_get_indexed_variable(r, vmcf->request_id_index);
-    if (vv == NULL || vv->not_found) {
-        return NGX_ERROR;
-    }
-
-    ctx->correlation_id.data = vv->data;
-    ctx->correlation_id.len = vv->len;
-
-    return NGX_OK;
+    return ngx_vantage_headers_request_id(r, &ctx->correlation_id);
 }
 
 
@@ -1171,9 +1134,12 @@ ngx_vantage_dispatch_respond(ngx_http_request_t *r,
     ngx_chain_t   out;
 
     if (ctx != NULL
-        && ngx_vantage_dispatch_add_header(r, "X-Correlation-ID",
-                                           &ctx->correlation_id)
-           != NGX_OK)
+        && (ngx_vantage_dispatch_add_header(r, "X-Correlation-ID",
+                                            &ctx->correlation_id)
+            != NGX_OK
+            || ngx_vantage_dispatch_add_header(r, "X-Request-Id",
+                                               &ctx->correlation_id)
+               != NGX_OK))
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }

@@ -512,11 +512,16 @@ ngx_vantage_fanout_respond(ngx_http_request_t *r, ngx_vantage_fanout_t *fo,
     ngx_chain_t   out;
 
     if (fo != NULL
-        && ngx_vantage_add_header(r, "X-Correlation-ID",
-                                  sizeof("X-Correlation-ID") - 1,
-                                  fo->correlation_id.data,
-                                  fo->correlation_id.len)
-           != NGX_OK)
+        && (ngx_vantage_add_header(r, "X-Correlation-ID",
+                                   sizeof("X-Correlation-ID") - 1,
+                                   fo->correlation_id.data,
+                                   fo->correlation_id.len)
+            != NGX_OK
+            || ngx_vantage_add_header(r, "X-Request-Id",
+                                      sizeof("X-Request-Id") - 1,
+                                      fo->correlation_id.data,
+                                      fo->correlation_id.len)
+               != NGX_OK))
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -565,70 +570,12 @@ ngx_vantage_fanout_respond(ngx_http_request_t *r, ngx_vantage_fanout_t *fo,
 }
 
 
-/* as ngx_vantage_dispatch_correlation_id(): the caller's, or $request_id */
+/* as ngx_vantage_dispatch_correlation_id(): $vantage_request_id */
 static ngx_int_t
 ngx_vantage_fanout_correlation_id(ngx_http_request_t *r,
     ngx_vantage_fanout_t *fo)
 {
-    u_char                     *p;
-    ngx_uint_t                  i;
-    ngx_list_part_t            *part;
-    ngx_table_elt_t            *h;
-    ngx_vantage_main_conf_t    *vmcf;
-    ngx_http_variable_value_t  *vv;
-
-    part = &r->headers_in.headers.part;
-    h = part->elts;
-
-    for (i = 0; /* void */; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].hash == 0
-            || h[i].key.len != sizeof("X-Correlation-ID") - 1
-            || ngx_strncasecmp(h[i].key.data, (u_char *) "X-Correlation-ID",
-                               sizeof("X-Correlation-ID") - 1) != 0
-            || h[i].value.len == 0 || h[i].value.len > 128)
-        {
-            continue;
-        }
-
-        for (p = h[i].value.data; p < h[i].value.data + h[i].value.len; p++)
-        {
-            if (!(isalnum(*p) || *p == '-' || *p == '_' || *p == '.'
-                  || *p == ':'))
-            {
-                break;
-            }
-        }
-
-        if (p == h[i].value.data + h[i].value.len) {
-            fo->correlation_id = h[i].value;
-            return NGX_OK;
-        }
-
-        break;
-    }
-
-    vmcf = ngx_http_get_module_main_conf(r, ngx_vantage_module);
-
-    vv = ngx_http_get_indexed_variable(r, vmcf->request_id_index);
-    if (vv == NULL || vv->not_found) {
-        return NGX_ERROR;
-    }
-
-    fo->correlation_id.data = vv->data;
-    fo->correlation_id.len = vv->len;
-
-    return NGX_OK;
+    return ngx_vantage_headers_request_id(r, &fo->correlation_id);
 }
 
 

@@ -396,6 +396,36 @@ static ngx_command_t  ngx_vantage_commands[] = {
       0,
       NULL },
 
+    /* headers and correlation (ngx_vantage_headers.c); post: the op */
+
+    { ngx_string("vantage_set_header"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE3,
+      ngx_vantage_headers_conf,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      (void *) 0 },
+
+    { ngx_string("vantage_remove_header"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_2MORE,
+      ngx_vantage_headers_conf,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      (void *) 1 },
+
+    { ngx_string("vantage_rename_header"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE3,
+      ngx_vantage_headers_conf,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      (void *) 2 },
+
+    { ngx_string("vantage_request_id"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_vantage_loc_conf_t, request_id),
+      NULL },
+
       ngx_null_command
 };
 
@@ -434,6 +464,11 @@ ngx_module_t  ngx_vantage_module = {
 static ngx_int_t
 ngx_vantage_preconfiguration(ngx_conf_t *cf)
 {
+    /* headers and correlation: $vantage_request_id */
+    if (ngx_vantage_headers_add_variables(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     if (ngx_vantage_apikey_add_variables(cf) != NGX_OK
         || ngx_vantage_idp_add_variables(cf) != NGX_OK)
     {
@@ -458,6 +493,16 @@ ngx_vantage_postconfiguration(ngx_conf_t *cf)
     }
 
     *h = ngx_vantage_jwt_handler;
+
+    /*
+     * headers and correlation: pushed before the rate limiter's PRECONTENT
+     * handler, so that it runs after it (nginx runs a phase's handlers in
+     * the reverse order of registration), with the claims and the limits
+     * decided
+     */
+    if (ngx_vantage_headers_init(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
 
     return ngx_vantage_rl_init(cf);
 }
@@ -562,6 +607,11 @@ ngx_vantage_create_loc_conf(ngx_conf_t *cf)
     vlcf->subject = NGX_CONF_UNSET_PTR;
     vlcf->ordering_key = NGX_CONF_UNSET_PTR;
 
+    /* headers and correlation */
+    vlcf->headers_request = NGX_CONF_UNSET_PTR;
+    vlcf->headers_response = NGX_CONF_UNSET_PTR;
+    vlcf->request_id = NGX_CONF_UNSET;
+
     return vlcf;
 }
 
@@ -611,7 +661,9 @@ ngx_vantage_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         || ngx_vantage_rl_merge(cf, prev, conf) != NGX_CONF_OK
         || ngx_vantage_dispatch_merge(cf, prev, conf) != NGX_CONF_OK
         || ngx_vantage_sfout_merge(cf, prev, conf) != NGX_CONF_OK
-        || ngx_vantage_hubspot_merge(cf, prev, conf) != NGX_CONF_OK)
+        || ngx_vantage_hubspot_merge(cf, prev, conf) != NGX_CONF_OK
+        /* headers and correlation */
+        || ngx_vantage_headers_merge(cf, prev, conf) != NGX_CONF_OK)
     {
         return NGX_CONF_ERROR;
     }

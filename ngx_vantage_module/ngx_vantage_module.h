@@ -194,6 +194,12 @@ typedef struct {
     void                       *hubspot;   /* ngx_vantage_hubspot_conf_t,
                                               or NULL */
 
+    /* headers and correlation (ngx_vantage_headers.c) */
+    ngx_array_t                *headers_request;   /* of this level or an
+                                                      ancestor, or NULL */
+    ngx_array_t                *headers_response;
+    ngx_flag_t                  request_id;
+
     /* built by merge from the above */
     vc_policy_t                 policy;
     vc_policy_t                 intro_policy;  /* exp not required */
@@ -298,6 +304,11 @@ typedef struct {
     ngx_vantage_rl_ctx_t        rl;
     void                       *dispatch;  /* ngx_vantage_dispatch_ctx_t */
     void                       *fanout;    /* ngx_vantage_fanout_t */
+
+    /* headers and correlation (ngx_vantage_headers.c) */
+    ngx_str_t                   request_id;   /* data NULL: not yet known */
+    ngx_str_t                   traceparent;  /* the client's, if valid */
+    unsigned                    headers_done:1;
 } ngx_vantage_ctx_t;
 
 
@@ -443,6 +454,16 @@ ngx_int_t ngx_vantage_jwt_cache_get(ngx_shm_zone_t *zone, u_char *key,
 time_t ngx_vantage_jwt_cache_expires(ngx_shm_zone_t *zone);
 void ngx_vantage_jwt_cache_put(ngx_shm_zone_t *zone, u_char *key,
     time_t expires, u_char *value, size_t len);
+
+/* ngx_vantage_headers.c: headers and correlation */
+ngx_int_t ngx_vantage_headers_init(ngx_conf_t *cf);
+ngx_int_t ngx_vantage_headers_add_variables(ngx_conf_t *cf);
+char *ngx_vantage_headers_conf(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_vantage_headers_merge(ngx_conf_t *cf, ngx_vantage_loc_conf_t *prev,
+    ngx_vantage_loc_conf_t *conf);
+ngx_int_t ngx_vantage_headers_request_id(ngx_http_request_t *r,
+    ngx_str_t *id);
 
 
 #endif /* _NGX_VANTAGE_MODULE_H_INCLUDED_ */
