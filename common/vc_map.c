@@ -1908,6 +1908,8 @@ vc_map_path(vc_map_path_t *path, json_t *v)
             return VC_DECLINED;
         }
 
+        idx = 0;
+
         if (pointer && vc_map_index(g->name, seglen, &idx)) {
             g->is_index = 1;
             g->index = idx;
@@ -2338,6 +2340,7 @@ vc_map_each(vc_map_edit_t *ed, const vc_map_path_t *path, size_t i,
 
             b->key = json_object_iter_key(it);
             b->len = json_object_iter_key_len(it);
+            index = 0;
             b->is_index = vc_map_index(b->key, b->len, &index);
             b->index = index;
 
