@@ -2452,7 +2452,8 @@ vc_map_write(vc_map_edit_t *ed, const vc_map_path_t *path, json_t *v)
     const char           *key;
     const vc_map_seg_t   *g;
     const vc_map_step_t  *b;
-    char                  where[VC_MAP_ECHO_LEN], seg[VC_MAP_ECHO_LEN];
+    char                  where[VC_MAP_ECHO_LEN + 2];
+    char                  seg[VC_MAP_ECHO_LEN];
 
     c = ed->doc;
     w = 0;
@@ -2497,11 +2498,19 @@ vc_map_write(vc_map_edit_t *ed, const vc_map_path_t *path, json_t *v)
             continue;
         }
 
-        vc_map_pointer(where, sizeof(where), path, i, ed->binds);
+        /* the place named in a message: the document is a root array */
+        if (i == 0) {
+            snprintf(where, sizeof(where), "the document");
+
+        } else {
+            where[0] = '"';
+            vc_map_pointer(where + 1, sizeof(where) - 2, path, i, ed->binds);
+            strcat(where, "\"");
+        }
 
         if (!json_is_array(c)) {
-            vc_map_fail(ed->e, ed->f, NULL, "cannot write inside \"%s\", "
-                        "%s", where, vc_map_kind(c));
+            vc_map_fail(ed->e, ed->f, NULL, "cannot write inside %s, %s",
+                        where, vc_map_kind(c));
             json_decref(v);
             return VC_ERROR;
         }
@@ -2515,11 +2524,11 @@ vc_map_write(vc_map_edit_t *ed, const vc_map_path_t *path, json_t *v)
             vc_map_echo(seg, key, len, 0);
 
             if (is_index) {
-                vc_map_fail(ed->e, ed->f, NULL, "the array \"%s\" has no "
+                vc_map_fail(ed->e, ed->f, NULL, "the array %s has no "
                             "element %s: it has %zu", where, seg,
                             json_array_size(c));
             } else {
-                vc_map_fail(ed->e, ed->f, NULL, "\"%s\" is an array, and "
+                vc_map_fail(ed->e, ed->f, NULL, "%s is an array, and "
                             "\"%s\" %s", where, seg,
                             append ? "appends only at the end of the path"
                                    : "is not an index");

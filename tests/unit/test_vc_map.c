@@ -1517,6 +1517,9 @@ test_edit_set_errors(void **state)
     edit_fails("{'to': '/a/-/x', 'constant': 1}", "{'a': [0]}",
                "fields[0] (/a/-/x): \"/a\" is an array, and \"-\" appends "
                "only at the end of the path", "{'a': [0]}");
+    edit_fails("{'to': '/source', 'constant': 1}", "[1]",
+               "fields[0] (/source): the document is an array, and "
+               "\"source\" is not an index", "[1]");
     edit_fails("{'to': 'a.0', 'constant': 1}", "{'a': [0]}",
                "fields[0] (a.0): \"/a\" is an array, and \"0\" is not an "
                "index", "{'a': [0]}");
