@@ -3460,21 +3460,35 @@ vc_map_to_phone(const vc_map_field_t *f, json_t *v, vc_map_errs_t *e)
 static json_t *
 vc_map_apply_mask(const vc_map_field_t *f, json_t *v)
 {
-    char           *s, *m, *at;
+    char           *s, *m, *at, *own, buf[256];
     size_t          len, i, j, n, keep, k;
     json_t         *r;
     unsigned char   c;
 
-    s = vc_map_text(v, &len);
-    if (s == NULL) {
-        return NULL;
+    /*
+     * A body's masks run on every request: a string is read where it is
+     * and a short one masked on the stack; only pii, which masks in
+     * place, and a non-string's text need a copy
+     */
+    if (json_is_string(v) && f->mask != VC_MAP_MASK_PII) {
+        s = (char *) json_string_value(v);
+        len = json_string_length(v);
+        own = NULL;
+
+    } else {
+        s = vc_map_text(v, &len);
+        if (s == NULL) {
+            return NULL;
+        }
+
+        own = s;
     }
 
     if (f->mask == VC_MAP_MASK_PII) {
         vc_mask((unsigned char *) s, len);
         vc_map_utf8_repair((unsigned char *) s, len);
         r = json_stringn(s, len);
-        free(s);
+        free(own);
         return r;
     }
 
@@ -3485,7 +3499,7 @@ vc_map_apply_mask(const vc_map_field_t *f, json_t *v)
             && memchr(at + 1, '\0', s + len - at - 1) == NULL)
         {
             r = json_pack("s+", "*", at);
-            free(s);
+            free(own);
             return r;
         }
     }
@@ -3512,9 +3526,9 @@ vc_map_apply_mask(const vc_map_field_t *f, json_t *v)
 
     keep = (f->mask == VC_MAP_MASK_LAST4 && n >= 8) ? 4 : 0;
 
-    m = malloc(len + 1);
+    m = len < sizeof(buf) ? buf : malloc(len + 1);
     if (m == NULL) {
-        free(s);
+        free(own);
         return NULL;
     }
 
@@ -3544,8 +3558,12 @@ vc_map_apply_mask(const vc_map_field_t *f, json_t *v)
     }
 
     r = json_stringn(m, j);
-    free(m);
-    free(s);
+
+    if (m != buf) {
+        free(m);
+    }
+
+    free(own);
 
     return r;
 }
