@@ -1611,6 +1611,10 @@ test_edit_rename(void **state)
          "{'old': {'a': 1, 'b': [2]}}", "{'old': {}, 'new': {'a': 1, "
          "'b': [2]}}");
 
+    /* a member's name that is an index enters an array */
+    edit("{'rename': '/o/*', 'to': '/l/*'}", "{'o': {'1': 'x'}, 'l': [0, 1]}",
+         "{'o': {}, 'l': [0, 'x']}");
+
     /* elements moved out of an array keep the index they had */
     edit("{'rename': '/l/*', 'to': '/m/*'}", "{'l': ['a', 'b', 'c']}",
          "{'l': [], 'm': {'0': 'a', '1': 'b', '2': 'c'}}");
