@@ -48,6 +48,12 @@
 
 
 enum {
+    VC_MAP_OP_SET = 0,
+    VC_MAP_OP_REMOVE,
+    VC_MAP_OP_RENAME
+};
+
+enum {
     VC_MAP_SRC_FROM = 0,
     VC_MAP_SRC_CONCAT,
     VC_MAP_SRC_CONSTANT
@@ -97,11 +103,43 @@ enum {
 #define VC_MAP_PART_MAX           1000
 
 
+/* one step of a path: a member's name, an array's index, or "*" */
 typedef struct {
-    char              **names;      /* NUL-terminated, one allocation */
+    const char         *name;       /* decoded, NUL-terminated */
+    size_t              len;
+    size_t              index;      /* when is_index */
+    unsigned            is_index:1; /* a pointer's decimal, no leading 0 */
+    unsigned            wild:1;     /* a pointer's "*" */
+    unsigned            append:1;   /* a pointer's "-" */
+} vc_map_seg_t;
+
+
+/*
+ * A dotted path or a JSON pointer, parsed once at load: apply only walks
+ * the segments.  A dotted path's segments are names only, so that it
+ * never indexes an array, as before pointers.
+ */
+typedef struct {
+    vc_map_seg_t       *segs;       /* the names follow, one allocation */
     size_t              n;
+    size_t              nwild;      /* "*" segments */
+    size_t              scope;      /* segments up to the last "*" */
     const char         *text;       /* as written, borrowed */
+    unsigned            pointer:1;
 } vc_map_path_t;
+
+
+/*
+ * A step into a container: a member's name, or an array's index.  A "*"
+ * of a path is bound to one of these for each element it matches.
+ */
+typedef struct {
+    const char         *key;        /* NULL for an index of a literal */
+    size_t              len;
+    size_t              index;      /* when is_index */
+    unsigned            is_index:1;
+    char                num[24];    /* an index's decimal, for objects */
+} vc_map_step_t;
 
 
 typedef struct {
@@ -123,9 +161,10 @@ typedef struct {
 typedef struct {
     size_t              index;
     const char         *to_text;
-    vc_map_path_t       to;
+    vc_map_path_t       to;         /* a remove's pointer too */
+    int                 kind;       /* VC_MAP_OP_* */
     int                 source;     /* VC_MAP_SRC_* */
-    vc_map_path_t       from;
+    vc_map_path_t       from;       /* a rename's source too */
     vc_map_path_t      *concat;
     size_t              nconcat;
     const char         *sep;        /* concat's or split's */
@@ -158,6 +197,7 @@ struct vc_map_s {
     const char         *to;
     vc_map_field_t     *fields;
     size_t              nfields;
+    unsigned            edit:1;     /* "mode": "edit" */
 };
 
 
@@ -175,17 +215,40 @@ typedef struct {
     size_t              errlen;
     size_t              used;
     size_t              nerrors;
+    const vc_map_step_t  *binds;    /* an edit's "*" bindings, or NULL */
+    unsigned            edit:1;
 } vc_map_errs_t;
 
 
+/* one edit-mode entry applied to one document */
+typedef struct {
+    const vc_map_field_t  *f;
+    json_t             *doc;
+    vc_map_errs_t      *e;
+    vc_map_step_t       binds[VC_MAP_PATH_MAX];
+} vc_map_edit_t;
+
+
+typedef int (*vc_map_match_pt)(vc_map_edit_t *ed, json_t *parent,
+    const vc_map_step_t *step, json_t *v);
+
+
 static const char  *vc_map_doc_members[] = {
-    "name", "description", "from", "to", "fields", NULL
+    "name", "description", "from", "to", "mode", "fields", NULL
 };
 
 static const char  *vc_map_field_members[] = {
     "to", "from", "concat", "sep", "constant", "split", "transform",
     "lookup", "lookup_default", "type", "format_in", "format_out",
     "default_region", "default", "required", "mask", "note", NULL
+};
+
+/* in edit mode: the same, and the two entries that are no set */
+static const char  *vc_map_edit_members[] = {
+    "to", "from", "concat", "sep", "constant", "split", "transform",
+    "lookup", "lookup_default", "type", "format_in", "format_out",
+    "default_region", "default", "required", "mask", "note", "remove",
+    "rename", NULL
 };
 
 /* indexed by VC_MAP_TYPE_* */
@@ -251,8 +314,18 @@ static int vc_map_field_formats(vc_map_field_t *f, json_t *v,
 static int vc_map_datefmt(vc_map_field_t *f, vc_map_datefmt_t *fmt,
     json_t *v, int out, vc_map_load_t *ld);
 static const char *vc_map_pattern_check(const char *p, int out);
+static int vc_map_field_edit(vc_map_t *map, vc_map_field_t *f, json_t *e,
+    vc_map_load_t *ld);
+static int vc_map_field_wild(vc_map_t *map, vc_map_field_t *f,
+    vc_map_load_t *ld);
+static int vc_map_path_check(vc_map_t *map, vc_map_field_t *f,
+    const vc_map_path_t *path, const char *what, int to, vc_map_load_t *ld);
 static int vc_map_targets(vc_map_t *map, vc_map_load_t *ld);
+static int vc_map_edits_check(vc_map_t *map, vc_map_load_t *ld);
+static int vc_map_overlap(const vc_map_path_t *a, const vc_map_path_t *b);
+static int vc_map_covers(const vc_map_path_t *a, const vc_map_path_t *b);
 static int vc_map_path(vc_map_path_t *path, json_t *v);
+static int vc_map_index(const char *s, size_t len, size_t *index);
 static void vc_map_path_free(vc_map_path_t *path);
 static int vc_map_word(const char **words, const char *s);
 static void vc_map_expected(char *buf, size_t size, const char **words);
@@ -261,7 +334,27 @@ static void vc_map_load_error(vc_map_load_t *ld, const vc_map_field_t *f,
 
 static json_t *vc_map_field_apply(const vc_map_field_t *f, json_t *in,
     vc_map_errs_t *e);
-static json_t *vc_map_resolve(json_t *in, const vc_map_path_t *path);
+static json_t *vc_map_resolve(json_t *in, const vc_map_path_t *path,
+    const vc_map_step_t *binds);
+static json_t *vc_map_child(json_t *c, const vc_map_seg_t *g,
+    const vc_map_step_t *b);
+static int vc_map_edit(const vc_map_t *map, json_t *doc, vc_map_errs_t *e);
+static int vc_map_each(vc_map_edit_t *ed, const vc_map_path_t *path,
+    size_t i, size_t end, size_t w, json_t *parent, const vc_map_step_t *at,
+    json_t *c, vc_map_match_pt match);
+static int vc_map_edit_set(vc_map_edit_t *ed, json_t *parent,
+    const vc_map_step_t *at, json_t *v);
+static int vc_map_edit_remove(vc_map_edit_t *ed, json_t *parent,
+    const vc_map_step_t *at, json_t *v);
+static int vc_map_edit_rename(vc_map_edit_t *ed, json_t *parent,
+    const vc_map_step_t *at, json_t *v);
+static int vc_map_write(vc_map_edit_t *ed, const vc_map_path_t *path,
+    json_t *v);
+static void vc_map_bind(vc_map_step_t *b, const char *key, size_t len,
+    size_t index);
+static void vc_map_pointer(char *dst, size_t size, const vc_map_path_t *path,
+    size_t n, const vc_map_step_t *binds);
+static const char *vc_map_kind(json_t *v);
 static json_t *vc_map_concat(const vc_map_field_t *f, json_t *in,
     vc_map_errs_t *e);
 static json_t *vc_map_split(const vc_map_field_t *f, json_t *v,
@@ -434,9 +527,10 @@ vc_map_name(const vc_map_t *map)
 
 
 /*
- * The source path of field i as written ("properties.email"), or NULL for
- * a field that reads none (a constant) or for i out of range; a
- * concatenation's first part stands for it.
+ * The source path of field i as written ("properties.email", or a pointer
+ * "/properties/email"), or NULL for a field that reads none (a constant,
+ * a remove) or for i out of range; a concatenation's first part stands
+ * for it, and a rename's source for a rename.
  */
 const char *
 vc_map_field_from(const vc_map_t *map, size_t i)
@@ -448,6 +542,10 @@ vc_map_field_from(const vc_map_t *map, size_t i)
     }
 
     f = &map->fields[i];
+
+    if (f->kind == VC_MAP_OP_REMOVE) {
+        return NULL;
+    }
 
     if (f->from.text != NULL) {
         return f->from.text;
@@ -531,6 +629,20 @@ vc_map_doc(vc_map_t *map, vc_map_load_t *ld)
         return VC_ERROR;
     }
 
+    v = json_object_get(map->doc, "mode");
+    if (v != NULL) {
+        if (json_is_string(v) && strcmp(json_string_value(v), "edit") == 0) {
+            map->edit = 1;
+
+        } else if (!json_is_string(v)
+                   || strcmp(json_string_value(v), "project") != 0)
+        {
+            vc_map_load_error(ld, NULL, "\"mode\" must be \"project\" or "
+                              "\"edit\"");
+            return VC_ERROR;
+        }
+    }
+
     fields = json_object_get(map->doc, "fields");
     n = json_array_size(fields);
 
@@ -566,12 +678,18 @@ static int
 vc_map_field(vc_map_t *map, vc_map_field_t *f, json_t *e, vc_map_load_t *ld)
 {
     json_t      *v, *req;
-    const char  *name;
+    const char  *name, **members;
     char         expected[512];
 
     if (!json_is_object(e)) {
         vc_map_load_error(ld, f, "not a JSON object");
         return VC_ERROR;
+    }
+
+    if (json_object_get(e, "remove") != NULL
+        || json_object_get(e, "rename") != NULL)
+    {
+        return vc_map_field_edit(map, f, e, ld);
     }
 
     v = json_object_get(e, "to");
@@ -593,22 +711,35 @@ vc_map_field(vc_map_t *map, vc_map_field_t *f, json_t *e, vc_map_load_t *ld)
     case VC_OK:
         break;
     case VC_DECLINED:
-        vc_map_load_error(ld, f, "\"to\" is not a path: names are separated "
-                          "by single dots, at most %d of them",
-                          VC_MAP_PATH_MAX);
+        if (json_string_value(v)[0] == '/') {
+            vc_map_load_error(ld, f, "\"to\" is not a JSON pointer: \"~\" "
+                              "must be followed by 0 or 1, at most %d "
+                              "segments", VC_MAP_PATH_MAX);
+        } else {
+            vc_map_load_error(ld, f, "\"to\" is not a path: names are "
+                              "separated by single dots, at most %d of them",
+                              VC_MAP_PATH_MAX);
+        }
+
         return VC_ERROR;
     default:
         vc_map_load_error(ld, f, "out of memory");
         return VC_ERROR;
     }
 
+    members = map->edit ? vc_map_edit_members : vc_map_field_members;
+
     json_object_foreach(e, name, v) {
-        if (vc_map_word(vc_map_field_members, name) < 0) {
-            vc_map_expected(expected, sizeof(expected), vc_map_field_members);
+        if (vc_map_word(members, name) < 0) {
+            vc_map_expected(expected, sizeof(expected), members);
             vc_map_load_error(ld, f, "unknown member \"%.64s\"; expected one "
                               "of %s", name, expected);
             return VC_ERROR;
         }
+    }
+
+    if (vc_map_path_check(map, f, &f->to, "to", 1, ld) != VC_OK) {
+        return VC_ERROR;
     }
 
     v = json_object_get(e, "note");
@@ -617,7 +748,9 @@ vc_map_field(vc_map_t *map, vc_map_field_t *f, json_t *e, vc_map_load_t *ld)
         return VC_ERROR;
     }
 
-    if (vc_map_field_source(f, e, ld) != VC_OK) {
+    if (vc_map_field_source(f, e, ld) != VC_OK
+        || vc_map_field_wild(map, f, ld) != VC_OK)
+    {
         return VC_ERROR;
     }
 
@@ -759,6 +892,15 @@ vc_map_field_source(vc_map_field_t *f, json_t *e, vc_map_load_t *ld)
         v = json_object_get(e, "from");
         rc = json_is_string(v) ? vc_map_path(&f->from, v) : VC_DECLINED;
 
+        if (rc == VC_DECLINED && json_is_string(v)
+            && json_string_value(v)[0] == '/')
+        {
+            vc_map_load_error(ld, f, "\"from\" is not a JSON pointer: \"~\" "
+                              "must be followed by 0 or 1, at most %d "
+                              "segments", VC_MAP_PATH_MAX);
+            return VC_ERROR;
+        }
+
         if (rc == VC_DECLINED) {
             vc_map_load_error(ld, f, "\"from\" must be a member name or a "
                               "dotted path, at most %d names",
@@ -799,7 +941,14 @@ vc_map_field_source(vc_map_field_t *f, json_t *e, vc_map_load_t *ld)
                                    : VC_DECLINED;
 
             if (rc != VC_OK) {
-                if (rc == VC_DECLINED) {
+                if (rc == VC_DECLINED && json_is_string(p)
+                    && json_string_value(p)[0] == '/')
+                {
+                    vc_map_load_error(ld, f, "concat[%zu] is not a JSON "
+                                      "pointer: \"~\" must be followed by 0 "
+                                      "or 1, at most %d segments", j,
+                                      VC_MAP_PATH_MAX);
+                } else if (rc == VC_DECLINED) {
                     vc_map_load_error(ld, f, "concat[%zu] must be a member "
                                       "name or a dotted path, at most %d "
                                       "names", j, VC_MAP_PATH_MAX);
@@ -1246,6 +1395,10 @@ vc_map_targets(vc_map_t *map, vc_map_load_t *ld)
     size_t           i, j, k, n;
     vc_map_field_t  *a, *b;
 
+    if (map->edit) {
+        return vc_map_edits_check(map, ld);
+    }
+
     for (i = 0; i < map->nfields; i++) {
         a = &map->fields[i];
 
@@ -1254,7 +1407,7 @@ vc_map_targets(vc_map_t *map, vc_map_load_t *ld)
             n = a->to.n < b->to.n ? a->to.n : b->to.n;
 
             for (k = 0; k < n; k++) {
-                if (strcmp(a->to.names[k], b->to.names[k]) != 0) {
+                if (strcmp(a->to.segs[k].name, b->to.segs[k].name) != 0) {
                     break;
                 }
             }
@@ -1283,61 +1436,506 @@ vc_map_targets(vc_map_t *map, vc_map_load_t *ld)
     return VC_OK;
 }
 
+/*
+ * An entry that is no set, in edit mode: {"remove": <path>} or
+ * {"rename": <path>, "to": <path>}, with an optional "note".
+ */
+static int
+vc_map_field_edit(vc_map_t *map, vc_map_field_t *f, json_t *e,
+    vc_map_load_t *ld)
+{
+    int          rc;
+    json_t      *rm, *rn, *to, *v;
+    const char  *name, *what;
+
+    rm = json_object_get(e, "remove");
+    rn = json_object_get(e, "rename");
+    to = json_object_get(e, "to");
+    what = rm ? "remove" : "rename";
+
+    if (json_is_string(rm)) {
+        f->to_text = json_string_value(rm);
+
+    } else if (rm == NULL && json_is_string(to)) {
+        f->to_text = json_string_value(to);
+    }
+
+    if (!map->edit) {
+        vc_map_load_error(ld, f, "\"%s\" needs \"mode\": \"edit\"", what);
+        return VC_ERROR;
+    }
+
+    if (rm != NULL && rn != NULL) {
+        vc_map_load_error(ld, f, "\"remove\" and \"rename\" cannot be used "
+                          "together");
+        return VC_ERROR;
+    }
+
+    json_object_foreach(e, name, v) {
+        if (strcmp(name, what) != 0 && strcmp(name, "note") != 0
+            && (rm != NULL || strcmp(name, "to") != 0))
+        {
+            vc_map_load_error(ld, f, "\"%s\" takes no \"%.64s\"; only %s"
+                              "\"note\"", what, name,
+                              rm ? "" : "\"to\" and ");
+            return VC_ERROR;
+        }
+    }
+
+    v = json_object_get(e, "note");
+    if (v != NULL && !json_is_string(v)) {
+        vc_map_load_error(ld, f, "\"note\" must be a string");
+        return VC_ERROR;
+    }
+
+    if (rm != NULL) {
+        f->kind = VC_MAP_OP_REMOVE;
+
+        rc = json_is_string(rm) ? vc_map_path(&f->to, rm) : VC_DECLINED;
+
+        if (rc == VC_DECLINED) {
+            vc_map_load_error(ld, f, "\"remove\" must be a JSON pointer or "
+                              "a dotted path, at most %d segments, \"~\" "
+                              "followed by 0 or 1", VC_MAP_PATH_MAX);
+            return VC_ERROR;
+        }
+
+        if (rc != VC_OK) {
+            vc_map_load_error(ld, f, "out of memory");
+            return VC_ERROR;
+        }
+
+        return vc_map_path_check(map, f, &f->to, "remove", 0, ld);
+    }
+
+    f->kind = VC_MAP_OP_RENAME;
+
+    if (to == NULL) {
+        vc_map_load_error(ld, f, "\"rename\" needs \"to\"");
+        return VC_ERROR;
+    }
+
+    rc = json_is_string(rn) ? vc_map_path(&f->from, rn) : VC_DECLINED;
+
+    if (rc == VC_OK) {
+        rc = json_is_string(to) ? vc_map_path(&f->to, to) : VC_DECLINED;
+        what = "to";
+    }
+
+    if (rc == VC_DECLINED) {
+        vc_map_load_error(ld, f, "\"%s\" must be a JSON pointer or a dotted "
+                          "path, at most %d segments, \"~\" followed by 0 "
+                          "or 1", what, VC_MAP_PATH_MAX);
+        return VC_ERROR;
+    }
+
+    if (rc != VC_OK) {
+        vc_map_load_error(ld, f, "out of memory");
+        return VC_ERROR;
+    }
+
+    if (vc_map_path_check(map, f, &f->from, "rename", 0, ld) != VC_OK
+        || vc_map_path_check(map, f, &f->to, "to", 1, ld) != VC_OK)
+    {
+        return VC_ERROR;
+    }
+
+    if (f->to.nwild != f->from.nwild) {
+        vc_map_load_error(ld, f, "\"to\" has %zu \"*\" but \"rename\" has "
+                          "%zu: each value moved needs its own target",
+                          f->to.nwild, f->from.nwild);
+        return VC_ERROR;
+    }
+
+    if (vc_map_covers(&f->from, &f->to) && vc_map_covers(&f->to, &f->from))
+    {
+        vc_map_load_error(ld, f, "\"rename\" and \"to\" are the same");
+        return VC_ERROR;
+    }
+
+    if (vc_map_covers(&f->from, &f->to)) {
+        vc_map_load_error(ld, f, "\"to\" is inside \"rename\": a value "
+                          "cannot move inside itself");
+        return VC_ERROR;
+    }
+
+    return VC_OK;
+}
+
 
 /*
- * Splits a dotted path into its names.  Returns VC_OK, VC_DECLINED when v
- * is not a path (an empty name, too many names), or VC_ERROR.
+ * The sources of a set, and its "*": in edit mode, each match of "from"
+ * (or of the concat) binds its "*" in order, to be put in the same places
+ * of "to", so that they must count as many; a constant's "*" are its own.
+ */
+static int
+vc_map_field_wild(vc_map_t *map, vc_map_field_t *f, vc_map_load_t *ld)
+{
+    size_t                j, k;
+    char                  what[32];
+    const vc_map_path_t  *a, *b;
+
+    if (f->source == VC_MAP_SRC_FROM) {
+        if (vc_map_path_check(map, f, &f->from, "from", 0, ld) != VC_OK) {
+            return VC_ERROR;
+        }
+
+        if (f->from.nwild != f->to.nwild) {
+            vc_map_load_error(ld, f, "\"to\" has %zu \"*\" but \"from\" has "
+                              "%zu: each match of \"from\" needs its own "
+                              "target", f->to.nwild, f->from.nwild);
+            return VC_ERROR;
+        }
+
+        return VC_OK;
+    }
+
+    for (j = 0; j < f->nconcat; j++) {
+        snprintf(what, sizeof(what), "concat[%zu]", j);
+
+        if (vc_map_path_check(map, f, &f->concat[j], what, 0, ld) != VC_OK) {
+            return VC_ERROR;
+        }
+
+        if (f->concat[j].nwild != f->to.nwild) {
+            vc_map_load_error(ld, f, "\"to\" has %zu \"*\" but concat[%zu] "
+                              "has %zu: each match needs its own target",
+                              f->to.nwild, j, f->concat[j].nwild);
+            return VC_ERROR;
+        }
+
+        a = &f->concat[0];
+        b = &f->concat[j];
+
+        for (k = 0; k < a->scope; k++) {
+            if (b->scope != a->scope || a->segs[k].len != b->segs[k].len
+                || memcmp(a->segs[k].name, b->segs[k].name, a->segs[k].len)
+                   != 0)
+            {
+                vc_map_load_error(ld, f, "concat[%zu] and concat[0] must be "
+                                  "the same up to their last \"*\", so that "
+                                  "they read the same element", j);
+                return VC_ERROR;
+            }
+        }
+    }
+
+    return VC_OK;
+}
+
+
+/* "*" only in edit mode, and never as a dotted name there */
+
+static int
+vc_map_path_check(vc_map_t *map, vc_map_field_t *f, const vc_map_path_t *path,
+    const char *what, int to, vc_map_load_t *ld)
+{
+    size_t  i;
+
+    if (!map->edit && path->nwild) {
+        vc_map_load_error(ld, f, "\"%s\": \"*\" (every element or member) "
+                          "needs \"mode\": \"edit\"", what);
+        return VC_ERROR;
+    }
+
+    if (!map->edit || path->pointer) {
+        return VC_OK;
+    }
+
+    for (i = 0; i < path->n; i++) {
+        if (strcmp(path->segs[i].name, "*") == 0) {
+            vc_map_load_error(ld, f, "\"%s\": a name \"*\" is ambiguous in "
+                              "edit mode; write a JSON pointer, \"/a/*\" "
+                              "for every element or member", what);
+            return VC_ERROR;
+        }
+    }
+
+    return VC_OK;
+}
+
+
+/*
+ * In edit mode several entries may name the same target, one after the
+ * other (rename a member and then convert it, set it and then mask it):
+ * what is refused is an entry whose work is certainly undone, a target
+ * overwritten or removed before anything reads it, and a remove that an
+ * earlier one has already done.
+ */
+static int
+vc_map_edits_check(vc_map_t *map, vc_map_load_t *ld)
+{
+    size_t                 i, j, k;
+    unsigned               reads, certain;
+    vc_map_field_t        *a, *b;
+    const vc_map_path_t   *x;
+
+    for (i = 0; i < map->nfields; i++) {
+        a = &map->fields[i];
+        x = &a->to;
+
+        if (a->kind == VC_MAP_OP_REMOVE) {
+            /* a later remove inside this one's, with no write between */
+            for (j = i + 1; j < map->nfields; j++) {
+                b = &map->fields[j];
+
+                if (b->kind != VC_MAP_OP_REMOVE) {
+                    if (vc_map_overlap(&b->to, x)) {
+                        break;
+                    }
+
+                    continue;
+                }
+
+                if (vc_map_covers(x, &b->to)) {
+                    vc_map_load_error(ld, b, "already removed by "
+                                      "fields[%zu]", i);
+                    return VC_ERROR;
+                }
+            }
+
+            continue;
+        }
+
+        if (x->segs[x->n - 1].append) {
+            /* an append adds: nothing later replaces it */
+            continue;
+        }
+
+        for (j = i + 1; j < map->nfields; j++) {
+            b = &map->fields[j];
+
+            reads = 0;
+
+            if (b->kind == VC_MAP_OP_RENAME
+                || (b->kind == VC_MAP_OP_SET && b->source == VC_MAP_SRC_FROM))
+            {
+                reads = vc_map_overlap(&b->from, x);
+
+            } else if (b->kind == VC_MAP_OP_SET) {
+                for (k = 0; k < b->nconcat; k++) {
+                    reads |= vc_map_overlap(&b->concat[k], x);
+                }
+            }
+
+            if (reads) {
+                break;
+            }
+
+            certain = b->kind == VC_MAP_OP_REMOVE
+                      || (b->kind == VC_MAP_OP_SET
+                          && !b->to.segs[b->to.n - 1].append
+                          && (b->source == VC_MAP_SRC_CONSTANT
+                              || (b->has_default && b->to.nwild == 0)));
+
+            if (certain && vc_map_covers(&b->to, x)) {
+                vc_map_load_error(ld, b, "%s what fields[%zu] writes, and "
+                                  "nothing reads it in between",
+                                  b->kind == VC_MAP_OP_REMOVE
+                                  ? "removes" : "overwrites", i);
+                return VC_ERROR;
+            }
+        }
+    }
+
+    return VC_OK;
+}
+
+
+/* whether a and b may name one place, or one inside the other's */
+
+static int
+vc_map_overlap(const vc_map_path_t *a, const vc_map_path_t *b)
+{
+    size_t               i, n;
+    const vc_map_seg_t  *p, *q;
+
+    n = a->n < b->n ? a->n : b->n;
+
+    for (i = 0; i < n; i++) {
+        p = &a->segs[i];
+        q = &b->segs[i];
+
+        if (!p->wild && !q->wild
+            && (p->len != q->len || memcmp(p->name, q->name, p->len) != 0))
+        {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+/* whether every place b names is a or inside a: a "*" of a covers all */
+
+static int
+vc_map_covers(const vc_map_path_t *a, const vc_map_path_t *b)
+{
+    size_t               i;
+    const vc_map_seg_t  *p, *q;
+
+    if (a->n > b->n) {
+        return 0;
+    }
+
+    for (i = 0; i < a->n; i++) {
+        p = &a->segs[i];
+        q = &b->segs[i];
+
+        if (p->wild) {
+            continue;
+        }
+
+        if (q->wild || p->len != q->len
+            || memcmp(p->name, q->name, p->len) != 0)
+        {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+/*
+ * Whether s is an array index as RFC 6901 writes one: decimal digits
+ * without a leading zero (but "0"), in *index.
+ */
+static int
+vc_map_index(const char *s, size_t len, size_t *index)
+{
+    size_t  i, n;
+
+    if (len == 0 || len > 15 || (s[0] == '0' && len > 1)) {
+        return 0;
+    }
+
+    n = 0;
+
+    for (i = 0; i < len; i++) {
+        if (!vc_map_digit(s[i])) {
+            return 0;
+        }
+
+        n = n * 10 + (size_t) (s[i] - '0');
+    }
+
+    *index = n;
+
+    return 1;
+}
+
+
+/*
+ * Parses a path once: a JSON pointer (RFC 6901) when it starts with '/',
+ * else a dotted path.  A pointer's segments are unescaped ("~1" is '/',
+ * "~0" is '~'), a decimal without leading zeros is also an index, "-" the
+ * end of an array and "*" every element or member: whether those are
+ * allowed is vc_map_path_check()'s business.  Returns VC_OK, VC_DECLINED
+ * when v is not a path (an empty name, a bad escape, too many segments,
+ * a NUL), or VC_ERROR.
  */
 static int
 vc_map_path(vc_map_path_t *path, json_t *v)
 {
-    char        *p, **names;
-    size_t       i, n, len;
-    const char  *s;
+    char          *p, *d;
+    size_t         i, n, len, start, seglen, idx;
+    const char    *s;
+    vc_map_seg_t  *segs, *g;
+    unsigned       pointer;
 
     s = json_string_value(v);
     len = json_string_length(v);
 
+    if (strlen(s) != len) {
+        return VC_DECLINED;
+    }
+
+    pointer = (len > 0 && s[0] == '/');
+    start = pointer ? 1 : 0;
+
     n = 1;
 
-    for (i = 0; i < len; i++) {
-        if (s[i] == '.') {
+    for (i = start; i < len; i++) {
+        if (s[i] == (pointer ? '/' : '.')) {
             n++;
         }
     }
 
-    if (n > VC_MAP_PATH_MAX || strlen(s) != len) {
+    if (n > VC_MAP_PATH_MAX) {
         return VC_DECLINED;
     }
 
-    names = malloc(n * sizeof(char *) + len + 1);
-    if (names == NULL) {
+    segs = malloc(n * sizeof(vc_map_seg_t) + len + 1);
+    if (segs == NULL) {
         return VC_ERROR;
     }
 
-    p = (char *) (names + n);
-    memcpy(p, s, len + 1);
+    memset(segs, 0, n * sizeof(vc_map_seg_t));
+    p = (char *) (segs + n);
 
-    names[0] = p;
-    n = 1;
+    n = 0;
+    i = start;
 
-    for (i = 0; i < len; i++) {
-        if (p[i] == '.') {
-            p[i] = '\0';
-            names[n++] = p + i + 1;
+    for ( ;; ) {
+        /* one segment: from i to the next separator or the end */
+        g = &segs[n++];
+        g->name = p;
+        d = p;
+
+        for ( /* void */ ; i < len && s[i] != (pointer ? '/' : '.'); i++) {
+            if (pointer && s[i] == '~') {
+                if (i + 1 >= len || (s[i + 1] != '0' && s[i + 1] != '1')) {
+                    free(segs);
+                    return VC_DECLINED;
+                }
+
+                *d++ = s[++i] == '0' ? '~' : '/';
+                continue;
+            }
+
+            *d++ = s[i];
         }
-    }
 
-    for (i = 0; i < n; i++) {
-        if (names[i][0] == '\0') {
-            free(names);
+        *d++ = '\0';
+        seglen = (size_t) (d - p) - 1;
+        g->len = seglen;
+        p = d;
+
+        if (!pointer && seglen == 0) {
+            free(segs);
             return VC_DECLINED;
         }
+
+        idx = 0;
+
+        if (pointer && vc_map_index(g->name, seglen, &idx)) {
+            g->is_index = 1;
+            g->index = idx;
+        }
+
+        if (pointer && seglen == 1 && g->name[0] == '*') {
+            g->wild = 1;
+            path->nwild++;
+            path->scope = n;
+        }
+
+        if (pointer && seglen == 1 && g->name[0] == '-') {
+            g->append = 1;
+        }
+
+        if (i >= len) {
+            break;
+        }
+
+        i++;
     }
 
-    path->names = names;
+    path->segs = segs;
     path->n = n;
     path->text = s;
+    path->pointer = pointer;
 
     return VC_OK;
 }
@@ -1346,8 +1944,8 @@ vc_map_path(vc_map_path_t *path, json_t *v)
 static void
 vc_map_path_free(vc_map_path_t *path)
 {
-    free(path->names);
-    path->names = NULL;
+    free(path->segs);
+    path->segs = NULL;
 }
 
 
@@ -1435,6 +2033,8 @@ vc_map_apply(const vc_map_t *map, json_t *in, json_t **out, char *err,
     e.errlen = errlen;
     e.used = 0;
     e.nerrors = 0;
+    e.binds = NULL;
+    e.edit = 0;
 
     if (errlen) {
         err[0] = '\0';
@@ -1443,6 +2043,23 @@ vc_map_apply(const vc_map_t *map, json_t *in, json_t **out, char *err,
     if (!json_is_object(in)) {
         snprintf(err, errlen, "the record is not a JSON object");
         return VC_ERROR;
+    }
+
+    if (map->edit) {
+        /* the record is left as it is: its copy is edited */
+        o = json_deep_copy(in);
+        if (o == NULL) {
+            snprintf(err, errlen, "out of memory");
+            return VC_ERROR;
+        }
+
+        if (vc_map_edit(map, o, &e) != VC_OK) {
+            json_decref(o);
+            return VC_ERROR;
+        }
+
+        *out = o;
+        return VC_OK;
     }
 
     o = json_object();
@@ -1480,6 +2097,558 @@ vc_map_apply(const vc_map_t *map, json_t *in, json_t **out, char *err,
 }
 
 
+int
+vc_map_edits(const vc_map_t *map)
+{
+    return map->edit;
+}
+
+
+int
+vc_map_apply_doc(const vc_map_t *map, json_t *doc, json_t **out, char *err,
+    size_t errlen)
+{
+    int            n;
+    size_t         i, used;
+    json_t        *a, *rec, *mapped;
+    vc_map_errs_t  e;
+
+    *out = NULL;
+
+    if (errlen) {
+        err[0] = '\0';
+    }
+
+    if (!json_is_object(doc) && !json_is_array(doc)) {
+        snprintf(err, errlen, "the document is not a JSON object or array");
+        return VC_ERROR;
+    }
+
+    if (map->edit) {
+        e.err = err;
+        e.errlen = errlen;
+        e.used = 0;
+        e.nerrors = 0;
+        e.binds = NULL;
+        e.edit = 0;
+
+        if (vc_map_edit(map, doc, &e) != VC_OK) {
+            return VC_ERROR;
+        }
+
+        *out = json_incref(doc);
+        return VC_OK;
+    }
+
+    if (json_is_object(doc)) {
+        return vc_map_apply(map, doc, out, err, errlen);
+    }
+
+    a = json_array();
+    if (a == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return VC_ERROR;
+    }
+
+    json_array_foreach(doc, i, rec) {
+        /* "[<i>] " first, the element's own message after it */
+        used = 0;
+
+        if (errlen) {
+            n = snprintf(err, errlen, "[%zu] ", i);
+            used = n < 0 ? 0 : (size_t) n < errlen ? (size_t) n : errlen - 1;
+        }
+
+        if (!json_is_object(rec)) {
+            if (errlen) {
+                snprintf(err + used, errlen - used, "not a JSON object");
+            }
+
+            json_decref(a);
+            return VC_ERROR;
+        }
+
+        if (vc_map_apply(map, rec, &mapped, errlen ? err + used : NULL,
+                         errlen - used)
+            != VC_OK)
+        {
+            json_decref(a);
+            return VC_ERROR;
+        }
+
+        if (json_array_append_new(a, mapped) != 0) {
+            snprintf(err, errlen, "out of memory");
+            json_decref(a);
+            return VC_ERROR;
+        }
+    }
+
+    if (errlen) {
+        err[0] = '\0';
+    }
+
+    *out = a;
+
+    return VC_OK;
+}
+
+
+/*
+ * Runs the entries of an edit-mode map over doc, in order, each on what
+ * the ones before it left.  Every entry is tried, so that e lists all the
+ * document's problems; an entry that fails leaves its target as it was.
+ * Returns VC_OK, or VC_ERROR when e holds a problem.
+ */
+static int
+vc_map_edit(const vc_map_t *map, json_t *doc, vc_map_errs_t *e)
+{
+    size_t                 i;
+    vc_map_edit_t          ed;
+    vc_map_match_pt        match;
+    const vc_map_path_t   *path;
+    const vc_map_field_t  *f;
+
+    ed.doc = doc;
+    ed.e = e;
+    e->edit = 1;
+
+    for (i = 0; i < map->nfields; i++) {
+        f = &map->fields[i];
+        ed.f = f;
+
+        switch (f->kind) {
+
+        case VC_MAP_OP_REMOVE:
+            vc_map_each(&ed, &f->to, 0, f->to.n, 0, NULL, NULL, doc,
+                        vc_map_edit_remove);
+            continue;
+
+        case VC_MAP_OP_RENAME:
+            e->binds = f->to.nwild ? ed.binds : NULL;
+            vc_map_each(&ed, &f->from, 0, f->from.n, 0, NULL, NULL, doc,
+                        vc_map_edit_rename);
+            e->binds = NULL;
+            continue;
+
+        default:
+            match = vc_map_edit_set;
+        }
+
+        if (f->to.nwild == 0) {
+            vc_map_edit_set(&ed, NULL, NULL, NULL);
+            continue;
+        }
+
+        /* each match of the source's "*" (a constant's: the target's) */
+        path = f->source == VC_MAP_SRC_FROM ? &f->from
+               : f->source == VC_MAP_SRC_CONCAT ? &f->concat[0] : &f->to;
+
+        e->binds = ed.binds;
+        vc_map_each(&ed, path, 0, path->scope, 0, NULL, NULL, doc, match);
+        e->binds = NULL;
+    }
+
+    e->edit = 0;
+
+    return e->nerrors ? VC_ERROR : VC_OK;
+}
+
+
+/*
+ * Walks path's segments i to end from c, which parent holds at step at,
+ * and calls match on each value found at end: a "*" (the w-th) tries
+ * every element or member of its container, bound in ed->binds[w] for
+ * the entry's other paths.  The containers a "*" goes through are held
+ * while their elements are visited, so that an edit replacing one in its
+ * own parent cannot free it under the walk; and only the elements there
+ * were when the walk came are visited.  An element that match removes
+ * (VC_DONE) is not skipped over: the next one takes its index.  Returns
+ * what match returned when the path has no "*", else VC_OK.
+ */
+static int
+vc_map_each(vc_map_edit_t *ed, const vc_map_path_t *path, size_t i,
+    size_t end, size_t w, json_t *parent, const vc_map_step_t *at, json_t *c,
+    vc_map_match_pt match)
+{
+    int                  rc;
+    void                *it, *next;
+    size_t               j, n, gone, index;
+    json_t              *v;
+    vc_map_step_t        step, *b;
+    const vc_map_seg_t  *g;
+
+    for ( /* void */ ; i < end; i++) {
+        g = &path->segs[i];
+
+        if (g->wild) {
+            break;
+        }
+
+        v = vc_map_child(c, g, NULL);
+        if (v == NULL) {
+            return VC_OK;
+        }
+
+        vc_map_bind(&step, g->name, g->len, g->index);
+        step.is_index = g->is_index;
+
+        parent = c;
+        at = &step;
+        c = v;
+    }
+
+    if (i == end) {
+        return match(ed, parent, at, c);
+    }
+
+    b = &ed->binds[w];
+    n = json_is_array(c) ? json_array_size(c) : json_object_size(c);
+
+    if (n == 0) {
+        return VC_OK;
+    }
+
+    json_incref(c);
+
+    if (json_is_array(c)) {
+        gone = 0;
+
+        for (j = 0; j < n && j - gone < json_array_size(c); j++) {
+            /* bound to the index it had; found where it is now */
+            b->key = b->num;
+            b->len = (size_t) snprintf(b->num, sizeof(b->num), "%zu", j);
+            b->index = j;
+            b->is_index = 1;
+
+            step = *b;
+            step.index = j - gone;
+
+            rc = vc_map_each(ed, path, i + 1, end, w + 1, c, &step,
+                             json_array_get(c, j - gone), match);
+
+            if (rc == VC_DONE && i + 1 == end) {
+                gone++;
+            }
+        }
+
+    } else {
+        it = json_object_iter(c);
+
+        for (j = 0; j < n && it != NULL; j++) {
+            /* the next first: match may remove this member */
+            next = json_object_iter_next(c, it);
+
+            b->key = json_object_iter_key(it);
+            b->len = json_object_iter_key_len(it);
+            index = 0;
+            b->is_index = vc_map_index(b->key, b->len, &index);
+            b->index = index;
+
+            vc_map_each(ed, path, i + 1, end, w + 1, c, b,
+                        json_object_iter_value(it), match);
+
+            it = next;
+        }
+    }
+
+    json_decref(c);
+
+    return VC_OK;
+}
+
+
+/* a set at one match (or once, without "*"): as vc_map_apply() maps */
+
+static int
+vc_map_edit_set(vc_map_edit_t *ed, json_t *parent, const vc_map_step_t *at,
+    json_t *v)
+{
+    json_t  *r;
+
+    r = vc_map_field_apply(ed->f, ed->doc, ed->e);
+
+    if (r == NULL) {
+        /* absent, and the target left as it is; or failed */
+        return VC_OK;
+    }
+
+    return vc_map_write(ed, &ed->f->to, r);
+}
+
+
+static int
+vc_map_edit_remove(vc_map_edit_t *ed, json_t *parent, const vc_map_step_t *at,
+    json_t *v)
+{
+    if (json_is_object(parent)) {
+        json_object_deln(parent, at->key, at->len);
+
+    } else {
+        json_array_remove(parent, at->index);
+    }
+
+    return VC_DONE;
+}
+
+
+/*
+ * The value is written at its target first, and then taken from where it
+ * was, if it is still there: a rename onto an ancestor (/a/b to /a) has
+ * replaced its old place, and a move to the end of its own array
+ * (/a/0 to /a/-) must find it where it was.
+ */
+static int
+vc_map_edit_rename(vc_map_edit_t *ed, json_t *parent, const vc_map_step_t *at,
+    json_t *v)
+{
+    int      rc;
+    json_t  *cur;
+
+    json_incref(parent);
+
+    if (vc_map_write(ed, &ed->f->to, json_incref(v)) != VC_OK) {
+        json_decref(parent);
+        return VC_OK;
+    }
+
+    rc = VC_OK;
+
+    if (json_is_object(parent)) {
+        cur = json_object_getn(parent, at->key, at->len);
+
+        if (cur == v) {
+            json_object_deln(parent, at->key, at->len);
+            rc = VC_DONE;
+        }
+
+    } else {
+        cur = json_array_get(parent, at->index);
+
+        if (cur == v) {
+            json_array_remove(parent, at->index);
+            rc = VC_DONE;
+        }
+    }
+
+    json_decref(parent);
+
+    return rc;
+}
+
+
+/*
+ * Writes v (a reference it takes) at path, its "*" bound by ed: missing
+ * members on the way become objects; an array is entered by an existing
+ * index only, and "-" appends at the end.  Anything else fails the entry
+ * with a message, as does a value written inside itself.
+ */
+static int
+vc_map_write(vc_map_edit_t *ed, const vc_map_path_t *path, json_t *v)
+{
+    int                   rc;
+    size_t                i, w, len, index;
+    json_t               *c, *child;
+    unsigned              is_index, append;
+    const char           *key;
+    const vc_map_seg_t   *g;
+    const vc_map_step_t  *b;
+    char                  where[VC_MAP_ECHO_LEN + 2];
+    char                  seg[VC_MAP_ECHO_LEN];
+
+    c = ed->doc;
+    w = 0;
+
+    for (i = 0; i < path->n; i++) {
+        g = &path->segs[i];
+        b = g->wild ? &ed->binds[w++] : NULL;
+
+        if (c == v) {
+            vc_map_pointer(where, sizeof(where), path, i, ed->binds);
+            vc_map_fail(ed->e, ed->f, NULL, "cannot move \"%s\" inside "
+                        "itself", where);
+            json_decref(v);
+            return VC_ERROR;
+        }
+
+        key = b ? b->key : g->name;
+        len = b ? b->len : g->len;
+        is_index = b ? b->is_index : g->is_index;
+        index = b ? b->index : g->index;
+        append = b ? 0 : g->append;
+
+        if (json_is_object(c)) {
+            if (i + 1 == path->n) {
+                rc = json_object_setn_new(c, key, len, v);
+                goto done;
+            }
+
+            child = json_object_getn(c, key, len);
+
+            if (child == NULL) {
+                child = json_object();
+
+                if (json_object_setn_new(c, key, len, child) != 0) {
+                    json_decref(v);
+                    vc_map_fail(ed->e, ed->f, NULL, "out of memory");
+                    return VC_ERROR;
+                }
+            }
+
+            c = child;
+            continue;
+        }
+
+        /* the place named in a message: the document is a root array */
+        if (i == 0) {
+            snprintf(where, sizeof(where), "the document");
+
+        } else {
+            where[0] = '"';
+            vc_map_pointer(where + 1, sizeof(where) - 2, path, i, ed->binds);
+            strcat(where, "\"");
+        }
+
+        if (!json_is_array(c)) {
+            vc_map_fail(ed->e, ed->f, NULL, "cannot write inside %s, %s",
+                        where, vc_map_kind(c));
+            json_decref(v);
+            return VC_ERROR;
+        }
+
+        if (append && i + 1 == path->n) {
+            rc = json_array_append_new(c, v);
+            goto done;
+        }
+
+        if (!is_index || index >= json_array_size(c)) {
+            vc_map_echo(seg, key, len, 0);
+
+            if (is_index) {
+                vc_map_fail(ed->e, ed->f, NULL, "the array %s has no "
+                            "element %s: it has %zu", where, seg,
+                            json_array_size(c));
+            } else {
+                vc_map_fail(ed->e, ed->f, NULL, "%s is an array, and "
+                            "\"%s\" %s", where, seg,
+                            append ? "appends only at the end of the path"
+                                   : "is not an index");
+            }
+
+            json_decref(v);
+            return VC_ERROR;
+        }
+
+        if (i + 1 == path->n) {
+            rc = json_array_set_new(c, index, v);
+            goto done;
+        }
+
+        c = json_array_get(c, index);
+    }
+
+    /* not reached: a path has at least one segment */
+    json_decref(v);
+    return VC_ERROR;
+
+done:
+
+    if (rc != 0) {
+        vc_map_fail(ed->e, ed->f, NULL, "out of memory");
+        return VC_ERROR;
+    }
+
+    return VC_OK;
+}
+
+
+/* a step by a segment's name (or index): no copy, the name is the map's */
+
+static void
+vc_map_bind(vc_map_step_t *b, const char *key, size_t len, size_t index)
+{
+    b->key = key;
+    b->len = len;
+    b->index = index;
+    b->is_index = 0;
+}
+
+
+/*
+ * The JSON pointer of path's first n segments, its "*" bound, escaped
+ * and cut as vc_map_echo() cuts, for a message.
+ */
+static void
+vc_map_pointer(char *dst, size_t size, const vc_map_path_t *path, size_t n,
+    const vc_map_step_t *binds)
+{
+    char                 buf[VC_MAP_ECHO_MAX + 64];
+    size_t               i, j, k, w, len;
+    const char          *key;
+    const vc_map_seg_t  *g;
+
+    k = 0;
+    w = 0;
+
+    for (i = 0; i < n && k < sizeof(buf); i++) {
+        g = &path->segs[i];
+
+        if (g->wild && binds != NULL) {
+            key = binds[w].key;
+            len = binds[w++].len;
+
+        } else {
+            key = g->name;
+            len = g->len;
+        }
+
+        buf[k++] = '/';
+
+        for (j = 0; j < len && k + 2 <= sizeof(buf); j++) {
+            if (key[j] == '~' || key[j] == '/') {
+                buf[k++] = '~';
+                buf[k++] = key[j] == '~' ? '0' : '1';
+            } else {
+                buf[k++] = key[j];
+            }
+        }
+    }
+
+    if (k >= sizeof(buf)) {
+        k = sizeof(buf) - 1;
+    }
+
+    if (size >= VC_MAP_ECHO_LEN) {
+        vc_map_echo(dst, buf, k, 0);
+    } else if (size) {
+        dst[0] = '\0';
+    }
+}
+
+
+/* what a value is, for a message */
+
+static const char *
+vc_map_kind(json_t *v)
+{
+    switch (json_typeof(v)) {
+    case JSON_OBJECT:
+        return "an object";
+    case JSON_ARRAY:
+        return "an array";
+    case JSON_STRING:
+        return "a string";
+    case JSON_INTEGER:
+    case JSON_REAL:
+        return "a number";
+    case JSON_TRUE:
+    case JSON_FALSE:
+        return "a boolean";
+    default:
+        return "null";
+    }
+}
+
+
 /*
  * One field of one record: its value, a new reference, or NULL when it is
  * absent and not required (nothing written) or when it failed (e holds
@@ -1511,8 +2680,23 @@ vc_map_field_apply(const vc_map_field_t *f, json_t *in, vc_map_errs_t *e)
         break;
 
     default:
-        v = vc_map_resolve(in, &f->from);
-        v = v ? json_deep_copy(v) : json_null();
+        v = vc_map_resolve(in, &f->from, e->binds);
+
+        /*
+         * In edit mode the value stays in the document: a scalar, which
+         * nothing changes in place, may be shared, but a container is
+         * copied, or a later entry would edit it in two places (or in
+         * itself, when written inside itself)
+         */
+        if (v == NULL) {
+            v = json_null();
+
+        } else if (e->edit && !json_is_object(v) && !json_is_array(v)) {
+            v = json_incref(v);
+
+        } else {
+            v = json_deep_copy(v);
+        }
 
         if (v == NULL) {
             vc_map_fail(e, f, NULL, "out of memory");
@@ -1625,18 +2809,50 @@ vc_map_field_apply(const vc_map_field_t *f, json_t *in, vc_map_errs_t *e)
 }
 
 
-/* a borrowed reference, or NULL when a name is missing on the way */
-
+/*
+ * A borrowed reference, or NULL when a segment is missing on the way; the
+ * path's "*" take binds in order.
+ */
 static json_t *
-vc_map_resolve(json_t *in, const vc_map_path_t *path)
+vc_map_resolve(json_t *in, const vc_map_path_t *path,
+    const vc_map_step_t *binds)
 {
-    size_t  i;
+    size_t               i, w;
+    const vc_map_seg_t  *g;
+
+    w = 0;
 
     for (i = 0; i < path->n && in != NULL; i++) {
-        in = json_object_get(in, path->names[i]);
+        g = &path->segs[i];
+        in = vc_map_child(in, g, g->wild ? &binds[w++] : NULL);
     }
 
     return in;
+}
+
+
+/*
+ * The member or element of c a segment names, b being its binding when it
+ * is a "*"; NULL when there is none.  Only a pointer's segments index
+ * arrays, and "-" (past the end) never reads one.
+ */
+static json_t *
+vc_map_child(json_t *c, const vc_map_seg_t *g, const vc_map_step_t *b)
+{
+    if (json_is_object(c)) {
+        return b ? json_object_getn(c, b->key, b->len)
+                 : json_object_getn(c, g->name, g->len);
+    }
+
+    if (json_is_array(c)) {
+        if (b) {
+            return b->is_index ? json_array_get(c, b->index) : NULL;
+        }
+
+        return g->is_index ? json_array_get(c, g->index) : NULL;
+    }
+
+    return NULL;
 }
 
 
@@ -1656,7 +2872,7 @@ vc_map_concat(const vc_map_field_t *f, json_t *in, vc_map_errs_t *e)
     failed = 0;
 
     for (i = 0; i < f->nconcat; i++) {
-        v = vc_map_resolve(in, &f->concat[i]);
+        v = vc_map_resolve(in, &f->concat[i], e->binds);
 
         if (vc_map_absent(v)) {
             continue;
@@ -2244,21 +3460,35 @@ vc_map_to_phone(const vc_map_field_t *f, json_t *v, vc_map_errs_t *e)
 static json_t *
 vc_map_apply_mask(const vc_map_field_t *f, json_t *v)
 {
-    char           *s, *m, *at;
+    char           *s, *m, *at, *own, buf[256];
     size_t          len, i, j, n, keep, k;
     json_t         *r;
     unsigned char   c;
 
-    s = vc_map_text(v, &len);
-    if (s == NULL) {
-        return NULL;
+    /*
+     * A body's masks run on every request: a string is read where it is
+     * and a short one masked on the stack; only pii, which masks in
+     * place, and a non-string's text need a copy
+     */
+    if (json_is_string(v) && f->mask != VC_MAP_MASK_PII) {
+        s = (char *) json_string_value(v);
+        len = json_string_length(v);
+        own = NULL;
+
+    } else {
+        s = vc_map_text(v, &len);
+        if (s == NULL) {
+            return NULL;
+        }
+
+        own = s;
     }
 
     if (f->mask == VC_MAP_MASK_PII) {
         vc_mask((unsigned char *) s, len);
         vc_map_utf8_repair((unsigned char *) s, len);
         r = json_stringn(s, len);
-        free(s);
+        free(own);
         return r;
     }
 
@@ -2269,7 +3499,7 @@ vc_map_apply_mask(const vc_map_field_t *f, json_t *v)
             && memchr(at + 1, '\0', s + len - at - 1) == NULL)
         {
             r = json_pack("s+", "*", at);
-            free(s);
+            free(own);
             return r;
         }
     }
@@ -2296,9 +3526,9 @@ vc_map_apply_mask(const vc_map_field_t *f, json_t *v)
 
     keep = (f->mask == VC_MAP_MASK_LAST4 && n >= 8) ? 4 : 0;
 
-    m = malloc(len + 1);
+    m = len < sizeof(buf) ? buf : malloc(len + 1);
     if (m == NULL) {
-        free(s);
+        free(own);
         return NULL;
     }
 
@@ -2328,8 +3558,12 @@ vc_map_apply_mask(const vc_map_field_t *f, json_t *v)
     }
 
     r = json_stringn(m, j);
-    free(m);
-    free(s);
+
+    if (m != buf) {
+        free(m);
+    }
+
+    free(own);
 
     return r;
 }
@@ -2344,12 +3578,12 @@ vc_map_set(json_t *out, const vc_map_path_t *path, json_t *v)
     json_t  *o;
 
     for (i = 0; i + 1 < path->n; i++) {
-        o = json_object_get(out, path->names[i]);
+        o = json_object_get(out, path->segs[i].name);
 
         if (o == NULL) {
             o = json_object();
 
-            if (json_object_set_new(out, path->names[i], o) != 0) {
+            if (json_object_set_new(out, path->segs[i].name, o) != 0) {
                 json_decref(v);
                 return VC_ERROR;
             }
@@ -2358,8 +3592,8 @@ vc_map_set(json_t *out, const vc_map_path_t *path, json_t *v)
         out = o;
     }
 
-    return json_object_set_new(out, path->names[i], v) == 0 ? VC_OK
-                                                           : VC_ERROR;
+    return json_object_set_new(out, path->segs[i].name, v) == 0 ? VC_OK
+                                                               : VC_ERROR;
 }
 
 
@@ -3322,6 +4556,7 @@ vc_map_fail(vc_map_errs_t *e, const vc_map_field_t *f, json_t *v,
 {
     int      n;
     char     to[VC_MAP_ECHO_LEN], val[VC_MAP_ECHO_LEN + 8];
+    char     at[VC_MAP_ECHO_LEN + 8];
     va_list  ap;
 
     if (e->errlen == 0 || e->used + 1 >= e->errlen) {
@@ -3331,6 +4566,15 @@ vc_map_fail(vc_map_errs_t *e, const vc_map_field_t *f, json_t *v,
 
     if (f != NULL) {
         vc_map_echo(to, f->to_text, strlen(f->to_text), 0);
+
+        /* an edit's match is named by its target, "*" bound */
+        at[0] = '\0';
+
+        if (e->binds != NULL && f->to.nwild) {
+            memcpy(at, " at ", 4);
+            vc_map_pointer(at + 4, sizeof(at) - 4, &f->to, f->to.n,
+                           e->binds);
+        }
 
         if (v == NULL) {
             val[0] = '\0';
@@ -3343,8 +4587,8 @@ vc_map_fail(vc_map_errs_t *e, const vc_map_field_t *f, json_t *v,
         }
 
         n = snprintf(e->err + e->used, e->errlen - e->used,
-                     "%sfields[%zu] (%s): %s", e->nerrors ? "; " : "",
-                     f->index, to, val);
+                     "%sfields[%zu] (%s)%s: %s", e->nerrors ? "; " : "",
+                     f->index, to, at, val);
 
         e->nerrors++;
 

@@ -11,7 +11,10 @@
 /* a mapping file is read whole; larger ones are refused */
 #define VC_MAP_FILE_MAX       (4 * 1024 * 1024)
 
-/* at most this many names in a dotted path, transforms, format_in entries */
+/*
+ * at most this many names in a dotted path (segments in a JSON pointer),
+ * transforms, format_in entries
+ */
 #define VC_MAP_PATH_MAX       16
 #define VC_MAP_TRANSFORM_MAX  8
 #define VC_MAP_FORMATS_MAX    4
@@ -57,10 +60,31 @@ void vc_map_free(vc_map_t *map);
  * "fields[<i>] (<to>): <problem>".  A quoted value is cut to
  * VC_MAP_ECHO_MAX bytes and passed through vc_mask(); the value of a field
  * with a "mask" is never quoted.  Returns VC_OK, or VC_ERROR with *out
- * NULL.  The map is only read: one map may serve several threads.
+ * NULL.  The map is only read: one map may serve several threads.  An
+ * edit-mode map edits a deep copy of in, which stays as it was, and *out
+ * is the copy (vc_map_apply_doc() edits in place).
  */
 int vc_map_apply(const vc_map_t *map, json_t *in, json_t **out, char *err,
     size_t errlen);
+
+/* 1 when the map edits documents in place ("mode": "edit") */
+int vc_map_edits(const vc_map_t *map);
+
+/*
+ * Applies the map to a whole document, as the module's body transforms
+ * do.  In edit mode doc (an object or an array) is changed in place, the
+ * entries in order, and *out is doc with a new reference; every entry is
+ * tried, and on VC_ERROR doc holds the entries that succeeded (an entry
+ * that failed left its target as it was), so that a caller which refuses
+ * the document must not send it on.  In project mode an object is mapped
+ * as vc_map_apply() does and an array element by element into a new
+ * array: an element that is not an object, or fails, fails the whole
+ * document, and err names it "[<i>] fields[...]...".  Returns VC_OK, or
+ * VC_ERROR with *out NULL and err set; values quoted in err are masked as
+ * vc_map_apply() does.  The map is only read.
+ */
+int vc_map_apply_doc(const vc_map_t *map, json_t *doc, json_t **out,
+    char *err, size_t errlen);
 
 /* the members of the file, borrowed from the map */
 const char *vc_map_name(const vc_map_t *map);

@@ -15,12 +15,19 @@ static int vc_mask_dob_name(const unsigned char *name, size_t len);
 size_t
 vc_mask(unsigned char *p, size_t len)
 {
+    return vc_mask_kinds(p, len, VC_MASK_ALL);
+}
+
+
+size_t
+vc_mask_kinds(unsigned char *p, size_t len, unsigned kinds)
+{
     size_t  i, j, n, changed;
 
-    changed = vc_mask_dob(p, len);
+    changed = (kinds & VC_MASK_DOB) ? vc_mask_dob(p, len) : 0;
 
     /* SSN-like first: its groups are too short to be caught below */
-    for (i = 0; i + 11 <= len; i++) {
+    for (i = 0; (kinds & VC_MASK_SSN) && i + 11 <= len; i++) {
         if ((i > 0 && vc_mask_digit(p[i - 1]))
             || (i + 11 < len && vc_mask_digit(p[i + 11])))
         {
@@ -43,6 +50,10 @@ vc_mask(unsigned char *p, size_t len)
 
             i += 10;
         }
+    }
+
+    if (!(kinds & VC_MASK_ACCOUNT)) {
+        return changed;
     }
 
     for (i = 0; i < len; i = j) {

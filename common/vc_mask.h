@@ -25,4 +25,20 @@
 size_t vc_mask(unsigned char *p, size_t len);
 
 
+/* the kinds of personal data vc_mask_kinds() masks, or-ed together */
+#define VC_MASK_SSN      0x01   /* ddd-dd-dddd */
+#define VC_MASK_ACCOUNT  0x02   /* runs of 9+ digits: account, card and
+                                   routing numbers */
+#define VC_MASK_DOB      0x04   /* values of date-of-birth-named members */
+#define VC_MASK_ALL      0x07
+
+/*
+ * Masks as vc_mask() does, but only the kinds given (other bits are
+ * ignored): vc_mask(p, len) is vc_mask_kinds(p, len, VC_MASK_ALL).  An
+ * SSN left unmasked is not an account number either: its groups are too
+ * short.  Returns the number of bytes changed.
+ */
+size_t vc_mask_kinds(unsigned char *p, size_t len, unsigned kinds);
+
+
 #endif /* VC_MASK_H */

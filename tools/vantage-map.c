@@ -7,10 +7,12 @@
  * check loads each mapping as the gateway will (common/vc_map.c) and says
  * what is wrong with it; apply maps a stream of JSON records (one object
  * after another, as many as the input holds: a file of one record, or one
- * per line) and writes one mapped record per line on stdout.  A record
- * that fails is reported on stderr with its number and skipped, and the
- * others are still mapped.  Exit status: 0 done, 1 an invalid mapping or
- * a failed record, 2 a usage error.
+ * per line) and writes one mapped record per line on stdout.  An edit-mode
+ * mapping edits each JSON value read, an object or an array, as the
+ * module edits a body (vc_map_apply_doc()).  A record that fails is
+ * reported on stderr with its number and skipped, and the others are
+ * still mapped.  Exit status: 0 done, 1 an invalid mapping or a failed
+ * record, 2 a usage error.
  */
 
 #include <errno.h>
@@ -73,7 +75,9 @@ vmap_usage(FILE *f)
 "          file and the field entry\n"
 "  apply   map each JSON object of the input (stdin by default; one or\n"
 "          many, one after another) and write one mapped object per line;\n"
-"          a record that fails is reported on stderr and skipped\n"
+"          a record that fails is reported on stderr and skipped; an\n"
+"          edit-mode mapping (\"mode\": \"edit\") edits each value, an\n"
+"          object or an array, as the gateway edits a body\n"
 "\n"
 "Exit status: 0 done, 1 an invalid mapping or a failed record, 2 usage.\n",
         VMAP_NAME, VMAP_NAME);
@@ -103,9 +107,10 @@ vmap_check(int argc, char **argv)
             continue;
         }
 
-        printf("%s: ok: \"%s\", %s -> %s, %zu fields\n", argv[i],
+        printf("%s: ok: \"%s\", %s -> %s, %zu fields%s\n", argv[i],
                vc_map_name(map), vc_map_from(map), vc_map_to(map),
-               vc_map_nfields(map));
+               vc_map_nfields(map),
+               vc_map_edits(map) ? ", edits in place" : "");
 
         vc_map_free(map);
     }
@@ -179,7 +184,11 @@ vmap_apply(int argc, char **argv)
         /* with JSON_DISABLE_EOF_CHECK, the bytes the value took */
         pos += (size_t) jerr.position;
 
-        if (vc_map_apply(map, in, &out, err, sizeof(err)) != VC_OK) {
+        if ((vc_map_edits(map)
+             ? vc_map_apply_doc(map, in, &out, err, sizeof(err))
+             : vc_map_apply(map, in, &out, err, sizeof(err)))
+            != VC_OK)
+        {
             fprintf(stderr, "%s: record %zu: %s\n", VMAP_NAME, nrec, err);
             rc = VMAP_EXIT_FAIL;
             json_decref(in);

@@ -7,7 +7,10 @@
  * the contracts of vc_map.h: a refusal always says why, in a terminated
  * message; a success gives an object and no message; a failed record
  * gives no object; the same record maps the same way twice; and a
- * message cut short by a small buffer is still terminated.
+ * message cut short by a small buffer is still terminated.  The record
+ * is also given whole to vc_map_apply_doc(), which edits it in place in
+ * edit mode: what it leaves must still be a tree (json_dumps() refuses a
+ * value inside itself) of valid UTF-8.
  */
 
 #include <stdint.h>
@@ -94,6 +97,59 @@ fuzz_map_apply(vc_map_t *map, json_t *in)
 }
 
 
+static void
+fuzz_map_apply_doc(vc_map_t *map, json_t *in)
+{
+    int      rc;
+    char     err[512], *s;
+    json_t  *doc, *out;
+
+    doc = json_deep_copy(in);
+    if (doc == NULL) {
+        return;
+    }
+
+    out = (json_t *) 1;
+    memset(err, 'x', sizeof(err));
+
+    rc = vc_map_apply_doc(map, doc, &out, err, sizeof(err));
+
+    if (memchr(err, '\0', sizeof(err)) == NULL) {
+        abort();
+    }
+
+    if (rc == VC_OK) {
+        if (err[0] != '\0' || (vc_map_edits(map) && out != doc)
+            || (!json_is_object(out) && !json_is_array(out)))
+        {
+            abort();
+        }
+
+    } else if (rc != VC_ERROR || out != NULL || err[0] == '\0') {
+        abort();
+    }
+
+    s = json_dumps(doc, JSON_COMPACT | JSON_ENCODE_ANY);
+    if (s == NULL) {
+        abort();
+    }
+
+    free(s);
+
+    if (rc == VC_OK) {
+        s = json_dumps(out, JSON_COMPACT | JSON_ENCODE_ANY);
+        if (s == NULL) {
+            abort();
+        }
+
+        free(s);
+        json_decref(out);
+    }
+
+    json_decref(doc);
+}
+
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -138,6 +194,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     if (in != NULL) {
         fuzz_map_apply(map, in);
+        fuzz_map_apply_doc(map, in);
         json_decref(in);
     }
 

@@ -894,7 +894,7 @@ test_load_errors(void **state)
     bad_doc("[]", "m.json: not a JSON object");
     bad_doc("{'name': 't', 'from': 'a', 'to': 'b', 'feilds': []}",
             "m.json: unknown member \"feilds\"; expected one of name, "
-            "description, from, to, fields");
+            "description, from, to, mode, fields");
     bad_doc("{'from': 'a', 'to': 'b', 'fields': []}",
             "m.json: \"name\" must be a non-empty string");
     bad_doc("{'name': 't', 'from': '', 'to': 'b', 'fields': []}",
@@ -1296,6 +1296,677 @@ test_examples_refuse(void **state)
 }
 
 
+/* edit mode: a map of the given fields with "mode": "edit", loaded */
+static vc_map_t *
+load_edit(const char *fields)
+{
+    char       doc[8192], err[ERRLEN];
+    vc_map_t  *map;
+
+    snprintf(doc, sizeof(doc), "{\"name\": \"t\", \"from\": \"-\", "
+             "\"to\": \"-\", \"mode\": \"edit\", \"fields\": [%s]}",
+             q(fields));
+
+    map = vc_map_load("m.json", doc, strlen(doc), err, sizeof(err));
+    if (map == NULL) {
+        print_error("load failed: %s\n", err);
+        fail();
+    }
+
+    assert_int_equal(vc_map_edits(map), 1);
+
+    return map;
+}
+
+
+/*
+ * Edits in in place with vc_map_apply_doc(): it must become want, and
+ * *out be in itself.  An object is also given to vc_map_apply(), which
+ * must give the same and leave its record as it was.
+ */
+static void
+edit(const char *fields, const char *in, const char *want)
+{
+    char       err[ERRLEN], *got, *before, *after;
+    json_t    *i, *w, *o;
+    vc_map_t  *map;
+
+    map = load_edit(fields);
+    i = parse(in);
+    w = parse(want);
+
+    if (json_is_object(i)) {
+        before = json_dumps(i, JSON_COMPACT);
+        assert_int_equal(vc_map_apply(map, i, &o, err, sizeof(err)), VC_OK);
+        after = json_dumps(i, JSON_COMPACT);
+        assert_string_equal(before, after);
+        assert_true(o != i);
+
+        if (!json_equal(o, w)) {
+            got = json_dumps(o, JSON_COMPACT);
+            print_error("vc_map_apply: %s\n  on %s\n  gave   %s\n"
+                        "  wanted %s\n", q(fields), q(in), got, q(want));
+            free(got);
+            fail();
+        }
+
+        json_decref(o);
+        free(before);
+        free(after);
+    }
+
+    o = NULL;
+
+    if (vc_map_apply_doc(map, i, &o, err, sizeof(err)) != VC_OK) {
+        print_error("%s\n  on %s: %s\n", q(fields), q(in), err);
+        fail();
+    }
+
+    assert_string_equal(err, "");
+    assert_ptr_equal(o, i);
+    json_decref(o);
+
+    if (!json_equal(i, w)) {
+        got = json_dumps(i, JSON_COMPACT);
+        print_error("%s\n  on %s\n  gave   %s\n  wanted %s\n", q(fields),
+                    q(in), got, q(want));
+        free(got);
+        fail();
+    }
+
+    json_decref(i);
+    json_decref(w);
+    vc_map_free(map);
+}
+
+
+/* the edit must fail with exactly want, leaving the document as left */
+static void
+edit_fails(const char *fields, const char *in, const char *want,
+    const char *left)
+{
+    char       err[ERRLEN], *got;
+    json_t    *i, *l, *o;
+    vc_map_t  *map;
+
+    map = load_edit(fields);
+    i = parse(in);
+    l = parse(left);
+    o = (json_t *) 1;
+
+    assert_int_equal(vc_map_apply_doc(map, i, &o, err, sizeof(err)),
+                     VC_ERROR);
+    assert_null(o);
+
+    if (strcmp(err, want) != 0) {
+        print_error("%s\n  on %s\n  said   %s\n  wanted %s\n", q(fields),
+                    q(in), err, want);
+        fail();
+    }
+
+    if (!json_equal(i, l)) {
+        got = json_dumps(i, JSON_COMPACT);
+        print_error("%s\n  left   %s\n  wanted %s\n", q(fields), got,
+                    q(left));
+        free(got);
+        fail();
+    }
+
+    json_decref(i);
+    json_decref(l);
+    vc_map_free(map);
+}
+
+
+/* edit-mode fields must be refused with exactly "m.json: " want */
+static void
+bad_edit(const char *fields, const char *want)
+{
+    char  doc[8192], w[ERRLEN];
+
+    snprintf(doc, sizeof(doc), "{'name': 't', 'from': '-', 'to': '-', "
+             "'mode': 'edit', 'fields': [%s]}", fields);
+    snprintf(w, sizeof(w), "m.json: %s", want);
+
+    bad_doc(doc, w);
+}
+
+
+static void
+test_edit_set(void **state)
+{
+    /* other members pass through; a constant is added, objects made */
+    edit("{'to': '/meta/source', 'constant': 'api'}",
+         "{'id': 7, 'name': 'Ana'}",
+         "{'id': 7, 'name': 'Ana', 'meta': {'source': 'api'}}");
+    edit("{'to': 'meta.source', 'constant': {'k': [1]}}",
+         "{'meta': {'v': 1}}", "{'meta': {'v': 1, 'source': {'k': [1]}}}");
+
+    /* a replacement in place: type conversion, transforms, lookup */
+    edit("{'to': '/age', 'from': '/age', 'type': 'integer'},"
+         "{'to': '/email', 'from': '/email', 'transform': ['trim', "
+         "'lowercase']},"
+         "{'to': '/status', 'from': '/status', 'lookup': {'o': 'OPEN'},"
+         " 'lookup_default': 'OTHER'}",
+         "{'age': '42', 'email': ' A@B.C ', 'status': 'o', 'x': null}",
+         "{'age': 42, 'email': 'a@b.c', 'status': 'OPEN', 'x': null}");
+    edit("{'to': '/dob', 'from': '/dob', 'type': 'date',"
+         " 'format_in': '%m/%d/%Y'},"
+         "{'to': '/phone', 'from': '/phone', 'type': 'phone_e164',"
+         " 'default_region': 'US'},"
+         "{'to': '/ok', 'from': '/ok', 'type': 'boolean',"
+         " 'format_out': 'string'}",
+         "{'dob': '1/2/1980', 'phone': '(415) 555-0132', 'ok': 'yes'}",
+         "{'dob': '1980-01-02', 'phone': '+14155550132', 'ok': 'true'}");
+
+    /* a copy beside the original, and a concat */
+    edit("{'to': '/contact/email', 'from': '/Email'},"
+         "{'to': '/contact/name', 'concat': ['/First', 'Last']}",
+         "{'Email': 'a@b.c', 'First': 'Ana', 'Last': 'Lima'}",
+         "{'Email': 'a@b.c', 'First': 'Ana', 'Last': 'Lima',"
+         " 'contact': {'email': 'a@b.c', 'name': 'Ana Lima'}}");
+
+    /* an absent source leaves the target as it is, or takes the default */
+    edit("{'to': '/a', 'from': '/missing'}, {'to': '/b', 'from': '/b'},"
+         "{'to': '/c', 'from': '/c', 'default': 'none'}",
+         "{'a': 1, 'b': '', 'c': null}",
+         "{'a': 1, 'b': '', 'c': 'none'}");
+
+    /* a container copied is a copy: editing one leaves the other */
+    edit("{'to': '/b', 'from': '/a'}, {'to': '/b/k', 'constant': 2}",
+         "{'a': {'k': 1}}", "{'a': {'k': 1}, 'b': {'k': 2}}");
+    edit("{'to': '/a/self', 'from': '/a'}", "{'a': {'k': 1}}",
+         "{'a': {'k': 1, 'self': {'k': 1}}}");
+
+    /* each entry sees what the ones before it left */
+    edit("{'rename': '/Phone', 'to': '/phone'},"
+         "{'to': '/phone', 'from': '/phone', 'type': 'phone_e164',"
+         " 'default_region': 'US'},"
+         "{'to': '/phone_masked', 'from': '/phone', 'mask': 'last4'},"
+         "{'remove': '/phone'}",
+         "{'Phone': '415 555 0132'}", "{'phone_masked': '+*******0132'}");
+
+    /* a root array is a document too */
+    edit("{'to': '/0/x', 'constant': 1}, {'remove': '/1'}",
+         "[{}, 'drop', 'keep']", "[{'x': 1}, 'keep']");
+}
+
+
+static void
+test_edit_set_errors(void **state)
+{
+    /* required; an entry that fails leaves its target, the others run */
+    edit_fails("{'to': '/email', 'from': '/Email', 'required': true},"
+               "{'to': '/n', 'from': '/n', 'type': 'integer'},"
+               "{'to': '/ok', 'constant': true}",
+               "{'n': '12ab'}",
+               "fields[0] (/email): required, but \"/Email\" is missing or "
+               "empty; fields[1] (/n): \"12ab\" is not an integer",
+               "{'n': '12ab', 'ok': true}");
+
+    /* writing through a non-container, or past an array's end */
+    edit_fails("{'to': '/a/b/c', 'constant': 1}", "{'a': {'b': 'x'}}",
+               "fields[0] (/a/b/c): cannot write inside \"/a/b\", a string",
+               "{'a': {'b': 'x'}}");
+    edit_fails("{'to': '/a/3', 'constant': 1}", "{'a': [0, 1]}",
+               "fields[0] (/a/3): the array \"/a\" has no element 3: it "
+               "has 2", "{'a': [0, 1]}");
+    edit_fails("{'to': '/a/x', 'constant': 1}", "{'a': [0]}",
+               "fields[0] (/a/x): \"/a\" is an array, and \"x\" is not an "
+               "index", "{'a': [0]}");
+    edit_fails("{'to': '/a/-/x', 'constant': 1}", "{'a': [0]}",
+               "fields[0] (/a/-/x): \"/a\" is an array, and \"-\" appends "
+               "only at the end of the path", "{'a': [0]}");
+    edit_fails("{'to': '/source', 'constant': 1}", "[1]",
+               "fields[0] (/source): the document is an array, and "
+               "\"source\" is not an index", "[1]");
+    edit_fails("{'to': 'a.0', 'constant': 1}", "{'a': [0]}",
+               "fields[0] (a.0): \"/a\" is an array, and \"0\" is not an "
+               "index", "{'a': [0]}");
+
+    /* a masked value is never quoted; others are, masked */
+    edit_fails("{'to': '/n', 'from': '/n', 'type': 'integer',"
+               " 'mask': 'full'},"
+               "{'to': '/m', 'from': '/m', 'type': 'integer'}",
+               "{'n': '123456789x', 'm': '987654321x'}",
+               "fields[0] (/n): the value is not an integer; fields[1] (/m): "
+               "\"*****4321x\" is not an integer",
+               "{'n': '123456789x', 'm': '987654321x'}");
+}
+
+
+static void
+test_edit_pointers(void **state)
+{
+    /* ~1 is '/', ~0 is '~'; "" is a name too */
+    edit("{'to': '/a~1b', 'from': '/m~0n'}, {'to': '/', 'constant': 0},"
+         "{'to': '/~01', 'constant': 2}",
+         "{'m~n': 1}", "{'m~n': 1, 'a/b': 1, '': 0, '~1': 2}");
+
+    /* indices read and replace; "-" appends; "01" and "x" are names */
+    edit("{'to': '/list/1', 'from': '/list/0'},"
+         "{'to': '/list/-', 'constant': 'end'},"
+         "{'to': '/first', 'from': '/list/0'},"
+         "{'to': '/none', 'from': '/list/01'},"
+         "{'to': '/obj/01', 'constant': 'name'},"
+         "{'to': '/obj/-', 'constant': 'dash'}",
+         "{'list': ['a', 'b'], 'obj': {}}",
+         "{'list': ['a', 'a', 'end'], 'first': 'a',"
+         " 'obj': {'01': 'name', '-': 'dash'}}");
+
+    /* a pointer into arrays in project mode too; a dotted path never */
+    check("{'to': '/out/x', 'from': '/in/1/v'},"
+          "{'to': 'y', 'from': 'in.1.v'},"
+          "{'to': '/z~1w', 'from': '/in/-'}",
+          "{'in': [{'v': 1}, {'v': 2}]}", "{'out': {'x': 2}}");
+}
+
+
+static void
+test_edit_remove(void **state)
+{
+    edit("{'remove': '/a'}, {'remove': '/b/c'}, {'remove': '/missing/x'},"
+         "{'remove': '/l/0', 'note': 'the first'}",
+         "{'a': 1, 'b': {'c': 2, 'd': 3}, 'l': [1, 2]}",
+         "{'b': {'d': 3}, 'l': [2]}");
+    edit("{'remove': 'b.c'}", "{'b': {'c': 2, 'd': 3}}", "{'b': {'d': 3}}");
+
+    /* every match of a "*": elements and members */
+    edit("{'remove': '/rows/*/secret'}, {'remove': '/tags/*'},"
+         "{'remove': '/o/*'}",
+         "{'rows': [{'secret': 1, 'k': 1}, {'k': 2}, 'x'],"
+         " 'tags': [1, 2, 3], 'o': {'a': 1, 'b': 2}}",
+         "{'rows': [{'k': 1}, {'k': 2}, 'x'], 'tags': [], 'o': {}}");
+
+    /* removed, then set again */
+    edit("{'remove': '/a'}, {'to': '/a', 'constant': 2}", "{'a': 1}",
+         "{'a': 2}");
+}
+
+
+static void
+test_edit_rename(void **state)
+{
+    edit("{'rename': '/FirstName', 'to': '/first_name'},"
+         "{'rename': '/missing', 'to': '/x'},"
+         "{'rename': '/Addr/City', 'to': '/address/city',"
+         " 'note': 'into a new object'}",
+         "{'FirstName': 'Ana', 'Addr': {'City': 'Lyon', 'Zip': '1'}}",
+         "{'first_name': 'Ana', 'Addr': {'Zip': '1'},"
+         " 'address': {'city': 'Lyon'}}");
+
+    /* to the end of its own array; onto its ancestor; into an array */
+    edit("{'rename': '/l/0', 'to': '/l/-'}", "{'l': [1, 2, 3]}",
+         "{'l': [2, 3, 1]}");
+    edit("{'rename': '/data/items', 'to': '/data'}",
+         "{'data': {'items': [1], 'n': 1}}", "{'data': [1]}");
+    edit("{'rename': '/x', 'to': '/l/0'}", "{'x': 9, 'l': [1, 2]}",
+         "{'l': [9, 2]}");
+
+    /* each member of each element, and each member of an object */
+    edit("{'rename': '/rows/*/Name', 'to': '/rows/*/name'}",
+         "{'rows': [{'Name': 'a'}, {'k': 1}, {'Name': 'c'}]}",
+         "{'rows': [{'name': 'a'}, {'k': 1}, {'name': 'c'}]}");
+    edit("{'rename': '/old/*', 'to': '/new/*'}",
+         "{'old': {'a': 1, 'b': [2]}}", "{'old': {}, 'new': {'a': 1, "
+         "'b': [2]}}");
+
+    /* a member's name that is an index enters an array */
+    edit("{'rename': '/o/*', 'to': '/l/*'}", "{'o': {'1': 'x'}, 'l': [0, 1]}",
+         "{'o': {}, 'l': [0, 'x']}");
+
+    /* elements moved out of an array keep the index they had */
+    edit("{'rename': '/l/*', 'to': '/m/*'}", "{'l': ['a', 'b', 'c']}",
+         "{'l': [], 'm': {'0': 'a', '1': 'b', '2': 'c'}}");
+
+    /* a value cannot go inside itself, even when a "*" hides it */
+    edit_fails("{'rename': '/*/v', 'to': '/v/*/x'}",
+               "{'v': {'v': {}}}",
+               "fields[0] (/v/*/x) at /v/v/x: cannot move \"/v/v\" inside "
+               "itself", "{'v': {'v': {}}}");
+}
+
+
+static void
+test_edit_wildcards(void **state)
+{
+    /* beside each element, masked */
+    edit("{'to': '/accounts/*/last4', 'from': '/accounts/*/number',"
+         " 'mask': 'last4'}",
+         "{'accounts': [{'number': '4111111111111111'}, {'n': 1},"
+         " {'number': '123456789'}]}",
+         "{'accounts': [{'number': '4111111111111111',"
+         " 'last4': '************1111'}, {'n': 1},"
+         " {'number': '123456789', 'last4': '*****6789'}]}");
+
+    /* a constant into each record; into each member of an object */
+    edit("{'to': '/records/*/source', 'constant': 'api'}",
+         "{'records': [{'id': 1}, {'id': 2}], 'n': 2}",
+         "{'records': [{'id': 1, 'source': 'api'}, {'id': 2,"
+         " 'source': 'api'}], 'n': 2}");
+    edit("{'to': '/by_id/*/seen', 'constant': true}",
+         "{'by_id': {'a': {}, 'b': {'x': 1}}}",
+         "{'by_id': {'a': {'seen': true}, 'b': {'x': 1, 'seen': true}}}");
+
+    /* elements replaced, each by its conversion */
+    edit("{'to': '/n/*', 'from': '/n/*', 'type': 'integer'}",
+         "{'n': ['1', 2, '3']}", "{'n': [1, 2, 3]}");
+    edit("{'to': '/o/*', 'from': '/o/*', 'type': 'string'}",
+         "{'o': {'a': 1, 'b': true}}", "{'o': {'a': '1', 'b': 'true'}}");
+
+    /* two levels; a member's name bound into another object */
+    edit("{'to': '/t/*/l/*/v', 'from': '/t/*/l/*/v', 'transform':"
+         " 'uppercase'}",
+         "{'t': [{'l': [{'v': 'a'}, {'v': 'b'}]}, {'l': {'k': {'v': 'c'}}}]}",
+         "{'t': [{'l': [{'v': 'A'}, {'v': 'B'}]}, {'l': {'k': {'v': 'C'}}}]}");
+    edit("{'to': '/copy/*/id', 'from': '/src/*'}",
+         "{'src': {'x': 1, 'y': 2}}",
+         "{'src': {'x': 1, 'y': 2}, 'copy': {'x': {'id': 1},"
+         " 'y': {'id': 2}}}");
+
+    /* a concat per element; a default per element */
+    edit("{'to': '/p/*/name', 'concat': ['/p/*/first', '/p/*/last']},"
+         "{'to': '/p/*/status', 'from': '/p/*/status', 'default': 'new'}",
+         "{'p': [{'first': 'Ana', 'last': 'Lima'}, {'last': 'Ng',"
+         " 'status': 'old'}]}",
+         "{'p': [{'first': 'Ana', 'last': 'Lima', 'name': 'Ana Lima',"
+         " 'status': 'new'}, {'last': 'Ng', 'status': 'old', 'name': 'Ng'}]}");
+
+    /* nothing to match: absent, empty, or not a container */
+    edit("{'to': '/a/*/x', 'constant': 1}, {'to': '/b/*/x', 'constant': 1},"
+         "{'to': '/c/*/x', 'constant': 1}, {'remove': '/d/*'}",
+         "{'b': [], 'c': 'str', 'd': 4}", "{'b': [], 'c': 'str', 'd': 4}");
+
+    /* each match fails alone, and is named */
+    edit_fails("{'to': '/p/*/email', 'from': '/p/*/email', 'required':"
+               " true}",
+               "{'p': [{'email': 'a@b.c'}, {}, {'email': ''}]}",
+               "fields[0] (/p/*/email) at /p/1/email: required, but "
+               "\"/p/*/email\" is missing or empty; fields[0] (/p/*/email) "
+               "at /p/2/email: required, but \"/p/*/email\" is missing or "
+               "empty",
+               "{'p': [{'email': 'a@b.c'}, {}, {'email': ''}]}");
+    edit_fails("{'to': '/p/*/n', 'from': '/p/*/n', 'type': 'number'}",
+               "{'p': {'a': {'n': '1'}, 'b~/': {'n': 'x'}}}",
+               "fields[0] (/p/*/n) at /p/b~0~1/n: \"x\" is not a number",
+               "{'p': {'a': {'n': 1}, 'b~/': {'n': 'x'}}}");
+}
+
+
+/* what the module synthesizes for vantage_mask */
+static void
+test_edit_vantage_mask(void **state)
+{
+    edit("{'to': '/client/ssn', 'from': '/client/ssn', 'mask': 'full'},"
+         "{'to': '/accounts/*/number', 'from': '/accounts/*/number',"
+         " 'mask': 'last4'}",
+         "{'client': {'ssn': '123-45-6789', 'name': 'Ana'},"
+         " 'accounts': [{'number': '000123456789', 'type': 'checking'},"
+         " {'number': 12345678901}, {'type': 'none'}]}",
+         "{'client': {'ssn': '***-**-****', 'name': 'Ana'},"
+         " 'accounts': [{'number': '********6789', 'type': 'checking'},"
+         " {'number': '*******8901'}, {'type': 'none'}]}");
+}
+
+
+static void
+test_edit_load_errors(void **state)
+{
+    bad_doc("{'name': 't', 'from': 'a', 'to': 'b', 'mode': 'patch',"
+            " 'fields': [{'to': 'x', 'from': 'y'}]}",
+            "m.json: \"mode\" must be \"project\" or \"edit\"");
+    bad_doc("{'name': 't', 'from': 'a', 'to': 'b', 'mode': 1,"
+            " 'fields': [{'to': 'x', 'from': 'y'}]}",
+            "m.json: \"mode\" must be \"project\" or \"edit\"");
+
+    /* project mode: no "*", no remove or rename */
+    bad("{'to': '/a/*/b', 'constant': 1}", "fields[0] (/a/*/b): \"to\": "
+        "\"*\" (every element or member) needs \"mode\": \"edit\"");
+    bad("{'to': 'x', 'from': '/a/*'}", "fields[0] (x): \"from\": \"*\" "
+        "(every element or member) needs \"mode\": \"edit\"");
+    bad("{'remove': '/a'}", "fields[0] (/a): \"remove\" needs \"mode\": "
+        "\"edit\"");
+    bad("{'rename': '/a', 'to': '/b'}", "fields[0] (/b): \"rename\" needs "
+        "\"mode\": \"edit\"");
+    bad("{'to': '/a~2', 'from': 'y'}", "fields[0] (/a~2): \"to\" is not a "
+        "JSON pointer: \"~\" must be followed by 0 or 1, at most 16 "
+        "segments");
+    bad("{'to': '/a/b/c/d/e/f/g/h/i/j/k/l/m/n/o/p/q', 'from': 'y'}",
+        "fields[0] (/a/b/c/d/e/f/g/h/i/j/k/l/m/n/o/p/q): \"to\" is not a "
+        "JSON pointer: \"~\" must be followed by 0 or 1, at most 16 "
+        "segments");
+    bad("{'to': 'x', 'from': '/y~'}", "fields[0] (x): \"from\" is not a "
+        "JSON pointer: \"~\" must be followed by 0 or 1, at most 16 "
+        "segments");
+    bad("{'to': 'x', 'concat': ['/a', '/b~']}", "fields[0] (x): concat[1] "
+        "is not a JSON pointer: \"~\" must be followed by 0 or 1, at most "
+        "16 segments");
+
+    /* a pointer and a dotted path to one place are one target */
+    bad("{'to': '/a/b', 'from': 'y'}, {'to': 'a.b', 'from': 'z'}",
+        "fields[1] (a.b): \"to\" is also the target of fields[0]");
+
+    /* the entries of edit mode */
+    bad_edit("{'remove': '/a', 'to': '/b'}", "fields[0] (/a): \"remove\" "
+             "takes no \"to\"; only \"note\"");
+    bad_edit("{'remove': '/a', 'mask': 'full'}", "fields[0] (/a): "
+             "\"remove\" takes no \"mask\"; only \"note\"");
+    bad_edit("{'rename': '/a', 'to': '/b', 'type': 'string'}",
+             "fields[0] (/b): \"rename\" takes no \"type\"; only \"to\" and "
+             "\"note\"");
+    bad_edit("{'rename': '/a', 'remove': '/b'}", "fields[0] (/b): "
+             "\"remove\" and \"rename\" cannot be used together");
+    bad_edit("{'rename': '/a'}", "fields[0]: \"rename\" needs \"to\"");
+    bad_edit("{'remove': 1}", "fields[0]: \"remove\" must be a JSON pointer "
+             "or a dotted path, at most 16 segments, \"~\" followed by 0 or "
+             "1");
+    bad_edit("{'rename': '/a~', 'to': '/b'}", "fields[0] (/b): \"rename\" "
+             "must be a JSON pointer or a dotted path, at most 16 segments, "
+             "\"~\" followed by 0 or 1");
+    bad_edit("{'rename': '/a', 'to': 'b..c'}", "fields[0] (b..c): \"to\" "
+             "must be a JSON pointer or a dotted path, at most 16 segments, "
+             "\"~\" followed by 0 or 1");
+    bad_edit("{'remove': '/a', 'note': 1}", "fields[0] (/a): \"note\" must "
+             "be a string");
+    bad_edit("{'rename': '/a', 'to': 'a'}", "fields[0] (a): \"rename\" and "
+             "\"to\" are the same");
+    bad_edit("{'rename': '/a', 'to': '/a/b'}", "fields[0] (/a/b): \"to\" is "
+             "inside \"rename\": a value cannot move inside itself");
+    bad_edit("{'rename': '/a/*', 'to': '/b'}", "fields[0] (/b): \"to\" has "
+             "0 \"*\" but \"rename\" has 1: each value moved needs its own "
+             "target");
+    bad_edit("{'to': 'x', 'from': 'y', 'tpye': 'string'}", "fields[0] (x): "
+             "unknown member \"tpye\"; expected one of to, from, concat, "
+             "sep, constant, split, transform, lookup, lookup_default, type, "
+             "format_in, format_out, default_region, default, required, "
+             "mask, note, remove, rename");
+
+    /* "*": as many in "to" as in the source; dotted "*" is ambiguous */
+    bad_edit("{'to': '/a/*/b', 'from': '/c'}", "fields[0] (/a/*/b): \"to\" "
+             "has 1 \"*\" but \"from\" has 0: each match of \"from\" needs "
+             "its own target");
+    bad_edit("{'to': '/a', 'from': '/c/*'}", "fields[0] (/a): \"to\" has 0 "
+             "\"*\" but \"from\" has 1: each match of \"from\" needs its own "
+             "target");
+    bad_edit("{'to': '/a/*', 'concat': ['/b/*/x', '/b/y']}",
+             "fields[0] (/a/*): \"to\" has 1 \"*\" but concat[1] has 0: each "
+             "match needs its own target");
+    bad_edit("{'to': '/a/*', 'concat': ['/b/*/x', '/c/*/y']}",
+             "fields[0] (/a/*): concat[1] and concat[0] must be the same up "
+             "to their last \"*\", so that they read the same element");
+    bad_edit("{'to': 'a.*', 'constant': 1}", "fields[0] (a.*): \"to\": a "
+             "name \"*\" is ambiguous in edit mode; write a JSON pointer, "
+             "\"/a/*\" for every element or member");
+    bad_edit("{'remove': '*.x'}", "fields[0] (*.x): \"remove\": a name "
+             "\"*\" is ambiguous in edit mode; write a JSON pointer, "
+             "\"/a/*\" for every element or member");
+
+    /* work certainly undone before anything reads it */
+    bad_edit("{'to': '/a', 'from': '/x'}, {'to': '/b', 'from': '/y'},"
+             "{'to': '/a', 'constant': 1}",
+             "fields[2] (/a): overwrites what fields[0] writes, and nothing "
+             "reads it in between");
+    bad_edit("{'to': '/a/b', 'constant': 1}, {'to': '/a', 'from': '/x',"
+             " 'default': {}}",
+             "fields[1] (/a): overwrites what fields[0] writes, and nothing "
+             "reads it in between");
+    bad_edit("{'to': '/r/*/x', 'constant': 1}, {'remove': '/r/*'}",
+             "fields[1] (/r/*): removes what fields[0] writes, and nothing "
+             "reads it in between");
+    bad_edit("{'rename': '/x', 'to': '/y'}, {'remove': '/y'}",
+             "fields[1] (/y): removes what fields[0] writes, and nothing "
+             "reads it in between");
+    bad_edit("{'remove': '/a'}, {'to': '/a', 'constant': 1},"
+             "{'remove': '/a'}",
+             "fields[2] (/a): removes what fields[1] writes, and nothing "
+             "reads it in between");
+    bad_edit("{'remove': '/a/*'}, {'remove': '/a/b'}",
+             "fields[1] (/a/b): already removed by fields[0]");
+}
+
+
+/* what edit mode allows of several entries on one target */
+static void
+test_edit_same_target(void **state)
+{
+    vc_map_free(load_edit(
+        "{'to': '/a', 'from': '/a', 'type': 'integer'},"
+        "{'to': '/a', 'from': '/a', 'mask': 'full'}"));
+    vc_map_free(load_edit(
+        "{'rename': '/A', 'to': '/a'}, {'to': '/a', 'from': '/a',"
+        " 'default': 0}"));
+    vc_map_free(load_edit(
+        "{'to': '/a', 'from': '/x'}, {'to': '/a', 'from': '/y'}"));
+    vc_map_free(load_edit(
+        "{'to': '/a', 'constant': 1}, {'to': '/b', 'from': '/a'},"
+        "{'remove': '/a'}"));
+    vc_map_free(load_edit(
+        "{'remove': '/a'}, {'rename': '/b', 'to': '/a'},"
+        "{'to': '/c', 'from': '/a'}, {'remove': '/a'}"));
+    vc_map_free(load_edit(
+        "{'remove': '/a/b'}, {'remove': '/a/*'}"));
+    vc_map_free(load_edit(
+        "{'to': '/l/-', 'constant': 1}, {'to': '/l/-', 'constant': 2}"));
+
+    /* a later source wins when present; an earlier one stays otherwise */
+    edit("{'to': '/a', 'from': '/x'}, {'to': '/a', 'from': '/y'}",
+         "{'x': 1}", "{'x': 1, 'a': 1}");
+    edit("{'to': '/a', 'from': '/x'}, {'to': '/a', 'from': '/y'}",
+         "{'x': 1, 'y': 2}", "{'x': 1, 'y': 2, 'a': 2}");
+    edit("{'to': '/l/-', 'constant': 1}, {'to': '/l/-', 'constant': 2}",
+         "{'l': []}", "{'l': [1, 2]}");
+}
+
+
+static void
+test_apply_doc(void **state)
+{
+    char       err[ERRLEN];
+    json_t    *in, *out;
+    vc_map_t  *map;
+
+    /* project mode: an object as vc_map_apply(), an array each element */
+    map = load("{'to': 'e', 'from': 'Email', 'required': true},"
+               "{'to': 'n', 'from': 'N', 'type': 'integer'}");
+    assert_int_equal(vc_map_edits(map), 0);
+
+    in = parse("{'Email': 'a@b.c', 'N': '1'}");
+    assert_int_equal(vc_map_apply_doc(map, in, &out, err, sizeof(err)),
+                     VC_OK);
+    expect(out, "{'e': 'a@b.c', 'n': 1}");
+    json_decref(out);
+    json_decref(in);
+
+    in = parse("[{'Email': 'a@b.c'}, {'Email': 'd@e.f', 'N': 2}]");
+    assert_int_equal(vc_map_apply_doc(map, in, &out, err, sizeof(err)),
+                     VC_OK);
+    assert_string_equal(err, "");
+    expect(out, "[{'e': 'a@b.c'}, {'e': 'd@e.f', 'n': 2}]");
+    expect(in, "[{'Email': 'a@b.c'}, {'Email': 'd@e.f', 'N': 2}]");
+    json_decref(out);
+    json_decref(in);
+
+    in = parse("[]");
+    assert_int_equal(vc_map_apply_doc(map, in, &out, err, sizeof(err)),
+                     VC_OK);
+    expect(out, "[]");
+    json_decref(out);
+    json_decref(in);
+
+    in = parse("[{'Email': 'a@b.c'}, {'N': '123456789012x'}]");
+    out = (json_t *) 1;
+    assert_int_equal(vc_map_apply_doc(map, in, &out, err, sizeof(err)),
+                     VC_ERROR);
+    assert_null(out);
+    assert_string_equal(err, "[1] fields[0] (e): required, but \"Email\" "
+                        "is missing or empty; fields[1] (n): "
+                        "\"********9012x\" is not an integer");
+    json_decref(in);
+
+    in = parse("[{'Email': 'a@b.c'}, 3]");
+    assert_int_equal(vc_map_apply_doc(map, in, &out, err, sizeof(err)),
+                     VC_ERROR);
+    assert_null(out);
+    assert_string_equal(err, "[1] not a JSON object");
+    json_decref(in);
+
+    in = parse("'text'");
+    assert_int_equal(vc_map_apply_doc(map, in, &out, err, sizeof(err)),
+                     VC_ERROR);
+    assert_string_equal(err, "the document is not a JSON object or array");
+
+    /* a short buffer is still terminated, and a NULL one is fine */
+    assert_int_equal(vc_map_apply_doc(map, in, &out, err, 5), VC_ERROR);
+    assert_string_equal(err, "the ");
+    assert_int_equal(vc_map_apply_doc(map, in, &out, NULL, 0), VC_ERROR);
+    json_decref(in);
+
+    in = parse("[{'N': 1}]");
+    assert_int_equal(vc_map_apply_doc(map, in, &out, err, 8), VC_ERROR);
+    assert_string_equal(err, "[0] fie");
+    assert_int_equal(vc_map_apply_doc(map, in, &out, NULL, 0), VC_ERROR);
+    json_decref(in);
+    vc_map_free(map);
+
+    /* edit mode: only objects and arrays */
+    map = load_edit("{'remove': '/a'}");
+    in = parse("12");
+    assert_int_equal(vc_map_apply_doc(map, in, &out, err, sizeof(err)),
+                     VC_ERROR);
+    assert_string_equal(err, "the document is not a JSON object or array");
+    json_decref(in);
+
+    in = parse("[1]");
+    assert_int_equal(vc_map_apply(map, in, &out, err, sizeof(err)),
+                     VC_ERROR);
+    assert_string_equal(err, "the record is not a JSON object");
+    json_decref(in);
+    vc_map_free(map);
+}
+
+
+/* which fields a mapping reads, for the worker's reads */
+static void
+test_field_from(void **state)
+{
+    vc_map_t  *map;
+
+    map = load_edit("{'to': '/a', 'from': '/x/y'},"
+                    "{'to': '/b', 'concat': ['c', '/d']},"
+                    "{'to': '/c', 'constant': 1},"
+                    "{'remove': '/d'},"
+                    "{'rename': '/e', 'to': '/f'}");
+    assert_int_equal(vc_map_nfields(map), 5);
+    assert_string_equal(vc_map_field_from(map, 0), "/x/y");
+    assert_string_equal(vc_map_field_from(map, 1), "c");
+    assert_null(vc_map_field_from(map, 2));
+    assert_null(vc_map_field_from(map, 3));
+    assert_string_equal(vc_map_field_from(map, 4), "/e");
+    assert_null(vc_map_field_from(map, 5));
+    vc_map_free(map);
+}
+
+
 int
 main(void)
 {
@@ -1318,6 +1989,17 @@ main(void)
         cmocka_unit_test(test_load_file),
         cmocka_unit_test(test_examples),
         cmocka_unit_test(test_examples_refuse),
+        cmocka_unit_test(test_edit_set),
+        cmocka_unit_test(test_edit_set_errors),
+        cmocka_unit_test(test_edit_pointers),
+        cmocka_unit_test(test_edit_remove),
+        cmocka_unit_test(test_edit_rename),
+        cmocka_unit_test(test_edit_wildcards),
+        cmocka_unit_test(test_edit_vantage_mask),
+        cmocka_unit_test(test_edit_load_errors),
+        cmocka_unit_test(test_edit_same_target),
+        cmocka_unit_test(test_apply_doc),
+        cmocka_unit_test(test_field_from),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

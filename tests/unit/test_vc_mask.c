@@ -122,6 +122,73 @@ test_every_prefix_is_safe(void **state)
 }
 
 
+/* masks a copy with the given kinds only; n is the count it must return */
+
+static void
+check_kinds(const char *in, unsigned kinds, const char *want, size_t n)
+{
+    size_t          len;
+    unsigned char  *p;
+
+    len = strlen(in);
+    assert_int_equal(len, strlen(want));
+
+    p = malloc(len ? len : 1);
+    assert_non_null(p);
+    memcpy(p, in, len);
+
+    assert_int_equal(vc_mask_kinds(p, len, kinds), n);
+
+    if (memcmp(p, want, len) != 0) {
+        print_error("masked (kinds %#x) \"%.*s\"\n  wanted \"%s\"\n",
+                    kinds, (int) len, p, want);
+        free(p);
+        fail();
+    }
+
+    free(p);
+}
+
+
+static void
+test_kinds(void **state)
+{
+    static const char  body[] =
+        "{\"ssn\":\"123-45-6789\",\"acct\":\"123456789012\","
+        "\"dob\":\"1980-01-02\"}";
+
+    check_kinds(body, VC_MASK_SSN,
+        "{\"ssn\":\"***-**-****\",\"acct\":\"123456789012\","
+        "\"dob\":\"1980-01-02\"}", 9);
+    check_kinds(body, VC_MASK_ACCOUNT,
+        "{\"ssn\":\"123-45-6789\",\"acct\":\"********9012\","
+        "\"dob\":\"1980-01-02\"}", 8);
+    check_kinds(body, VC_MASK_DOB,
+        "{\"ssn\":\"123-45-6789\",\"acct\":\"123456789012\","
+        "\"dob\":\"**********\"}", 10);
+    check_kinds(body, VC_MASK_SSN | VC_MASK_DOB,
+        "{\"ssn\":\"***-**-****\",\"acct\":\"123456789012\","
+        "\"dob\":\"**********\"}", 19);
+    check_kinds(body, VC_MASK_ALL,
+        "{\"ssn\":\"***-**-****\",\"acct\":\"********9012\","
+        "\"dob\":\"**********\"}", 27);
+    check_kinds(body, 0, body, 0);
+
+    /* bits beyond VC_MASK_ALL are ignored */
+    check_kinds(body, 0xf8, body, 0);
+
+    /* an SSN is never taken for an account number, masked or not */
+    check_kinds("123-45-6789 123456789", VC_MASK_ACCOUNT,
+                "123-45-6789 *****6789", 5);
+
+    /* a long number in a date of birth is masked whole by DOB alone */
+    check_kinds("{\"dob\":19800102123}", VC_MASK_DOB,
+                "{\"dob\":***********}", 11);
+    check_kinds("{\"dob\":19800102123}", VC_MASK_ACCOUNT,
+                "{\"dob\":*******2123}", 7);
+}
+
+
 int
 main(void)
 {
@@ -130,6 +197,7 @@ main(void)
         cmocka_unit_test(test_account_numbers),
         cmocka_unit_test(test_dates_of_birth),
         cmocka_unit_test(test_every_prefix_is_safe),
+        cmocka_unit_test(test_kinds),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
