@@ -368,6 +368,28 @@ static ngx_command_t  ngx_vantage_commands[] = {
       0,
       NULL },
 
+    /* body transforms and masking: ngx_vantage_transform.c */
+    { ngx_string("vantage_json_transform"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE2,
+      ngx_vantage_transform_conf,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("vantage_mask"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_vantage_mask_conf,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("vantage_transform_max_body"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_vantage_loc_conf_t, transform_max_body),
+      NULL },
+
     { ngx_string("auth_jwt"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
       ngx_vantage_jwt_auth_jwt,
@@ -495,6 +517,15 @@ ngx_vantage_postconfiguration(ngx_conf_t *cf)
     *h = ngx_vantage_jwt_handler;
 
     /*
+     * PRECONTENT handlers run in the reverse order of registration: the
+     * rate limiter's, then the header operations', then the body
+     * transforms' (ngx_vantage_transform.c), which see the headers as set
+     */
+    if (ngx_vantage_transform_init(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    /*
      * headers and correlation: pushed before the rate limiter's PRECONTENT
      * handler, so that it runs after it (nginx runs a phase's handlers in
      * the reverse order of registration), with the claims and the limits
@@ -607,6 +638,12 @@ ngx_vantage_create_loc_conf(ngx_conf_t *cf)
     vlcf->subject = NGX_CONF_UNSET_PTR;
     vlcf->ordering_key = NGX_CONF_UNSET_PTR;
 
+    /* ngx_vantage_transform.c */
+    vlcf->json_request = NGX_CONF_UNSET_PTR;
+    vlcf->json_response = NGX_CONF_UNSET_PTR;
+    vlcf->mask = NGX_CONF_UNSET_PTR;
+    vlcf->transform_max_body = NGX_CONF_UNSET_SIZE;
+
     /* headers and correlation */
     vlcf->headers_request = NGX_CONF_UNSET_PTR;
     vlcf->headers_response = NGX_CONF_UNSET_PTR;
@@ -662,6 +699,7 @@ ngx_vantage_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         || ngx_vantage_dispatch_merge(cf, prev, conf) != NGX_CONF_OK
         || ngx_vantage_sfout_merge(cf, prev, conf) != NGX_CONF_OK
         || ngx_vantage_hubspot_merge(cf, prev, conf) != NGX_CONF_OK
+        || ngx_vantage_transform_merge(cf, prev, conf) != NGX_CONF_OK
         /* headers and correlation */
         || ngx_vantage_headers_merge(cf, prev, conf) != NGX_CONF_OK)
     {

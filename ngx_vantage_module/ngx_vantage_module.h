@@ -144,6 +144,11 @@ typedef struct {
 } ngx_vantage_claim_header_t;
 
 
+/* ngx_vantage_transform.c: a loaded mapping, and a location's masking */
+typedef struct ngx_vantage_transform_s  ngx_vantage_transform_t;
+typedef struct ngx_vantage_mask_s  ngx_vantage_mask_t;
+
+
 typedef struct {
     ngx_flag_t                  jwt;
     ngx_http_complex_value_t   *token;
@@ -193,6 +198,12 @@ typedef struct {
                                               NULL: not that handler */
     void                       *hubspot;   /* ngx_vantage_hubspot_conf_t,
                                               or NULL */
+
+    /* ngx_vantage_transform.c; NULL: none */
+    ngx_vantage_transform_t    *json_request;
+    ngx_vantage_transform_t    *json_response;
+    ngx_vantage_mask_t         *mask;
+    size_t                      transform_max_body;
 
     /* headers and correlation (ngx_vantage_headers.c) */
     ngx_array_t                *headers_request;   /* of this level or an
@@ -304,6 +315,7 @@ typedef struct {
     ngx_vantage_rl_ctx_t        rl;
     void                       *dispatch;  /* ngx_vantage_dispatch_ctx_t */
     void                       *fanout;    /* ngx_vantage_fanout_t */
+    void                       *transform; /* ngx_vantage_tf_ctx_t */
 
     /* headers and correlation (ngx_vantage_headers.c) */
     ngx_str_t                   request_id;   /* data NULL: not yet known */
@@ -404,6 +416,14 @@ char *ngx_vantage_hubspot_conf(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_vantage_hubspot_merge(ngx_conf_t *cf, ngx_vantage_loc_conf_t *prev,
     ngx_vantage_loc_conf_t *conf);
+
+/* ngx_vantage_transform.c */
+ngx_int_t ngx_vantage_transform_init(ngx_conf_t *cf);
+char *ngx_vantage_transform_conf(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_vantage_mask_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+char *ngx_vantage_transform_merge(ngx_conf_t *cf,
+    ngx_vantage_loc_conf_t *prev, ngx_vantage_loc_conf_t *conf);
 
 /* ngx_vantage_jwks.c */
 char *ngx_vantage_jwks_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
