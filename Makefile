@@ -34,6 +34,7 @@ UNIT_LIBS_test_vw_vault  := -lhiredis
 
 .PHONY: all deps module asan worker ctl map unit integration integration-asan \
         test test-fast run fuzz fuzz-replay bench bench-jobs microbench \
+        microbench-transform \
         valgrind clean install uninstall
 
 all: deps module worker ctl map
@@ -249,3 +250,20 @@ $(B)/bench/microbench_jwt: tests/bench/microbench_jwt.c $(COMMON_SRCS) \
 
 microbench: $(B)/bench/microbench_jwt
 	taskset -c $(BENCH_CPU) $(B)/bench/microbench_jwt $(BENCH_ARGS)
+
+# ns per 2 KB response body through vantage_json_transform's path (json_loadb,
+# vc_map_apply_doc, json_dump_callback: tests/bench/microbench_transform.c)
+# with the five-operation edit of conf/bench; lua-free-scripts/bench.sh
+# transform runs it beside the gateway
+TRANSFORM_BENCH := conf/bench/transform-5ops.json conf/bench/transform-2k.json \
+                   conf/bench/transform-2k.expected.json
+TRANSFORM_RUNS  ?= 21
+
+$(B)/bench/microbench_transform: tests/bench/microbench_transform.c \
+        $(COMMON_SRCS) $(wildcard common/*.h)
+	@mkdir -p $(B)/bench
+	$(CC) $(CFLAGS_PLAIN) -o $@ $< $(COMMON_SRCS) $(COMMON_LIBS)
+
+microbench-transform: $(B)/bench/microbench_transform
+	taskset -c $(BENCH_CPU) $(B)/bench/microbench_transform $(TRANSFORM_BENCH) \
+	    $(TRANSFORM_RUNS)
