@@ -17,6 +17,10 @@
 #   lua-free-scripts/bench.sh bulk                Salesforce Bulk API 2.0 loads
 #     of 5,000 and 50,000 records: records/s, worker CPU and peak RSS
 #     (lua-free-scripts/bench-bulk.sh)
+#   lua-free-scripts/bench.sh transform           a 2 KB JSON response through
+#     vantage_json_transform (five edits) against plain proxy, and the same
+#     transform in a jansson micro-benchmark on the gateway's core: added
+#     gateway CPU per request vs that floor (lua-free-scripts/bench-transform.sh)
 #
 # Configs, measured in interleaved rounds (a, v1, v2, v3, a, v1, ...):
 #   a-plain          proxy_pass to the backend with upstream keepalive
@@ -84,8 +88,9 @@ case ${1:-${BENCH_SET:-gateway}} in
   jobs) exec "$ROOT/lua-free-scripts/bench-jobs.sh" ;;
   connectors) exec "$ROOT/lua-free-scripts/bench-connectors.sh" ;;
   bulk) exec "$ROOT/lua-free-scripts/bench-bulk.sh" ;;
+  transform) exec "$ROOT/lua-free-scripts/bench-transform.sh" ;;
   gateway) ;;
-  *) echo "usage: $0 [gateway|jobs|connectors|bulk]  (or BENCH_SET=...)" >&2; exit 2 ;;
+  *) echo "usage: $0 [gateway|jobs|connectors|bulk|transform]  (or BENCH_SET=...)" >&2; exit 2 ;;
 esac
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10}
