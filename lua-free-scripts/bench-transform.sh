@@ -411,7 +411,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
     "$RUN/www/transform-2k.json" "$RUN/transform-2k.expected.json" "$MICRO_RUNS" >"$out" 2>&1 \
     || die "microbench_transform failed (see $out)"
   read -r g1 gt1 < <(cpu_jiffies "$GW_CPU")
-  full= jns=
+  full='' jns=''
   read -r full jns < <(awk '$1 == "transform_ns" {print $2, $3}' "$out") || true
   [[ -n $jns ]] || die "cannot parse microbench_transform's output (see $out)"
   gb=$(awk -v b=$((g1 - g0)) -v t=$((gt1 - gt0)) 'BEGIN { printf "%.1f", t > 0 ? 100 * b / t : 0 }')
