@@ -414,7 +414,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
   full='' jns=''
   read -r full jns < <(awk '$1 == "transform_ns" {print $2, $3}' "$out") || true
   [[ -n $jns ]] || die "cannot parse microbench_transform's output (see $out)"
-  gb=$(awk -v b=$((g1 - g0)) -v t=$((gt1 - gt0)) 'BEGIN { printf "%.1f", t > 0 ? 100 * b / t : 0 }')
+  gb=$(awk -v b=$((g1 - g0)) -v t=$((gt1 - gt0)) 'BEGIN { printf "%.1f", (t > 0 ? 100 * b / t : 0) }')
   printf '%s\t%s\t%s\t%s\n' "$r" "$full" "$jns" "$gb" >>"$MICRO"
   log "  round $r $(printf '%-12s %9.1f us/transform (jansson alone %.1f us)' micro \
     "$(awk -v n="$full" 'BEGIN { print n / 1000 }')" "$(awk -v n="$jns" 'BEGIN { print n / 1000 }')")"
