@@ -5,7 +5,8 @@
  * take for one body, with no nginx around them.  Each iteration does what
  * ngx_vantage_tf_apply() does to a response body: json_loadb() with
  * JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, vc_map_apply_doc(),
- * json_dump_callback() with JSON_COMPACT | JSON_ENCODE_ANY into a buffer
+ * json_dump_callback() with JSON_COMPACT | JSON_ENCODE_ANY |
+ * JSON_REAL_PRECISION(15) into a buffer
  * of the body's length + 256 that doubles when it is full, and the frees.
  * Beside it, "parse+dump" is the same without the map: what jansson alone
  * costs, which no change to vc_map can go below.
@@ -187,7 +188,8 @@ once(bench_phase_e phase, char **text, char *err, size_t errlen)
         return -1;
     }
 
-    if (json_dump_callback(res, dump_cb, &b, JSON_COMPACT | JSON_ENCODE_ANY)
+    if (json_dump_callback(res, dump_cb, &b, JSON_COMPACT | JSON_ENCODE_ANY
+                                             | JSON_REAL_PRECISION(15))
         != 0)
     {
         json_decref(res);
