@@ -349,6 +349,12 @@ ngx_vantage_dispatch_handler(ngx_http_request_t *r)
     ngx_vantage_loc_conf_t      *vlcf;
     ngx_vantage_dispatch_ctx_t  *ctx;
 
+    /* vantage_webhook_verify: Acrobat Sign's verification GET */
+    rc = ngx_vantage_webhook_handshake(r);
+    if (rc != NGX_DECLINED) {
+        return rc;
+    }
+
     if (!(r->method & (NGX_HTTP_POST|NGX_HTTP_PUT|NGX_HTTP_PATCH))) {
         if (ngx_vantage_dispatch_add_header(r, "Allow",
                                             &ngx_vantage_dispatch_allow)
@@ -447,8 +453,34 @@ ngx_vantage_dispatch_read(ngx_http_request_t *r)
     r->read_event_handler = ngx_http_block_reading;
 
     if (rc == NGX_OK) {
+        /* vantage_webhook_verify: the whole body, before anything reads it */
+        rc = ngx_vantage_webhook_verify(r, ctx->body);
+    }
+
+    if (rc == NGX_OK) {
         rc = ngx_vantage_dispatch_send(r, ctx);
     }
+
+    if (rc != NGX_DONE) {
+        ngx_http_finalize_request(r, rc);
+    }
+}
+
+
+/*
+ * vantage_webhook_verify: sends the job of a request whose check went on
+ * after ngx_vantage_dispatch_read() had returned (a Redis lookup), and
+ * finalizes it unless the worker's answer will.
+ */
+void
+ngx_vantage_dispatch_resume(ngx_http_request_t *r)
+{
+    ngx_int_t                    rc;
+    ngx_vantage_dispatch_ctx_t  *ctx;
+
+    ctx = ngx_vantage_get_ctx(r)->dispatch;
+
+    rc = ngx_vantage_dispatch_send(r, ctx);
 
     if (rc != NGX_DONE) {
         ngx_http_finalize_request(r, rc);
@@ -611,6 +643,14 @@ ngx_vantage_dispatch_send(ngx_http_request_t *r,
     key = ngx_vantage_dispatch_find_header(r, "Idempotency-Key",
                                            sizeof("Idempotency-Key") - 1,
                                            &count);
+
+    /* vantage_webhook_verify: the verified event's key, not a header */
+    if (ngx_vantage_webhook_idempotency_key(r, &v) == NGX_OK) {
+        key = NULL;
+        f[n].tag = VC_TAG_IDEMPOTENCY_KEY;
+        f[n++].value = v;
+    }
+
     if (key != NULL) {
         if (key->value.len == 0 || count > 1
             || ngx_vantage_dispatch_printable(&key->value,
@@ -805,6 +845,9 @@ ngx_vantage_dispatch_reply(void *data, ngx_uint_t outcome, u_char *fields,
         && (status == NGX_HTTP_ACCEPTED || status == NGX_HTTP_OK)
         && job_id.len == NGX_VANTAGE_JOB_ID_LEN)
     {
+        /* vantage_webhook_verify: the event is taken, a replay from now */
+        ngx_vantage_webhook_durable(r);
+
         /* a repeat says what became of the original job */
         ngx_str_set(&error, "queued");
         state = NULL;

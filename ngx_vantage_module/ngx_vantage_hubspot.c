@@ -67,8 +67,6 @@ static int ngx_vantage_hubspot_verify(ngx_http_request_t *r,
     ngx_vantage_fanout_t *fo);
 static ngx_int_t ngx_vantage_hubspot_header(ngx_http_request_t *r,
     const char *name, size_t len, ngx_str_t *value);
-static ngx_int_t ngx_vantage_hubspot_uri(ngx_http_request_t *r,
-    ngx_str_t *uri);
 static ngx_int_t ngx_vantage_hubspot_parse(ngx_http_request_t *r,
     ngx_vantage_fanout_t *fo, json_t *events, const char **reason);
 static ngx_int_t ngx_vantage_hubspot_event(ngx_http_request_t *r,
@@ -575,8 +573,9 @@ ngx_vantage_hubspot_header(ngx_http_request_t *r, const char *name,
  * request target as sent, query included, before nginx decodes or
  * normalizes anything; then HubSpot's decoding (vc_hubspot_uri_decode()).
  * Behind a proxy that changes the scheme, host or path, give uri=.
+ * vantage_webhook_verify hubspot rebuilds it the same way.
  */
-static ngx_int_t
+ngx_int_t
 ngx_vantage_hubspot_uri(ngx_http_request_t *r, ngx_str_t *uri)
 {
     u_char     *p;

@@ -361,6 +361,14 @@ static ngx_command_t  ngx_vantage_commands[] = {
       0,
       NULL },
 
+    /* vantage_webhook_verify: inbound webhook signatures */
+    { ngx_string("vantage_webhook_verify"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_vantage_webhook_conf,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("vantage_jobs"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS|NGX_CONF_TAKE1,
       ngx_vantage_jobs_conf,
@@ -703,6 +711,11 @@ ngx_vantage_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         /* headers and correlation */
         || ngx_vantage_headers_merge(cf, prev, conf) != NGX_CONF_OK)
     {
+        return NGX_CONF_ERROR;
+    }
+
+    /* vantage_webhook_verify: after dispatch, whose job type it checks */
+    if (ngx_vantage_webhook_merge(cf, prev, conf) != NGX_CONF_OK) {
         return NGX_CONF_ERROR;
     }
 

@@ -198,6 +198,9 @@ typedef struct {
                                               NULL: not that handler */
     void                       *hubspot;   /* ngx_vantage_hubspot_conf_t,
                                               or NULL */
+    /* vantage_webhook_verify */
+    void                       *webhook;   /* ngx_vantage_webhook_conf_t,
+                                              or NULL */
 
     /* ngx_vantage_transform.c; NULL: none */
     ngx_vantage_transform_t    *json_request;
@@ -321,6 +324,9 @@ typedef struct {
     ngx_str_t                   request_id;   /* data NULL: not yet known */
     ngx_str_t                   traceparent;  /* the client's, if valid */
     unsigned                    headers_done:1;
+
+    /* vantage_webhook_verify */
+    void                       *webhook;   /* ngx_vantage_webhook_ctx_t */
 } ngx_vantage_ctx_t;
 
 
@@ -405,6 +411,8 @@ char *ngx_vantage_dispatch_headers_conf(ngx_conf_t *cf, ngx_command_t *cmd,
 char *ngx_vantage_jobs_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 char *ngx_vantage_dispatch_merge(ngx_conf_t *cf, ngx_vantage_loc_conf_t *prev,
     ngx_vantage_loc_conf_t *conf);
+/* vantage_webhook_verify: goes on with a request the webhook check held */
+void ngx_vantage_dispatch_resume(ngx_http_request_t *r);
 
 /* ngx_vantage_sfoutbound.c */
 char *ngx_vantage_sfout_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
@@ -416,6 +424,19 @@ char *ngx_vantage_hubspot_conf(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_vantage_hubspot_merge(ngx_conf_t *cf, ngx_vantage_loc_conf_t *prev,
     ngx_vantage_loc_conf_t *conf);
+ngx_int_t ngx_vantage_hubspot_uri(ngx_http_request_t *r, ngx_str_t *uri);
+
+/* ngx_vantage_webhook.c: vantage_webhook_verify */
+char *ngx_vantage_webhook_conf(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_vantage_webhook_merge(ngx_conf_t *cf, ngx_vantage_loc_conf_t *prev,
+    ngx_vantage_loc_conf_t *conf);
+ngx_int_t ngx_vantage_webhook_handshake(ngx_http_request_t *r);
+ngx_int_t ngx_vantage_webhook_verify(ngx_http_request_t *r,
+    ngx_chain_t *body);
+ngx_int_t ngx_vantage_webhook_idempotency_key(ngx_http_request_t *r,
+    ngx_str_t *key);
+void ngx_vantage_webhook_durable(ngx_http_request_t *r);
 
 /* ngx_vantage_transform.c */
 ngx_int_t ngx_vantage_transform_init(ngx_conf_t *cf);
