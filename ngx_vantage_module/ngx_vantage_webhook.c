@@ -621,6 +621,7 @@ static char *
 ngx_vantage_webhook_hmac_defaults(ngx_conf_t *cf,
     ngx_vantage_webhook_conf_t *wcf, ngx_str_t *scheme)
 {
+    u_char                     *key;
     size_t                      n;
     ngx_str_t                  *secret, t, plain;
     ngx_uint_t                  i, ts, id;
@@ -748,8 +749,13 @@ ngx_vantage_webhook_hmac_defaults(ngx_conf_t *cf,
             plain.len -= 6;
         }
 
+        key = ngx_pnalloc(cf->pool, plain.len);
+        if (key == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
         if (vc_webhook_base64_decode((const char *) plain.data, plain.len,
-                                     secret[i].data, &n)
+                                     key, &n)
             != VC_OK || n == 0)
         {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -759,7 +765,8 @@ ngx_vantage_webhook_hmac_defaults(ngx_conf_t *cf,
             return NGX_CONF_ERROR;
         }
 
-        /* decoded over itself: never longer than the text */
+        ngx_explicit_memzero(secret[i].data, secret[i].len);
+        secret[i].data = key;
         secret[i].len = n;
     }
 
@@ -1190,8 +1197,16 @@ ngx_vantage_webhook_hubspot(ngx_http_request_t *r,
         }
     }
 
+    if (got == VC_HUBSPOT_SIG_STALE
+        && ngx_vantage_webhook_time(&ts, 1, wcf->tolerance, no) != NGX_OK)
+    {
+        return NGX_DECLINED;
+    }
+
     if (got == VC_HUBSPOT_SIG_STALE) {
-        return ngx_vantage_webhook_time(&ts, 1, wcf->tolerance, no);
+        /* the clock moved on between the two looks: it is in time now */
+        *id = v3;
+        return NGX_OK;
     }
 
     no->description = "X-HubSpot-Signature-v3 does not match the request";
