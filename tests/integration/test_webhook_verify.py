@@ -702,3 +702,41 @@ def test_config_accepts_every_option(module_available, nginx_factory,
     rc, out = n.test_config()
     assert rc == 0, out
     assert SECRET_A not in out and SVIX_SECRET not in out
+
+
+def test_hubspot_a_body_in_many_buffers(workers, nginx_factory,
+                                        redis_server, rc, secrets):
+    """300 KB arrives in several reads: signed as one string all the same."""
+    w = workers()
+    n = gateway(nginx_factory, w, redis_server.address,
+                "hubspot secret_file=%s" % secrets(SECRET_A))
+    body = json.dumps([{"eventId": i, "objectId": i, "propertyValue":
+                        "v" * 100} for i in range(2500)]).encode()
+    assert len(body) > 300000
+    accepted(*hs_post(n, body))
+    assert_one_job(rc, body, "hubspot")
+
+
+def test_a_signature_header_given_twice_is_400(workers, nginx_factory,
+                                               redis_server, rc, secrets):
+    w = workers()
+    n = gateway(nginx_factory, w, redis_server.address,
+                "hmac scheme=github secret_file=%s" % secrets(SECRET_A))
+    body = b'{"zen":"Keep it logically awesome."}'
+    sig = "sha256=" + hex_hmac(SECRET_A, body)
+    c = http.client.HTTPConnection("127.0.0.1", n.http_port,
+                                   timeout=vh.timeout(30))
+    try:
+        c.putrequest("POST", PATH)
+        c.putheader("Content-Type", "application/json")
+        c.putheader("Content-Length", str(len(body)))
+        c.putheader("X-GitHub-Delivery", "d-twice")
+        c.putheader("X-Hub-Signature-256", sig)
+        c.putheader("X-Hub-Signature-256", sig)
+        c.endheaders(body)
+        r = c.getresponse()
+        assert (r.status, r.read()) == (400, error(
+            "malformed_signature", "a signature header is given twice"))
+    finally:
+        c.close()
+    assert jobs(rc) == []
