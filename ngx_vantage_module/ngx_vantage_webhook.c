@@ -774,7 +774,7 @@ ngx_vantage_webhook_hmac_defaults(ngx_conf_t *cf,
 }
 
 
-/* called after ngx_vantage_dispatch_merge() */
+/* called after ngx_vantage_dispatch_merge() and _transform_merge() */
 char *
 ngx_vantage_webhook_merge(ngx_conf_t *cf, ngx_vantage_loc_conf_t *prev,
     ngx_vantage_loc_conf_t *conf)
@@ -792,6 +792,16 @@ ngx_vantage_webhook_merge(ngx_conf_t *cf, ngx_vantage_loc_conf_t *prev,
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"vantage_webhook_verify\" requires "
                            "\"vantage_dispatch\" in the same location");
+        return NGX_CONF_ERROR;
+    }
+
+    /* merged by ngx_vantage_transform_merge(), which has run */
+    if (conf->json_request != NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"vantage_webhook_verify\" and "
+                           "\"vantage_json_transform request\" cannot share "
+                           "a location: the signature covers the body as "
+                           "the sender sent it");
         return NGX_CONF_ERROR;
     }
 

@@ -646,6 +646,11 @@ def test_svix_style(workers, nginx_factory, redis_server, rc, secrets):
     ("docusign secret_file=@A@", "NODISPATCH",
      '"vantage_webhook_verify" requires "vantage_dispatch" in the same '
      'location'),
+    ("docusign secret_file=@A@; vantage_json_transform request "
+     "@MAP@", "",
+     '"vantage_webhook_verify" and "vantage_json_transform request" cannot '
+     'share a location: the signature covers the body as the sender sent '
+     'it'),
     ("docusign secret_file=@A@; vantage_webhook_verify docusign "
      "secret_file=@A@", "",
      '"vantage_webhook_verify" directive is duplicate'),
@@ -655,8 +660,12 @@ def test_config_errors(module_available, nginx_factory, base_dir, secrets,
     a = secrets(SECRET_A + "-not-base64!")
     empty = secrets("")
     d = vh.make_dir(tempfile.mkdtemp(prefix="wh-dir-", dir=base_dir))
+    mapping = os.path.join(d, "map.json")
+    vh.write_file(mapping, json.dumps({
+        "name": "m", "from": "a", "to": "b", "mode": "edit",
+        "fields": [{"remove": "/internal"}]}))
     verify = verify.replace("@A@", a).replace("@EMPTY@", empty) \
-        .replace("@DIR@", d)
+        .replace("@DIR@", d).replace("@MAP@", mapping)
     message = message.replace("@EMPTY@", empty).replace("@DIR@", d)
     redis = "" if http == "NOREDIS" else "vantage_redis 127.0.0.1:6379;"
     dispatch = "" if http == "NODISPATCH" else \
