@@ -204,112 +204,19 @@ if (( NEED_IDP )); then
 fi
 
 # The shared pieces: the peers' files when present, else these copies of them.
-if [[ -n $PEERS_DIR && -f $PEERS_DIR/common/http.conf && -f $PEERS_DIR/backend.conf ]]; then
+if common_pieces common/http.conf backend.conf; then
   PIECES="$PEERS_DIR (common/*.conf, backend.conf)"
-  for f in main events http proxy; do
-    cp "$PEERS_DIR/common/$f.conf" "$COMMON/$f.conf.in"
-  done
   cp "$PEERS_DIR/backend.conf" "$COMMON/backend.conf.in"
 else
-  PIECES="bench.sh's built-in copies"
-  cat >"$COMMON/main.conf.in" <<'EOF'
-worker_processes 1;
-daemon off;
-pid logs/nginx.pid;
-error_log logs/error.log warn;
-worker_rlimit_nofile 20000;
-EOF
-  cat >"$COMMON/events.conf.in" <<'EOF'
-worker_connections 4096;
-use epoll;
-EOF
-  cat >"$COMMON/http.conf.in" <<'EOF'
-access_log off;
-keepalive_requests 1000000;
-keepalive_timeout 75s;
-client_body_temp_path tmp/body;
-proxy_temp_path       tmp/proxy;
-fastcgi_temp_path     tmp/fastcgi;
-uwsgi_temp_path       tmp/uwsgi;
-scgi_temp_path        tmp/scgi;
-
-upstream vbench_backend {
-    server 127.0.0.1:@BACKEND_PORT@;
-    keepalive 64;
-    keepalive_requests 1000000;
-    keepalive_timeout 60s;
-}
-EOF
-  cat >"$COMMON/proxy.conf.in" <<'EOF'
-proxy_pass http://vbench_backend;
-proxy_http_version 1.1;
-proxy_set_header Connection "";
-EOF
-  cat >"$COMMON/backend.conf.in" <<'EOF'
-include @PEERS@/common/main.conf;
-events { include @PEERS@/common/events.conf; }
-http {
-    access_log off;
-    keepalive_requests 1000000;
-    keepalive_timeout 75s;
-    client_body_temp_path tmp/body;
-    proxy_temp_path       tmp/proxy;
-    fastcgi_temp_path     tmp/fastcgi;
-    uwsgi_temp_path       tmp/uwsgi;
-    scgi_temp_path        tmp/scgi;
-    server {
-        listen 127.0.0.1:@BACKEND_PORT@ backlog=4096;
-        location / {
-            default_type application/json;
-            return 200 '{"ok":true}';
-        }
-    }
-}
-EOF
+  backend_template "" "" "            default_type application/json;
+            return 200 '{\"ok\":true}';" >"$COMMON/backend.conf.in"
 fi
 log "shared nginx pieces: $PIECES"
 
-# The peers' templates include "@PEERS@/common/<name>.conf": render them so
-# that this path resolves to our common directory.
-mkdir -p "$RUN/peers"
-ln -s "$COMMON" "$RUN/peers/common"
-render() { # src dst [gw_port]
-  sed -e "s#@PEERS@#$RUN/peers#g" -e "s#@KEYS@#$KEYS#g" \
-      -e "s#@BACKEND_PORT@#$BACKEND_PORT#g" -e "s#@GW_PORT@#${3:-0}#g" \
-      -e "s#@REDIS_PORT@#$REDIS_PORT#g" -e "s#@DEAD_PORT@#$DEAD_PORT#g" \
-      -e "s#@IDP_URL@#$IDP_URL#g" -e "s#@WORKER_SOCK@#$WORKER_SOCK#g" \
-      -e "s#@MODULE@#${MODULE_RUN:-}#g" "$1" >"$2"
-}
-for f in main events http proxy; do render "$COMMON/$f.conf.in" "$COMMON/$f.conf"; done
-
-gw_template() { # id location-body http-body
-  if [[ $1 == v-* ]]; then echo "load_module @MODULE@;"; fi
-  cat <<EOF
-# $1 (rendered by lua-free-scripts/bench.sh)
-include @PEERS@/common/main.conf;
-events { include @PEERS@/common/events.conf; }
-http {
-    include @PEERS@/common/http.conf;
-EOF
-  [[ -z ${3:-} ]] || echo "    $3"
-  cat <<EOF
-    server {
-        listen 127.0.0.1:@GW_PORT@ backlog=4096;
-        location / {
-EOF
-  local d directives
-  IFS=';' read -r -a directives <<<"$2"
-  for d in "${directives[@]}"; do
-    d=${d#"${d%%[![:space:]]*}"}
-    [[ -n $d ]] && echo "            $d;"
-  done
-  cat <<'EOF'
-            include @PEERS@/common/proxy.conf;
-        }
-    }
-}
-EOF
-}
+RENDER_SED=(-e "s#@KEYS@#$KEYS#g"
+            -e "s#@REDIS_PORT@#$REDIS_PORT#g" -e "s#@DEAD_PORT@#$DEAD_PORT#g"
+            -e "s#@IDP_URL@#$IDP_URL#g" -e "s#@WORKER_SOCK@#$WORKER_SOCK#g")
+render_common
 
 # ---------------------------------------------------------------- keys and tokens
 # RSA-2048 and P-256 key pairs, the valid tokens wrk sends (exp 2100-01-01,
@@ -400,20 +307,6 @@ auth_header() { # token-name token
 }
 
 # ---------------------------------------------------------------- start
-start_nginx() { # name cpu template port   (sets LAST_PID)
-  local name=$1 cpu=$2 tmpl=$3 port=$4 pfx=$RUN/$1 f=${1//\//_}
-  mkdir -p "$pfx"/{conf,logs,tmp}
-  chmod -R a+rwX "$pfx/tmp"
-  render "$tmpl" "$pfx/conf/nginx.conf" "$port"
-  if ! "$NGINX" -t -q -p "$pfx/" -e "$pfx/logs/error.log" -c "$pfx/conf/nginx.conf" \
-       >"$RUN/logs/$f.test" 2>&1; then
-    cat "$RUN/logs/$f.test" >&2
-    die "nginx -t failed for $name ($pfx/conf/nginx.conf)"
-  fi
-  start_bg "$name" "$cpu" "$NGINX" -p "$pfx/" -e "$pfx/logs/error.log" -c "$pfx/conf/nginx.conf"
-  wait_port "$port" "$LAST_PID" "$name"
-}
-
 log "run dir: $RUN"
 log "backend nginx on 127.0.0.1:$BACKEND_PORT (cpu $LOAD_CPU)"
 start_nginx backend "$LOAD_CPU" "$COMMON/backend.conf.in" "$BACKEND_PORT"
@@ -559,36 +452,11 @@ for id in "${IDS[@]}"; do
 done
 
 # ---------------------------------------------------------------- measuring
-# wrk's text output -> "rps p50_us p99_us requests non2xx sockerr"
-parse_wrk() {
-  awk '
-    function us(v,   n) {
-      n = v + 0
-      if (v ~ /us$/) return n
-      if (v ~ /ms$/) return n * 1000
-      if (v ~ /m$/)  return n * 60e6
-      if (v ~ /s$/)  return n * 1e6
-      return n
-    }
-    /^ +50%/                  { p50 = us($2) }
-    /^ +99%/                  { p99 = us($2) }
-    / requests in /           { req = $1 }
-    /^Requests\/sec:/         { rps = $2 }
-    /Non-2xx or 3xx/          { non2xx = $NF }
-    /^ +Socket errors:/       { gsub(/,/, ""); sock = $4 + $6 + $8 + $10 }
-    END {
-      if (rps == "" || p50 == "" || p99 == "" || req == "") exit 1
-      printf "%s %d %d %d %d %d\n", rps, p50, p99, req, non2xx + 0, sock + 0
-    }'
-}
-
 run_wrk() { # id seconds outfile
   local tok hdr=()
   tok=$(token_for "${GW_TOKEN[$1]}")
   [[ -n $tok ]] && hdr=(-H "$(auth_header "${GW_TOKEN[$1]}" "$tok")")
-  timeout --kill-after=5 $(($2 + 30)) taskset -c "$LOAD_CPU" \
-    wrk -t"$THREADS" -c"$CONNS" -d"$2s" --latency --timeout 5s "${hdr[@]}" \
-        "http://127.0.0.1:${GW_PORT[$1]}/" >"$3" 2>&1
+  wrk_port "${GW_PORT[$1]}" "$2" "$3" "${hdr[@]}"
 }
 
 # (cpu$GW_CPU busy well above gw CPU % is foreign load)
@@ -610,22 +478,11 @@ for ((r = 1; r <= ROUNDS; r++)); do
     (( WARMUP == 0 )) || run_wrk "$id" "$WARMUP" "$RUN/logs/wrk-$id-r$r-warmup.txt" || true
     sleep 0.5
     out=$RUN/logs/wrk-$id-r$r.txt
-    n0=$(date +%s%N); c0=$(tree_ticks "${GW_PID[$id]}"); rc0=$(pid_ticks "$REDIS_PID")
-    read -r g0 gt0 < <(cpu_jiffies "$GW_CPU"); read -r l0 lt0 < <(cpu_jiffies "$LOAD_CPU")
-    run_wrk "$id" "$DURATION" "$out" || die "wrk failed for $id (see $out)"
-    n1=$(date +%s%N); c1=$(tree_ticks "${GW_PID[$id]}"); rc1=$(pid_ticks "$REDIS_PID")
-    read -r g1 gt1 < <(cpu_jiffies "$GW_CPU"); read -r l1 lt1 < <(cpu_jiffies "$LOAD_CPU")
-    read -r rps p50 p99 req non2xx sock < <(parse_wrk <"$out") \
-      || die "cannot parse wrk's output for $id (see $out)"
-    (( req > 0 )) || die "$id: wrk completed no request (see $out)"
+    rc0=$(pid_ticks "$REDIS_PID")
+    measure_run "$id" "$out"
+    rc1=$(pid_ticks "$REDIS_PID")
     redis_us=$(awk -v d=$((rc1 - rc0)) -v hz="$CLK_TCK" -v req="$req" \
       'BEGIN { printf "%.2f\n", d / hz * 1e6 / req }')
-    read -r cpu_us cpu_pct gb lb < <(awk -v d=$((c1 - c0)) -v hz="$CLK_TCK" \
-      -v ns=$((n1 - n0)) -v req="$req" -v gb=$((g1 - g0)) -v gt=$((gt1 - gt0)) \
-      -v lb=$((l1 - l0)) -v lt=$((lt1 - lt0)) 'BEGIN {
-        s = d / hz
-        printf "%.2f %.1f %.1f %.1f\n", s * 1e6 / req, 100 * s / (ns / 1e9),
-               (gt > 0 ? 100 * gb / gt : 0), (lt > 0 ? 100 * lb / lt : 0) }')
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$r" "$id" "$rps" "$p50" "$p99" \
       "$req" "$non2xx" "$sock" "$cpu_us" "$cpu_pct" "$redis_us" "$gb" "$lb" >>"$RAW"
     log "  round $r $(printf '%-16s %9.0f req/s  p50 %5dus  p99 %5dus  gw %5.1f%% %6.1fus/req  cpu%s %5.1f%%  errors %d/%d' \
