@@ -112,26 +112,19 @@ vc_hubspot_sig_v3_check(const unsigned char *secret, size_t secret_len,
     size_t timestamp_len, const char *signature, size_t signature_len,
     int64_t now_ms, int64_t max_age_ms)
 {
-    int      ok;
-    char     want[VC_HUBSPOT_SIG_LEN + 1];
-    size_t   i;
-    int64_t  ts;
+    int     ok, when;
+    char    want[VC_HUBSPOT_SIG_LEN + 1];
+    size_t  i;
 
-    if (timestamp == NULL || signature == NULL
-        || timestamp_len == 0 || timestamp_len > 15
-        || signature_len != VC_HUBSPOT_SIG_LEN)
-    {
+    if (signature == NULL || signature_len != VC_HUBSPOT_SIG_LEN) {
         return VC_HUBSPOT_SIG_MALFORMED;
     }
 
-    ts = 0;
-
-    for (i = 0; i < timestamp_len; i++) {
-        if (timestamp[i] < '0' || timestamp[i] > '9') {
-            return VC_HUBSPOT_SIG_MALFORMED;
-        }
-
-        ts = ts * 10 + (timestamp[i] - '0');
+    /* milliseconds; a stale time is said only of a good signature */
+    when = vc_webhook_timestamp(timestamp, timestamp_len, 1, now_ms,
+                                max_age_ms);
+    if (when == VC_WEBHOOK_TS_MALFORMED) {
+        return VC_HUBSPOT_SIG_MALFORMED;
     }
 
     /* 43 characters of the alphabet and the '=' of 32 bytes */
@@ -166,7 +159,7 @@ vc_hubspot_sig_v3_check(const unsigned char *secret, size_t secret_len,
         return VC_HUBSPOT_SIG_BAD;
     }
 
-    if (now_ms - ts > max_age_ms || ts - now_ms > max_age_ms) {
+    if (when != VC_WEBHOOK_TS_OK) {
         return VC_HUBSPOT_SIG_STALE;
     }
 
