@@ -296,24 +296,18 @@ done
   echo "load: wrk -t$THREADS -c$CONNS -d${DURATION}s --latency, ${WARMUP}s warm-up before each run, $ROUNDS interleaved round(s); shared pieces: $PIECES"
 } >"$OUT/meta-transform.txt"
 
-$PY - "$RAW" "$MICRO" "$OUT/meta-transform.txt" "$OUT/results-transform.md" "$TARGET" <<'PYEOF'
-import csv, statistics, sys
+PYTHONPATH=$ROOT/lua-free-scripts $PY -B - "$RAW" "$MICRO" "$OUT/meta-transform.txt" "$OUT/results-transform.md" "$TARGET" <<'PYEOF'
+import csv, sys
+from bench_report import Runs, med
 
 raw, micro, meta, outp, target = sys.argv[1:6]
 target = float(target)
-rows = list(csv.DictReader(open(raw), delimiter="\t"))
 mics = {m["round"]: m for m in csv.DictReader(open(micro), delimiter="\t")}
-order = list(dict.fromkeys(r["id"] for r in rows))
-by = {i: [r for r in rows if r["id"] == i] for i in order}
-base = {r["round"]: r for r in rows if r["id"] == "a-plain"}
-med = statistics.median
-busy = [c for c in rows[0] if c.endswith("_busy_pct")]
+R = Runs(raw, meta)
+rows, order, by, base, busy, out = R.rows, R.order, R.by, R.base, R.busy, R.out
 
-out = [open(meta).read().rstrip(), ""]
 out.append("| config | req/s (median) | min–max | vs a-plain | p50 ms | p99 ms | "
-           "gw CPU µs/req | gw CPU % | "
-           + " | ".join(c.replace("_busy_pct", "") + " busy %" for c in busy)
-           + " | errors |")
+           "gw CPU µs/req | gw CPU % | " + R.busy_header() + " | errors |")
 out.append("|" + "---|" * (9 + len(busy)))
 for cid in order:
     rs = by[cid]
@@ -328,8 +322,7 @@ for cid in order:
         f"{med(int(r['p99_us']) for r in rs) / 1000:.2f} | "
         f"{med(float(r['gw_cpu_us']) for r in rs):.1f} | "
         f"{med(float(r['gw_cpu_pct']) for r in rs):.0f} | "
-        + " | ".join(f"{med(float(r[c]) for r in rs):.0f}" for c in busy)
-        + f" | {errs} |")
+        + R.busy_cells(rs) + f" | {errs} |")
 
 # per round: added = v-transform - a-plain, against that round's micro figure
 added, micro_us, jansson_us, ratio = [], [], [], []
@@ -380,17 +373,6 @@ for rd in sorted({r["round"] for r in rows}, key=int):
     cells.append(f"{float(m['full_ns']) / 1000:.1f}" if m else "n/a")
     out.append(f"| {rd} | " + " | ".join(cells) + " |")
 
-gw_core = busy[0] if busy else None
-noisy = [f"{r['id']} r{r['round']} ({float(r[gw_core]) - float(r['gw_cpu_pct']):.0f}%)"
-         for r in rows
-         if gw_core and float(r[gw_core]) - float(r["gw_cpu_pct"]) > 10]
-if noisy:
-    out.append("")
-    out.append(f"**Noisy:** other processes used more than 10% of "
-               f"{gw_core.replace('_busy_pct', '')} (the gateway's core) "
-               "during: " + ", ".join(noisy) + ". Re-run on a quiet machine.")
-txt = "\n".join(out) + "\n"
-open(outp, "w").write(txt)
-print(txt)
+R.write(outp)
 PYEOF
 log "results: $OUT/results-transform.md; per run: $RAW, $MICRO; wrk outputs and logs: $RUN"

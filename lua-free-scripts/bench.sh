@@ -524,23 +524,18 @@ done
   echo "load: wrk -t$THREADS -c$CONNS -d${DURATION}s --latency, ${WARMUP}s warm-up before each run, $ROUNDS interleaved round(s); shared pieces: $PIECES"
 } >"$OUT/meta.txt"
 
-$PY - "$RAW" "$OUT/meta.txt" "$OUT/results.md" <<'PYEOF'
-import csv, statistics, sys
+PYTHONPATH=$ROOT/lua-free-scripts $PY -B - "$RAW" "$OUT/meta.txt" "$OUT/results.md" <<'PYEOF'
+import sys
+from bench_report import Runs, med
 
 raw, meta, outp = sys.argv[1:4]
-rows = list(csv.DictReader(open(raw), delimiter="\t"))
-order = list(dict.fromkeys(r["id"] for r in rows))
-by = {i: [r for r in rows if r["id"] == i] for i in order}
-base = {r["round"]: r for r in rows if r["id"] == "a-plain"}
-med = statistics.median
-busy = [c for c in rows[0] if c.endswith("_busy_pct")]
+R = Runs(raw, meta)
+order, by, base, busy, out = R.order, R.by, R.base, R.busy, R.out
 
-out = [open(meta).read().rstrip(), ""]
 out.append("| config | req/s (median) | min–max | vs a-plain | p50 ms | p99 ms | "
            "gw CPU µs/req | added gw CPU µs/req vs a-plain | "
            "added p99 ms | redis CPU µs/req | gw CPU % | "
-           + " | ".join(c.replace("_busy_pct", "") + " busy %" for c in busy)
-           + " | errors |")
+           + R.busy_header() + " | errors |")
 out.append("|" + "---|" * (12 + len(busy)))
 for cid in order:
     rs = by[cid]
@@ -564,8 +559,7 @@ for cid in order:
            if p99add else "n/a") + " | "
         f"{med(float(r['redis_cpu_us']) for r in rs):.2f} | "
         f"{med(float(r['gw_cpu_pct']) for r in rs):.0f} | "
-        + " | ".join(f"{med(float(r[c]) for r in rs):.0f}" for c in busy)
-        + f" | {errs} |")
+        + R.busy_cells(rs) + f" | {errs} |")
 out.append("")
 out.append(
     "Medians over the rounds. vs a-plain and added gw CPU are taken per "
@@ -578,17 +572,6 @@ out.append(
     "first). errors = non-2xx/3xx "
     "responses + socket errors, all rounds. cpuN busy % is the whole core, "
     "whoever used it.")
-gw_core = busy[0] if busy else None
-noisy = [f"{r['id']} r{r['round']} ({float(r[gw_core]) - float(r['gw_cpu_pct']):.0f}%)"
-         for r in rows
-         if gw_core and float(r[gw_core]) - float(r["gw_cpu_pct"]) > 10]
-if noisy:
-    out.append("")
-    out.append(f"**Noisy:** other processes used more than 10% of "
-               f"{gw_core.replace('_busy_pct', '')} (the gateway's core) "
-               "during: " + ", ".join(noisy) + ". Re-run on a quiet machine.")
-txt = "\n".join(out) + "\n"
-open(outp, "w").write(txt)
-print(txt)
+R.write(outp)
 PYEOF
 log "results: $OUT/results.md; per run: $RAW; wrk outputs and logs: $RUN"
