@@ -350,6 +350,13 @@ wrk_port() { # port seconds outfile [wrk option...]: on $LOAD_CPU
         "http://127.0.0.1:$port/" >"$out" 2>&1
 }
 
+# The unmeasured warm-up run (WARMUP s) before round r's measured run of
+# id, and half a second for the gateway to settle.
+warm_up() { # id r
+  (( WARMUP == 0 )) || run_wrk "$1" "$WARMUP" "$RUN/logs/wrk-$1-r$2-warmup.txt" || true
+  sleep 0.5
+}
+
 # One measured run of the caller's run_wrk (id seconds outfile) for
 # $DURATION s, with the gateway's CPU (its master GW_PID[id]) and the busy
 # share of $GW_CPU and $LOAD_CPU over it.  Sets rps p50 p99 req non2xx sock
@@ -372,4 +379,16 @@ measure_run() { # id outfile
       s = d / hz
       printf "%.2f %.1f %.1f %.1f\n", s * 1e6 / req, 100 * s / (ns / 1e9),
              (gt > 0 ? 100 * gb / gt : 0), (lt > 0 ? 100 * lb / lt : 0) }')
+}
+
+warn_error_lines() { # id: says how many error lines the gateway id logged
+  local n
+  n=$(grep -cE '\[(error|crit|alert|emerg)\]' "$RUN/gw/$1/logs/error.log" || true)
+  [[ $n == 0 ]] || log "WARNING: $1: $n error lines in $RUN/gw/$1/logs/error.log"
+}
+
+meta_head() { # library-version -> the results' first lines: date, host, software
+  echo "date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+  host_line
+  echo "nginx: $("$NGINX" -v 2>&1 | sed 's/.*: //'); wrk $(wrk -v 2>&1 | awk 'NR == 1 {print $2}'); $1"
 }

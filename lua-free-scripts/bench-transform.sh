@@ -254,10 +254,8 @@ log "measuring: ${#IDS[@]} configs x $ROUNDS rounds x (${WARMUP}s warm-up + ${DU
 (( PREWARM == 0 )) || run_wrk "${IDS[0]}" "$PREWARM" "$RUN/logs/wrk-prewarm.txt" || true
 for ((r = 1; r <= ROUNDS; r++)); do
   for id in "${IDS[@]}"; do
-    (( WARMUP == 0 )) || run_wrk "$id" "$WARMUP" "$RUN/logs/wrk-$id-r$r-warmup.txt" || true
-    sleep 0.5
-    out=$RUN/logs/wrk-$id-r$r.txt
-    measure_run "$id" "$out"
+    warm_up "$id" "$r"
+    measure_run "$id" "$RUN/logs/wrk-$id-r$r.txt"
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$r" "$id" "$rps" "$p50" "$p99" \
       "$req" "$non2xx" "$sock" "$cpu_us" "$cpu_pct" "$gb" "$lb" >>"$RAW"
     log "  round $r $(printf '%-12s %9.0f req/s  p50 %5dus  p99 %5dus  gw %5.1f%% %6.1fus/req  cpu%s %5.1f%%  errors %d/%d' \
@@ -281,15 +279,12 @@ for ((r = 1; r <= ROUNDS; r++)); do
 done
 
 for id in "${IDS[@]}"; do
-  n=$(grep -cE '\[(error|crit|alert|emerg)\]' "$RUN/gw/$id/logs/error.log" || true)
-  [[ $n == 0 ]] || log "WARNING: $id: $n error lines in $RUN/gw/$id/logs/error.log"
+  warn_error_lines "$id"
 done
 
 # ---------------------------------------------------------------- summary
 {
-  echo "date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
-  host_line
-  echo "nginx: $("$NGINX" -v 2>&1 | sed 's/.*: //'); wrk $(wrk -v 2>&1 | awk 'NR == 1 {print $2}'); jansson $(pkg-config --modversion jansson 2>/dev/null || echo '?')"
+  meta_head "jansson $(pkg-config --modversion jansson 2>/dev/null || echo '?')"
   echo "module: $MODULE (sha256 $MODULE_SHA..., built $(date -u -r "$MODULE" '+%Y-%m-%d %H:%M UTC'))"
   echo "body: conf/bench/transform-2k.json, $BODY_LEN bytes; mapping: conf/bench/transform-5ops.json (rename, remove, to number, mask last4, constant)"
   echo "layout: gateway (master + 1 worker) on cpu $GW_CPU; wrk -t$THREADS and backend nginx (1 worker) on cpu $LOAD_CPU; microbench_transform on cpu $GW_CPU after each round"

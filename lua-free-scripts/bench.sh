@@ -475,11 +475,9 @@ if (( NEED_IDP )); then INTRO0=$(introspections); fi
 (( PREWARM == 0 )) || run_wrk "${IDS[0]}" "$PREWARM" "$RUN/logs/wrk-prewarm.txt" || true
 for ((r = 1; r <= ROUNDS; r++)); do
   for id in "${IDS[@]}"; do
-    (( WARMUP == 0 )) || run_wrk "$id" "$WARMUP" "$RUN/logs/wrk-$id-r$r-warmup.txt" || true
-    sleep 0.5
-    out=$RUN/logs/wrk-$id-r$r.txt
+    warm_up "$id" "$r"
     rc0=$(pid_ticks "$REDIS_PID")
-    measure_run "$id" "$out"
+    measure_run "$id" "$RUN/logs/wrk-$id-r$r.txt"
     rc1=$(pid_ticks "$REDIS_PID")
     redis_us=$(awk -v d=$((rc1 - rc0)) -v hz="$CLK_TCK" -v req="$req" \
       'BEGIN { printf "%.2f\n", d / hz * 1e6 / req }')
@@ -498,15 +496,12 @@ fi
 
 for id in "${IDS[@]}"; do
   [[ $id == *breaker ]] && continue    # its connection failures are the point
-  n=$(grep -cE '\[(error|crit|alert|emerg)\]' "$RUN/gw/$id/logs/error.log" || true)
-  [[ $n == 0 ]] || log "WARNING: $id: $n error lines in $RUN/gw/$id/logs/error.log"
+  warn_error_lines "$id"
 done
 
 # ---------------------------------------------------------------- summary
 {
-  echo "date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
-  host_line
-  echo "nginx: $("$NGINX" -v 2>&1 | sed 's/.*: //'); wrk $(wrk -v 2>&1 | awk 'NR == 1 {print $2}'); $(openssl version | awk '{print $1, $2}')"
+  meta_head "$(openssl version | awk '{print $1, $2}')"
   if (( NEED_MODULE )); then
     echo "module: $MODULE (sha256 $MODULE_SHA..., built $(date -u -r "$MODULE" '+%Y-%m-%d %H:%M UTC'))"
   fi
