@@ -534,27 +534,21 @@ out.append("| config | req/s (median) | min–max | vs a-plain | p50 ms | p99 ms
 out.append("|" + "---|" * (12 + len(busy)))
 for cid in order:
     rs = by[cid]
-    rps = [float(r["rps"]) for r in rs]
+    head, errs = R.row_head(cid)
     paired = [r for r in rs if r["round"] in base]
-    ratio = [float(r["rps"]) / float(base[r["round"]]["rps"]) for r in paired]
     added = [float(r["gw_cpu_us"]) - float(base[r["round"]]["gw_cpu_us"])
              for r in paired]
-    errs = sum(int(r["non2xx"]) + int(r["sock_err"]) for r in rs)
     p99add = [(int(r["p99_us"]) - int(base[r["round"]]["p99_us"])) / 1000
               for r in paired]
     out.append(
-        f"| {cid} | {med(rps):,.0f} | {min(rps):,.0f}–{max(rps):,.0f} | "
-        + (f"{med(ratio):.3f}" if ratio else "n/a") + " | "
-        f"{med(int(r['p50_us']) for r in rs) / 1000:.2f} | "
-        f"{med(int(r['p99_us']) for r in rs) / 1000:.2f} | "
-        f"{med(float(r['gw_cpu_us']) for r in rs):.1f} | "
+        head
         + ((f"{med(added):+.1f}" if cid != "a-plain" else "0")
            if added else "n/a") + " | "
         + ((f"{med(p99add):+.2f}" if cid != "a-plain" else "0")
            if p99add else "n/a") + " | "
         f"{med(float(r['redis_cpu_us']) for r in rs):.2f} | "
         f"{med(float(r['gw_cpu_pct']) for r in rs):.0f} | "
-        + R.busy_cells(rs) + f" | {errs} |")
+        + R.busy_cells(rs) + errs)
 out.append("")
 out.append(
     "Medians over the rounds. vs a-plain and added gw CPU are taken per "

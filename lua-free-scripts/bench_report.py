@@ -25,6 +25,22 @@ class Runs:
         self.busy = [c for c in self.rows[0] if c.endswith("_busy_pct")]
         self.out = [open(meta).read().rstrip(), ""]
 
+    def row_head(self, cid):
+        """A config's first cells: id, req/s (median, min-max), vs a-plain
+        (the median of its ratios round by round), p50 and p99 ms, gw CPU
+        us/req; and the cell of its errors (all rounds)."""
+        rs = self.by[cid]
+        rps = [float(r["rps"]) for r in rs]
+        ratio = [float(r["rps"]) / float(self.base[r["round"]]["rps"])
+                 for r in rs if r["round"] in self.base]
+        errs = sum(int(r["non2xx"]) + int(r["sock_err"]) for r in rs)
+        return (
+            f"| {cid} | {med(rps):,.0f} | {min(rps):,.0f}–{max(rps):,.0f} | "
+            + (f"{med(ratio):.3f}" if ratio else "n/a") + " | "
+            f"{med(int(r['p50_us']) for r in rs) / 1000:.2f} | "
+            f"{med(int(r['p99_us']) for r in rs) / 1000:.2f} | "
+            f"{med(float(r['gw_cpu_us']) for r in rs):.1f} | "), f" | {errs} |"
+
     def busy_header(self):
         return " | ".join(c.replace("_busy_pct", "") + " busy %"
                           for c in self.busy)
