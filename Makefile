@@ -244,7 +244,8 @@ BENCH_CPU    ?= 0
 BENCH_ARGS   ?= 20
 
 $(B)/bench/microbench_jwt: tests/bench/microbench_jwt.c $(COMMON_SRCS) \
-        $(wildcard common/*.h) tests/unit/fixtures.h
+        $(wildcard common/*.h) tests/unit/fixtures.h \
+        tests/bench/bench.h
 	@mkdir -p $(B)/bench
 	$(CC) $(CFLAGS_PLAIN) -o $@ $< $(COMMON_SRCS) $(COMMON_LIBS)
 
@@ -260,7 +261,7 @@ TRANSFORM_BENCH := conf/bench/transform-5ops.json conf/bench/transform-2k.json \
 TRANSFORM_RUNS  ?= 21
 
 $(B)/bench/microbench_transform: tests/bench/microbench_transform.c \
-        $(COMMON_SRCS) $(wildcard common/*.h)
+        $(COMMON_SRCS) $(wildcard common/*.h) tests/bench/bench.h
 	@mkdir -p $(B)/bench
 	$(CC) $(CFLAGS_PLAIN) -o $@ $< $(COMMON_SRCS) $(COMMON_LIBS)
 

@@ -2,11 +2,10 @@
 
 #include <string.h>
 
-#include <openssl/core_names.h>
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
 
 #include "vc_hubspot.h"
+#include "vc_webhook.h"
 
 
 /* the escapes HubSpot decodes, by the value of their two hex digits */
@@ -73,58 +72,34 @@ vc_hubspot_sig_v3(const unsigned char *secret, size_t secret_len,
     const unsigned char *body, size_t body_len, const char *timestamp,
     size_t timestamp_len, char *out)
 {
-    int            rc;
-    size_t         len;
-    EVP_MAC       *mac;
-    OSSL_PARAM     params[2];
-    EVP_MAC_CTX   *ctx;
-    unsigned char  md[EVP_MAX_MD_SIZE];
-
-    rc = VC_ERROR;
-
-    mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
-    if (mac == NULL) {
-        return VC_ERROR;
-    }
-
-    ctx = EVP_MAC_CTX_new(mac);
-    if (ctx == NULL) {
-        goto done;
-    }
-
-    params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST,
-                                                 (char *) "SHA256", 0);
-    params[1] = OSSL_PARAM_construct_end();
+    int                rc;
+    size_t             len;
+    char               sig[VC_WEBHOOK_SIG_MAX];
+    vc_webhook_part_t  parts[4];
 
     /* the body is hashed where it lies: it may be a megabyte */
 
-    if (EVP_MAC_init(ctx, secret, secret_len, params) != 1
-        || EVP_MAC_update(ctx, (const unsigned char *) method, method_len)
-           != 1
-        || EVP_MAC_update(ctx, (const unsigned char *) uri, uri_len) != 1
-        || EVP_MAC_update(ctx, body, body_len) != 1
-        || EVP_MAC_update(ctx, (const unsigned char *) timestamp,
-                          timestamp_len)
-           != 1
-        || EVP_MAC_final(ctx, md, &len, sizeof(md)) != 1
-        || len != 32)
-    {
-        goto done;
-    }
+    parts[0].data = (const unsigned char *) method;
+    parts[0].len = method_len;
+    parts[1].data = (const unsigned char *) uri;
+    parts[1].len = uri_len;
+    parts[2].data = body;
+    parts[2].len = body_len;
+    parts[3].data = (const unsigned char *) timestamp;
+    parts[3].len = timestamp_len;
+
+    rc = vc_webhook_sign(VC_WEBHOOK_SHA256, VC_WEBHOOK_BASE64, secret,
+                         secret_len, parts, 4, sig, &len);
 
     /* 32 bytes: 44 characters, the last one '=', and a NUL */
-    if (EVP_EncodeBlock((unsigned char *) out, md, 32) != VC_HUBSPOT_SIG_LEN)
-    {
-        goto done;
+    if (rc == VC_OK && len == VC_HUBSPOT_SIG_LEN) {
+        memcpy(out, sig, VC_HUBSPOT_SIG_LEN + 1);
+
+    } else {
+        rc = VC_ERROR;
     }
 
-    rc = VC_OK;
-
-done:
-
-    OPENSSL_cleanse(md, sizeof(md));
-    EVP_MAC_CTX_free(ctx);
-    EVP_MAC_free(mac);
+    OPENSSL_cleanse(sig, sizeof(sig));
 
     return rc;
 }
@@ -137,26 +112,19 @@ vc_hubspot_sig_v3_check(const unsigned char *secret, size_t secret_len,
     size_t timestamp_len, const char *signature, size_t signature_len,
     int64_t now_ms, int64_t max_age_ms)
 {
-    int      ok;
-    char     want[VC_HUBSPOT_SIG_LEN + 1];
-    size_t   i;
-    int64_t  ts;
+    int     ok, when;
+    char    want[VC_HUBSPOT_SIG_LEN + 1];
+    size_t  i;
 
-    if (timestamp == NULL || signature == NULL
-        || timestamp_len == 0 || timestamp_len > 15
-        || signature_len != VC_HUBSPOT_SIG_LEN)
-    {
+    if (signature == NULL || signature_len != VC_HUBSPOT_SIG_LEN) {
         return VC_HUBSPOT_SIG_MALFORMED;
     }
 
-    ts = 0;
-
-    for (i = 0; i < timestamp_len; i++) {
-        if (timestamp[i] < '0' || timestamp[i] > '9') {
-            return VC_HUBSPOT_SIG_MALFORMED;
-        }
-
-        ts = ts * 10 + (timestamp[i] - '0');
+    /* milliseconds; a stale time is said only of a good signature */
+    when = vc_webhook_timestamp(timestamp, timestamp_len, 1, now_ms,
+                                max_age_ms);
+    if (when == VC_WEBHOOK_TS_MALFORMED) {
+        return VC_HUBSPOT_SIG_MALFORMED;
     }
 
     /* 43 characters of the alphabet and the '=' of 32 bytes */
@@ -182,7 +150,8 @@ vc_hubspot_sig_v3_check(const unsigned char *secret, size_t secret_len,
         return VC_HUBSPOT_SIG_ERROR;
     }
 
-    ok = CRYPTO_memcmp(want, signature, VC_HUBSPOT_SIG_LEN) == 0;
+    ok = vc_webhook_equal(want, VC_HUBSPOT_SIG_LEN, signature,
+                          signature_len);
 
     OPENSSL_cleanse(want, sizeof(want));
 
@@ -190,7 +159,7 @@ vc_hubspot_sig_v3_check(const unsigned char *secret, size_t secret_len,
         return VC_HUBSPOT_SIG_BAD;
     }
 
-    if (now_ms - ts > max_age_ms || ts - now_ms > max_age_ms) {
+    if (when != VC_WEBHOOK_TS_OK) {
         return VC_HUBSPOT_SIG_STALE;
     }
 

@@ -139,120 +139,18 @@ chmod 644 "$RUN/transform-5ops.json" "$RUN/www/transform-2k.json"
 BODY_LEN=$(stat -c %s "$RUN/www/transform-2k.json")
 
 # The shared pieces: the peers' files when present, else copies of them.
-if [[ -n $PEERS_DIR && -f $PEERS_DIR/common/http.conf && -f $PEERS_DIR/common/proxy.conf ]]; then
-  PIECES="$PEERS_DIR (common/*.conf)"
-  for f in main events http proxy; do
-    cp "$PEERS_DIR/common/$f.conf" "$COMMON/$f.conf.in"
-  done
-else
-  PIECES="bench-transform.sh's built-in copies"
-  cat >"$COMMON/main.conf.in" <<'EOF'
-worker_processes 1;
-daemon off;
-pid logs/nginx.pid;
-error_log logs/error.log warn;
-worker_rlimit_nofile 20000;
-EOF
-  cat >"$COMMON/events.conf.in" <<'EOF'
-worker_connections 4096;
-use epoll;
-EOF
-  cat >"$COMMON/http.conf.in" <<'EOF'
-access_log off;
-keepalive_requests 1000000;
-keepalive_timeout 75s;
-client_body_temp_path tmp/body;
-proxy_temp_path       tmp/proxy;
-fastcgi_temp_path     tmp/fastcgi;
-uwsgi_temp_path       tmp/uwsgi;
-scgi_temp_path        tmp/scgi;
-
-upstream vbench_backend {
-    server 127.0.0.1:@BACKEND_PORT@;
-    keepalive 64;
-    keepalive_requests 1000000;
-    keepalive_timeout 60s;
-}
-EOF
-  cat >"$COMMON/proxy.conf.in" <<'EOF'
-proxy_pass http://vbench_backend;
-proxy_http_version 1.1;
-proxy_set_header Connection "";
-EOF
-fi
+common_pieces common/http.conf common/proxy.conf || true
 log "shared nginx pieces: $PIECES"
 
 # The backend: the peers' settings, answering with the 2 KB body.
-cat >"$COMMON/backend.conf.in" <<'EOF'
-# backend (rendered by lua-free-scripts/bench-transform.sh)
-include @PEERS@/common/main.conf;
-events { include @PEERS@/common/events.conf; }
-http {
-    access_log off;
-    keepalive_requests 1000000;
-    keepalive_timeout 75s;
-    client_body_temp_path tmp/body;
-    proxy_temp_path       tmp/proxy;
-    fastcgi_temp_path     tmp/fastcgi;
-    uwsgi_temp_path       tmp/uwsgi;
-    scgi_temp_path        tmp/scgi;
-    open_file_cache max=16 inactive=1h;
-    server {
-        listen 127.0.0.1:@BACKEND_PORT@ backlog=4096;
-        location / {
-            root @RUN@/www;
+backend_template "backend (rendered by $BENCH_SCRIPT)" \
+  "    open_file_cache max=16 inactive=1h;" \
+  "            root @RUN@/www;
             default_type application/json;
             etag off;
-            try_files /transform-2k.json =500;
-        }
-    }
-}
-EOF
+            try_files /transform-2k.json =500;" >"$COMMON/backend.conf.in"
 
-mkdir -p "$RUN/peers"
-ln -s "$COMMON" "$RUN/peers/common"
-render() { # src dst [gw_port]
-  sed -e "s#@PEERS@#$RUN/peers#g" -e "s#@RUN@#$RUN#g" \
-      -e "s#@BACKEND_PORT@#$BACKEND_PORT#g" -e "s#@GW_PORT@#${3:-0}#g" \
-      -e "s#@MODULE@#$MODULE_RUN#g" "$1" >"$2"
-}
-for f in main events http proxy; do render "$COMMON/$f.conf.in" "$COMMON/$f.conf"; done
-
-gw_template() { # id location-body
-  # a-plain without the module, as bench.sh's and the peers' a-plain
-  if [[ $1 == v-* ]]; then echo "load_module @MODULE@;"; fi
-  cat <<EOF
-# $1 (rendered by lua-free-scripts/bench-transform.sh)
-include @PEERS@/common/main.conf;
-events { include @PEERS@/common/events.conf; }
-http {
-    include @PEERS@/common/http.conf;
-    server {
-        listen 127.0.0.1:@GW_PORT@ backlog=4096;
-        location / {
-EOF
-  [[ -z $2 ]] || echo "            $2"
-  cat <<'EOF'
-            include @PEERS@/common/proxy.conf;
-        }
-    }
-}
-EOF
-}
-
-start_nginx() { # name cpu template port   (sets LAST_PID)
-  local name=$1 cpu=$2 tmpl=$3 port=$4 pfx=$RUN/$1 f=${1//\//_}
-  mkdir -p "$pfx"/{conf,logs,tmp}
-  chmod -R a+rwX "$pfx/tmp"
-  render "$tmpl" "$pfx/conf/nginx.conf" "$port"
-  if ! "$NGINX" -t -q -p "$pfx/" -e "$pfx/logs/error.log" -c "$pfx/conf/nginx.conf" \
-       >"$RUN/logs/$f.test" 2>&1; then
-    cat "$RUN/logs/$f.test" >&2
-    die "nginx -t failed for $name ($pfx/conf/nginx.conf)"
-  fi
-  start_bg "$name" "$cpu" "$NGINX" -p "$pfx/" -e "$pfx/logs/error.log" -c "$pfx/conf/nginx.conf"
-  wait_port "$port" "$LAST_PID" "$name"
-}
+render_common
 
 log "run dir: $RUN"
 log "backend nginx on 127.0.0.1:$BACKEND_PORT (cpu $LOAD_CPU), a $BODY_LEN-byte body"
@@ -339,33 +237,8 @@ done
 log "  microbench_transform ok: $(head -n 1 "$RUN/logs/micro-check.txt")"
 
 # ---------------------------------------------------------------- measuring
-# wrk's text output -> "rps p50_us p99_us requests non2xx sockerr"
-parse_wrk() {
-  awk '
-    function us(v,   n) {
-      n = v + 0
-      if (v ~ /us$/) return n
-      if (v ~ /ms$/) return n * 1000
-      if (v ~ /m$/)  return n * 60e6
-      if (v ~ /s$/)  return n * 1e6
-      return n
-    }
-    /^ +50%/                  { p50 = us($2) }
-    /^ +99%/                  { p99 = us($2) }
-    / requests in /           { req = $1 }
-    /^Requests\/sec:/         { rps = $2 }
-    /Non-2xx or 3xx/          { non2xx = $NF }
-    /^ +Socket errors:/       { gsub(/,/, ""); sock = $4 + $6 + $8 + $10 }
-    END {
-      if (rps == "" || p50 == "" || p99 == "" || req == "") exit 1
-      printf "%s %d %d %d %d %d\n", rps, p50, p99, req, non2xx + 0, sock + 0
-    }'
-}
-
 run_wrk() { # id seconds outfile
-  timeout --kill-after=5 $(($2 + 30)) taskset -c "$LOAD_CPU" \
-    wrk -t"$THREADS" -c"$CONNS" -d"$2s" --latency --timeout 5s \
-        "http://127.0.0.1:${GW_PORT[$1]}/" >"$3" 2>&1
+  wrk_port "${GW_PORT[$1]}" "$2" "$3"
 }
 
 wait_idle
@@ -381,23 +254,8 @@ log "measuring: ${#IDS[@]} configs x $ROUNDS rounds x (${WARMUP}s warm-up + ${DU
 (( PREWARM == 0 )) || run_wrk "${IDS[0]}" "$PREWARM" "$RUN/logs/wrk-prewarm.txt" || true
 for ((r = 1; r <= ROUNDS; r++)); do
   for id in "${IDS[@]}"; do
-    (( WARMUP == 0 )) || run_wrk "$id" "$WARMUP" "$RUN/logs/wrk-$id-r$r-warmup.txt" || true
-    sleep 0.5
-    out=$RUN/logs/wrk-$id-r$r.txt
-    n0=$(date +%s%N); c0=$(tree_ticks "${GW_PID[$id]}")
-    read -r g0 gt0 < <(cpu_jiffies "$GW_CPU"); read -r l0 lt0 < <(cpu_jiffies "$LOAD_CPU")
-    run_wrk "$id" "$DURATION" "$out" || die "wrk failed for $id (see $out)"
-    n1=$(date +%s%N); c1=$(tree_ticks "${GW_PID[$id]}")
-    read -r g1 gt1 < <(cpu_jiffies "$GW_CPU"); read -r l1 lt1 < <(cpu_jiffies "$LOAD_CPU")
-    read -r rps p50 p99 req non2xx sock < <(parse_wrk <"$out") \
-      || die "cannot parse wrk's output for $id (see $out)"
-    (( req > 0 )) || die "$id: wrk completed no request (see $out)"
-    read -r cpu_us cpu_pct gb lb < <(awk -v d=$((c1 - c0)) -v hz="$CLK_TCK" \
-      -v ns=$((n1 - n0)) -v req="$req" -v gb=$((g1 - g0)) -v gt=$((gt1 - gt0)) \
-      -v lb=$((l1 - l0)) -v lt=$((lt1 - lt0)) 'BEGIN {
-        s = d / hz
-        printf "%.2f %.1f %.1f %.1f\n", s * 1e6 / req, 100 * s / (ns / 1e9),
-               (gt > 0 ? 100 * gb / gt : 0), (lt > 0 ? 100 * lb / lt : 0) }')
+    warm_up "$id" "$r"
+    measure_run "$id" "$RUN/logs/wrk-$id-r$r.txt"
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$r" "$id" "$rps" "$p50" "$p99" \
       "$req" "$non2xx" "$sock" "$cpu_us" "$cpu_pct" "$gb" "$lb" >>"$RAW"
     log "  round $r $(printf '%-12s %9.0f req/s  p50 %5dus  p99 %5dus  gw %5.1f%% %6.1fus/req  cpu%s %5.1f%%  errors %d/%d' \
@@ -421,55 +279,36 @@ for ((r = 1; r <= ROUNDS; r++)); do
 done
 
 for id in "${IDS[@]}"; do
-  n=$(grep -cE '\[(error|crit|alert|emerg)\]' "$RUN/gw/$id/logs/error.log" || true)
-  [[ $n == 0 ]] || log "WARNING: $id: $n error lines in $RUN/gw/$id/logs/error.log"
+  warn_error_lines "$id"
 done
 
 # ---------------------------------------------------------------- summary
 {
-  echo "date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
-  host_line
-  echo "nginx: $("$NGINX" -v 2>&1 | sed 's/.*: //'); wrk $(wrk -v 2>&1 | awk 'NR == 1 {print $2}'); jansson $(pkg-config --modversion jansson 2>/dev/null || echo '?')"
+  meta_head "jansson $(pkg-config --modversion jansson 2>/dev/null || echo '?')"
   echo "module: $MODULE (sha256 $MODULE_SHA..., built $(date -u -r "$MODULE" '+%Y-%m-%d %H:%M UTC'))"
   echo "body: conf/bench/transform-2k.json, $BODY_LEN bytes; mapping: conf/bench/transform-5ops.json (rename, remove, to number, mask last4, constant)"
   echo "layout: gateway (master + 1 worker) on cpu $GW_CPU; wrk -t$THREADS and backend nginx (1 worker) on cpu $LOAD_CPU; microbench_transform on cpu $GW_CPU after each round"
   echo "load: wrk -t$THREADS -c$CONNS -d${DURATION}s --latency, ${WARMUP}s warm-up before each run, $ROUNDS interleaved round(s); shared pieces: $PIECES"
 } >"$OUT/meta-transform.txt"
 
-$PY - "$RAW" "$MICRO" "$OUT/meta-transform.txt" "$OUT/results-transform.md" "$TARGET" <<'PYEOF'
-import csv, statistics, sys
+PYTHONPATH=$ROOT/lua-free-scripts $PY -B - "$RAW" "$MICRO" "$OUT/meta-transform.txt" "$OUT/results-transform.md" "$TARGET" <<'PYEOF'
+import csv, sys
+from bench_report import Runs, med
 
 raw, micro, meta, outp, target = sys.argv[1:6]
 target = float(target)
-rows = list(csv.DictReader(open(raw), delimiter="\t"))
 mics = {m["round"]: m for m in csv.DictReader(open(micro), delimiter="\t")}
-order = list(dict.fromkeys(r["id"] for r in rows))
-by = {i: [r for r in rows if r["id"] == i] for i in order}
-base = {r["round"]: r for r in rows if r["id"] == "a-plain"}
-med = statistics.median
-busy = [c for c in rows[0] if c.endswith("_busy_pct")]
+R = Runs(raw, meta)
+rows, order, by, base, busy, out = R.rows, R.order, R.by, R.base, R.busy, R.out
 
-out = [open(meta).read().rstrip(), ""]
 out.append("| config | req/s (median) | min–max | vs a-plain | p50 ms | p99 ms | "
-           "gw CPU µs/req | gw CPU % | "
-           + " | ".join(c.replace("_busy_pct", "") + " busy %" for c in busy)
-           + " | errors |")
+           "gw CPU µs/req | gw CPU % | " + R.busy_header() + " | errors |")
 out.append("|" + "---|" * (9 + len(busy)))
 for cid in order:
     rs = by[cid]
-    rps = [float(r["rps"]) for r in rs]
-    ratio = [float(r["rps"]) / float(base[r["round"]]["rps"])
-             for r in rs if r["round"] in base]
-    errs = sum(int(r["non2xx"]) + int(r["sock_err"]) for r in rs)
-    out.append(
-        f"| {cid} | {med(rps):,.0f} | {min(rps):,.0f}–{max(rps):,.0f} | "
-        + (f"{med(ratio):.3f}" if ratio else "n/a") + " | "
-        f"{med(int(r['p50_us']) for r in rs) / 1000:.2f} | "
-        f"{med(int(r['p99_us']) for r in rs) / 1000:.2f} | "
-        f"{med(float(r['gw_cpu_us']) for r in rs):.1f} | "
-        f"{med(float(r['gw_cpu_pct']) for r in rs):.0f} | "
-        + " | ".join(f"{med(float(r[c]) for r in rs):.0f}" for c in busy)
-        + f" | {errs} |")
+    head, errs = R.row_head(cid)
+    out.append(head + f"{med(float(r['gw_cpu_pct']) for r in rs):.0f} | "
+               + R.busy_cells(rs) + errs)
 
 # per round: added = v-transform - a-plain, against that round's micro figure
 added, micro_us, jansson_us, ratio = [], [], [], []
@@ -520,17 +359,6 @@ for rd in sorted({r["round"] for r in rows}, key=int):
     cells.append(f"{float(m['full_ns']) / 1000:.1f}" if m else "n/a")
     out.append(f"| {rd} | " + " | ".join(cells) + " |")
 
-gw_core = busy[0] if busy else None
-noisy = [f"{r['id']} r{r['round']} ({float(r[gw_core]) - float(r['gw_cpu_pct']):.0f}%)"
-         for r in rows
-         if gw_core and float(r[gw_core]) - float(r["gw_cpu_pct"]) > 10]
-if noisy:
-    out.append("")
-    out.append(f"**Noisy:** other processes used more than 10% of "
-               f"{gw_core.replace('_busy_pct', '')} (the gateway's core) "
-               "during: " + ", ".join(noisy) + ". Re-run on a quiet machine.")
-txt = "\n".join(out) + "\n"
-open(outp, "w").write(txt)
-print(txt)
+R.write(outp)
 PYEOF
 log "results: $OUT/results-transform.md; per run: $RAW, $MICRO; wrk outputs and logs: $RUN"

@@ -204,112 +204,19 @@ if (( NEED_IDP )); then
 fi
 
 # The shared pieces: the peers' files when present, else these copies of them.
-if [[ -n $PEERS_DIR && -f $PEERS_DIR/common/http.conf && -f $PEERS_DIR/backend.conf ]]; then
+if common_pieces common/http.conf backend.conf; then
   PIECES="$PEERS_DIR (common/*.conf, backend.conf)"
-  for f in main events http proxy; do
-    cp "$PEERS_DIR/common/$f.conf" "$COMMON/$f.conf.in"
-  done
   cp "$PEERS_DIR/backend.conf" "$COMMON/backend.conf.in"
 else
-  PIECES="bench.sh's built-in copies"
-  cat >"$COMMON/main.conf.in" <<'EOF'
-worker_processes 1;
-daemon off;
-pid logs/nginx.pid;
-error_log logs/error.log warn;
-worker_rlimit_nofile 20000;
-EOF
-  cat >"$COMMON/events.conf.in" <<'EOF'
-worker_connections 4096;
-use epoll;
-EOF
-  cat >"$COMMON/http.conf.in" <<'EOF'
-access_log off;
-keepalive_requests 1000000;
-keepalive_timeout 75s;
-client_body_temp_path tmp/body;
-proxy_temp_path       tmp/proxy;
-fastcgi_temp_path     tmp/fastcgi;
-uwsgi_temp_path       tmp/uwsgi;
-scgi_temp_path        tmp/scgi;
-
-upstream vbench_backend {
-    server 127.0.0.1:@BACKEND_PORT@;
-    keepalive 64;
-    keepalive_requests 1000000;
-    keepalive_timeout 60s;
-}
-EOF
-  cat >"$COMMON/proxy.conf.in" <<'EOF'
-proxy_pass http://vbench_backend;
-proxy_http_version 1.1;
-proxy_set_header Connection "";
-EOF
-  cat >"$COMMON/backend.conf.in" <<'EOF'
-include @PEERS@/common/main.conf;
-events { include @PEERS@/common/events.conf; }
-http {
-    access_log off;
-    keepalive_requests 1000000;
-    keepalive_timeout 75s;
-    client_body_temp_path tmp/body;
-    proxy_temp_path       tmp/proxy;
-    fastcgi_temp_path     tmp/fastcgi;
-    uwsgi_temp_path       tmp/uwsgi;
-    scgi_temp_path        tmp/scgi;
-    server {
-        listen 127.0.0.1:@BACKEND_PORT@ backlog=4096;
-        location / {
-            default_type application/json;
-            return 200 '{"ok":true}';
-        }
-    }
-}
-EOF
+  backend_template "" "" "            default_type application/json;
+            return 200 '{\"ok\":true}';" >"$COMMON/backend.conf.in"
 fi
 log "shared nginx pieces: $PIECES"
 
-# The peers' templates include "@PEERS@/common/<name>.conf": render them so
-# that this path resolves to our common directory.
-mkdir -p "$RUN/peers"
-ln -s "$COMMON" "$RUN/peers/common"
-render() { # src dst [gw_port]
-  sed -e "s#@PEERS@#$RUN/peers#g" -e "s#@KEYS@#$KEYS#g" \
-      -e "s#@BACKEND_PORT@#$BACKEND_PORT#g" -e "s#@GW_PORT@#${3:-0}#g" \
-      -e "s#@REDIS_PORT@#$REDIS_PORT#g" -e "s#@DEAD_PORT@#$DEAD_PORT#g" \
-      -e "s#@IDP_URL@#$IDP_URL#g" -e "s#@WORKER_SOCK@#$WORKER_SOCK#g" \
-      -e "s#@MODULE@#${MODULE_RUN:-}#g" "$1" >"$2"
-}
-for f in main events http proxy; do render "$COMMON/$f.conf.in" "$COMMON/$f.conf"; done
-
-gw_template() { # id location-body http-body
-  if [[ $1 == v-* ]]; then echo "load_module @MODULE@;"; fi
-  cat <<EOF
-# $1 (rendered by lua-free-scripts/bench.sh)
-include @PEERS@/common/main.conf;
-events { include @PEERS@/common/events.conf; }
-http {
-    include @PEERS@/common/http.conf;
-EOF
-  [[ -z ${3:-} ]] || echo "    $3"
-  cat <<EOF
-    server {
-        listen 127.0.0.1:@GW_PORT@ backlog=4096;
-        location / {
-EOF
-  local d directives
-  IFS=';' read -r -a directives <<<"$2"
-  for d in "${directives[@]}"; do
-    d=${d#"${d%%[![:space:]]*}"}
-    [[ -n $d ]] && echo "            $d;"
-  done
-  cat <<'EOF'
-            include @PEERS@/common/proxy.conf;
-        }
-    }
-}
-EOF
-}
+RENDER_SED=(-e "s#@KEYS@#$KEYS#g"
+            -e "s#@REDIS_PORT@#$REDIS_PORT#g" -e "s#@DEAD_PORT@#$DEAD_PORT#g"
+            -e "s#@IDP_URL@#$IDP_URL#g" -e "s#@WORKER_SOCK@#$WORKER_SOCK#g")
+render_common
 
 # ---------------------------------------------------------------- keys and tokens
 # RSA-2048 and P-256 key pairs, the valid tokens wrk sends (exp 2100-01-01,
@@ -400,20 +307,6 @@ auth_header() { # token-name token
 }
 
 # ---------------------------------------------------------------- start
-start_nginx() { # name cpu template port   (sets LAST_PID)
-  local name=$1 cpu=$2 tmpl=$3 port=$4 pfx=$RUN/$1 f=${1//\//_}
-  mkdir -p "$pfx"/{conf,logs,tmp}
-  chmod -R a+rwX "$pfx/tmp"
-  render "$tmpl" "$pfx/conf/nginx.conf" "$port"
-  if ! "$NGINX" -t -q -p "$pfx/" -e "$pfx/logs/error.log" -c "$pfx/conf/nginx.conf" \
-       >"$RUN/logs/$f.test" 2>&1; then
-    cat "$RUN/logs/$f.test" >&2
-    die "nginx -t failed for $name ($pfx/conf/nginx.conf)"
-  fi
-  start_bg "$name" "$cpu" "$NGINX" -p "$pfx/" -e "$pfx/logs/error.log" -c "$pfx/conf/nginx.conf"
-  wait_port "$port" "$LAST_PID" "$name"
-}
-
 log "run dir: $RUN"
 log "backend nginx on 127.0.0.1:$BACKEND_PORT (cpu $LOAD_CPU)"
 start_nginx backend "$LOAD_CPU" "$COMMON/backend.conf.in" "$BACKEND_PORT"
@@ -559,36 +452,11 @@ for id in "${IDS[@]}"; do
 done
 
 # ---------------------------------------------------------------- measuring
-# wrk's text output -> "rps p50_us p99_us requests non2xx sockerr"
-parse_wrk() {
-  awk '
-    function us(v,   n) {
-      n = v + 0
-      if (v ~ /us$/) return n
-      if (v ~ /ms$/) return n * 1000
-      if (v ~ /m$/)  return n * 60e6
-      if (v ~ /s$/)  return n * 1e6
-      return n
-    }
-    /^ +50%/                  { p50 = us($2) }
-    /^ +99%/                  { p99 = us($2) }
-    / requests in /           { req = $1 }
-    /^Requests\/sec:/         { rps = $2 }
-    /Non-2xx or 3xx/          { non2xx = $NF }
-    /^ +Socket errors:/       { gsub(/,/, ""); sock = $4 + $6 + $8 + $10 }
-    END {
-      if (rps == "" || p50 == "" || p99 == "" || req == "") exit 1
-      printf "%s %d %d %d %d %d\n", rps, p50, p99, req, non2xx + 0, sock + 0
-    }'
-}
-
 run_wrk() { # id seconds outfile
   local tok hdr=()
   tok=$(token_for "${GW_TOKEN[$1]}")
   [[ -n $tok ]] && hdr=(-H "$(auth_header "${GW_TOKEN[$1]}" "$tok")")
-  timeout --kill-after=5 $(($2 + 30)) taskset -c "$LOAD_CPU" \
-    wrk -t"$THREADS" -c"$CONNS" -d"$2s" --latency --timeout 5s "${hdr[@]}" \
-        "http://127.0.0.1:${GW_PORT[$1]}/" >"$3" 2>&1
+  wrk_port "${GW_PORT[$1]}" "$2" "$3" "${hdr[@]}"
 }
 
 # (cpu$GW_CPU busy well above gw CPU % is foreign load)
@@ -607,25 +475,12 @@ if (( NEED_IDP )); then INTRO0=$(introspections); fi
 (( PREWARM == 0 )) || run_wrk "${IDS[0]}" "$PREWARM" "$RUN/logs/wrk-prewarm.txt" || true
 for ((r = 1; r <= ROUNDS; r++)); do
   for id in "${IDS[@]}"; do
-    (( WARMUP == 0 )) || run_wrk "$id" "$WARMUP" "$RUN/logs/wrk-$id-r$r-warmup.txt" || true
-    sleep 0.5
-    out=$RUN/logs/wrk-$id-r$r.txt
-    n0=$(date +%s%N); c0=$(tree_ticks "${GW_PID[$id]}"); rc0=$(pid_ticks "$REDIS_PID")
-    read -r g0 gt0 < <(cpu_jiffies "$GW_CPU"); read -r l0 lt0 < <(cpu_jiffies "$LOAD_CPU")
-    run_wrk "$id" "$DURATION" "$out" || die "wrk failed for $id (see $out)"
-    n1=$(date +%s%N); c1=$(tree_ticks "${GW_PID[$id]}"); rc1=$(pid_ticks "$REDIS_PID")
-    read -r g1 gt1 < <(cpu_jiffies "$GW_CPU"); read -r l1 lt1 < <(cpu_jiffies "$LOAD_CPU")
-    read -r rps p50 p99 req non2xx sock < <(parse_wrk <"$out") \
-      || die "cannot parse wrk's output for $id (see $out)"
-    (( req > 0 )) || die "$id: wrk completed no request (see $out)"
+    warm_up "$id" "$r"
+    rc0=$(pid_ticks "$REDIS_PID")
+    measure_run "$id" "$RUN/logs/wrk-$id-r$r.txt"
+    rc1=$(pid_ticks "$REDIS_PID")
     redis_us=$(awk -v d=$((rc1 - rc0)) -v hz="$CLK_TCK" -v req="$req" \
       'BEGIN { printf "%.2f\n", d / hz * 1e6 / req }')
-    read -r cpu_us cpu_pct gb lb < <(awk -v d=$((c1 - c0)) -v hz="$CLK_TCK" \
-      -v ns=$((n1 - n0)) -v req="$req" -v gb=$((g1 - g0)) -v gt=$((gt1 - gt0)) \
-      -v lb=$((l1 - l0)) -v lt=$((lt1 - lt0)) 'BEGIN {
-        s = d / hz
-        printf "%.2f %.1f %.1f %.1f\n", s * 1e6 / req, 100 * s / (ns / 1e9),
-               (gt > 0 ? 100 * gb / gt : 0), (lt > 0 ? 100 * lb / lt : 0) }')
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$r" "$id" "$rps" "$p50" "$p99" \
       "$req" "$non2xx" "$sock" "$cpu_us" "$cpu_pct" "$redis_us" "$gb" "$lb" >>"$RAW"
     log "  round $r $(printf '%-16s %9.0f req/s  p50 %5dus  p99 %5dus  gw %5.1f%% %6.1fus/req  cpu%s %5.1f%%  errors %d/%d' \
@@ -641,15 +496,12 @@ fi
 
 for id in "${IDS[@]}"; do
   [[ $id == *breaker ]] && continue    # its connection failures are the point
-  n=$(grep -cE '\[(error|crit|alert|emerg)\]' "$RUN/gw/$id/logs/error.log" || true)
-  [[ $n == 0 ]] || log "WARNING: $id: $n error lines in $RUN/gw/$id/logs/error.log"
+  warn_error_lines "$id"
 done
 
 # ---------------------------------------------------------------- summary
 {
-  echo "date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
-  host_line
-  echo "nginx: $("$NGINX" -v 2>&1 | sed 's/.*: //'); wrk $(wrk -v 2>&1 | awk 'NR == 1 {print $2}'); $(openssl version | awk '{print $1, $2}')"
+  meta_head "$(openssl version | awk '{print $1, $2}')"
   if (( NEED_MODULE )); then
     echo "module: $MODULE (sha256 $MODULE_SHA..., built $(date -u -r "$MODULE" '+%Y-%m-%d %H:%M UTC'))"
   fi
@@ -667,48 +519,36 @@ done
   echo "load: wrk -t$THREADS -c$CONNS -d${DURATION}s --latency, ${WARMUP}s warm-up before each run, $ROUNDS interleaved round(s); shared pieces: $PIECES"
 } >"$OUT/meta.txt"
 
-$PY - "$RAW" "$OUT/meta.txt" "$OUT/results.md" <<'PYEOF'
-import csv, statistics, sys
+PYTHONPATH=$ROOT/lua-free-scripts $PY -B - "$RAW" "$OUT/meta.txt" "$OUT/results.md" <<'PYEOF'
+import sys
+from bench_report import Runs, med
 
 raw, meta, outp = sys.argv[1:4]
-rows = list(csv.DictReader(open(raw), delimiter="\t"))
-order = list(dict.fromkeys(r["id"] for r in rows))
-by = {i: [r for r in rows if r["id"] == i] for i in order}
-base = {r["round"]: r for r in rows if r["id"] == "a-plain"}
-med = statistics.median
-busy = [c for c in rows[0] if c.endswith("_busy_pct")]
+R = Runs(raw, meta)
+order, by, base, busy, out = R.order, R.by, R.base, R.busy, R.out
 
-out = [open(meta).read().rstrip(), ""]
 out.append("| config | req/s (median) | min–max | vs a-plain | p50 ms | p99 ms | "
            "gw CPU µs/req | added gw CPU µs/req vs a-plain | "
            "added p99 ms | redis CPU µs/req | gw CPU % | "
-           + " | ".join(c.replace("_busy_pct", "") + " busy %" for c in busy)
-           + " | errors |")
+           + R.busy_header() + " | errors |")
 out.append("|" + "---|" * (12 + len(busy)))
 for cid in order:
     rs = by[cid]
-    rps = [float(r["rps"]) for r in rs]
+    head, errs = R.row_head(cid)
     paired = [r for r in rs if r["round"] in base]
-    ratio = [float(r["rps"]) / float(base[r["round"]]["rps"]) for r in paired]
     added = [float(r["gw_cpu_us"]) - float(base[r["round"]]["gw_cpu_us"])
              for r in paired]
-    errs = sum(int(r["non2xx"]) + int(r["sock_err"]) for r in rs)
     p99add = [(int(r["p99_us"]) - int(base[r["round"]]["p99_us"])) / 1000
               for r in paired]
     out.append(
-        f"| {cid} | {med(rps):,.0f} | {min(rps):,.0f}–{max(rps):,.0f} | "
-        + (f"{med(ratio):.3f}" if ratio else "n/a") + " | "
-        f"{med(int(r['p50_us']) for r in rs) / 1000:.2f} | "
-        f"{med(int(r['p99_us']) for r in rs) / 1000:.2f} | "
-        f"{med(float(r['gw_cpu_us']) for r in rs):.1f} | "
+        head
         + ((f"{med(added):+.1f}" if cid != "a-plain" else "0")
            if added else "n/a") + " | "
         + ((f"{med(p99add):+.2f}" if cid != "a-plain" else "0")
            if p99add else "n/a") + " | "
         f"{med(float(r['redis_cpu_us']) for r in rs):.2f} | "
         f"{med(float(r['gw_cpu_pct']) for r in rs):.0f} | "
-        + " | ".join(f"{med(float(r[c]) for r in rs):.0f}" for c in busy)
-        + f" | {errs} |")
+        + R.busy_cells(rs) + errs)
 out.append("")
 out.append(
     "Medians over the rounds. vs a-plain and added gw CPU are taken per "
@@ -721,17 +561,6 @@ out.append(
     "first). errors = non-2xx/3xx "
     "responses + socket errors, all rounds. cpuN busy % is the whole core, "
     "whoever used it.")
-gw_core = busy[0] if busy else None
-noisy = [f"{r['id']} r{r['round']} ({float(r[gw_core]) - float(r['gw_cpu_pct']):.0f}%)"
-         for r in rows
-         if gw_core and float(r[gw_core]) - float(r["gw_cpu_pct"]) > 10]
-if noisy:
-    out.append("")
-    out.append(f"**Noisy:** other processes used more than 10% of "
-               f"{gw_core.replace('_busy_pct', '')} (the gateway's core) "
-               "during: " + ", ".join(noisy) + ". Re-run on a quiet machine.")
-txt = "\n".join(out) + "\n"
-open(outp, "w").write(txt)
-print(txt)
+R.write(outp)
 PYEOF
 log "results: $OUT/results.md; per run: $RAW; wrk outputs and logs: $RUN"

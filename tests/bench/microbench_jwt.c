@@ -27,6 +27,10 @@
 #include "vc_jwt.h"
 #include "../unit/fixtures.h"
 
+#define BENCH_NAME   "microbench"
+#define BENCH_CLOCK  CLOCK_MONOTONIC
+#include "bench.h"
+
 
 #define NOW  (FX_T0 + 10)
 
@@ -49,25 +53,6 @@ typedef enum {
 static vc_keyset_t   ks;
 static vc_policy_t   policy;
 static volatile int  sink;
-
-
-static double
-now_ns(void)
-{
-    struct timespec  ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-
-    return ts.tv_sec * 1e9 + ts.tv_nsec;
-}
-
-
-static void
-fail(const char *what, const char *name, const char *reason)
-{
-    fprintf(stderr, "microbench: %s %s: %s\n", what, name, reason);
-    exit(1);
-}
 
 
 /* the signature check alone, without Vantage: the floor of any change */

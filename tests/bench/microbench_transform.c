@@ -38,6 +38,10 @@
 
 #include "vc_map.h"
 
+#define BENCH_NAME   "microbench_transform"
+#define BENCH_CLOCK  CLOCK_THREAD_CPUTIME_ID
+#include "bench.h"
+
 
 #define BENCH_BATCH_NS  10e6
 
@@ -59,25 +63,6 @@ static vc_map_t      *map;
 static char          *body;
 static size_t         body_len;
 static volatile int   sink;
-
-
-static double
-now_ns(void)
-{
-    struct timespec  ts;
-
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-
-    return ts.tv_sec * 1e9 + ts.tv_nsec;
-}
-
-
-static void
-fail(const char *what, const char *name, const char *reason)
-{
-    fprintf(stderr, "microbench_transform: %s %s: %s\n", what, name, reason);
-    exit(1);
-}
 
 
 static char *
