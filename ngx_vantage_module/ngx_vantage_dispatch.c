@@ -1066,55 +1066,8 @@ static ngx_int_t
 ngx_vantage_dispatch_respond(ngx_http_request_t *r,
     ngx_vantage_dispatch_ctx_t *ctx, ngx_uint_t status, ngx_str_t *body)
 {
-    ngx_int_t     rc;
-    ngx_buf_t    *b;
-    ngx_str_t     v;
-    ngx_chain_t   out;
-
-    if (ctx != NULL
-        && (ngx_vantage_dispatch_add_header(r, "X-Correlation-ID",
-                                            &ctx->correlation_id)
-            != NGX_OK
-            || ngx_vantage_dispatch_add_header(r, "X-Request-Id",
-                                               &ctx->correlation_id)
-               != NGX_OK))
-    {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    ngx_str_set(&v, "no-store");
-
-    if (ngx_vantage_dispatch_add_header(r, "Cache-Control", &v) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    b = ngx_calloc_buf(r->pool);
-    if (b == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    b->pos = body->data;
-    b->last = body->data + body->len;
-    b->memory = 1;
-    b->last_buf = (r == r->main) ? 1 : 0;
-    b->last_in_chain = 1;
-
-    r->headers_out.status = status;
-    r->headers_out.content_length_n = body->len;
-    ngx_str_set(&r->headers_out.content_type, "application/json");
-    r->headers_out.content_type_len = r->headers_out.content_type.len;
-    r->headers_out.content_type_lowcase = NULL;
-
-    rc = ngx_http_send_header(r);
-
-    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
-        return rc;
-    }
-
-    out.buf = b;
-    out.next = NULL;
-
-    return ngx_http_output_filter(r, &out);
+    return ngx_vantage_send_nostore(r, ctx ? &ctx->correlation_id : NULL,
+                                    status, &ngx_vantage_json_type, body);
 }
 
 

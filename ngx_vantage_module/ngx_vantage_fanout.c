@@ -418,67 +418,8 @@ ngx_int_t
 ngx_vantage_fanout_respond(ngx_http_request_t *r, ngx_vantage_fanout_t *fo,
     ngx_uint_t status, ngx_str_t *content_type, ngx_str_t *body)
 {
-    u_char       *semicolon;
-    ngx_int_t     rc;
-    ngx_buf_t    *b;
-    ngx_chain_t   out;
-
-    if (fo != NULL
-        && (ngx_vantage_add_header(r, "X-Correlation-ID",
-                                   sizeof("X-Correlation-ID") - 1,
-                                   fo->correlation_id.data,
-                                   fo->correlation_id.len)
-            != NGX_OK
-            || ngx_vantage_add_header(r, "X-Request-Id",
-                                      sizeof("X-Request-Id") - 1,
-                                      fo->correlation_id.data,
-                                      fo->correlation_id.len)
-               != NGX_OK))
-    {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    if (ngx_vantage_add_header(r, "Cache-Control", sizeof("Cache-Control") - 1,
-                               (u_char *) "no-store", sizeof("no-store") - 1)
-        != NGX_OK)
-    {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    b = ngx_calloc_buf(r->pool);
-    if (b == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    b->pos = body->data;
-    b->last = body->data + body->len;
-    b->memory = 1;
-    b->last_buf = (r == r->main) ? 1 : 0;
-    b->last_in_chain = 1;
-
-    r->headers_out.status = status;
-    r->headers_out.content_length_n = body->len;
-    r->headers_out.content_type = *content_type;
-
-    /* the type without its parameters, as nginx keeps it */
-    semicolon = ngx_strlchr(content_type->data,
-                            content_type->data + content_type->len, ';');
-    r->headers_out.content_type_len = semicolon
-                                      ? (size_t) (semicolon
-                                                  - content_type->data)
-                                      : content_type->len;
-    r->headers_out.content_type_lowcase = NULL;
-
-    rc = ngx_http_send_header(r);
-
-    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
-        return rc;
-    }
-
-    out.buf = b;
-    out.next = NULL;
-
-    return ngx_http_output_filter(r, &out);
+    return ngx_vantage_send_nostore(r, fo ? &fo->correlation_id : NULL,
+                                    status, content_type, body);
 }
 
 

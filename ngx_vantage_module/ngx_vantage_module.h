@@ -362,6 +362,7 @@ typedef struct {
 
 
 extern ngx_module_t  ngx_vantage_module;
+extern ngx_str_t     ngx_vantage_json_type;
 
 
 const EVP_MD *ngx_vantage_sha256(void);
@@ -369,6 +370,24 @@ ngx_vantage_ctx_t *ngx_vantage_get_ctx(ngx_http_request_t *r);
 ngx_vantage_ctx_t *ngx_vantage_create_ctx(ngx_http_request_t *r);
 ngx_int_t ngx_vantage_send_json(ngx_http_request_t *r, ngx_uint_t status,
     const char *error, const char *description);
+
+/*
+ * Sends status and body (which must live as long as the request) as
+ * content_type, parameters and all; headers set before are kept.  Neither
+ * discards the body nor finalizes: returns what to finalize the request
+ * with, which a content handler may return.
+ */
+ngx_int_t ngx_vantage_send_body(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_str_t *content_type, ngx_str_t *body);
+
+/*
+ * As ngx_vantage_send_body(), for the answers about jobs: with
+ * Cache-Control: no-store and, when correlation_id is not NULL,
+ * X-Correlation-ID and X-Request-Id.
+ */
+ngx_int_t ngx_vantage_send_nostore(ngx_http_request_t *r,
+    ngx_str_t *correlation_id, ngx_uint_t status, ngx_str_t *content_type,
+    ngx_str_t *body);
 
 ngx_int_t ngx_vantage_json_error(ngx_pool_t *pool, const char *error,
     const char *description, ngx_str_t *body);
