@@ -490,6 +490,9 @@ char *ngx_vantage_hubspot_conf(ngx_conf_t *cf, ngx_command_t *cmd,
 char *ngx_vantage_hubspot_merge(ngx_conf_t *cf, ngx_vantage_loc_conf_t *prev,
     ngx_vantage_loc_conf_t *conf);
 ngx_int_t ngx_vantage_hubspot_uri(ngx_http_request_t *r, ngx_str_t *uri);
+/* uri=<url> at configuration time: checked, and decoded as HubSpot signs */
+char *ngx_vantage_hubspot_conf_uri(ngx_conf_t *cf, const char *directive,
+    ngx_str_t *arg, ngx_str_t *url, ngx_str_t *uri);
 
 /* ngx_vantage_webhook.c: vantage_webhook_verify */
 char *ngx_vantage_webhook_conf(ngx_conf_t *cf, ngx_command_t *cmd,

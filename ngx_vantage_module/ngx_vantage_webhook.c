@@ -317,30 +317,13 @@ ngx_vantage_webhook_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                 goto invalid;
             }
 
-            for (p = s.data; p < s.data + s.len; p++) {
-                if (*p <= 0x20 || *p >= 0x7f) {
-                    break;
-                }
-            }
-
-            if (!(ngx_strncmp(s.data, "https://", 8) == 0
-                  || ngx_strncmp(s.data, "http://", 7) == 0)
-                || s.len > 4096 || p != s.data + s.len)
+            if (ngx_vantage_hubspot_conf_uri(cf, "vantage_webhook_verify",
+                                             &value[i], &s, &wcf->uri)
+                != NGX_CONF_OK)
             {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "\"vantage_webhook_verify\": \"%V\" is "
-                                   "not the http:// or https:// URL "
-                                   "HubSpot was given", &value[i]);
                 return NGX_CONF_ERROR;
             }
 
-            /* what HubSpot signs, decoded once and for all */
-            wcf->uri.data = ngx_pstrdup(cf->pool, &s);
-            if (wcf->uri.data == NULL) {
-                return NGX_CONF_ERROR;
-            }
-
-            wcf->uri.len = vc_hubspot_uri_decode(wcf->uri.data, s.len);
             continue;
         }
 
@@ -496,31 +479,15 @@ static char *
 ngx_vantage_webhook_secret(ngx_conf_t *cf, ngx_vantage_webhook_conf_t *wcf,
     ngx_str_t *path)
 {
-    ngx_str_t  name, *secret;
-
-    if (path->len == 0 || path->data[0] != '/') {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"vantage_webhook_verify\": secret_file= must "
-                           "be an absolute path");
-        return NGX_CONF_ERROR;
-    }
-
-    /* NUL-terminated for open() */
-    name.len = path->len;
-    name.data = ngx_pnalloc(cf->pool, path->len + 1);
-    if (name.data == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    ngx_cpystrn(name.data, path->data, path->len + 1);
+    ngx_str_t  *secret;
 
     secret = ngx_array_push(&wcf->secrets);
     if (secret == NULL) {
         return NGX_CONF_ERROR;
     }
 
-    return ngx_vantage_read_secret_file(cf, "vantage_webhook_verify",
-                                        "secret file", &name, secret);
+    return ngx_vantage_read_secret_path(cf, "vantage_webhook_verify", path,
+                                        secret);
 }
 
 
