@@ -102,6 +102,8 @@ typedef struct {
 } ngx_vantage_webhook_refusal_t;
 
 
+static ngx_uint_t ngx_vantage_webhook_word(ngx_str_t *s,
+    ngx_conf_enum_t *words);
 static char *ngx_vantage_webhook_secret(ngx_conf_t *cf,
     ngx_vantage_webhook_conf_t *wcf, ngx_str_t *path);
 static char *ngx_vantage_webhook_template(ngx_conf_t *cf,
@@ -154,6 +156,26 @@ static const char  *ngx_vantage_webhook_profiles[] = {
     "docusign", "hubspot", "adobesign", "hmac", NULL
 };
 
+/* the words an option takes, and what each sets */
+static ngx_conf_enum_t  ngx_vantage_webhook_onoff[] = {
+    { ngx_string("on"), 1 },
+    { ngx_string("off"), 0 },
+    { ngx_null_string, 0 }
+};
+
+static ngx_conf_enum_t  ngx_vantage_webhook_encodings[] = {
+    { ngx_string("hex"), VC_WEBHOOK_HEX },
+    { ngx_string("base64"), VC_WEBHOOK_BASE64 },
+    { ngx_null_string, 0 }
+};
+
+static ngx_conf_enum_t  ngx_vantage_webhook_algorithms[] = {
+    { ngx_string("sha256"), VC_WEBHOOK_SHA256 },
+    { ngx_string("sha512"), VC_WEBHOOK_SHA512 },
+    { ngx_string("sha1"), VC_WEBHOOK_SHA1 },
+    { ngx_null_string, 0 }
+};
+
 
 /*
  * vantage_webhook_verify <profile> [secret_file=<path>]... [option=...]
@@ -167,7 +189,7 @@ ngx_vantage_webhook_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     u_char                      *p;
     ngx_int_t                    ms;
     ngx_str_t                   *value, s, scheme;
-    ngx_uint_t                   i, k, hmac_only;
+    ngx_uint_t                   i, k, n, hmac_only;
     ngx_vantage_webhook_conf_t  *wcf;
 
     if (vlcf->webhook != NULL) {
@@ -256,16 +278,12 @@ ngx_vantage_webhook_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         }
 
         if (ngx_vantage_webhook_is("replay")) {
-            if (ngx_strcmp(s.data, "on") == 0) {
-                wcf->replay = 1;
-
-            } else if (ngx_strcmp(s.data, "off") == 0) {
-                wcf->replay = 0;
-
-            } else {
+            n = ngx_vantage_webhook_word(&s, ngx_vantage_webhook_onoff);
+            if (n == NGX_CONF_UNSET_UINT) {
                 goto invalid;
             }
 
+            wcf->replay = n;
             continue;
         }
 
@@ -299,16 +317,12 @@ ngx_vantage_webhook_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                 goto invalid;
             }
 
-            if (ngx_strcmp(s.data, "on") == 0) {
-                wcf->v2 = 1;
-
-            } else if (ngx_strcmp(s.data, "off") == 0) {
-                wcf->v2 = 0;
-
-            } else {
+            n = ngx_vantage_webhook_word(&s, ngx_vantage_webhook_onoff);
+            if (n == NGX_CONF_UNSET_UINT) {
                 goto invalid;
             }
 
+            wcf->v2 = n;
             continue;
         }
 
@@ -373,13 +387,9 @@ ngx_vantage_webhook_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         }
 
         if (ngx_vantage_webhook_is("encoding")) {
-            if (ngx_strcmp(s.data, "hex") == 0) {
-                wcf->encoding = VC_WEBHOOK_HEX;
-
-            } else if (ngx_strcmp(s.data, "base64") == 0) {
-                wcf->encoding = VC_WEBHOOK_BASE64;
-
-            } else {
+            wcf->encoding = ngx_vantage_webhook_word(&s,
+                                                ngx_vantage_webhook_encodings);
+            if (wcf->encoding == NGX_CONF_UNSET_UINT) {
                 goto invalid;
             }
 
@@ -387,16 +397,9 @@ ngx_vantage_webhook_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         }
 
         if (ngx_vantage_webhook_is("algorithm")) {
-            if (ngx_strcmp(s.data, "sha256") == 0) {
-                wcf->algorithm = VC_WEBHOOK_SHA256;
-
-            } else if (ngx_strcmp(s.data, "sha512") == 0) {
-                wcf->algorithm = VC_WEBHOOK_SHA512;
-
-            } else if (ngx_strcmp(s.data, "sha1") == 0) {
-                wcf->algorithm = VC_WEBHOOK_SHA1;
-
-            } else {
+            wcf->algorithm = ngx_vantage_webhook_word(&s,
+                                               ngx_vantage_webhook_algorithms);
+            if (wcf->algorithm == NGX_CONF_UNSET_UINT) {
                 goto invalid;
             }
 
@@ -471,6 +474,22 @@ invalid:
                        "\"%V\" for the %V profile%s", &value[i], &value[1],
                        hmac_only ? " (only hmac takes it)" : "");
     return NGX_CONF_ERROR;
+}
+
+
+/* what the word s sets in the table words, or NGX_CONF_UNSET_UINT */
+static ngx_uint_t
+ngx_vantage_webhook_word(ngx_str_t *s, ngx_conf_enum_t *words)
+{
+    for ( /* void */ ; words->name.len; words++) {
+        if (s->len == words->name.len
+            && ngx_strncmp(s->data, words->name.data, s->len) == 0)
+        {
+            return words->value;
+        }
+    }
+
+    return NGX_CONF_UNSET_UINT;
 }
 
 
