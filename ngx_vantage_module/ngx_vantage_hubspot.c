@@ -65,8 +65,6 @@ static ngx_int_t ngx_vantage_hubspot_process(ngx_http_request_t *r,
     ngx_vantage_fanout_t *fo);
 static int ngx_vantage_hubspot_verify(ngx_http_request_t *r,
     ngx_vantage_fanout_t *fo);
-static ngx_int_t ngx_vantage_hubspot_header(ngx_http_request_t *r,
-    const char *name, size_t len, ngx_str_t *value);
 static ngx_int_t ngx_vantage_hubspot_parse(ngx_http_request_t *r,
     ngx_vantage_fanout_t *fo, json_t *events, const char **reason);
 static ngx_int_t ngx_vantage_hubspot_event(ngx_http_request_t *r,
@@ -82,6 +80,10 @@ static ngx_int_t ngx_vantage_hubspot_error(ngx_http_request_t *r,
 
 static ngx_str_t  ngx_vantage_hubspot_allow = ngx_string("POST");
 static ngx_str_t  ngx_vantage_hubspot_type = ngx_string("application/json");
+static ngx_str_t  ngx_vantage_hubspot_v3 =
+    ngx_string("X-HubSpot-Signature-v3");
+static ngx_str_t  ngx_vantage_hubspot_ts =
+    ngx_string("X-HubSpot-Request-Timestamp");
 
 
 /*
@@ -461,14 +463,10 @@ ngx_vantage_hubspot_verify(ngx_http_request_t *r, ngx_vantage_fanout_t *fo)
         return VC_HUBSPOT_SIG_ERROR;
     }
 
-    rc = ngx_vantage_hubspot_header(r, "X-HubSpot-Signature-v3",
-                                    sizeof("X-HubSpot-Signature-v3") - 1,
-                                    &v3);
+    rc = ngx_vantage_header_once(r, &ngx_vantage_hubspot_v3, &v3);
 
     if (rc == NGX_OK) {
-        rc = ngx_vantage_hubspot_header(r, "X-HubSpot-Request-Timestamp",
-                                        sizeof("X-HubSpot-Request-Timestamp")
-                                        - 1, &ts);
+        rc = ngx_vantage_header_once(r, &ngx_vantage_hubspot_ts, &ts);
     }
 
     if (rc != NGX_OK) {
@@ -519,53 +517,6 @@ ngx_vantage_hubspot_verify(ngx_http_request_t *r, ngx_vantage_fanout_t *fo)
     }
 
     return sig;
-}
-
-
-/*
- * A request header's value: NGX_OK, NGX_DECLINED when it is absent, or
- * NGX_ERROR when it is given twice (which of the two HubSpot meant is
- * not for nginx to guess).
- */
-static ngx_int_t
-ngx_vantage_hubspot_header(ngx_http_request_t *r, const char *name,
-    size_t len, ngx_str_t *value)
-{
-    ngx_uint_t        i, found;
-    ngx_list_part_t  *part;
-    ngx_table_elt_t  *h;
-
-    part = &r->headers_in.headers.part;
-    h = part->elts;
-    found = 0;
-
-    for (i = 0; /* void */; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].hash == 0 || h[i].key.len != len
-            || ngx_strncasecmp(h[i].key.data, (u_char *) name, len) != 0)
-        {
-            continue;
-        }
-
-        if (found) {
-            return NGX_ERROR;
-        }
-
-        *value = h[i].value;
-        found = 1;
-    }
-
-    return found ? NGX_OK : NGX_DECLINED;
 }
 
 

@@ -1066,6 +1066,53 @@ ngx_vantage_send_nostore(ngx_http_request_t *r, ngx_str_t *correlation_id,
 }
 
 
+/*
+ * A request header's value: NGX_OK, NGX_DECLINED when it is absent, or
+ * NGX_ERROR when it is given twice (which of the two was meant is not for
+ * nginx to guess).
+ */
+ngx_int_t
+ngx_vantage_header_once(ngx_http_request_t *r, ngx_str_t *name,
+    ngx_str_t *value)
+{
+    ngx_uint_t        i, found;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+    found = 0;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].hash == 0 || h[i].key.len != name->len
+            || ngx_strncasecmp(h[i].key.data, name->data, name->len) != 0)
+        {
+            continue;
+        }
+
+        if (found) {
+            return NGX_ERROR;
+        }
+
+        *value = h[i].value;
+        found = 1;
+    }
+
+    return found ? NGX_OK : NGX_DECLINED;
+}
+
+
 /* {"error":"<error>","error_description":"<description>"} and a newline */
 ngx_int_t
 ngx_vantage_json_error(ngx_pool_t *pool, const char *error,

@@ -394,6 +394,9 @@ ngx_int_t ngx_vantage_json_error(ngx_pool_t *pool, const char *error,
 ngx_int_t ngx_vantage_add_header(ngx_http_request_t *r, const char *name,
     size_t nlen, u_char *value, size_t len);
 char *ngx_vantage_check_realm(ngx_str_t *realm);
+/* a request header given at most once: NGX_OK, NGX_DECLINED, NGX_ERROR */
+ngx_int_t ngx_vantage_header_once(ngx_http_request_t *r, ngx_str_t *name,
+    ngx_str_t *value);
 
 /*
  * Reads the request body into memory, never into a temporary file, without

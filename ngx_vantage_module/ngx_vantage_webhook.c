@@ -129,8 +129,6 @@ static ngx_int_t ngx_vantage_webhook_time(ngx_str_t *ts, int64_t unit_ms,
 static ngx_int_t ngx_vantage_webhook_keys(ngx_http_request_t *r,
     ngx_vantage_webhook_conf_t *wcf, ngx_vantage_webhook_ctx_t *wctx,
     ngx_str_t *id);
-static ngx_int_t ngx_vantage_webhook_header(ngx_http_request_t *r,
-    ngx_str_t *name, ngx_str_t *value);
 static void ngx_vantage_webhook_seen(void *data, redisReply *reply);
 static ngx_int_t ngx_vantage_webhook_send(ngx_http_request_t *r,
     ngx_uint_t status, ngx_str_t *body);
@@ -1108,8 +1106,8 @@ ngx_vantage_webhook_hubspot(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    rc = ngx_vantage_webhook_header(r, &ngx_vantage_webhook_hs_v3, &v3);
-    rc2 = ngx_vantage_webhook_header(r, &ngx_vantage_webhook_hs_ts, &ts);
+    rc = ngx_vantage_header_once(r, &ngx_vantage_webhook_hs_v3, &v3);
+    rc2 = ngx_vantage_header_once(r, &ngx_vantage_webhook_hs_ts, &ts);
 
     if (rc == NGX_ERROR || (rc == NGX_OK && rc2 == NGX_ERROR)) {
         no->status = NGX_HTTP_BAD_REQUEST;
@@ -1211,9 +1209,9 @@ ngx_vantage_webhook_hubspot(ngx_http_request_t *r,
 
 v2:
 
-    rc = ngx_vantage_webhook_header(r, &ngx_vantage_webhook_hs_sig, &v3);
-    rc2 = ngx_vantage_webhook_header(r, &ngx_vantage_webhook_hs_version,
-                                     &version);
+    rc = ngx_vantage_header_once(r, &ngx_vantage_webhook_hs_sig, &v3);
+    rc2 = ngx_vantage_header_once(r, &ngx_vantage_webhook_hs_version,
+                                  &version);
 
     if (rc != NGX_OK || rc2 != NGX_OK || version.len != 2
         || ngx_strncasecmp(version.data, (u_char *) "v2", 2) != 0)
@@ -1280,8 +1278,7 @@ ngx_vantage_webhook_adobesign(ngx_http_request_t *r,
     no->description = "X-AdobeSign-ClientId is missing or not this "
                       "application's";
 
-    rc = ngx_vantage_webhook_header(r, &ngx_vantage_webhook_adobe_header,
-                                    &v);
+    rc = ngx_vantage_header_once(r, &ngx_vantage_webhook_adobe_header, &v);
 
     if (rc == NGX_DECLINED) {
         no->log = "no X-AdobeSign-ClientId";
@@ -1326,7 +1323,7 @@ ngx_vantage_webhook_hmac(ngx_http_request_t *r,
     ngx_str_null(&ts);
     ngx_str_null(&eid);
 
-    rc = ngx_vantage_webhook_header(r, &wcf->header, &h);
+    rc = ngx_vantage_header_once(r, &wcf->header, &h);
 
     if (rc == NGX_DECLINED) {
         no->description = "the signature header is missing";
@@ -1374,7 +1371,7 @@ ngx_vantage_webhook_hmac(ngx_http_request_t *r,
     }
 
     if (wcf->timestamp_header.len) {
-        rc = ngx_vantage_webhook_header(r, &wcf->timestamp_header, &ts);
+        rc = ngx_vantage_header_once(r, &wcf->timestamp_header, &ts);
 
         if (rc == NGX_ERROR) {
             goto twice;
@@ -1402,7 +1399,7 @@ ngx_vantage_webhook_hmac(ngx_http_request_t *r,
     }
 
     if (wcf->id_header.len) {
-        rc = ngx_vantage_webhook_header(r, &wcf->id_header, &eid);
+        rc = ngx_vantage_header_once(r, &wcf->id_header, &eid);
 
         if (rc == NGX_ERROR) {
             goto twice;
@@ -1776,52 +1773,6 @@ ngx_vantage_webhook_idempotency_key(ngx_http_request_t *r, ngx_str_t *key)
     *key = wctx->idempotency_key;
 
     return NGX_OK;
-}
-
-
-/*
- * A request header's value: NGX_OK, NGX_DECLINED when it is absent, or
- * NGX_ERROR when it is given twice.
- */
-static ngx_int_t
-ngx_vantage_webhook_header(ngx_http_request_t *r, ngx_str_t *name,
-    ngx_str_t *value)
-{
-    ngx_uint_t        i, found;
-    ngx_list_part_t  *part;
-    ngx_table_elt_t  *h;
-
-    part = &r->headers_in.headers.part;
-    h = part->elts;
-    found = 0;
-
-    for (i = 0; /* void */; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].hash == 0 || h[i].key.len != name->len
-            || ngx_strncasecmp(h[i].key.data, name->data, name->len) != 0)
-        {
-            continue;
-        }
-
-        if (found) {
-            return NGX_ERROR;
-        }
-
-        *value = h[i].value;
-        found = 1;
-    }
-
-    return found ? NGX_OK : NGX_DECLINED;
 }
 
 
