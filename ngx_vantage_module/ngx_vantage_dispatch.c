@@ -32,8 +32,6 @@ typedef struct {
     ngx_http_request_t         *request;
     ngx_vantage_worker_call_t  *call;
     ngx_chain_t                *body;
-    ngx_chain_t               **last;
-    off_t                       size;
     ngx_str_t                   tenant;
     ngx_str_t                   correlation_id;
     ngx_uint_t                  type;      /* VC_FRAME_DISPATCH or _STATUS */
@@ -42,9 +40,10 @@ typedef struct {
 
 
 static ngx_int_t ngx_vantage_dispatch_handler(ngx_http_request_t *r);
-static void ngx_vantage_dispatch_read(ngx_http_request_t *r);
-static ngx_int_t ngx_vantage_dispatch_take(ngx_http_request_t *r,
-    ngx_vantage_dispatch_ctx_t *ctx);
+static ngx_int_t ngx_vantage_dispatch_read(ngx_http_request_t *r,
+    ngx_vantage_body_t *body);
+static void ngx_vantage_dispatch_refuse(ngx_http_request_t *r,
+    ngx_vantage_body_t *body);
 static ngx_int_t ngx_vantage_dispatch_send(ngx_http_request_t *r,
     ngx_vantage_dispatch_ctx_t *ctx);
 static void ngx_vantage_dispatch_reply(void *data, ngx_uint_t outcome,
@@ -392,78 +391,46 @@ ngx_vantage_dispatch_handler(ngx_http_request_t *r)
     cln->handler = ngx_vantage_dispatch_cleanup;
     cln->data = ctx;
 
-    ctx->last = &ctx->body;
     ctx->type = VC_FRAME_DISPATCH;
 
     /* the body stays in memory: unbuffered reading never writes a file */
-    r->request_body_no_buffering = 1;
-
-    rc = ngx_http_read_client_request_body(r, ngx_vantage_dispatch_read);
-
-    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
-        return rc;
-    }
-
-    return NGX_DONE;
+    return ngx_vantage_body_read(r, vlcf->dispatch_max_body,
+                                 ngx_vantage_dispatch_read,
+                                 ngx_vantage_dispatch_refuse);
 }
 
 
-/*
- * The body's post handler, then its read handler: called as soon as some
- * of the body is in, it takes what has been read and reads on, until the
- * body is whole or the socket has nothing more for now.  nginx reads no
- * further into a buffer of its own that is still full, so the buffers are
- * emptied and reading tried again at once: with edge-triggered events,
- * data already in the socket would otherwise never be announced again.
- */
-static void
-ngx_vantage_dispatch_read(ngx_http_request_t *r)
+/* the whole body is in: checked (vantage_webhook_verify), then sent */
+static ngx_int_t
+ngx_vantage_dispatch_read(ngx_http_request_t *r, ngx_vantage_body_t *body)
 {
     ngx_int_t                    rc;
     ngx_vantage_dispatch_ctx_t  *ctx;
 
     ctx = ngx_vantage_get_ctx(r)->dispatch;
+    ctx->body = body->bufs;
 
-    for ( ;; ) {
-        rc = ngx_vantage_dispatch_take(r, ctx);
-
-        if (rc == NGX_DONE) {
-            /* answered 413: the request may be gone already */
-            return;
-        }
-
-        if (rc != NGX_AGAIN) {
-            break;
-        }
-
-        rc = ngx_http_read_unbuffered_request_body(r);
-
-        if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
-            break;
-        }
-
-        if (rc == NGX_AGAIN
-            && (r->request_body == NULL || r->request_body->bufs == NULL))
-        {
-            r->read_event_handler = ngx_vantage_dispatch_read;
-            return;
-        }
-    }
-
-    r->read_event_handler = ngx_http_block_reading;
-
-    if (rc == NGX_OK) {
-        /* vantage_webhook_verify: the whole body, before anything reads it */
-        rc = ngx_vantage_webhook_verify(r, ctx->body);
-    }
+    /* vantage_webhook_verify: the whole body, before anything reads it */
+    rc = ngx_vantage_webhook_verify(r, ctx->body);
 
     if (rc == NGX_OK) {
         rc = ngx_vantage_dispatch_send(r, ctx);
     }
 
-    if (rc != NGX_DONE) {
-        ngx_http_finalize_request(r, rc);
-    }
+    return rc;
+}
+
+
+/* a chunked body that has grown over vantage_dispatch_max_body */
+static void
+ngx_vantage_dispatch_refuse(ngx_http_request_t *r, ngx_vantage_body_t *body)
+{
+    ngx_http_finalize_request(r,
+        ngx_vantage_dispatch_error(r, ngx_vantage_get_ctx(r)->dispatch,
+                                   NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                                   "payload_too_large",
+                                   "the body is larger than this "
+                                   "endpoint accepts"));
 }
 
 
@@ -485,78 +452,6 @@ ngx_vantage_dispatch_resume(ngx_http_request_t *r)
     if (rc != NGX_DONE) {
         ngx_http_finalize_request(r, rc);
     }
-}
-
-
-/*
- * Copies what nginx has read of the body into buffers of the request's and
- * marks nginx's buffers consumed, so that reading can go on into them.
- * Returns NGX_OK when the whole body is in, NGX_AGAIN while more is to
- * come, NGX_DONE when it has answered (and finalized) a 413, or an error
- * status.
- */
-static ngx_int_t
-ngx_vantage_dispatch_take(ngx_http_request_t *r,
-    ngx_vantage_dispatch_ctx_t *ctx)
-{
-    size_t                   size;
-    ngx_buf_t               *b;
-    ngx_chain_t             *cl, *in;
-    ngx_vantage_loc_conf_t  *vlcf;
-
-    vlcf = ngx_http_get_module_loc_conf(r, ngx_vantage_module);
-
-    if (r->request_body == NULL) {
-        return r->reading_body ? NGX_AGAIN : NGX_OK;
-    }
-
-    for (in = r->request_body->bufs; in; in = in->next) {
-
-        size = ngx_buf_size(in->buf);
-
-        if (size == 0 || in->buf->in_file) {
-            in->buf->pos = in->buf->last;
-            continue;
-        }
-
-        ctx->size += size;
-
-        if (ctx->size > (off_t) vlcf->dispatch_max_body) {
-            /* a chunked body that has grown too large: nginx closes it */
-            r->request_body->bufs = NULL;
-            r->read_event_handler = ngx_http_block_reading;
-
-            ngx_http_finalize_request(r,
-                ngx_vantage_dispatch_error(r, ctx,
-                                           NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
-                                           "payload_too_large",
-                                           "the body is larger than this "
-                                           "endpoint accepts"));
-            return NGX_DONE;
-        }
-
-        b = ngx_create_temp_buf(r->pool, size);
-        if (b == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        b->last = ngx_cpymem(b->pos, in->buf->pos, size);
-        in->buf->pos = in->buf->last;
-
-        cl = ngx_alloc_chain_link(r->pool);
-        if (cl == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        cl->buf = b;
-        cl->next = NULL;
-        *ctx->last = cl;
-        ctx->last = &cl->next;
-    }
-
-    r->request_body->bufs = NULL;
-
-    return r->reading_body ? NGX_AGAIN : NGX_OK;
 }
 
 
@@ -1171,55 +1066,8 @@ static ngx_int_t
 ngx_vantage_dispatch_respond(ngx_http_request_t *r,
     ngx_vantage_dispatch_ctx_t *ctx, ngx_uint_t status, ngx_str_t *body)
 {
-    ngx_int_t     rc;
-    ngx_buf_t    *b;
-    ngx_str_t     v;
-    ngx_chain_t   out;
-
-    if (ctx != NULL
-        && (ngx_vantage_dispatch_add_header(r, "X-Correlation-ID",
-                                            &ctx->correlation_id)
-            != NGX_OK
-            || ngx_vantage_dispatch_add_header(r, "X-Request-Id",
-                                               &ctx->correlation_id)
-               != NGX_OK))
-    {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    ngx_str_set(&v, "no-store");
-
-    if (ngx_vantage_dispatch_add_header(r, "Cache-Control", &v) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    b = ngx_calloc_buf(r->pool);
-    if (b == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    b->pos = body->data;
-    b->last = body->data + body->len;
-    b->memory = 1;
-    b->last_buf = (r == r->main) ? 1 : 0;
-    b->last_in_chain = 1;
-
-    r->headers_out.status = status;
-    r->headers_out.content_length_n = body->len;
-    ngx_str_set(&r->headers_out.content_type, "application/json");
-    r->headers_out.content_type_len = r->headers_out.content_type.len;
-    r->headers_out.content_type_lowcase = NULL;
-
-    rc = ngx_http_send_header(r);
-
-    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
-        return rc;
-    }
-
-    out.buf = b;
-    out.next = NULL;
-
-    return ngx_http_output_filter(r, &out);
+    return ngx_vantage_send_nostore(r, ctx ? &ctx->correlation_id : NULL,
+                                    status, &ngx_vantage_json_type, body);
 }
 
 

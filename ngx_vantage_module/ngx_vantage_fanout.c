@@ -21,9 +21,8 @@
 #define NGX_VANTAGE_FANOUT_JOB_ID  32
 
 
-static void ngx_vantage_fanout_read_handler(ngx_http_request_t *r);
-static ngx_int_t ngx_vantage_fanout_take(ngx_http_request_t *r,
-    ngx_vantage_fanout_t *fo);
+static ngx_int_t ngx_vantage_fanout_body(ngx_http_request_t *r,
+    ngx_vantage_body_t *body);
 static void ngx_vantage_fanout_reply(void *data, ngx_uint_t outcome,
     u_char *fields, size_t len);
 static ngx_int_t ngx_vantage_fanout_correlation_id(ngx_http_request_t *r,
@@ -177,134 +176,47 @@ ngx_vantage_fanout_create(ngx_http_request_t *r, ngx_str_t *tenant)
 ngx_int_t
 ngx_vantage_fanout_read(ngx_http_request_t *r, ngx_vantage_fanout_t *fo)
 {
-    ngx_int_t  rc;
-
     /*
      * Unbuffered reading, as vantage_dispatch does: the body never goes to
      * a temporary file, which would have to be read back with a blocking
      * read.  client_max_body_size still applies (nginx checks it).
      */
-    r->request_body_no_buffering = 1;
-
-    rc = ngx_http_read_client_request_body(r,
-                                           ngx_vantage_fanout_read_handler);
-
-    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
-        return rc;
-    }
-
-    return NGX_DONE;
+    return ngx_vantage_body_read(r, 0, ngx_vantage_fanout_body, NULL);
 }
 
 
 /*
- * The body's post handler, then its read handler, as in
- * ngx_vantage_dispatch_read(): takes what was read and reads on until the
- * body is whole or the socket has nothing more for now.
+ * The whole body is in: made one contiguous buffer (what the parsers
+ * take) and handed to fo->body_handler.
  */
-static void
-ngx_vantage_fanout_read_handler(ngx_http_request_t *r)
+static ngx_int_t
+ngx_vantage_fanout_body(ngx_http_request_t *r, ngx_vantage_body_t *body)
 {
-    ngx_int_t              rc;
+    u_char                *p;
+    ngx_chain_t           *cl;
     ngx_vantage_fanout_t  *fo;
 
     fo = ngx_vantage_get_ctx(r)->fanout;
 
-    for ( ;; ) {
-        rc = ngx_vantage_fanout_take(r, fo);
+    if (body->bufs != NULL && body->bufs->next == NULL) {
+        fo->buf = body->bufs->buf->pos;
 
-        if (rc != NGX_AGAIN) {
-            break;
+    } else if (body->bufs != NULL) {
+        fo->buf = ngx_pnalloc(r->pool, body->size);
+        if (fo->buf == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        rc = ngx_http_read_unbuffered_request_body(r);
+        p = fo->buf;
 
-        if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
-            break;
-        }
-
-        if (rc == NGX_AGAIN
-            && (r->request_body == NULL || r->request_body->bufs == NULL))
-        {
-            r->read_event_handler = ngx_vantage_fanout_read_handler;
-            return;
+        for (cl = body->bufs; cl; cl = cl->next) {
+            p = ngx_cpymem(p, cl->buf->pos, cl->buf->last - cl->buf->pos);
         }
     }
 
-    r->read_event_handler = ngx_http_block_reading;
+    fo->len = body->size;
 
-    if (rc == NGX_OK) {
-        rc = fo->body_handler(r, fo);
-    }
-
-    if (rc != NGX_DONE) {
-        ngx_http_finalize_request(r, rc);
-    }
-}
-
-
-/*
- * Appends what nginx has read to the body, one contiguous buffer (what the
- * parsers take), and marks nginx's buffers consumed.  Returns NGX_OK when
- * the whole body is in, NGX_AGAIN while more is to come, or an error
- * status.
- */
-static ngx_int_t
-ngx_vantage_fanout_take(ngx_http_request_t *r, ngx_vantage_fanout_t *fo)
-{
-    size_t        size, want;
-    u_char       *p;
-    ngx_chain_t  *in;
-
-    if (r->request_body == NULL) {
-        return r->reading_body ? NGX_AGAIN : NGX_OK;
-    }
-
-    for (in = r->request_body->bufs; in; in = in->next) {
-
-        size = ngx_buf_size(in->buf);
-
-        if (size == 0 || in->buf->in_file) {
-            in->buf->pos = in->buf->last;
-            continue;
-        }
-
-        if (fo->len + size > fo->size) {
-            /* the announced length at once; a chunked body doubles */
-            want = ngx_max(fo->size * 2, 4096);
-
-            if (r->headers_in.content_length_n > 0
-                && (size_t) r->headers_in.content_length_n > want)
-            {
-                want = r->headers_in.content_length_n;
-            }
-
-            while (want < fo->len + size) {
-                want *= 2;
-            }
-
-            p = ngx_pnalloc(r->pool, want);
-            if (p == NULL) {
-                return NGX_HTTP_INTERNAL_SERVER_ERROR;
-            }
-
-            if (fo->len) {
-                ngx_memcpy(p, fo->buf, fo->len);
-                ngx_pfree(r->pool, fo->buf);
-            }
-
-            fo->buf = p;
-            fo->size = want;
-        }
-
-        ngx_memcpy(fo->buf + fo->len, in->buf->pos, size);
-        fo->len += size;
-        in->buf->pos = in->buf->last;
-    }
-
-    r->request_body->bufs = NULL;
-
-    return r->reading_body ? NGX_AGAIN : NGX_OK;
+    return fo->body_handler(r, fo);
 }
 
 
@@ -506,67 +418,8 @@ ngx_int_t
 ngx_vantage_fanout_respond(ngx_http_request_t *r, ngx_vantage_fanout_t *fo,
     ngx_uint_t status, ngx_str_t *content_type, ngx_str_t *body)
 {
-    u_char       *semicolon;
-    ngx_int_t     rc;
-    ngx_buf_t    *b;
-    ngx_chain_t   out;
-
-    if (fo != NULL
-        && (ngx_vantage_add_header(r, "X-Correlation-ID",
-                                   sizeof("X-Correlation-ID") - 1,
-                                   fo->correlation_id.data,
-                                   fo->correlation_id.len)
-            != NGX_OK
-            || ngx_vantage_add_header(r, "X-Request-Id",
-                                      sizeof("X-Request-Id") - 1,
-                                      fo->correlation_id.data,
-                                      fo->correlation_id.len)
-               != NGX_OK))
-    {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    if (ngx_vantage_add_header(r, "Cache-Control", sizeof("Cache-Control") - 1,
-                               (u_char *) "no-store", sizeof("no-store") - 1)
-        != NGX_OK)
-    {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    b = ngx_calloc_buf(r->pool);
-    if (b == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    b->pos = body->data;
-    b->last = body->data + body->len;
-    b->memory = 1;
-    b->last_buf = (r == r->main) ? 1 : 0;
-    b->last_in_chain = 1;
-
-    r->headers_out.status = status;
-    r->headers_out.content_length_n = body->len;
-    r->headers_out.content_type = *content_type;
-
-    /* the type without its parameters, as nginx keeps it */
-    semicolon = ngx_strlchr(content_type->data,
-                            content_type->data + content_type->len, ';');
-    r->headers_out.content_type_len = semicolon
-                                      ? (size_t) (semicolon
-                                                  - content_type->data)
-                                      : content_type->len;
-    r->headers_out.content_type_lowcase = NULL;
-
-    rc = ngx_http_send_header(r);
-
-    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
-        return rc;
-    }
-
-    out.buf = b;
-    out.next = NULL;
-
-    return ngx_http_output_filter(r, &out);
+    return ngx_vantage_send_nostore(r, fo ? &fo->correlation_id : NULL,
+                                    status, content_type, body);
 }
 
 

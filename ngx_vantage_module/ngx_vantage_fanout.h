@@ -54,7 +54,6 @@ struct ngx_vantage_fanout_s {
 
     u_char                     *buf;       /* the body, whole */
     size_t                      len;
-    size_t                      size;
 
     ngx_vantage_fanout_job_t   *jobs;
     ngx_uint_t                  njobs;

@@ -80,16 +80,16 @@ static ngx_int_t ngx_vantage_headers_in_set(ngx_http_request_t *r,
     ngx_vantage_headers_name_t *n, ngx_str_t *value);
 static ngx_int_t ngx_vantage_headers_in_apply(ngx_http_request_t *r,
     ngx_vantage_headers_op_t *op);
-static ngx_int_t ngx_vantage_headers_in_fix(ngx_http_request_t *r,
-    ngx_vantage_headers_name_t *n);
 static ngx_int_t ngx_vantage_headers_out_apply(ngx_http_request_t *r,
     ngx_vantage_headers_op_t *op);
 static ngx_uint_t ngx_vantage_headers_out_clear(ngx_http_request_t *r,
     ngx_str_t *lowcase);
 static ngx_table_elt_t *ngx_vantage_headers_out_push(ngx_http_request_t *r,
     ngx_vantage_headers_name_t *n, ngx_str_t *value, ngx_uint_t hash);
-static ngx_int_t ngx_vantage_headers_out_fix(ngx_http_request_t *r,
-    ngx_vantage_headers_name_t *n);
+static ngx_int_t ngx_vantage_headers_fix(ngx_http_request_t *r,
+    ngx_vantage_headers_name_t *n, ngx_uint_t out);
+#define ngx_vantage_headers_in_fix(r, n)   ngx_vantage_headers_fix(r, n, 0)
+#define ngx_vantage_headers_out_fix(r, n)  ngx_vantage_headers_fix(r, n, 1)
 static ngx_int_t ngx_vantage_headers_value(ngx_http_request_t *r,
     ngx_vantage_headers_op_t *op, ngx_str_t *value);
 static char *ngx_vantage_headers_name(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -995,13 +995,15 @@ ngx_vantage_headers_in_set(ngx_http_request_t *r,
 
 /*
  * Points r->headers_in's field for the header (user_agent, authorization,
- * the cookies...) at what the list holds now, as nginx would have set it
- * had the client sent the headers this way.
+ * the cookies...), or r->headers_out's when out is set, at what the list
+ * holds now, as nginx would have set it had the headers come this way.
+ * Of the response's, those cleared (hash 0) are passed over.
  */
 static ngx_int_t
-ngx_vantage_headers_in_fix(ngx_http_request_t *r,
-    ngx_vantage_headers_name_t *n)
+ngx_vantage_headers_fix(ngx_http_request_t *r,
+    ngx_vantage_headers_name_t *n, ngx_uint_t out)
 {
+    char              *fields;
     ngx_uint_t         i;
     ngx_array_t       *a;
     ngx_list_part_t   *part;
@@ -1011,11 +1013,20 @@ ngx_vantage_headers_in_fix(ngx_http_request_t *r,
         return NGX_OK;
     }
 
+    if (out) {
+        fields = (char *) &r->headers_out;
+        part = &r->headers_out.headers.part;
+
+    } else {
+        fields = (char *) &r->headers_in;
+        part = &r->headers_in.headers.part;
+    }
+
     a = NULL;
     ph = NULL;
 
     if (n->type == NGX_VANTAGE_HEADERS_ARRAY) {
-        a = (ngx_array_t *) ((char *) &r->headers_in + n->offset);
+        a = (ngx_array_t *) (fields + n->offset);
 
         if (a->elts == NULL) {
             if (ngx_array_init(a, r->pool, 1, sizeof(ngx_table_elt_t *))
@@ -1028,15 +1039,16 @@ ngx_vantage_headers_in_fix(ngx_http_request_t *r,
         a->nelts = 0;
 
     } else {
-        ph = (ngx_table_elt_t **) ((char *) &r->headers_in + n->offset);
+        ph = (ngx_table_elt_t **) (fields + n->offset);
         *ph = NULL;
     }
 
-    for (part = &r->headers_in.headers.part; part; part = part->next) {
+    for ( /* void */ ; part; part = part->next) {
         h = part->elts;
 
         for (i = 0; i < part->nelts; i++) {
-            if (h[i].key.len != n->lowcase.len
+            if ((out && h[i].hash == 0)
+                || h[i].key.len != n->lowcase.len
                 || ngx_strncasecmp(h[i].key.data, n->lowcase.data,
                                    n->lowcase.len) != 0)
             {
@@ -1065,7 +1077,7 @@ ngx_vantage_headers_in_fix(ngx_http_request_t *r,
         }
     }
 
-    if (n->offset == offsetof(ngx_http_headers_in_t, authorization)) {
+    if (!out && n->offset == offsetof(ngx_http_headers_in_t, authorization)) {
         /* parsed again by ngx_http_auth_basic_user() if asked */
         ngx_str_null(&r->headers_in.user);
         ngx_str_null(&r->headers_in.passwd);
@@ -1312,79 +1324,6 @@ ngx_vantage_headers_out_push(ngx_http_request_t *r,
 #endif
 
     return h;
-}
-
-
-/* as ngx_vantage_headers_in_fix(), for r->headers_out's fields */
-static ngx_int_t
-ngx_vantage_headers_out_fix(ngx_http_request_t *r,
-    ngx_vantage_headers_name_t *n)
-{
-    ngx_uint_t         i;
-    ngx_array_t       *a;
-    ngx_list_part_t   *part;
-    ngx_table_elt_t   *h, **ph, **pa;
-
-    if (n->type == NGX_VANTAGE_HEADERS_PLAIN) {
-        return NGX_OK;
-    }
-
-    a = NULL;
-    ph = NULL;
-
-    if (n->type == NGX_VANTAGE_HEADERS_ARRAY) {
-        a = (ngx_array_t *) ((char *) &r->headers_out + n->offset);
-
-        if (a->elts == NULL) {
-            if (ngx_array_init(a, r->pool, 1, sizeof(ngx_table_elt_t *))
-                != NGX_OK)
-            {
-                return NGX_ERROR;
-            }
-        }
-
-        a->nelts = 0;
-
-    } else {
-        ph = (ngx_table_elt_t **) ((char *) &r->headers_out + n->offset);
-        *ph = NULL;
-    }
-
-    for (part = &r->headers_out.headers.part; part; part = part->next) {
-        h = part->elts;
-
-        for (i = 0; i < part->nelts; i++) {
-            if (h[i].hash == 0
-                || h[i].key.len != n->lowcase.len
-                || ngx_strncasecmp(h[i].key.data, n->lowcase.data,
-                                   n->lowcase.len) != 0)
-            {
-                continue;
-            }
-
-            if (a != NULL) {
-                pa = ngx_array_push(a);
-                if (pa == NULL) {
-                    return NGX_ERROR;
-                }
-
-                *pa = &h[i];
-                continue;
-            }
-
-#if (nginx_version >= 1023000)
-            *ph = &h[i];
-            ph = &h[i].next;
-            *ph = NULL;
-#else
-            if (*ph == NULL) {
-                *ph = &h[i];
-            }
-#endif
-        }
-    }
-
-    return NGX_OK;
 }
 
 

@@ -65,8 +65,6 @@ static ngx_int_t ngx_vantage_hubspot_process(ngx_http_request_t *r,
     ngx_vantage_fanout_t *fo);
 static int ngx_vantage_hubspot_verify(ngx_http_request_t *r,
     ngx_vantage_fanout_t *fo);
-static ngx_int_t ngx_vantage_hubspot_header(ngx_http_request_t *r,
-    const char *name, size_t len, ngx_str_t *value);
 static ngx_int_t ngx_vantage_hubspot_parse(ngx_http_request_t *r,
     ngx_vantage_fanout_t *fo, json_t *events, const char **reason);
 static ngx_int_t ngx_vantage_hubspot_event(ngx_http_request_t *r,
@@ -82,6 +80,10 @@ static ngx_int_t ngx_vantage_hubspot_error(ngx_http_request_t *r,
 
 static ngx_str_t  ngx_vantage_hubspot_allow = ngx_string("POST");
 static ngx_str_t  ngx_vantage_hubspot_type = ngx_string("application/json");
+static ngx_str_t  ngx_vantage_hubspot_v3 =
+    ngx_string("X-HubSpot-Signature-v3");
+static ngx_str_t  ngx_vantage_hubspot_ts =
+    ngx_string("X-HubSpot-Request-Timestamp");
 
 
 /*
@@ -158,30 +160,13 @@ ngx_vantage_hubspot_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             s.data = value[i].data + 4;
             s.len = value[i].len - 4;
 
-            for (p = s.data; p < s.data + s.len; p++) {
-                if (*p <= 0x20 || *p >= 0x7f) {
-                    break;
-                }
-            }
-
-            if (!(ngx_strncmp(s.data, "https://", 8) == 0
-                  || ngx_strncmp(s.data, "http://", 7) == 0)
-                || s.len > 4096 || p != s.data + s.len)
+            if (ngx_vantage_hubspot_conf_uri(cf, "vantage_hubspot_webhook",
+                                             &value[i], &s, &hscf->uri)
+                != NGX_CONF_OK)
             {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "\"vantage_hubspot_webhook\": \"%V\" is "
-                                   "not the http:// or https:// URL "
-                                   "HubSpot was given", &value[i]);
                 return NGX_CONF_ERROR;
             }
 
-            /* what HubSpot signs, once and for all */
-            hscf->uri.data = ngx_pstrdup(cf->pool, &s);
-            if (hscf->uri.data == NULL) {
-                return NGX_CONF_ERROR;
-            }
-
-            hscf->uri.len = vc_hubspot_uri_decode(hscf->uri.data, s.len);
             continue;
         }
 
@@ -232,8 +217,6 @@ static char *
 ngx_vantage_hubspot_read_secret(ngx_conf_t *cf, ngx_str_t *path,
     ngx_str_t *secret)
 {
-    ngx_str_t  name;
-
     if (secret->len) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"vantage_hubspot_webhook\": secret_file= is "
@@ -241,24 +224,46 @@ ngx_vantage_hubspot_read_secret(ngx_conf_t *cf, ngx_str_t *path,
         return NGX_CONF_ERROR;
     }
 
-    if (path->len == 0 || path->data[0] != '/') {
+    return ngx_vantage_read_secret_path(cf, "vantage_hubspot_webhook", path,
+                                        secret);
+}
+
+
+/*
+ * uri=<url> of a directive (arg the whole parameter, url what follows its
+ * '='): the http:// or https:// URL HubSpot was given, at most 4096
+ * printable bytes, decoded into uri once and for all, as HubSpot signs it.
+ */
+char *
+ngx_vantage_hubspot_conf_uri(ngx_conf_t *cf, const char *directive,
+    ngx_str_t *arg, ngx_str_t *url, ngx_str_t *uri)
+{
+    u_char  *p;
+
+    for (p = url->data; p < url->data + url->len; p++) {
+        if (*p <= 0x20 || *p >= 0x7f) {
+            break;
+        }
+    }
+
+    if (!(ngx_strncmp(url->data, "https://", 8) == 0
+          || ngx_strncmp(url->data, "http://", 7) == 0)
+        || url->len > 4096 || p != url->data + url->len)
+    {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"vantage_hubspot_webhook\": secret_file= must "
-                           "be an absolute path");
+                           "\"%s\": \"%V\" is not the http:// or https:// "
+                           "URL HubSpot was given", directive, arg);
         return NGX_CONF_ERROR;
     }
 
-    /* NUL-terminated for open() */
-    name.len = path->len;
-    name.data = ngx_pnalloc(cf->pool, path->len + 1);
-    if (name.data == NULL) {
+    uri->data = ngx_pstrdup(cf->pool, url);
+    if (uri->data == NULL) {
         return NGX_CONF_ERROR;
     }
 
-    ngx_cpystrn(name.data, path->data, path->len + 1);
+    uri->len = vc_hubspot_uri_decode(uri->data, url->len);
 
-    return ngx_vantage_read_secret_file(cf, "vantage_hubspot_webhook",
-                                        "secret file", &name, secret);
+    return NGX_CONF_OK;
 }
 
 
@@ -458,14 +463,10 @@ ngx_vantage_hubspot_verify(ngx_http_request_t *r, ngx_vantage_fanout_t *fo)
         return VC_HUBSPOT_SIG_ERROR;
     }
 
-    rc = ngx_vantage_hubspot_header(r, "X-HubSpot-Signature-v3",
-                                    sizeof("X-HubSpot-Signature-v3") - 1,
-                                    &v3);
+    rc = ngx_vantage_header_once(r, &ngx_vantage_hubspot_v3, &v3);
 
     if (rc == NGX_OK) {
-        rc = ngx_vantage_hubspot_header(r, "X-HubSpot-Request-Timestamp",
-                                        sizeof("X-HubSpot-Request-Timestamp")
-                                        - 1, &ts);
+        rc = ngx_vantage_header_once(r, &ngx_vantage_hubspot_ts, &ts);
     }
 
     if (rc != NGX_OK) {
@@ -516,53 +517,6 @@ ngx_vantage_hubspot_verify(ngx_http_request_t *r, ngx_vantage_fanout_t *fo)
     }
 
     return sig;
-}
-
-
-/*
- * A request header's value: NGX_OK, NGX_DECLINED when it is absent, or
- * NGX_ERROR when it is given twice (which of the two HubSpot meant is
- * not for nginx to guess).
- */
-static ngx_int_t
-ngx_vantage_hubspot_header(ngx_http_request_t *r, const char *name,
-    size_t len, ngx_str_t *value)
-{
-    ngx_uint_t        i, found;
-    ngx_list_part_t  *part;
-    ngx_table_elt_t  *h;
-
-    part = &r->headers_in.headers.part;
-    h = part->elts;
-    found = 0;
-
-    for (i = 0; /* void */; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].hash == 0 || h[i].key.len != len
-            || ngx_strncasecmp(h[i].key.data, (u_char *) name, len) != 0)
-        {
-            continue;
-        }
-
-        if (found) {
-            return NGX_ERROR;
-        }
-
-        *value = h[i].value;
-        found = 1;
-    }
-
-    return found ? NGX_OK : NGX_DECLINED;
 }
 
 

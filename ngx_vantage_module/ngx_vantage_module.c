@@ -475,6 +475,10 @@ static ngx_http_module_t  ngx_vantage_module_ctx = {
 };
 
 
+/* the type of every JSON answer the module writes */
+ngx_str_t  ngx_vantage_json_type = ngx_string("application/json");
+
+
 ngx_module_t  ngx_vantage_module = {
     NGX_MODULE_V1,
     &ngx_vantage_module_ctx,               /* module context */
@@ -966,50 +970,146 @@ ngx_int_t
 ngx_vantage_send_json(ngx_http_request_t *r, ngx_uint_t status,
     const char *error, const char *description)
 {
-    ngx_int_t     rc;
-    ngx_str_t     body;
-    ngx_buf_t    *b;
-    ngx_chain_t   out;
+    ngx_int_t  rc;
+    ngx_str_t  body;
 
     rc = ngx_http_discard_request_body(r);
     if (rc != NGX_OK) {
         return rc;
     }
 
-    b = ngx_calloc_buf(r->pool);
-    if (b == NULL || ngx_vantage_json_error(r->pool, error, description,
-                                            &body)
-                     != NGX_OK)
+    if (ngx_vantage_json_error(r->pool, error, description, &body)
+        != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    b->pos = body.data;
-    b->last = body.data + body.len;
-    b->memory = 1;
+    ngx_http_finalize_request(r,
+        ngx_vantage_send_body(r, status, &ngx_vantage_json_type, &body));
 
+    return NGX_DONE;
+}
+
+
+ngx_int_t
+ngx_vantage_send_body(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_str_t *content_type, ngx_str_t *body)
+{
+    u_char       *semicolon;
+    ngx_int_t     rc;
+    ngx_buf_t    *b;
+    ngx_chain_t   out;
+
+    b = ngx_calloc_buf(r->pool);
+    if (b == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    b->pos = body->data;
+    b->last = body->data + body->len;
+    b->memory = 1;
     b->last_buf = (r == r->main) ? 1 : 0;
     b->last_in_chain = 1;
 
     r->headers_out.status = status;
-    r->headers_out.content_length_n = b->last - b->pos;
-    ngx_str_set(&r->headers_out.content_type, "application/json");
-    r->headers_out.content_type_len = r->headers_out.content_type.len;
+    r->headers_out.content_length_n = body->len;
+    r->headers_out.content_type = *content_type;
+
+    /* the type without its parameters, as nginx keeps it */
+    semicolon = ngx_strlchr(content_type->data,
+                            content_type->data + content_type->len, ';');
+    r->headers_out.content_type_len = semicolon
+                                      ? (size_t) (semicolon
+                                                  - content_type->data)
+                                      : content_type->len;
     r->headers_out.content_type_lowcase = NULL;
 
     rc = ngx_http_send_header(r);
 
     if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
-        ngx_http_finalize_request(r, rc);
-        return NGX_DONE;
+        return rc;
     }
 
     out.buf = b;
     out.next = NULL;
 
-    ngx_http_finalize_request(r, ngx_http_output_filter(r, &out));
+    return ngx_http_output_filter(r, &out);
+}
 
-    return NGX_DONE;
+
+ngx_int_t
+ngx_vantage_send_nostore(ngx_http_request_t *r, ngx_str_t *correlation_id,
+    ngx_uint_t status, ngx_str_t *content_type, ngx_str_t *body)
+{
+    if (correlation_id != NULL
+        && (ngx_vantage_add_header(r, "X-Correlation-ID",
+                                   sizeof("X-Correlation-ID") - 1,
+                                   correlation_id->data, correlation_id->len)
+            != NGX_OK
+            || ngx_vantage_add_header(r, "X-Request-Id",
+                                      sizeof("X-Request-Id") - 1,
+                                      correlation_id->data,
+                                      correlation_id->len)
+               != NGX_OK))
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ngx_vantage_add_header(r, "Cache-Control", sizeof("Cache-Control") - 1,
+                               (u_char *) "no-store", sizeof("no-store") - 1)
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_vantage_send_body(r, status, content_type, body);
+}
+
+
+/*
+ * A request header's value: NGX_OK, NGX_DECLINED when it is absent, or
+ * NGX_ERROR when it is given twice (which of the two was meant is not for
+ * nginx to guess).
+ */
+ngx_int_t
+ngx_vantage_header_once(ngx_http_request_t *r, ngx_str_t *name,
+    ngx_str_t *value)
+{
+    ngx_uint_t        i, found;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+    found = 0;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].hash == 0 || h[i].key.len != name->len
+            || ngx_strncasecmp(h[i].key.data, name->data, name->len) != 0)
+        {
+            continue;
+        }
+
+        if (found) {
+            return NGX_ERROR;
+        }
+
+        *value = h[i].value;
+        found = 1;
+    }
+
+    return found ? NGX_OK : NGX_DECLINED;
 }
 
 

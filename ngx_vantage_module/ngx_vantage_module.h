@@ -306,6 +306,34 @@ typedef struct {
 } ngx_vantage_rl_ctx_t;
 
 
+typedef struct ngx_vantage_body_s  ngx_vantage_body_t;
+
+/*
+ * The whole body is in body->bufs: returns NGX_DONE when the request has
+ * been taken on (answered, or the phases resumed), or else what to
+ * finalize it with.
+ */
+typedef ngx_int_t (*ngx_vantage_body_done_pt)(ngx_http_request_t *r,
+    ngx_vantage_body_t *body);
+
+/*
+ * The body has grown over body->max: answers the request, which may be
+ * freed by then, so the reader touches it no more.
+ */
+typedef void (*ngx_vantage_body_refuse_pt)(ngx_http_request_t *r,
+    ngx_vantage_body_t *body);
+
+/* the request body being read by ngx_vantage_body_read() */
+struct ngx_vantage_body_s {
+    ngx_chain_t                *bufs;      /* of the request's pool */
+    ngx_chain_t               **last;
+    size_t                      size;
+    size_t                      max;       /* 0: no limit of its own */
+    ngx_vantage_body_done_pt    done;
+    ngx_vantage_body_refuse_pt  refuse;
+};
+
+
 /*
  * One context for the whole main request: it survives internal redirects
  * (nginx clears module contexts on those), which is what lets a request be
@@ -320,6 +348,9 @@ typedef struct {
     void                       *fanout;    /* ngx_vantage_fanout_t */
     void                       *transform; /* ngx_vantage_tf_ctx_t */
 
+    /* one body is read at a time: ngx_vantage_body.c */
+    ngx_vantage_body_t          body;
+
     /* headers and correlation (ngx_vantage_headers.c) */
     ngx_str_t                   request_id;   /* data NULL: not yet known */
     ngx_str_t                   traceparent;  /* the client's, if valid */
@@ -331,6 +362,7 @@ typedef struct {
 
 
 extern ngx_module_t  ngx_vantage_module;
+extern ngx_str_t     ngx_vantage_json_type;
 
 
 const EVP_MD *ngx_vantage_sha256(void);
@@ -338,11 +370,47 @@ ngx_vantage_ctx_t *ngx_vantage_get_ctx(ngx_http_request_t *r);
 ngx_vantage_ctx_t *ngx_vantage_create_ctx(ngx_http_request_t *r);
 ngx_int_t ngx_vantage_send_json(ngx_http_request_t *r, ngx_uint_t status,
     const char *error, const char *description);
+
+/*
+ * Sends status and body (which must live as long as the request) as
+ * content_type, parameters and all; headers set before are kept.  Neither
+ * discards the body nor finalizes: returns what to finalize the request
+ * with, which a content handler may return.
+ */
+ngx_int_t ngx_vantage_send_body(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_str_t *content_type, ngx_str_t *body);
+
+/*
+ * As ngx_vantage_send_body(), for the answers about jobs: with
+ * Cache-Control: no-store and, when correlation_id is not NULL,
+ * X-Correlation-ID and X-Request-Id.
+ */
+ngx_int_t ngx_vantage_send_nostore(ngx_http_request_t *r,
+    ngx_str_t *correlation_id, ngx_uint_t status, ngx_str_t *content_type,
+    ngx_str_t *body);
+
 ngx_int_t ngx_vantage_json_error(ngx_pool_t *pool, const char *error,
     const char *description, ngx_str_t *body);
 ngx_int_t ngx_vantage_add_header(ngx_http_request_t *r, const char *name,
     size_t nlen, u_char *value, size_t len);
 char *ngx_vantage_check_realm(ngx_str_t *realm);
+/* a request header given at most once: NGX_OK, NGX_DECLINED, NGX_ERROR */
+ngx_int_t ngx_vantage_header_once(ngx_http_request_t *r, ngx_str_t *name,
+    ngx_str_t *value);
+
+/*
+ * Reads the request body into memory, never into a temporary file, without
+ * blocking: nginx's buffers are copied into buffers of the request's pool
+ * (nginx reuses its own), max (0: none) is checked as the body grows, and
+ * done is called once the body is whole, with its handler's return
+ * finalizing the request unless it is NGX_DONE.  A body already read (by
+ * an earlier phase) is taken as it is.  The request's context must exist.
+ * Returns an error status, or NGX_DONE: a content handler returns it, a
+ * phase handler finalizes it first (as nginx's own callers of
+ * ngx_http_read_client_request_body() do).
+ */
+ngx_int_t ngx_vantage_body_read(ngx_http_request_t *r, size_t max,
+    ngx_vantage_body_done_pt done, ngx_vantage_body_refuse_pt refuse);
 ngx_int_t ngx_vantage_claim_add(ngx_conf_t *cf, ngx_vantage_main_conf_t *vmcf,
     ngx_str_t *name, ngx_uint_t kind);
 ngx_int_t ngx_vantage_add_variables(ngx_conf_t *cf,
@@ -425,6 +493,9 @@ char *ngx_vantage_hubspot_conf(ngx_conf_t *cf, ngx_command_t *cmd,
 char *ngx_vantage_hubspot_merge(ngx_conf_t *cf, ngx_vantage_loc_conf_t *prev,
     ngx_vantage_loc_conf_t *conf);
 ngx_int_t ngx_vantage_hubspot_uri(ngx_http_request_t *r, ngx_str_t *uri);
+/* uri=<url> at configuration time: checked, and decoded as HubSpot signs */
+char *ngx_vantage_hubspot_conf_uri(ngx_conf_t *cf, const char *directive,
+    ngx_str_t *arg, ngx_str_t *url, ngx_str_t *uri);
 
 /* ngx_vantage_webhook.c: vantage_webhook_verify */
 char *ngx_vantage_webhook_conf(ngx_conf_t *cf, ngx_command_t *cmd,

@@ -1583,3 +1583,34 @@ ngx_vantage_read_secret_file(ngx_conf_t *cf, const char *directive,
 
     return NGX_CONF_OK;
 }
+
+
+/*
+ * secret_file=<path> of a directive: an absolute path, whose file is read
+ * as ngx_vantage_read_secret_file() reads it.
+ */
+char *
+ngx_vantage_read_secret_path(ngx_conf_t *cf, const char *directive,
+    ngx_str_t *path, ngx_str_t *secret)
+{
+    ngx_str_t  name;
+
+    if (path->len == 0 || path->data[0] != '/') {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%s\": secret_file= must be an absolute path",
+                           directive);
+        return NGX_CONF_ERROR;
+    }
+
+    /* NUL-terminated for open() */
+    name.len = path->len;
+    name.data = ngx_pnalloc(cf->pool, path->len + 1);
+    if (name.data == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_cpystrn(name.data, path->data, path->len + 1);
+
+    return ngx_vantage_read_secret_file(cf, directive, "secret file", &name,
+                                        secret);
+}

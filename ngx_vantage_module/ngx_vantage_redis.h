@@ -50,6 +50,9 @@ char *ngx_vantage_redis_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
    vantage_hubspot_webhook secret_file=); name NUL-terminated */
 char *ngx_vantage_read_secret_file(ngx_conf_t *cf, const char *directive,
     const char *what, ngx_str_t *name, ngx_str_t *secret);
+/* secret_file=<path>: an absolute path, then the file read as above */
+char *ngx_vantage_read_secret_path(ngx_conf_t *cf, const char *directive,
+    ngx_str_t *path, ngx_str_t *secret);
 ngx_int_t ngx_vantage_redis_init_process(ngx_cycle_t *cycle);
 void ngx_vantage_redis_exit_process(ngx_cycle_t *cycle);
 

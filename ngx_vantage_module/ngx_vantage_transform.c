@@ -59,9 +59,6 @@ struct ngx_vantage_mask_s {
 
 typedef struct {
     /* the request body */
-    ngx_chain_t                *in;
-    ngx_chain_t               **last;
-    size_t                      size;
     unsigned                    request_done:1;
 
     /* the response body */
@@ -78,11 +75,12 @@ typedef struct {
 
 
 static ngx_int_t ngx_vantage_tf_handler(ngx_http_request_t *r);
-static void ngx_vantage_tf_read(ngx_http_request_t *r);
-static ngx_int_t ngx_vantage_tf_take(ngx_http_request_t *r,
-    ngx_vantage_tf_ctx_t *tctx);
+static ngx_int_t ngx_vantage_tf_read(ngx_http_request_t *r,
+    ngx_vantage_body_t *body);
+static void ngx_vantage_tf_refuse(ngx_http_request_t *r,
+    ngx_vantage_body_t *body);
 static ngx_int_t ngx_vantage_tf_request(ngx_http_request_t *r,
-    ngx_vantage_tf_ctx_t *tctx);
+    ngx_vantage_body_t *body);
 static ngx_int_t ngx_vantage_tf_header_filter(ngx_http_request_t *r);
 static ngx_int_t ngx_vantage_tf_body_filter(ngx_http_request_t *r,
     ngx_chain_t *in);
@@ -541,12 +539,9 @@ ngx_vantage_tf_handler(ngx_http_request_t *r)
                                      "accepts");
     }
 
-    tctx->last = &tctx->in;
-
     /* the body stays in memory: unbuffered reading never writes a file */
-    r->request_body_no_buffering = 1;
-
-    rc = ngx_http_read_client_request_body(r, ngx_vantage_tf_read);
+    rc = ngx_vantage_body_read(r, vlcf->transform_max_body,
+                               ngx_vantage_tf_read, ngx_vantage_tf_refuse);
 
     if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
         return rc;
@@ -558,124 +553,36 @@ ngx_vantage_tf_handler(ngx_http_request_t *r)
 }
 
 
-/* the body's post handler, then its read handler, as dispatch's */
-static void
-ngx_vantage_tf_read(ngx_http_request_t *r)
+/* the whole body is in: rewritten, then the phases go on */
+static ngx_int_t
+ngx_vantage_tf_read(ngx_http_request_t *r, ngx_vantage_body_t *body)
 {
-    ngx_int_t              rc;
-    ngx_vantage_tf_ctx_t  *tctx;
+    ngx_int_t  rc;
 
-    tctx = ngx_vantage_get_ctx(r)->transform;
-
-    for ( ;; ) {
-        rc = ngx_vantage_tf_take(r, tctx);
-
-        if (rc == NGX_DONE) {
-            /* answered 413: the request may be gone already */
-            return;
-        }
-
-        if (rc != NGX_AGAIN) {
-            break;
-        }
-
-        rc = ngx_http_read_unbuffered_request_body(r);
-
-        if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
-            break;
-        }
-
-        if (rc == NGX_AGAIN
-            && (r->request_body == NULL || r->request_body->bufs == NULL))
-        {
-            r->read_event_handler = ngx_vantage_tf_read;
-            return;
-        }
-    }
-
-    r->read_event_handler = ngx_http_block_reading;
-
-    if (rc == NGX_OK) {
-        rc = ngx_vantage_tf_request(r, tctx);
-    }
+    rc = ngx_vantage_tf_request(r, body);
 
     if (rc == NGX_OK) {
         r->write_event_handler = ngx_http_core_run_phases;
         ngx_http_core_run_phases(r);
-        return;
+        return NGX_DONE;
     }
 
-    if (rc != NGX_DONE) {
-        ngx_http_finalize_request(r, rc);
-    }
+    return rc;
 }
 
 
-/*
- * Copies what nginx has read into buffers of the request's, as dispatch
- * does.  NGX_OK: the body is whole; NGX_AGAIN: more to come; NGX_DONE:
- * answered 413; or an error status.
- */
-static ngx_int_t
-ngx_vantage_tf_take(ngx_http_request_t *r, ngx_vantage_tf_ctx_t *tctx)
+/* a chunked body that has grown over vantage_transform_max_body */
+static void
+ngx_vantage_tf_refuse(ngx_http_request_t *r, ngx_vantage_body_t *body)
 {
-    size_t                   size;
-    ngx_buf_t               *b;
-    ngx_chain_t             *cl, *in;
-    ngx_vantage_loc_conf_t  *vlcf;
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "vantage transform: request body is over "
+                  "vantage_transform_max_body %uz", body->max);
 
-    vlcf = ngx_http_get_module_loc_conf(r, ngx_vantage_module);
-
-    if (r->request_body == NULL) {
-        return r->reading_body ? NGX_AGAIN : NGX_OK;
-    }
-
-    for (in = r->request_body->bufs; in; in = in->next) {
-
-        size = ngx_buf_size(in->buf);
-
-        if (size == 0 || in->buf->in_file) {
-            in->buf->pos = in->buf->last;
-            continue;
-        }
-
-        tctx->size += size;
-
-        if (tctx->size > vlcf->transform_max_body) {
-            /* a chunked body that has grown too large */
-            r->request_body->bufs = NULL;
-            r->read_event_handler = ngx_http_block_reading;
-
-            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                          "vantage transform: request body is over "
-                          "vantage_transform_max_body %uz",
-                          vlcf->transform_max_body);
-
-            (void) ngx_vantage_send_json(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
-                                         "payload_too_large",
-                                         "the body is larger than this "
-                                         "endpoint accepts");
-            return NGX_DONE;
-        }
-
-        b = ngx_create_temp_buf(r->pool, size);
-        cl = ngx_alloc_chain_link(r->pool);
-        if (b == NULL || cl == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        b->last = ngx_cpymem(b->pos, in->buf->pos, size);
-        in->buf->pos = in->buf->last;
-
-        cl->buf = b;
-        cl->next = NULL;
-        *tctx->last = cl;
-        tctx->last = &cl->next;
-    }
-
-    r->request_body->bufs = NULL;
-
-    return r->reading_body ? NGX_AGAIN : NGX_OK;
+    (void) ngx_vantage_send_json(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                                 "payload_too_large",
+                                 "the body is larger than this "
+                                 "endpoint accepts");
 }
 
 
@@ -686,7 +593,7 @@ ngx_vantage_tf_take(ngx_http_request_t *r, ngx_vantage_tf_ctx_t *tctx)
  * error status.
  */
 static ngx_int_t
-ngx_vantage_tf_request(ngx_http_request_t *r, ngx_vantage_tf_ctx_t *tctx)
+ngx_vantage_tf_request(ngx_http_request_t *r, ngx_vantage_body_t *body)
 {
     u_char                  *p;
     ngx_buf_t               *b;
@@ -700,14 +607,14 @@ ngx_vantage_tf_request(ngx_http_request_t *r, ngx_vantage_tf_ctx_t *tctx)
 
     vlcf = ngx_http_get_module_loc_conf(r, ngx_vantage_module);
 
-    p = ngx_pnalloc(r->pool, tctx->size + 1);
+    p = ngx_pnalloc(r->pool, body->size + 1);
     if (p == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     out.data = p;
 
-    for (cl = tctx->in; cl; cl = cl->next) {
+    for (cl = body->bufs; cl; cl = cl->next) {
         p = ngx_cpymem(p, cl->buf->pos, cl->buf->last - cl->buf->pos);
     }
 
@@ -772,7 +679,7 @@ ngx_vantage_tf_request(ngx_http_request_t *r, ngx_vantage_tf_ctx_t *tctx)
 
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "vantage transform: request body %uz -> %uz bytes",
-                   tctx->size, out.len);
+                   body->size, out.len);
 
     return NGX_OK;
 }

@@ -102,6 +102,8 @@ typedef struct {
 } ngx_vantage_webhook_refusal_t;
 
 
+static ngx_uint_t ngx_vantage_webhook_word(ngx_str_t *s,
+    ngx_conf_enum_t *words);
 static char *ngx_vantage_webhook_secret(ngx_conf_t *cf,
     ngx_vantage_webhook_conf_t *wcf, ngx_str_t *path);
 static char *ngx_vantage_webhook_template(ngx_conf_t *cf,
@@ -127,8 +129,6 @@ static ngx_int_t ngx_vantage_webhook_time(ngx_str_t *ts, int64_t unit_ms,
 static ngx_int_t ngx_vantage_webhook_keys(ngx_http_request_t *r,
     ngx_vantage_webhook_conf_t *wcf, ngx_vantage_webhook_ctx_t *wctx,
     ngx_str_t *id);
-static ngx_int_t ngx_vantage_webhook_header(ngx_http_request_t *r,
-    ngx_str_t *name, ngx_str_t *value);
 static void ngx_vantage_webhook_seen(void *data, redisReply *reply);
 static ngx_int_t ngx_vantage_webhook_send(ngx_http_request_t *r,
     ngx_uint_t status, ngx_str_t *body);
@@ -154,6 +154,26 @@ static const char  *ngx_vantage_webhook_profiles[] = {
     "docusign", "hubspot", "adobesign", "hmac", NULL
 };
 
+/* the words an option takes, and what each sets */
+static ngx_conf_enum_t  ngx_vantage_webhook_onoff[] = {
+    { ngx_string("on"), 1 },
+    { ngx_string("off"), 0 },
+    { ngx_null_string, 0 }
+};
+
+static ngx_conf_enum_t  ngx_vantage_webhook_encodings[] = {
+    { ngx_string("hex"), VC_WEBHOOK_HEX },
+    { ngx_string("base64"), VC_WEBHOOK_BASE64 },
+    { ngx_null_string, 0 }
+};
+
+static ngx_conf_enum_t  ngx_vantage_webhook_algorithms[] = {
+    { ngx_string("sha256"), VC_WEBHOOK_SHA256 },
+    { ngx_string("sha512"), VC_WEBHOOK_SHA512 },
+    { ngx_string("sha1"), VC_WEBHOOK_SHA1 },
+    { ngx_null_string, 0 }
+};
+
 
 /*
  * vantage_webhook_verify <profile> [secret_file=<path>]... [option=...]
@@ -167,7 +187,7 @@ ngx_vantage_webhook_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     u_char                      *p;
     ngx_int_t                    ms;
     ngx_str_t                   *value, s, scheme;
-    ngx_uint_t                   i, k, hmac_only;
+    ngx_uint_t                   i, k, n, hmac_only;
     ngx_vantage_webhook_conf_t  *wcf;
 
     if (vlcf->webhook != NULL) {
@@ -256,16 +276,12 @@ ngx_vantage_webhook_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         }
 
         if (ngx_vantage_webhook_is("replay")) {
-            if (ngx_strcmp(s.data, "on") == 0) {
-                wcf->replay = 1;
-
-            } else if (ngx_strcmp(s.data, "off") == 0) {
-                wcf->replay = 0;
-
-            } else {
+            n = ngx_vantage_webhook_word(&s, ngx_vantage_webhook_onoff);
+            if (n == NGX_CONF_UNSET_UINT) {
                 goto invalid;
             }
 
+            wcf->replay = n;
             continue;
         }
 
@@ -299,16 +315,12 @@ ngx_vantage_webhook_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                 goto invalid;
             }
 
-            if (ngx_strcmp(s.data, "on") == 0) {
-                wcf->v2 = 1;
-
-            } else if (ngx_strcmp(s.data, "off") == 0) {
-                wcf->v2 = 0;
-
-            } else {
+            n = ngx_vantage_webhook_word(&s, ngx_vantage_webhook_onoff);
+            if (n == NGX_CONF_UNSET_UINT) {
                 goto invalid;
             }
 
+            wcf->v2 = n;
             continue;
         }
 
@@ -317,30 +329,13 @@ ngx_vantage_webhook_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                 goto invalid;
             }
 
-            for (p = s.data; p < s.data + s.len; p++) {
-                if (*p <= 0x20 || *p >= 0x7f) {
-                    break;
-                }
-            }
-
-            if (!(ngx_strncmp(s.data, "https://", 8) == 0
-                  || ngx_strncmp(s.data, "http://", 7) == 0)
-                || s.len > 4096 || p != s.data + s.len)
+            if (ngx_vantage_hubspot_conf_uri(cf, "vantage_webhook_verify",
+                                             &value[i], &s, &wcf->uri)
+                != NGX_CONF_OK)
             {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "\"vantage_webhook_verify\": \"%V\" is "
-                                   "not the http:// or https:// URL "
-                                   "HubSpot was given", &value[i]);
                 return NGX_CONF_ERROR;
             }
 
-            /* what HubSpot signs, decoded once and for all */
-            wcf->uri.data = ngx_pstrdup(cf->pool, &s);
-            if (wcf->uri.data == NULL) {
-                return NGX_CONF_ERROR;
-            }
-
-            wcf->uri.len = vc_hubspot_uri_decode(wcf->uri.data, s.len);
             continue;
         }
 
@@ -390,13 +385,9 @@ ngx_vantage_webhook_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         }
 
         if (ngx_vantage_webhook_is("encoding")) {
-            if (ngx_strcmp(s.data, "hex") == 0) {
-                wcf->encoding = VC_WEBHOOK_HEX;
-
-            } else if (ngx_strcmp(s.data, "base64") == 0) {
-                wcf->encoding = VC_WEBHOOK_BASE64;
-
-            } else {
+            wcf->encoding = ngx_vantage_webhook_word(&s,
+                                                ngx_vantage_webhook_encodings);
+            if (wcf->encoding == NGX_CONF_UNSET_UINT) {
                 goto invalid;
             }
 
@@ -404,16 +395,9 @@ ngx_vantage_webhook_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         }
 
         if (ngx_vantage_webhook_is("algorithm")) {
-            if (ngx_strcmp(s.data, "sha256") == 0) {
-                wcf->algorithm = VC_WEBHOOK_SHA256;
-
-            } else if (ngx_strcmp(s.data, "sha512") == 0) {
-                wcf->algorithm = VC_WEBHOOK_SHA512;
-
-            } else if (ngx_strcmp(s.data, "sha1") == 0) {
-                wcf->algorithm = VC_WEBHOOK_SHA1;
-
-            } else {
+            wcf->algorithm = ngx_vantage_webhook_word(&s,
+                                               ngx_vantage_webhook_algorithms);
+            if (wcf->algorithm == NGX_CONF_UNSET_UINT) {
                 goto invalid;
             }
 
@@ -491,36 +475,36 @@ invalid:
 }
 
 
+/* what the word s sets in the table words, or NGX_CONF_UNSET_UINT */
+static ngx_uint_t
+ngx_vantage_webhook_word(ngx_str_t *s, ngx_conf_enum_t *words)
+{
+    for ( /* void */ ; words->name.len; words++) {
+        if (s->len == words->name.len
+            && ngx_strncmp(s->data, words->name.data, s->len) == 0)
+        {
+            return words->value;
+        }
+    }
+
+    return NGX_CONF_UNSET_UINT;
+}
+
+
 /* one more active key, for rotation: each file holds one secret */
 static char *
 ngx_vantage_webhook_secret(ngx_conf_t *cf, ngx_vantage_webhook_conf_t *wcf,
     ngx_str_t *path)
 {
-    ngx_str_t  name, *secret;
-
-    if (path->len == 0 || path->data[0] != '/') {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"vantage_webhook_verify\": secret_file= must "
-                           "be an absolute path");
-        return NGX_CONF_ERROR;
-    }
-
-    /* NUL-terminated for open() */
-    name.len = path->len;
-    name.data = ngx_pnalloc(cf->pool, path->len + 1);
-    if (name.data == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    ngx_cpystrn(name.data, path->data, path->len + 1);
+    ngx_str_t  *secret;
 
     secret = ngx_array_push(&wcf->secrets);
     if (secret == NULL) {
         return NGX_CONF_ERROR;
     }
 
-    return ngx_vantage_read_secret_file(cf, "vantage_webhook_verify",
-                                        "secret file", &name, secret);
+    return ngx_vantage_read_secret_path(cf, "vantage_webhook_verify", path,
+                                        secret);
 }
 
 
@@ -1122,8 +1106,8 @@ ngx_vantage_webhook_hubspot(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    rc = ngx_vantage_webhook_header(r, &ngx_vantage_webhook_hs_v3, &v3);
-    rc2 = ngx_vantage_webhook_header(r, &ngx_vantage_webhook_hs_ts, &ts);
+    rc = ngx_vantage_header_once(r, &ngx_vantage_webhook_hs_v3, &v3);
+    rc2 = ngx_vantage_header_once(r, &ngx_vantage_webhook_hs_ts, &ts);
 
     if (rc == NGX_ERROR || (rc == NGX_OK && rc2 == NGX_ERROR)) {
         no->status = NGX_HTTP_BAD_REQUEST;
@@ -1225,9 +1209,9 @@ ngx_vantage_webhook_hubspot(ngx_http_request_t *r,
 
 v2:
 
-    rc = ngx_vantage_webhook_header(r, &ngx_vantage_webhook_hs_sig, &v3);
-    rc2 = ngx_vantage_webhook_header(r, &ngx_vantage_webhook_hs_version,
-                                     &version);
+    rc = ngx_vantage_header_once(r, &ngx_vantage_webhook_hs_sig, &v3);
+    rc2 = ngx_vantage_header_once(r, &ngx_vantage_webhook_hs_version,
+                                  &version);
 
     if (rc != NGX_OK || rc2 != NGX_OK || version.len != 2
         || ngx_strncasecmp(version.data, (u_char *) "v2", 2) != 0)
@@ -1294,8 +1278,7 @@ ngx_vantage_webhook_adobesign(ngx_http_request_t *r,
     no->description = "X-AdobeSign-ClientId is missing or not this "
                       "application's";
 
-    rc = ngx_vantage_webhook_header(r, &ngx_vantage_webhook_adobe_header,
-                                    &v);
+    rc = ngx_vantage_header_once(r, &ngx_vantage_webhook_adobe_header, &v);
 
     if (rc == NGX_DECLINED) {
         no->log = "no X-AdobeSign-ClientId";
@@ -1340,7 +1323,7 @@ ngx_vantage_webhook_hmac(ngx_http_request_t *r,
     ngx_str_null(&ts);
     ngx_str_null(&eid);
 
-    rc = ngx_vantage_webhook_header(r, &wcf->header, &h);
+    rc = ngx_vantage_header_once(r, &wcf->header, &h);
 
     if (rc == NGX_DECLINED) {
         no->description = "the signature header is missing";
@@ -1388,7 +1371,7 @@ ngx_vantage_webhook_hmac(ngx_http_request_t *r,
     }
 
     if (wcf->timestamp_header.len) {
-        rc = ngx_vantage_webhook_header(r, &wcf->timestamp_header, &ts);
+        rc = ngx_vantage_header_once(r, &wcf->timestamp_header, &ts);
 
         if (rc == NGX_ERROR) {
             goto twice;
@@ -1416,7 +1399,7 @@ ngx_vantage_webhook_hmac(ngx_http_request_t *r,
     }
 
     if (wcf->id_header.len) {
-        rc = ngx_vantage_webhook_header(r, &wcf->id_header, &eid);
+        rc = ngx_vantage_header_once(r, &wcf->id_header, &eid);
 
         if (rc == NGX_ERROR) {
             goto twice;
@@ -1794,52 +1777,6 @@ ngx_vantage_webhook_idempotency_key(ngx_http_request_t *r, ngx_str_t *key)
 
 
 /*
- * A request header's value: NGX_OK, NGX_DECLINED when it is absent, or
- * NGX_ERROR when it is given twice.
- */
-static ngx_int_t
-ngx_vantage_webhook_header(ngx_http_request_t *r, ngx_str_t *name,
-    ngx_str_t *value)
-{
-    ngx_uint_t        i, found;
-    ngx_list_part_t  *part;
-    ngx_table_elt_t  *h;
-
-    part = &r->headers_in.headers.part;
-    h = part->elts;
-    found = 0;
-
-    for (i = 0; /* void */; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].hash == 0 || h[i].key.len != name->len
-            || ngx_strncasecmp(h[i].key.data, name->data, name->len) != 0)
-        {
-            continue;
-        }
-
-        if (found) {
-            return NGX_ERROR;
-        }
-
-        *value = h[i].value;
-        found = 1;
-    }
-
-    return found ? NGX_OK : NGX_DECLINED;
-}
-
-
-/*
  * A JSON answer, returned rather than finalized (as dispatch's are): a
  * content handler returns it, the other paths finalize with it.
  */
@@ -1847,42 +1784,14 @@ static ngx_int_t
 ngx_vantage_webhook_send(ngx_http_request_t *r, ngx_uint_t status,
     ngx_str_t *body)
 {
-    ngx_int_t     rc;
-    ngx_buf_t    *b;
-    ngx_chain_t   out;
+    ngx_int_t  rc;
 
     rc = ngx_http_discard_request_body(r);
     if (rc != NGX_OK) {
         return rc;
     }
 
-    b = ngx_calloc_buf(r->pool);
-    if (b == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    b->pos = body->data;
-    b->last = body->data + body->len;
-    b->memory = 1;
-    b->last_buf = (r == r->main) ? 1 : 0;
-    b->last_in_chain = 1;
-
-    r->headers_out.status = status;
-    r->headers_out.content_length_n = body->len;
-    ngx_str_set(&r->headers_out.content_type, "application/json");
-    r->headers_out.content_type_len = r->headers_out.content_type.len;
-    r->headers_out.content_type_lowcase = NULL;
-
-    rc = ngx_http_send_header(r);
-
-    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
-        return rc;
-    }
-
-    out.buf = b;
-    out.next = NULL;
-
-    return ngx_http_output_filter(r, &out);
+    return ngx_vantage_send_body(r, status, &ngx_vantage_json_type, body);
 }
 
 
