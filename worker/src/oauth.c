@@ -587,6 +587,9 @@ vw_oauth_read_done(redisAsyncContext *ac, void *reply, void *data)
         rc = vw_oauth_copy_open(f, r, token, instance_url, &expires_ms);
 
         if (rc == VW_OK) {
+            /* a lock taken to grant one is not needed after all */
+            vw_oauth_unlock(f);
+
             /* the process keeps it too */
             vw_oauth_finish(f, VW_OK, 0, NULL, token, instance_url,
                             expires_ms, VW_TOKEN_REDIS);
@@ -597,7 +600,15 @@ vw_oauth_read_done(redisAsyncContext *ac, void *reply, void *data)
         vw_oauth_wipe(token, sizeof(token));
     }
 
-    vw_oauth_lock(f);
+    if (!f->locked) {
+        vw_oauth_lock(f);
+        return;
+    }
+
+    /* the lock is ours and there is still no copy: grant one */
+    if (vw_oauth_secret_next(f) != VW_OK) {
+        vw_oauth_fail(f, VW_AGAIN, "%s: Redis is down", f->conn->name);
+    }
 }
 
 
@@ -700,7 +711,12 @@ vw_oauth_lock_done(redisAsyncContext *ac, void *reply, void *data)
     if (r->type == REDIS_REPLY_STATUS) {
         f->locked = 1;
 
-        if (vw_oauth_secret_next(f) != VW_OK) {
+        /*
+         * The copy is read again under the lock: a worker that granted one
+         * between our read and our lock has stored it and let the lock go,
+         * and a second grant would be one too many.
+         */
+        if (vw_oauth_read(f) != VW_OK) {
             vw_oauth_fail(f, VW_AGAIN, "%s: Redis is down", f->conn->name);
         }
 
