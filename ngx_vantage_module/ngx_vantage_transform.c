@@ -95,8 +95,9 @@ static ngx_int_t ngx_vantage_tf_send(ngx_http_request_t *r,
 static ngx_int_t ngx_vantage_tf_fail(ngx_http_request_t *r,
     ngx_vantage_tf_ctx_t *tctx, const char *description);
 static ngx_int_t ngx_vantage_tf_apply(ngx_http_request_t *r,
-    const char *what, vc_map_t *map, ngx_vantage_mask_t *mask, u_char *p, size_t len,
-    ngx_str_t *out, ngx_uint_t *status, const char **description);
+    const char *what, vc_map_t *map, ngx_vantage_mask_t *mask, u_char *p,
+    size_t len, ngx_str_t *out, ngx_uint_t *status,
+    const char **description);
 static ngx_uint_t ngx_vantage_tf_is_json(ngx_str_t *type);
 static ngx_uint_t ngx_vantage_tf_masked(ngx_http_request_t *r,
     ngx_vantage_mask_t *mask);
@@ -618,8 +619,9 @@ ngx_vantage_tf_request(ngx_http_request_t *r, ngx_vantage_body_t *body)
         p = ngx_cpymem(p, cl->buf->pos, cl->buf->last - cl->buf->pos);
     }
 
-    rc = ngx_vantage_tf_apply(r, "request", vlcf->json_request->map, NULL, out.data,
-                              p - out.data, &out, &status, &description);
+    rc = ngx_vantage_tf_apply(r, "request", vlcf->json_request->map, NULL,
+                              out.data, p - out.data, &out, &status,
+                              &description);
 
     if (rc != NGX_OK) {
         if (status == 0) {
@@ -1029,6 +1031,7 @@ ngx_vantage_tf_inflate(ngx_http_request_t *r, ngx_vantage_tf_ctx_t *tctx,
 static ngx_int_t
 ngx_vantage_tf_respond(ngx_http_request_t *r, ngx_vantage_tf_ctx_t *tctx)
 {
+    vc_map_t                *map;
     ngx_str_t                out;
     ngx_uint_t               status;
     const char              *description;
@@ -1060,10 +1063,15 @@ ngx_vantage_tf_respond(ngx_http_request_t *r, ngx_vantage_tf_ctx_t *tctx)
                                    "not be read");
     }
 
-    if (ngx_vantage_tf_apply(r, "response", tctx->transform ? vlcf->json_response->map
-                                                : NULL,
-                             tctx->mask, tctx->buf, tctx->len, &out, &status,
-                             &description)
+    if (tctx->len == 0) {
+        /* an empty body (a 201 with none): nothing to rewrite or mask */
+        return ngx_vantage_tf_send(r, tctx, NULL, 0);
+    }
+
+    map = tctx->transform ? vlcf->json_response->map : NULL;
+
+    if (ngx_vantage_tf_apply(r, "response", map, tctx->mask, tctx->buf,
+                             tctx->len, &out, &status, &description)
         != NGX_OK)
     {
         if (status == 0) {
@@ -1180,8 +1188,8 @@ ngx_vantage_tf_fail(ngx_http_request_t *r, ngx_vantage_tf_ctx_t *tctx,
  */
 static ngx_int_t
 ngx_vantage_tf_apply(ngx_http_request_t *r, const char *what,
-    vc_map_t *map, ngx_vantage_mask_t *mask, u_char *p, size_t len, ngx_str_t *out,
-    ngx_uint_t *status, const char **description)
+    vc_map_t *map, ngx_vantage_mask_t *mask, u_char *p, size_t len,
+    ngx_str_t *out, ngx_uint_t *status, const char **description)
 {
     char          err[512];
     u_char       *d;

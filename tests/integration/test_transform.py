@@ -354,6 +354,14 @@ def test_response_invalid_json_is_502(client, upstream, server):
                      r"JSON at line 1, column \d+", server.log_since(before))
 
 
+def test_response_empty_json_body_passes(client, upstream):
+    upstream.route("/edit/empty", b"", status=201)
+    r = client.get("/edit/empty")
+    assert r.status == 201, r
+    assert r.content == b""
+    assert r.headers["content-length"] == "0"
+
+
 def test_response_not_json_passes_untouched(client, upstream):
     upstream.route("/edit/text", b"plain text, not JSON",
                    type="text/plain")
