@@ -91,15 +91,7 @@ vw_server_t *
 vw_server_create(struct event_base *base, const char *path, unsigned mode,
     gid_t gid, size_t max_frame, vw_queue_t *queue)
 {
-    mode_t               umask_old;
-    struct stat          st;
-    vw_server_t         *srv;
-    struct sockaddr_un   sun;
-
-    if (strlen(path) >= sizeof(sun.sun_path)) {
-        vw_log("error", "socket path too long", "socket", path, NULL);
-        return NULL;
-    }
+    vw_server_t  *srv;
 
     srv = calloc(1, sizeof(vw_server_t));
     if (srv == NULL) {
@@ -112,6 +104,32 @@ vw_server_create(struct event_base *base, const char *path, unsigned mode,
     srv->path = strdup(path);
     if (srv->path == NULL) {
         free(srv);
+        return NULL;
+    }
+
+    srv->listener = vw_server_listen(base, path, mode, gid, vw_server_accept,
+                                     srv);
+    if (srv->listener == NULL) {
+        free(srv->path);
+        free(srv);
+        return NULL;
+    }
+
+    return srv;
+}
+
+
+struct evconnlistener *
+vw_server_listen(struct event_base *base, const char *path, unsigned mode,
+    gid_t gid, evconnlistener_cb cb, void *arg)
+{
+    mode_t                  umask_old;
+    struct stat             st;
+    struct sockaddr_un      sun;
+    struct evconnlistener  *l;
+
+    if (strlen(path) >= sizeof(sun.sun_path)) {
+        vw_log("error", "socket path too long", "socket", path, NULL);
         return NULL;
     }
 
@@ -130,30 +148,24 @@ vw_server_create(struct event_base *base, const char *path, unsigned mode,
      */
     umask_old = umask(0177);
 
-    srv->listener = evconnlistener_new_bind(base, vw_server_accept, srv,
-                                            LEV_OPT_CLOSE_ON_FREE
-                                            | LEV_OPT_CLOSE_ON_EXEC, 128,
-                                            (struct sockaddr *) &sun,
-                                            sizeof(sun));
+    l = evconnlistener_new_bind(base, cb, arg,
+                                LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
+                                128, (struct sockaddr *) &sun, sizeof(sun));
     (void) umask(umask_old);
 
-    if (srv->listener == NULL) {
+    if (l == NULL) {
         vw_log("error", "cannot listen", "socket", path,
                "reason", strerror(errno), NULL);
-        free(srv->path);
-        free(srv);
         return NULL;
     }
 
     if (vw_server_permit(path, mode, gid) != VW_OK) {
-        evconnlistener_free(srv->listener);
+        evconnlistener_free(l);
         (void) unlink(path);
-        free(srv->path);
-        free(srv);
         return NULL;
     }
 
-    return srv;
+    return l;
 }
 
 
