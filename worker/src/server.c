@@ -23,6 +23,7 @@
 #include "vw_core.h"
 #include "vw_engine.h"
 #include "vw_fetch.h"
+#include "vw_metrics.h"
 
 
 /* the longest URL FETCH's IDP may be; a longer one is no [idp]'s */
@@ -54,6 +55,7 @@ typedef struct {
     vw_conn_t                  *conn;
     uint64_t                    id;
     char                        job_id[33];
+    char                        type[129];  /* the job's, for the metrics */
 } vw_push_t;
 
 
@@ -695,6 +697,8 @@ vw_server_dispatch(vw_conn_t *conn, uint64_t id, const unsigned char *fields,
     push->conn = conn;
     push->id = id;
     memcpy(push->job_id, job.id, sizeof(job.id));
+    memcpy(push->type, job.type.data, job.type.len);
+    push->type[job.type.len] = '\0';
 
     rc = vw_queue_push(conn->server->queue, &job, &lim, vw_server_pushed,
                        push);
@@ -743,6 +747,11 @@ vw_server_pushed(void *data, int rc, const char *job_id, const char *state)
     vw_conn_t  *conn = push->conn;
 
     conn->pending--;
+
+    /* durable now, heard of or not; a replay names an older job */
+    if (rc == VW_OK && state == NULL) {
+        vw_metrics_inc(VW_METRICS_DISPATCH_ACCEPTED, push->type, NULL);
+    }
 
     if (conn->bev == NULL) {
         /* the peer went away: the job stands, nobody hears of it */
@@ -800,6 +809,12 @@ vw_server_reply(vw_conn_t *conn, unsigned type, uint64_t id, uint32_t status,
     char            state[96];
     size_t          len, elen;
     unsigned char   buf[512], *p;
+
+    /* every refusal of a DISPATCH passes here, whatever its cause */
+    if (type == VC_FRAME_DISPATCH && status != 202) {
+        snprintf(state, sizeof(state), "%u", (unsigned) status);
+        vw_metrics_inc(VW_METRICS_DISPATCH_REFUSED, state, NULL);
+    }
 
     if (conn->bev == NULL) {
         return;
