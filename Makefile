@@ -31,6 +31,7 @@ UNIT_EXTRA_test_vw_conf  := worker/src/conf.c worker/src/log.c
 UNIT_EXTRA_test_target   := worker/src/target.c
 UNIT_EXTRA_test_vw_vault := worker/src/vault.c worker/src/log.c
 UNIT_LIBS_test_vw_vault  := -lhiredis
+UNIT_EXTRA_test_vw_metrics := worker/src/metrics.c
 
 .PHONY: all deps module asan worker ctl map unit integration integration-asan \
         test test-fast run fuzz fuzz-replay bench bench-jobs microbench \

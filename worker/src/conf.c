@@ -18,6 +18,7 @@
  * its file's path belongs.  Their memory is cleared before it is freed.
  */
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <grp.h>
@@ -62,6 +63,7 @@ typedef enum {
     VW_CONF_VAULT,
     VW_CONF_CONNECTION,
     VW_CONF_SUBSCRIPTION,
+    VW_CONF_METRICS,
     VW_CONF_KINDS
 } vw_conf_kind_e;
 
@@ -161,6 +163,8 @@ static int vw_conf_set_client_secret(vw_conf_ctx_t *ctx,
     const vw_conf_key_t *key, const char *value, void *obj);
 static int vw_conf_set_auth(vw_conf_ctx_t *ctx, const vw_conf_key_t *key,
     const char *value, void *obj);
+static int vw_conf_set_metrics_listen(vw_conf_ctx_t *ctx,
+    const vw_conf_key_t *key, const char *value, void *obj);
 static int vw_conf_set_vault_key(vw_conf_ctx_t *ctx,
     const vw_conf_key_t *key, const char *value, void *obj);
 static int vw_conf_set_vault_require(vw_conf_ctx_t *ctx,
@@ -341,6 +345,12 @@ static const vw_conf_key_t  vw_conf_vault_keys[] = {
     { NULL, NULL, 0, 0, 0, 0 }
 };
 
+/* [metrics]: no name; its object is conf->metrics */
+static const vw_conf_key_t  vw_conf_metrics_keys[] = {
+    { "listen", vw_conf_set_metrics_listen, 0, 0, 0, 0 },
+    { NULL, NULL, 0, 0, 0, 0 }
+};
+
 /* the indexes of the connection keys that the checks look at */
 enum {
     VW_CONF_CONN_VENDOR = 0,
@@ -433,11 +443,12 @@ enum {
 static const vw_conf_key_t  *vw_conf_keys[] = {
     vw_conf_worker_keys, vw_conf_target_keys, vw_conf_job_keys,
     vw_conf_idp_keys, vw_conf_vault_keys, vw_conf_connection_keys,
-    vw_conf_subscription_keys
+    vw_conf_subscription_keys, vw_conf_metrics_keys
 };
 
 static const char  *vw_conf_kinds[] = {
-    "worker", "target", "job", "idp", "vault", "connection", "subscription"
+    "worker", "target", "job", "idp", "vault", "connection", "subscription",
+    "metrics"
 };
 
 
@@ -689,6 +700,8 @@ vw_conf_free(vw_conf_t *conf)
         free(t);
     }
 
+    free(conf->metrics.host);
+    free(conf->metrics.path);
     free(conf->vault.key_file);
     vc_vault_key_clear(&conf->vault.key);
 
@@ -971,11 +984,15 @@ vw_conf_section(vw_conf_ctx_t *ctx, char *p)
         return vw_conf_error(ctx, ctx->line, p, "unknown section");
     }
 
-    if ((kind == VW_CONF_WORKER || kind == VW_CONF_VAULT) && *name != '\0') {
+    if ((kind == VW_CONF_WORKER || kind == VW_CONF_VAULT
+         || kind == VW_CONF_METRICS) && *name != '\0')
+    {
         return vw_conf_error(ctx, ctx->line, p, "[%s] takes no name", word);
     }
 
-    if (kind != VW_CONF_WORKER && kind != VW_CONF_VAULT) {
+    if (kind != VW_CONF_WORKER && kind != VW_CONF_VAULT
+        && kind != VW_CONF_METRICS)
+    {
         if (*name == '\0') {
             return vw_conf_error(ctx, ctx->line, p, "needs a name: [%s <%s>]",
                                  word, kind == VW_CONF_JOB ? "type" : "name");
@@ -1025,6 +1042,11 @@ vw_conf_section(vw_conf_ctx_t *ctx, char *p)
 
     if (kind == VW_CONF_VAULT) {
         s->obj = &ctx->conf->vault;
+        return VW_OK;
+    }
+
+    if (kind == VW_CONF_METRICS) {
+        s->obj = &ctx->conf->metrics;
         return VW_OK;
     }
 
@@ -1173,10 +1195,11 @@ vw_conf_finish(vw_conf_ctx_t *ctx)
     char             a[32], b[32], label[VW_CONF_NAME_MAX + 16];
     uint64_t         longest;
     vw_conf_t       *conf = ctx->conf;
-    vw_conf_sect_t  *s, *worker, *vault, *slowest;
+    vw_conf_sect_t  *s, *worker, *vault, *metrics, *slowest;
 
     worker = NULL;
     vault = NULL;
+    metrics = NULL;
 
     for (s = ctx->sects; s != NULL; s = s->next) {
         if (s->kind == VW_CONF_WORKER) {
@@ -1185,6 +1208,10 @@ vw_conf_finish(vw_conf_ctx_t *ctx)
 
         if (s->kind == VW_CONF_VAULT) {
             vault = s;
+        }
+
+        if (s->kind == VW_CONF_METRICS) {
+            metrics = s;
         }
     }
 
@@ -1205,6 +1232,13 @@ vw_conf_finish(vw_conf_ctx_t *ctx)
     if (vault != NULL && conf->vault.key_file == NULL) {
         return vw_conf_error(ctx, vault->line, "key_file",
                              "missing in [vault]");
+    }
+
+    if (metrics != NULL && conf->metrics.host == NULL
+        && conf->metrics.path == NULL)
+    {
+        return vw_conf_error(ctx, metrics->line, "listen",
+                             "missing in [metrics]");
     }
 
     longest = 0;
@@ -1969,6 +2003,74 @@ vw_conf_set_listen(vw_conf_ctx_t *ctx, const vw_conf_key_t *key,
     }
 
     return vw_conf_set_string(ctx, key, value + 5, &conf->listen);
+}
+
+
+/*
+ * [metrics] listen: "unix:<path>", or "<IPv4 or [IPv6]>:<port>" with a
+ * numeric address, so that loading never waits on a resolver.
+ */
+static int
+vw_conf_set_metrics_listen(vw_conf_ctx_t *ctx, const vw_conf_key_t *key,
+    const char *value, void *obj)
+{
+    char                 q[VW_CONF_QUOTE_MAX * 4 + 8], host[64], *end;
+    size_t               len;
+    unsigned long        port;
+    const char          *colon;
+    unsigned char        addr[16];
+    vw_conf_metrics_t   *m = obj;
+    struct sockaddr_un   sun;
+
+    vw_conf_quote(q, sizeof(q), value);
+
+    if (strncmp(value, "unix:", 5) == 0) {
+        if (value[5] == '\0' || strlen(value + 5) >= sizeof(sun.sun_path)) {
+            return vw_conf_error(ctx, ctx->line, key->name,
+                                 "%s: the path is empty or longer than %d "
+                                 "bytes", q, (int) sizeof(sun.sun_path) - 1);
+        }
+
+        return vw_conf_set_string(ctx, key, value + 5, &m->path);
+    }
+
+    colon = strrchr(value, ':');
+    len = colon ? (size_t) (colon - value) : 0;
+
+    if (colon == NULL || len == 0 || len >= sizeof(host)) {
+        return vw_conf_error(ctx, ctx->line, key->name,
+                             "%s is neither <address>:<port> nor "
+                             "unix:<path>", q);
+    }
+
+    if (value[0] == '[' && value[len - 1] == ']') {
+        memcpy(host, value + 1, len - 2);
+        host[len - 2] = '\0';
+
+    } else {
+        memcpy(host, value, len);
+        host[len] = '\0';
+    }
+
+    if (inet_pton(value[0] == '[' ? AF_INET6 : AF_INET, host, addr) != 1) {
+        return vw_conf_error(ctx, ctx->line, key->name,
+                             "%s: the address must be a numeric IPv4 "
+                             "address or an IPv6 one in [brackets]", q);
+    }
+
+    errno = 0;
+    port = strtoul(colon + 1, &end, 10);
+
+    if (errno || colon[1] < '0' || colon[1] > '9' || *end != '\0'
+        || port < 1 || port > 65535)
+    {
+        return vw_conf_error(ctx, ctx->line, key->name,
+                             "%s: the port must be 1 to 65535", q);
+    }
+
+    m->port = port;
+
+    return vw_conf_set_string(ctx, key, host, &m->host);
 }
 
 

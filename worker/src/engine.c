@@ -39,6 +39,7 @@
 #include "vw_connector.h"
 #include "vw_engine.h"
 #include "vw_http.h"
+#include "vw_metrics.h"
 #include "vw_services.h"
 #include "vw_target.h"
 
@@ -230,6 +231,8 @@ static redisAsyncContext *vw_engine_svc_redis(void *data);
 static void vw_engine_settle(vw_run_t *run, const char *outcome,
     long status, const char *error, const unsigned char *resp,
     size_t resp_len, uint64_t ms, uint64_t retry_after_ms);
+static void vw_engine_count(vw_run_t *run, const char *outcome, long status,
+    uint64_t ms);
 static void vw_engine_settled(redisAsyncContext *ac, void *reply,
     void *privdata);
 static void vw_engine_put_back(vw_run_t *run, uint64_t due,
@@ -398,6 +401,13 @@ const vw_services_t *
 vw_engine_services(vw_engine_t *e)
 {
     return &e->svc;
+}
+
+
+const vw_target_t *
+vw_engine_targets(vw_engine_t *e)
+{
+    return e->targets;
 }
 
 
@@ -2111,6 +2121,8 @@ vw_engine_settle(vw_run_t *run, const char *outcome, long status,
         }
     }
 
+    vw_engine_count(run, outcome, status, ms);
+
     /* the error may quote what the vendor said: masked like the body */
     masked_error = error ? strdup(error) : NULL;
     if (masked_error != NULL) {
@@ -2258,6 +2270,40 @@ vw_engine_settle(vw_run_t *run, const char *outcome, long status,
 
     free(att);
     free(masked_error);
+}
+
+
+/*
+ * The metrics of a settled attempt, outcome final ("retry" only when
+ * another attempt comes).  The latency is that of a call: an attempt
+ * settled before one went out (no configuration, max_age while held back)
+ * has none.
+ */
+static void
+vw_engine_count(vw_run_t *run, const char *outcome, long status,
+    uint64_t ms)
+{
+    const char  *type;
+
+    /* a type no longer configured is any string a peer sent: one label */
+    type = run->unknown || run->type == NULL ? "(unknown)" : run->type;
+
+    vw_metrics_inc(VW_METRICS_ATTEMPTS, type, outcome);
+
+    if (strcmp(outcome, "retry") == 0) {
+        vw_metrics_inc(VW_METRICS_RETRIES,
+                       status == 0 ? "transport"
+                       : status == 429 ? "rate_limited"
+                       : status >= 500 ? "server_error" : "other", NULL);
+
+    } else if (strcmp(outcome, "dead") == 0) {
+        vw_metrics_inc(VW_METRICS_DEAD_LETTERS, type, NULL);
+    }
+
+    if (run->state == VW_RUN_RUNNING && run->target != NULL) {
+        vw_metrics_observe(VW_METRICS_ATTEMPT_SECONDS, (double) ms / 1000,
+                           run->target->name, NULL);
+    }
 }
 
 

@@ -6,8 +6,9 @@
  * through queue.c), reads its configuration file (conf.c) at start and
  * again on SIGHUP, and, when started with a file, runs the jobs (engine.c:
  * the consumer group, retries, dead letters, ordering; http.c: deliveries
- * over curl's multi interface).  SIGINT and SIGTERM drain the engine, then
- * end the loop.
+ * over curl's multi interface).  With a [metrics] section it serves
+ * /metrics, /healthz and /readyz on the same loop (metrics_http.c).
+ * SIGINT and SIGTERM drain the engine, then end the loop.
  *
  * The configuration in force lives here alone (vw_conf_current()), so that
  * a reload is one pointer swap between two callbacks.
@@ -30,6 +31,7 @@
 #include "vw_core.h"
 #include "vw_engine.h"
 #include "vw_fetch.h"
+#include "vw_metrics.h"
 #include "vw_vault.h"
 
 
@@ -85,6 +87,7 @@ main(int argc, char **argv)
     vw_queue_t            *queue;
     vw_server_t           *server;
     vw_fetch_t            *fetch;
+    vw_metrics_http_t     *metrics;
     struct event          *sigint, *sigterm, *sighup;
     struct event_base     *base;
     static vw_main_args_t  args;   /* the reload reads it again */
@@ -175,6 +178,7 @@ main(int argc, char **argv)
     queue = NULL;
     server = NULL;
     fetch = NULL;
+    metrics = NULL;
 
     sigint = evsignal_new(base, SIGINT, vw_main_signal_handler, base);
     if (sigint == NULL || evsignal_add(sigint, NULL) != 0) {
@@ -248,6 +252,12 @@ main(int argc, char **argv)
         vw_server_set_fetch(server, fetch);
     }
 
+    /* [metrics]: its address is read at start only, as listen is */
+    metrics = vw_metrics_http_create(base, conf, queue, vw_main_engine);
+    if (metrics == NULL) {
+        goto done;
+    }
+
     /* the signal events stay pending, so the loop runs until one fires */
     if (event_base_dispatch(base) == -1) {
         fprintf(stderr, "%s: event loop failed\n", VW_NAME);
@@ -266,6 +276,8 @@ done:
     /* after the server: it answers the FETCHes of closed connections */
     vw_fetch_free(fetch);
     vw_queue_free(queue);
+    /* after the queue, whose freeing answers the sampler's commands */
+    vw_metrics_http_free(metrics);
 
     if (sighup != NULL) {
         event_free(sighup);
@@ -553,6 +565,7 @@ vw_main_reload(evutil_socket_t sig, short what, void *arg)
                              targets[16], *tmp;
     size_t                   tmp_frame;
     vw_conf_t               *conf, *old;
+    vw_conf_metrics_t        metrics;
     const vw_main_args_t    *args = arg;
 
     if (args->conf_file == NULL) {
@@ -597,6 +610,18 @@ vw_main_reload(evutil_socket_t sig, short what, void *arg)
     vw_keep(redis, "redis");
     vw_keep(redis_password, "redis_password_file");
     vw_keep(consumer, "consumer");
+
+    /* [metrics] listen: an address and port, or a path; bound at start */
+    if (vw_main_differ(conf->metrics.host, old->metrics.host)
+        || vw_main_differ(conf->metrics.path, old->metrics.path)
+        || conf->metrics.port != old->metrics.port)
+    {
+        vw_restart("metrics.listen");
+    }
+
+    metrics = conf->metrics;
+    conf->metrics = old->metrics;
+    old->metrics = metrics;
 
     if (conf->max_frame != old->max_frame) {
         vw_restart("max_frame");

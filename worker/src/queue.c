@@ -420,6 +420,13 @@ vw_queue_ready(vw_queue_t *q, const char **reason)
 }
 
 
+struct redisAsyncContext *
+vw_queue_context(vw_queue_t *q)
+{
+    return (q->ac != NULL && q->connected && q->safe) ? q->ac : NULL;
+}
+
+
 /* records why the queue takes no job, for PING's 503 */
 static void
 vw_queue_not_ready(vw_queue_t *q, const char *fmt, ...)

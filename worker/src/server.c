@@ -23,6 +23,7 @@
 #include "vw_core.h"
 #include "vw_engine.h"
 #include "vw_fetch.h"
+#include "vw_metrics.h"
 
 
 /* the longest URL FETCH's IDP may be; a longer one is no [idp]'s */
@@ -54,6 +55,7 @@ typedef struct {
     vw_conn_t                  *conn;
     uint64_t                    id;
     char                        job_id[33];
+    char                        type[129];  /* the job's, for the metrics */
 } vw_push_t;
 
 
@@ -91,15 +93,7 @@ vw_server_t *
 vw_server_create(struct event_base *base, const char *path, unsigned mode,
     gid_t gid, size_t max_frame, vw_queue_t *queue)
 {
-    mode_t               umask_old;
-    struct stat          st;
-    vw_server_t         *srv;
-    struct sockaddr_un   sun;
-
-    if (strlen(path) >= sizeof(sun.sun_path)) {
-        vw_log("error", "socket path too long", "socket", path, NULL);
-        return NULL;
-    }
+    vw_server_t  *srv;
 
     srv = calloc(1, sizeof(vw_server_t));
     if (srv == NULL) {
@@ -112,6 +106,32 @@ vw_server_create(struct event_base *base, const char *path, unsigned mode,
     srv->path = strdup(path);
     if (srv->path == NULL) {
         free(srv);
+        return NULL;
+    }
+
+    srv->listener = vw_server_listen(base, path, mode, gid, vw_server_accept,
+                                     srv);
+    if (srv->listener == NULL) {
+        free(srv->path);
+        free(srv);
+        return NULL;
+    }
+
+    return srv;
+}
+
+
+struct evconnlistener *
+vw_server_listen(struct event_base *base, const char *path, unsigned mode,
+    gid_t gid, evconnlistener_cb cb, void *arg)
+{
+    mode_t                  umask_old;
+    struct stat             st;
+    struct sockaddr_un      sun;
+    struct evconnlistener  *l;
+
+    if (strlen(path) >= sizeof(sun.sun_path)) {
+        vw_log("error", "socket path too long", "socket", path, NULL);
         return NULL;
     }
 
@@ -130,30 +150,24 @@ vw_server_create(struct event_base *base, const char *path, unsigned mode,
      */
     umask_old = umask(0177);
 
-    srv->listener = evconnlistener_new_bind(base, vw_server_accept, srv,
-                                            LEV_OPT_CLOSE_ON_FREE
-                                            | LEV_OPT_CLOSE_ON_EXEC, 128,
-                                            (struct sockaddr *) &sun,
-                                            sizeof(sun));
+    l = evconnlistener_new_bind(base, cb, arg,
+                                LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
+                                128, (struct sockaddr *) &sun, sizeof(sun));
     (void) umask(umask_old);
 
-    if (srv->listener == NULL) {
+    if (l == NULL) {
         vw_log("error", "cannot listen", "socket", path,
                "reason", strerror(errno), NULL);
-        free(srv->path);
-        free(srv);
         return NULL;
     }
 
     if (vw_server_permit(path, mode, gid) != VW_OK) {
-        evconnlistener_free(srv->listener);
+        evconnlistener_free(l);
         (void) unlink(path);
-        free(srv->path);
-        free(srv);
         return NULL;
     }
 
-    return srv;
+    return l;
 }
 
 
@@ -683,6 +697,8 @@ vw_server_dispatch(vw_conn_t *conn, uint64_t id, const unsigned char *fields,
     push->conn = conn;
     push->id = id;
     memcpy(push->job_id, job.id, sizeof(job.id));
+    memcpy(push->type, job.type.data, job.type.len);
+    push->type[job.type.len] = '\0';
 
     rc = vw_queue_push(conn->server->queue, &job, &lim, vw_server_pushed,
                        push);
@@ -731,6 +747,11 @@ vw_server_pushed(void *data, int rc, const char *job_id, const char *state)
     vw_conn_t  *conn = push->conn;
 
     conn->pending--;
+
+    /* durable now, heard of or not; a replay names an older job */
+    if (rc == VW_OK && state == NULL) {
+        vw_metrics_inc(VW_METRICS_DISPATCH_ACCEPTED, push->type, NULL);
+    }
 
     if (conn->bev == NULL) {
         /* the peer went away: the job stands, nobody hears of it */
@@ -788,6 +809,12 @@ vw_server_reply(vw_conn_t *conn, unsigned type, uint64_t id, uint32_t status,
     char            state[96];
     size_t          len, elen;
     unsigned char   buf[512], *p;
+
+    /* every refusal of a DISPATCH passes here, whatever its cause */
+    if (type == VC_FRAME_DISPATCH && status != 202) {
+        snprintf(state, sizeof(state), "%u", (unsigned) status);
+        vw_metrics_inc(VW_METRICS_DISPATCH_REFUSED, state, NULL);
+    }
 
     if (conn->bev == NULL) {
         return;

@@ -226,6 +226,18 @@ typedef struct {
 } vw_conf_vault_t;
 
 
+/*
+ * [metrics]: where /metrics, /healthz and /readyz are served (metrics.c).
+ * Exactly one of host (with port) or path is set when listen is given.
+ */
+typedef struct {
+    char                       *host;       /* NULL: not TCP */
+    unsigned                    port;
+    char                       *path;       /* NULL: not a Unix socket;
+                                               mode as [worker]'s socket */
+} vw_conf_metrics_t;
+
+
 typedef struct {
     char                       *file;       /* the path it was read from */
     char                       *listen;     /* the socket path, no "unix:" */
@@ -252,6 +264,7 @@ typedef struct {
     vw_conf_connection_t       *connections;
     vw_conf_subscription_t     *subscriptions;
     vw_conf_vault_t             vault;
+    vw_conf_metrics_t           metrics;    /* all NULL: no [metrics] */
 } vw_conf_t;
 
 

@@ -27,6 +27,9 @@
 #include <jansson.h>
 
 struct event_base;
+struct evconnlistener;
+struct sockaddr;
+struct redisAsyncContext;
 
 
 typedef struct {
@@ -96,10 +99,29 @@ int vw_queue_check(const char *addr, const char *password);
 int vw_queue_status(vw_queue_t *q, const char *job_id,
     vw_queue_status_pt handler, void *data);
 
+/*
+ * The queue's Redis connection when it can take commands (connected, the
+ * password accepted, the policy safe), for other readers on the loop such
+ * as the metrics sampler; NULL otherwise.  Replies still pending when the
+ * queue is freed come back NULL.
+ */
+struct redisAsyncContext *vw_queue_context(vw_queue_t *q);
+
 /* server.c */
 vw_server_t *vw_server_create(struct event_base *base, const char *path,
     unsigned mode, gid_t gid, size_t max_frame, vw_queue_t *queue);
 void vw_server_free(vw_server_t *srv);
+
+/*
+ * Listens on the Unix socket path (a stale socket file there is removed),
+ * then gives the file mode and gid (see [worker] listen_mode and
+ * listen_group); cb(arg) takes the connections, or is set later when NULL.
+ * Returns the listener, or NULL (logged).
+ */
+struct evconnlistener *vw_server_listen(struct event_base *base,
+    const char *path, unsigned mode, gid_t gid,
+    void (*cb)(struct evconnlistener *, int, struct sockaddr *, int, void *),
+    void *arg);
 
 
 #endif /* VW_CORE_H */

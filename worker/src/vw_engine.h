@@ -67,6 +67,13 @@ void vw_server_set_fetch(vw_server_t *srv, struct vw_fetch_s *fetch);
 struct vw_services_s;
 const struct vw_services_s *vw_engine_services(vw_engine_t *e);
 
+/*
+ * The targets the engine has met so far (vw_target.h), for the metrics'
+ * breaker states: read on the loop, never kept across callbacks.
+ */
+struct vw_target_s;
+const struct vw_target_s *vw_engine_targets(vw_engine_t *e);
+
 /* Frees the engine; jobs still held are left to the visibility timeout. */
 void vw_engine_free(vw_engine_t *e);
 

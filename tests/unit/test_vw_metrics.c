@@ -1,0 +1,220 @@
+/* test_vw_metrics.c -- the worker's metric registry and its exposition */
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "vw_metrics.h"
+
+
+/*
+ * Expected lines are written out from the text format 0.0.4 (Prometheus'
+ * exposition_formats.md), not from metrics.c: one per test, checked by
+ * substring, with the neighbours that prove the order.
+ */
+
+static char *
+render(void)
+{
+    char    *text;
+    size_t   len;
+
+    text = vw_metrics_render(&len);
+    assert_non_null(text);
+    assert_int_equal(strlen(text), len);
+
+    return text;
+}
+
+
+static int
+teardown(void **state)
+{
+    vw_metrics_reset();
+    return 0;
+}
+
+
+static void
+test_empty(void **state)
+{
+    char  *t;
+
+    t = render();
+
+    /* every family declared; those without labels show their one series */
+    assert_non_null(strstr(t,
+        "# HELP vantage_worker_dispatch_accepted_total Jobs DISPATCH made "
+        "durable, by job type.\n"
+        "# TYPE vantage_worker_dispatch_accepted_total counter\n"
+        "# HELP vantage_worker_dispatch_refused_total "));
+    assert_non_null(strstr(t,
+        "# TYPE vantage_worker_redis_connected gauge\n"
+        "vantage_worker_redis_connected 0\n"));
+    assert_non_null(strstr(t,
+        "# TYPE vantage_worker_metrics_series_dropped_total counter\n"
+        "vantage_worker_metrics_series_dropped_total 0\n"));
+    assert_null(strstr(t, "_bucket"));
+    assert_int_equal(t[strlen(t) - 1], '\n');
+    assert_null(strstr(t, "\n\n"));
+
+    free(t);
+}
+
+
+static void
+test_counter_labels_escaped(void **state)
+{
+    char  *t;
+
+    vw_metrics_inc(VW_METRICS_ATTEMPTS, "a\"b\\c\nd", "success");
+    vw_metrics_add(VW_METRICS_ATTEMPTS, 41, "a\"b\\c\nd", "success");
+    vw_metrics_inc(VW_METRICS_ATTEMPTS, "x", "retry");
+    vw_metrics_inc(VW_METRICS_ATTEMPTS, "x", NULL);
+
+    t = render();
+
+    assert_non_null(strstr(t,
+        "# TYPE vantage_worker_attempts_total counter\n"
+        "vantage_worker_attempts_total{type=\"a\\\"b\\\\c\\nd\","
+        "outcome=\"success\"} 42\n"
+        "vantage_worker_attempts_total{type=\"x\",outcome=\"retry\"} 1\n"
+        "vantage_worker_attempts_total{type=\"x\",outcome=\"\"} 1\n"
+        "# HELP vantage_worker_retries_total "));
+
+    free(t);
+}
+
+
+static void
+test_gauge_values(void **state)
+{
+    char  *t;
+
+    vw_metrics_set(VW_METRICS_BREAKER_STATE, 2, "crm", NULL);
+    vw_metrics_set(VW_METRICS_BREAKER_STATE, 0, "erp", NULL);
+    vw_metrics_set(VW_METRICS_BREAKER_STATE, 1, "crm", NULL);
+    vw_metrics_set(VW_METRICS_STREAM_OLDEST_ENTRY, 2.5, "{vq}:jobs", NULL);
+    vw_metrics_set(VW_METRICS_STREAM_OLDEST_PENDING, 0.1, "{vq}:jobs", NULL);
+    vw_metrics_set(VW_METRICS_STREAM_LENGTH, 1.0 / 3, "{vq}:jobs", NULL);
+    vw_metrics_set(VW_METRICS_REDIS_CONNECTED, 1, NULL, NULL);
+
+    t = render();
+
+    assert_non_null(strstr(t,
+        "vantage_worker_breaker_state{target=\"crm\"} 1\n"
+        "vantage_worker_breaker_state{target=\"erp\"} 0\n"));
+    assert_non_null(strstr(t,
+        "vantage_worker_stream_oldest_entry_age_seconds"
+        "{stream=\"{vq}:jobs\"} 2.5\n"));
+    /* the shortest text that reads back as the same double */
+    assert_non_null(strstr(t,
+        "vantage_worker_stream_oldest_pending_age_seconds"
+        "{stream=\"{vq}:jobs\"} 0.1\n"));
+    assert_non_null(strstr(t,
+        "vantage_worker_stream_length{stream=\"{vq}:jobs\"} "
+        "0.33333333333333331\n"));
+    assert_non_null(strstr(t, "\nvantage_worker_redis_connected 1\n"));
+
+    free(t);
+}
+
+
+static void
+test_histogram_cumulative(void **state)
+{
+    char  *t;
+
+    /* on a bound counts in it; past the last one only in +Inf */
+    vw_metrics_observe(VW_METRICS_ATTEMPT_SECONDS, 0.005, "crm", NULL);
+    vw_metrics_observe(VW_METRICS_ATTEMPT_SECONDS, 0.2, "crm", NULL);
+    vw_metrics_observe(VW_METRICS_ATTEMPT_SECONDS, 0.25, "crm", NULL);
+    vw_metrics_observe(VW_METRICS_ATTEMPT_SECONDS, 100, "crm", NULL);
+
+    t = render();
+
+    assert_non_null(strstr(t,
+        "# TYPE vantage_worker_attempt_duration_seconds histogram\n"
+        "vantage_worker_attempt_duration_seconds_bucket"
+        "{target=\"crm\",le=\"0.005\"} 1\n"
+        "vantage_worker_attempt_duration_seconds_bucket"
+        "{target=\"crm\",le=\"0.01\"} 1\n"
+        "vantage_worker_attempt_duration_seconds_bucket"
+        "{target=\"crm\",le=\"0.025\"} 1\n"
+        "vantage_worker_attempt_duration_seconds_bucket"
+        "{target=\"crm\",le=\"0.05\"} 1\n"
+        "vantage_worker_attempt_duration_seconds_bucket"
+        "{target=\"crm\",le=\"0.1\"} 1\n"
+        "vantage_worker_attempt_duration_seconds_bucket"
+        "{target=\"crm\",le=\"0.25\"} 3\n"
+        "vantage_worker_attempt_duration_seconds_bucket"
+        "{target=\"crm\",le=\"0.5\"} 3\n"
+        "vantage_worker_attempt_duration_seconds_bucket"
+        "{target=\"crm\",le=\"1\"} 3\n"
+        "vantage_worker_attempt_duration_seconds_bucket"
+        "{target=\"crm\",le=\"2.5\"} 3\n"
+        "vantage_worker_attempt_duration_seconds_bucket"
+        "{target=\"crm\",le=\"5\"} 3\n"
+        "vantage_worker_attempt_duration_seconds_bucket"
+        "{target=\"crm\",le=\"10\"} 3\n"
+        "vantage_worker_attempt_duration_seconds_bucket"
+        "{target=\"crm\",le=\"30\"} 3\n"
+        "vantage_worker_attempt_duration_seconds_bucket"
+        "{target=\"crm\",le=\"60\"} 3\n"
+        "vantage_worker_attempt_duration_seconds_bucket"
+        "{target=\"crm\",le=\"+Inf\"} 4\n"
+        "vantage_worker_attempt_duration_seconds_sum{target=\"crm\"} "
+        "100.455\n"
+        "vantage_worker_attempt_duration_seconds_count{target=\"crm\"} 4\n"
+        "# HELP vantage_worker_breaker_state "));
+
+    free(t);
+}
+
+
+static void
+test_series_bound(void **state)
+{
+    char      *t, name[16];
+    unsigned   i;
+
+    for (i = 0; i < VW_METRICS_MAX_SERIES + 3; i++) {
+        snprintf(name, sizeof(name), "t%u", i);
+        vw_metrics_inc(VW_METRICS_DEAD_LETTERS, name, NULL);
+    }
+
+    /* a label set already there is still counted */
+    vw_metrics_inc(VW_METRICS_DEAD_LETTERS, "t0", NULL);
+
+    t = render();
+
+    assert_non_null(strstr(t,
+        "vantage_worker_dead_letters_total{type=\"t0\"} 2\n"));
+    assert_non_null(strstr(t,
+        "vantage_worker_dead_letters_total{type=\"t255\"} 1\n"));
+    assert_null(strstr(t, "{type=\"t256\"}"));
+    assert_non_null(strstr(t,
+        "\nvantage_worker_metrics_series_dropped_total 3\n"));
+
+    free(t);
+}
+
+
+int
+main(void)
+{
+    const struct CMUnitTest  tests[] = {
+        cmocka_unit_test_teardown(test_empty, teardown),
+        cmocka_unit_test_teardown(test_counter_labels_escaped, teardown),
+        cmocka_unit_test_teardown(test_gauge_values, teardown),
+        cmocka_unit_test_teardown(test_histogram_cumulative, teardown),
+        cmocka_unit_test_teardown(test_series_bound, teardown),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,91 @@
+/* vw_metrics.h -- the worker's counters, gauges and histograms */
+
+#ifndef VW_METRICS_H
+#define VW_METRICS_H
+
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "vw_engine.h"
+
+
+/*
+ * The families the worker exposes, one entry each in metrics.c's table
+ * (name, help, type, label names).  Label values come from bounded sets:
+ * job types, target names, outcomes, reason classes, HTTP statuses, stream
+ * names; never a job id or a tenant.  A family holds at most
+ * VW_METRICS_MAX_SERIES label sets; an update that would add one more is
+ * dropped and counted in vantage_worker_metrics_series_dropped_total.
+ *
+ * Everything is updated and read from the event loop's thread only, so
+ * nothing is locked.
+ */
+typedef enum {
+    VW_METRICS_DISPATCH_ACCEPTED = 0,   /* counter {type} */
+    VW_METRICS_DISPATCH_REFUSED,        /* counter {status} */
+    VW_METRICS_ATTEMPTS,                /* counter {type, outcome} */
+    VW_METRICS_RETRIES,                 /* counter {reason} */
+    VW_METRICS_DEAD_LETTERS,            /* counter {type} */
+    VW_METRICS_ATTEMPT_SECONDS,         /* histogram {target} */
+    VW_METRICS_BREAKER_STATE,           /* gauge {target} */
+    VW_METRICS_STREAM_LENGTH,           /* gauge {stream} */
+    VW_METRICS_STREAM_PENDING,          /* gauge {stream} */
+    VW_METRICS_STREAM_OLDEST_PENDING,   /* gauge {stream}, seconds */
+    VW_METRICS_STREAM_OLDEST_ENTRY,     /* gauge {stream}, seconds */
+    VW_METRICS_REDIS_CONNECTED,         /* gauge {} */
+    VW_METRICS_SERIES_DROPPED,          /* counter {} */
+    VW_METRICS_FAMILIES
+} vw_metrics_family_e;
+
+
+#define VW_METRICS_MAX_SERIES  256
+#define VW_METRICS_MAX_LABELS  2
+
+
+/*
+ * Adds n to a counter.  l0 and l1 are the label values in the order the
+ * family names them (NULL where it has fewer); they are copied.
+ */
+void vw_metrics_add(vw_metrics_family_e f, uint64_t n, const char *l0,
+    const char *l1);
+
+#define vw_metrics_inc(f, l0, l1)  vw_metrics_add(f, 1, l0, l1)
+
+/* Sets a gauge to v. */
+void vw_metrics_set(vw_metrics_family_e f, double v, const char *l0,
+    const char *l1);
+
+/* Records v (seconds) in a histogram: its bucket, _sum and _count. */
+void vw_metrics_observe(vw_metrics_family_e f, double v, const char *l0,
+    const char *l1);
+
+/*
+ * Writes every family in the Prometheus text format 0.0.4 into a
+ * malloc()ed, NUL-terminated buffer (*len bytes without the NUL).  Returns
+ * the buffer, or NULL when out of memory.
+ */
+char *vw_metrics_render(size_t *len);
+
+/* Forgets every series: for the unit tests, and at exit (no leak). */
+void vw_metrics_reset(void);
+
+
+struct event_base;
+
+typedef struct vw_metrics_http_s  vw_metrics_http_t;
+
+/*
+ * metrics_http.c: serves /metrics, /healthz and /readyz on the [metrics]
+ * listen address of conf (a no-op returning a non-NULL object when there
+ * is none), and samples the jobs stream through queue's Redis connection.
+ * engine may be NULL (no -c file).  Returns NULL (logged) when the address
+ * cannot be bound.
+ */
+vw_metrics_http_t *vw_metrics_http_create(struct event_base *base,
+    const vw_conf_t *conf, vw_queue_t *queue, vw_engine_t *engine);
+
+void vw_metrics_http_free(vw_metrics_http_t *mh);
+
+
+#endif /* VW_METRICS_H */
