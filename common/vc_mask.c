@@ -9,7 +9,6 @@
 
 
 static size_t vc_mask_dob(unsigned char *p, size_t len);
-static int vc_mask_dob_name(const unsigned char *name, size_t len);
 
 
 size_t
@@ -150,7 +149,7 @@ vc_mask_dob(unsigned char *p, size_t len)
 }
 
 
-static int
+int
 vc_mask_dob_name(const unsigned char *name, size_t len)
 {
     char    buf[32];

@@ -40,5 +40,12 @@ size_t vc_mask(unsigned char *p, size_t len);
  */
 size_t vc_mask_kinds(unsigned char *p, size_t len, unsigned kinds);
 
+/*
+ * 1 when a member's name reads as a date of birth: dob, date_of_birth,
+ * birth_date, dateOfBirth, birthDate, birthdate (any case, '_' and '-'
+ * ignored), as vc_mask() decides which values to mask; else 0.
+ */
+int vc_mask_dob_name(const unsigned char *name, size_t len);
+
 
 #endif /* VC_MASK_H */

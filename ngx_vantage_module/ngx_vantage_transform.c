@@ -104,7 +104,6 @@ static ngx_uint_t ngx_vantage_tf_masked(ngx_http_request_t *r,
 static ngx_uint_t ngx_vantage_tf_has_scope(ngx_str_t *value,
     ngx_str_t *scope);
 static void ngx_vantage_tf_mask_strings(json_t *v, unsigned kinds);
-static ngx_uint_t ngx_vantage_tf_dob_name(const char *key);
 static int ngx_vantage_tf_dump(const char *buffer, size_t size, void *data);
 static void ngx_vantage_tf_map_cleanup(void *data);
 static void ngx_vantage_tf_zs_cleanup(void *data);
@@ -1486,7 +1485,8 @@ ngx_vantage_tf_mask_strings(json_t *v, unsigned kinds)
 
     case JSON_OBJECT:
         json_object_foreach(v, key, m) {
-            if ((kinds & VC_MASK_DOB) && ngx_vantage_tf_dob_name(key)
+            if ((kinds & VC_MASK_DOB)
+                && vc_mask_dob_name((u_char *) key, ngx_strlen(key))
                 && (json_is_string(m) || json_is_number(m)))
             {
                 /* the whole value: a date has no safe part to show */
@@ -1531,46 +1531,6 @@ ngx_vantage_tf_mask_strings(json_t *v, unsigned kinds)
     default:
         break;
     }
-}
-
-
-/* dob, date_of_birth, birthDate, ...: as vc_mask() reads member names */
-static ngx_uint_t
-ngx_vantage_tf_dob_name(const char *key)
-{
-    u_char       c, name[32];
-    size_t       n;
-    ngx_uint_t   i;
-
-    static const char  *names[] = {
-        "dob", "dateofbirth", "birthdate", NULL
-    };
-
-    n = 0;
-
-    for ( /* void */ ; *key; key++) {
-        c = (u_char) *key;
-
-        if (c == '_' || c == '-') {
-            continue;
-        }
-
-        if (n == sizeof(name) - 1) {
-            return 0;
-        }
-
-        name[n++] = ngx_tolower(c);
-    }
-
-    name[n] = '\0';
-
-    for (i = 0; names[i]; i++) {
-        if (ngx_strcmp(name, names[i]) == 0) {
-            return 1;
-        }
-    }
-
-    return 0;
 }
 
 
