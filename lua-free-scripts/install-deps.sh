@@ -19,6 +19,8 @@ packages=(
     python3-httpx python3-h2
     # an independent E.164 implementation for the mapping engine's phones
     python3-phonenumbers
+    # the dashboard test: a real browser, headless, driven by Selenium
+    chromium chromium-driver python3-selenium fonts-dejavu-core
 )
 
 missing=()
