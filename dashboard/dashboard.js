@@ -564,10 +564,12 @@
             return;
         }
         state.drawn.charts = sig;
-        drawCharts(hist, now);
+        drawCharts(hist, now, s ? "No attempts in the last 30 minutes"
+                                : "No data: the worker status is "
+                                  + "unavailable");
     }
 
-    function drawCharts(hist, now) {
+    function drawCharts(hist, now, none) {
         var last = Math.floor(now / BUCKET_MS) * BUCKET_MS;
         var first = last - HISTORY_MS + BUCKET_MS;
         var by = {};
@@ -610,9 +612,10 @@
         });
 
         lineChart(document.getElementById("chart-throughput"), thr, first,
-                  last, { unit: "", title: "attempts / 10 s" });
+                  last, { unit: "", title: "attempts / 10 s", none: none,
+                          min: 4 });
         lineChart(document.getElementById("chart-errors"), err, first, last,
-                  { unit: "%", max: 100, title: "error rate" });
+                  { unit: "%", max: 100, title: "error rate", none: none });
 
         legend = document.getElementById("legend");
         legend.replaceChildren.apply(legend, targets.map(function (t) {
@@ -651,7 +654,9 @@
                 }
             });
         });
-        max = opt.max || niceCeil(max);
+        /* four steps of a round size; counts at least 4, so that the
+         * steps are whole numbers */
+        max = opt.max || 4 * niceCeil(Math.max(max, opt.min || 0) / 4);
 
         x = function (ms) {
             return L + (ms - t0) / Math.max(t1 - t0, 1) * (W - L - R);
@@ -665,7 +670,7 @@
                   .textContent.replace(/\s+/g, " ").trim()
             : opt.title;
         desc.textContent = series.length === 0
-            ? "No attempts in the last 30 minutes."
+            ? opt.none + "."
             : series.map(function (s) {
                   var last = s.points[s.points.length - 1];
 
@@ -714,7 +719,7 @@
             tick = svg("text", { x: (L + W - R) / 2, y: (T + H - B) / 2,
                                  "class": "chart-empty",
                                  "text-anchor": "middle" });
-            tick.textContent = "No attempts in the last 30 minutes";
+            tick.textContent = opt.none;
             kids.push(tick);
         }
 
@@ -964,8 +969,8 @@
                                                           str(f.type))),
                                         el("td", null, str(f.outcome)),
                                         el("td", { "class": "n" },
-                                           isNum(f.status) ? String(f.status)
-                                                           : DASH),
+                                           isNum(f.status) && f.status > 0
+                                               ? String(f.status) : DASH),
                                         el("td", { "class": "error-text" },
                                            str(f.error) || DASH));
                           }), "failures")];
