@@ -467,8 +467,7 @@
                         STATUS_ICON[st] || "?"),
                      " ",
                      el("span", { "data-metric": "status",
-                                  "data-target": t.target,
-                                  "data-status": st },
+                                  "data-target": t.target },
                         STATUS_TEXT[st] || (st || "unknown"))));
 
         body = el("dl", { "class": "facts" },
@@ -836,8 +835,9 @@
              function () {
                  var ok = auth.ok || 0;
                  var refused = 0;
+                 /* every outcome is there from the start, at zero */
                  var reasons = Object.keys(auth).filter(function (k) {
-                     return k !== "ok";
+                     return k !== "ok" && auth[k] > 0;
                  }).sort();
 
                  if (!g.data) {
@@ -1041,10 +1041,10 @@
 
         if (r) {
             result.textContent = r.text;
-            result.setAttribute("data-outcome", r.pending ? "pending"
+            result.setAttribute("data-replay", r.pending ? "pending"
                                 : r.ok ? "replayed" : "error");
             if (isNum(r.status)) {
-                result.setAttribute("data-status", String(r.status));
+                result.setAttribute("data-http-status", String(r.status));
             }
             result.className += r.pending ? "" : r.ok ? " ok" : " bad";
         }
