@@ -369,6 +369,14 @@ static ngx_command_t  ngx_vantage_commands[] = {
       0,
       NULL },
 
+    /* /healthz and /readyz: ngx_vantage_health.c */
+    { ngx_string("vantage_health"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
+      ngx_vantage_health_conf,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("vantage_jobs"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS|NGX_CONF_TAKE1,
       ngx_vantage_jobs_conf,

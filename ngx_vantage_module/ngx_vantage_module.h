@@ -201,6 +201,9 @@ typedef struct {
     /* vantage_webhook_verify */
     void                       *webhook;   /* ngx_vantage_webhook_conf_t,
                                               or NULL */
+    /* vantage_health */
+    void                       *health;    /* ngx_vantage_health_conf_t,
+                                              or NULL */
 
     /* ngx_vantage_transform.c; NULL: none */
     ngx_vantage_transform_t    *json_request;
@@ -508,6 +511,9 @@ ngx_int_t ngx_vantage_webhook_verify(ngx_http_request_t *r,
 ngx_int_t ngx_vantage_webhook_idempotency_key(ngx_http_request_t *r,
     ngx_str_t *key);
 void ngx_vantage_webhook_durable(ngx_http_request_t *r);
+
+/* ngx_vantage_health.c: vantage_health makes the location answer probes */
+char *ngx_vantage_health_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 
 /* ngx_vantage_transform.c */
 ngx_int_t ngx_vantage_transform_init(ngx_conf_t *cf);
