@@ -281,6 +281,26 @@ def test_dlq_size_fires_and_resolves(worker_factory, worker_redis, target,
     assert value(fams, "vantage_worker_jobs", state="delayed") == 0
 
 
+def test_for_holds_the_rule_pending(worker_factory, target, hook, rc):
+    """for = 800ms: the rule fires once the dead letter has been there
+    that long, by the worker's clock (finished_ms is its too), and a rule
+    whose for has not run out sends nothing."""
+    rules = DLQ + "for = 800ms\n" + \
+        "[alert later]\nkind = dlq_size\nthreshold = 1\nfor = 1h\n"
+    w = worker_factory(conf(target, hook, rules))
+    target.default("/v", (400, {}, b"refused"))
+    jid = dispatch(w, "vendor")
+    wh.wait_job_state(rc, jid, "dead")
+
+    req, = notices(hook, 1)
+    body = check_delivery(req, "firing")
+    assert body["rule"] == "dead"
+    assert ms_of(body["started_at"]) - \
+        int(rc.hget("{vq}:job:" + jid, "finished_ms")) >= 800
+    quiet(hook, 1)
+    assert not logged(w, "alert firing", rule="later")
+
+
 def test_slack_format(worker_factory, worker_redis, target, hook, rc):
     rules = DLQ + "severity = info\n"
     w = worker_factory(conf(target, hook, rules, alerting="format = slack\n"))
