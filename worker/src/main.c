@@ -285,7 +285,8 @@ done:
     /* after the server: it answers the FETCHes of closed connections */
     vw_fetch_free(fetch);
     vw_queue_free(queue);
-    /* after the queue, whose freeing answers the sampler's commands */
+    /* after the queue, whose freeing answers the rules' and the
+       sampler's commands */
     vw_alert_free(vw_main_alert);
     vw_metrics_http_free(metrics);
 
