@@ -131,6 +131,7 @@ ngx_vantage_apikey_authenticate(ngx_http_request_t *r,
     ngx_uint_t                 i;
     ngx_table_elt_t           *h;
     const vc_apikey_t         *k;
+    vc_auth_outcome_e          outcome;
     vc_apikey_verdict_e        verdict;
     ngx_vantage_apikey_src_t  *src, *found;
     char                       reason[VC_ERRSTR_LEN];
@@ -211,7 +212,7 @@ ngx_vantage_apikey_authenticate(ngx_http_request_t *r,
     }
 
     verdict = vc_apikey_check(k, ngx_time(), vlcf->policy.requires,
-                              vlcf->policy.nrequires, reason);
+                              vlcf->policy.nrequires, reason, &outcome);
 
     if (verdict != VC_APIKEY_VALID) {
         id.data = (u_char *) k->id;
