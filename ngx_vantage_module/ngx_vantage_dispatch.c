@@ -689,6 +689,7 @@ ngx_vantage_dispatch_reply(void *data, ngx_uint_t outcome, u_char *fields,
     const char                  *code;
     ngx_connection_t            *c;
     ngx_http_request_t          *r;
+    ngx_vantage_ctx_t           *vctx;
     ngx_vantage_loc_conf_t      *vlcf;
     ngx_vantage_worker_reply_t   rep;
 
@@ -756,6 +757,16 @@ ngx_vantage_dispatch_reply(void *data, ngx_uint_t outcome, u_char *fields,
     {
         /* vantage_webhook_verify: the event is taken, a replay from now */
         ngx_vantage_webhook_durable(r);
+
+        /* $vantage_job_id: the frame goes when this returns */
+        vctx = ngx_vantage_get_ctx(r);
+        vctx->job_id.data = ngx_pstrdup(r->pool, &job_id);
+        if (vctx->job_id.data == NULL) {
+            rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+            goto done;
+        }
+
+        vctx->job_id.len = job_id.len;
 
         /* a repeat says what became of the original job */
         ngx_str_set(&error, "queued");

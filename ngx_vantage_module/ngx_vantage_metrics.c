@@ -23,8 +23,8 @@
  * the wrong labels; the old workers go on counting in the old one.
  *
  * Requests, authentication outcomes and rate-limit decisions are counted
- * in the LOG phase from the facts the request's context holds; the rest
- * where it happens.
+ * in the LOG phase from the facts the request's context holds, the same
+ * facts the access log's variables read; the rest where it happens.
  */
 
 #include "ngx_vantage_module.h"
@@ -134,6 +134,8 @@ static void ngx_vantage_metrics_escaped(ngx_vantage_metrics_out_t *o,
     ngx_str_t *s);
 static void ngx_vantage_metrics_number(ngx_vantage_metrics_out_t *o,
     ngx_int_t v);
+static ngx_int_t ngx_vantage_metrics_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
 
 
 ngx_atomic_t  *ngx_vantage_metrics_cells;
@@ -357,6 +359,28 @@ static ngx_str_t  ngx_vantage_metrics_dispatch_le[] = {
 };
 
 
+static ngx_http_variable_t  ngx_vantage_metrics_vars[] = {
+
+    { ngx_string("vantage_auth_method"), NULL,
+      ngx_vantage_metrics_variable, 0,
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("vantage_auth_outcome"), NULL,
+      ngx_vantage_metrics_variable, 1,
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("vantage_rate_limit"), NULL,
+      ngx_vantage_metrics_variable, 2,
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("vantage_job_id"), NULL,
+      ngx_vantage_metrics_variable, 3,
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+      ngx_http_null_variable
+};
+
+
 static ngx_str_t  ngx_vantage_metrics_allow = ngx_string("GET, HEAD");
 
 
@@ -466,6 +490,13 @@ ngx_vantage_metrics_merge(ngx_conf_t *cf, ngx_vantage_loc_conf_t *prev,
     conf->metrics_location = vmcf->metrics_locations->nelts - 1;
 
     return NGX_CONF_OK;
+}
+
+
+ngx_int_t
+ngx_vantage_metrics_add_variables(ngx_conf_t *cf)
+{
+    return ngx_vantage_add_variables(cf, ngx_vantage_metrics_vars);
 }
 
 
@@ -1049,6 +1080,61 @@ ngx_vantage_metrics_log_handler(ngx_http_request_t *r)
     if (ctx->rl_decision) {
         ngx_vantage_metrics_inc(NGX_VANTAGE_M_RL + ctx->rl_decision - 1);
     }
+
+    return NGX_OK;
+}
+
+
+/* the access log's view of the same facts */
+static ngx_int_t
+ngx_vantage_metrics_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    ngx_str_t          *s;
+    ngx_vantage_ctx_t  *ctx;
+
+    ctx = ngx_vantage_get_ctx(r->main);
+    s = NULL;
+
+    if (ctx != NULL) {
+        switch (data) {
+
+        case 0:
+            if (ctx->auth_method) {
+                s = &ngx_vantage_metrics_methods[ctx->auth_method - 1];
+            }
+            break;
+
+        case 1:
+            if (ctx->auth_method) {
+                s = &ngx_vantage_metrics_outcomes[ctx->auth_outcome];
+            }
+            break;
+
+        case 2:
+            if (ctx->rl_decision) {
+                s = &ngx_vantage_metrics_decisions[ctx->rl_decision - 1];
+            }
+            break;
+
+        default: /* 3 */
+            if (ctx->job_id.len) {
+                s = &ctx->job_id;
+            }
+            break;
+        }
+    }
+
+    if (s == NULL) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    v->len = s->len;
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+    v->data = s->data;
 
     return NGX_OK;
 }

@@ -137,6 +137,7 @@ ngx_vantage_metrics_inc(ngx_uint_t cell)
 /* vantage_metrics, vantage_metrics_collect and the fields they set */
 char *ngx_vantage_metrics_conf(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+ngx_int_t ngx_vantage_metrics_add_variables(ngx_conf_t *cf);
 
 /*
  * At the end of the http block: the LOG-phase handler, and the zone,

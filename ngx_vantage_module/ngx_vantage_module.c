@@ -520,7 +520,8 @@ ngx_vantage_preconfiguration(ngx_conf_t *cf)
     }
 
     if (ngx_vantage_apikey_add_variables(cf) != NGX_OK
-        || ngx_vantage_idp_add_variables(cf) != NGX_OK)
+        || ngx_vantage_idp_add_variables(cf) != NGX_OK
+        || ngx_vantage_metrics_add_variables(cf) != NGX_OK)
     {
         return NGX_ERROR;
     }

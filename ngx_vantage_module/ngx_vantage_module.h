@@ -372,12 +372,16 @@ typedef struct {
     /* vantage_webhook_verify */
     void                       *webhook;   /* ngx_vantage_webhook_ctx_t */
 
-    /* what was decided, for the metrics (ngx_vantage_metrics.c) */
+    /*
+     * what was decided, for the metrics and the access log's variables
+     * (ngx_vantage_metrics.c): both read these
+     */
     ngx_uint_t                  auth_method;   /* NGX_VANTAGE_M_JWT... + 1,
                                                   0: none */
     vc_auth_outcome_e           auth_outcome;
     ngx_uint_t                  rl_decision;   /* NGX_VANTAGE_M_RL_... + 1,
                                                   0: none */
+    ngx_str_t                   job_id;        /* a dispatch's, or empty */
 } ngx_vantage_ctx_t;
 
 

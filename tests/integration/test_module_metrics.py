@@ -1,5 +1,5 @@
-"""test_module_metrics.py -- the module's metrics (vantage_metrics)
-(issue 8).
+"""test_module_metrics.py -- the module's metrics (vantage_metrics) and the
+access log's variables (issue 8).
 
 nginx with the module, a real redis-server (rate limits, webhook replays,
 the worker's queue) and the real vantage-worker (dispatch); for
@@ -23,7 +23,10 @@ prom_text.py.  What is shown:
   - introspection results and outcomes (the negative cache too), and key
     sets' age and refresh failures, the query string not in the label;
   - vantage_metrics_collect off counts nothing and the endpoint answers;
-  - nginx -t messages for bad arguments.
+  - nginx -t messages for bad arguments;
+  - the README's JSON log_format, rendered verbatim: each line parses and
+    holds the exact outcome, decision, correlation id and job id (the one
+    the 202 gave, and Redis holds).
 """
 
 import base64
@@ -32,6 +35,7 @@ import hmac
 import json
 import math
 import os
+import re
 import secrets
 import sys
 import tempfile
@@ -256,6 +260,31 @@ def normalize_json(doc):
                 s["count"]
         out[f["name"]] = (f["type"], f["help"], samples)
     return out
+
+
+def log_lines(path, n, seconds=5):
+    """The first n lines of an access log, each parsed as JSON; waits for
+    them (a line is written once the response has gone)."""
+    def ready():
+        try:
+            with open(path) as f:
+                lines = f.read().splitlines()
+        except OSError:
+            return None
+        return lines if len(lines) >= n else None
+    lines = vh.wait_for(ready, seconds, what="%d lines in %s" % (n, path))
+    return [json.loads(line) for line in lines]
+
+
+def readme_log_block():
+    """The nginx block of README.md's "## Logs" section, as it is."""
+    with open(os.path.join(vh.REPO, "README.md")) as f:
+        text = f.read()
+    start = text.index("\n## Logs\n")
+    end = text.index("\n## ", start + 1)
+    blocks = re.findall(r"```nginx\n(.*?)```", text[start:end], re.S)
+    assert len(blocks) == 1, blocks
+    return blocks[0]
 
 
 # --------------------------------------------------------------------------
@@ -759,6 +788,85 @@ timeout = 5s
     assert set(failures) == {idp.url, bogus}
     assert failures[idp.url] == 0
     assert "s3cr3t-in-query" not in get(n, "/metrics").text
+
+
+# --------------------------------------------------------------------------
+# the access log: the README's JSON format, verbatim
+
+@pytest.mark.log_allow(r"\[info\]")
+def test_readme_json_log_format(nginx_factory, workers, redis_server,
+                                backend, rc):
+    block = readme_log_block()
+    assert "log_format vantage_json escape=json" in block
+    w = workers()
+    n = nginx_factory(http=f"""
+    vantage_redis {redis_server.address} timeout=2s;
+    vantage_worker unix:{w.socket_path} timeout=5s;
+{block}
+""", server=f"""
+        location /api/ {{
+            vantage_jwt on;
+            vantage_jwt_keys @PREFIX@/hs.jwk;
+            vantage_rate_limit $vantage_jwt_claim_sub rate=1r/m burst=1;
+            proxy_pass http://{backend.address};
+        }}
+        location = /orders {{
+            vantage_jwt on;
+            vantage_jwt_keys @PREFIX@/hs.jwk;
+            vantage_tenant $vantage_jwt_claim_tenant;
+            vantage_dispatch orders.create;
+        }}
+        location = /open {{
+            return 200 "open\\n";
+        }}
+""", start=False)
+    write_files(n)
+    vh.make_dir(os.path.join(n.prefix, "logs"))
+    n.start()
+
+    alice = token("bob", tenant="acme")
+    ids = ["req-%d-%s" % (i, secrets.token_hex(6)) for i in range(5)]
+    sent = [
+        get(n, "/api/a?x=1", alice, {"X-Request-Id": ids[0]}),
+        get(n, "/api/a", token("bob", OTHER_SECRET),
+            {"X-Request-Id": ids[1]}),
+        get(n, "/api/a", alice, {"X-Request-Id": ids[2]}),
+        get(n, "/orders", alice, {"X-Request-Id": ids[3],
+                                  "Content-Type": "application/json"},
+            "POST", b'{"order": 9}'),
+        get(n, "/open", headers={"X-Request-Id": ids[4]}),
+    ]
+    assert [r.status_code for r in sent] == [200, 401, 429, 202, 200]
+    job_id = sent[3].json()["job_id"]
+    assert rc.exists(b"{vq}:job:" + job_id.encode()) == 1
+
+    lines = log_lines(os.path.join(n.prefix, "logs", "vantage.json"), 5)
+    by_id = {line["request_id"]: line for line in lines}
+    assert sorted(by_id) == sorted(ids)
+
+    want = [
+        ("GET", "/api/a", 200, "jwt", "ok", "admitted", ""),
+        ("GET", "/api/a", 401, "jwt", "bad_signature", "", ""),
+        ("GET", "/api/a", 429, "jwt", "ok", "limited", ""),
+        ("POST", "/orders", 202, "jwt", "ok", "", job_id),
+        ("GET", "/open", 200, "", "", "", ""),
+    ]
+    for rid, (method, uri, status, am, ao, rl, job) in zip(ids, want):
+        line = by_id[rid]
+        assert (line["method"], line["uri"], line["status"],
+                line["auth_method"], line["auth_outcome"],
+                line["rate_limit"], line["job_id"]) == \
+            (method, uri, status, am, ao, rl, job), line
+        assert isinstance(line["request_time"], (int, float))
+        assert isinstance(line["bytes_sent"], int) and line["bytes_sent"] > 0
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d",
+                            line["time"]), line
+    # the proxied one has an upstream time, the others none
+    assert re.fullmatch(r"\d+\.\d{3}", by_id[ids[0]]["upstream_time"])
+    assert by_id[ids[4]]["upstream_time"] == ""
+    # the job in Redis carries the same correlation id
+    assert rc.hget(b"{vq}:job:" + job_id.encode(),
+                   b"correlation_id") == ids[3].encode()
 
 
 # --------------------------------------------------------------------------
