@@ -18,7 +18,9 @@ prom_text.py.  What is shown:
   - the JSON mirror holds the same families with the same values;
   - with two worker processes the sum is exact;
   - counts survive a reload that keeps the locations, and start from zero
-    when the locations change;
+    when the locations change; when old workers still draining hold every
+    slot, a new one counts in the shared slot, exactly all the same;
+  - dry runs, the fallback without Redis, Redis errors and the breaker;
   - a hundred tokens, keys and client addresses add no series;
   - introspection results and outcomes (the negative cache too), and key
     sets' age and refresh failures, the query string not in the label;
@@ -32,6 +34,7 @@ prom_text.py.  What is shown:
 import base64
 import hashlib
 import hmac
+import http.server
 import json
 import math
 import os
@@ -39,6 +42,7 @@ import re
 import secrets
 import sys
 import tempfile
+import threading
 import time
 
 import httpx
@@ -663,6 +667,127 @@ def test_collect_off_counts_nothing(nginx_factory, workers, redis_server,
     # the JSON endpoint answers all the same
     doc = scrape_json(n)
     assert [f["name"] for f in doc["metrics"]] == [f for f, _ in FAMILIES]
+
+
+class _Hold(http.server.BaseHTTPRequestHandler):
+    """Answers once the test releases it: keeps an nginx worker busy."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self):
+        self.server.arrived.release()
+        self.server.release.wait(vh.timeout(30))
+        self.send_response(200)
+        self.send_header("Content-Length", "5")
+        self.end_headers()
+        self.wfile.write(b"held\n")
+
+    def log_message(self, fmt, *args):
+        pass
+
+
+def test_shared_slot_when_draining_workers_hold_every_slot(nginx_factory):
+    hold = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hold)
+    hold.daemon_threads = True
+    hold.arrived = threading.Semaphore(0)
+    hold.release = threading.Event()
+    threading.Thread(target=hold.serve_forever, daemon=True).start()
+    n = nginx_factory(server=simple_server("""
+        location /hold/ {
+            proxy_pass http://127.0.0.1:%d;
+        }
+""" % hold.server_address[1]), worker_processes=1)
+    held = []
+    try:
+        # one worker: 2 * 1 + 2 slots; four reloads leave four old
+        # workers, each kept by a request, and the fifth finds none free
+        for _ in range(4):
+            t = threading.Thread(target=get, args=(n, "/hold/"), daemon=True)
+            t.start()
+            held.append(t)
+            assert hold.arrived.acquire(timeout=vh.timeout(10))
+            mark = n.log_size()
+            _, new = n.reload()
+            # the old ones have closed their listening sockets: the next
+            # request goes to the new one
+            vh.wait_for(lambda: n.workers() == new, 10,
+                        what="the old workers to stop accepting")
+        vh.wait_for(lambda: "vantage metrics: no free slot among 4, this "
+                    "process counts with atomic adds" in n.log_since(mark),
+                    5, what="the notice of the shared slot")
+        assert len(n.workers(include_shutting_down=True)) == 5
+        for _ in range(10):
+            assert get(n, "/p/").status_code == 200
+    finally:
+        hold.release.set()
+        for t in held:
+            t.join(vh.timeout(10))
+        hold.shutdown()
+        hold.server_close()
+    # the old ones answered, counted in their own slots, and exit
+    vh.wait_for(lambda: len(n.workers(include_shutting_down=True)) == 1,
+                10, what="the draining workers to exit")
+    fams = scrape(n)
+    assert (p_count(fams), p_count(fams, "/hold/")) == (10, 4)
+    # slots given back: the next worker has one of its own again
+    mark = n.log_size()
+    n.reload(wait_old_exit=True)
+    assert "no free slot" not in n.log_since(mark)
+    assert (p_count(scrape(n)), p_count(scrape(n), "/hold/")) == (10, 4)
+
+
+@pytest.mark.log_allow(r"\[info\]",
+                       r"\[(error|warn)\] .*vantage (redis|ratelimit)")
+def test_dry_run_fallback_redis_errors_and_breaker(nginx_factory,
+                                                   redis_server):
+    # static files: content after the rate limiter's phase ("return" is
+    # answered before it)
+    n = nginx_factory(http="""
+    vantage_redis %s timeout=1s breaker_failures=2 breaker_cooldown=60s;
+""" % redis_server.address, server="""
+        location /dry/ {
+            vantage_rate_limit $http_x_client rate=1r/m burst=1;
+            vantage_rate_limit_dry_run on;
+        }
+        location /rl/ {
+            vantage_rate_limit $http_x_client rate=1r/m burst=100;
+        }
+        location = /metrics {
+            vantage_metrics;
+        }
+""", worker_processes=1, start=False)
+    for d in ("dry", "rl"):
+        vh.make_dir(os.path.join(n.html, d))
+        vh.write_file(os.path.join(n.html, d, "index.html"), d + "\n")
+    n.start()
+    who = {"X-Client": "c-1"}
+
+    assert [get(n, "/dry/", headers=who).status_code
+            for _ in range(3)] == [200, 200, 200]
+    assert get(n, "/rl/", headers=who).status_code == 200
+    assert get(n, "/rl/").status_code == 200       # no key: no limit
+    fams = scrape(n)
+    assert counts(fams, "vantage_ratelimit_decisions_total", "decision") == \
+        {"admitted": 2, "limited": 0, "dry_run": 2, "fallback": 0}
+    assert histogram(fams, "vantage_redis_rtt_seconds")[0] == 4
+    assert val(fams, "vantage_redis_breaker_state") == 0
+
+    # Redis goes: every decision is the fallback's (shared memory), the
+    # failures are counted and open the breaker
+    redis_server.stop()
+    for _ in range(5):
+        assert get(n, "/rl/", headers=who).status_code == 200
+    fams = scrape(n)
+    assert counts(fams, "vantage_ratelimit_decisions_total", "decision") == \
+        {"admitted": 2, "limited": 0, "dry_run": 2, "fallback": 5}
+    assert histogram(fams, "vantage_redis_rtt_seconds")[0] == 4
+    errors = counts(fams, "vantage_redis_errors_total", "kind")
+    assert errors["connect"] + errors["lost"] >= 2, errors
+    assert errors["timeout"] == errors["error_reply"] == 0, errors
+    assert val(fams, "vantage_redis_breaker_state") == 1
+    assert nonzero(requests_by(fams)) == {("/dry/", "2xx"): 3,
+                                          ("/rl/", "2xx"): 7,
+                                          ("/metrics", "2xx"): 1}
 
 
 # --------------------------------------------------------------------------
