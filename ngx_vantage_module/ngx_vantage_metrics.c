@@ -12,7 +12,8 @@
  * Hence twice as many slots as worker processes, and two more; a slot is
  * free when its owner has given it back or is dead (crashed, killed).  A
  * process that finds none free (many reloads within one drain) adds to a
- * spare slot shared by all such processes, with ngx_atomic_fetch_add().
+ * spare slot shared by all such processes, with ngx_atomic_fetch_add(),
+ * and keeps no gauges (they are a process's own state).
  *
  * A scrape sums the slots.  Counts never go back: a slot keeps its counts
  * when its owner goes, and the next owner adds to them.  The zone's name

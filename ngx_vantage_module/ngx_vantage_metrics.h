@@ -118,6 +118,7 @@ extern ngx_atomic_t  *ngx_vantage_metrics_cells;
 extern ngx_uint_t     ngx_vantage_metrics_shared;
 
 
+/* adds one to a counter of this process's slot, if it has one */
 static ngx_inline void
 ngx_vantage_metrics_inc(ngx_uint_t cell)
 {
@@ -134,9 +135,14 @@ ngx_vantage_metrics_inc(ngx_uint_t cell)
 }
 
 
-/* vantage_metrics, vantage_metrics_collect and the fields they set */
+/* vantage_metrics [prometheus|json]: the location's content handler */
 char *ngx_vantage_metrics_conf(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+
+/*
+ * $vantage_auth_method, $vantage_auth_outcome, $vantage_rate_limit and
+ * $vantage_job_id: the facts the metrics count, for the access log
+ */
 ngx_int_t ngx_vantage_metrics_add_variables(ngx_conf_t *cf);
 
 /*

@@ -369,6 +369,22 @@ static ngx_command_t  ngx_vantage_commands[] = {
       0,
       NULL },
 
+    /* metrics (ngx_vantage_metrics.c) */
+
+    { ngx_string("vantage_metrics"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS|NGX_CONF_TAKE1,
+      ngx_vantage_metrics_conf,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("vantage_metrics_collect"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_vantage_main_conf_t, metrics_collect),
+      NULL },
+
     { ngx_string("vantage_jobs"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS|NGX_CONF_TAKE1,
       ngx_vantage_jobs_conf,
@@ -454,22 +470,6 @@ static ngx_command_t  ngx_vantage_commands[] = {
       ngx_conf_set_flag_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_vantage_loc_conf_t, request_id),
-      NULL },
-
-    /* metrics (ngx_vantage_metrics.c) */
-
-    { ngx_string("vantage_metrics"),
-      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS|NGX_CONF_TAKE1,
-      ngx_vantage_metrics_conf,
-      NGX_HTTP_LOC_CONF_OFFSET,
-      0,
-      NULL },
-
-    { ngx_string("vantage_metrics_collect"),
-      NGX_HTTP_MAIN_CONF|NGX_CONF_FLAG,
-      ngx_conf_set_flag_slot,
-      NGX_HTTP_MAIN_CONF_OFFSET,
-      offsetof(ngx_vantage_main_conf_t, metrics_collect),
       NULL },
 
       ngx_null_command
