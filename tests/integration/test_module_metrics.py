@@ -294,6 +294,17 @@ def readme_log_block():
 # --------------------------------------------------------------------------
 # the gateway of most tests
 
+# a JWT location that dispatches, its tenant from the token
+ORDERS = """
+        location = /orders {
+            vantage_jwt on;
+            vantage_jwt_keys @PREFIX@/hs.jwk;
+            vantage_tenant $vantage_jwt_claim_tenant;
+            vantage_dispatch orders.create;
+        }
+"""
+
+
 def gateway_conf(w, redis, backend):
     """http and server snippets: a JWT location with a cache and a rate
     limit, an API key location, a dispatch location, a DocuSign webhook,
@@ -315,13 +326,7 @@ def gateway_conf(w, redis, backend):
             vantage_api_keys @PREFIX@/keys.json;
             proxy_pass http://{backend.address};
         }}
-        location = /orders {{
-            vantage_jwt on;
-            vantage_jwt_keys @PREFIX@/hs.jwk;
-            vantage_tenant $vantage_jwt_claim_tenant;
-            vantage_dispatch orders.create;
-        }}
-        location = /hooks/docusign {{
+{ORDERS}        location = /hooks/docusign {{
             vantage_webhook_verify docusign secret_file=@PREFIX@/ds.secret;
             vantage_tenant acme;
             vantage_dispatch docusign.connect status=200;
@@ -935,13 +940,7 @@ def test_readme_json_log_format(nginx_factory, workers, redis_server,
             vantage_rate_limit $vantage_jwt_claim_sub rate=1r/m burst=1;
             proxy_pass http://{backend.address};
         }}
-        location = /orders {{
-            vantage_jwt on;
-            vantage_jwt_keys @PREFIX@/hs.jwk;
-            vantage_tenant $vantage_jwt_claim_tenant;
-            vantage_dispatch orders.create;
-        }}
-        location = /open {{
+{ORDERS}        location = /open {{
             return 200 "open\\n";
         }}
 """, start=False)
