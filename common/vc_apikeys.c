@@ -327,7 +327,8 @@ vc_apikeys_find(const vc_apikeys_t *set, const unsigned char *digest)
 
 vc_apikey_verdict_e
 vc_apikey_check(const vc_apikey_t *key, int64_t now,
-    const vc_require_t *requires, size_t nrequires, char *reason)
+    const vc_require_t *requires, size_t nrequires, char *reason,
+    vc_auth_outcome_e *outcome)
 {
     size_t               i, j, n;
     const char          *claim;
@@ -335,11 +336,13 @@ vc_apikey_check(const vc_apikey_t *key, int64_t now,
 
     if (key->disabled) {
         snprintf(reason, VC_ERRSTR_LEN, "the API key is disabled");
+        *outcome = VC_AUTH_DISABLED;
         return VC_APIKEY_INVALID;
     }
 
     if (key->expires && now >= key->expires) {
         snprintf(reason, VC_ERRSTR_LEN, "the API key has expired");
+        *outcome = VC_AUTH_EXPIRED;
         return VC_APIKEY_INVALID;
     }
 
@@ -387,9 +390,12 @@ vc_apikey_check(const vc_apikey_t *key, int64_t now,
 
         snprintf(reason, VC_ERRSTR_LEN, "claim \"%.*s\" not accepted",
                  (int) n, claim);
+        *outcome = VC_AUTH_CLAIM_REFUSED;
 
         return VC_APIKEY_FORBIDDEN;
     }
+
+    *outcome = VC_AUTH_OK;
 
     return VC_APIKEY_VALID;
 }

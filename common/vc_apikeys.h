@@ -85,10 +85,12 @@ const vc_apikey_t *vc_apikeys_find(const vc_apikeys_t *set,
  * apply to a key the gateway issued itself; any other claim is one a key
  * does not have, so the requirement fails (VC_APIKEY_FORBIDDEN).  reason
  * (VC_ERRSTR_LEN bytes) says why on failure, in the words of the JWT
- * checks.
+ * checks, and *outcome in one word (VC_AUTH_DISABLED, VC_AUTH_EXPIRED or
+ * VC_AUTH_CLAIM_REFUSED; VC_AUTH_OK when valid).
  */
 vc_apikey_verdict_e vc_apikey_check(const vc_apikey_t *key, int64_t now,
-    const vc_require_t *requires, size_t nrequires, char *reason);
+    const vc_require_t *requires, size_t nrequires, char *reason,
+    vc_auth_outcome_e *outcome);
 
 /*
  * Parses an RFC 3339 date-time ("2026-01-31T08:00:00Z", with optional

@@ -25,7 +25,8 @@
 #define VC_JWT_ECDSA_DER    160
 
 
-static void vc_jwt_reason(vc_jwt_t *jwt, const char *reason);
+static void vc_jwt_reason(vc_jwt_t *jwt, vc_auth_outcome_e outcome,
+    const char *reason);
 static int vc_jwt_time(json_t *claims, const char *name, int64_t *t);
 static int vc_jwt_verify_key(vc_jwt_t *jwt, const vc_key_t *key);
 static int vc_jwt_verify_ecdsa(vc_jwt_t *jwt, const vc_key_t *key,
@@ -54,10 +55,11 @@ vc_jwt_parse(vc_jwt_t *jwt, const char *token, size_t len)
 
     jwt->alg = VC_ALG_NONE;
     jwt->reason[0] = '\0';
+    jwt->outcome = VC_AUTH_OK;
 
     dot1 = memchr(token, '.', len);
     if (dot1 == NULL) {
-        vc_jwt_reason(jwt, "malformed token");
+        vc_jwt_reason(jwt, VC_AUTH_MALFORMED, "malformed token");
         return VC_ERROR;
     }
 
@@ -65,7 +67,7 @@ vc_jwt_parse(vc_jwt_t *jwt, const char *token, size_t len)
     if (dot2 == NULL
         || memchr(dot2 + 1, '.', len - (dot2 + 1 - token)) != NULL)
     {
-        vc_jwt_reason(jwt, "malformed token");
+        vc_jwt_reason(jwt, VC_AUTH_MALFORMED, "malformed token");
         return VC_ERROR;
     }
 
@@ -77,7 +79,7 @@ vc_jwt_parse(vc_jwt_t *jwt, const char *token, size_t len)
     slen = token + len - s;
 
     if (hlen == 0 || plen == 0 || slen == 0) {
-        vc_jwt_reason(jwt, "malformed token");
+        vc_jwt_reason(jwt, VC_AUTH_MALFORMED, "malformed token");
         return VC_ERROR;
     }
 
@@ -92,7 +94,7 @@ vc_jwt_parse(vc_jwt_t *jwt, const char *token, size_t len)
 
     buf = malloc(scap + (hcap > pcap ? hcap : pcap));
     if (buf == NULL) {
-        vc_jwt_reason(jwt, "out of memory");
+        vc_jwt_reason(jwt, VC_AUTH_ERROR, "out of memory");
         return VC_ERROR;
     }
 
@@ -100,7 +102,7 @@ vc_jwt_parse(vc_jwt_t *jwt, const char *token, size_t len)
 
     n = vc_base64url_decode(buf, s, slen);
     if (n <= 0) {
-        vc_jwt_reason(jwt, "malformed token");
+        vc_jwt_reason(jwt, VC_AUTH_MALFORMED, "malformed token");
         return VC_ERROR;
     }
 
@@ -111,7 +113,7 @@ vc_jwt_parse(vc_jwt_t *jwt, const char *token, size_t len)
                               : NULL;
 
     if (jwt->claims == NULL) {
-        vc_jwt_reason(jwt, "malformed token");
+        vc_jwt_reason(jwt, VC_AUTH_MALFORMED, "malformed token");
         return VC_ERROR;
     }
 
@@ -119,18 +121,18 @@ vc_jwt_parse(vc_jwt_t *jwt, const char *token, size_t len)
     kid = json_object_get(jwt->header, "kid");
 
     if (!json_is_string(alg) || (kid && !json_is_string(kid))) {
-        vc_jwt_reason(jwt, "malformed token header");
+        vc_jwt_reason(jwt, VC_AUTH_MALFORMED, "malformed token header");
         return VC_ERROR;
     }
 
     jwt->alg = vc_alg_by_name(json_string_value(alg), json_string_length(alg));
     if (jwt->alg == VC_ALG_NONE) {
-        vc_jwt_reason(jwt, "unsupported algorithm");
+        vc_jwt_reason(jwt, VC_AUTH_ALG_NOT_ALLOWED, "unsupported algorithm");
         return VC_ERROR;
     }
 
     if (json_object_get(jwt->header, "crit")) {
-        vc_jwt_reason(jwt, "unsupported critical header");
+        vc_jwt_reason(jwt, VC_AUTH_MALFORMED, "unsupported critical header");
         return VC_ERROR;
     }
 
@@ -146,14 +148,14 @@ vc_jwt_parse(vc_jwt_t *jwt, const char *token, size_t len)
     case VC_DECLINED:
         break;
     default:
-        vc_jwt_reason(jwt, "malformed time claim");
+        vc_jwt_reason(jwt, VC_AUTH_MALFORMED, "malformed time claim");
         return VC_ERROR;
     }
 
     if (vc_jwt_time(jwt->claims, "nbf", &t) == VC_ERROR
         || vc_jwt_time(jwt->claims, "iat", &t) == VC_ERROR)
     {
-        vc_jwt_reason(jwt, "malformed time claim");
+        vc_jwt_reason(jwt, VC_AUTH_MALFORMED, "malformed time claim");
         return VC_ERROR;
     }
 
@@ -174,14 +176,14 @@ vc_jwt_verify(vc_jwt_t *jwt, const vc_keyset_t *ks, const vc_policy_t *p)
     if (jwt->header == NULL || jwt->signing_input == NULL
         || jwt->alg < 0 || jwt->alg >= VC_ALG_COUNT)
     {
-        vc_jwt_reason(jwt, "malformed token");
+        vc_jwt_reason(jwt, VC_AUTH_MALFORMED, "malformed token");
         return VC_ERROR;
     }
 
     bit = VC_ALG_BIT(jwt->alg);
 
     if (!(p->algs & bit)) {
-        vc_jwt_reason(jwt, "algorithm not allowed");
+        vc_jwt_reason(jwt, VC_AUTH_ALG_NOT_ALLOWED, "algorithm not allowed");
         return VC_ERROR;
     }
 
@@ -201,7 +203,7 @@ vc_jwt_verify(vc_jwt_t *jwt, const vc_keyset_t *ks, const vc_policy_t *p)
     }
 
     if (!has_alg) {
-        vc_jwt_reason(jwt, "no key for algorithm");
+        vc_jwt_reason(jwt, VC_AUTH_UNKNOWN_KEY, "no key for algorithm");
         return VC_ERROR;
     }
 
@@ -254,17 +256,17 @@ vc_jwt_verify(vc_jwt_t *jwt, const vc_keyset_t *ks, const vc_policy_t *p)
     if (tried == 0 && !cands) {
         if (by_kid) {
             /* the kid names keys of other algorithms only */
-            vc_jwt_reason(jwt, "no key for algorithm");
+            vc_jwt_reason(jwt, VC_AUTH_UNKNOWN_KEY, "no key for algorithm");
             return VC_ERROR;
         }
 
         if (jwt->kid) {
-            vc_jwt_reason(jwt, "unknown key id");
+            vc_jwt_reason(jwt, VC_AUTH_UNKNOWN_KEY, "unknown key id");
             return VC_ERROR;
         }
     }
 
-    vc_jwt_reason(jwt, "signature verification failed");
+    vc_jwt_reason(jwt, VC_AUTH_BAD_SIGNATURE, "signature verification failed");
 
     return VC_ERROR;
 }
@@ -281,46 +283,47 @@ vc_jwt_check_claims(vc_jwt_t *jwt, const vc_policy_t *p, int64_t now)
     static const char    fmt2[] = "\" not accepted";
 
     if (jwt->claims == NULL) {
-        vc_jwt_reason(jwt, "malformed token");
+        vc_jwt_reason(jwt, VC_AUTH_MALFORMED, "malformed token");
         return VC_JWT_INVALID;
     }
 
     if (jwt->has_exp) {
         if (now >= vc_jwt_add(jwt->exp, p->leeway)) {
-            vc_jwt_reason(jwt, "token expired");
+            vc_jwt_reason(jwt, VC_AUTH_EXPIRED, "token expired");
             return VC_JWT_INVALID;
         }
 
     } else if (p->require_exp) {
-        vc_jwt_reason(jwt, "missing exp claim");
+        vc_jwt_reason(jwt, VC_AUTH_CLAIM_REFUSED, "missing exp claim");
         return VC_JWT_INVALID;
     }
 
     switch (vc_jwt_time(jwt->claims, "nbf", &t)) {
     case VC_OK:
         if (vc_jwt_add(now, p->leeway) < t) {
-            vc_jwt_reason(jwt, "token not yet valid");
+            vc_jwt_reason(jwt, VC_AUTH_NOT_YET_VALID, "token not yet valid");
             return VC_JWT_INVALID;
         }
         break;
     case VC_DECLINED:
         break;
     default:
-        vc_jwt_reason(jwt, "malformed time claim");
+        vc_jwt_reason(jwt, VC_AUTH_MALFORMED, "malformed time claim");
         return VC_JWT_INVALID;
     }
 
     switch (vc_jwt_time(jwt->claims, "iat", &t)) {
     case VC_OK:
         if (t > vc_jwt_add(now, p->leeway)) {
-            vc_jwt_reason(jwt, "token issued in the future");
+            vc_jwt_reason(jwt, VC_AUTH_NOT_YET_VALID,
+                          "token issued in the future");
             return VC_JWT_INVALID;
         }
         break;
     case VC_DECLINED:
         break;
     default:
-        vc_jwt_reason(jwt, "malformed time claim");
+        vc_jwt_reason(jwt, VC_AUTH_MALFORMED, "malformed time claim");
         return VC_JWT_INVALID;
     }
 
@@ -346,6 +349,7 @@ vc_jwt_check_claims(vc_jwt_t *jwt, const vc_policy_t *p, int64_t now)
 
         snprintf(jwt->reason, VC_ERRSTR_LEN, "%s%.*s%s", fmt1, (int) n,
                  req->claim, fmt2);
+        jwt->outcome = VC_AUTH_CLAIM_REFUSED;
 
         if (strcmp(req->claim, "iss") == 0 || strcmp(req->claim, "aud") == 0) {
             return VC_JWT_INVALID;
@@ -472,7 +476,7 @@ vc_json_text(json_t *v, size_t *len)
 
 
 static void
-vc_jwt_reason(vc_jwt_t *jwt, const char *reason)
+vc_jwt_reason(vc_jwt_t *jwt, vc_auth_outcome_e outcome, const char *reason)
 {
     size_t  n;
 
@@ -483,6 +487,7 @@ vc_jwt_reason(vc_jwt_t *jwt, const char *reason)
 
     memcpy(jwt->reason, reason, n);
     jwt->reason[n] = '\0';
+    jwt->outcome = outcome;
 }
 
 

@@ -26,6 +26,31 @@ typedef struct {
 } vc_policy_t;
 
 
+/*
+ * Why a credential was refused, in one word of a bounded set: what the
+ * metrics count and the access log shows (the reason text says more).
+ * Shared by every authenticator: JWTs, introspection and API keys.
+ */
+typedef enum {
+    VC_AUTH_OK = 0,
+    VC_AUTH_MISSING,            /* no credential in the request */
+    VC_AUTH_MALFORMED,          /* not parsable, too large, bad claims */
+    VC_AUTH_BAD_SIGNATURE,
+    VC_AUTH_EXPIRED,
+    VC_AUTH_NOT_YET_VALID,      /* nbf ahead, or iat in the future */
+    VC_AUTH_UNKNOWN_KEY,        /* no key has its kid, or none its alg;
+                                   an unknown API key */
+    VC_AUTH_ALG_NOT_ALLOWED,
+    VC_AUTH_CLAIM_REFUSED,      /* a required claim or scope, iss, exp */
+    VC_AUTH_INACTIVE,           /* introspection: not active */
+    VC_AUTH_DISABLED,           /* a disabled API key */
+    VC_AUTH_UNAVAILABLE,        /* could not be checked: no keys yet, the
+                                   introspection failed */
+    VC_AUTH_ERROR,              /* out of memory */
+    VC_AUTH_NOUTCOMES
+} vc_auth_outcome_e;
+
+
 typedef enum {
     VC_JWT_VALID = 0,
     VC_JWT_INVALID,             /* 401, error="invalid_token" */
@@ -47,6 +72,7 @@ typedef struct {
     unsigned        has_exp;
     /* why the last call failed: a fixed text naming no token content */
     char            reason[VC_ERRSTR_LEN];
+    vc_auth_outcome_e  outcome;         /* the same, in one word */
 } vc_jwt_t;
 
 
@@ -58,7 +84,8 @@ typedef struct {
  * no "crit" (RFC 7515 4.1.11: unknown critical extensions are refused; none
  * are understood).  "exp", "nbf" and "iat", when present, must be numbers.
  * jwt must be zeroed by the caller; token need not be NUL-terminated and
- * must outlive jwt.  Returns VC_OK, or VC_ERROR with jwt->reason set.
+ * must outlive jwt.  Returns VC_OK, or VC_ERROR with jwt->reason and
+ * jwt->outcome set (each failing call below sets both as well).
  * Either way the caller calls vc_jwt_free().
  */
 int vc_jwt_parse(vc_jwt_t *jwt, const char *token, size_t len);

@@ -299,6 +299,13 @@ EOF
   cat <<'EOF'
             include @PEERS@/common/proxy.conf;
         }
+EOF
+  # the module's metrics, as an operator would have them (never hit while
+  # measuring; bench.sh's sanity checks read them)
+  if [[ $1 == v-* ]]; then
+    echo "        location = /vantage/metrics { vantage_metrics; }"
+  fi
+  cat <<'EOF'
     }
 }
 EOF

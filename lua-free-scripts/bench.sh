@@ -34,6 +34,10 @@
 #   v-rl1            one Redis limit (key: client address)
 #   v-rl3            three Redis limits on one location
 #   v-rs256-cache-rl1  RS256 with the cache + one limit keyed by the sub claim
+#   v-rs256-cache-rl1-nometrics  the same with vantage_metrics_collect off:
+#                    the difference to v-rs256-cache-rl1, round by round, is
+#                    what the module's metrics cost (every other vantage
+#                    config counts them, as the module does by default)
 #   v-rl1-breaker    one limit, Redis unreachable: circuit breaker open, the
 #                    local shared-memory bucket decides
 # The limits are far above the load's rate, so nothing is refused (as in the
@@ -131,6 +135,7 @@ CONFIGS_ALL=(
   "v-rl1|none|vantage_rate_limit \$binary_remote_addr $RL;|vantage_redis 127.0.0.1:@REDIS_PORT@;"
   "v-rl3|none|vantage_rate_limit \$binary_remote_addr $RL name=a; vantage_rate_limit \$binary_remote_addr rate=900000r/s burst=900000 name=b; vantage_rate_limit \$server_port $RL name=c;|vantage_redis 127.0.0.1:@REDIS_PORT@;"
   "v-rs256-cache-rl1|rs256|vantage_jwt on; vantage_jwt_keys @KEYS@/rs256-public.pem; vantage_jwt_algorithms RS256; vantage_jwt_cache zone=jwt:10m; vantage_rate_limit \$vantage_jwt_claim_sub $RL;|vantage_redis 127.0.0.1:@REDIS_PORT@;"
+  "v-rs256-cache-rl1-nometrics|rs256|vantage_jwt on; vantage_jwt_keys @KEYS@/rs256-public.pem; vantage_jwt_algorithms RS256; vantage_jwt_cache zone=jwt:10m; vantage_rate_limit \$vantage_jwt_claim_sub $RL;|vantage_redis 127.0.0.1:@REDIS_PORT@; vantage_metrics_collect off;"
   "v-apikey|apikey|vantage_api_key on; vantage_api_keys @KEYS@/api-keys.json;|"
   "v-introspect|opaque|vantage_auth introspect; vantage_introspect @IDP_URL@/introspect cache=1h;|vantage_worker unix:@WORKER_SOCK@;"
   "v-rl1-breaker|none|vantage_rate_limit \$binary_remote_addr $RL;|vantage_redis 127.0.0.1:@DEAD_PORT@ breaker_cooldown=1h;"
@@ -430,6 +435,15 @@ for id in "${IDS[@]}"; do
       (( r1 - r0 >= 2 )) || die "$id: Redis saw no command for two requests"
     fi
     log "  $id: RateLimit header present, Redis saw $((r1 - r0)) commands"
+    # the three requests so far are counted, unless collection is off
+    m=$(curl -s --max-time 5 "${url}vantage/metrics" \
+        | awk '/^vantage_http_requests_total\{location="\/",class="2xx"\} / { print $2 }')
+    if [[ $id == *nometrics ]]; then
+      [[ -z $m || $m == 0 ]] || die "$id: metrics counted $m requests with collection off"
+    else
+      [[ $m == 3 ]] || die "$id: vantage_metrics counted '$m' 2xx requests at /, not 3"
+    fi
+    log "  $id: vantage_metrics counted ${m:-none}"
   else
     [[ $r1 == "$r0" ]] || die "$id: Redis saw $((r1 - r0)) commands from a config without limits"
   fi
@@ -561,6 +575,17 @@ out.append(
     "first). errors = non-2xx/3xx "
     "responses + socket errors, all rounds. cpuN busy % is the whole core, "
     "whoever used it.")
+pair = ("v-rs256-cache-rl1", "v-rs256-cache-rl1-nometrics")
+if all(p in by for p in pair):
+    off = {r["round"]: float(r["gw_cpu_us"]) for r in by[pair[1]]}
+    diff = [float(r["gw_cpu_us"]) - off[r["round"]]
+            for r in by[pair[0]] if r["round"] in off]
+    out.append("")
+    out.append(
+        "metrics overhead (%s minus %s, per round, median of %d): "
+        "%+.2f µs of gateway CPU per request (rounds: %s)"
+        % (pair[0], pair[1], len(diff), med(diff),
+           ", ".join("%+.2f" % d for d in diff)))
 R.write(outp)
 PYEOF
 log "results: $OUT/results.md; per run: $RAW; wrk outputs and logs: $RUN"

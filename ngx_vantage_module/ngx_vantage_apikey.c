@@ -131,6 +131,7 @@ ngx_vantage_apikey_authenticate(ngx_http_request_t *r,
     ngx_uint_t                 i;
     ngx_table_elt_t           *h;
     const vc_apikey_t         *k;
+    vc_auth_outcome_e          outcome;
     vc_apikey_verdict_e        verdict;
     ngx_vantage_apikey_src_t  *src, *found;
     char                       reason[VC_ERRSTR_LEN];
@@ -185,8 +186,8 @@ ngx_vantage_apikey_authenticate(ngx_http_request_t *r,
     if (key.len > NGX_VANTAGE_APIKEY_MAX_LEN) {
         return ngx_vantage_auth_refuse(r, vlcf, NGX_VANTAGE_AUTH_API_KEY,
                                        NGX_HTTP_UNAUTHORIZED,
-                                       "invalid_token", "invalid API key",
-                                       NULL);
+                                       VC_AUTH_MALFORMED, "invalid_token",
+                                       "invalid API key", NULL);
     }
 
     if (md == NULL) {
@@ -206,12 +207,12 @@ ngx_vantage_apikey_authenticate(ngx_http_request_t *r,
     if (k == NULL) {
         return ngx_vantage_auth_refuse(r, vlcf, NGX_VANTAGE_AUTH_API_KEY,
                                        NGX_HTTP_UNAUTHORIZED,
-                                       "invalid_token", "invalid API key",
-                                       NULL);
+                                       VC_AUTH_UNKNOWN_KEY, "invalid_token",
+                                       "invalid API key", NULL);
     }
 
     verdict = vc_apikey_check(k, ngx_time(), vlcf->policy.requires,
-                              vlcf->policy.nrequires, reason);
+                              vlcf->policy.nrequires, reason, &outcome);
 
     if (verdict != VC_APIKEY_VALID) {
         id.data = (u_char *) k->id;
@@ -219,13 +220,13 @@ ngx_vantage_apikey_authenticate(ngx_http_request_t *r,
 
         if (verdict == VC_APIKEY_FORBIDDEN) {
             return ngx_vantage_auth_refuse(r, vlcf, NGX_VANTAGE_AUTH_API_KEY,
-                                           NGX_HTTP_FORBIDDEN,
+                                           NGX_HTTP_FORBIDDEN, outcome,
                                            "insufficient_scope", reason,
                                            &id);
         }
 
         return ngx_vantage_auth_refuse(r, vlcf, NGX_VANTAGE_AUTH_API_KEY,
-                                       NGX_HTTP_UNAUTHORIZED,
+                                       NGX_HTTP_UNAUTHORIZED, outcome,
                                        "invalid_token", reason, &id);
     }
 
@@ -249,6 +250,7 @@ ngx_vantage_apikey_authenticate(ngx_http_request_t *r,
     ngx_memcpy(p, k->scopes, k->scopes_len + 1);
 
     actx->verified = 1;
+    ngx_vantage_metrics_auth(r, NGX_VANTAGE_M_API_KEY, VC_AUTH_OK);
 
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "vantage api key: key \"%V\" accepted", &actx->id);

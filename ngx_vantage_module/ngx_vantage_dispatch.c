@@ -35,6 +35,7 @@ typedef struct {
     ngx_str_t                   tenant;
     ngx_str_t                   correlation_id;
     ngx_uint_t                  type;      /* VC_FRAME_DISPATCH or _STATUS */
+    uint64_t                    start;     /* for the metrics */
     unsigned                    done:1;    /* the request was finalized */
 } ngx_vantage_dispatch_ctx_t;
 
@@ -651,9 +652,14 @@ ngx_vantage_dispatch_send(ngx_http_request_t *r,
 
     n++;
 
+    ctx->start = ngx_vantage_metrics_now();
+
     ctx->call = ngx_vantage_worker_call(VC_FRAME_DISPATCH, f, n,
                                         ngx_vantage_dispatch_reply, ctx);
     if (ctx->call == NULL) {
+        ngx_vantage_metrics_dispatch(0, NGX_VANTAGE_WORKER_UNREACHABLE,
+                                     NULL);
+
         return ngx_vantage_dispatch_unavailable(r, ctx, 0,
                                                 "the job queue is not "
                                                 "available");
@@ -683,6 +689,7 @@ ngx_vantage_dispatch_reply(void *data, ngx_uint_t outcome, u_char *fields,
     const char                  *code;
     ngx_connection_t            *c;
     ngx_http_request_t          *r;
+    ngx_vantage_ctx_t           *vctx;
     ngx_vantage_loc_conf_t      *vlcf;
     ngx_vantage_worker_reply_t   rep;
 
@@ -693,6 +700,10 @@ ngx_vantage_dispatch_reply(void *data, ngx_uint_t outcome, u_char *fields,
     vlcf = ngx_http_get_module_loc_conf(r, ngx_vantage_module);
 
     if (outcome != NGX_VANTAGE_WORKER_REPLY) {
+        if (ctx->type == VC_FRAME_DISPATCH) {
+            ngx_vantage_metrics_dispatch(ctx->start, outcome, NULL);
+        }
+
         rc = ngx_vantage_dispatch_unavailable(r, ctx, 0,
                  outcome == NGX_VANTAGE_WORKER_TIMEOUT
                  ? "the job queue did not answer in time; if the request "
@@ -709,6 +720,10 @@ ngx_vantage_dispatch_reply(void *data, ngx_uint_t outcome, u_char *fields,
     job_id = rep.job_id;
     error = rep.error;
     job_state = rep.job_state;
+
+    if (ctx->type == VC_FRAME_DISPATCH) {
+        ngx_vantage_metrics_dispatch(ctx->start, outcome, &rep);
+    }
 
     if (status < 200 || status > 599) {
         ngx_log_error(NGX_LOG_ERR, c->log, 0,
@@ -742,6 +757,16 @@ ngx_vantage_dispatch_reply(void *data, ngx_uint_t outcome, u_char *fields,
     {
         /* vantage_webhook_verify: the event is taken, a replay from now */
         ngx_vantage_webhook_durable(r);
+
+        /* $vantage_job_id: the frame goes when this returns */
+        vctx = ngx_vantage_get_ctx(r);
+        vctx->job_id.data = ngx_pstrdup(r->pool, &job_id);
+        if (vctx->job_id.data == NULL) {
+            rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+            goto done;
+        }
+
+        vctx->job_id.len = job_id.len;
 
         /* a repeat says what became of the original job */
         ngx_str_set(&error, "queued");

@@ -287,9 +287,12 @@ ngx_vantage_fanout_send(ngx_http_request_t *r, ngx_vantage_fanout_t *fo)
         f[n++].value = job->body;
 
         /* a frame is copied: f may be reused for the next */
+        job->start = ngx_vantage_metrics_now();
         job->call = ngx_vantage_worker_call(VC_FRAME_DISPATCH, f, n,
                                             ngx_vantage_fanout_reply, job);
         if (job->call == NULL) {
+            ngx_vantage_metrics_dispatch(0, NGX_VANTAGE_WORKER_UNREACHABLE,
+                                         NULL);
             fo->unavailable++;
             continue;
         }
@@ -327,6 +330,7 @@ ngx_vantage_fanout_reply(void *data, ngx_uint_t outcome, u_char *fields,
     job->call = NULL;
 
     if (outcome != NGX_VANTAGE_WORKER_REPLY) {
+        ngx_vantage_metrics_dispatch(job->start, outcome, NULL);
         fo->unavailable++;
 
         if (fo->error.data == NULL) {
@@ -342,6 +346,8 @@ ngx_vantage_fanout_reply(void *data, ngx_uint_t outcome, u_char *fields,
     }
 
     ngx_vantage_worker_reply_read(fields, len, &rep);
+
+    ngx_vantage_metrics_dispatch(job->start, outcome, &rep);
 
     if ((rep.status == NGX_HTTP_ACCEPTED || rep.status == NGX_HTTP_OK)
         && rep.job_id.len == NGX_VANTAGE_FANOUT_JOB_ID)

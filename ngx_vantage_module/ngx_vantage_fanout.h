@@ -23,6 +23,7 @@ typedef struct {
     ngx_str_t                   source;    /* "X-Vantage-Source\0<sys>:<id>",
                                               or empty */
     ngx_str_t                   body;
+    uint64_t                    start;     /* for the metrics */
 } ngx_vantage_fanout_job_t;
 
 

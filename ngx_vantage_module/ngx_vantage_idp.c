@@ -267,6 +267,7 @@ ngx_vantage_idp_add(ngx_conf_t *cf, ngx_command_t *cmd, ngx_str_t *url,
 
     idp->refetch = refetch;
     idp->discovery = discovery;
+    idp->index = vmcf->idps.nelts;
     ngx_queue_init(&idp->waiting);
 
     /* the set a worker process holds goes with its cycle */
@@ -519,6 +520,9 @@ ngx_vantage_idp_reply(void *data, ngx_uint_t outcome, u_char *fields,
                                     stale, errstr)
                == NGX_OK)
     {
+        /* a stale copy is the provider failing all the same */
+        ngx_vantage_metrics_jwks(idp->index, idp->fetched, stale);
+
         if (stale) {
             ngx_log_error(NGX_LOG_WARN, cycle->log, 0,
                           "vantage jwt: the identity provider \"%V\" fails "
@@ -536,6 +540,8 @@ ngx_vantage_idp_reply(void *data, ngx_uint_t outcome, u_char *fields,
     }
 
     /* no set came: the last good one, if any, stays */
+
+    ngx_vantage_metrics_jwks(idp->index, idp->keys ? idp->fetched : 0, 1);
 
     level = idp->keys ? NGX_LOG_WARN : NGX_LOG_ERR;
 
@@ -693,6 +699,7 @@ ngx_vantage_idp_keys(ngx_http_request_t *r, ngx_vantage_loc_conf_t *vlcf,
         if (idp == NULL) {
             *rc = ngx_vantage_auth_refuse(r, vlcf, NGX_VANTAGE_AUTH_JWT,
                                           NGX_HTTP_UNAUTHORIZED,
+                                          VC_AUTH_CLAIM_REFUSED,
                                           "invalid_token",
                                           "the token's issuer is not "
                                           "accepted here", NULL);
@@ -712,6 +719,9 @@ ngx_vantage_idp_keys(ngx_http_request_t *r, ngx_vantage_loc_conf_t *vlcf,
                           &r->connection->addr_text);
 
             r->connection->log->handler = handler;
+
+            ngx_vantage_metrics_auth(r, NGX_VANTAGE_M_JWT,
+                                     VC_AUTH_UNAVAILABLE);
 
             *rc = ngx_vantage_auth_unavailable(r, "the identity provider's "
                                                "keys are not available yet");

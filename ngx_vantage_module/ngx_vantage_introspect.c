@@ -40,7 +40,7 @@ static ngx_int_t ngx_vantage_introspect_decide(ngx_http_request_t *r,
     ngx_vantage_loc_conf_t *vlcf, ngx_vantage_ctx_t *ctx, u_char *key);
 static ngx_int_t ngx_vantage_introspect_refuse(ngx_http_request_t *r,
     ngx_vantage_loc_conf_t *vlcf, u_char *key, ngx_uint_t status,
-    const char *reason);
+    vc_auth_outcome_e outcome, const char *reason);
 static ngx_int_t ngx_vantage_introspect_failed(ngx_http_request_t *r,
     ngx_vantage_loc_conf_t *vlcf, const char *reason, ngx_str_t *detail);
 
@@ -277,6 +277,9 @@ ngx_vantage_introspect_handler(ngx_http_request_t *r,
         ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                        "vantage introspect: cache hit");
 
+        ngx_vantage_metrics_inc(NGX_VANTAGE_M_INTRO
+                                + NGX_VANTAGE_M_INTRO_CACHE_HIT);
+
         return ngx_vantage_introspect_cached(r, vlcf, ctx, &blob);
     }
 
@@ -287,6 +290,7 @@ ngx_vantage_introspect_handler(ngx_http_request_t *r,
             return ngx_vantage_auth_refuse(r, vlcf,
                                            NGX_VANTAGE_AUTH_INTROSPECT,
                                            NGX_HTTP_UNAUTHORIZED,
+                                           VC_AUTH_MALFORMED,
                                            "invalid_token",
                                            "the token is malformed", NULL);
         }
@@ -349,12 +353,16 @@ ngx_vantage_introspect_key(ngx_http_request_t *r,
 }
 
 
-/* 'A' and the values; or 'R', the status as one byte, 1 or 3, a reason */
+/*
+ * 'A' and the values; or 'R', the status as one byte, 1 or 3, the outcome
+ * as one byte ('a' + vc_auth_outcome_e), a reason
+ */
 static ngx_int_t
 ngx_vantage_introspect_cached(ngx_http_request_t *r,
     ngx_vantage_loc_conf_t *vlcf, ngx_vantage_ctx_t *ctx, ngx_str_t *blob)
 {
-    u_char  *reason;
+    u_char             *reason;
+    vc_auth_outcome_e   outcome;
 
     if (blob->len >= 1 && blob->data[0] == NGX_VANTAGE_INTRO_ACCEPTED
         && ngx_vantage_jwt_deserialize(r, &ctx->jwt, blob->data + 1,
@@ -364,6 +372,7 @@ ngx_vantage_introspect_cached(ngx_http_request_t *r,
         ctx->jwt.verified = 1;
         ctx->jwt.introspected = 1;
         ctx->jwt.idp = NULL;
+        ngx_vantage_metrics_auth(r, NGX_VANTAGE_M_INTROSPECTION, VC_AUTH_OK);
 
         if (ngx_vantage_jwt_set_headers(r, vlcf, &ctx->jwt) != NGX_OK) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -372,26 +381,31 @@ ngx_vantage_introspect_cached(ngx_http_request_t *r,
         return NGX_OK;
     }
 
-    if (blob->len >= 2 && blob->data[0] == NGX_VANTAGE_INTRO_REFUSED) {
-        reason = ngx_pnalloc(r->pool, blob->len - 1);
+    if (blob->len >= 3 && blob->data[0] == NGX_VANTAGE_INTRO_REFUSED
+        && blob->data[2] >= 'a' && blob->data[2] < 'a' + VC_AUTH_NOUTCOMES)
+    {
+        reason = ngx_pnalloc(r->pool, blob->len - 2);
         if (reason == NULL) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        ngx_memcpy(reason, blob->data + 2, blob->len - 2);
-        reason[blob->len - 2] = '\0';
+        ngx_memcpy(reason, blob->data + 3, blob->len - 3);
+        reason[blob->len - 3] = '\0';
+
+        outcome = blob->data[2] - 'a';
 
         if (blob->data[1] == '3') {
             return ngx_vantage_auth_refuse(r, vlcf,
                                            NGX_VANTAGE_AUTH_INTROSPECT,
-                                           NGX_HTTP_FORBIDDEN,
+                                           NGX_HTTP_FORBIDDEN, outcome,
                                            "insufficient_scope",
                                            (char *) reason, NULL);
         }
 
         return ngx_vantage_auth_refuse(r, vlcf, NGX_VANTAGE_AUTH_INTROSPECT,
-                                       NGX_HTTP_UNAUTHORIZED, "invalid_token",
-                                       (char *) reason, NULL);
+                                       NGX_HTTP_UNAUTHORIZED, outcome,
+                                       "invalid_token", (char *) reason,
+                                       NULL);
     }
 
     ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
@@ -495,11 +509,18 @@ ngx_vantage_introspect_decide(ngx_http_request_t *r,
     }
 
     if (!json_is_true(json_object_get(root, "active"))) {
+        ngx_vantage_metrics_inc(NGX_VANTAGE_M_INTRO
+                                + NGX_VANTAGE_M_INTRO_INACTIVE);
+
         json_decref(root);
         return ngx_vantage_introspect_refuse(r, vlcf, key,
                                              NGX_HTTP_UNAUTHORIZED,
+                                             VC_AUTH_INACTIVE,
                                              "the token is not active");
     }
+
+    /* the call's result, whatever the claims say next */
+    ngx_vantage_metrics_inc(NGX_VANTAGE_M_INTRO + NGX_VANTAGE_M_INTRO_ACTIVE);
 
     ngx_memzero(&jwt, sizeof(vc_jwt_t));
     jwt.claims = root;
@@ -525,7 +546,7 @@ ngx_vantage_introspect_decide(ngx_http_request_t *r,
                                            verdict == VC_JWT_FORBIDDEN
                                            ? NGX_HTTP_FORBIDDEN
                                            : NGX_HTTP_UNAUTHORIZED,
-                                           jwt.reason);
+                                           jwt.outcome, jwt.reason);
         goto done;
     }
 
@@ -558,6 +579,7 @@ ngx_vantage_introspect_decide(ngx_http_request_t *r,
     ctx->jwt.verified = 1;
     ctx->jwt.introspected = 1;
     ctx->jwt.idp = NULL;
+    ngx_vantage_metrics_auth(r, NGX_VANTAGE_M_INTROSPECTION, VC_AUTH_OK);
 
     rc = ngx_vantage_jwt_set_headers(r, vlcf, &ctx->jwt) == NGX_OK
          ? NGX_OK : NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -574,7 +596,7 @@ done:
 static ngx_int_t
 ngx_vantage_introspect_refuse(ngx_http_request_t *r,
     ngx_vantage_loc_conf_t *vlcf, u_char *key, ngx_uint_t status,
-    const char *reason)
+    vc_auth_outcome_e outcome, const char *reason)
 {
     u_char                   *blob;
     size_t                    len;
@@ -585,7 +607,7 @@ ngx_vantage_introspect_refuse(ngx_http_request_t *r,
         vmcf = ngx_http_get_module_main_conf(r, ngx_vantage_module);
         zone = vlcf->cache ? vlcf->cache : vmcf->intro_cache;
 
-        len = 2 + ngx_strlen(reason);
+        len = 3 + ngx_strlen(reason);
 
         blob = ngx_pnalloc(r->pool, len);
         if (blob == NULL) {
@@ -594,7 +616,8 @@ ngx_vantage_introspect_refuse(ngx_http_request_t *r,
 
         blob[0] = NGX_VANTAGE_INTRO_REFUSED;
         blob[1] = (status == NGX_HTTP_FORBIDDEN) ? '3' : '1';
-        ngx_memcpy(blob + 2, reason, len - 2);
+        blob[2] = (u_char) ('a' + outcome);
+        ngx_memcpy(blob + 3, reason, len - 3);
 
         ngx_vantage_jwt_cache_put(zone, key,
                                   ngx_time() + vlcf->introspect->negative,
@@ -602,7 +625,7 @@ ngx_vantage_introspect_refuse(ngx_http_request_t *r,
     }
 
     return ngx_vantage_auth_refuse(r, vlcf, NGX_VANTAGE_AUTH_INTROSPECT,
-                                   status,
+                                   status, outcome,
                                    status == NGX_HTTP_FORBIDDEN
                                    ? "insufficient_scope" : "invalid_token",
                                    reason, NULL);
@@ -620,6 +643,8 @@ ngx_vantage_introspect_failed(ngx_http_request_t *r,
     u_char              *p;
     size_t               len;
     ngx_log_handler_pt   handler;
+
+    ngx_vantage_metrics_inc(NGX_VANTAGE_M_INTRO + NGX_VANTAGE_M_INTRO_ERROR);
 
     /* without the request line, which may carry a token in its query */
 
@@ -643,10 +668,14 @@ ngx_vantage_introspect_failed(ngx_http_request_t *r,
 
     if (vlcf->introspect_failure == NGX_HTTP_UNAUTHORIZED) {
         return ngx_vantage_auth_refuse(r, vlcf, NGX_VANTAGE_AUTH_INTROSPECT,
-                                       NGX_HTTP_UNAUTHORIZED, "invalid_token",
+                                       NGX_HTTP_UNAUTHORIZED,
+                                       VC_AUTH_UNAVAILABLE, "invalid_token",
                                        "the token could not be checked",
                                        NULL);
     }
+
+    ngx_vantage_metrics_auth(r, NGX_VANTAGE_M_INTROSPECTION,
+                             VC_AUTH_UNAVAILABLE);
 
     len = sizeof("the token could not be checked: ") + ngx_strlen(reason);
 

@@ -19,8 +19,8 @@ static ngx_int_t ngx_vantage_jwt_cached(ngx_http_request_t *r,
     ngx_vantage_loc_conf_t *vlcf, ngx_vantage_jwt_ctx_t *jctx,
     ngx_str_t *blob);
 static ngx_int_t ngx_vantage_jwt_refuse(ngx_http_request_t *r,
-    ngx_vantage_loc_conf_t *vlcf, ngx_uint_t status, const char *error,
-    const char *reason);
+    ngx_vantage_loc_conf_t *vlcf, ngx_uint_t status,
+    vc_auth_outcome_e outcome, const char *error, const char *reason);
 static ngx_int_t ngx_vantage_jwt_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_vantage_jwt_prefix_variable(ngx_http_request_t *r,
@@ -137,7 +137,8 @@ ngx_vantage_jwt_handler(ngx_http_request_t *r)
 
         if (!vlcf->jwt && !vlcf->introspect_on) {
             return ngx_vantage_auth_refuse(r, vlcf, NGX_VANTAGE_AUTH_API_KEY,
-                                           NGX_HTTP_UNAUTHORIZED, NULL, NULL,
+                                           NGX_HTTP_UNAUTHORIZED,
+                                           VC_AUTH_MISSING, NULL, NULL,
                                            NULL);
         }
     }
@@ -148,13 +149,14 @@ ngx_vantage_jwt_handler(ngx_http_request_t *r)
     }
 
     if (token.len == 0) {
-        return ngx_vantage_jwt_refuse(r, vlcf, NGX_HTTP_UNAUTHORIZED, NULL,
-                                      NULL);
+        return ngx_vantage_jwt_refuse(r, vlcf, NGX_HTTP_UNAUTHORIZED,
+                                      VC_AUTH_MISSING, NULL, NULL);
     }
 
     if (token.len > vlcf->max_size) {
         return ngx_vantage_jwt_refuse(r, vlcf, NGX_HTTP_UNAUTHORIZED,
-                                      "invalid_token", "token too large");
+                                      VC_AUTH_MALFORMED, "invalid_token",
+                                      "token too large");
     }
 
     vmcf = ngx_http_get_module_main_conf(r, ngx_vantage_module);
@@ -199,12 +201,21 @@ ngx_vantage_jwt_handler(ngx_http_request_t *r)
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        if (ctx->auth.state == NGX_VANTAGE_AUTH_IDLE
-            && ngx_vantage_jwt_cache_get(vlcf->cache, key, r->pool, &blob)
-               == NGX_OK)
-        {
+        if (ctx->auth.state == NGX_VANTAGE_AUTH_IDLE) {
+
+            if (ngx_vantage_jwt_cache_get(vlcf->cache, key, r->pool, &blob)
+                != NGX_OK)
+            {
+                ngx_vantage_metrics_inc(NGX_VANTAGE_M_JWT_CACHE
+                                        + NGX_VANTAGE_M_CACHE_MISS);
+                goto verify;
+            }
+
             ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                            "vantage jwt: cache hit");
+
+            ngx_vantage_metrics_inc(NGX_VANTAGE_M_JWT_CACHE
+                                    + NGX_VANTAGE_M_CACHE_HIT);
 
             if (ngx_vantage_jwt_cached(r, vlcf, &ctx->jwt, &blob) == NGX_OK) {
                 goto verified;
@@ -218,6 +229,8 @@ ngx_vantage_jwt_handler(ngx_http_request_t *r)
         }
     }
 
+verify:
+
     rc = ngx_vantage_jwt_verify(r, vlcf, ctx, &token,
                                 vlcf->cache ? key : NULL);
     if (rc != NGX_OK) {
@@ -227,6 +240,7 @@ ngx_vantage_jwt_handler(ngx_http_request_t *r)
 verified:
 
     ctx->jwt.verified = 1;
+    ngx_vantage_metrics_auth(r, NGX_VANTAGE_M_JWT, VC_AUTH_OK);
 
     if (ngx_vantage_jwt_set_headers(r, vlcf, &ctx->jwt) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -305,7 +319,8 @@ ngx_vantage_jwt_verify(ngx_http_request_t *r, ngx_vantage_loc_conf_t *vlcf,
 
     if (vc_jwt_parse(&jwt, (char *) token->data, token->len) != VC_OK) {
         rc = ngx_vantage_jwt_refuse(r, vlcf, NGX_HTTP_UNAUTHORIZED,
-                                    "invalid_token", jwt.reason);
+                                    jwt.outcome, "invalid_token",
+                                    jwt.reason);
         goto done;
     }
 
@@ -323,7 +338,8 @@ ngx_vantage_jwt_verify(ngx_http_request_t *r, ngx_vantage_loc_conf_t *vlcf,
 
     if (vc_jwt_verify(&jwt, ks, &vlcf->policy) != VC_OK) {
         rc = ngx_vantage_jwt_refuse(r, vlcf, NGX_HTTP_UNAUTHORIZED,
-                                    "invalid_token", jwt.reason);
+                                    jwt.outcome, "invalid_token",
+                                    jwt.reason);
         goto done;
     }
 
@@ -332,11 +348,13 @@ ngx_vantage_jwt_verify(ngx_http_request_t *r, ngx_vantage_loc_conf_t *vlcf,
     if (verdict != VC_JWT_VALID) {
         if (verdict == VC_JWT_FORBIDDEN) {
             rc = ngx_vantage_jwt_refuse(r, vlcf, NGX_HTTP_FORBIDDEN,
-                                        "insufficient_scope", jwt.reason);
+                                        jwt.outcome, "insufficient_scope",
+                                        jwt.reason);
 
         } else {
             rc = ngx_vantage_jwt_refuse(r, vlcf, NGX_HTTP_UNAUTHORIZED,
-                                        "invalid_token", jwt.reason);
+                                        jwt.outcome, "invalid_token",
+                                        jwt.reason);
         }
 
         goto done;
@@ -567,10 +585,11 @@ ngx_vantage_jwt_deserialize(ngx_http_request_t *r,
 
 static ngx_int_t
 ngx_vantage_jwt_refuse(ngx_http_request_t *r, ngx_vantage_loc_conf_t *vlcf,
-    ngx_uint_t status, const char *error, const char *reason)
+    ngx_uint_t status, vc_auth_outcome_e outcome, const char *error,
+    const char *reason)
 {
     return ngx_vantage_auth_refuse(r, vlcf, NGX_VANTAGE_AUTH_JWT, status,
-                                   error, reason, NULL);
+                                   outcome, error, reason, NULL);
 }
 
 
@@ -578,23 +597,41 @@ ngx_vantage_jwt_refuse(ngx_http_request_t *r, ngx_vantage_loc_conf_t *vlcf,
  * RFC 6750 3: one challenge for each scheme the location accepts ("Bearer"
  * for JWTs, "ApiKey" for API keys), the one that scheme refused with the
  * error (none when no credential was sent), and a JSON body saying the
- * same.  id names the API key refused, when it is known.  Where an
- * error_page or "satisfy any" takes over, the status is returned for nginx
- * to handle as it does for auth_basic.
+ * same.  id names the API key refused, when it is known; outcome says
+ * why in a word, for the metrics and the access log.  Where an error_page
+ * or "satisfy any" takes over, the status is returned for nginx to handle
+ * as it does for auth_basic.
  */
 ngx_int_t
 ngx_vantage_auth_refuse(ngx_http_request_t *r, ngx_vantage_loc_conf_t *vlcf,
-    ngx_uint_t scheme, ngx_uint_t status, const char *error,
-    const char *reason, ngx_str_t *id)
+    ngx_uint_t scheme, ngx_uint_t status, vc_auth_outcome_e outcome,
+    const char *error, const char *reason, ngx_str_t *id)
 {
     size_t                     len;
     u_char                    *p, *q;
-    ngx_uint_t                 i, schemes, s;
+    ngx_uint_t                 i, schemes, s, method;
     const char                *name, *missing, *logname;
     ngx_table_elt_t           *h, *first;
     ngx_log_handler_pt         handler;
     ngx_http_err_page_t       *err_page;
     ngx_http_core_loc_conf_t  *clcf;
+
+    /*
+     * a bearer token of a location that only introspects is counted as
+     * introspection's, missing or not
+     */
+
+    if (scheme == NGX_VANTAGE_AUTH_API_KEY) {
+        method = NGX_VANTAGE_M_API_KEY;
+
+    } else if (scheme == NGX_VANTAGE_AUTH_INTROSPECT || !vlcf->jwt) {
+        method = NGX_VANTAGE_M_INTROSPECTION;
+
+    } else {
+        method = NGX_VANTAGE_M_JWT;
+    }
+
+    ngx_vantage_metrics_auth(r, method, outcome);
 
     /* a token refused by introspection is refused as a Bearer token */
 

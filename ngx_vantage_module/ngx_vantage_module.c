@@ -369,6 +369,29 @@ static ngx_command_t  ngx_vantage_commands[] = {
       0,
       NULL },
 
+    /* /healthz and /readyz: ngx_vantage_health.c */
+    { ngx_string("vantage_health"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
+      ngx_vantage_health_conf,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    /* metrics (ngx_vantage_metrics.c) */
+    { ngx_string("vantage_metrics"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS|NGX_CONF_TAKE1,
+      ngx_vantage_metrics_conf,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("vantage_metrics_collect"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_vantage_main_conf_t, metrics_collect),
+      NULL },
+
     { ngx_string("vantage_jobs"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS|NGX_CONF_TAKE1,
       ngx_vantage_jobs_conf,
@@ -504,7 +527,8 @@ ngx_vantage_preconfiguration(ngx_conf_t *cf)
     }
 
     if (ngx_vantage_apikey_add_variables(cf) != NGX_OK
-        || ngx_vantage_idp_add_variables(cf) != NGX_OK)
+        || ngx_vantage_idp_add_variables(cf) != NGX_OK
+        || ngx_vantage_metrics_add_variables(cf) != NGX_OK)
     {
         return NGX_ERROR;
     }
@@ -547,6 +571,11 @@ ngx_vantage_postconfiguration(ngx_conf_t *cf)
         return NGX_ERROR;
     }
 
+    /* every location is merged by now: the zone is sized for them */
+    if (ngx_vantage_metrics_init(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     return ngx_vantage_rl_init(cf);
 }
 
@@ -577,6 +606,7 @@ ngx_vantage_create_main_conf(ngx_conf_t *cf)
     vmcf->keys_check_interval = NGX_CONF_UNSET_MSEC;
     vmcf->sub_claim = NGX_CONF_UNSET;
     vmcf->request_id_index = NGX_CONF_UNSET;
+    vmcf->metrics_collect = NGX_CONF_UNSET;
 
     return vmcf;
 }
@@ -661,6 +691,8 @@ ngx_vantage_create_loc_conf(ngx_conf_t *cf)
     vlcf->headers_response = NGX_CONF_UNSET_PTR;
     vlcf->request_id = NGX_CONF_UNSET;
 
+    vlcf->metrics = NGX_CONF_UNSET_UINT;
+
     return vlcf;
 }
 
@@ -720,6 +752,10 @@ ngx_vantage_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     /* vantage_webhook_verify: after dispatch, whose job type it checks */
     if (ngx_vantage_webhook_merge(cf, prev, conf) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_vantage_metrics_merge(cf, prev, conf) != NGX_CONF_OK) {
         return NGX_CONF_ERROR;
     }
 
@@ -787,7 +823,10 @@ ngx_vantage_init_process(ngx_cycle_t *cycle)
 {
     ngx_vantage_main_conf_t  *vmcf;
 
-    if (ngx_vantage_watch_init_process(cycle) != NGX_OK) {
+    /* first: what the others start (Redis, key sets) may count already */
+    if (ngx_vantage_metrics_init_process(cycle) != NGX_OK
+        || ngx_vantage_watch_init_process(cycle) != NGX_OK)
+    {
         return NGX_ERROR;
     }
 
@@ -809,6 +848,7 @@ ngx_vantage_exit_process(ngx_cycle_t *cycle)
 {
     ngx_vantage_worker_exit_process(cycle);
     ngx_vantage_redis_exit_process(cycle);
+    ngx_vantage_metrics_exit_process(cycle);
 }
 
 

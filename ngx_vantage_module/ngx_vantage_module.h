@@ -15,6 +15,7 @@
 #include "vc_ratelimit.h"
 #include "ngx_vantage_redis.h"
 #include "ngx_vantage_worker.h"
+#include "ngx_vantage_metrics.h"
 
 
 #define NGX_VANTAGE_CLAIM         0     /* a claim, by name or dotted path */
@@ -94,6 +95,7 @@ typedef struct {
     ngx_str_t                   issuer;    /* tokens' iss; empty: any */
     time_t                      refetch;   /* an unknown kid: at most once
                                               in this many seconds */
+    ngx_uint_t                  index;     /* in the main conf's idps */
     unsigned                    discovery:1;
 
     /* in this process */
@@ -133,6 +135,11 @@ typedef struct {
     ngx_int_t                   request_id_index;
     ngx_array_t                 idps;      /* ngx_vantage_idp_t * */
     ngx_shm_zone_t             *intro_cache;  /* when a location has none */
+
+    /* ngx_vantage_metrics.c */
+    ngx_flag_t                  metrics_collect;
+    ngx_array_t                *metrics_locations;  /* ngx_str_t: names */
+    void                       *metrics;   /* ngx_vantage_metrics_t */
 } ngx_vantage_main_conf_t;
 
 
@@ -201,6 +208,9 @@ typedef struct {
     /* vantage_webhook_verify */
     void                       *webhook;   /* ngx_vantage_webhook_conf_t,
                                               or NULL */
+    /* vantage_health */
+    void                       *health;    /* ngx_vantage_health_conf_t,
+                                              or NULL */
 
     /* ngx_vantage_transform.c; NULL: none */
     ngx_vantage_transform_t    *json_request;
@@ -213,6 +223,11 @@ typedef struct {
                                                       ancestor, or NULL */
     ngx_array_t                *headers_response;
     ngx_flag_t                  request_id;
+
+    /* ngx_vantage_metrics.c */
+    ngx_uint_t                  metrics;   /* vantage_metrics: its format,
+                                              0: none */
+    ngx_uint_t                  metrics_location;  /* index of the name */
 
     /* built by merge from the above */
     vc_policy_t                 policy;
@@ -303,6 +318,7 @@ typedef struct {
     ngx_uint_t                  state;
     ngx_uint_t                  outcome;
     ngx_uint_t                  refused_by;  /* index of a refusing limit */
+    unsigned                    fallback:1;  /* decided without Redis */
 } ngx_vantage_rl_ctx_t;
 
 
@@ -358,6 +374,17 @@ typedef struct {
 
     /* vantage_webhook_verify */
     void                       *webhook;   /* ngx_vantage_webhook_ctx_t */
+
+    /*
+     * what was decided, for the metrics and the access log's variables
+     * (ngx_vantage_metrics.c): both read these
+     */
+    ngx_uint_t                  auth_method;   /* NGX_VANTAGE_M_JWT... + 1,
+                                                  0: none */
+    vc_auth_outcome_e           auth_outcome;
+    ngx_uint_t                  rl_decision;   /* NGX_VANTAGE_M_RL_... + 1,
+                                                  0: none */
+    ngx_str_t                   job_id;        /* a dispatch's, or empty */
 } ngx_vantage_ctx_t;
 
 
@@ -434,7 +461,8 @@ char *ngx_vantage_jwt_merge_policy(ngx_conf_t *cf,
     ngx_vantage_loc_conf_t *vlcf);
 ngx_int_t ngx_vantage_auth_refuse(ngx_http_request_t *r,
     ngx_vantage_loc_conf_t *vlcf, ngx_uint_t scheme, ngx_uint_t status,
-    const char *error, const char *reason, ngx_str_t *id);
+    vc_auth_outcome_e outcome, const char *error, const char *reason,
+    ngx_str_t *id);
 ngx_int_t ngx_vantage_headers_in_remove(ngx_http_request_t *r,
     ngx_str_t *lowcase);
 ngx_int_t ngx_vantage_jwt_extract(ngx_http_request_t *r,
@@ -509,6 +537,9 @@ ngx_int_t ngx_vantage_webhook_idempotency_key(ngx_http_request_t *r,
     ngx_str_t *key);
 void ngx_vantage_webhook_durable(ngx_http_request_t *r);
 
+/* ngx_vantage_health.c: vantage_health makes the location answer probes */
+char *ngx_vantage_health_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+
 /* ngx_vantage_transform.c */
 ngx_int_t ngx_vantage_transform_init(ngx_conf_t *cf);
 char *ngx_vantage_transform_conf(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -576,6 +607,10 @@ char *ngx_vantage_headers_merge(ngx_conf_t *cf, ngx_vantage_loc_conf_t *prev,
     ngx_vantage_loc_conf_t *conf);
 ngx_int_t ngx_vantage_headers_request_id(ngx_http_request_t *r,
     ngx_str_t *id);
+
+/* ngx_vantage_metrics.c */
+char *ngx_vantage_metrics_merge(ngx_conf_t *cf, ngx_vantage_loc_conf_t *prev,
+    ngx_vantage_loc_conf_t *conf);
 
 
 #endif /* _NGX_VANTAGE_MODULE_H_INCLUDED_ */

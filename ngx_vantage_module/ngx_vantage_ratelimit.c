@@ -587,6 +587,8 @@ ngx_vantage_rl_settle(ngx_vantage_rl_ctx_t *rl, ngx_uint_t in_redis)
 static void
 ngx_vantage_rl_fallback(ngx_vantage_rl_ctx_t *rl, ngx_log_t *log)
 {
+    rl->fallback = 1;
+
     switch (rl->conf->rl_on_error) {
 
     case NGX_VANTAGE_RL_ON_ERROR_LOCAL:
@@ -832,6 +834,7 @@ ngx_vantage_rl_apply(ngx_http_request_t *r, ngx_vantage_rl_ctx_t *rl)
     uint64_t                   retry;
     ngx_uint_t                 i, status;
     ngx_log_handler_pt         handler;
+    ngx_vantage_ctx_t         *ctx;
     ngx_vantage_rl_limit_t    *limit;
     ngx_http_err_page_t       *err_page;
     ngx_vantage_loc_conf_t    *vlcf;
@@ -840,6 +843,21 @@ ngx_vantage_rl_apply(ngx_http_request_t *r, ngx_vantage_rl_ctx_t *rl)
     u_char                    *buf;
 
     vlcf = rl->conf;
+
+    /* for the metrics and $vantage_rate_limit: the context holds rl */
+
+    ctx = ngx_vantage_get_ctx(r);
+
+    if (rl->fallback) {
+        ctx->rl_decision = 1 + NGX_VANTAGE_M_RL_FALLBACK;
+
+    } else if (rl->outcome != NGX_VANTAGE_RL_REFUSE) {
+        ctx->rl_decision = 1 + NGX_VANTAGE_M_RL_ADMITTED;
+
+    } else {
+        ctx->rl_decision = 1 + (vlcf->rl_dry_run ? NGX_VANTAGE_M_RL_DRY_RUN
+                                                 : NGX_VANTAGE_M_RL_LIMITED);
+    }
 
     if (rl->outcome != NGX_VANTAGE_RL_REFUSE
         && rl->outcome != NGX_VANTAGE_RL_UNAVAILABLE)

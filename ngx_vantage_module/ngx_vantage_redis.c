@@ -42,6 +42,7 @@ void redisProcessCallbacks(redisAsyncContext *ac);
 struct ngx_vantage_redis_call_s {
     ngx_queue_t                     queue;
     ngx_msec_t                      deadline;
+    uint64_t                        start;     /* for the metrics */
     ngx_vantage_redis_handler_pt    handler;
     void                           *data;
 };
@@ -97,7 +98,8 @@ static ngx_int_t ngx_vantage_redis_own(ngx_vantage_redis_t *st, int argc,
     const char **argv, size_t *argvlen, ngx_vantage_redis_handler_pt handler,
     void *data);
 static void ngx_vantage_redis_login_done(void *data, redisReply *reply);
-static void ngx_vantage_redis_failure(ngx_vantage_redis_t *st);
+static void ngx_vantage_redis_failure(ngx_vantage_redis_t *st,
+    ngx_uint_t kind);
 static void ngx_vantage_redis_success(ngx_vantage_redis_t *st);
 static char *ngx_vantage_redis_read_secret(ngx_conf_t *cf, ngx_str_t *path,
     ngx_str_t *secret);
@@ -292,6 +294,7 @@ ngx_vantage_redis_queue(ngx_vantage_redis_t *st, ngx_vantage_redis_cmd_t *cmds,
 
     if (call) {
         call->deadline = ngx_current_msec + st->conf->timeout;
+        call->start = ngx_vantage_metrics_now();
         ngx_queue_insert_tail(&st->pending, &call->queue);
 
         if (!st->timer.timer_set || st->timer.cancelable) {
@@ -337,12 +340,15 @@ ngx_vantage_redis_reply(redisAsyncContext *ac, void *reply, void *privdata)
     handler = call->handler;
 
     if (rr != NULL) {
+        /* an error reply is a round trip all the same */
+        ngx_vantage_metrics_redis_rtt(call->start);
+
         if (rr->type == REDIS_REPLY_ERROR) {
             /* Redis's error texts hold no values of ours */
             ngx_log_error(NGX_LOG_ERR, st->log, 0,
                           "vantage redis: %V answered \"%*s\"",
                           &st->conf->name, (size_t) rr->len, rr->str);
-            ngx_vantage_redis_failure(st);
+            ngx_vantage_redis_failure(st, NGX_VANTAGE_M_REDIS_ERROR_REPLY);
             rr = NULL;
 
         } else {
@@ -464,7 +470,8 @@ ngx_vantage_redis_timeout(ngx_event_t *ev)
                       &st->conf->name);
     }
 
-    ngx_vantage_redis_failure(st);
+    ngx_vantage_redis_failure(st, st->connected ? NGX_VANTAGE_M_REDIS_TIMEOUT
+                                                : NGX_VANTAGE_M_REDIS_CONNECT);
     ngx_vantage_redis_close(st);
 }
 
@@ -604,14 +611,14 @@ ngx_vantage_redis_connect(ngx_vantage_redis_t *st)
 
 close:
 
-    ngx_vantage_redis_failure(st);
+    ngx_vantage_redis_failure(st, NGX_VANTAGE_M_REDIS_CONNECT);
     ngx_vantage_redis_close(st);
 
     return NGX_ERROR;
 
 failed:
 
-    ngx_vantage_redis_failure(st);
+    ngx_vantage_redis_failure(st, NGX_VANTAGE_M_REDIS_CONNECT);
 
     return NGX_ERROR;
 }
@@ -664,7 +671,7 @@ ngx_vantage_redis_connected(const redisAsyncContext *ac, int status)
         ngx_log_error(NGX_LOG_ERR, st->log, 0,
                       "vantage redis: connect to %V failed: %s",
                       &st->conf->name, ac->errstr ? ac->errstr : "error");
-        ngx_vantage_redis_failure(st);
+        ngx_vantage_redis_failure(st, NGX_VANTAGE_M_REDIS_CONNECT);
 
         /* hiredis disconnects and frees the context after this */
         st->closing = 1;
@@ -696,7 +703,7 @@ ngx_vantage_redis_disconnected(const redisAsyncContext *ac, int status)
         ngx_log_error(NGX_LOG_ERR, st->log, 0,
                       "vantage redis: connection to %V lost: %s",
                       &st->conf->name, ac->errstr ? ac->errstr : "error");
-        ngx_vantage_redis_failure(st);
+        ngx_vantage_redis_failure(st, NGX_VANTAGE_M_REDIS_LOST);
     }
 }
 
@@ -744,7 +751,7 @@ ngx_vantage_redis_read_handler(ngx_event_t *rev)
             ngx_log_error(NGX_LOG_ERR, st->log, 0,
                           "vantage redis: no memory for replies from %V",
                           &st->conf->name);
-            ngx_vantage_redis_failure(st);
+            ngx_vantage_redis_failure(st, NGX_VANTAGE_M_REDIS_LOST);
             ngx_vantage_redis_close(st);
             return;
         }
@@ -762,7 +769,7 @@ ngx_vantage_redis_read_handler(ngx_event_t *rev)
                       "vantage redis: connection to %V %s",
                       &st->conf->name,
                       eof == 1 ? "closed by Redis" : "failed");
-        ngx_vantage_redis_failure(st);
+        ngx_vantage_redis_failure(st, NGX_VANTAGE_M_REDIS_LOST);
         ngx_vantage_redis_close(st);
         return;
     }
@@ -934,9 +941,14 @@ ngx_vantage_redis_cleanup(void *data)
 }
 
 
+/* kind: what vantage_redis_errors_total counts it as, if anything */
 static void
-ngx_vantage_redis_failure(ngx_vantage_redis_t *st)
+ngx_vantage_redis_failure(ngx_vantage_redis_t *st, ngx_uint_t kind)
 {
+    if (kind != NGX_VANTAGE_M_REDIS_UNCOUNTED) {
+        ngx_vantage_metrics_inc(NGX_VANTAGE_M_REDIS_ERRORS + kind);
+    }
+
     st->failures++;
 
     if (st->breaker == NGX_VANTAGE_REDIS_PROBING) {
@@ -958,6 +970,7 @@ ngx_vantage_redis_failure(ngx_vantage_redis_t *st)
     }
 
     st->breaker = NGX_VANTAGE_REDIS_OPEN;
+    ngx_vantage_metrics_redis_breaker(1);
 
     if (st->probe.timer_set) {
         ngx_del_timer(&st->probe);
@@ -979,6 +992,7 @@ ngx_vantage_redis_success(ngx_vantage_redis_t *st)
                       "closed", &st->conf->name);
 
         st->breaker = NGX_VANTAGE_REDIS_CLOSED;
+        ngx_vantage_metrics_redis_breaker(0);
 
         if (st->probe.timer_set) {
             ngx_del_timer(&st->probe);
@@ -1009,7 +1023,7 @@ ngx_vantage_redis_probe(ngx_event_t *ev)
                               ngx_vantage_redis_probe_done, st)
         != NGX_OK)
     {
-        ngx_vantage_redis_failure(st);
+        ngx_vantage_redis_failure(st, NGX_VANTAGE_M_REDIS_LOST);
     }
 }
 
@@ -1056,7 +1070,7 @@ ngx_vantage_redis_probe_done(void *data, redisReply *reply)
      */
 
     if (reply == NULL && st->breaker == NGX_VANTAGE_REDIS_PROBING) {
-        ngx_vantage_redis_failure(st);
+        ngx_vantage_redis_failure(st, NGX_VANTAGE_M_REDIS_UNCOUNTED);
     }
 }
 

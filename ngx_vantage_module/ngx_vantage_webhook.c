@@ -99,6 +99,8 @@ typedef struct {
     const char                 *error;
     const char                 *description;
     const char                 *log;           /* why, for the INFO line */
+    ngx_uint_t                  outcome;       /* the same, for the metrics:
+                                                  NGX_VANTAGE_M_WEBHOOK_* */
 } ngx_vantage_webhook_refusal_t;
 
 
@@ -135,6 +137,8 @@ static ngx_int_t ngx_vantage_webhook_send(ngx_http_request_t *r,
 static ngx_int_t ngx_vantage_webhook_refuse(ngx_http_request_t *r,
     ngx_vantage_webhook_refusal_t *no);
 static void ngx_vantage_webhook_cleanup(void *data);
+static void ngx_vantage_webhook_count(ngx_vantage_webhook_conf_t *wcf,
+    ngx_uint_t outcome);
 
 
 static ngx_str_t  ngx_vantage_webhook_adobe_header =
@@ -832,8 +836,12 @@ ngx_vantage_webhook_handshake(ngx_http_request_t *r)
                       "vantage webhook: adobesign verification request "
                       "refused: %s", no.log);
 
+        ngx_vantage_webhook_count(wcf, no.outcome);
+
         return ngx_vantage_webhook_refuse(r, &no);
     }
+
+    ngx_vantage_webhook_count(wcf, NGX_VANTAGE_M_WEBHOOK_OK);
 
     body.len = sizeof("{\"xAdobeSignClientId\":\"\"}\n") - 1
                + wcf->client_id.len;
@@ -962,6 +970,8 @@ ngx_vantage_webhook_verify(ngx_http_request_t *r, ngx_chain_t *body)
                       "vantage webhook: %V request refused: %s",
                       &wcf->name, no.log);
 
+        ngx_vantage_webhook_count(wcf, no.outcome);
+
         ngx_http_finalize_request(r, ngx_vantage_webhook_refuse(r, &no));
         return NGX_DONE;
     }
@@ -970,7 +980,10 @@ ngx_vantage_webhook_verify(ngx_http_request_t *r, ngx_chain_t *body)
         goto failed;
     }
 
+    /* a verified one: counted once it is known whether it is a replay */
+
     if (!wcf->replay) {
+        ngx_vantage_webhook_count(wcf, NGX_VANTAGE_M_WEBHOOK_OK);
         return NGX_OK;
     }
 
@@ -997,12 +1010,15 @@ ngx_vantage_webhook_verify(ngx_http_request_t *r, ngx_chain_t *body)
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                       "vantage webhook: %V replay protection skipped: "
                       "Redis is not available", &wcf->name);
+        ngx_vantage_webhook_count(wcf, NGX_VANTAGE_M_WEBHOOK_OK);
         return NGX_OK;
     }
 
     return NGX_DONE;
 
 failed:
+
+    ngx_vantage_webhook_count(wcf, NGX_VANTAGE_M_WEBHOOK_ERROR);
 
     no.status = NGX_HTTP_INTERNAL_SERVER_ERROR;
     no.error = "server_error";
@@ -1068,6 +1084,7 @@ ngx_vantage_webhook_docusign(ngx_http_request_t *r,
     if (nsigs == 0) {
         no->description = "X-DocuSign-Signature-1 is missing";
         no->log = "no X-DocuSign-Signature header";
+        no->outcome = NGX_VANTAGE_M_WEBHOOK_MISSING;
         return NGX_DECLINED;
     }
 
@@ -1076,6 +1093,7 @@ ngx_vantage_webhook_docusign(ngx_http_request_t *r,
     if (k != NGX_OK) {
         no->description = "no X-DocuSign-Signature matches the body";
         no->log = "no signature matches";
+        no->outcome = NGX_VANTAGE_M_WEBHOOK_MISMATCH;
         return k;
     }
 
@@ -1114,6 +1132,7 @@ ngx_vantage_webhook_hubspot(ngx_http_request_t *r,
         no->error = "malformed_signature";
         no->description = "a signature header is given twice";
         no->log = "a signature header given twice";
+        no->outcome = NGX_VANTAGE_M_WEBHOOK_MALFORMED;
         return NGX_DECLINED;
     }
 
@@ -1124,6 +1143,7 @@ ngx_vantage_webhook_hubspot(ngx_http_request_t *r,
     if (rc2 == NGX_DECLINED) {
         no->description = "X-HubSpot-Request-Timestamp is missing";
         no->log = "no X-HubSpot-Request-Timestamp";
+        no->outcome = NGX_VANTAGE_M_WEBHOOK_MISSING;
         return NGX_DECLINED;
     }
 
@@ -1135,6 +1155,7 @@ ngx_vantage_webhook_hubspot(ngx_http_request_t *r,
         no->description = "X-HubSpot-Request-Timestamp is not epoch "
                           "milliseconds";
         no->log = "a malformed timestamp";
+        no->outcome = NGX_VANTAGE_M_WEBHOOK_MALFORMED;
         return NGX_DECLINED;
     }
 
@@ -1205,6 +1226,7 @@ ngx_vantage_webhook_hubspot(ngx_http_request_t *r,
 
     no->description = "X-HubSpot-Signature-v3 does not match the request";
     no->log = "the v3 signature does not match";
+    no->outcome = NGX_VANTAGE_M_WEBHOOK_MISMATCH;
     return NGX_DECLINED;
 
 v2:
@@ -1218,12 +1240,14 @@ v2:
     {
         no->description = "X-HubSpot-Signature-v3 is missing";
         no->log = "no v3 signature";
+        no->outcome = NGX_VANTAGE_M_WEBHOOK_MISSING;
         return NGX_DECLINED;
     }
 
     if (!wcf->v2) {
         no->description = "v2 signatures are not accepted here";
         no->log = "a v2 signature, and v2 is off";
+        no->outcome = NGX_VANTAGE_M_WEBHOOK_MISMATCH;
         return NGX_DECLINED;
     }
 
@@ -1261,6 +1285,7 @@ v2:
 
     no->description = "X-HubSpot-Signature does not match the request";
     no->log = "the v2 signature does not match";
+    no->outcome = NGX_VANTAGE_M_WEBHOOK_MISMATCH;
     return NGX_DECLINED;
 }
 
@@ -1282,6 +1307,7 @@ ngx_vantage_webhook_adobesign(ngx_http_request_t *r,
 
     if (rc == NGX_DECLINED) {
         no->log = "no X-AdobeSign-ClientId";
+        no->outcome = NGX_VANTAGE_M_WEBHOOK_MISSING;
         return NGX_DECLINED;
     }
 
@@ -1291,6 +1317,7 @@ ngx_vantage_webhook_adobesign(ngx_http_request_t *r,
                              v.len))
     {
         no->log = "X-AdobeSign-ClientId is another client's";
+        no->outcome = NGX_VANTAGE_M_WEBHOOK_MISMATCH;
         return NGX_DECLINED;
     }
 
@@ -1328,6 +1355,7 @@ ngx_vantage_webhook_hmac(ngx_http_request_t *r,
     if (rc == NGX_DECLINED) {
         no->description = "the signature header is missing";
         no->log = "no signature header";
+        no->outcome = NGX_VANTAGE_M_WEBHOOK_MISSING;
         return NGX_DECLINED;
     }
 
@@ -1384,6 +1412,7 @@ ngx_vantage_webhook_hmac(ngx_http_request_t *r,
     {
         no->description = "the signature's timestamp is missing";
         no->log = "no timestamp";
+        no->outcome = NGX_VANTAGE_M_WEBHOOK_MISSING;
         return NGX_DECLINED;
     }
 
@@ -1395,6 +1424,7 @@ ngx_vantage_webhook_hmac(ngx_http_request_t *r,
         no->error = "malformed_signature";
         no->description = "the signature's timestamp is not epoch seconds";
         no->log = "a malformed timestamp";
+        no->outcome = NGX_VANTAGE_M_WEBHOOK_MALFORMED;
         return NGX_DECLINED;
     }
 
@@ -1408,6 +1438,7 @@ ngx_vantage_webhook_hmac(ngx_http_request_t *r,
         if (rc == NGX_DECLINED || eid.len == 0) {
             no->description = "the event id header is missing";
             no->log = "no event id header";
+            no->outcome = NGX_VANTAGE_M_WEBHOOK_MISSING;
             return NGX_DECLINED;
         }
     }
@@ -1415,6 +1446,7 @@ ngx_vantage_webhook_hmac(ngx_http_request_t *r,
     if (nsigs == 0) {
         no->description = "the signature header holds no signature";
         no->log = "no signature in the signature header";
+        no->outcome = NGX_VANTAGE_M_WEBHOOK_MALFORMED;
         return NGX_DECLINED;
     }
 
@@ -1472,6 +1504,7 @@ ngx_vantage_webhook_hmac(ngx_http_request_t *r,
     if (rc != NGX_OK) {
         no->description = "the signature does not match the request";
         no->log = "no signature matches";
+        no->outcome = NGX_VANTAGE_M_WEBHOOK_MISMATCH;
         return rc;
     }
 
@@ -1496,6 +1529,7 @@ twice:
     no->error = "malformed_signature";
     no->description = "a signature header is given twice";
     no->log = "a signature header given twice";
+    no->outcome = NGX_VANTAGE_M_WEBHOOK_MALFORMED;
 
     return NGX_DECLINED;
 }
@@ -1572,12 +1606,14 @@ ngx_vantage_webhook_time(ngx_str_t *ts, int64_t unit_ms,
         no->description = "the signature's timestamp is ahead of this "
                           "server's clock by more than the tolerance";
         no->log = "a timestamp ahead of the clock";
+        no->outcome = NGX_VANTAGE_M_WEBHOOK_FUTURE;
 
     } else {
         no->error = "stale_timestamp";
         no->description = "the signature's timestamp is older than the "
                           "tolerance";
         no->log = "a stale timestamp";
+        no->outcome = NGX_VANTAGE_M_WEBHOOK_STALE;
     }
 
     return NGX_DECLINED;
@@ -1675,12 +1711,15 @@ ngx_vantage_webhook_seen(void *data, redisReply *reply)
                       "vantage webhook: %V replay protection skipped: "
                       "Redis did not answer", &wcf->name);
 
+        ngx_vantage_webhook_count(wcf, NGX_VANTAGE_M_WEBHOOK_OK);
         ngx_vantage_dispatch_resume(r);
 
     } else if (reply->integer > 0) {
         ngx_log_error(NGX_LOG_INFO, c->log, 0,
                       "vantage webhook: %V replay of an event already "
                       "taken, acknowledged without a job", &wcf->name);
+
+        ngx_vantage_webhook_count(wcf, NGX_VANTAGE_M_WEBHOOK_REPLAYED);
 
         /* the job it is already is not durable twice: the key stays */
         ngx_str_null(&wctx->key);
@@ -1690,6 +1729,7 @@ ngx_vantage_webhook_seen(void *data, redisReply *reply)
                                      &ngx_vantage_webhook_replayed));
 
     } else {
+        ngx_vantage_webhook_count(wcf, NGX_VANTAGE_M_WEBHOOK_OK);
         ngx_vantage_dispatch_resume(r);
     }
 
@@ -1820,4 +1860,14 @@ ngx_vantage_webhook_cleanup(void *data)
         ngx_vantage_redis_cancel(wctx->call);
         wctx->call = NULL;
     }
+}
+
+
+/* vantage_webhook_verifications_total{profile,outcome} */
+static void
+ngx_vantage_webhook_count(ngx_vantage_webhook_conf_t *wcf, ngx_uint_t outcome)
+{
+    ngx_vantage_metrics_inc(NGX_VANTAGE_M_WEBHOOK
+                            + wcf->profile * NGX_VANTAGE_M_WEBHOOK_OUTCOMES
+                            + outcome);
 }

@@ -91,6 +91,9 @@ FAMILIES = {
     "vantage_worker_stream_oldest_entry_age_seconds": "gauge",
     "vantage_worker_redis_connected": "gauge",
     "vantage_worker_metrics_series_dropped_total": "counter",
+    "vantage_worker_jobs": "gauge",
+    "vantage_worker_alerts_total": "counter",
+    "vantage_worker_alert_firing": "gauge",
 }
 
 

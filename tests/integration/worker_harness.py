@@ -279,6 +279,18 @@ def dispatch_fields(job_type="http", tenant="acme", extra=()):
     return [(T_JOB_TYPE, job_type), (T_TENANT, tenant)] + list(extra)
 
 
+def job_state(rc, jid):
+    """The state field of {vq}:job:<jid> ("" when there is none); rc is a
+    redis client returning bytes."""
+    return (rc.hget("{vq}:job:" + jid, "state") or b"").decode()
+
+
+def wait_job_state(rc, jid, want, seconds=10):
+    """Waits until the job's state is want (TimeoutError otherwise)."""
+    vh.wait_for(lambda: job_state(rc, jid) == want, seconds, interval=0.05,
+                what="job %s %s" % (jid, want))
+
+
 # -- the worker process -------------------------------------------------------
 
 # every Worker started in this process and not yet closed

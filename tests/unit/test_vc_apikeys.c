@@ -232,43 +232,48 @@ test_check_expiry_and_disabled(void **state)
 {
     char                 reason[VC_ERRSTR_LEN];
     vc_apikey_t          k;
+    vc_auth_outcome_e    outcome;
 
     memset(&k, 0, sizeof(k));
     k.id = "a1";
     k.tenant = "acme";
     k.scopes = "";
 
-    assert_int_equal(vc_apikey_check(&k, 2000000000, NULL, 0, reason),
+    assert_int_equal(vc_apikey_check(&k, 2000000000, NULL, 0, reason,
+                                     &outcome),
                      VC_APIKEY_VALID);
 
     k.expires = 1000;
-    assert_int_equal(vc_apikey_check(&k, 999, NULL, 0, reason),
+    assert_int_equal(vc_apikey_check(&k, 999, NULL, 0, reason, &outcome),
                      VC_APIKEY_VALID);
-    assert_int_equal(vc_apikey_check(&k, 1000, NULL, 0, reason),
+    assert_int_equal(vc_apikey_check(&k, 1000, NULL, 0, reason, &outcome),
                      VC_APIKEY_INVALID);
     assert_string_equal(reason, "the API key has expired");
+    assert_int_equal(outcome, VC_AUTH_EXPIRED);
 
     k.disabled = 1;
-    assert_int_equal(vc_apikey_check(&k, 999, NULL, 0, reason),
+    assert_int_equal(vc_apikey_check(&k, 999, NULL, 0, reason, &outcome),
                      VC_APIKEY_INVALID);
     assert_string_equal(reason, "the API key is disabled");
+    assert_int_equal(outcome, VC_AUTH_DISABLED);
 }
 
 
 static void
 test_check_requirements(void **state)
 {
-    char           reason[VC_ERRSTR_LEN];
-    vc_apikey_t    k;
-    const char    *read[] = { "accounts:read" };
-    const char    *two[] = { "x", "accounts:write" };
-    const char    *part[] = { "accounts" };
-    const char    *acme[] = { "acme", "globex" };
-    const char    *other[] = { "initech" };
-    const char    *iss[] = { "https://idp.example.com/" };
-    const char    *admin[] = { "admin" };
-    const char    *id[] = { "a1" };
-    vc_require_t   req[2];
+    char                reason[VC_ERRSTR_LEN];
+    vc_apikey_t         k;
+    vc_auth_outcome_e   outcome;
+    const char         *read[] = { "accounts:read" };
+    const char         *two[] = { "x", "accounts:write" };
+    const char         *part[] = { "accounts" };
+    const char         *acme[] = { "acme", "globex" };
+    const char         *other[] = { "initech" };
+    const char         *iss[] = { "https://idp.example.com/" };
+    const char         *admin[] = { "admin" };
+    const char         *id[] = { "a1" };
+    vc_require_t        req[2];
 
     memset(&k, 0, sizeof(k));
     k.id = "a1";
@@ -278,34 +283,35 @@ test_check_requirements(void **state)
     k.scopes_len = strlen(k.scopes);
 
     req[0] = (vc_require_t) { "scope", read, 1 };
-    assert_int_equal(vc_apikey_check(&k, 0, req, 1, reason),
+    assert_int_equal(vc_apikey_check(&k, 0, req, 1, reason, &outcome),
                      VC_APIKEY_VALID);
 
     req[0] = (vc_require_t) { "scp", two, 2 };
-    assert_int_equal(vc_apikey_check(&k, 0, req, 1, reason),
+    assert_int_equal(vc_apikey_check(&k, 0, req, 1, reason, &outcome),
                      VC_APIKEY_VALID);
 
     /* a prefix of a scope is not the scope */
     req[0] = (vc_require_t) { "scope", part, 1 };
-    assert_int_equal(vc_apikey_check(&k, 0, req, 1, reason),
+    assert_int_equal(vc_apikey_check(&k, 0, req, 1, reason, &outcome),
                      VC_APIKEY_FORBIDDEN);
     assert_string_equal(reason, "claim \"scope\" not accepted");
+    assert_int_equal(outcome, VC_AUTH_CLAIM_REFUSED);
 
     req[0] = (vc_require_t) { "tenant", acme, 2 };
     req[1] = (vc_require_t) { "iss", iss, 1 };
-    assert_int_equal(vc_apikey_check(&k, 0, req, 2, reason),
+    assert_int_equal(vc_apikey_check(&k, 0, req, 2, reason, &outcome),
                      VC_APIKEY_VALID);
 
     req[0] = (vc_require_t) { "tenant", other, 1 };
-    assert_int_equal(vc_apikey_check(&k, 0, req, 1, reason),
+    assert_int_equal(vc_apikey_check(&k, 0, req, 1, reason, &outcome),
                      VC_APIKEY_FORBIDDEN);
     assert_string_equal(reason, "claim \"tenant\" not accepted");
 
     req[0] = (vc_require_t) { "sub", id, 1 };
     req[1] = (vc_require_t) { "roles", admin, 1 };
-    assert_int_equal(vc_apikey_check(&k, 0, req, 1, reason),
+    assert_int_equal(vc_apikey_check(&k, 0, req, 1, reason, &outcome),
                      VC_APIKEY_VALID);
-    assert_int_equal(vc_apikey_check(&k, 0, req, 2, reason),
+    assert_int_equal(vc_apikey_check(&k, 0, req, 2, reason, &outcome),
                      VC_APIKEY_FORBIDDEN);
     assert_string_equal(reason, "claim \"roles\" not accepted");
 
@@ -313,7 +319,7 @@ test_check_requirements(void **state)
     k.scopes = "";
     k.scopes_len = 0;
     req[0] = (vc_require_t) { "scope", read, 1 };
-    assert_int_equal(vc_apikey_check(&k, 0, req, 1, reason),
+    assert_int_equal(vc_apikey_check(&k, 0, req, 1, reason, &outcome),
                      VC_APIKEY_FORBIDDEN);
 }
 

@@ -45,6 +45,47 @@ policy(vc_policy_t *p)
 
 
 /*
+ * Every reason text comes with its one-word outcome: the metrics and the
+ * access log count the word, so the two must never disagree.
+ */
+static void
+expect_outcome(const vc_jwt_t *jwt)
+{
+    size_t  i;
+
+    static const struct {
+        const char         *reason;
+        vc_auth_outcome_e   outcome;
+    } words[] = {
+        { "malformed token", VC_AUTH_MALFORMED },
+        { "malformed token header", VC_AUTH_MALFORMED },
+        { "unsupported critical header", VC_AUTH_MALFORMED },
+        { "malformed time claim", VC_AUTH_MALFORMED },
+        { "unsupported algorithm", VC_AUTH_ALG_NOT_ALLOWED },
+        { "algorithm not allowed", VC_AUTH_ALG_NOT_ALLOWED },
+        { "no key for algorithm", VC_AUTH_UNKNOWN_KEY },
+        { "unknown key id", VC_AUTH_UNKNOWN_KEY },
+        { "signature verification failed", VC_AUTH_BAD_SIGNATURE },
+        { "token expired", VC_AUTH_EXPIRED },
+        { "missing exp claim", VC_AUTH_CLAIM_REFUSED },
+        { "token not yet valid", VC_AUTH_NOT_YET_VALID },
+        { "token issued in the future", VC_AUTH_NOT_YET_VALID },
+    };
+
+    for (i = 0; i < sizeof(words) / sizeof(words[0]); i++) {
+        if (strcmp(jwt->reason, words[i].reason) == 0) {
+            assert_int_equal(jwt->outcome, words[i].outcome);
+            return;
+        }
+    }
+
+    /* claim "<name>" not accepted */
+    assert_true(strncmp(jwt->reason, "claim \"", 7) == 0);
+    assert_int_equal(jwt->outcome, VC_AUTH_CLAIM_REFUSED);
+}
+
+
+/*
  * parse, verify, check claims, as the module does; the token is copied to
  * an exact-size heap buffer with no NUL, so that ASan sees any over-read.
  * Returns "ok" or the reason; *verdict gets the claims verdict, or
@@ -68,6 +109,7 @@ run_len(const char *tok, size_t len, const vc_keyset_t *ks,
 
     if (vc_jwt_parse(&jwt, copy, len) != VC_OK) {
         assert_int_not_equal(jwt.reason[0], '\0');
+        expect_outcome(&jwt);
         snprintf(result, sizeof(result), "%s", jwt.reason);
         goto done;
     }
@@ -76,6 +118,7 @@ run_len(const char *tok, size_t len, const vc_keyset_t *ks,
     assert_ptr_equal(jwt.signing_input, copy);
 
     if (vc_jwt_verify(&jwt, ks, p) != VC_OK) {
+        expect_outcome(&jwt);
         snprintf(result, sizeof(result), "%s", jwt.reason);
         goto done;
     }
@@ -83,9 +126,11 @@ run_len(const char *tok, size_t len, const vc_keyset_t *ks,
     v = vc_jwt_check_claims(&jwt, p, now);
 
     if (v == VC_JWT_VALID) {
+        assert_int_equal(jwt.outcome, VC_AUTH_OK);
         snprintf(result, sizeof(result), "ok");
 
     } else {
+        expect_outcome(&jwt);
         snprintf(result, sizeof(result), "%s", jwt.reason);
     }
 

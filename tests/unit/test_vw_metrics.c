@@ -205,6 +205,70 @@ test_series_bound(void **state)
 }
 
 
+/* what vw_metrics_each() passed, one "name=value,...:value" line each */
+static void
+collect(void *data, const char *const *names, const char *const *values,
+    size_t n, double value)
+{
+    char    *out = data;
+    size_t   i;
+
+    for (i = 0; i < n; i++) {
+        sprintf(out + strlen(out), "%s%s=%s", i ? "," : "", names[i],
+                values[i]);
+    }
+
+    sprintf(out + strlen(out), ":%g\n", value);
+}
+
+
+static void
+test_read_side(void **state)
+{
+    char    out[512];
+    double  v;
+
+    vw_metrics_inc(VW_METRICS_ATTEMPTS, "a", "success");
+    vw_metrics_add(VW_METRICS_ATTEMPTS, 3, "a", "retry");
+    vw_metrics_set(VW_METRICS_JOBS, 2, "dead", NULL);
+    vw_metrics_observe(VW_METRICS_ATTEMPT_SECONDS, 0.3, "crm", NULL);
+    vw_metrics_observe(VW_METRICS_ATTEMPT_SECONDS, 0.4, "crm", NULL);
+
+    out[0] = '\0';
+    assert_int_equal(vw_metrics_each("vantage_worker_attempts_total", collect,
+                                     out), VW_OK);
+    assert_string_equal(out, "type=a,outcome=success:1\n"
+                             "type=a,outcome=retry:3\n");
+
+    /* a histogram reads as its count */
+    out[0] = '\0';
+    assert_int_equal(vw_metrics_each(
+                         "vantage_worker_attempt_duration_seconds", collect,
+                         out), VW_OK);
+    assert_string_equal(out, "target=crm:2\n");
+
+    /* a family with no series yet, and one that does not exist (yet) */
+    out[0] = '\0';
+    assert_int_equal(vw_metrics_each("vantage_worker_breaker_state", collect,
+                                     out), VW_OK);
+    assert_string_equal(out, "");
+    assert_int_equal(vw_metrics_each("vantage_worker_nosuch", collect, out),
+                     VW_DECLINED);
+
+    v = -1;
+    assert_int_equal(vw_metrics_value("vantage_worker_jobs", "dead", NULL,
+                                      &v), VW_OK);
+    assert_true(v == 2);
+    assert_int_equal(vw_metrics_value("vantage_worker_attempts_total", "a",
+                                      "retry", &v), VW_OK);
+    assert_true(v == 3);
+    assert_int_equal(vw_metrics_value("vantage_worker_jobs", "queued", NULL,
+                                      &v), VW_DECLINED);
+    assert_int_equal(vw_metrics_value("vantage_worker_nosuch", NULL, NULL,
+                                      &v), VW_DECLINED);
+}
+
+
 int
 main(void)
 {
@@ -214,6 +278,7 @@ main(void)
         cmocka_unit_test_teardown(test_gauge_values, teardown),
         cmocka_unit_test_teardown(test_histogram_cumulative, teardown),
         cmocka_unit_test_teardown(test_series_bound, teardown),
+        cmocka_unit_test_teardown(test_read_side, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

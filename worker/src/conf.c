@@ -2,8 +2,8 @@
 
 /*
  * The file is INI (docs/WORKER.md, "The configuration file"): [worker],
- * [target <name>], [job <type>], [idp <name>] and [vault] sections of
- * "key = value" lines.  The
+ * [target <name>], [job <type>], [idp <name>], [vault], [alerting] and
+ * [alert <name>] sections (and those below) of "key = value" lines.  The
  * reader is strict: a key it does not know, a key given twice, a value it
  * cannot parse or a rule between values that does not hold stops the load
  * with one line naming the file, the line and the key, so that a typo never
@@ -64,6 +64,8 @@ typedef enum {
     VW_CONF_CONNECTION,
     VW_CONF_SUBSCRIPTION,
     VW_CONF_METRICS,
+    VW_CONF_ALERTING,
+    VW_CONF_ALERT,
     VW_CONF_KINDS
 } vw_conf_kind_e;
 
@@ -97,6 +99,7 @@ typedef struct {
     vw_conf_idp_t             **idps_tail;
     vw_conf_connection_t      **connections_tail;
     vw_conf_subscription_t    **subscriptions_tail;
+    vw_conf_alert_t           **alerts_tail;
 } vw_conf_ctx_t;
 
 
@@ -189,6 +192,20 @@ static int vw_conf_set_channel(vw_conf_ctx_t *ctx, const vw_conf_key_t *key,
     const char *value, void *obj);
 static int vw_conf_set_replay(vw_conf_ctx_t *ctx, const vw_conf_key_t *key,
     const char *value, void *obj);
+static int vw_conf_set_alert_format(vw_conf_ctx_t *ctx,
+    const vw_conf_key_t *key, const char *value, void *obj);
+static int vw_conf_set_alert_remind(vw_conf_ctx_t *ctx,
+    const vw_conf_key_t *key, const char *value, void *obj);
+static int vw_conf_set_alert_kind(vw_conf_ctx_t *ctx,
+    const vw_conf_key_t *key, const char *value, void *obj);
+static int vw_conf_set_alert_threshold(vw_conf_ctx_t *ctx,
+    const vw_conf_key_t *key, const char *value, void *obj);
+static int vw_conf_set_alert_filter(vw_conf_ctx_t *ctx,
+    const vw_conf_key_t *key, const char *value, void *obj);
+static int vw_conf_set_alert_severity(vw_conf_ctx_t *ctx,
+    const vw_conf_key_t *key, const char *value, void *obj);
+static int vw_conf_finish_alerting(vw_conf_ctx_t *ctx, vw_conf_sect_t *s);
+static int vw_conf_finish_alert(vw_conf_ctx_t *ctx, vw_conf_sect_t *s);
 static int vw_conf_finish_subscription(vw_conf_ctx_t *ctx,
     vw_conf_sect_t *s);
 
@@ -428,6 +445,56 @@ static const vw_conf_key_t  vw_conf_subscription_keys[] = {
     { NULL, NULL, 0, 0, 0, 0 }
 };
 
+/* [alerting]: no name; its object is conf->alerting */
+enum {
+    VW_CONF_ALERTING_JOB = 2
+};
+
+static const vw_conf_key_t  vw_conf_alerting_keys[] = {
+    { "interval", vw_conf_set_duration,
+      vw_off(vw_conf_alerting_t, interval_ms), 10, VW_CONF_HOUR, 0 },
+    /* a Redis PX: 1 ms at least */
+    { "cooldown", vw_conf_set_duration,
+      vw_off(vw_conf_alerting_t, cooldown_ms), 1, VW_CONF_DURATION_MAX, 0 },
+    { "job", vw_conf_set_word, vw_off(vw_conf_alerting_t, job), 0, 0, 0 },
+    { "format", vw_conf_set_alert_format, 0, 0, 0, 0 },
+    { "remind", vw_conf_set_alert_remind, 0, 0, 0, 0 },
+    { NULL, NULL, 0, 0, 0, 0 }
+};
+
+/* the indexes of the alert keys that the checks after reading look at */
+enum {
+    VW_CONF_ALERT_KIND = 0,
+    VW_CONF_ALERT_THRESHOLD,
+    VW_CONF_ALERT_FOR,
+    VW_CONF_ALERT_WINDOW,
+    VW_CONF_ALERT_MIN_ATTEMPTS,
+    VW_CONF_ALERT_TYPE,
+    VW_CONF_ALERT_TARGET,
+    VW_CONF_ALERT_STREAM,
+    VW_CONF_ALERT_SOURCE
+};
+
+#define VW_CONF_ALERT_NFILTERS  4
+
+static const vw_conf_key_t  vw_conf_alert_keys[] = {
+    { "kind", vw_conf_set_alert_kind, 0, 0, 0, 0 },
+    { "threshold", vw_conf_set_alert_threshold, 0, 0, 0, 0 },
+    { "for", vw_conf_set_duration, vw_off(vw_conf_alert_t, for_ms), 0,
+      VW_CONF_DURATION_MAX, 0 },
+    { "window", vw_conf_set_duration, vw_off(vw_conf_alert_t, window_ms), 1,
+      VW_CONF_DAY, 0 },
+    { "min_attempts", vw_conf_set_unsigned,
+      vw_off(vw_conf_alert_t, min_attempts), 1, UINT32_MAX, 0 },
+    /* the filters: VW_CONF_ALERT_NFILTERS of them, in this order */
+    { "type", vw_conf_set_alert_filter, 0, 0, 0, 0 },
+    { "target", vw_conf_set_alert_filter, 0, 0, 0, 0 },
+    { "stream", vw_conf_set_alert_filter, 0, 0, 0, 0 },
+    { "source", vw_conf_set_alert_filter, 0, 0, 0, 0 },
+    { "severity", vw_conf_set_alert_severity, 0, 0, 0, 0 },
+    { NULL, NULL, 0, 0, 0, 0 }
+};
+
 /* the worker's own keys that the checks after reading look at */
 enum {
     VW_CONF_WORKER_LISTEN = 0,
@@ -443,12 +510,13 @@ enum {
 static const vw_conf_key_t  *vw_conf_keys[] = {
     vw_conf_worker_keys, vw_conf_target_keys, vw_conf_job_keys,
     vw_conf_idp_keys, vw_conf_vault_keys, vw_conf_connection_keys,
-    vw_conf_subscription_keys, vw_conf_metrics_keys
+    vw_conf_subscription_keys, vw_conf_metrics_keys, vw_conf_alerting_keys,
+    vw_conf_alert_keys
 };
 
 static const char  *vw_conf_kinds[] = {
     "worker", "target", "job", "idp", "vault", "connection", "subscription",
-    "metrics"
+    "metrics", "alerting", "alert"
 };
 
 
@@ -520,6 +588,8 @@ vw_conf_new(void)
     conf->max_frame = VW_CONF_MAX_FRAME_DEFAULT;
     conf->listen_mode = 0660;
     conf->listen_gid = (gid_t) -1;
+    conf->alerting.interval_ms = 15 * VW_CONF_SECOND;
+    conf->alerting.cooldown_ms = 15 * VW_CONF_MINUTE;
 
     conf->consumer = vw_conf_default_consumer();
     if (conf->consumer == NULL) {
@@ -581,6 +651,7 @@ vw_conf_load(const char *file, char *err, size_t errlen)
     ctx.idps_tail = &ctx.conf->idps;
     ctx.connections_tail = &ctx.conf->connections;
     ctx.subscriptions_tail = &ctx.conf->subscriptions;
+    ctx.alerts_tail = &ctx.conf->alerting.rules;
 
     ctx.conf->file = strdup(file);
 
@@ -632,10 +703,21 @@ vw_conf_free(vw_conf_t *conf)
     vw_conf_idp_t     *idp, *next_idp;
     vw_conf_connection_t  *c, *next_c;
     vw_conf_subscription_t  *sub, *next_sub;
+    vw_conf_alert_t  *rule, *next_rule;
 
     if (conf == NULL) {
         return;
     }
+
+    for (rule = conf->alerting.rules; rule != NULL; rule = next_rule) {
+        next_rule = rule->next;
+        free(rule->name);
+        free(rule->filter);
+        free(rule->threshold_text);
+        free(rule);
+    }
+
+    free(conf->alerting.job);
 
     for (c = conf->connections; c != NULL; c = next_c) {
         next_c = c->next;
@@ -949,6 +1031,7 @@ vw_conf_section(vw_conf_ctx_t *ctx, char *p)
     vw_conf_idp_t     *idp;
     vw_conf_connection_t  *c;
     vw_conf_subscription_t  *sub;
+    vw_conf_alert_t   *rule;
 
     /* the "key" of a message is the section's line as written, printable */
     len = strlen(p);
@@ -985,13 +1068,14 @@ vw_conf_section(vw_conf_ctx_t *ctx, char *p)
     }
 
     if ((kind == VW_CONF_WORKER || kind == VW_CONF_VAULT
-         || kind == VW_CONF_METRICS) && *name != '\0')
+         || kind == VW_CONF_METRICS || kind == VW_CONF_ALERTING)
+        && *name != '\0')
     {
         return vw_conf_error(ctx, ctx->line, p, "[%s] takes no name", word);
     }
 
     if (kind != VW_CONF_WORKER && kind != VW_CONF_VAULT
-        && kind != VW_CONF_METRICS)
+        && kind != VW_CONF_METRICS && kind != VW_CONF_ALERTING)
     {
         if (*name == '\0') {
             return vw_conf_error(ctx, ctx->line, p, "needs a name: [%s <%s>]",
@@ -1008,6 +1092,7 @@ vw_conf_section(vw_conf_ctx_t *ctx, char *p)
                                                        ? "connection name"
                                  : kind == VW_CONF_SUBSCRIPTION
                                                        ? "subscription name"
+                                 : kind == VW_CONF_ALERT ? "rule name"
                                                        : "target name",
                                  VW_CONF_NAME_MAX);
         }
@@ -1050,6 +1135,11 @@ vw_conf_section(vw_conf_ctx_t *ctx, char *p)
         return VW_OK;
     }
 
+    if (kind == VW_CONF_ALERTING) {
+        s->obj = &ctx->conf->alerting;
+        return VW_OK;
+    }
+
     s->name = strdup(name);
     if (s->name == NULL) {
         return vw_conf_error(ctx, ctx->line, p, "out of memory");
@@ -1084,6 +1174,28 @@ vw_conf_section(vw_conf_ctx_t *ctx, char *p)
         idp->min_refresh_ms = 60 * VW_CONF_SECOND;
         idp->max_age_cap_ms = 24 * VW_CONF_HOUR;
         idp->timeout_ms = 5 * VW_CONF_SECOND;
+
+        return VW_OK;
+    }
+
+    if (kind == VW_CONF_ALERT) {
+        rule = calloc(1, sizeof(vw_conf_alert_t));
+        if (rule == NULL) {
+            return vw_conf_error(ctx, ctx->line, p, "out of memory");
+        }
+
+        *ctx->alerts_tail = rule;
+        ctx->alerts_tail = &rule->next;
+        s->obj = rule;
+
+        rule->name = strdup(name);
+        if (rule->name == NULL) {
+            return vw_conf_error(ctx, ctx->line, p, "out of memory");
+        }
+
+        rule->window_ms = 5 * VW_CONF_MINUTE;
+        rule->min_attempts = 10;
+        rule->severity = "warning";
 
         return VW_OK;
     }
@@ -1195,11 +1307,12 @@ vw_conf_finish(vw_conf_ctx_t *ctx)
     char             a[32], b[32], label[VW_CONF_NAME_MAX + 16];
     uint64_t         longest;
     vw_conf_t       *conf = ctx->conf;
-    vw_conf_sect_t  *s, *worker, *vault, *metrics, *slowest;
+    vw_conf_sect_t  *s, *worker, *vault, *metrics, *slowest, *alerting;
 
     worker = NULL;
     vault = NULL;
     metrics = NULL;
+    alerting = NULL;
 
     for (s = ctx->sects; s != NULL; s = s->next) {
         if (s->kind == VW_CONF_WORKER) {
@@ -1212,6 +1325,10 @@ vw_conf_finish(vw_conf_ctx_t *ctx)
 
         if (s->kind == VW_CONF_METRICS) {
             metrics = s;
+        }
+
+        if (s->kind == VW_CONF_ALERTING) {
+            alerting = s;
         }
     }
 
@@ -1331,6 +1448,28 @@ vw_conf_finish(vw_conf_ctx_t *ctx)
                              "visibility_timeout (%s) - 5s, or another "
                              "worker takes over an attempt still running and "
                              "runs the job twice", b, a);
+    }
+
+    /* after the jobs, which make the implicit targets a rule may name */
+    if (alerting != NULL && vw_conf_finish_alerting(ctx, alerting) != VW_OK) {
+        return VW_ERROR;
+    }
+
+    for (s = ctx->sects; s != NULL; s = s->next) {
+        if (s->kind != VW_CONF_ALERT) {
+            continue;
+        }
+
+        if (alerting == NULL) {
+            return vw_conf_error(ctx, s->line, vw_conf_label(s, label,
+                                                             sizeof(label)),
+                                 "needs an [alerting] section: its job "
+                                 "delivers the notices");
+        }
+
+        if (vw_conf_finish_alert(ctx, s) != VW_OK) {
+            return VW_ERROR;
+        }
     }
 
     return VW_OK;
@@ -3749,4 +3888,396 @@ vw_map_ref_release(vw_map_ref_t *ref)
         vc_map_free(ref->map);
         free(ref);
     }
+}
+
+
+/* -- [alerting] and [alert <name>] (docs/WORKER.md, "Alerting") ----------- */
+
+static const char *const  vw_conf_alert_kinds[] = {
+    NULL, "error_rate", "dlq_size", "breaker_open", "oldest_job_age",
+    "quota_share", "jwks_failing"
+};
+
+#define VW_CONF_ALERT_KINDS \
+    (sizeof(vw_conf_alert_kinds) / sizeof(vw_conf_alert_kinds[0]))
+
+
+/*
+ * The filters each kind takes, by their index among the filter keys
+ * (type, target, stream, source): a bit each.
+ */
+static const unsigned  vw_conf_alert_filters[] = {
+    0,
+    1 << 0 | 1 << 1,    /* error_rate: type or target */
+    0,                  /* dlq_size */
+    1 << 1,             /* breaker_open: target */
+    1 << 2,             /* oldest_job_age: stream */
+    1 << 1,             /* quota_share: target */
+    1 << 3              /* jwks_failing: source */
+};
+
+
+static int
+vw_conf_set_alert_format(vw_conf_ctx_t *ctx, const vw_conf_key_t *key,
+    const char *value, void *obj)
+{
+    char                 q[VW_CONF_QUOTE_MAX * 4 + 8];
+    vw_conf_alerting_t  *a = obj;
+
+    if (strcmp(value, "json") == 0) {
+        a->slack = 0;
+
+    } else if (strcmp(value, "slack") == 0) {
+        a->slack = 1;
+
+    } else {
+        return vw_conf_error(ctx, ctx->line, key->name,
+                             "%s is not json or slack",
+                             vw_conf_quote(q, sizeof(q), value));
+    }
+
+    return VW_OK;
+}
+
+
+static int
+vw_conf_set_alert_remind(vw_conf_ctx_t *ctx, const vw_conf_key_t *key,
+    const char *value, void *obj)
+{
+    char                 q[VW_CONF_QUOTE_MAX * 4 + 8];
+    vw_conf_alerting_t  *a = obj;
+
+    if (strcmp(value, "on") == 0 || strcmp(value, "off") == 0) {
+        a->remind = (value[1] == 'n');
+        return VW_OK;
+    }
+
+    return vw_conf_error(ctx, ctx->line, key->name, "%s is not on or off",
+                         vw_conf_quote(q, sizeof(q), value));
+}
+
+
+static int
+vw_conf_set_alert_kind(vw_conf_ctx_t *ctx, const vw_conf_key_t *key,
+    const char *value, void *obj)
+{
+    char              q[VW_CONF_QUOTE_MAX * 4 + 8];
+    size_t            i;
+    vw_conf_alert_t  *rule = obj;
+
+    for (i = 1; i < VW_CONF_ALERT_KINDS; i++) {
+        if (strcmp(value, vw_conf_alert_kinds[i]) == 0) {
+            rule->kind = (vw_alert_kind_e) i;
+            return VW_OK;
+        }
+    }
+
+    return vw_conf_error(ctx, ctx->line, key->name, "%s is not one of "
+                         "error_rate, dlq_size, breaker_open, "
+                         "oldest_job_age, quota_share, jwks_failing",
+                         vw_conf_quote(q, sizeof(q), value));
+}
+
+
+/* read once the kind is known, which may come later in the section */
+static int
+vw_conf_set_alert_threshold(vw_conf_ctx_t *ctx, const vw_conf_key_t *key,
+    const char *value, void *obj)
+{
+    vw_conf_alert_t  *rule = obj;
+
+    return vw_conf_set_string(ctx, key, value, &rule->threshold_text);
+}
+
+
+/* type, target, stream or source: which the kind takes is checked later */
+static int
+vw_conf_set_alert_filter(vw_conf_ctx_t *ctx, const vw_conf_key_t *key,
+    const char *value, void *obj)
+{
+    char              q[VW_CONF_QUOTE_MAX * 4 + 8];
+    size_t            len;
+    vw_conf_alert_t  *rule = obj;
+
+    len = strlen(value);
+    vw_conf_quote(q, sizeof(q), value);
+
+    if (strcmp(key->name, "stream") == 0) {
+        if (strcmp(value, "{vq}:jobs") != 0) {
+            return vw_conf_error(ctx, ctx->line, key->name, "%s is not a "
+                                 "stream the worker reads: {vq}:jobs", q);
+        }
+
+    } else if (strcmp(key->name, "source") == 0) {
+        if (len > 255 || !vw_conf_valid_value(value, len)) {
+            return vw_conf_error(ctx, ctx->line, key->name,
+                                 "%s is not 1 to 255 printable characters",
+                                 q);
+        }
+
+    } else if (!vw_conf_valid_name(value)) {
+        return vw_conf_error(ctx, ctx->line, key->name, "%s is not a valid "
+                             "%s: use 1 to %d of A-Z a-z 0-9 . _ -", q,
+                             strcmp(key->name, "type") == 0 ? "job type"
+                                                            : "target name",
+                             VW_CONF_NAME_MAX);
+    }
+
+    /* two filters are refused when the section is finished */
+    if (rule->filter == NULL) {
+        rule->label = key->name;
+        return vw_conf_set_string(ctx, key, value, &rule->filter);
+    }
+
+    return VW_OK;
+}
+
+
+static int
+vw_conf_set_alert_severity(vw_conf_ctx_t *ctx, const vw_conf_key_t *key,
+    const char *value, void *obj)
+{
+    char                      q[VW_CONF_QUOTE_MAX * 4 + 8];
+    size_t                    i;
+    vw_conf_alert_t          *rule = obj;
+    static const char *const  names[] = { "critical", "warning", "info" };
+
+    for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        if (strcmp(value, names[i]) == 0) {
+            rule->severity = names[i];
+            return VW_OK;
+        }
+    }
+
+    return vw_conf_error(ctx, ctx->line, key->name,
+                         "%s is not critical, warning or info",
+                         vw_conf_quote(q, sizeof(q), value));
+}
+
+
+/* [alerting]'s job: an http job of the file, whose url is the webhook */
+static int
+vw_conf_finish_alerting(vw_conf_ctx_t *ctx, vw_conf_sect_t *s)
+{
+    const vw_conf_job_t  *jc;
+    vw_conf_alerting_t   *a = s->obj;
+
+    if (a->job == NULL) {
+        return vw_conf_error(ctx, s->line, "job", "missing in [alerting]");
+    }
+
+    jc = vw_conf_job(ctx->conf, a->job, strlen(a->job));
+
+    if (jc == NULL) {
+        return vw_conf_error(ctx, s->lines[VW_CONF_ALERTING_JOB], "job",
+                             "no section [job %s]: the notices are jobs of "
+                             "that type", a->job);
+    }
+
+    if (strcmp(jc->connector, "http") != 0) {
+        return vw_conf_error(ctx, s->lines[VW_CONF_ALERTING_JOB], "job",
+                             "[job %s] uses the %s connector: the notices "
+                             "go out through an http job, whose url is the "
+                             "webhook", a->job, jc->connector);
+    }
+
+    return VW_OK;
+}
+
+
+/*
+ * A decimal number, digits with an optional fraction (no sign, no
+ * exponent, no "inf"), into *v.  Returns VW_OK or VW_ERROR.
+ */
+static int
+vw_conf_parse_decimal(const char *value, double *v)
+{
+    size_t  n;
+
+    n = strspn(value, "0123456789");
+
+    if (n == 0) {
+        return VW_ERROR;
+    }
+
+    if (value[n] == '.') {
+        if (strspn(value + n + 1, "0123456789") == 0) {
+            return VW_ERROR;
+        }
+
+        n += 1 + strspn(value + n + 1, "0123456789");
+    }
+
+    if (value[n] != '\0' || n > 32) {
+        return VW_ERROR;
+    }
+
+    *v = strtod(value, NULL);
+
+    return VW_OK;
+}
+
+
+/* the threshold, read as the kind wants it */
+static int
+vw_conf_alert_threshold(vw_conf_ctx_t *ctx, vw_conf_sect_t *s,
+    const char *label)
+{
+    int                    rc;
+    char                   q[VW_CONF_QUOTE_MAX * 4 + 8];
+    double                 v;
+    uint64_t               ms;
+    unsigned               line;
+    vw_conf_alert_t       *rule = s->obj;
+    const char            *kind;
+    static const char     *units[] = { "ms", "s", "m", "h", "d", NULL };
+    static const uint64_t  mult[] = { 1, VW_CONF_SECOND, VW_CONF_MINUTE,
+                                      VW_CONF_HOUR, VW_CONF_DAY };
+
+    line = s->lines[VW_CONF_ALERT_THRESHOLD];
+    kind = vw_conf_alert_kinds[rule->kind];
+
+    if (rule->kind == VW_ALERT_BREAKER_OPEN) {
+        if (rule->threshold_text != NULL) {
+            return vw_conf_error(ctx, line, "threshold", "breaker_open takes "
+                                 "none: it fires while a target's breaker "
+                                 "is not closed");
+        }
+
+        rule->threshold = 1;    /* vantage_worker_breaker_state: half-open */
+        return VW_OK;
+    }
+
+    if (rule->threshold_text == NULL) {
+        return vw_conf_error(ctx, s->line, "threshold", "missing in %s",
+                             label);
+    }
+
+    vw_conf_quote(q, sizeof(q), rule->threshold_text);
+
+    if (rule->kind == VW_ALERT_OLDEST_JOB_AGE) {
+        rc = vw_conf_parse_units(rule->threshold_text, units, mult,
+                                 VW_CONF_SECOND, &ms);
+
+        if (rc != VW_OK || ms == 0 || ms > VW_CONF_DURATION_MAX) {
+            return vw_conf_error(ctx, line, "threshold", "%s is not a "
+                                 "duration from 1ms to 3650d: "
+                                 "oldest_job_age compares ages", q);
+        }
+
+        rule->threshold = (double) ms / 1000;
+        return VW_OK;
+    }
+
+    if (vw_conf_parse_decimal(rule->threshold_text, &v) != VW_OK) {
+        return vw_conf_error(ctx, line, "threshold", "%s is not a number",
+                             q);
+    }
+
+    if (rule->kind == VW_ALERT_ERROR_RATE
+        || rule->kind == VW_ALERT_QUOTA_SHARE)
+    {
+        if (v <= 0 || v > 1) {
+            return vw_conf_error(ctx, line, "threshold", "%s is not a share "
+                                 "more than 0 and at most 1 (e.g. 0.05 for "
+                                 "5%%), as %s compares", q, kind);
+        }
+
+    } else if (v < 1 || v != (double) (uint64_t) v) {
+        return vw_conf_error(ctx, line, "threshold", "%s is not a whole "
+                             "number of 1 or more, as %s compares", q, kind);
+    }
+
+    rule->threshold = v;
+
+    return VW_OK;
+}
+
+
+static int
+vw_conf_finish_alert(vw_conf_ctx_t *ctx, vw_conf_sect_t *s)
+{
+    char                     label[VW_CONF_NAME_MAX + 16];
+    unsigned                 i, first, allowed;
+    const char              *kind;
+    vw_conf_alert_t         *rule = s->obj;
+    const vw_conf_key_t     *fk;
+
+    vw_conf_label(s, label, sizeof(label));
+
+    if (rule->kind == 0) {
+        return vw_conf_error(ctx, s->line, "kind", "missing in %s", label);
+    }
+
+    kind = vw_conf_alert_kinds[rule->kind];
+
+    if (vw_conf_alert_threshold(ctx, s, label) != VW_OK) {
+        return VW_ERROR;
+    }
+
+    if (rule->kind != VW_ALERT_ERROR_RATE) {
+        if (s->lines[VW_CONF_ALERT_WINDOW]) {
+            return vw_conf_error(ctx, s->lines[VW_CONF_ALERT_WINDOW],
+                                 "window", "only error_rate takes a window, "
+                                 "not %s", kind);
+        }
+
+        if (s->lines[VW_CONF_ALERT_MIN_ATTEMPTS]) {
+            return vw_conf_error(ctx, s->lines[VW_CONF_ALERT_MIN_ATTEMPTS],
+                                 "min_attempts", "only error_rate takes "
+                                 "min_attempts, not %s", kind);
+        }
+    }
+
+    allowed = vw_conf_alert_filters[rule->kind];
+    fk = &vw_conf_alert_keys[VW_CONF_ALERT_TYPE];
+    first = 0;
+
+    for (i = 0; i < VW_CONF_ALERT_NFILTERS; i++) {
+        if (!s->lines[VW_CONF_ALERT_TYPE + i]) {
+            continue;
+        }
+
+        if (!(allowed & (1u << i))) {
+            return vw_conf_error(ctx, s->lines[VW_CONF_ALERT_TYPE + i],
+                                 fk[i].name, "%s %s", kind,
+                                 allowed == 0 ? "takes no filter"
+                                 : allowed == 3 ? "filters by type or target"
+                                 : allowed == 2 ? "filters by target"
+                                 : allowed == 4 ? "filters by stream"
+                                 : "filters by source");
+        }
+
+        if (first) {
+            return vw_conf_error(ctx, s->lines[VW_CONF_ALERT_TYPE + i],
+                                 fk[i].name, "a rule takes one filter, and "
+                                 "%s is given at line %u",
+                                 fk[first - 1].name,
+                                 s->lines[VW_CONF_ALERT_TYPE + first - 1]);
+        }
+
+        first = i + 1;
+    }
+
+    if (rule->label == NULL) {
+        return VW_OK;
+    }
+
+    if (strcmp(rule->label, "type") == 0
+        && vw_conf_job(ctx->conf, rule->filter, strlen(rule->filter)) == NULL)
+    {
+        return vw_conf_error(ctx, s->lines[VW_CONF_ALERT_TYPE], "type",
+                             "no section [job %s]", rule->filter);
+    }
+
+    if (strcmp(rule->label, "target") == 0
+        && vw_conf_target(ctx->conf, rule->filter) == NULL)
+    {
+        return vw_conf_error(ctx, s->lines[VW_CONF_ALERT_TARGET], "target",
+                             "no target %s: neither a [target] nor the "
+                             "target of a job or a connection",
+                             rule->filter);
+    }
+
+    return VW_OK;
 }

@@ -8,6 +8,7 @@
  * the consumer group, retries, dead letters, ordering; http.c: deliveries
  * over curl's multi interface).  With a [metrics] section it serves
  * /metrics, /healthz and /readyz on the same loop (metrics_http.c).
+ * With [alerting] it evaluates the [alert] rules there too (alert.c).
  * SIGINT and SIGTERM drain the engine, then end the loop.
  *
  * The configuration in force lives here alone (vw_conf_current()), so that
@@ -25,6 +26,7 @@
 #include <curl/curl.h>
 #include <event2/event.h>
 
+#include "vw_alert.h"
 #include "vw_check_connection.h"
 #include "vw_cometd.h"
 #include "vw_conf.h"
@@ -68,6 +70,7 @@ static int vw_main_consumer(const vw_conf_t *conf, char *buf, size_t len);
 static vw_conf_t    *vw_main_conf;
 static vw_engine_t  *vw_main_engine;
 static vw_cometd_t  *vw_main_cometd;
+static vw_alert_t   *vw_main_alert;
 
 
 const vw_conf_t *
@@ -250,6 +253,12 @@ main(int argc, char **argv)
         }
 
         vw_server_set_fetch(server, fetch);
+
+        /* [alerting]: it may come with a reload, so the timer always runs */
+        vw_main_alert = vw_alert_create(base, queue, consumer);
+        if (vw_main_alert == NULL) {
+            goto done;
+        }
     }
 
     /* [metrics]: its address is read at start only, as listen is */
@@ -276,7 +285,9 @@ done:
     /* after the server: it answers the FETCHes of closed connections */
     vw_fetch_free(fetch);
     vw_queue_free(queue);
-    /* after the queue, whose freeing answers the sampler's commands */
+    /* after the queue, whose freeing answers the rules' and the
+       sampler's commands */
+    vw_alert_free(vw_main_alert);
     vw_metrics_http_free(metrics);
 
     if (sighup != NULL) {

@@ -95,7 +95,19 @@ static vw_metrics_family_t  vw_metrics[VW_METRICS_FAMILIES] = {
       VW_METRICS_GAUGE, { NULL, NULL }, NULL, NULL, 0 },
     { "vantage_worker_metrics_series_dropped_total",
       "Updates dropped because a family had too many label sets.",
-      VW_METRICS_COUNTER, { NULL, NULL }, NULL, NULL, 0 }
+      VW_METRICS_COUNTER, { NULL, NULL }, NULL, NULL, 0 },
+    { "vantage_worker_jobs",
+      "Jobs in Redis by state: queued (XLEN of the stream), delayed, dead, "
+      "done, inflight.",
+      VW_METRICS_GAUGE, { "state", NULL }, NULL, NULL, 0 },
+    { "vantage_worker_alerts_total",
+      "Alert transitions this worker saw, by rule and event (fired, "
+      "resolved: a notice queued; suppressed: none, by the cool-down or "
+      "another worker).",
+      VW_METRICS_COUNTER, { "rule", "event" }, NULL, NULL, 0 },
+    { "vantage_worker_alert_firing",
+      "Label sets of the rule firing on this worker.",
+      VW_METRICS_GAUGE, { "rule", NULL }, NULL, NULL, 0 }
 };
 
 
@@ -396,6 +408,86 @@ vw_metrics_render(size_t *len)
     }
 
     return buf;
+}
+
+
+/* a series' value as the read side gives it */
+static double
+vw_metrics_read(const vw_metrics_family_t *fam, const vw_metrics_series_t *s)
+{
+    return fam->type == VW_METRICS_GAUGE ? s->value : (double) s->count;
+}
+
+
+static vw_metrics_family_t *
+vw_metrics_find(const char *family)
+{
+    unsigned  f;
+
+    for (f = 0; f < VW_METRICS_FAMILIES; f++) {
+        if (strcmp(vw_metrics[f].name, family) == 0) {
+            return &vw_metrics[f];
+        }
+    }
+
+    return NULL;
+}
+
+
+int
+vw_metrics_each(const char *family, vw_metrics_each_pt fn, void *data)
+{
+    size_t                n;
+    unsigned              i;
+    const char           *names[VW_METRICS_MAX_LABELS];
+    const char           *values[VW_METRICS_MAX_LABELS];
+    vw_metrics_family_t  *fam;
+    vw_metrics_series_t  *s;
+
+    fam = vw_metrics_find(family);
+    if (fam == NULL) {
+        return VW_DECLINED;
+    }
+
+    for (s = fam->series; s != NULL; s = s->next) {
+        n = 0;
+
+        for (i = 0; i < VW_METRICS_MAX_LABELS; i++) {
+            if (fam->label[i] != NULL) {
+                names[n] = fam->label[i];
+                values[n++] = s->labels[i];
+            }
+        }
+
+        fn(data, names, values, n, vw_metrics_read(fam, s));
+    }
+
+    return VW_OK;
+}
+
+
+int
+vw_metrics_value(const char *family, const char *l0, const char *l1,
+    double *v)
+{
+    vw_metrics_family_t  *fam;
+    vw_metrics_series_t  *s;
+
+    fam = vw_metrics_find(family);
+    if (fam == NULL) {
+        return VW_DECLINED;
+    }
+
+    for (s = fam->series; s != NULL; s = s->next) {
+        if (vw_metrics_same(s->labels[0], l0)
+            && vw_metrics_same(s->labels[1], l1))
+        {
+            *v = vw_metrics_read(fam, s);
+            return VW_OK;
+        }
+    }
+
+    return VW_DECLINED;
 }
 
 

@@ -3,10 +3,13 @@
 /*
  * libevent's evhttp on the worker's own event base: every answer is made
  * from memory, so no request ever waits.  What only Redis knows (the jobs
- * stream's length, pending entries and ages) is sampled every
- * VW_METRICS_SAMPLE_MS by async commands on the hand-off's connection;
- * what the worker knows (the breakers, whether Redis is usable) is read
- * when /metrics is asked for.
+ * stream's length, pending entries and ages, the jobs by state) is
+ * sampled every VW_METRICS_SAMPLE_MS by async commands on the hand-off's
+ * connection; what the worker knows (the breakers, whether Redis is
+ * usable) is read when /metrics is asked for, and at each sample.  The
+ * alert rules (alert.c) read the same registry, so the sampler also runs
+ * without a listener while [alerting] is configured, as often as its
+ * interval when that is shorter.
  */
 
 #include <errno.h>
@@ -47,6 +50,7 @@ struct vw_metrics_http_s {
 
 static void vw_metrics_http_handler(struct evhttp_request *req, void *arg);
 static void vw_metrics_http_sample(evutil_socket_t fd, short what, void *arg);
+static void vw_metrics_http_collect(vw_metrics_http_t *mh);
 
 
 static uint64_t
@@ -74,12 +78,22 @@ vw_metrics_http_create(struct event_base *base, const vw_conf_t *conf,
         return NULL;
     }
 
+    mh->queue = queue;
+    mh->engine = engine;
+
+    /* [alerting] may come with a reload: the sampler is always there */
+    mh->sample = evtimer_new(base, vw_metrics_http_sample, mh);
+    if (mh->sample == NULL) {
+        goto failed;
+    }
+
+    tv.tv_sec = VW_METRICS_SAMPLE_MS / 1000;
+    tv.tv_usec = (VW_METRICS_SAMPLE_MS % 1000) * 1000;
+    (void) event_add(mh->sample, &tv);
+
     if (conf->metrics.host == NULL && conf->metrics.path == NULL) {
         return mh;
     }
-
-    mh->queue = queue;
-    mh->engine = engine;
 
     mh->http = evhttp_new(base);
     if (mh->http == NULL) {
@@ -123,15 +137,6 @@ vw_metrics_http_create(struct event_base *base, const vw_conf_t *conf,
         vw_log("info", "metrics listening", "address", conf->metrics.host,
                "port", port, NULL);
     }
-
-    mh->sample = event_new(base, -1, EV_PERSIST, vw_metrics_http_sample, mh);
-    if (mh->sample == NULL) {
-        goto failed;
-    }
-
-    tv.tv_sec = VW_METRICS_SAMPLE_MS / 1000;
-    tv.tv_usec = (VW_METRICS_SAMPLE_MS % 1000) * 1000;
-    (void) event_add(mh->sample, &tv);
 
     return mh;
 
@@ -408,20 +413,72 @@ vw_metrics_http_xrange(redisAsyncContext *ac, void *reply, void *privdata)
 }
 
 
+/* ZCARD or GET: privdata is the state, a static string */
+static void
+vw_metrics_http_jobs(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    redisReply  *r = reply;
+
+    if (r == NULL) {
+        return;
+    }
+
+    if (r->type == REDIS_REPLY_INTEGER) {
+        vw_metrics_set(VW_METRICS_JOBS, (double) r->integer, privdata, NULL);
+
+    } else if (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_NIL) {
+        vw_metrics_set(VW_METRICS_JOBS, r->type == REDIS_REPLY_NIL ? 0
+                       : strtod(r->str, NULL), privdata, NULL);
+    }
+}
+
+
 /*
- * Three O(1) or O(log n) commands; their callbacks keep no pointer to mh,
- * so a reply that comes back NULL after the queue is freed is harmless.
+ * O(1) or O(log n) commands; their callbacks keep no pointer to mh, so a
+ * reply that comes back NULL after the queue is freed is harmless.
  */
 static void
 vw_metrics_http_sample(evutil_socket_t fd, short what, void *arg)
 {
+    uint64_t            ms;
+    struct timeval      tv;
+    const vw_conf_t    *conf;
     vw_metrics_http_t  *mh = arg;
     redisAsyncContext  *ac;
 
+    conf = vw_conf_current();
+    ms = VW_METRICS_SAMPLE_MS;
+
+    if (conf != NULL && conf->alerting.job != NULL
+        && conf->alerting.interval_ms < ms)
+    {
+        ms = conf->alerting.interval_ms;
+    }
+
+    tv.tv_sec = ms / 1000;
+    tv.tv_usec = (ms % 1000) * 1000;
+    (void) event_add(mh->sample, &tv);
+
     ac = vw_queue_context(mh->queue);
-    if (ac == NULL) {
+
+    if (ac == NULL || (mh->http == NULL
+                       && (conf == NULL || conf->alerting.job == NULL)))
+    {
         return;
     }
+
+    vw_metrics_http_collect(mh);
+
+    (void) redisAsyncCommand(ac, vw_metrics_http_jobs, "queued",
+                             "XLEN " VW_METRICS_STREAM);
+    (void) redisAsyncCommand(ac, vw_metrics_http_jobs, "delayed",
+                             "ZCARD {vq}:delayed");
+    (void) redisAsyncCommand(ac, vw_metrics_http_jobs, "dead",
+                             "ZCARD {vq}:dead");
+    (void) redisAsyncCommand(ac, vw_metrics_http_jobs, "done",
+                             "ZCARD {vq}:done");
+    (void) redisAsyncCommand(ac, vw_metrics_http_jobs, "inflight",
+                             "GET {vq}:inflight");
 
     (void) redisAsyncCommand(ac, vw_metrics_http_xlen, NULL,
                              "XLEN " VW_METRICS_STREAM);

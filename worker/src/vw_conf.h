@@ -238,6 +238,56 @@ typedef struct {
 } vw_conf_metrics_t;
 
 
+typedef enum {
+    VW_ALERT_ERROR_RATE = 1,    /* attempts that failed, over a window */
+    VW_ALERT_DLQ_SIZE,          /* jobs in {vq}:dead */
+    VW_ALERT_BREAKER_OPEN,      /* a target's breaker not closed */
+    VW_ALERT_OLDEST_JOB_AGE,    /* the oldest entry of the jobs stream */
+    VW_ALERT_QUOTA_SHARE,       /* a vendor allowance's share used */
+    VW_ALERT_JWKS_FAILING       /* key set refreshes failed in a row */
+} vw_alert_kind_e;
+
+
+typedef struct vw_conf_alert_s  vw_conf_alert_t;
+
+/*
+ * [alert <name>]: one rule (docs/WORKER.md, "Alerting").  At most one of
+ * the filters is set, and only one the kind takes; label and filter name
+ * it for the evaluation (alert.c).
+ */
+struct vw_conf_alert_s {
+    char                       *name;
+    vw_alert_kind_e             kind;
+    double                      threshold;   /* oldest_job_age: seconds */
+    uint64_t                    for_ms;      /* default 0 */
+    uint64_t                    window_ms;   /* error_rate: default 5 m */
+    unsigned                    min_attempts;   /* error_rate: default 10 */
+    char                       *filter;      /* the value of ... */
+    const char                 *label;       /* ... "type", "target",
+                                                "stream", "source"; NULL:
+                                                no filter */
+    const char                 *severity;    /* "critical", "warning"
+                                                (default), "info" */
+    char                       *threshold_text;  /* as written, until the
+                                                    kind is known */
+    vw_conf_alert_t            *next;
+};
+
+
+/*
+ * [alerting]: how the rules are evaluated and where their notices go.
+ * job is NULL when the file has no [alerting].
+ */
+typedef struct {
+    char                       *job;        /* an http job type: delivers */
+    uint64_t                    interval_ms;  /* default 15 s */
+    uint64_t                    cooldown_ms;  /* default 15 m */
+    unsigned                    slack:1;      /* format = slack */
+    unsigned                    remind:1;     /* a reminder each cooldown */
+    vw_conf_alert_t            *rules;
+} vw_conf_alerting_t;
+
+
 typedef struct {
     char                       *file;       /* the path it was read from */
     char                       *listen;     /* the socket path, no "unix:" */
@@ -265,6 +315,7 @@ typedef struct {
     vw_conf_subscription_t     *subscriptions;
     vw_conf_vault_t             vault;
     vw_conf_metrics_t           metrics;    /* all NULL: no [metrics] */
+    vw_conf_alerting_t          alerting;   /* job NULL: no [alerting] */
 } vw_conf_t;
 
 

@@ -35,6 +35,9 @@ typedef enum {
     VW_METRICS_STREAM_OLDEST_ENTRY,     /* gauge {stream}, seconds */
     VW_METRICS_REDIS_CONNECTED,         /* gauge {} */
     VW_METRICS_SERIES_DROPPED,          /* counter {} */
+    VW_METRICS_JOBS,                    /* gauge {state}, sampled */
+    VW_METRICS_ALERTS,                  /* counter {rule, event} */
+    VW_METRICS_ALERT_FIRING,            /* gauge {rule} */
     VW_METRICS_FAMILIES
 } vw_metrics_family_e;
 
@@ -66,6 +69,28 @@ void vw_metrics_observe(vw_metrics_family_e f, double v, const char *l0,
  * the buffer, or NULL when out of memory.
  */
 char *vw_metrics_render(size_t *len);
+
+/*
+ * The read side, for the alert rules (alert.c): families are found by
+ * name, so a rule may name a family that another part of the worker adds
+ * later.  fn(data, names, values, n, value) is called once per series of
+ * the family, with its n label names and values (in the family's order)
+ * and its value: a counter's count, a gauge's value, a histogram's
+ * _count.  Returns VW_OK, or VW_DECLINED when no family has that name.
+ * fn must not update the registry.
+ */
+typedef void (*vw_metrics_each_pt)(void *data, const char *const *names,
+    const char *const *values, size_t n, double value);
+
+int vw_metrics_each(const char *family, vw_metrics_each_pt fn, void *data);
+
+/*
+ * The value of one series of the family named family, its label values
+ * l0 and l1 given as for vw_metrics_set().  Returns VW_OK with *v set,
+ * or VW_DECLINED when there is no such family or no such series (yet).
+ */
+int vw_metrics_value(const char *family, const char *l0, const char *l1,
+    double *v);
 
 /* Forgets every series: for the unit tests, and at exit (no leak). */
 void vw_metrics_reset(void);
