@@ -121,6 +121,7 @@ $(B)/unit/%: tests/unit/%.c $(COMMON_SRCS) $(wildcard common/*.h)
 $(B)/unit/test_vw_conf: $(UNIT_EXTRA_test_vw_conf) $(wildcard worker/src/*.h)
 $(B)/unit/test_target: $(UNIT_EXTRA_test_target) worker/src/vw_target.h
 $(B)/unit/test_vw_vault: $(UNIT_EXTRA_test_vw_vault) $(wildcard worker/src/*.h)
+$(B)/unit/test_vw_metrics: $(UNIT_EXTRA_test_vw_metrics) worker/src/vw_metrics.h
 
 unit: deps $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done

@@ -1063,6 +1063,9 @@ vw_engine_copy_conf(vw_run_t *run, const vw_conf_job_t *jc)
         return VW_ERROR;
     }
 
+    /* a connector labels the vendor's quotas with it; kept by the engine */
+    run->call.target = run->target->name;
+
     if (tc != NULL) {
         run->limits.max_concurrency = tc->max_concurrency;
         run->limits.breaker_failures = tc->breaker_failures;
@@ -2283,12 +2286,24 @@ static void
 vw_engine_count(vw_run_t *run, const char *outcome, long status,
     uint64_t ms)
 {
-    const char  *type;
+    const char  *type, *target;
 
     /* a type no longer configured is any string a peer sent: one label */
     type = run->unknown || run->type == NULL ? "(unknown)" : run->type;
+    target = run->target != NULL ? run->target->name : "(unknown)";
 
     vw_metrics_inc(VW_METRICS_ATTEMPTS, type, outcome);
+    vw_metrics_inc(VW_METRICS_TARGET_ATTEMPTS, target, outcome);
+    vw_metrics_inc(VW_METRICS_JOBS, type,
+                   strcmp(outcome, "success") == 0 ? "succeeded"
+                   : strcmp(outcome, "retry") == 0 ? "retrying" : "dead");
+
+    if (run->then != NULL && run->call.output != NULL
+        && strcmp(outcome, "success") == 0)
+    {
+        /* vw_engine_then() writes it in the transaction settling this */
+        vw_metrics_inc(VW_METRICS_JOBS, run->then, "accepted");
+    }
 
     if (strcmp(outcome, "retry") == 0) {
         vw_metrics_inc(VW_METRICS_RETRIES,

@@ -283,6 +283,7 @@ vw_metrics_http_ready(vw_metrics_http_t *mh, struct evhttp_request *req)
 static void
 vw_metrics_http_handler(struct evhttp_request *req, void *arg)
 {
+    int                        json;
     char                      *text;
     size_t                     len;
     const char                *path;
@@ -295,7 +296,7 @@ vw_metrics_http_handler(struct evhttp_request *req, void *arg)
     path = path ? path : "";
 
     if (strcmp(path, "/metrics") != 0 && strcmp(path, "/healthz") != 0
-        && strcmp(path, "/readyz") != 0)
+        && strcmp(path, "/readyz") != 0 && strcmp(path, "/metrics.json") != 0)
     {
         vw_metrics_http_json(req, 404, "Not Found",
                              json_pack("{ss}", "error", "not found"));
@@ -326,14 +327,17 @@ vw_metrics_http_handler(struct evhttp_request *req, void *arg)
 
     vw_metrics_http_collect(mh);
 
-    text = vw_metrics_render(&len);
+    json = strcmp(path, "/metrics.json") == 0;
+    text = json ? vw_metrics_render_json(&len) : vw_metrics_render(&len);
+
     if (text == NULL) {
         evhttp_send_error(req, 500, NULL);
         return;
     }
 
-    vw_metrics_http_send(req, 200, "OK", "text/plain; version=0.0.4; "
-                         "charset=utf-8", text, len);
+    vw_metrics_http_send(req, 200, "OK", json ? "application/json"
+                         : "text/plain; version=0.0.4; charset=utf-8",
+                         text, len);
     free(text);
 }
 
