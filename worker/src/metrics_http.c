@@ -6,7 +6,7 @@
  * stream's length, pending entries and ages) is sampled every
  * VW_METRICS_SAMPLE_MS by async commands on the hand-off's connection;
  * what the worker knows (the breakers, whether Redis is usable) is read
- * when /metrics is asked for.
+ * when /metrics is asked for.  /status and /admin/ are status_http.c's.
  */
 
 #include <errno.h>
@@ -28,6 +28,7 @@
 #include "vw_conf.h"
 #include "vw_core.h"
 #include "vw_metrics.h"
+#include "vw_status.h"
 #include "vw_target.h"
 
 
@@ -41,6 +42,7 @@ struct vw_metrics_http_s {
     struct event               *sample;
     vw_queue_t                 *queue;
     vw_engine_t                *engine;
+    vw_status_http_t           *status;    /* /status, /admin/ */
     char                       *path;      /* the Unix socket's, to unlink */
 };
 
@@ -82,7 +84,9 @@ vw_metrics_http_create(struct event_base *base, const vw_conf_t *conf,
     mh->engine = engine;
 
     mh->http = evhttp_new(base);
-    if (mh->http == NULL) {
+    mh->status = vw_status_http_create(base, queue, engine);
+
+    if (mh->http == NULL || mh->status == NULL) {
         goto failed;
     }
 
@@ -153,6 +157,9 @@ vw_metrics_http_free(vw_metrics_http_t *mh)
         event_free(mh->sample);
     }
 
+    /* its requests are answered while evhttp still holds them */
+    vw_status_http_free(mh->status);
+
     if (mh->http != NULL) {
         evhttp_free(mh->http);
     }
@@ -163,6 +170,7 @@ vw_metrics_http_free(vw_metrics_http_t *mh)
     }
 
     vw_metrics_reset();
+    vw_status_reset();
     free(mh);
 }
 
@@ -295,8 +303,14 @@ vw_metrics_http_handler(struct evhttp_request *req, void *arg)
     path = uri ? evhttp_uri_get_path(uri) : NULL;
     path = path ? path : "";
 
+    if (strncmp(path, "/admin/", 7) == 0) {
+        vw_status_http_admin(mh->status, req, path);
+        return;
+    }
+
     if (strcmp(path, "/metrics") != 0 && strcmp(path, "/healthz") != 0
-        && strcmp(path, "/readyz") != 0 && strcmp(path, "/metrics.json") != 0)
+        && strcmp(path, "/readyz") != 0 && strcmp(path, "/metrics.json") != 0
+        && strcmp(path, "/status") != 0)
     {
         vw_metrics_http_json(req, 404, "Not Found",
                              json_pack("{ss}", "error", "not found"));
@@ -322,6 +336,11 @@ vw_metrics_http_handler(struct evhttp_request *req, void *arg)
 
     if (strcmp(path, "/readyz") == 0) {
         vw_metrics_http_ready(mh, req);
+        return;
+    }
+
+    if (strcmp(path, "/status") == 0) {
+        vw_status_http_status(mh->status, req);
         return;
     }
 

@@ -131,10 +131,10 @@ struct event_base;
 typedef struct vw_metrics_http_s  vw_metrics_http_t;
 
 /*
- * metrics_http.c: serves /metrics, /metrics.json, /healthz and /readyz
- * on the [metrics] listen address of conf (a no-op returning a non-NULL
- * object when there is none), and samples the jobs stream through
- * queue's Redis connection.
+ * metrics_http.c: serves /metrics, /metrics.json, /healthz, /readyz,
+ * /status and /admin/ (status_http.c) on the [metrics] listen address of
+ * conf (a no-op returning a non-NULL object when there is none), and
+ * samples the jobs stream through queue's Redis connection.
  * engine may be NULL (no -c file).  Returns NULL (logged) when the address
  * cannot be bound.
  */
