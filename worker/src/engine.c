@@ -41,6 +41,7 @@
 #include "vw_http.h"
 #include "vw_metrics.h"
 #include "vw_services.h"
+#include "vw_status.h"
 #include "vw_target.h"
 
 
@@ -232,7 +233,7 @@ static void vw_engine_settle(vw_run_t *run, const char *outcome,
     long status, const char *error, const unsigned char *resp,
     size_t resp_len, uint64_t ms, uint64_t retry_after_ms);
 static void vw_engine_count(vw_run_t *run, const char *outcome, long status,
-    uint64_t ms);
+    uint64_t ms, const char *error);
 static void vw_engine_settled(redisAsyncContext *ac, void *reply,
     void *privdata);
 static void vw_engine_put_back(vw_run_t *run, uint64_t due,
@@ -1062,6 +1063,9 @@ vw_engine_copy_conf(vw_run_t *run, const vw_conf_job_t *jc)
     if (run->target == NULL) {
         return VW_ERROR;
     }
+
+    /* a connector labels the vendor's quotas with it; kept by the engine */
+    run->call.target = run->target->name;
 
     if (tc != NULL) {
         run->limits.max_concurrency = tc->max_concurrency;
@@ -2121,8 +2125,6 @@ vw_engine_settle(vw_run_t *run, const char *outcome, long status,
         }
     }
 
-    vw_engine_count(run, outcome, status, ms);
-
     /* the error may quote what the vendor said: masked like the body */
     masked_error = error ? strdup(error) : NULL;
     if (masked_error != NULL) {
@@ -2130,6 +2132,8 @@ vw_engine_settle(vw_run_t *run, const char *outcome, long status,
         vw_engine_mask_secrets(run, (unsigned char *) masked_error,
                                strlen(masked_error));
     }
+
+    vw_engine_count(run, outcome, status, ms, masked_error);
 
     memcpy(body, resp ? resp : (const unsigned char *) "", resp_len);
     vc_mask(body, resp_len);
@@ -2275,20 +2279,37 @@ vw_engine_settle(vw_run_t *run, const char *outcome, long status,
 
 /*
  * The metrics of a settled attempt, outcome final ("retry" only when
- * another attempt comes).  The latency is that of a call: an attempt
- * settled before one went out (no configuration, max_age while held back)
- * has none.
+ * another attempt comes), and its record for /status (status.c) with the
+ * masked error.  The latency is that of a call: an attempt settled before
+ * one went out (no configuration, max_age while held back) has none.
  */
 static void
 vw_engine_count(vw_run_t *run, const char *outcome, long status,
-    uint64_t ms)
+    uint64_t ms, const char *error)
 {
-    const char  *type;
+    const char  *type, *target;
 
     /* a type no longer configured is any string a peer sent: one label */
     type = run->unknown || run->type == NULL ? "(unknown)" : run->type;
+    target = run->target != NULL ? run->target->name : "(unknown)";
 
     vw_metrics_inc(VW_METRICS_ATTEMPTS, type, outcome);
+    vw_metrics_inc(VW_METRICS_TARGET_ATTEMPTS, target, outcome);
+    vw_metrics_inc(VW_METRICS_JOBS_TOTAL, type,
+                   strcmp(outcome, "success") == 0 ? "succeeded"
+                   : strcmp(outcome, "retry") == 0 ? "retrying" : "dead");
+
+    if (run->then != NULL && run->call.output != NULL
+        && strcmp(outcome, "success") == 0)
+    {
+        /* vw_engine_then() writes it in the transaction settling this */
+        vw_metrics_inc(VW_METRICS_JOBS_TOTAL, run->then, "accepted");
+    }
+
+    vw_status_attempt(run->id, type, target,
+                      run->connector ? run->connector->name
+                      : run->unknown ? NULL : "http",
+                      outcome, status, error, vw_engine_now());
 
     if (strcmp(outcome, "retry") == 0) {
         vw_metrics_inc(VW_METRICS_RETRIES,
