@@ -63,6 +63,10 @@
 #define VW_ENGINE_CLAIM_CHUNK   100
 #define VW_ENGINE_IDLE_CONSUMER 10     /* x visibility_timeout: forgotten */
 
+/* a run's correlation id for its log lines: "" when the job has none */
+#define VW_ENGINE_CID(run)                                                    \
+    ((run)->correlation_id != NULL ? (run)->correlation_id : "")
+
 
 typedef enum {
     VW_RUN_TAKING = 0,       /* the take transaction is out */
@@ -1531,8 +1535,8 @@ vw_engine_start(vw_run_t *run)
 
     if (run->connector != NULL) {
         vw_log("debug", "attempt started", "job", run->id, "correlation_id",
-               run->correlation_id ? run->correlation_id : "", "type",
-               run->type, "connector", run->connector->name, NULL);
+               VW_ENGINE_CID(run), "type", run->type, "connector",
+               run->connector->name, NULL);
 
         run->call.attempt = run->n;
         run->call.timeout_ms = run->timeout_ms;
@@ -1560,8 +1564,7 @@ vw_engine_start(vw_run_t *run)
     run->req.data = run;
 
     vw_log("debug", "attempt started", "job", run->id, "correlation_id",
-           run->correlation_id ? run->correlation_id : "", "type", run->type,
-           NULL);
+           VW_ENGINE_CID(run), "type", run->type, NULL);
 
     if (vw_http_request(e->http, &run->req) != VW_OK) {
         vw_target_release(run->target, &run->limits, vw_engine_now(),
@@ -2042,8 +2045,8 @@ vw_engine_then(vw_run_t *run, redisAsyncContext *ac, uint64_t now)
     (void) redisAsyncCommand(ac, NULL, NULL, "HSET %s then_job %s",
                              run->key, id);
 
-    vw_log("info", "follow-on job", "job", run->id, "then", run->then,
-           "then_job", id, NULL);
+    vw_log("info", "follow-on job", "job", run->id, "correlation_id",
+           VW_ENGINE_CID(run), "then", run->then, "then_job", id, NULL);
 
     free(headers);
 }
@@ -2164,7 +2167,7 @@ vw_engine_settle(vw_run_t *run, const char *outcome, long status,
 
     vw_log(strcmp(outcome, "success") == 0 ? "info" : "warn", "attempt",
            "job", run->id,
-           "correlation_id", run->correlation_id ? run->correlation_id : "",
+           "correlation_id", VW_ENGINE_CID(run),
            "type", run->type ? run->type : "",
            "attempt", nstr,
            "outcome", outcome,
@@ -2179,7 +2182,8 @@ vw_engine_settle(vw_run_t *run, const char *outcome, long status,
 
     if (ac == NULL || att == NULL) {
         /* still pending: the visibility timeout runs it again */
-        vw_log("error", "cannot record an outcome", "job", run->id, NULL);
+        vw_log("error", "cannot record an outcome", "job", run->id,
+               "correlation_id", VW_ENGINE_CID(run), NULL);
         free(att);
         free(masked_error);
         vw_engine_run_free(run);
@@ -2341,6 +2345,7 @@ vw_engine_settled(redisAsyncContext *ac, void *reply, void *privdata)
 
     if (r == NULL || r->type != REDIS_REPLY_ARRAY) {
         vw_log("error", "cannot record an outcome", "job", run->id,
+               "correlation_id", VW_ENGINE_CID(run),
                "reason", r && r->type == REDIS_REPLY_ERROR ? r->str : "lost",
                NULL);
 
@@ -2454,7 +2459,8 @@ vw_engine_put_back(vw_run_t *run, uint64_t due, const char *why)
     }
 
     if (why != NULL) {
-        vw_log("info", "job put back", "job", run->id, "reason", why, NULL);
+        vw_log("info", "job put back", "job", run->id, "correlation_id",
+               VW_ENGINE_CID(run), "reason", why, NULL);
     }
 
     run->state = VW_RUN_SETTLING;
