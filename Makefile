@@ -33,6 +33,7 @@ UNIT_EXTRA_test_vw_vault := worker/src/vault.c worker/src/log.c
 UNIT_LIBS_test_vw_vault  := -lhiredis
 UNIT_EXTRA_test_vw_metrics := worker/src/metrics.c
 UNIT_EXTRA_test_vw_alert := worker/src/alert_eval.c
+UNIT_EXTRA_test_vw_status := worker/src/status.c worker/src/metrics.c
 
 .PHONY: all deps module asan worker ctl map unit integration integration-asan \
         test test-fast run fuzz fuzz-replay bench bench-jobs microbench \
@@ -123,6 +124,8 @@ $(B)/unit/test_vw_conf: $(UNIT_EXTRA_test_vw_conf) $(wildcard worker/src/*.h)
 $(B)/unit/test_target: $(UNIT_EXTRA_test_target) worker/src/vw_target.h
 $(B)/unit/test_vw_vault: $(UNIT_EXTRA_test_vw_vault) $(wildcard worker/src/*.h)
 $(B)/unit/test_vw_alert: $(UNIT_EXTRA_test_vw_alert) worker/src/vw_alert.h
+$(B)/unit/test_vw_metrics: $(UNIT_EXTRA_test_vw_metrics) worker/src/vw_metrics.h
+$(B)/unit/test_vw_status: $(UNIT_EXTRA_test_vw_status) $(wildcard worker/src/*.h)
 
 unit: deps $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done

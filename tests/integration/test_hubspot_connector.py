@@ -484,7 +484,8 @@ def test_burst_limit_paces_without_429(worker, hs, rc):
     connection for the interval, so no call meets a 429."""
     hs.limits.configure("private", burst=5, interval_ms=1000)
     w = worker(concurrency=1)
-    jids = [dispatch(w, "hs.create", {"email": "r%d@example.com" % i})
+    jids = [dispatch(w, "hs.create", {"email": "r%d@example.com" % i},
+                     cid="burst-%d" % i)
             for i in range(12)]
     t0 = time.time()
     for jid in jids:
@@ -506,6 +507,9 @@ def test_burst_limit_paces_without_429(worker, hs, rc):
     held = [o for o in w.log_lines() if o.get("msg") == "job put back"]
     assert held and all(o["reason"].startswith(
         "HubSpot rate limit (TEN_SECONDLY_ROLLING): paused ") for o in held)
+    # each line names its job and that job's correlation id
+    cids = dict(zip(jids, ("burst-%d" % i for i in range(12))))
+    assert all(o["correlation_id"] == cids[o["job"]] for o in held)
 
 
 def test_429_pauses_the_connection(worker, hs, rc):

@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -223,6 +224,48 @@ collect(void *data, const char *const *names, const char *const *values,
 
 
 static void
+test_json_mirror(void **state)
+{
+    char    *t;
+    size_t   len;
+
+    vw_metrics_inc(VW_METRICS_ATTEMPTS, "a\"b\\c\nd", "success");
+    vw_metrics_set(VW_METRICS_STREAM_LENGTH, 1.0 / 3, "{vq}:jobs", NULL);
+    vw_metrics_observe(VW_METRICS_ATTEMPT_SECONDS, 0.2, "crm", NULL);
+    vw_metrics_observe(VW_METRICS_ATTEMPT_SECONDS, 100, "crm", NULL);
+
+    t = vw_metrics_render_json(&len);
+    assert_non_null(t);
+    assert_int_equal(strlen(t), len);
+
+    /* written out from the shape in the brief, not from metrics.c */
+    assert_non_null(strstr(t,
+        "{\"metrics\":[{\"name\":\"vantage_worker_dispatch_accepted_total\","
+        "\"type\":\"counter\",\"help\":\"Jobs DISPATCH made durable, by "
+        "job type.\",\"samples\":[]},"));
+    assert_non_null(strstr(t,
+        "{\"name\":\"vantage_worker_attempts_total\",\"type\":\"counter\","
+        "\"help\":\"Attempts settled, by job type and outcome (success, "
+        "retry, dead).\",\"samples\":[{\"labels\":{\"type\":"
+        "\"a\\\"b\\\\c\\u000ad\",\"outcome\":\"success\"},\"value\":1}]}"));
+    assert_non_null(strstr(t,
+        "\"samples\":[{\"labels\":{\"target\":\"crm\"},\"count\":2,"
+        "\"sum\":100.2,\"buckets\":[[0.005,0],[0.01,0],[0.025,0],"
+        "[0.05,0],[0.1,0],[0.25,1],[0.5,1],[1,1],[2.5,1],[5,1],[10,1],"
+        "[30,1],[60,1],[\"+Inf\",2]]}]}"));
+    assert_non_null(strstr(t,
+        "\"samples\":[{\"labels\":{\"stream\":\"{vq}:jobs\"},"
+        "\"value\":0.33333333333333331}]}"));
+    /* a family without labels has its one series, as in the text */
+    assert_non_null(strstr(t,
+        "\"samples\":[{\"labels\":{},\"value\":0}]}"));
+    assert_string_equal(t + len - 3, "}]}");
+
+    free(t);
+}
+
+
+static void
 test_read_side(void **state)
 {
     char    out[512];
@@ -269,6 +312,71 @@ test_read_side(void **state)
 }
 
 
+static void
+test_read_and_quantile(void **state)
+{
+    vw_metrics_sample_t  s;
+
+    assert_int_equal(vw_metrics_read(VW_METRICS_ATTEMPT_SECONDS, "crm", NULL,
+                                     &s), VW_METRICS_NONE);
+    assert_true(isnan(vw_metrics_quantile(&s, 0.5)));
+
+    vw_metrics_observe(VW_METRICS_ATTEMPT_SECONDS, 0.003, "crm", NULL);
+    vw_metrics_observe(VW_METRICS_ATTEMPT_SECONDS, 0.04, "crm", NULL);
+    vw_metrics_observe(VW_METRICS_ATTEMPT_SECONDS, 0.04, "crm", NULL);
+    vw_metrics_observe(VW_METRICS_ATTEMPT_SECONDS, 90, "crm", NULL);
+
+    assert_int_equal(vw_metrics_read(VW_METRICS_ATTEMPT_SECONDS, "crm", NULL,
+                                     &s), VW_METRICS_FOUND);
+    assert_int_equal(s.count, 4);
+    assert_int_equal(s.buckets[0], 1);
+    assert_int_equal(s.buckets[2], 1);
+    assert_int_equal(s.buckets[3], 3);
+    assert_int_equal(s.buckets[VW_METRICS_BOUNDS - 1], 3);
+
+    /* rank 0.4 in (0, 0.005]; rank 2 in (0.025, 0.05], 1 of its 2 */
+    assert_true(fabs(vw_metrics_quantile(&s, 0.1) - 0.002) < 1e-15);
+    assert_true(fabs(vw_metrics_quantile(&s, 0.5) - 0.0375) < 1e-15);
+    /* rank 3.96 is past the last finite bucket: its bound */
+    assert_true(vw_metrics_quantile(&s, 0.99) == 60);
+
+    vw_metrics_inc(VW_METRICS_TARGET_ATTEMPTS, "crm", "retry");
+    assert_int_equal(vw_metrics_read(VW_METRICS_TARGET_ATTEMPTS, "crm",
+                                     "retry", &s), VW_METRICS_FOUND);
+    assert_int_equal(s.count, 1);
+    assert_int_equal(vw_metrics_read(VW_METRICS_TARGET_ATTEMPTS, "crm",
+                                     "dead", &s), VW_METRICS_NONE);
+}
+
+
+static void
+test_quota(void **state)
+{
+    char  *t;
+
+    vw_metrics_quota("sf", "daily", 18, 5000);
+    vw_metrics_quota("hs", "burst", 120, 100);
+    vw_metrics_quota("hs", "secondly", 3, 0);
+
+    t = render();
+
+    assert_non_null(strstr(t,
+        "vantage_worker_vendor_quota_used{target=\"sf\",window=\"daily\"} "
+        "18\n"));
+    assert_non_null(strstr(t,
+        "vantage_worker_vendor_quota_limit{target=\"sf\",window=\"daily\"} "
+        "5000\n"));
+    assert_non_null(strstr(t,
+        "# TYPE vantage_worker_vendor_quota_ratio gauge\n"
+        "vantage_worker_vendor_quota_ratio{target=\"sf\",window=\"daily\"} "
+        "0.0036\n"
+        "vantage_worker_vendor_quota_ratio{target=\"hs\",window=\"burst\"} "
+        "1\n# HELP "));
+
+    free(t);
+}
+
+
 int
 main(void)
 {
@@ -279,6 +387,9 @@ main(void)
         cmocka_unit_test_teardown(test_histogram_cumulative, teardown),
         cmocka_unit_test_teardown(test_series_bound, teardown),
         cmocka_unit_test_teardown(test_read_side, teardown),
+        cmocka_unit_test_teardown(test_json_mirror, teardown),
+        cmocka_unit_test_teardown(test_read_and_quantile, teardown),
+        cmocka_unit_test_teardown(test_quota, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

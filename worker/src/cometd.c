@@ -44,6 +44,7 @@
 #include "vw_cometd.h"
 #include "vw_engine.h"
 #include "vw_http.h"
+#include "vw_metrics.h"
 #include "vw_oauth.h"
 
 
@@ -1500,6 +1501,10 @@ vw_cd_pushed(void *data, int rc, const char *job_id, const char *state)
     snprintf(rid, sizeof(rid), "%lld", sub->batch[i].replay);
 
     /* VW_OK: written, or the job the key already names */
+    if (rc == VW_OK && state == NULL) {
+        vw_metrics_inc(VW_METRICS_JOBS_TOTAL, sub->job, "accepted");
+    }
+
     if (rc == VW_OK || rc == VW_DECLINED) {
         if (rc == VW_DECLINED) {
             vw_log("warn", "subscription: an event's idempotency key names "

@@ -41,6 +41,7 @@
 #include "vw_http.h"
 #include "vw_metrics.h"
 #include "vw_services.h"
+#include "vw_status.h"
 #include "vw_target.h"
 
 
@@ -61,6 +62,10 @@
 #define VW_ENGINE_DEFER_MS      1000   /* a busy target: look again then */
 #define VW_ENGINE_CLAIM_CHUNK   100
 #define VW_ENGINE_IDLE_CONSUMER 10     /* x visibility_timeout: forgotten */
+
+/* a run's correlation id for its log lines: "" when the job has none */
+#define VW_ENGINE_CID(run)                                                    \
+    ((run)->correlation_id != NULL ? (run)->correlation_id : "")
 
 
 typedef enum {
@@ -232,7 +237,7 @@ static void vw_engine_settle(vw_run_t *run, const char *outcome,
     long status, const char *error, const unsigned char *resp,
     size_t resp_len, uint64_t ms, uint64_t retry_after_ms);
 static void vw_engine_count(vw_run_t *run, const char *outcome, long status,
-    uint64_t ms);
+    uint64_t ms, const char *error);
 static void vw_engine_settled(redisAsyncContext *ac, void *reply,
     void *privdata);
 static void vw_engine_put_back(vw_run_t *run, uint64_t due,
@@ -1063,6 +1068,9 @@ vw_engine_copy_conf(vw_run_t *run, const vw_conf_job_t *jc)
         return VW_ERROR;
     }
 
+    /* a connector labels the vendor's quotas with it; kept by the engine */
+    run->call.target = run->target->name;
+
     if (tc != NULL) {
         run->limits.max_concurrency = tc->max_concurrency;
         run->limits.breaker_failures = tc->breaker_failures;
@@ -1527,8 +1535,8 @@ vw_engine_start(vw_run_t *run)
 
     if (run->connector != NULL) {
         vw_log("debug", "attempt started", "job", run->id, "correlation_id",
-               run->correlation_id ? run->correlation_id : "", "type",
-               run->type, "connector", run->connector->name, NULL);
+               VW_ENGINE_CID(run), "type", run->type, "connector",
+               run->connector->name, NULL);
 
         run->call.attempt = run->n;
         run->call.timeout_ms = run->timeout_ms;
@@ -1556,8 +1564,7 @@ vw_engine_start(vw_run_t *run)
     run->req.data = run;
 
     vw_log("debug", "attempt started", "job", run->id, "correlation_id",
-           run->correlation_id ? run->correlation_id : "", "type", run->type,
-           NULL);
+           VW_ENGINE_CID(run), "type", run->type, NULL);
 
     if (vw_http_request(e->http, &run->req) != VW_OK) {
         vw_target_release(run->target, &run->limits, vw_engine_now(),
@@ -2038,8 +2045,8 @@ vw_engine_then(vw_run_t *run, redisAsyncContext *ac, uint64_t now)
     (void) redisAsyncCommand(ac, NULL, NULL, "HSET %s then_job %s",
                              run->key, id);
 
-    vw_log("info", "follow-on job", "job", run->id, "then", run->then,
-           "then_job", id, NULL);
+    vw_log("info", "follow-on job", "job", run->id, "correlation_id",
+           VW_ENGINE_CID(run), "then", run->then, "then_job", id, NULL);
 
     free(headers);
 }
@@ -2121,8 +2128,6 @@ vw_engine_settle(vw_run_t *run, const char *outcome, long status,
         }
     }
 
-    vw_engine_count(run, outcome, status, ms);
-
     /* the error may quote what the vendor said: masked like the body */
     masked_error = error ? strdup(error) : NULL;
     if (masked_error != NULL) {
@@ -2130,6 +2135,8 @@ vw_engine_settle(vw_run_t *run, const char *outcome, long status,
         vw_engine_mask_secrets(run, (unsigned char *) masked_error,
                                strlen(masked_error));
     }
+
+    vw_engine_count(run, outcome, status, ms, masked_error);
 
     memcpy(body, resp ? resp : (const unsigned char *) "", resp_len);
     vc_mask(body, resp_len);
@@ -2160,7 +2167,7 @@ vw_engine_settle(vw_run_t *run, const char *outcome, long status,
 
     vw_log(strcmp(outcome, "success") == 0 ? "info" : "warn", "attempt",
            "job", run->id,
-           "correlation_id", run->correlation_id ? run->correlation_id : "",
+           "correlation_id", VW_ENGINE_CID(run),
            "type", run->type ? run->type : "",
            "attempt", nstr,
            "outcome", outcome,
@@ -2175,7 +2182,8 @@ vw_engine_settle(vw_run_t *run, const char *outcome, long status,
 
     if (ac == NULL || att == NULL) {
         /* still pending: the visibility timeout runs it again */
-        vw_log("error", "cannot record an outcome", "job", run->id, NULL);
+        vw_log("error", "cannot record an outcome", "job", run->id,
+               "correlation_id", VW_ENGINE_CID(run), NULL);
         free(att);
         free(masked_error);
         vw_engine_run_free(run);
@@ -2275,20 +2283,37 @@ vw_engine_settle(vw_run_t *run, const char *outcome, long status,
 
 /*
  * The metrics of a settled attempt, outcome final ("retry" only when
- * another attempt comes).  The latency is that of a call: an attempt
- * settled before one went out (no configuration, max_age while held back)
- * has none.
+ * another attempt comes), and its record for /status (status.c) with the
+ * masked error.  The latency is that of a call: an attempt settled before
+ * one went out (no configuration, max_age while held back) has none.
  */
 static void
 vw_engine_count(vw_run_t *run, const char *outcome, long status,
-    uint64_t ms)
+    uint64_t ms, const char *error)
 {
-    const char  *type;
+    const char  *type, *target;
 
     /* a type no longer configured is any string a peer sent: one label */
     type = run->unknown || run->type == NULL ? "(unknown)" : run->type;
+    target = run->target != NULL ? run->target->name : "(unknown)";
 
     vw_metrics_inc(VW_METRICS_ATTEMPTS, type, outcome);
+    vw_metrics_inc(VW_METRICS_TARGET_ATTEMPTS, target, outcome);
+    vw_metrics_inc(VW_METRICS_JOBS_TOTAL, type,
+                   strcmp(outcome, "success") == 0 ? "succeeded"
+                   : strcmp(outcome, "retry") == 0 ? "retrying" : "dead");
+
+    if (run->then != NULL && run->call.output != NULL
+        && strcmp(outcome, "success") == 0)
+    {
+        /* vw_engine_then() writes it in the transaction settling this */
+        vw_metrics_inc(VW_METRICS_JOBS_TOTAL, run->then, "accepted");
+    }
+
+    vw_status_attempt(run->id, type, target,
+                      run->connector ? run->connector->name
+                      : run->unknown ? NULL : "http",
+                      outcome, status, error, vw_engine_now());
 
     if (strcmp(outcome, "retry") == 0) {
         vw_metrics_inc(VW_METRICS_RETRIES,
@@ -2320,6 +2345,7 @@ vw_engine_settled(redisAsyncContext *ac, void *reply, void *privdata)
 
     if (r == NULL || r->type != REDIS_REPLY_ARRAY) {
         vw_log("error", "cannot record an outcome", "job", run->id,
+               "correlation_id", VW_ENGINE_CID(run),
                "reason", r && r->type == REDIS_REPLY_ERROR ? r->str : "lost",
                NULL);
 
@@ -2433,7 +2459,8 @@ vw_engine_put_back(vw_run_t *run, uint64_t due, const char *why)
     }
 
     if (why != NULL) {
-        vw_log("info", "job put back", "job", run->id, "reason", why, NULL);
+        vw_log("info", "job put back", "job", run->id, "correlation_id",
+               VW_ENGINE_CID(run), "reason", why, NULL);
     }
 
     run->state = VW_RUN_SETTLING;

@@ -44,12 +44,14 @@
 #include "vw_core.h"
 #include "vw_fetch.h"
 #include "vw_http.h"
+#include "vw_metrics.h"
 
 
 #define VW_FETCH_KEYS_MAX     (1024 * 1024)   /* a key set, a discovery doc */
 #define VW_FETCH_INTRO_MAX    (64 * 1024)     /* an introspection answer */
 #define VW_FETCH_TOKEN_MAX    16384
 #define VW_FETCH_BACKOFF_MIN  1000            /* ms */
+#define VW_FETCH_LABEL        512
 
 #define VW_FETCH_WELL_KNOWN   "/.well-known/openid-configuration"
 
@@ -92,6 +94,11 @@ struct vw_fetch_idp_s {
     uint64_t                    backoff_ms;
     uint32_t                    err_status;  /* the last failure's */
     char                        err[VW_ERRSTR_LEN];
+    unsigned                    failures;    /* refreshes failed in a row */
+    char                        label[VW_FETCH_LABEL];  /* the metrics'
+                                               source: scheme, host and
+                                               path of discovery or
+                                               jwks_url */
     unsigned                    failed:1;
     unsigned                    running:1;
 
@@ -167,6 +174,8 @@ static int vw_fetch_outcome(vw_http_req_t *req, uint32_t *status,
     char *err, size_t errlen);
 static void vw_fetch_log(const char *idp, const char *kind, const char *url,
     vw_http_req_t *req, const char *outcome, const char *err);
+static void vw_fetch_where(const char *url, unsigned path, char *out,
+    size_t size);
 static void vw_fetch_error(vw_fetch_done_pt handler, void *data,
     uint32_t status, const char *err);
 static void vw_fetch_wipe(char *s, size_t len);
@@ -487,6 +496,9 @@ vw_fetch_refresh(vw_fetch_idp_t *st, const vw_conf_idp_t *idp)
     st->running = 1;
     evtimer_del(st->timer);
 
+    vw_fetch_where(idp->discovery ? idp->discovery : idp->jwks_url, 1,
+                   st->label, sizeof(st->label));
+
     if (idp->ca_file != NULL) {
         st->ca_file = strdup(idp->ca_file);
         if (st->ca_file == NULL) {
@@ -713,6 +725,8 @@ vw_fetch_got(vw_http_req_t *req)
 
     st->fetched_ms = vw_http_monotonic_ms();
     st->ttl_ms = ttl;
+    st->failures = 0;
+    vw_metrics_set(VW_METRICS_JWKS_FAILURES, 0, st->label, NULL);
     st->failed = 0;
     st->backoff_ms = 0;
     st->retry_ms = 0;
@@ -754,6 +768,13 @@ vw_fetch_failed(vw_fetch_idp_t *st, uint32_t status, const char *err)
     st->failed = 1;
     st->running = 0;
     st->retry_ms = vw_http_monotonic_ms() + st->backoff_ms;
+
+    if (st->label[0] != '\0') {
+        st->failures++;
+        vw_metrics_set(VW_METRICS_JWKS_FAILURES, st->failures, st->label,
+                       NULL);
+    }
+
     st->err_status = status;
     snprintf(st->err, sizeof(st->err), "%s", err);
 
@@ -918,40 +939,75 @@ vw_fetch_outcome(vw_http_req_t *req, uint32_t *status, char *err,
 
 
 /*
+ * Where a URL points, never its query or its user: "host:port" (or
+ * "host"), or with path "scheme://host[:port]/path"; "?" when it does not
+ * parse.
+ */
+static void
+vw_fetch_where(const char *url, unsigned path, char *out, size_t size)
+{
+    char  *h, *port, *scheme, *p;
+    CURLU *u;
+
+    snprintf(out, size, "?");
+
+    u = curl_url();
+
+    if (u == NULL || curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK
+        || curl_url_get(u, CURLUPART_HOST, &h, 0) != CURLUE_OK)
+    {
+        curl_url_cleanup(u);
+        return;
+    }
+
+    port = NULL;
+    scheme = NULL;
+    p = NULL;
+
+    (void) curl_url_get(u, CURLUPART_PORT, &port, 0);
+
+    if (path) {
+        (void) curl_url_get(u, CURLUPART_SCHEME, &scheme, 0);
+        (void) curl_url_get(u, CURLUPART_PATH, &p, 0);
+
+        snprintf(out, size, "%.16s://%.200s%s%.8s%.280s",
+                 scheme ? scheme : "", h, port ? ":" : "",
+                 port ? port : "", p ? p : "");
+
+    } else if (port != NULL) {
+        snprintf(out, size, "%.200s:%.8s", h, port);
+
+    } else {
+        snprintf(out, size, "%.200s", h);
+    }
+
+    curl_free(h);
+    curl_free(port);
+    curl_free(scheme);
+    curl_free(p);
+    curl_url_cleanup(u);
+}
+
+
+/*
  * {"msg":"idp fetch","idp","kind","host","status","ms","outcome"[,"error"]}:
  * the URL's host and port only (a path or query may carry more than a log
- * should), and curl's reason for a failure without a response.
+ * should), and curl's reason for a failure without a response.  Counted
+ * in vantage_worker_fetch_total by kind and outcome.
  */
 static void
 vw_fetch_log(const char *idp, const char *kind, const char *url,
     vw_http_req_t *req, const char *outcome, const char *err)
 {
-    char   status[16], ms[24], host[300], *h, *port;
-    CURLU *u;
+    char  status[16], ms[24], host[300];
+
+    vw_metrics_inc(VW_METRICS_FETCHES,
+                   strcmp(kind, "introspect") == 0 ? "introspection" : kind,
+                   outcome);
 
     snprintf(status, sizeof(status), "%ld", req->status);
     snprintf(ms, sizeof(ms), "%llu", (unsigned long long) req->ms);
-    snprintf(host, sizeof(host), "?");
-
-    u = curl_url();
-
-    if (u != NULL && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK) {
-        h = NULL;
-        port = NULL;
-
-        if (curl_url_get(u, CURLUPART_HOST, &h, 0) == CURLUE_OK) {
-            if (curl_url_get(u, CURLUPART_PORT, &port, 0) == CURLUE_OK) {
-                snprintf(host, sizeof(host), "%.200s:%.8s", h, port);
-            } else {
-                snprintf(host, sizeof(host), "%.200s", h);
-            }
-        }
-
-        curl_free(h);
-        curl_free(port);
-    }
-
-    curl_url_cleanup(u);
+    vw_fetch_where(url, 0, host, sizeof(host));
 
     vw_log(strcmp(outcome, "ok") == 0 ? "info" : "warn", "idp fetch",
            "idp", idp, "kind", kind, "host", host, "status", status,

@@ -32,6 +32,10 @@ static const double  vw_metrics_seconds[] = {
 #define VW_METRICS_NBOUNDS \
     (sizeof(vw_metrics_seconds) / sizeof(vw_metrics_seconds[0]))
 
+/* vw_metrics_sample_t's buckets are as many */
+typedef char vw_metrics_bounds_check[VW_METRICS_NBOUNDS == VW_METRICS_BOUNDS
+                                     ? 1 : -1];
+
 
 typedef struct vw_metrics_series_s  vw_metrics_series_t;
 
@@ -107,7 +111,39 @@ static vw_metrics_family_t  vw_metrics[VW_METRICS_FAMILIES] = {
       VW_METRICS_COUNTER, { "rule", "event" }, NULL, NULL, 0 },
     { "vantage_worker_alert_firing",
       "Label sets of the rule firing on this worker.",
-      VW_METRICS_GAUGE, { "rule", NULL }, NULL, NULL, 0 }
+      VW_METRICS_GAUGE, { "rule", NULL }, NULL, NULL, 0 },
+    { "vantage_worker_target_attempts_total",
+      "Attempts settled, by target and outcome (success, retry, dead).",
+      VW_METRICS_COUNTER, { "target", "outcome" }, NULL, NULL, 0 },
+    { "vantage_worker_jobs_total",
+      "Job state transitions this worker made, by job type and state "
+      "(accepted, succeeded, retrying, dead, replayed).",
+      VW_METRICS_COUNTER, { "type", "state" }, NULL, NULL, 0 },
+    { "vantage_worker_vendor_quota_used",
+      "Vendor API calls used in the window, as the vendor's last answer "
+      "said.",
+      VW_METRICS_GAUGE, { "target", "window" }, NULL, NULL, 0 },
+    { "vantage_worker_vendor_quota_limit",
+      "Vendor API calls allowed in the window, as the vendor's last "
+      "answer said.",
+      VW_METRICS_GAUGE, { "target", "window" }, NULL, NULL, 0 },
+    { "vantage_worker_vendor_quota_ratio",
+      "Share of the vendor's allowance used in the window, 0 to 1.",
+      VW_METRICS_GAUGE, { "target", "window" }, NULL, NULL, 0 },
+    { "vantage_worker_oauth_refreshes_total",
+      "Requests to a connection's token endpoint, by outcome.",
+      VW_METRICS_COUNTER, { "connection", "outcome" }, NULL, NULL, 0 },
+    { "vantage_worker_scheduled_runs_total",
+      "Runs of scheduled syncs, by schedule and outcome.",
+      VW_METRICS_COUNTER, { "schedule", "outcome" }, NULL, NULL, 0 },
+    { "vantage_worker_fetch_total",
+      "Requests to identity providers made for nginx's FETCH, by kind "
+      "and outcome.",
+      VW_METRICS_COUNTER, { "kind", "outcome" }, NULL, NULL, 0 },
+    { "vantage_worker_jwks_consecutive_failures",
+      "Refreshes of a key set that failed in a row since its last "
+      "success.",
+      VW_METRICS_GAUGE, { "source", NULL }, NULL, NULL, 0 }
 };
 
 
@@ -377,8 +413,15 @@ vw_metrics_family(FILE *out, const vw_metrics_family_t *fam)
 }
 
 
-char *
-vw_metrics_render(size_t *len)
+static void vw_metrics_json_family(FILE *out,
+    const vw_metrics_family_t *fam);
+
+
+/* every family by write, between head and tail, sep between two */
+static char *
+vw_metrics_print(size_t *len,
+    void (*write)(FILE *out, const vw_metrics_family_t *fam),
+    const char *head, const char *sep, const char *tail)
 {
     char      *buf;
     FILE      *out;
@@ -392,9 +435,14 @@ vw_metrics_render(size_t *len)
         return NULL;
     }
 
+    fputs(head, out);
+
     for (f = 0; f < VW_METRICS_FAMILIES; f++) {
-        vw_metrics_family(out, &vw_metrics[f]);
+        fputs(f ? sep : "", out);
+        write(out, &vw_metrics[f]);
     }
+
+    fputs(tail, out);
 
     if (ferror(out)) {
         fclose(out);
@@ -413,7 +461,8 @@ vw_metrics_render(size_t *len)
 
 /* a series' value as the read side gives it */
 static double
-vw_metrics_read(const vw_metrics_family_t *fam, const vw_metrics_series_t *s)
+vw_metrics_number(const vw_metrics_family_t *fam,
+    const vw_metrics_series_t *s)
 {
     return fam->type == VW_METRICS_GAUGE ? s->value : (double) s->count;
 }
@@ -459,10 +508,139 @@ vw_metrics_each(const char *family, vw_metrics_each_pt fn, void *data)
             }
         }
 
-        fn(data, names, values, n, vw_metrics_read(fam, s));
+        fn(data, names, values, n, vw_metrics_number(fam, s));
     }
 
     return VW_OK;
+}
+
+
+char *
+vw_metrics_render(size_t *len)
+{
+    return vw_metrics_print(len, vw_metrics_family, "", "", "");
+}
+
+
+char *
+vw_metrics_render_json(size_t *len)
+{
+    return vw_metrics_print(len, vw_metrics_json_family, "{\"metrics\":[",
+                            ",", "]}");
+}
+
+
+/* a JSON string: quote, backslash and control characters escaped */
+static void
+vw_metrics_json_string(FILE *out, const char *s)
+{
+    fputc('"', out);
+
+    for ( /* void */ ; *s; s++) {
+        if (*s == '"' || *s == '\\') {
+            fputc('\\', out);
+            fputc(*s, out);
+
+        } else if ((unsigned char) *s < 0x20) {
+            fprintf(out, "\\u%04x", (unsigned) (unsigned char) *s);
+
+        } else {
+            fputc(*s, out);
+        }
+    }
+
+    fputc('"', out);
+}
+
+
+/* a number as the text has it; JSON has no NaN or Inf: null */
+static void
+vw_metrics_json_number(FILE *out, double v)
+{
+    if (isnan(v) || isinf(v)) {
+        fputs("null", out);
+        return;
+    }
+
+    vw_metrics_float(out, v);
+}
+
+
+static void
+vw_metrics_json_family(FILE *out, const vw_metrics_family_t *fam)
+{
+    char                  le[32];
+    size_t                i;
+    unsigned              l, n;
+    uint64_t              cum;
+    vw_metrics_series_t  *s, zero;
+    static const char    *types[] = { "counter", "gauge", "histogram" };
+
+    fputs("{\"name\":", out);
+    vw_metrics_json_string(out, fam->name);
+    fprintf(out, ",\"type\":\"%s\",\"help\":", types[fam->type]);
+    vw_metrics_json_string(out, fam->help);
+    fputs(",\"samples\":[", out);
+
+    s = fam->series;
+
+    /* as in the text: a family without labels has its one series */
+    if (s == NULL && fam->label[0] == NULL) {
+        memset(&zero, 0, sizeof(vw_metrics_series_t));
+        s = &zero;
+    }
+
+    for (n = 0; s != NULL; s = s->next, n++) {
+        fputs(n ? ",{\"labels\":{" : "{\"labels\":{", out);
+
+        for (i = 0, l = 0; i < VW_METRICS_MAX_LABELS; i++) {
+            if (fam->label[i] == NULL) {
+                continue;
+            }
+
+            if (l++) {
+                fputc(',', out);
+            }
+
+            vw_metrics_json_string(out, fam->label[i]);
+            fputc(':', out);
+            vw_metrics_json_string(out, s->labels[i]);
+        }
+
+        fputc('}', out);
+
+        switch (fam->type) {
+
+        case VW_METRICS_COUNTER:
+            fprintf(out, ",\"value\":%llu}", (unsigned long long) s->count);
+            break;
+
+        case VW_METRICS_GAUGE:
+            fputs(",\"value\":", out);
+            vw_metrics_json_number(out, s->value);
+            fputc('}', out);
+            break;
+
+        case VW_METRICS_HISTOGRAM:
+            fprintf(out, ",\"count\":%llu,\"sum\":",
+                    (unsigned long long) s->count);
+            vw_metrics_json_number(out, s->value);
+            fputs(",\"buckets\":[", out);
+
+            cum = 0;
+
+            for (i = 0; i < VW_METRICS_NBOUNDS; i++) {
+                cum += s->buckets[i];
+                snprintf(le, sizeof(le), "%g", vw_metrics_seconds[i]);
+                fprintf(out, "[%s,%llu],", le, (unsigned long long) cum);
+            }
+
+            fprintf(out, "[\"+Inf\",%llu]]}", (unsigned long long) s->count);
+            break;
+        }
+    }
+
+    fputs("]}", out);
 }
 
 
@@ -482,12 +660,118 @@ vw_metrics_value(const char *family, const char *l0, const char *l1,
         if (vw_metrics_same(s->labels[0], l0)
             && vw_metrics_same(s->labels[1], l1))
         {
-            *v = vw_metrics_read(fam, s);
+            *v = vw_metrics_number(fam, s);
             return VW_OK;
         }
     }
 
     return VW_DECLINED;
+}
+
+
+int
+vw_metrics_read(vw_metrics_family_e f, const char *l0, const char *l1,
+    vw_metrics_sample_t *sample)
+{
+    size_t                i;
+    uint64_t              cum;
+    vw_metrics_series_t  *s;
+
+    memset(sample, 0, sizeof(vw_metrics_sample_t));
+
+    if ((unsigned) f >= VW_METRICS_FAMILIES) {
+        return VW_METRICS_NONE;
+    }
+
+    for (s = vw_metrics[f].series; s != NULL; s = s->next) {
+        if (vw_metrics_same(s->labels[0], l0)
+            && vw_metrics_same(s->labels[1], l1))
+        {
+            break;
+        }
+    }
+
+    if (s == NULL) {
+        return VW_METRICS_NONE;
+    }
+
+    sample->count = s->count;
+    sample->value = s->value;
+    cum = 0;
+
+    for (i = 0; i < VW_METRICS_NBOUNDS; i++) {
+        cum += s->buckets[i];
+        sample->buckets[i] = cum;
+    }
+
+    return VW_METRICS_FOUND;
+}
+
+
+/*
+ * Prometheus' histogram_quantile(): the bucket the rank falls in, then a
+ * straight line from its lower bound (0 for the first) to its upper one;
+ * a rank in +Inf's bucket gives the highest finite bound.
+ */
+double
+vw_metrics_quantile(const vw_metrics_sample_t *sample, double q)
+{
+    size_t  b;
+    double  rank, start, below, in;
+
+    if (sample->count == 0 || isnan(q)) {
+        return NAN;
+    }
+
+    if (q < 0) {
+        return -INFINITY;
+    }
+
+    if (q > 1) {
+        return INFINITY;
+    }
+
+    rank = q * (double) sample->count;
+
+    for (b = 0; b < VW_METRICS_NBOUNDS; b++) {
+        if ((double) sample->buckets[b] >= rank) {
+            break;
+        }
+    }
+
+    if (b == VW_METRICS_NBOUNDS) {
+        return vw_metrics_seconds[VW_METRICS_NBOUNDS - 1];
+    }
+
+    start = b ? vw_metrics_seconds[b - 1] : 0;
+    below = b ? (double) sample->buckets[b - 1] : 0;
+    in = (double) sample->buckets[b] - below;
+
+    if (in == 0) {
+        return vw_metrics_seconds[b];    /* q = 0: no rank to place */
+    }
+
+    return start + (vw_metrics_seconds[b] - start) * ((rank - below) / in);
+}
+
+
+void
+vw_metrics_quota(const char *target, const char *window, uint64_t used,
+    uint64_t limit)
+{
+    double  ratio;
+
+    vw_metrics_set(VW_METRICS_QUOTA_USED, (double) used, target, window);
+    vw_metrics_set(VW_METRICS_QUOTA_LIMIT, (double) limit, target, window);
+
+    if (limit == 0) {
+        return;
+    }
+
+    ratio = (double) used / (double) limit;
+
+    vw_metrics_set(VW_METRICS_QUOTA_RATIO, ratio > 1 ? 1 : ratio, target,
+                   window);
 }
 
 

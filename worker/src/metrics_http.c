@@ -9,7 +9,7 @@
  * usable) is read when /metrics is asked for, and at each sample.  The
  * alert rules (alert.c) read the same registry, so the sampler also runs
  * without a listener while [alerting] is configured, as often as its
- * interval when that is shorter.
+ * interval when that is shorter.  /status and /admin/ are status_http.c's.
  */
 
 #include <errno.h>
@@ -31,6 +31,7 @@
 #include "vw_conf.h"
 #include "vw_core.h"
 #include "vw_metrics.h"
+#include "vw_status.h"
 #include "vw_target.h"
 
 
@@ -44,6 +45,7 @@ struct vw_metrics_http_s {
     struct event               *sample;
     vw_queue_t                 *queue;
     vw_engine_t                *engine;
+    vw_status_http_t           *status;    /* /status, /admin/ */
     char                       *path;      /* the Unix socket's, to unlink */
 };
 
@@ -96,7 +98,9 @@ vw_metrics_http_create(struct event_base *base, const vw_conf_t *conf,
     }
 
     mh->http = evhttp_new(base);
-    if (mh->http == NULL) {
+    mh->status = vw_status_http_create(base, queue, engine);
+
+    if (mh->http == NULL || mh->status == NULL) {
         goto failed;
     }
 
@@ -158,6 +162,9 @@ vw_metrics_http_free(vw_metrics_http_t *mh)
         event_free(mh->sample);
     }
 
+    /* its requests are answered while evhttp still holds them */
+    vw_status_http_free(mh->status);
+
     if (mh->http != NULL) {
         evhttp_free(mh->http);
     }
@@ -168,6 +175,7 @@ vw_metrics_http_free(vw_metrics_http_t *mh)
     }
 
     vw_metrics_reset();
+    vw_status_reset();
     free(mh);
 }
 
@@ -288,6 +296,7 @@ vw_metrics_http_ready(vw_metrics_http_t *mh, struct evhttp_request *req)
 static void
 vw_metrics_http_handler(struct evhttp_request *req, void *arg)
 {
+    int                        json;
     char                      *text;
     size_t                     len;
     const char                *path;
@@ -299,8 +308,14 @@ vw_metrics_http_handler(struct evhttp_request *req, void *arg)
     path = uri ? evhttp_uri_get_path(uri) : NULL;
     path = path ? path : "";
 
+    if (strncmp(path, "/admin/", 7) == 0) {
+        vw_status_http_admin(mh->status, req, path);
+        return;
+    }
+
     if (strcmp(path, "/metrics") != 0 && strcmp(path, "/healthz") != 0
-        && strcmp(path, "/readyz") != 0)
+        && strcmp(path, "/readyz") != 0 && strcmp(path, "/metrics.json") != 0
+        && strcmp(path, "/status") != 0)
     {
         vw_metrics_http_json(req, 404, "Not Found",
                              json_pack("{ss}", "error", "not found"));
@@ -329,16 +344,24 @@ vw_metrics_http_handler(struct evhttp_request *req, void *arg)
         return;
     }
 
+    if (strcmp(path, "/status") == 0) {
+        vw_status_http_status(mh->status, req);
+        return;
+    }
+
     vw_metrics_http_collect(mh);
 
-    text = vw_metrics_render(&len);
+    json = strcmp(path, "/metrics.json") == 0;
+    text = json ? vw_metrics_render_json(&len) : vw_metrics_render(&len);
+
     if (text == NULL) {
         evhttp_send_error(req, 500, NULL);
         return;
     }
 
-    vw_metrics_http_send(req, 200, "OK", "text/plain; version=0.0.4; "
-                         "charset=utf-8", text, len);
+    vw_metrics_http_send(req, 200, "OK", json ? "application/json"
+                         : "text/plain; version=0.0.4; charset=utf-8",
+                         text, len);
     free(text);
 }
 

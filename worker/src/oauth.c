@@ -35,6 +35,7 @@
 #include "vw_conf.h"
 #include "vw_core.h"
 #include "vw_http.h"
+#include "vw_metrics.h"
 #include "vw_oauth.h"
 #include "vw_services.h"
 #include "vw_vault.h"
@@ -1198,11 +1199,11 @@ static void
 vw_oauth_granted(vw_http_req_t *req)
 {
     long                 status;
-    char                 err[VW_ERRSTR_LEN], secs[24];
+    char                 err[VW_ERRSTR_LEN], secs[24], conn[256];
     size_t               big_len;
     json_t              *j, *t, *u, *e, *code, *desc;
     uint64_t             lifetime, expires_ms;
-    const char          *url, *name;
+    const char          *url, *name, *outcome;
     json_error_t         jerr;
     unsigned char       *big;
     vw_oauth_flight_t   *f = req->data;
@@ -1210,6 +1211,10 @@ vw_oauth_granted(vw_http_req_t *req)
     f->http = 0;
     name = f->conn->name;
     status = req->status;
+
+    /* for the metrics after f, which holds the name, is freed */
+    snprintf(conn, sizeof(conn), "%s", name);
+    outcome = "failed";
 
     /* the answer holds the token: only big, cleared below, keeps it */
     big = req->big;
@@ -1282,6 +1287,8 @@ vw_oauth_granted(vw_http_req_t *req)
         vw_log("info", "token granted", "connection", name,
                "expires_in_s", secs, NULL);
 
+        outcome = "success";
+
         /* url may be the flight's: it is copied before f is freed */
         vw_oauth_finish(f, VW_OK, 200, NULL, json_string_value(t), url,
                         expires_ms, VW_TOKEN_GRANT);
@@ -1306,6 +1313,7 @@ vw_oauth_granted(vw_http_req_t *req)
     if (status == 400 || status == 401
         || (status >= 402 && status < 500 && status != 408 && status != 429))
     {
+        outcome = "refused";
         vw_oauth_fail(f, VW_ERROR, "%s: token endpoint: %ld%s", name,
                       status, err);
 
@@ -1315,6 +1323,8 @@ vw_oauth_granted(vw_http_req_t *req)
     }
 
 done:
+
+    vw_metrics_inc(VW_METRICS_OAUTH_REFRESHES, conn, outcome);
 
     json_decref(j);
 

@@ -751,6 +751,7 @@ vw_server_pushed(void *data, int rc, const char *job_id, const char *state)
     /* durable now, heard of or not; a replay names an older job */
     if (rc == VW_OK && state == NULL) {
         vw_metrics_inc(VW_METRICS_DISPATCH_ACCEPTED, push->type, NULL);
+        vw_metrics_inc(VW_METRICS_JOBS_TOTAL, push->type, "accepted");
     }
 
     if (conn->bev == NULL) {

@@ -47,6 +47,10 @@ typedef void (*vw_call_done_pt)(vw_call_t *call);
 struct vw_call_s {
     /* set by the engine before admit() and start() */
     const vw_services_t        *svc;
+    const char                 *target;       /* the job's target's name,
+                                                 for the quota metrics;
+                                                 alive as long as the
+                                                 engine */
     const char                 *job_id;       /* 32 hex digits */
     const char                 *type;
     const char                 *tenant;       /* "" when none */

@@ -38,12 +38,22 @@ typedef enum {
     VW_METRICS_JOBS,                    /* gauge {state}, sampled */
     VW_METRICS_ALERTS,                  /* counter {rule, event} */
     VW_METRICS_ALERT_FIRING,            /* gauge {rule} */
+    VW_METRICS_TARGET_ATTEMPTS,         /* counter {target, outcome} */
+    VW_METRICS_JOBS_TOTAL,              /* counter {type, state} */
+    VW_METRICS_QUOTA_USED,              /* gauge {target, window} */
+    VW_METRICS_QUOTA_LIMIT,             /* gauge {target, window} */
+    VW_METRICS_QUOTA_RATIO,             /* gauge {target, window} */
+    VW_METRICS_OAUTH_REFRESHES,         /* counter {connection, outcome} */
+    VW_METRICS_SCHEDULED_RUNS,          /* counter {schedule, outcome} */
+    VW_METRICS_FETCHES,                 /* counter {kind, outcome} */
+    VW_METRICS_JWKS_FAILURES,           /* gauge {source} */
     VW_METRICS_FAMILIES
 } vw_metrics_family_e;
 
 
 #define VW_METRICS_MAX_SERIES  256
 #define VW_METRICS_MAX_LABELS  2
+#define VW_METRICS_BOUNDS      13     /* a histogram's finite buckets */
 
 
 /*
@@ -92,6 +102,51 @@ int vw_metrics_each(const char *family, vw_metrics_each_pt fn, void *data);
 int vw_metrics_value(const char *family, const char *l0, const char *l1,
     double *v);
 
+/*
+ * The JSON mirror of vw_metrics_render(): {"metrics": [{"name", "type",
+ * "help", "samples": [{"labels": {...}, "value"}]}]}, a histogram's
+ * samples with "count", "sum" and cumulative "buckets" [[bound, n], ...,
+ * ["+Inf", count]]; the same families, series and numbers as the text,
+ * written the same way.  A malloc()ed, NUL-terminated buffer (*len bytes
+ * without the NUL), or NULL when out of memory.
+ */
+char *vw_metrics_render_json(size_t *len);
+
+
+/* one series as vw_metrics_read() finds it */
+typedef struct {
+    uint64_t                    count;    /* counter; histogram _count */
+    double                      value;    /* gauge; histogram _sum */
+    uint64_t                    buckets[VW_METRICS_BOUNDS];  /* cumulative */
+} vw_metrics_sample_t;
+
+#define VW_METRICS_FOUND  1
+#define VW_METRICS_NONE   0
+
+/*
+ * Reads the series of f with labels l0, l1 without making it: returns
+ * VW_METRICS_FOUND with *sample filled, or VW_METRICS_NONE (no such
+ * series yet; *sample zeroed).
+ */
+int vw_metrics_read(vw_metrics_family_e f, const char *l0, const char *l1,
+    vw_metrics_sample_t *sample);
+
+/*
+ * The q-quantile (0 to 1) of a histogram's sample, as Prometheus'
+ * histogram_quantile() computes it: linear within the bucket the rank
+ * falls in, the highest finite bound when it falls in +Inf's.  NAN when
+ * the histogram has no observation.
+ */
+double vw_metrics_quantile(const vw_metrics_sample_t *sample, double q);
+
+/*
+ * A vendor's allowance as its answer said: the used, limit and ratio
+ * gauges of target's window ("daily", "burst", "secondly"); the ratio,
+ * capped at 1, only when limit is not 0.
+ */
+void vw_metrics_quota(const char *target, const char *window, uint64_t used,
+    uint64_t limit);
+
 /* Forgets every series: for the unit tests, and at exit (no leak). */
 void vw_metrics_reset(void);
 
@@ -101,9 +156,10 @@ struct event_base;
 typedef struct vw_metrics_http_s  vw_metrics_http_t;
 
 /*
- * metrics_http.c: serves /metrics, /healthz and /readyz on the [metrics]
- * listen address of conf (a no-op returning a non-NULL object when there
- * is none), and samples the jobs stream through queue's Redis connection.
+ * metrics_http.c: serves /metrics, /metrics.json, /healthz, /readyz,
+ * /status and /admin/ (status_http.c) on the [metrics] listen address of
+ * conf (a no-op returning a non-NULL object when there is none), and
+ * samples the jobs stream through queue's Redis connection.
  * engine may be NULL (no -c file).  Returns NULL (logged) when the address
  * cannot be bound.
  */

@@ -29,6 +29,7 @@
 #include <jansson.h>
 
 #include "vw_connector.h"
+#include "vw_metrics.h"
 #include "vw_oauth.h"
 #include "vw_hubspot.h"
 
@@ -102,6 +103,9 @@ typedef struct {
     long long                   rl_interval;
     long long                   rl_secondly;
     long long                   rl_daily;
+    long long                   rl_max;         /* the windows' limits */
+    long long                   rl_secondly_max;
+    long long                   rl_daily_max;
     unsigned                    pending;    /* Redis replies still out */
     unsigned                    page_429s;
     struct event               *timer;      /* holds a call in a pause */
@@ -1204,6 +1208,9 @@ vw_hs_send(vw_hs_ctx_t *ctx)
     ctx->rl_interval = -1;
     ctx->rl_secondly = -1;
     ctx->rl_daily = -1;
+    ctx->rl_max = -1;
+    ctx->rl_secondly_max = -1;
+    ctx->rl_daily_max = -1;
 
     if (vw_http_request(ctx->svc->http, &ctx->req) != VW_OK) {
         vw_hs_set(call, VW_CALL_RETRY, 0, "HubSpot: %s", ctx->req.error);
@@ -1235,6 +1242,9 @@ vw_hs_on_header(vw_http_req_t *req, const char *name, size_t nlen,
         ctx->rl_interval = -1;
         ctx->rl_secondly = -1;
         ctx->rl_daily = -1;
+        ctx->rl_max = -1;
+        ctx->rl_secondly_max = -1;
+        ctx->rl_daily_max = -1;
         return;
     }
 
@@ -1251,6 +1261,15 @@ vw_hs_on_header(vw_http_req_t *req, const char *name, size_t nlen,
 
     } else if (VW_HS_IS("X-HubSpot-RateLimit-Daily-Remaining")) {
         to = &ctx->rl_daily;
+
+    } else if (VW_HS_IS("X-HubSpot-RateLimit-Max")) {
+        to = &ctx->rl_max;
+
+    } else if (VW_HS_IS("X-HubSpot-RateLimit-Secondly")) {
+        to = &ctx->rl_secondly_max;
+
+    } else if (VW_HS_IS("X-HubSpot-RateLimit-Daily")) {
+        to = &ctx->rl_daily_max;
 
     } else {
         return;
@@ -1373,10 +1392,34 @@ vw_hs_http_done(vw_http_req_t *req)
 }
 
 
-/* an answer's burst or daily remaining at 0 pauses the connection */
+/* a window's limit and remaining, both said, as the quota gauges */
+static void
+vw_hs_quota(vw_hs_ctx_t *ctx, const char *window, long long limit,
+    long long remaining)
+{
+    if (limit < 0 || remaining < 0 || ctx->call == NULL
+        || ctx->call->target == NULL)
+    {
+        return;
+    }
+
+    vw_metrics_quota(ctx->call->target, window,
+                     remaining < limit ? (uint64_t) (limit - remaining) : 0,
+                     (uint64_t) limit);
+}
+
+
+/*
+ * An answer's windows go to the quota gauges; its burst or daily
+ * remaining at 0 pauses the connection.
+ */
 static void
 vw_hs_limits(vw_hs_ctx_t *ctx, uint64_t now)
 {
+    vw_hs_quota(ctx, "daily", ctx->rl_daily_max, ctx->rl_daily);
+    vw_hs_quota(ctx, "burst", ctx->rl_max, ctx->rl_remaining);
+    vw_hs_quota(ctx, "secondly", ctx->rl_secondly_max, ctx->rl_secondly);
+
     if (ctx->rl_daily == 0) {
         vw_hs_pause(ctx, now, (now / VW_HS_DAY_MS + 1) * VW_HS_DAY_MS,
                     "DAILY");

@@ -36,6 +36,7 @@
 
 #include "vc_backoff.h"
 #include "vw_connector.h"
+#include "vw_metrics.h"
 #include "vw_oauth.h"
 #include "vw_salesforce.h"
 #include "vw_sf_common.h"
@@ -292,6 +293,10 @@ vw_sf_limit_note(vw_sf_ctx_t *ctx, const char *name)
 
     if (!ctx->have_limit) {
         return;
+    }
+
+    if (ctx->call != NULL && ctx->call->target != NULL) {
+        vw_metrics_quota(ctx->call->target, "daily", ctx->used, ctx->max);
     }
 
     now = vw_sf_now();

@@ -63,6 +63,7 @@
 #include "vc_backoff.h"
 #include "vc_map.h"
 #include "vw_connector.h"
+#include "vw_metrics.h"
 #include "vw_oauth.h"
 #include "vw_sf_common.h"
 
@@ -1406,6 +1407,10 @@ static void
 vw_bk_limit_note(vw_bk_ctx_t *ctx)
 {
     redisAsyncContext  *ac;
+
+    if (ctx->have_limit && ctx->call != NULL && ctx->call->target != NULL) {
+        vw_metrics_quota(ctx->call->target, "daily", ctx->used, ctx->max);
+    }
 
     if (!ctx->have_limit || ctx->conn_name[0] == '\0') {
         return;
