@@ -361,8 +361,11 @@
 
         t.textContent = fmtClock(+state.polledAt);
         t.setAttribute("datetime", state.polledAt.toISOString());
-        r.textContent = s && s.redis ? String(s.redis) : DASH;
-        r.className = s && s.redis === "connected" ? "ok" : "bad";
+        /* not what a worker that no longer answers said last */
+        r.textContent = sources.status.error ? "unknown"
+                        : s && s.redis ? String(s.redis) : DASH;
+        r.className = !sources.status.error && s && s.redis === "connected"
+                      ? "ok" : "bad";
     }
 
     function renderBanners() {
@@ -1060,9 +1063,11 @@
                   el("td", null, el("code", { "class": "job-id" }, id)),
                   el("td", null, el("code", null, str(d.type))),
                   el("td", null, str(d.target)),
+                  /* a replayed row is history, not what /status says */
                   el("td", { "class": "n" },
-                     metric("dead.attempts", d.attempts, fmtCount,
-                            { "job-id": id })),
+                     gone ? fmtCount(d.attempts)
+                          : metric("dead.attempts", d.attempts, fmtCount,
+                                   { "job-id": id })),
                   el("td", null, fmtClock(d.died_ms)),
                   el("td", { "class": "error-text" },
                      str(d.last_error) || DASH),
