@@ -38,7 +38,7 @@ UNIT_EXTRA_test_vw_status := worker/src/status.c worker/src/metrics.c
 .PHONY: all deps module asan worker ctl map unit integration integration-asan \
         test test-fast run fuzz fuzz-replay bench bench-jobs microbench \
         microbench-transform \
-        valgrind clean install uninstall
+        valgrind clean install install-dashboard uninstall
 
 all: deps module worker ctl map
 
@@ -172,8 +172,10 @@ NGX_MODULES_DIR ?= /usr/lib/nginx/modules
 BINDIR          := $(PREFIX)/bin
 UNITDIR         := $(PREFIX)/lib/systemd/system
 CONFDIR         := /etc/vantage
+DASHDIR         := $(PREFIX)/share/vantage/dashboard
+DASH_FILES      := $(wildcard dashboard/*)
 
-install: module worker map
+install: module worker map install-dashboard
 	install -D -m 0644 $(B)/ngx_vantage_module.so \
 	    $(DESTDIR)$(NGX_MODULES_DIR)/ngx_vantage_module.so
 	install -D -m 0755 $(B)/vantage-worker $(DESTDIR)$(BINDIR)/vantage-worker
@@ -193,12 +195,20 @@ install: module worker map
 	install -D -m 0644 $(B)/vantage-worker.service \
 	    $(DESTDIR)$(UNITDIR)/vantage-worker.service
 
+# the integration health dashboard's static files, for nginx's alias
+install-dashboard:
+	install -d -m 0755 $(DESTDIR)$(DASHDIR)
+	install -m 0644 $(DASH_FILES) $(DESTDIR)$(DASHDIR)/
+
 # the configuration stays: it may have been edited
 uninstall:
 	rm -f $(DESTDIR)$(NGX_MODULES_DIR)/ngx_vantage_module.so \
 	    $(DESTDIR)$(BINDIR)/vantage-worker $(DESTDIR)$(BINDIR)/vantagectl \
 	    $(DESTDIR)$(BINDIR)/vantage-map \
 	    $(DESTDIR)$(UNITDIR)/vantage-worker.service
+	rm -f $(DASH_FILES:dashboard/%=$(DESTDIR)$(DASHDIR)/%)
+	rmdir $(DESTDIR)$(DASHDIR) $(DESTDIR)$(PREFIX)/share/vantage \
+	    2>/dev/null || true
 	@echo "$(DESTDIR)$(CONFDIR)/worker.conf kept"
 
 bench: deps module worker

@@ -17,9 +17,13 @@
 # (exp 1 hour) with Debian's Python and PyJWT, checks that the gateway
 # accepts it and refuses a tampered one, that nginx reaches the worker,
 # and that /advisor/ takes the emulator's tokens, an opaque token and an
-# API key, prints the curl commands, and waits.  Ctrl-C (or SIGTERM)
-# stops nginx gracefully (`nginx -s quit`), then the worker (a drain), the
-# identity provider, the vendor and Redis, and the script exits 0.
+# API key, prints the curl commands and the integration health
+# dashboard's URL with an admin token for its Replay buttons, and waits,
+# sending a little traffic in the background (jobs to every vendor, a few
+# of them failing, and gateway requests) so that the dashboard moves.
+# Ctrl-C (or SIGTERM) stops the traffic, nginx gracefully (`nginx -s
+# quit`), then the worker (a drain), the identity provider, the vendor and
+# Redis, and the script exits 0.
 #
 # Environment: PORT (8080), BACKEND_PORT (8081), TARGET_PORT (8082, the
 # stand-in vendor), REDIS_PORT (8379), IDP_PORT (8443, the identity
@@ -190,6 +194,11 @@ render_conf() {
     # file is renamed over the old one so a leftover keeps its own
     cp "$MODULE" "$PREFIX/ngx_vantage_module.so.new"
     mv -f "$PREFIX/ngx_vantage_module.so.new" "$PREFIX/ngx_vantage_module.so"
+    # the dashboard (README, Dashboard) served from a copy, as the module
+    # is: nginx's workers (user nobody) reach the demo directory
+    rm -rf "$PREFIX/dashboard"
+    cp -R "$ROOT/dashboard" "$PREFIX/dashboard"
+    chmod -R a+rX "$PREFIX/dashboard"
     sed -e "s#@PREFIX@#$PREFIX#g" \
         -e "s#@MODULE@#$PREFIX/ngx_vantage_module.so#g" \
         -e "s#@PORT@#$PORT#g" -e "s#@BACKEND_PORT@#$BACKEND_PORT#g" \
@@ -339,8 +348,10 @@ start_salesforce() {
     # the Contact has the custom fields the HubSpot mapping writes
     # (conf/mappings/hubspot-contact-to-salesforce.json), the HubSpot id a
     # unique external id; change events come after 2 s of long poll
+    # a daily allowance of 15000 API calls, 5200 used: the dashboard's
+    # quota bar has something to show
     setsid $PY "$SF" --port "$SF_PORT" --dir "$PREFIX/salesforce" \
-        --streaming-timeout 2 \
+        --streaming-timeout 2 --daily-limit 15000 --used 5200 \
         --contact-field MobilePhone --contact-field MailingStreet \
         --contact-field MailingPostalCode --contact-field MailingCountry \
         --contact-field Status__c --contact-field DoNotCall \
@@ -423,6 +434,12 @@ $group
 redis              = 127.0.0.1:$REDIS_PORT
 concurrency        = 8
 shutdown_timeout   = 5s        # within run-demo.sh's 10 s before KILL
+
+# /metrics, /healthz, /readyz, and /status, /metrics.json and /admin/
+# for the dashboard, which nginx proxies at /vantage/worker/ (the socket
+# gets listen_mode and listen_group too)
+[metrics]
+listen             = unix:$PREFIX/worker-metrics.sock
 
 # the stand-in vendor (tests/fakes/http_target.py)
 [target demo-vendor]
@@ -659,7 +676,8 @@ on_signal() {
 
 
 # mint_token kind: prints a token signed with the demo private key;
-# kind is "valid", or "tampered" (the payload's sub changed after signing)
+# kind is "valid", "tampered" (the payload's sub changed after signing),
+# or "admin" (the scope vantage:admin the dashboard's Replay needs)
 mint_token() {
     $PY - "$PREFIX/keys/demo-private.pem" "$1" "$DEMO_ISS" "$DEMO_AUD" \
         "$DEMO_SUB" "$DEMO_TENANT" <<'EOF'
@@ -670,6 +688,9 @@ key_file, kind, iss, aud, sub, tenant = sys.argv[1:7]
 now = int(time.time())
 claims = {"iss": iss, "aud": aud, "sub": sub, "tenant": tenant,
           "name": "Demo Advisor", "iat": now, "exp": now + 3600}
+if kind == "admin":
+    claims.update(sub="demo-operator", name="Demo Operator",
+                  scope="vantage:admin")
 with open(key_file, "rb") as f:
     token = jwt.encode(claims, f.read(), algorithm="RS256")
 if kind == "tampered":
@@ -856,8 +877,110 @@ sync_check() {
 }
 
 
+# dashboard_check admin-token: nginx serves the dashboard and the JSON it
+# reads (the module's metrics, the worker's through its [metrics] socket),
+# and the admin token reaches the worker's replay (a job id nobody has:
+# its 404, where a refused token would be a 401 or 403)
+dashboard_check() {
+    local p s
+    for p in dashboard/ metrics.json worker/status worker/metrics.json; do
+        s=$(http_status "http://127.0.0.1:$PORT/vantage/$p")
+        [[ $s == 200 ]] || die "GET /vantage/$p got $s, expected 200 (see $PREFIX/error.log and $PREFIX/worker.log)"
+    done
+    s=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 -X POST \
+        -H "Authorization: Bearer $1" \
+        "http://127.0.0.1:$PORT/vantage/worker/admin/dlq/00000000000000000000000000000000/replay" \
+        || true)
+    [[ $s == 404 ]] || die "the dashboard's replay with the admin token got $s, expected the worker's 404 (see $PREFIX/error.log)"
+    log "checked: the dashboard, its JSON endpoints and the admin replay" \
+        "answer through nginx"
+}
+
+
+# traffic: what makes the dashboard move, until stop_all's TERM.  Every
+# 1.5 s a CRM job for the stand-in vendor and a request to /api/; every
+# second round a Salesforce upsert, every third a HubSpot one, which the
+# HubSpot emulator now and then is told to refuse: a 503 (retried) every
+# 30th round, about 10% of HubSpot's calls, so that it turns degraded now
+# and then, and a 400 (a dead letter, which the dashboard's Replay then
+# delivers) every 80th; a request without a token every 4th, and a burst
+# past /api/'s rate limit every 40th.  It mints a token of its own again
+# every 30 minutes (they last an hour).
+traffic() {
+    local i=0 n tok="" minted=0 hs hs_ca
+    local gw=http://127.0.0.1:$PORT
+    set +e
+    trap - EXIT
+    trap 'exit 0' TERM INT HUP
+    hs=$(json_get "$HS_INFO" base_url)
+    hs_ca=$(json_get "$HS_INFO" ca_file)
+    while :; do
+        if [[ -z $tok ]] || (( SECONDS - minted > 1800 )); then
+            tok=$(mint_token valid)
+            minted=$SECONDS
+        fi
+        i=$((i + 1))
+        n=$((i % 500))
+        traffic_post "$tok" /jobs/crm \
+            "{\"email\":\"client$n@example.com\",\"name\":\"Client $n\"}"
+        if (( i % 2 == 0 )); then
+            traffic_post "$tok" /integrations/salesforce/contacts \
+                "{\"ExtId__c\":\"client$n@example.com\",\"Email\":\"client$n@example.com\",\"FirstName\":\"Client\",\"LastName\":\"No. $n\"}"
+        fi
+        if (( i % 3 == 0 )); then
+            if (( i % 80 == 0 )); then
+                hubspot_fail "$hs" "$hs_ca" 400
+            elif (( i % 30 == 0 )); then
+                hubspot_fail "$hs" "$hs_ca" 503
+            fi
+            traffic_post "$tok" /integrations/hubspot/contacts \
+                "{\"email\":\"client$n@example.com\",\"firstname\":\"Client\",\"lastname\":\"No. $n\"}"
+        fi
+        http_status "$gw/api/accounts" "$tok" >/dev/null
+        if (( i % 4 == 0 )); then
+            http_status "$gw/api/accounts" >/dev/null
+        fi
+        if (( i % 40 == 0 )); then
+            for n in $(seq 12); do
+                http_status "$gw/api/accounts" "$tok" >/dev/null
+            done
+        fi
+        sleep 1.5
+    done
+}
+
+
+# traffic_post token path json: a job through nginx; one line in the log
+traffic_post() {
+    printf '%s POST %s %s\n' "$(date +%T)" "$2" "$(curl -s -o /dev/null \
+        -w '%{http_code}' --max-time 5 -X POST -H "Authorization: Bearer $1" \
+        -H 'Content-Type: application/json' -d "$3" \
+        "http://127.0.0.1:$PORT$2" || true)"
+}
+
+
+# hubspot_fail base-url ca-file status: the emulator's next contacts call
+# answers status (its /_test/fail hook)
+hubspot_fail() {
+    printf '%s HubSpot told to answer %s once\n' "$(date +%T)" "$3"
+    curl -s -o /dev/null --max-time 5 --cacert "$2" -X POST \
+        -d "{\"n\":1,\"status\":$3,\"path\":\"/crm/v3/objects/contacts\"}" \
+        "$1/_test/fail" || true
+}
+
+
+start_traffic() {
+    local pid
+    traffic >>"$PREFIX/traffic.log" 2>&1 &
+    pid=$!
+    demo_started traffic "$pid"
+    log "demo traffic (pid $pid) for the dashboard, logged to" \
+        "$PREFIX/traffic.log"
+}
+
+
 print_usage() {
-    local url=$1 good=$2 bad=$3 adv=$4 advbad=$5
+    local url=$1 good=$2 bad=$3 adv=$4 advbad=$5 admin=$6
     cat <<EOF
 
 Vantage demo on http://127.0.0.1:$PORT/ (nginx + ngx_vantage_module, RS256)
@@ -1014,9 +1137,24 @@ The portal's contacts, read with the private app's token from the vault
       | curl -s -K - --cacert $(json_get "$HS_INFO" ca_file) \\
       "$(json_get "$HS_INFO" base_url)/crm/v3/objects/contacts?properties=email,firstname"
 
+Integration health dashboard (README, Dashboard): every connector's
+status, throughput, errors, latency and vendor quota, the queues, the
+gateway's requests, recent failures and dead letters, refreshed every 2 s
+and kept moving by background traffic (jobs to every vendor, now and then
+one that HubSpot refuses, which becomes a dead letter; see traffic.log):
+
+  http://127.0.0.1:$PORT/vantage/dashboard/
+
+Its Replay buttons call the worker's admin endpoint through nginx, which
+asks for a token with the scope vantage:admin: paste this one into the
+page's "Admin token" field (it stays in that browser tab; expires in 1
+hour):
+
+  $admin
+
 Files: $PREFIX (nginx.conf, worker.conf, error.log, access.log,
-worker.log, target.log; keys/ holds the demo private key, secrets/ the
-identity provider's client secret and the API key).
+worker.log, target.log, traffic.log; keys/ holds the demo private key,
+secrets/ the identity provider's client secret and the API key).
 Error log: tail -f $PREFIX/error.log
 
 Ctrl-C to stop.
@@ -1025,7 +1163,7 @@ EOF
 
 
 main() {
-    local url good bad adv at advbad
+    local url good bad adv at advbad admin
     check_prereqs
     mkdir -p "$PREFIX"
     stop_leftovers
@@ -1056,7 +1194,10 @@ main() {
     advisor_check "$adv" "$at" "$advbad"
     connectors_check "$good"
     sync_check
-    print_usage "$url" "$good" "$bad" "$adv" "$advbad"
+    admin=$(mint_token admin)
+    dashboard_check "$admin"
+    start_traffic
+    print_usage "$url" "$good" "$bad" "$adv" "$advbad" "$admin"
 
     # wait returns early when a trapped signal arrives; nginx exiting on
     # its own is an error
