@@ -393,14 +393,18 @@ start_hubspot() {
 }
 
 
-# fill_vault: a master key made at each start (secrets/, 0600), and the
-# vendor credentials sealed under it in Redis (vantagectl vault put): the
-# Salesforce connected app's private key and the HubSpot private app's
-# token; worker.conf names them, never holds them
+# fill_vault: a master key (secrets/, 0600), and the vendor credentials
+# sealed under it in Redis (vantagectl vault put): the Salesforce connected
+# app's private key and the HubSpot private app's token; worker.conf names
+# them, never holds them.  The key is made once and kept, as a deployment
+# keeps it: Redis keeps its data across runs (AOF), and a vault sealed
+# under an earlier run's key would refuse a new one ("wrong master key")
 fill_vault() {
     local err
     VAULT_KEY=$PREFIX/secrets/vault.key
-    (umask 077 && openssl rand 32 >"$VAULT_KEY")
+    if [ ! -s "$VAULT_KEY" ]; then
+        (umask 077 && openssl rand 32 >"$VAULT_KEY")
+    fi
     err=$("$CTL" --redis "127.0.0.1:$REDIS_PORT" vault put sf.demo.jwt-key \
         --replace --key-file "$VAULT_KEY" \
         --from-file "$(json_get "$SF_INFO" jwt_key_file)" 2>&1) \
