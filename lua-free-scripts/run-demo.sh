@@ -896,8 +896,14 @@ dashboard_check() {
         "http://127.0.0.1:$PORT/vantage/worker/admin/dlq/00000000000000000000000000000000/replay" \
         || true)
     [[ $s == 404 ]] || die "the dashboard's replay with the admin token got $s, expected the worker's 404 (see $PREFIX/error.log)"
-    log "checked: the dashboard, its JSON endpoints and the admin replay" \
-        "answer through nginx"
+    # the probes: nginx's sees Redis, the worker and the keys answer
+    for p in healthz readyz vantage/worker/healthz vantage/worker/readyz; do
+        s=$(curl -s -o "$PREFIX/probe.out" -w '%{http_code}' \
+            "http://127.0.0.1:$PORT/$p" || true)
+        [[ $s == 200 ]] || die "/$p answered $s: $(cat "$PREFIX/probe.out")"
+    done
+    log "checked: the dashboard, its JSON endpoints, the admin replay and" \
+        "the health probes answer through nginx"
 }
 
 
@@ -1156,8 +1162,20 @@ hour):
 
   $admin
 
+Metrics for Prometheus, from nginx and from the worker (through nginx),
+and the probes a Kubernetes deployment would use:
+
+  curl -s http://127.0.0.1:$PORT/vantage/metrics
+  curl -s http://127.0.0.1:$PORT/vantage/worker/metrics
+  curl -s http://127.0.0.1:$PORT/healthz http://127.0.0.1:$PORT/readyz
+  curl -s http://127.0.0.1:$PORT/vantage/worker/readyz
+
+Each request's outcome, rate-limit decision, job id and correlation id,
+one JSON line each: tail -f $PREFIX/access.json
+
 Files: $PREFIX (nginx.conf, worker.conf, error.log, access.log,
-worker.log, target.log, traffic.log; keys/ holds the demo private key,
+access.json, worker.log, target.log, traffic.log; keys/ holds the demo
+private key,
 secrets/ the identity provider's client secret and the API key).
 Error log: tail -f $PREFIX/error.log
 
