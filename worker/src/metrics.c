@@ -154,6 +154,24 @@ vw_metrics_same(const char *a, const char *b)
 }
 
 
+/* the series of fam with label values l0, l1, or NULL: none yet */
+static vw_metrics_series_t *
+vw_metrics_lookup(vw_metrics_family_t *fam, const char *l0, const char *l1)
+{
+    vw_metrics_series_t  *s;
+
+    for (s = fam->series; s != NULL; s = s->next) {
+        if (vw_metrics_same(s->labels[0], l0)
+            && vw_metrics_same(s->labels[1], l1))
+        {
+            return s;
+        }
+    }
+
+    return NULL;
+}
+
+
 /* the series of f with these labels, made if new; NULL: none to update */
 static vw_metrics_series_t *
 vw_metrics_series(vw_metrics_family_e f, const char *l0, const char *l1)
@@ -171,12 +189,9 @@ vw_metrics_series(vw_metrics_family_e f, const char *l0, const char *l1)
     l[0] = l0;
     l[1] = l1;
 
-    for (s = fam->series; s != NULL; s = s->next) {
-        if (vw_metrics_same(s->labels[0], l0)
-            && vw_metrics_same(s->labels[1], l1))
-        {
-            return s;
-        }
+    s = vw_metrics_lookup(fam, l0, l1);
+    if (s != NULL) {
+        return s;
     }
 
     if (fam->n >= VW_METRICS_MAX_SERIES) {
@@ -656,16 +671,13 @@ vw_metrics_value(const char *family, const char *l0, const char *l1,
         return VW_DECLINED;
     }
 
-    for (s = fam->series; s != NULL; s = s->next) {
-        if (vw_metrics_same(s->labels[0], l0)
-            && vw_metrics_same(s->labels[1], l1))
-        {
-            *v = vw_metrics_number(fam, s);
-            return VW_OK;
-        }
+    s = vw_metrics_lookup(fam, l0, l1);
+    if (s == NULL) {
+        return VW_DECLINED;
     }
 
-    return VW_DECLINED;
+    *v = vw_metrics_number(fam, s);
+    return VW_OK;
 }
 
 
@@ -683,14 +695,7 @@ vw_metrics_read(vw_metrics_family_e f, const char *l0, const char *l1,
         return VW_METRICS_NONE;
     }
 
-    for (s = vw_metrics[f].series; s != NULL; s = s->next) {
-        if (vw_metrics_same(s->labels[0], l0)
-            && vw_metrics_same(s->labels[1], l1))
-        {
-            break;
-        }
-    }
-
+    s = vw_metrics_lookup(&vw_metrics[f], l0, l1);
     if (s == NULL) {
         return VW_METRICS_NONE;
     }
