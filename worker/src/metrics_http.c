@@ -16,7 +16,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -31,6 +30,7 @@
 #include "vw_conf.h"
 #include "vw_core.h"
 #include "vw_metrics.h"
+#include "vw_services.h"
 #include "vw_status.h"
 #include "vw_target.h"
 
@@ -53,17 +53,6 @@ struct vw_metrics_http_s {
 static void vw_metrics_http_handler(struct evhttp_request *req, void *arg);
 static void vw_metrics_http_sample(evutil_socket_t fd, short what, void *arg);
 static void vw_metrics_http_collect(vw_metrics_http_t *mh);
-
-
-static uint64_t
-vw_metrics_http_now(void)
-{
-    struct timeval  tv;
-
-    gettimeofday(&tv, NULL);
-
-    return (uint64_t) tv.tv_sec * 1000 + tv.tv_usec / 1000;
-}
 
 
 vw_metrics_http_t *
@@ -410,7 +399,7 @@ vw_metrics_http_xpending(redisAsyncContext *ac, void *reply, void *privdata)
     vw_metrics_set(VW_METRICS_STREAM_OLDEST_PENDING,
                    r->element[1]->type == REDIS_REPLY_STRING
                    ? vw_metrics_http_age(r->element[1]->str,
-                                         vw_metrics_http_now())
+                                         vw_services_now())
                    : 0, VW_METRICS_STREAM, NULL);
 }
 
@@ -431,7 +420,7 @@ vw_metrics_http_xrange(redisAsyncContext *ac, void *reply, void *privdata)
                    e != NULL && e->type == REDIS_REPLY_ARRAY && e->elements
                    && e->element[0]->type == REDIS_REPLY_STRING
                    ? vw_metrics_http_age(e->element[0]->str,
-                                         vw_metrics_http_now())
+                                         vw_services_now())
                    : 0, VW_METRICS_STREAM, NULL);
 }
 

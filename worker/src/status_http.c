@@ -23,7 +23,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
 
 #include <event2/buffer.h>
 #include <event2/event.h>
@@ -36,6 +35,7 @@
 #include "vw_conf.h"
 #include "vw_core.h"
 #include "vw_metrics.h"
+#include "vw_services.h"
 #include "vw_status.h"
 #include "vw_target.h"
 
@@ -96,17 +96,6 @@ static void vw_status_http_reread(redisAsyncContext *ac, void *reply,
 static void vw_status_http_exec(vw_status_op_t *op, redisAsyncContext *ac);
 static void vw_status_http_replayed(redisAsyncContext *ac, void *reply,
     void *privdata);
-
-
-static uint64_t
-vw_status_http_now(void)
-{
-    struct timeval  tv;
-
-    gettimeofday(&tv, NULL);
-
-    return (uint64_t) tv.tv_sec * 1000 + tv.tv_usec / 1000;
-}
 
 
 vw_status_http_t *
@@ -363,7 +352,7 @@ vw_status_http_status(vw_status_http_t *sh, struct evhttp_request *req)
     vw_status_op_t     *op;
     redisAsyncContext  *ac;
 
-    now = vw_status_http_now();
+    now = vw_services_now();
     ac = vw_queue_context(sh->queue);
 
     op = vw_status_http_op(sh, req);
