@@ -444,6 +444,9 @@ shutdown_timeout   = 5s        # within run-demo.sh's 10 s before KILL
 # gets listen_mode and listen_group too)
 [metrics]
 listen             = unix:$PREFIX/worker-metrics.sock
+# POST /admin/dlq/<id>/replay, for the dashboard: nginx asks for an
+# admin's token in front of it
+admin              = on
 
 # the stand-in vendor (tests/fakes/http_target.py)
 [target demo-vendor]

@@ -362,6 +362,7 @@ shutdown_timeout = 1s
 
 [metrics]
 listen = unix:%(msock)s
+admin = on
 
 [vault]
 key_file = %(vault_key)s

@@ -369,6 +369,7 @@ BAD = [
     ("empty-unix", "listen = unix:",
      'listen: "unix:": the path is empty or longer than 107 bytes'),
     ("unknown-key", "port = 9100", "port: unknown key in [metrics]"),
+    ("admin-not-a-flag", "admin = yes", 'admin: "yes" is not on or off'),
 ]
 
 

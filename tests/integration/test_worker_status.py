@@ -39,10 +39,10 @@ CTL = os.path.join(vh.REPO, "build", "vantagectl")
 # --------------------------------------------------------------------------
 # helpers
 
-def conf(target, port, jobs, targets=""):
+def conf(target, port, jobs, targets="", admin="on"):
     text = wh.CONFIG_HEAD + "visibility_timeout = 6500ms\n" \
-        "shutdown_timeout = 1s\n\n[metrics]\nlisten = 127.0.0.1:%d\n\n%s\n" \
-        % (port, targets)
+        "shutdown_timeout = 1s\n\n[metrics]\nlisten = 127.0.0.1:%d\n" \
+        "admin = %s\n\n%s\n" % (port, admin, targets)
     for name, body in jobs.items():
         text += "[job %s]\nconnector = http\ntimeout = 1s\n%s\n" \
             % (name, body.replace("URL", target.url("")))
@@ -405,6 +405,29 @@ def test_replay(dead_job, target, rc, port):
 
     # nothing else was replayed
     assert len(logged(w, "dead letter replayed")) == 1
+
+
+def test_replay_refused_unless_admin_is_on(worker_factory, target, rc,
+                                           port):
+    """Without [metrics] admin = on, /admin/ is refused whoever asks, and
+    the dead job stays dead; the rest of the listener answers."""
+    w = worker_factory(conf(target, port, {"fix": "url = URL/fix\n"
+                                           "max_attempts = 1"},
+                            admin="off"))
+    target.default("/fix", (400, {}, b"no"))
+    jid = dispatch(w, "fix")
+    wait_state(rc, jid, "dead")
+    for method in ("POST", "GET"):
+        r = replay(port, jid, method)
+        assert (r.status_code, r.json()) == (403, {
+            "error": "admin endpoints are off: [metrics] admin = on"}), r
+        assert r.headers["cache-control"] == "no-store"
+    time.sleep(0.3)
+    assert job(rc, jid)["state"] == "dead"
+    assert rc.zscore("{vq}:dead", jid) is not None
+    assert len(target.got("/fix")) == 1
+    assert logged(w, "dead letter replayed") == []
+    assert request(port, "/status").status_code == 200
 
 
 def test_concurrent_replays_one_wins(dead_job, target, rc, port):

@@ -166,6 +166,8 @@ static int vw_conf_set_client_secret(vw_conf_ctx_t *ctx,
     const vw_conf_key_t *key, const char *value, void *obj);
 static int vw_conf_set_auth(vw_conf_ctx_t *ctx, const vw_conf_key_t *key,
     const char *value, void *obj);
+static int vw_conf_set_flag(vw_conf_ctx_t *ctx, const vw_conf_key_t *key,
+    const char *value, void *obj);
 static int vw_conf_set_metrics_listen(vw_conf_ctx_t *ctx,
     const vw_conf_key_t *key, const char *value, void *obj);
 static int vw_conf_set_vault_key(vw_conf_ctx_t *ctx,
@@ -365,6 +367,7 @@ static const vw_conf_key_t  vw_conf_vault_keys[] = {
 /* [metrics]: no name; its object is conf->metrics */
 static const vw_conf_key_t  vw_conf_metrics_keys[] = {
     { "listen", vw_conf_set_metrics_listen, 0, 0, 0, 0 },
+    { "admin", vw_conf_set_flag, vw_off(vw_conf_metrics_t, admin), 0, 0, 0 },
     { NULL, NULL, 0, 0, 0, 0 }
 };
 
@@ -3071,6 +3074,23 @@ vw_conf_set_job_connection(vw_conf_ctx_t *ctx, const vw_conf_key_t *key,
 
 
 /* an operation, an object or a field name: [A-Za-z0-9._-], 1 to 128 */
+/* on or off, into the unsigned at the key's offset */
+static int
+vw_conf_set_flag(vw_conf_ctx_t *ctx, const vw_conf_key_t *key,
+    const char *value, void *obj)
+{
+    char  q[VW_CONF_QUOTE_MAX * 4 + 8];
+
+    if (strcmp(value, "on") == 0 || strcmp(value, "off") == 0) {
+        *(unsigned *) ((char *) obj + key->offset) = (value[1] == 'n');
+        return VW_OK;
+    }
+
+    return vw_conf_error(ctx, ctx->line, key->name, "%s is not on or off",
+                         vw_conf_quote(q, sizeof(q), value));
+}
+
+
 static int
 vw_conf_set_word(vw_conf_ctx_t *ctx, const vw_conf_key_t *key,
     const char *value, void *obj)

@@ -630,6 +630,10 @@ vw_main_reload(evutil_socket_t sig, short what, void *arg)
         vw_restart("metrics.listen");
     }
 
+    if (conf->metrics.admin != old->metrics.admin) {
+        vw_restart("metrics.admin");
+    }
+
     metrics = conf->metrics;
     conf->metrics = old->metrics;
     old->metrics = metrics;

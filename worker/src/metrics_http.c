@@ -46,6 +46,7 @@ struct vw_metrics_http_s {
     vw_queue_t                 *queue;
     vw_engine_t                *engine;
     vw_status_http_t           *status;    /* /status, /admin/ */
+    unsigned                    admin;     /* [metrics] admin = on */
     char                       *path;      /* the Unix socket's, to unlink */
 };
 
@@ -88,6 +89,7 @@ vw_metrics_http_create(struct event_base *base, const vw_conf_t *conf,
 
     mh->http = evhttp_new(base);
     mh->status = vw_status_http_create(base, queue, engine);
+    mh->admin = conf->metrics.admin;
 
     if (mh->http == NULL || mh->status == NULL) {
         goto failed;
@@ -298,6 +300,15 @@ vw_metrics_http_handler(struct evhttp_request *req, void *arg)
     path = path ? path : "";
 
     if (strncmp(path, "/admin/", 7) == 0) {
+        if (!mh->admin) {
+            /* no replay from whoever reaches the port, unless asked for */
+            vw_metrics_http_json(req, 403, "Forbidden",
+                                 json_pack("{ss}", "error",
+                                           "admin endpoints are off: "
+                                           "[metrics] admin = on"));
+            return;
+        }
+
         vw_status_http_admin(mh->status, req, path);
         return;
     }

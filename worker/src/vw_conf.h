@@ -235,6 +235,7 @@ typedef struct {
     unsigned                    port;
     char                       *path;       /* NULL: not a Unix socket;
                                                mode as [worker]'s socket */
+    unsigned                    admin;      /* admin = on: /admin/ served */
 } vw_conf_metrics_t;
 
 
