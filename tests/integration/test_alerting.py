@@ -3,11 +3,13 @@
 A real redis-server, the real worker, tests/fakes/http_target.py as the
 vendor and, on a port of its own, as the webhook receiver that records
 each notice's body and headers; the Salesforce and HubSpot emulators,
-whose usage headers feed quota_share.  The bodies are compared whole with
-what docs/WORKER.md ("Alerting") says; the idempotency keys are computed
-here with hashlib from the rule, the label set, the event and the firing
-time the notice states.  Evaluations run every 200 ms; every wait polls
-with a deadline, and no test times anything as a performance figure.
+whose usage headers feed quota_share, and the identity provider
+emulator, whose key set feeds jwks_failing.  The bodies are compared
+whole with what docs/WORKER.md ("Alerting") says; the idempotency keys
+are computed here with hashlib from the rule, the label set, the event
+and the firing time the notice states.  Evaluations run every 200 ms;
+every wait polls with a deadline, and no test times anything as a
+performance figure.
 """
 
 import calendar
@@ -28,7 +30,8 @@ import pytest
 import vantage_harness as vh
 import worker_harness as wh
 from prom_text import parse, value
-from worker_harness import T_BODY, T_JOB_ID, T_JOB_TYPE, T_TENANT
+from worker_harness import (FETCH, REPLY, T_BODY, T_FETCH_KIND, T_IDP,
+                            T_JOB_ID, T_JOB_TYPE, T_TENANT)
 
 sys.path.insert(0, os.path.join(vh.REPO, "tests", "fakes"))
 
@@ -641,6 +644,89 @@ def test_quota_share_hubspot_daily(hs, vault_key, worker_factory,
     # below the threshold
     assert value(scrape(port), "vantage_worker_vendor_quota_ratio",
                  target="hs", window="burst") == 3 / 1000
+
+
+# --------------------------------------------------------------------------
+# jwks_failing: the identity provider emulator
+
+def fetch(w):
+    with wh.FrameClient(w.socket_path) as c:
+        r = c.request(FETCH, 7, [(T_IDP, "main"), (T_FETCH_KIND, "jwks")],
+                      5.0)
+    assert r.type == FETCH | REPLY, r
+    return r
+
+
+@pytest.mark.parametrize("how", ["500", "stopped"])
+def test_jwks_failing_fires_and_resolves(worker_factory, pki, tmp_path,
+                                         target, hook, how):
+    """A key set loaded by a FETCH, then kept fresh by the worker's own
+    refreshes (min_refresh 3 s: at 2.4 s, then after 1 s and 2 s of
+    backoff, then every 3 s).  The provider answers 500 on /jwks (a key
+    set URL with a query) or stops listening (a discovery issuer without
+    a path): the third failure in a row fires, with the source label in
+    its scheme, host, port and path form, although the rule's source is
+    written as the section has it; the provider back, the next refresh
+    succeeds and resolves it."""
+    from idp import IdP
+    idp = IdP(pki=pki, directory=str(tmp_path), max_age=1)
+    try:
+        port = vh.free_port()
+        if how == "500":
+            url = "%s/jwks?tenant=acme" % idp.url
+            section = "jwks_url = %s\n" % url
+            source = "%s/jwks" % idp.url
+        else:
+            url = idp.url
+            section = "discovery = %s\n" % url
+            source = "%s/" % idp.url
+        jobs = ("[idp main]\n%sca_file = %s\nmin_refresh = 3s\n"
+                "timeout = 1s\n\n" % (section, idp.ca_file))
+        rules = ("[alert keys]\nkind = jwks_failing\nthreshold = 3\n"
+                 "source = %s\nseverity = critical\n" % url)
+        w = worker_factory(conf(target, hook, rules, jobs=jobs,
+                                metrics=port))
+        assert fetch(w).status == 200
+
+        if how == "500":
+            idp.fail("/jwks", "500")
+        else:
+            idp.stop()
+        req, = notices(hook, 1, seconds=15)
+        body = check_delivery(req, "firing")
+        started = body["started_at"]
+        assert body == {
+            "status": "firing", "rule": "keys", "kind": "jwks_failing",
+            "severity": "critical", "labels": {"source": source},
+            "value": 3, "threshold": 3, "started_at": started,
+            "resolved_at": None,
+            "summary": "3 refreshes of the key set %s failed in a row "
+                       "(threshold 3)" % source}
+        assert alert_counts(port, "keys") == ({"fired": 1}, 1)
+        fams = scrape(port)
+        assert value(fams, "vantage_worker_jwks_consecutive_failures",
+                     source=source) >= 3
+        # the set is still served, stale once its time is over
+        assert fetch(w).status == 200
+
+        if how == "500":
+            idp.up()
+        else:
+            idp.start()
+        _, req = notices(hook, 2, seconds=15)
+        res = check_delivery(req, "resolved")
+        assert ms_of(res["resolved_at"]) > ms_of(started)
+        assert res == dict(body, status="resolved", value=0,
+                           resolved_at=res["resolved_at"],
+                           summary="0 refreshes of the key set %s failed "
+                                   "in a row (threshold 3)" % source)
+        quiet(hook, 2)
+        fams = scrape(port)
+        assert value(fams, "vantage_worker_jwks_consecutive_failures",
+                     source=source) == 0
+        assert alert_counts(port, "keys") == ({"fired": 1, "resolved": 1}, 0)
+    finally:
+        idp.stop()
 
 
 # --------------------------------------------------------------------------

@@ -51,7 +51,6 @@
 #define VW_FETCH_INTRO_MAX    (64 * 1024)     /* an introspection answer */
 #define VW_FETCH_TOKEN_MAX    16384
 #define VW_FETCH_BACKOFF_MIN  1000            /* ms */
-#define VW_FETCH_LABEL        512
 
 #define VW_FETCH_WELL_KNOWN   "/.well-known/openid-configuration"
 
@@ -95,10 +94,10 @@ struct vw_fetch_idp_s {
     uint32_t                    err_status;  /* the last failure's */
     char                        err[VW_ERRSTR_LEN];
     unsigned                    failures;    /* refreshes failed in a row */
-    char                        label[VW_FETCH_LABEL];  /* the metrics'
-                                               source: scheme, host and
-                                               path of discovery or
-                                               jwks_url */
+    char                        label[VW_FETCH_SOURCE_LEN];
+                                            /* the metrics' source:
+                                               vw_fetch_source_label() of
+                                               discovery or jwks_url */
     unsigned                    failed:1;
     unsigned                    running:1;
 
@@ -496,8 +495,8 @@ vw_fetch_refresh(vw_fetch_idp_t *st, const vw_conf_idp_t *idp)
     st->running = 1;
     evtimer_del(st->timer);
 
-    vw_fetch_where(idp->discovery ? idp->discovery : idp->jwks_url, 1,
-                   st->label, sizeof(st->label));
+    vw_fetch_source_label(idp->discovery ? idp->discovery : idp->jwks_url,
+                          st->label, sizeof(st->label));
 
     if (idp->ca_file != NULL) {
         st->ca_file = strdup(idp->ca_file);
@@ -986,6 +985,13 @@ vw_fetch_where(const char *url, unsigned path, char *out, size_t size)
     curl_free(scheme);
     curl_free(p);
     curl_url_cleanup(u);
+}
+
+
+void
+vw_fetch_source_label(const char *url, char *out, size_t size)
+{
+    vw_fetch_where(url, 1, out, size);
 }
 
 
