@@ -729,6 +729,68 @@ def test_jwks_failing_fires_and_resolves(worker_factory, pki, tmp_path,
         idp.stop()
 
 
+@pytest.mark.parametrize("how", ["moved", "removed"])
+def test_jwks_failing_resolves_when_the_source_goes(worker_factory, pki,
+                                                    tmp_path, target, hook,
+                                                    how):
+    """A key set that never loaded (no set: each FETCH after the 1 s
+    backoff refreshes it, and nothing else does): three FETCHes, three
+    failures, the rule fires.  A reload points [idp main] at another
+    provider, or removes it: the old source's series goes with it, at
+    once, and the rule resolves as a label set with no data (value
+    null), with no FETCH meanwhile."""
+    from idp import IdP
+    bad = IdP(pki=pki, directory=str(tmp_path / "bad"), max_age=300)
+    good = IdP(pki=pki, directory=str(tmp_path / "good"), max_age=300)
+    try:
+        port = vh.free_port()
+        bad.fail("/jwks", "500")
+        source = "%s/jwks" % bad.url
+
+        def text(url):
+            jobs = ("[idp main]\njwks_url = %s/jwks\nca_file = %s\n"
+                    "min_refresh = 1s\ntimeout = 1s\n\n"
+                    % (url, pki.ca_file)) if url else ""
+            return conf(target, hook, "[alert keys]\nkind = jwks_failing\n"
+                        "threshold = 3\n", jobs=jobs, metrics=port)
+
+        w = worker_factory(text(bad.url))
+        for i in range(3):
+            if i:
+                time.sleep(vh.timeout(1.1))
+            assert fetch(w).status == 502
+        assert bad.count("/jwks") == 3
+        req, = notices(hook, 1)
+        body = check_delivery(req, "firing")
+        assert (body["labels"], body["value"]) == ({"source": source}, 3)
+
+        w.write_config(text(good.url if how == "moved" else None))
+        os.kill(w.pid, signal.SIGHUP)
+        _, req = notices(hook, 2)
+        res = check_delivery(req, "resolved")
+        assert res == dict(body, status="resolved", value=None,
+                           resolved_at=res["resolved_at"],
+                           summary="no data: the series is gone")
+        quiet(hook, 2)
+        assert alert_counts(port, "keys") == ({"fired": 1, "resolved": 1}, 0)
+        fams = scrape(port)
+        assert fams["vantage_worker_jwks_consecutive_failures"][
+            "samples"] == {}
+        assert bad.count("/jwks") == 3
+
+        if how == "moved":
+            assert fetch(w).status == 200
+            assert good.count("/jwks") == 1
+            assert value(scrape(port),
+                         "vantage_worker_jwks_consecutive_failures",
+                         source="%s/jwks" % good.url) == 0
+        else:
+            assert fetch(w).status == 404
+    finally:
+        bad.stop()
+        good.stop()
+
+
 # --------------------------------------------------------------------------
 # several workers, the cool-down, reminders, retried delivery
 

@@ -162,6 +162,8 @@ static void vw_fetch_answer(vw_fetch_idp_t *st, vw_fetch_kind_e kind,
 static void vw_fetch_timer(evutil_socket_t fd, short what, void *arg);
 static void vw_fetch_schedule(vw_fetch_idp_t *st, uint64_t ms);
 static char *vw_fetch_source(const vw_conf_idp_t *idp);
+static void vw_fetch_idp_unlabel(vw_fetch_idp_t *st);
+static void vw_fetch_idp_remove(vw_fetch_idp_t *st);
 static int vw_fetch_idp_follow(vw_fetch_idp_t *st,
     const vw_conf_idp_t *idp);
 static void vw_fetch_introspect(vw_fetch_t *f, const vw_conf_idp_t *idp,
@@ -391,6 +393,7 @@ vw_fetch_idp_free(vw_fetch_idp_t *st)
 
     curl_slist_free_all(st->headers);
     vw_fetch_idp_reset(st);
+    vw_fetch_idp_unlabel(st);
     free(st->new_doc);
     free(st->url);
     free(st->issuer);
@@ -401,7 +404,7 @@ vw_fetch_idp_free(vw_fetch_idp_t *st)
 }
 
 
-/* forgets the set and its failures (the refresh running, if any, stays) */
+/* forgets the set and its backoff (the refresh running, if any, stays) */
 static void
 vw_fetch_idp_reset(vw_fetch_idp_t *st)
 {
@@ -422,13 +425,14 @@ vw_fetch_idp_reset(vw_fetch_idp_t *st)
 
 /*
  * Keeps the provider's state in step with its configuration: when a reload
- * pointed it elsewhere (another URL or CA file), what was kept is void.
+ * pointed it elsewhere (another URL or CA file), what was kept is void,
+ * and another URL is another key set, whose failures start at none.
  * Returns VW_OK, or VW_ERROR when out of memory.
  */
 static int
 vw_fetch_idp_follow(vw_fetch_idp_t *st, const vw_conf_idp_t *idp)
 {
-    char  *source;
+    char  *source, label[VW_FETCH_SOURCE_LEN];
 
     source = vw_fetch_source(idp);
     if (source == NULL) {
@@ -444,7 +448,32 @@ vw_fetch_idp_follow(vw_fetch_idp_t *st, const vw_conf_idp_t *idp)
         free(source);
     }
 
+    vw_fetch_source_label(idp->discovery ? idp->discovery : idp->jwks_url,
+                          label, sizeof(label));
+
+    if (strcmp(label, st->label) != 0) {
+        vw_fetch_idp_unlabel(st);
+        memcpy(st->label, label, sizeof(label));
+    }
+
     return VW_OK;
+}
+
+
+/*
+ * The failures gauge of the key set URL the provider had goes: a rule
+ * reading it sees no data (and resolves) rather than the last count of a
+ * URL that no refresh will ever try again.
+ */
+static void
+vw_fetch_idp_unlabel(vw_fetch_idp_t *st)
+{
+    if (st->label[0] != '\0') {
+        vw_metrics_drop(VW_METRICS_JWKS_FAILURES, st->label, NULL);
+    }
+
+    st->label[0] = '\0';
+    st->failures = 0;
 }
 
 
@@ -494,9 +523,6 @@ vw_fetch_refresh(vw_fetch_idp_t *st, const vw_conf_idp_t *idp)
     st->max_age_cap_ms = idp->max_age_cap_ms;
     st->running = 1;
     evtimer_del(st->timer);
-
-    vw_fetch_source_label(idp->discovery ? idp->discovery : idp->jwks_url,
-                          st->label, sizeof(st->label));
 
     if (idp->ca_file != NULL) {
         st->ca_file = strdup(idp->ca_file);
@@ -865,7 +891,7 @@ vw_fetch_schedule(vw_fetch_idp_t *st, uint64_t ms)
 static void
 vw_fetch_timer(evutil_socket_t fd, short what, void *arg)
 {
-    vw_fetch_idp_t       *st = arg, **pp;
+    vw_fetch_idp_t       *st = arg;
     const vw_conf_idp_t  *idp;
 
     if (st->running) {
@@ -875,13 +901,7 @@ vw_fetch_timer(evutil_socket_t fd, short what, void *arg)
     idp = vw_conf_idp(vw_conf_current(), st->name, strlen(st->name));
 
     if (idp == NULL || (idp->discovery == NULL && idp->jwks_url == NULL)) {
-        /* removed by a reload: nobody waits (nothing runs), so it goes */
-        for (pp = &st->fetch->idps; *pp != st; pp = &(*pp)->next) {
-            /* void */
-        }
-
-        *pp = st->next;
-        vw_fetch_idp_free(st);
+        vw_fetch_idp_remove(st);
         return;
     }
 
@@ -891,6 +911,49 @@ vw_fetch_timer(evutil_socket_t fd, short what, void *arg)
     }
 
     vw_fetch_refresh(st, idp);
+}
+
+
+void
+vw_fetch_reload(vw_fetch_t *f)
+{
+    vw_fetch_idp_t       *st, *next;
+    const vw_conf_idp_t  *idp;
+
+    for (st = f->idps; st != NULL; st = next) {
+        next = st->next;
+
+        /* its end schedules its timer (a set) or waits for a FETCH */
+        if (st->running) {
+            continue;
+        }
+
+        idp = vw_conf_idp(vw_conf_current(), st->name, strlen(st->name));
+
+        if (idp == NULL || (idp->discovery == NULL && idp->jwks_url == NULL))
+        {
+            vw_fetch_idp_remove(st);
+            continue;
+        }
+
+        /* out of memory: its timer or the next FETCH follows it */
+        (void) vw_fetch_idp_follow(st, idp);
+    }
+}
+
+
+/* removed by a reload: nobody waits (nothing runs), so it goes */
+static void
+vw_fetch_idp_remove(vw_fetch_idp_t *st)
+{
+    vw_fetch_idp_t  **pp;
+
+    for (pp = &st->fetch->idps; *pp != st; pp = &(*pp)->next) {
+        /* void */
+    }
+
+    *pp = st->next;
+    vw_fetch_idp_free(st);
 }
 
 

@@ -63,6 +63,15 @@ void vw_fetch_start(vw_fetch_t *f, const char *idp, size_t idp_len,
     int64_t max_age, vw_fetch_done_pt handler, void *data);
 
 /*
+ * After a reload put a new configuration in force: a provider whose
+ * section is gone is forgotten, and one whose key set URL or ca_file
+ * changed drops the set it kept (the next FETCH or its timer fetches it
+ * anew); the failures gauge of a URL no longer fetched goes.  A provider
+ * whose refresh is running is looked at when its timer or a FETCH comes.
+ */
+void vw_fetch_reload(vw_fetch_t *f);
+
+/*
  * Writes into out (size bytes, VW_FETCH_SOURCE_LEN will do) the key set
  * URL url as vantage_worker_jwks_consecutive_failures' source label names
  * it: "scheme://host[:port]/path", never a user, a query or a fragment
