@@ -2,11 +2,14 @@
 
 A real redis-server, the real worker, tests/fakes/http_target.py as the
 vendor and, on a port of its own, as the webhook receiver that records
-each notice's body and headers.  The bodies are compared whole with what
-docs/WORKER.md ("Alerting") says; the idempotency keys are computed here
-with hashlib from the rule, the label set, the event and the firing time
-the notice states.  Evaluations run every 200 ms; every wait polls with a
-deadline, and no test times anything as a performance figure.
+each notice's body and headers; the Salesforce and HubSpot emulators,
+whose usage headers feed quota_share, and the identity provider
+emulator, whose key set feeds jwks_failing.  The bodies are compared
+whole with what docs/WORKER.md ("Alerting") says; the idempotency keys
+are computed here with hashlib from the rule, the label set, the event
+and the firing time the notice states.  Evaluations run every 200 ms;
+every wait polls with a deadline, and no test times anything as a
+performance figure.
 """
 
 import calendar
@@ -17,6 +20,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 
@@ -26,7 +30,10 @@ import pytest
 import vantage_harness as vh
 import worker_harness as wh
 from prom_text import parse, value
-from worker_harness import T_BODY, T_JOB_ID, T_JOB_TYPE, T_TENANT
+from worker_harness import (FETCH, REPLY, T_BODY, T_FETCH_KIND, T_IDP,
+                            T_JOB_ID, T_JOB_TYPE, T_TENANT)
+
+sys.path.insert(0, os.path.join(vh.REPO, "tests", "fakes"))
 
 
 CTL = os.environ.get("VANTAGECTL", os.path.join(vh.REPO, "build",
@@ -66,9 +73,10 @@ def conf(target, hook, rules, alerting="", worker="", jobs="",
     return text
 
 
-def dispatch(w, job_type, fid=1):
+def dispatch(w, job_type, fid=1, body=b"{}", headers=()):
     r = w.client().dispatch(fid, [(T_JOB_TYPE, job_type),
-                                  (T_TENANT, "acme"), (T_BODY, b"{}")])
+                                  (T_TENANT, "acme"), (T_BODY, body)]
+                            + [(wh.T_HEADER, h) for h in headers])
     assert r.status == 202, r
     return r.get(T_JOB_ID).decode()
 
@@ -120,11 +128,11 @@ def scrape(port):
     return parse(r.text)
 
 
-def ctl(redis, *args):
+def ctl(redis, *args, stdin=None):
     if not (os.path.exists(CTL) and os.access(CTL, os.X_OK)):
         pytest.skip("vantagectl not built: %s (run make ctl)" % CTL)
     p = subprocess.run([CTL, "--redis", redis.address] + list(args),
-                       capture_output=True, text=True,
+                       input=stdin, capture_output=True, text=True,
                        timeout=vh.timeout(20))
     assert p.returncode == 0, p.stderr
     return p
@@ -133,6 +141,16 @@ def ctl(redis, *args):
 def logged(w, msg, **fields):
     return [o for o in w.log_lines() if o.get("msg") == msg
             and all(o.get(k) == v for k, v in fields.items())]
+
+
+def alert_counts(port, rule):
+    """{event: count} of vantage_worker_alerts_total for rule, and its
+    vantage_worker_alert_firing."""
+    fams = scrape(port)
+    return ({dict(k[1])["event"]: v for k, v in
+             fams["vantage_worker_alerts_total"]["samples"].items()
+             if dict(k[1])["rule"] == rule},
+            value(fams, "vantage_worker_alert_firing", rule=rule))
 
 
 # --------------------------------------------------------------------------
@@ -420,6 +438,357 @@ def test_oldest_job_age_fires_and_resolves(worker_factory, target, hook,
                        resolved_at=res["resolved_at"],
                        summary="the oldest job in {vq}:jobs is 0s old "
                                "(threshold 1s)")
+
+
+# --------------------------------------------------------------------------
+# error_rate of one target
+
+def test_error_rate_by_target(worker_factory, target, hook, rc):
+    """target = crm reads target_attempts_total{target="crm"}: four
+    failures on erp first, which would fire a rule counting them, send
+    nothing; then 2 of 4 attempts to crm fail (fires), and one more
+    success, 2 of 5, resolves."""
+    port = vh.free_port()
+    rules = ("[alert crm-errors]\nkind = error_rate\nthreshold = 0.5\n"
+             "target = crm\nwindow = 1m\nmin_attempts = 4\n")
+    jobs = "".join("[job %s]\nconnector = http\nurl = %s\ntimeout = 1s\n"
+                   "max_attempts = 1\n\n" % (name, target.url("/" + name))
+                   for name in ("crm", "erp"))
+    w = worker_factory(conf(target, hook, rules, jobs=jobs, metrics=port))
+
+    def run(job_type, status, fid):
+        target.default("/" + job_type, (status, {}, b"{}"))
+        wh.wait_job_state(rc, dispatch(w, job_type, fid=fid),
+                          "succeeded" if status == 200 else "dead")
+
+    for i in range(4):
+        run("erp", 503, 1 + i)
+    quiet(hook, 0)
+
+    for i, status in enumerate((503, 503, 200, 200)):
+        run("crm", status, 10 + i)
+    req, = notices(hook, 1)
+    body = check_delivery(req, "firing")
+    started = body["started_at"]
+    assert body == {
+        "status": "firing", "rule": "crm-errors", "kind": "error_rate",
+        "severity": "warning", "labels": {"target": "crm"}, "value": 0.5,
+        "threshold": 0.5, "started_at": started, "resolved_at": None,
+        "summary": "2 of 4 attempts to target crm failed over 1m "
+                   "(50%, threshold 50%)"}
+    assert alert_counts(port, "crm-errors") == ({"fired": 1}, 1)
+
+    run("crm", 200, 20)
+    _, req = notices(hook, 2)
+    body = check_delivery(req, "resolved")
+    assert ms_of(body["resolved_at"]) > ms_of(started)
+    assert body == {
+        "status": "resolved", "rule": "crm-errors", "kind": "error_rate",
+        "severity": "warning", "labels": {"target": "crm"}, "value": 0.4,
+        "threshold": 0.5, "started_at": started,
+        "resolved_at": body["resolved_at"],
+        "summary": "2 of 5 attempts to target crm failed over 1m "
+                   "(40%, threshold 50%)"}
+    quiet(hook, 2)
+    fams = scrape(port)
+    assert {dict(k[1])["target"]: v for k, v in
+            fams["vantage_worker_target_attempts_total"]["samples"].items()
+            if dict(k[1])["outcome"] == "dead"} == {"crm": 2, "erp": 4}
+    assert alert_counts(port, "crm-errors") == \
+        ({"fired": 1, "resolved": 1}, 0)
+
+
+# --------------------------------------------------------------------------
+# quota_share: the Salesforce and HubSpot emulators' usage headers
+
+@pytest.fixture
+def vault_key(tmp_path):
+    if not (os.path.exists(CTL) and os.access(CTL, os.X_OK)):
+        pytest.skip("vantagectl not built: %s (run make ctl)" % CTL)
+    path = str(tmp_path / "vault.key")
+    vh.write_file(path, os.urandom(32), mode=0o600)
+    return path
+
+
+@pytest.fixture
+def sf(pki):
+    from salesforce import Salesforce
+    s = Salesforce(pki=pki, api_version="62.0")
+    yield s
+    s.stop()
+    assert s.internal_errors == []
+
+
+@pytest.fixture
+def hs(pki):
+    from hubspot import HubSpot
+    h = HubSpot(pki=pki)
+    yield h
+    h.stop()
+    assert not h.internal_errors, h.internal_errors
+
+
+def quota_episode(w, hook, rc, port, job_type, body, rule, tgt, threshold,
+                  new_day):
+    """Two calls, the second one's answer at the threshold (the first
+    one's below it): one firing notice; a new day at the vendor, a third
+    call: one resolved notice.  Returns the (value, summary) pairs the
+    notices said, for the caller to compare with the usage it set.  body
+    has a %d for the call's number: a record of its own each time."""
+    headers = [b"Content-Type\0application/json"]
+
+    def call(fid):
+        wh.wait_job_state(rc, dispatch(w, job_type, fid=fid, body=body % fid,
+                                       headers=headers), "succeeded")
+
+    call(1)
+    quiet(hook, 0)
+    call(2)
+    req, = notices(hook, 1)
+    fired = check_delivery(req, "firing")
+    started = fired["started_at"]
+    labels = {"target": tgt, "window": "daily"}
+    assert fired == {
+        "status": "firing", "rule": rule, "kind": "quota_share",
+        "severity": "critical", "labels": labels, "value": fired["value"],
+        "threshold": threshold, "started_at": started,
+        "resolved_at": None, "summary": fired["summary"]}
+    assert alert_counts(port, rule) == ({"fired": 1}, 1)
+
+    new_day()
+    call(3)
+    _, req = notices(hook, 2)
+    res = check_delivery(req, "resolved")
+    assert ms_of(res["resolved_at"]) > ms_of(started)
+    assert res == dict(fired, status="resolved", value=res["value"],
+                       resolved_at=res["resolved_at"],
+                       summary=res["summary"])
+    quiet(hook, 2)
+    assert alert_counts(port, rule) == ({"fired": 1, "resolved": 1}, 0)
+    fams = scrape(port)
+    assert value(fams, "vantage_worker_vendor_quota_ratio",
+                 **labels) == res["value"]
+    return (fired["value"], fired["summary"]), (res["value"],
+                                                 res["summary"])
+
+
+def test_quota_share_salesforce(sf, vault_key, worker_factory, worker_redis,
+                                target, hook, rc):
+    """Sforce-Limit-Info: api-usage=3999/5000, then 4000/5000: 80% is the
+    threshold, at which the rule holds (the connector's own limit_share,
+    90, lets the calls go); a new day, 1/5000, resolves it."""
+    ctl(worker_redis, "vault", "put", "sf.key", "--key-file", vault_key,
+        "--from-file", sf.jwt_key_file)
+    port = vh.free_port()
+    jobs = ("[vault]\nkey_file = %s\n\n[target sf]\nca_file = %s\n\n"
+            "[connection acme-sf]\nvendor = salesforce\nauth = jwt_bearer\n"
+            "login_url = %s\nclient_id = %s\nusername = %s\n"
+            "private_key = sf.key\napi_version = 62.0\ntarget = sf\n\n"
+            "[job sf.create]\nconnector = salesforce\n"
+            "connection = acme-sf\noperation = create\nobject = Contact\n"
+            "timeout = 5s\nmax_attempts = 1\n\n"
+            % (vault_key, sf.ca_file, sf.login_url, sf.consumer_key,
+               sf.username))
+    rules = ("[alert sf-quota]\nkind = quota_share\nthreshold = 0.8\n"
+             "target = sf\nseverity = critical\n")
+    w = worker_factory(conf(target, hook, rules, jobs=jobs, metrics=port)
+                       .replace("visibility_timeout = 6500ms",
+                                "visibility_timeout = 11s"))
+    sf.set_limit(daily=5000, used=3998)
+
+    fired, resolved = quota_episode(
+        w, hook, rc, port, "sf.create", b'{"LastName":"Lovelace %d"}',
+        "sf-quota", "sf", 0.8, lambda: sf.set_limit(used=0))
+    assert fired == (4000 / 5000, "target sf has used 80% of its daily "
+                     "allowance (threshold 80%)")
+    assert resolved == (1 / 5000, "target sf has used 0.02% of its daily "
+                        "allowance (threshold 80%)")
+    assert sf.usage() == (1, 5000)
+
+
+def test_quota_share_hubspot_daily(hs, vault_key, worker_factory,
+                                   worker_redis, target, hook, rc):
+    """X-HubSpot-RateLimit-Daily 10, -Daily-Remaining 9 then 8: 20% of
+    the day's allowance fires the rule for window daily only (the burst
+    and secondly windows, far from theirs, stay quiet); new_day(), 1 of
+    10, resolves it."""
+    ctl(worker_redis, "vault", "put", "hs.pat", "--key-file", vault_key,
+        stdin=hs.token)
+    worker_factory.secrets = (hs.token,)
+    port = vh.free_port()
+    jobs = ("[vault]\nkey_file = %s\n\n[target hs]\nca_file = %s\n\n"
+            "[connection hs]\nvendor = hubspot\nauth = private_app\n"
+            "token = hs.pat\nbase_url = %s\ntarget = hs\n\n"
+            "[job hs.create]\nconnector = hubspot\nconnection = hs\n"
+            "operation = create\nobject = contacts\ntimeout = 5s\n"
+            "max_attempts = 1\n\n" % (vault_key, hs.ca_file, hs.url))
+    rules = ("[alert hs-quota]\nkind = quota_share\nthreshold = 0.2\n"
+             "target = hs\nseverity = critical\n")
+    w = worker_factory(conf(target, hook, rules, jobs=jobs, metrics=port)
+                       .replace("visibility_timeout = 6500ms",
+                                "visibility_timeout = 11s"))
+    hs.limits.configure("private", daily=10, burst=1000, interval_ms=10000,
+                        secondly=1000)
+    hs.limits.reset()
+
+    fired, resolved = quota_episode(
+        w, hook, rc, port, "hs.create",
+        b'{"properties":{"email":"ada%d@example.com"}}', "hs-quota", "hs",
+        0.2, hs.limits.new_day)
+    assert fired == (2 / 10, "target hs has used 20% of its daily "
+                     "allowance (threshold 20%)")
+    assert resolved == (1 / 10, "target hs has used 10% of its daily "
+                        "allowance (threshold 20%)")
+    assert hs.count("/crm/v3/objects/contacts") == 3
+    # the burst window's three calls of 1000: a label set of its own,
+    # below the threshold
+    assert value(scrape(port), "vantage_worker_vendor_quota_ratio",
+                 target="hs", window="burst") == 3 / 1000
+
+
+# --------------------------------------------------------------------------
+# jwks_failing: the identity provider emulator
+
+def fetch(w):
+    with wh.FrameClient(w.socket_path) as c:
+        r = c.request(FETCH, 7, [(T_IDP, "main"), (T_FETCH_KIND, "jwks")],
+                      5.0)
+    assert r.type == FETCH | REPLY, r
+    return r
+
+
+@pytest.mark.parametrize("how", ["500", "stopped"])
+def test_jwks_failing_fires_and_resolves(worker_factory, pki, tmp_path,
+                                         target, hook, how):
+    """A key set loaded by a FETCH, then kept fresh by the worker's own
+    refreshes (min_refresh 3 s: at 2.4 s, then after 1 s and 2 s of
+    backoff, then every 3 s).  The provider answers 500 on /jwks (a key
+    set URL with a query) or stops listening (a discovery issuer without
+    a path): the third failure in a row fires, with the source label in
+    its scheme, host, port and path form, although the rule's source is
+    written as the section has it; the provider back, the next refresh
+    succeeds and resolves it."""
+    from idp import IdP
+    idp = IdP(pki=pki, directory=str(tmp_path), max_age=1)
+    try:
+        port = vh.free_port()
+        if how == "500":
+            url = "%s/jwks?tenant=acme" % idp.url
+            section = "jwks_url = %s\n" % url
+            source = "%s/jwks" % idp.url
+        else:
+            url = idp.url
+            section = "discovery = %s\n" % url
+            source = "%s/" % idp.url
+        jobs = ("[idp main]\n%sca_file = %s\nmin_refresh = 3s\n"
+                "timeout = 1s\n\n" % (section, idp.ca_file))
+        rules = ("[alert keys]\nkind = jwks_failing\nthreshold = 3\n"
+                 "source = %s\nseverity = critical\n" % url)
+        w = worker_factory(conf(target, hook, rules, jobs=jobs,
+                                metrics=port))
+        assert fetch(w).status == 200
+
+        if how == "500":
+            idp.fail("/jwks", "500")
+        else:
+            idp.stop()
+        req, = notices(hook, 1, seconds=15)
+        body = check_delivery(req, "firing")
+        started = body["started_at"]
+        assert body == {
+            "status": "firing", "rule": "keys", "kind": "jwks_failing",
+            "severity": "critical", "labels": {"source": source},
+            "value": 3, "threshold": 3, "started_at": started,
+            "resolved_at": None,
+            "summary": "3 refreshes of the key set %s failed in a row "
+                       "(threshold 3)" % source}
+        assert alert_counts(port, "keys") == ({"fired": 1}, 1)
+        fams = scrape(port)
+        assert value(fams, "vantage_worker_jwks_consecutive_failures",
+                     source=source) >= 3
+        # the set is still served, stale once its time is over
+        assert fetch(w).status == 200
+
+        if how == "500":
+            idp.up()
+        else:
+            idp.start()
+        _, req = notices(hook, 2, seconds=15)
+        res = check_delivery(req, "resolved")
+        assert ms_of(res["resolved_at"]) > ms_of(started)
+        assert res == dict(body, status="resolved", value=0,
+                           resolved_at=res["resolved_at"],
+                           summary="0 refreshes of the key set %s failed "
+                                   "in a row (threshold 3)" % source)
+        quiet(hook, 2)
+        fams = scrape(port)
+        assert value(fams, "vantage_worker_jwks_consecutive_failures",
+                     source=source) == 0
+        assert alert_counts(port, "keys") == ({"fired": 1, "resolved": 1}, 0)
+    finally:
+        idp.stop()
+
+
+@pytest.mark.parametrize("how", ["moved", "removed"])
+def test_jwks_failing_resolves_when_the_source_goes(worker_factory, pki,
+                                                    tmp_path, target, hook,
+                                                    how):
+    """A key set that never loaded (no set: each FETCH after the 1 s
+    backoff refreshes it, and nothing else does): three FETCHes, three
+    failures, the rule fires.  A reload points [idp main] at another
+    provider, or removes it: the old source's series goes with it, at
+    once, and the rule resolves as a label set with no data (value
+    null), with no FETCH meanwhile."""
+    from idp import IdP
+    bad = IdP(pki=pki, directory=str(tmp_path / "bad"), max_age=300)
+    good = IdP(pki=pki, directory=str(tmp_path / "good"), max_age=300)
+    try:
+        port = vh.free_port()
+        bad.fail("/jwks", "500")
+        source = "%s/jwks" % bad.url
+
+        def text(url):
+            jobs = ("[idp main]\njwks_url = %s/jwks\nca_file = %s\n"
+                    "min_refresh = 1s\ntimeout = 1s\n\n"
+                    % (url, pki.ca_file)) if url else ""
+            return conf(target, hook, "[alert keys]\nkind = jwks_failing\n"
+                        "threshold = 3\n", jobs=jobs, metrics=port)
+
+        w = worker_factory(text(bad.url))
+        for i in range(3):
+            if i:
+                time.sleep(vh.timeout(1.1))
+            assert fetch(w).status == 502
+        assert bad.count("/jwks") == 3
+        req, = notices(hook, 1)
+        body = check_delivery(req, "firing")
+        assert (body["labels"], body["value"]) == ({"source": source}, 3)
+
+        w.write_config(text(good.url if how == "moved" else None))
+        os.kill(w.pid, signal.SIGHUP)
+        _, req = notices(hook, 2)
+        res = check_delivery(req, "resolved")
+        assert res == dict(body, status="resolved", value=None,
+                           resolved_at=res["resolved_at"],
+                           summary="no data: the series is gone")
+        quiet(hook, 2)
+        assert alert_counts(port, "keys") == ({"fired": 1, "resolved": 1}, 0)
+        fams = scrape(port)
+        assert fams["vantage_worker_jwks_consecutive_failures"][
+            "samples"] == {}
+        assert bad.count("/jwks") == 3
+
+        if how == "moved":
+            assert fetch(w).status == 200
+            assert good.count("/jwks") == 1
+            assert value(scrape(port),
+                         "vantage_worker_jwks_consecutive_failures",
+                         source="%s/jwks" % good.url) == 0
+        else:
+            assert fetch(w).status == 404
+    finally:
+        bad.stop()
+        good.stop()
 
 
 # --------------------------------------------------------------------------

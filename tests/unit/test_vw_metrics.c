@@ -377,6 +377,37 @@ test_quota(void **state)
 }
 
 
+/* a dropped series is gone from the text; the list stays whole */
+static void
+test_drop(void **state)
+{
+    char  *t;
+
+    vw_metrics_set(VW_METRICS_JWKS_FAILURES, 3, "https://a/keys", NULL);
+    vw_metrics_set(VW_METRICS_JWKS_FAILURES, 1, "https://b/keys", NULL);
+    vw_metrics_drop(VW_METRICS_JWKS_FAILURES, "https://c/keys", NULL);
+
+    /* the last one, then one made after it: the tail moved back */
+    vw_metrics_drop(VW_METRICS_JWKS_FAILURES, "https://b/keys", NULL);
+    vw_metrics_set(VW_METRICS_JWKS_FAILURES, 2, "https://d/keys", NULL);
+    vw_metrics_drop(VW_METRICS_JWKS_FAILURES, "https://a/keys", NULL);
+    vw_metrics_set(VW_METRICS_JWKS_FAILURES, 0, "https://e/keys", NULL);
+
+    t = render();
+
+    assert_non_null(strstr(t,
+        "# TYPE vantage_worker_jwks_consecutive_failures gauge\n"
+        "vantage_worker_jwks_consecutive_failures{source=\"https://d/keys\"} "
+        "2\n"
+        "vantage_worker_jwks_consecutive_failures{source=\"https://e/keys\"} "
+        "0\n"));
+    assert_null(strstr(t, "https://a/"));
+    assert_null(strstr(t, "https://b/"));
+
+    free(t);
+}
+
+
 int
 main(void)
 {
@@ -390,6 +421,7 @@ main(void)
         cmocka_unit_test_teardown(test_json_mirror, teardown),
         cmocka_unit_test_teardown(test_read_and_quantile, teardown),
         cmocka_unit_test_teardown(test_quota, teardown),
+        cmocka_unit_test_teardown(test_drop, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -32,6 +32,7 @@
 
 #include "vw_alert.h"
 #include "vw_engine.h"
+#include "vw_fetch.h"
 #include "vw_metrics.h"
 #include "vw_services.h"
 
@@ -80,6 +81,8 @@ struct vw_alert_rule_s {
     char                       *name;
     char                       *fingerprint;  /* kind, filter, window: a
                                                  change starts afresh */
+    char                       *filter;     /* the filter's value as the
+                                               label has it, or NULL */
     vw_alert_kind_e             kind;
     double                      threshold;
     const char                 *severity;   /* conf.c's, static */
@@ -178,6 +181,7 @@ vw_alert_rule_free(vw_alert_rule_t *r)
 
     free(r->name);
     free(r->fingerprint);
+    free(r->filter);
     free(r->window);
     free(r);
 }
@@ -211,7 +215,8 @@ vw_alert_free(vw_alert_t *a)
 static vw_alert_rule_t *
 vw_alert_rule_get(vw_alert_t *a, const vw_conf_alert_t *cr)
 {
-    char              fp[512];
+    char              fp[512], source[VW_FETCH_SOURCE_LEN];
+    const char       *filter;
     vw_alert_rule_t  *r, **tail;
 
     snprintf(fp, sizeof(fp), "%d %s %s %llu", (int) cr->kind,
@@ -245,11 +250,30 @@ vw_alert_rule_get(vw_alert_t *a, const vw_conf_alert_t *cr)
     r->name = strdup(cr->name);
     r->fingerprint = strdup(fp);
 
+    /*
+     * a key set's source label has no query and its path is never empty:
+     * a source written as the [idp] section has the URL matches it too
+     */
+    filter = cr->filter;
+
+    if (filter != NULL && strcmp(cr->label, "source") == 0) {
+        vw_fetch_source_label(cr->filter, source, sizeof(source));
+
+        if (strcmp(source, "?") != 0) {
+            filter = source;
+        }
+    }
+
+    if (filter != NULL) {
+        r->filter = strdup(filter);
+    }
+
     if (cr->kind == VW_ALERT_ERROR_RATE) {
         r->window = calloc(1, sizeof(vw_alert_window_t));
     }
 
     if (r->name == NULL || r->fingerprint == NULL
+        || (filter != NULL && r->filter == NULL)
         || (cr->kind == VW_ALERT_ERROR_RATE && r->window == NULL))
     {
         vw_alert_rule_free(r);
@@ -567,7 +591,7 @@ vw_alert_read(vw_alert_rule_t *r, const vw_conf_alert_t *cr,
     default:
         sc.rule = r;
         sc.label = cr->label;
-        sc.filter = cr->filter;
+        sc.filter = r->filter;
         (void) vw_metrics_each(vw_alert_families[r->kind], vw_alert_scan,
                                &sc);
         return;

@@ -51,7 +51,6 @@
 #define VW_FETCH_INTRO_MAX    (64 * 1024)     /* an introspection answer */
 #define VW_FETCH_TOKEN_MAX    16384
 #define VW_FETCH_BACKOFF_MIN  1000            /* ms */
-#define VW_FETCH_LABEL        512
 
 #define VW_FETCH_WELL_KNOWN   "/.well-known/openid-configuration"
 
@@ -95,10 +94,10 @@ struct vw_fetch_idp_s {
     uint32_t                    err_status;  /* the last failure's */
     char                        err[VW_ERRSTR_LEN];
     unsigned                    failures;    /* refreshes failed in a row */
-    char                        label[VW_FETCH_LABEL];  /* the metrics'
-                                               source: scheme, host and
-                                               path of discovery or
-                                               jwks_url */
+    char                        label[VW_FETCH_SOURCE_LEN];
+                                            /* the metrics' source:
+                                               vw_fetch_source_label() of
+                                               discovery or jwks_url */
     unsigned                    failed:1;
     unsigned                    running:1;
 
@@ -163,6 +162,8 @@ static void vw_fetch_answer(vw_fetch_idp_t *st, vw_fetch_kind_e kind,
 static void vw_fetch_timer(evutil_socket_t fd, short what, void *arg);
 static void vw_fetch_schedule(vw_fetch_idp_t *st, uint64_t ms);
 static char *vw_fetch_source(const vw_conf_idp_t *idp);
+static void vw_fetch_idp_unlabel(vw_fetch_idp_t *st);
+static void vw_fetch_idp_remove(vw_fetch_idp_t *st);
 static int vw_fetch_idp_follow(vw_fetch_idp_t *st,
     const vw_conf_idp_t *idp);
 static void vw_fetch_introspect(vw_fetch_t *f, const vw_conf_idp_t *idp,
@@ -392,6 +393,7 @@ vw_fetch_idp_free(vw_fetch_idp_t *st)
 
     curl_slist_free_all(st->headers);
     vw_fetch_idp_reset(st);
+    vw_fetch_idp_unlabel(st);
     free(st->new_doc);
     free(st->url);
     free(st->issuer);
@@ -402,7 +404,7 @@ vw_fetch_idp_free(vw_fetch_idp_t *st)
 }
 
 
-/* forgets the set and its failures (the refresh running, if any, stays) */
+/* forgets the set and its backoff (the refresh running, if any, stays) */
 static void
 vw_fetch_idp_reset(vw_fetch_idp_t *st)
 {
@@ -423,13 +425,14 @@ vw_fetch_idp_reset(vw_fetch_idp_t *st)
 
 /*
  * Keeps the provider's state in step with its configuration: when a reload
- * pointed it elsewhere (another URL or CA file), what was kept is void.
+ * pointed it elsewhere (another URL or CA file), what was kept is void,
+ * and another URL is another key set, whose failures start at none.
  * Returns VW_OK, or VW_ERROR when out of memory.
  */
 static int
 vw_fetch_idp_follow(vw_fetch_idp_t *st, const vw_conf_idp_t *idp)
 {
-    char  *source;
+    char  *source, label[VW_FETCH_SOURCE_LEN];
 
     source = vw_fetch_source(idp);
     if (source == NULL) {
@@ -445,7 +448,32 @@ vw_fetch_idp_follow(vw_fetch_idp_t *st, const vw_conf_idp_t *idp)
         free(source);
     }
 
+    vw_fetch_source_label(idp->discovery ? idp->discovery : idp->jwks_url,
+                          label, sizeof(label));
+
+    if (strcmp(label, st->label) != 0) {
+        vw_fetch_idp_unlabel(st);
+        memcpy(st->label, label, sizeof(label));
+    }
+
     return VW_OK;
+}
+
+
+/*
+ * The failures gauge of the key set URL the provider had goes: a rule
+ * reading it sees no data (and resolves) rather than the last count of a
+ * URL that no refresh will ever try again.
+ */
+static void
+vw_fetch_idp_unlabel(vw_fetch_idp_t *st)
+{
+    if (st->label[0] != '\0') {
+        vw_metrics_drop(VW_METRICS_JWKS_FAILURES, st->label, NULL);
+    }
+
+    st->label[0] = '\0';
+    st->failures = 0;
 }
 
 
@@ -495,9 +523,6 @@ vw_fetch_refresh(vw_fetch_idp_t *st, const vw_conf_idp_t *idp)
     st->max_age_cap_ms = idp->max_age_cap_ms;
     st->running = 1;
     evtimer_del(st->timer);
-
-    vw_fetch_where(idp->discovery ? idp->discovery : idp->jwks_url, 1,
-                   st->label, sizeof(st->label));
 
     if (idp->ca_file != NULL) {
         st->ca_file = strdup(idp->ca_file);
@@ -866,7 +891,7 @@ vw_fetch_schedule(vw_fetch_idp_t *st, uint64_t ms)
 static void
 vw_fetch_timer(evutil_socket_t fd, short what, void *arg)
 {
-    vw_fetch_idp_t       *st = arg, **pp;
+    vw_fetch_idp_t       *st = arg;
     const vw_conf_idp_t  *idp;
 
     if (st->running) {
@@ -876,13 +901,7 @@ vw_fetch_timer(evutil_socket_t fd, short what, void *arg)
     idp = vw_conf_idp(vw_conf_current(), st->name, strlen(st->name));
 
     if (idp == NULL || (idp->discovery == NULL && idp->jwks_url == NULL)) {
-        /* removed by a reload: nobody waits (nothing runs), so it goes */
-        for (pp = &st->fetch->idps; *pp != st; pp = &(*pp)->next) {
-            /* void */
-        }
-
-        *pp = st->next;
-        vw_fetch_idp_free(st);
+        vw_fetch_idp_remove(st);
         return;
     }
 
@@ -892,6 +911,49 @@ vw_fetch_timer(evutil_socket_t fd, short what, void *arg)
     }
 
     vw_fetch_refresh(st, idp);
+}
+
+
+void
+vw_fetch_reload(vw_fetch_t *f)
+{
+    vw_fetch_idp_t       *st, *next;
+    const vw_conf_idp_t  *idp;
+
+    for (st = f->idps; st != NULL; st = next) {
+        next = st->next;
+
+        /* its end schedules its timer (a set) or waits for a FETCH */
+        if (st->running) {
+            continue;
+        }
+
+        idp = vw_conf_idp(vw_conf_current(), st->name, strlen(st->name));
+
+        if (idp == NULL || (idp->discovery == NULL && idp->jwks_url == NULL))
+        {
+            vw_fetch_idp_remove(st);
+            continue;
+        }
+
+        /* out of memory: its timer or the next FETCH follows it */
+        (void) vw_fetch_idp_follow(st, idp);
+    }
+}
+
+
+/* removed by a reload: nobody waits (nothing runs), so it goes */
+static void
+vw_fetch_idp_remove(vw_fetch_idp_t *st)
+{
+    vw_fetch_idp_t  **pp;
+
+    for (pp = &st->fetch->idps; *pp != st; pp = &(*pp)->next) {
+        /* void */
+    }
+
+    *pp = st->next;
+    vw_fetch_idp_free(st);
 }
 
 
@@ -986,6 +1048,13 @@ vw_fetch_where(const char *url, unsigned path, char *out, size_t size)
     curl_free(scheme);
     curl_free(p);
     curl_url_cleanup(u);
+}
+
+
+void
+vw_fetch_source_label(const char *url, char *out, size_t size)
+{
+    vw_fetch_where(url, 1, out, size);
 }
 
 

@@ -71,6 +71,7 @@ static vw_conf_t    *vw_main_conf;
 static vw_engine_t  *vw_main_engine;
 static vw_cometd_t  *vw_main_cometd;
 static vw_alert_t   *vw_main_alert;
+static vw_fetch_t   *vw_main_fetch;
 
 
 const vw_conf_t *
@@ -253,6 +254,7 @@ main(int argc, char **argv)
         }
 
         vw_server_set_fetch(server, fetch);
+        vw_main_fetch = fetch;
 
         /* [alerting]: it may come with a reload, so the timer always runs */
         vw_main_alert = vw_alert_create(base, queue, consumer);
@@ -283,6 +285,7 @@ done:
     vw_engine_free(vw_main_engine);
     vw_server_free(server);
     /* after the server: it answers the FETCHes of closed connections */
+    vw_main_fetch = NULL;
     vw_fetch_free(fetch);
     vw_queue_free(queue);
     /* after the queue, whose freeing answers the rules' and the
@@ -669,6 +672,11 @@ vw_main_reload(evutil_socket_t sig, short what, void *arg)
     vw_conf_free(old);
 
     vw_cometd_reload(vw_main_cometd);
+
+    /* providers gone or moved: no refresh of theirs, no gauge left */
+    if (vw_main_fetch != NULL) {
+        vw_fetch_reload(vw_main_fetch);
+    }
 
     vw_main_count(conf, jobs, targets);
 

@@ -259,6 +259,41 @@ vw_metrics_set(vw_metrics_family_e f, double v, const char *l0,
 
 
 void
+vw_metrics_drop(vw_metrics_family_e f, const char *l0, const char *l1)
+{
+    vw_metrics_family_t   *fam;
+    vw_metrics_series_t   *s, **sp;
+
+    if ((unsigned) f >= VW_METRICS_FAMILIES) {
+        return;
+    }
+
+    fam = &vw_metrics[f];
+
+    for (sp = &fam->series; (s = *sp) != NULL; sp = &s->next) {
+        if (!vw_metrics_same(s->labels[0], l0)
+            || !vw_metrics_same(s->labels[1], l1))
+        {
+            continue;
+        }
+
+        *sp = s->next;
+
+        if (fam->tail == &s->next) {
+            fam->tail = sp;
+        }
+
+        fam->n--;
+        free(s->labels[0]);
+        free(s->labels[1]);
+        free(s);
+
+        return;
+    }
+}
+
+
+void
 vw_metrics_observe(vw_metrics_family_e f, double v, const char *l0,
     const char *l1)
 {

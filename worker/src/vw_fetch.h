@@ -10,6 +10,9 @@
 #include "vw_core.h"
 
 
+#define VW_FETCH_SOURCE_LEN  512   /* vw_fetch_source_label()'s out */
+
+
 typedef struct vw_fetch_s  vw_fetch_t;
 
 typedef enum {
@@ -58,6 +61,24 @@ void vw_fetch_free(vw_fetch_t *f);
 void vw_fetch_start(vw_fetch_t *f, const char *idp, size_t idp_len,
     vw_fetch_kind_e kind, const unsigned char *token, size_t token_len,
     int64_t max_age, vw_fetch_done_pt handler, void *data);
+
+/*
+ * After a reload put a new configuration in force: a provider whose
+ * section is gone is forgotten, and one whose key set URL or ca_file
+ * changed drops the set it kept (the next FETCH or its timer fetches it
+ * anew); the failures gauge of a URL no longer fetched goes.  A provider
+ * whose refresh is running is looked at when its timer or a FETCH comes.
+ */
+void vw_fetch_reload(vw_fetch_t *f);
+
+/*
+ * Writes into out (size bytes, VW_FETCH_SOURCE_LEN will do) the key set
+ * URL url as vantage_worker_jwks_consecutive_failures' source label names
+ * it: "scheme://host[:port]/path", never a user, a query or a fragment
+ * (an empty path is "/"), so that a URL written either way compares
+ * equal; "?" when url does not parse.
+ */
+void vw_fetch_source_label(const char *url, char *out, size_t size);
 
 
 #endif /* VW_FETCH_H */

@@ -69,6 +69,14 @@ void vw_metrics_add(vw_metrics_family_e f, uint64_t n, const char *l0,
 void vw_metrics_set(vw_metrics_family_e f, double v, const char *l0,
     const char *l1);
 
+/*
+ * Removes the series of f with these label values, if there is one: a
+ * gauge of something that is no longer there (a key set's URL that a
+ * reload changed), which a reader then finds without data instead of
+ * at its last value.  Its label set counts toward the bound no more.
+ */
+void vw_metrics_drop(vw_metrics_family_e f, const char *l0, const char *l1);
+
 /* Records v (seconds) in a histogram: its bucket, _sum and _count. */
 void vw_metrics_observe(vw_metrics_family_e f, double v, const char *l0,
     const char *l1);
