@@ -473,9 +473,11 @@ ngx_vantage_metrics_merge(ngx_conf_t *cf, ngx_vantage_loc_conf_t *prev,
     name = vmcf->metrics_locations->elts;
 
     for (i = 0; i < vmcf->metrics_locations->nelts; i++) {
+        /* "" (no location) may have no data: strncmp() must not see it */
         if (name[i].len == clcf->name.len
-            && ngx_strncmp(name[i].data, clcf->name.data, clcf->name.len)
-               == 0)
+            && (clcf->name.len == 0
+                || ngx_strncmp(name[i].data, clcf->name.data,
+                               clcf->name.len) == 0))
         {
             conf->metrics_location = i;
             return NGX_CONF_OK;
