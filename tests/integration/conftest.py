@@ -383,10 +383,54 @@ def rc(worker_redis):
 def target():
     """An HttpTarget (tests/fakes/http_target.py) on a free port, closed at
     teardown."""
-    fakes = os.path.join(vh.REPO, "tests", "fakes")
-    if fakes not in sys.path:
-        sys.path.insert(0, fakes)
+    _fakes_on_path()
     from http_target import HttpTarget
     t = HttpTarget()
     yield t
     t.close()
+
+
+# --------------------------------------------------------------------------
+# the vendor emulators and a vault key, for the worker's metrics and alert
+# tests (test_worker_status.py, test_alerting.py); the connector tests keep
+# their own, which take other options
+
+@pytest.fixture
+def vault_key(tmp_path):
+    """A fresh 32-byte vault master key file (0600); skips without
+    vantagectl, which seals the secrets under it."""
+    ctl = os.environ.get("VANTAGECTL",
+                         os.path.join(vh.REPO, "build", "vantagectl"))
+    if not os.access(ctl, os.X_OK):
+        pytest.skip("vantagectl not built: %s (run make ctl)" % ctl)
+    path = str(tmp_path / "vault.key")
+    vh.write_file(path, os.urandom(32), mode=0o600)
+    return path
+
+
+def _fakes_on_path():
+    fakes = os.path.join(vh.REPO, "tests", "fakes")
+    if fakes not in sys.path:
+        sys.path.insert(0, fakes)
+
+
+@pytest.fixture
+def sf(pki):
+    """The Salesforce emulator (tests/fakes/salesforce), API 62.0."""
+    _fakes_on_path()
+    from salesforce import Salesforce
+    s = Salesforce(pki=pki, api_version="62.0")
+    yield s
+    s.stop()
+    assert s.internal_errors == []
+
+
+@pytest.fixture
+def hs(pki):
+    """The HubSpot emulator (tests/fakes/hubspot)."""
+    _fakes_on_path()
+    from hubspot import HubSpot
+    h = HubSpot(pki=pki)
+    yield h
+    h.stop()
+    assert not h.internal_errors, h.internal_errors

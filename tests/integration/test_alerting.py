@@ -501,33 +501,6 @@ def test_error_rate_by_target(worker_factory, target, hook, rc):
 # --------------------------------------------------------------------------
 # quota_share: the Salesforce and HubSpot emulators' usage headers
 
-@pytest.fixture
-def vault_key(tmp_path):
-    if not (os.path.exists(CTL) and os.access(CTL, os.X_OK)):
-        pytest.skip("vantagectl not built: %s (run make ctl)" % CTL)
-    path = str(tmp_path / "vault.key")
-    vh.write_file(path, os.urandom(32), mode=0o600)
-    return path
-
-
-@pytest.fixture
-def sf(pki):
-    from salesforce import Salesforce
-    s = Salesforce(pki=pki, api_version="62.0")
-    yield s
-    s.stop()
-    assert s.internal_errors == []
-
-
-@pytest.fixture
-def hs(pki):
-    from hubspot import HubSpot
-    h = HubSpot(pki=pki)
-    yield h
-    h.stop()
-    assert not h.internal_errors, h.internal_errors
-
-
 def quota_episode(w, hook, rc, port, job_type, body, rule, tgt, threshold,
                   new_day):
     """Two calls, the second one's answer at the threshold (the first

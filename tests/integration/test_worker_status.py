@@ -569,25 +569,6 @@ def ctl(redis, *args, stdin=None):
     assert p.returncode == 0, p.stderr.decode()
 
 
-@pytest.fixture
-def vault_key(base_dir):
-    if not os.access(CTL, os.X_OK):
-        pytest.skip("vantagectl not built: %s (run make ctl)" % CTL)
-    d = vh.make_dir(os.path.join(base_dir, "status-vault-%d" % os.getpid()))
-    path = os.path.join(d, "vault.key")
-    vh.write_file(path, os.urandom(32), mode=0o600)
-    return path
-
-
-@pytest.fixture
-def sf(pki):
-    from salesforce import Salesforce
-    s = Salesforce(pki=pki, api_version="62.0")
-    yield s
-    s.stop()
-    assert s.internal_errors == []
-
-
 def test_salesforce_quota_and_token_refreshes(sf, vault_key, worker_factory,
                                               worker_redis, rc, port):
     ctl(worker_redis, "vault", "put", "sf.key", "--key-file", vault_key,
@@ -649,15 +630,6 @@ def test_salesforce_quota_and_token_refreshes(sf, vault_key, worker_factory,
                    connection="acme-sf", outcome="refused") == 1
     assert counter(fams, "vantage_worker_oauth_refreshes_total",
                    connection="acme-sf", outcome="success") == 2
-
-
-@pytest.fixture
-def hs(pki):
-    from hubspot import HubSpot
-    h = HubSpot(pki=pki)
-    yield h
-    h.stop()
-    assert not h.internal_errors, h.internal_errors
 
 
 def test_hubspot_quota(hs, vault_key, worker_factory, worker_redis, rc,
